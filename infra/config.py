@@ -1,0 +1,120 @@
+"""Frozen per-stage configuration. app.py picks one by the `stage` context; nothing else reads
+context or the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runtime.common.limits import DEFAULT_LIMITS, Limits
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaneConfig:
+    """Capacity and queue behaviour of one lane."""
+
+    min_tasks: int
+    max_tasks: int
+    backlog_per_task_target: int  # visible messages per running task that scaling aims for
+    oldest_message_slo_seconds: int  # alarm when the oldest message is older than this
+    max_receive_count: int  # deliveries before a message goes to the lane's DLQ
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    stage: str
+    # Retention of personal data (uploaded faces/voices, rendered outputs) and caches.
+    uploads_expire_days: int
+    outputs_expire_days: int
+    avatar_cache_expire_days: int  # refreshed on use: the worker re-puts a hit older than half this
+    job_record_ttl_days: int
+    # Networking: NAT gives GPU hosts egress; interface endpoints keep AWS traffic private.
+    nat_gateways: int
+    interface_endpoints: bool
+    # GPU fleet.
+    gpu_instance_types: tuple[str, ...]
+    on_demand_fallback_for_interactive: bool
+    max_instances: int
+    interactive: LaneConfig
+    batch: LaneConfig
+    # The worker extends visibility every `heartbeat_seconds`; the queue timeout is a few beats.
+    heartbeat_seconds: int = 30
+    visibility_timeout_seconds: int = 120
+    task_stop_timeout_seconds: int = 120
+    # API.
+    api_throttle_rate: float = 20
+    api_throttle_burst: int = 40
+    api_quota_per_day: int = 10_000
+    log_retention_days: int = 30
+    limits: Limits = field(default=DEFAULT_LIMITS)
+    # Alarms.
+    failure_rate_alarm_percent: float = 10
+    low_sync_alarm_threshold: float = 0.3
+    gpu_memory_alarm_percent: float = 95
+
+
+_FLEET = ("g6.xlarge", "g5.xlarge", "g4dn.xlarge", "g6.2xlarge", "g5.2xlarge")
+
+STAGES: dict[str, StageConfig] = {
+    "dev": StageConfig(
+        stage="dev",
+        uploads_expire_days=1,
+        outputs_expire_days=3,
+        avatar_cache_expire_days=14,
+        job_record_ttl_days=7,
+        nat_gateways=1,
+        interface_endpoints=False,
+        gpu_instance_types=_FLEET,
+        on_demand_fallback_for_interactive=False,
+        max_instances=2,
+        interactive=LaneConfig(
+            min_tasks=1,
+            max_tasks=2,
+            backlog_per_task_target=2,
+            oldest_message_slo_seconds=60,
+            max_receive_count=3,
+        ),
+        batch=LaneConfig(
+            min_tasks=0,
+            max_tasks=2,
+            backlog_per_task_target=10,
+            oldest_message_slo_seconds=1800,
+            max_receive_count=3,
+        ),
+        api_quota_per_day=2_000,
+        log_retention_days=14,
+    ),
+    "prod": StageConfig(
+        stage="prod",
+        uploads_expire_days=7,
+        outputs_expire_days=30,
+        avatar_cache_expire_days=30,
+        job_record_ttl_days=90,
+        nat_gateways=2,
+        interface_endpoints=True,
+        gpu_instance_types=_FLEET,
+        on_demand_fallback_for_interactive=True,
+        max_instances=20,
+        interactive=LaneConfig(
+            min_tasks=2,
+            max_tasks=10,
+            backlog_per_task_target=2,
+            oldest_message_slo_seconds=30,
+            max_receive_count=4,
+        ),
+        batch=LaneConfig(
+            min_tasks=0,
+            max_tasks=10,
+            backlog_per_task_target=20,
+            oldest_message_slo_seconds=3600,
+            max_receive_count=4,
+        ),
+        log_retention_days=90,
+    ),
+}
+
+
+def stage_config(stage: str) -> StageConfig:
+    try:
+        return STAGES[stage]
+    except KeyError:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGES)}") from None

@@ -1,0 +1,1 @@
+"""Code that runs in AWS (API Lambdas, GPU worker) and locally; infra/ deploys it."""

@@ -1,0 +1,45 @@
+"""S3 key layout. Every personal object lives under its tenant's prefix, so tenant isolation is a
+prefix check and erasure is a prefix delete."""
+
+from __future__ import annotations
+
+import re
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def is_safe_id(value: str) -> bool:
+    """Ids used in keys: no slashes, dots or other path tricks."""
+    return bool(_ID.fullmatch(value))
+
+
+def tenant_prefix(tenant: str) -> str:
+    if not is_safe_id(tenant):
+        raise ValueError("tenant id must match [A-Za-z0-9_-]{1,64}")
+    return f"tenants/{tenant}/"
+
+
+def upload_key(tenant: str, upload_id: str, kind: str) -> str:
+    if not is_safe_id(upload_id) or not is_safe_id(kind):
+        raise ValueError("upload id and kind must match [A-Za-z0-9_-]{1,64}")
+    return f"{tenant_prefix(tenant)}uploads/{upload_id}/{kind}"
+
+
+def output_key(tenant: str, job_id: str) -> str:
+    if not is_safe_id(job_id):
+        raise ValueError("job id must match [A-Za-z0-9_-]{1,64}")
+    return f"{tenant_prefix(tenant)}jobs/{job_id}/output.mp4"
+
+
+def avatar_cache_key(model_version: str, avatar_id: str) -> str:
+    """Prepared avatars are keyed by content + options (the avatar id) and model version."""
+    if not is_safe_id(avatar_id):
+        raise ValueError("avatar id must match [A-Za-z0-9_-]{1,64}")
+    return f"prepared/{model_version}/{avatar_id}.bin"
+
+
+def rendered_cache_key(model_version: str, content_hash: str) -> str:
+    """Output cache: the same (model, avatar, audio, options) renders once, whoever asks."""
+    if not is_safe_id(content_hash):
+        raise ValueError("content hash must match [A-Za-z0-9_-]{1,64}")
+    return f"rendered/{model_version}/{content_hash}.mp4"

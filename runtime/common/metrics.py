@@ -1,0 +1,49 @@
+"""CloudWatch metric names: emitted by the API and worker (EMF), graphed and alarmed by the stack.
+
+One definition, so a dashboard widget can never point at a metric nobody emits.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+NAMESPACE = "MuseTalk"
+
+# Dimension names. Every worker metric carries `Lane`; `Service` is "api" or "worker".
+DIMENSION_LANE = "Lane"
+DIMENSION_SERVICE = "Service"
+DIMENSION_ERROR_CODE = "ErrorCode"
+
+
+class Metric(StrEnum):
+    # API
+    JOBS_ACCEPTED = "JobsAccepted"
+    JOBS_REJECTED = "JobsRejected"
+    JOBS_REENQUEUED = "JobsReenqueued"  # re-sent by the sweeper
+    # Worker: outcomes
+    JOBS_SUCCEEDED = "JobsSucceeded"
+    JOBS_FAILED = "JobsFailed"
+    JOBS_REQUEUED = "JobsRequeued"
+    DUPLICATES_DROPPED = "DuplicatesDropped"
+    OUTPUT_CACHE_HITS = "OutputCacheHits"
+    # Worker: time (milliseconds) and speed
+    QUEUE_WAIT_MS = "QueueWaitMs"
+    DOWNLOAD_MS = "DownloadMs"
+    PREPARE_MS = "PrepareMs"
+    SPEAK_MS = "SpeakMs"
+    ENCODE_MS = "EncodeMs"
+    UPLOAD_MS = "UploadMs"
+    FRAMES_PER_SECOND = "FramesPerSecond"
+    # Worker: model health
+    SYNC_CONFIDENCE = "SyncConfidence"
+    LOW_SYNC_JOBS = "LowSyncJobs"
+    OOM_HALVINGS = "OomHalvings"
+    AVATAR_CACHE_HITS = "AvatarCacheHits"
+    AVATAR_CACHE_MISSES = "AvatarCacheMisses"
+    AVATAR_CACHE_LOAD_MS = "AvatarCacheLoadMs"
+    # Worker: GPU (NVML)
+    GPU_UTILIZATION = "GpuUtilization"
+    GPU_MEMORY_USED_PERCENT = "GpuMemoryUsedPercent"
+    # Worker: start-up
+    STARTUP_DOWNLOAD_MS = "StartupDownloadMs"
+    STARTUP_LOAD_MS = "StartupLoadMs"

@@ -1,0 +1,114 @@
+"""Resource names shared by the CDK stack and local mode, and the environment variables that carry
+them to the runtime.
+
+The stack creates resources with these names and passes them to the Lambdas and the worker through
+the variables in `EnvVar`; local mode creates the same names on the emulator. Keeping both sides on
+this module is what makes "the same buckets, tables, queues and topics" true by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Lane(StrEnum):
+    """Job lanes. Interactive keeps warm GPU tasks; batch scales to zero."""
+
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
+class BucketRole(StrEnum):
+    UPLOADS = "uploads"
+    OUTPUTS = "outputs"
+    WEIGHTS = "weights"
+    AVATAR_CACHE = "avatar-cache"
+    ACCESS_LOGS = "access-logs"
+
+
+class EnvVar(StrEnum):
+    """Environment variables set by the stack (and local mode) and read by the runtime."""
+
+    STAGE = "MUSETALK_STAGE"
+    UPLOADS_BUCKET = "MUSETALK_UPLOADS_BUCKET"
+    OUTPUTS_BUCKET = "MUSETALK_OUTPUTS_BUCKET"
+    WEIGHTS_BUCKET = "MUSETALK_WEIGHTS_BUCKET"
+    AVATAR_CACHE_BUCKET = "MUSETALK_AVATAR_CACHE_BUCKET"
+    JOBS_TABLE = "MUSETALK_JOBS_TABLE"
+    IDEMPOTENCY_TABLE = "MUSETALK_IDEMPOTENCY_TABLE"
+    INTERACTIVE_QUEUE_URL = "MUSETALK_INTERACTIVE_QUEUE_URL"
+    BATCH_QUEUE_URL = "MUSETALK_BATCH_QUEUE_URL"
+    COMPLETION_TOPIC_ARN = "MUSETALK_COMPLETION_TOPIC_ARN"
+    WEBHOOK_SECRET_ARN = "MUSETALK_WEBHOOK_SECRET_ARN"  # noqa: S105 (a variable name, not a secret)
+    API_KEY_TENANTS = "MUSETALK_API_KEY_TENANTS"
+    LIMITS_JSON = "MUSETALK_LIMITS_JSON"
+    AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"  # set only in local mode (the emulator)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourceNames:
+    """Physical names of every named resource of one deployment.
+
+    `account` and `region` may be CloudFormation tokens in the stack and literals locally; bucket
+    names include both because S3 names are global.
+    """
+
+    stage: str
+    account: str
+    region: str
+
+    @property
+    def prefix(self) -> str:
+        return f"musetalk-{self.stage}"
+
+    def bucket(self, role: BucketRole) -> str:
+        return f"{self.prefix}-{role.value}-{self.account}-{self.region}"
+
+    @property
+    def jobs_table(self) -> str:
+        return f"{self.prefix}-jobs"
+
+    @property
+    def idempotency_table(self) -> str:
+        return f"{self.prefix}-idempotency"
+
+    def queue(self, lane: Lane) -> str:
+        return f"{self.prefix}-{lane.value}"
+
+    def dead_letter_queue(self, lane: Lane) -> str:
+        return f"{self.prefix}-{lane.value}-dlq"
+
+    @property
+    def completion_topic(self) -> str:
+        return f"{self.prefix}-job-completion"
+
+    @property
+    def alarm_topic(self) -> str:
+        return f"{self.prefix}-alarms"
+
+    @property
+    def webhook_secret(self) -> str:
+        return f"{self.prefix}/webhook-signing-secret"
+
+
+class JobsTable:
+    """Key schema of the jobs table (single table: jobs, uploads and avatars).
+
+    Items are keyed `pk = "JOB#<job_id>"`, `"UPLOAD#<tenant>#<upload_id>"` or
+    `"AVATAR#<tenant>#<avatar_id>"`; the `by_tenant` index lists one tenant's items of one kind by
+    time (`tenant_kind = "<tenant>#job"`, `created_at` ISO-8601 UTC).
+    """
+
+    PARTITION_KEY = "pk"
+    TENANT_INDEX = "by_tenant"
+    TENANT_INDEX_PARTITION_KEY = "tenant_kind"
+    TENANT_INDEX_SORT_KEY = "created_at"
+    TTL_ATTRIBUTE = "expires_at"
+
+
+class IdempotencyTable:
+    """The schema aws-lambda-powertools' DynamoDBPersistenceLayer expects by default."""
+
+    PARTITION_KEY = "id"
+    TTL_ATTRIBUTE = "expiration"

@@ -1,0 +1,50 @@
+"""The shared contract rejects what neither side may accept."""
+
+import pytest
+from pydantic import ValidationError
+
+from runtime.common import keys
+from runtime.common.jobs import AvatarOptions, ErrorCode, JobStatus
+from runtime.common.names import BucketRole, Lane, ResourceNames
+
+
+def test_bbox_shift_outside_documented_range_is_rejected() -> None:
+    with pytest.raises(ValidationError) as raised:
+        AvatarOptions(bbox_shift=41)
+    assert raised.value.errors()[0]["loc"] == ("bbox_shift",)
+
+
+def test_bbox_shift_must_be_an_integer_not_a_string() -> None:
+    with pytest.raises(ValidationError):
+        AvatarOptions.model_validate({"bbox_shift": "3"})
+
+
+def test_unknown_option_fields_are_rejected() -> None:
+    with pytest.raises(ValidationError):
+        AvatarOptions.model_validate({"bbox_shift": 0, "surprise": 1})
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "", "x" * 65, "a.b"])
+def test_keys_refuse_path_tricks(bad: str) -> None:
+    with pytest.raises(ValueError, match="must match"):
+        keys.upload_key("tenant-a", bad, "audio")
+
+
+def test_upload_keys_stay_inside_the_tenant_prefix() -> None:
+    key = keys.upload_key("tenant-a", "u1", "audio")
+    assert key.startswith(keys.tenant_prefix("tenant-a"))
+
+
+def test_final_statuses_and_permanent_errors() -> None:
+    assert JobStatus.SUCCEEDED.is_final
+    assert not JobStatus.RENDERING.is_final
+    assert ErrorCode.NO_FACE.is_permanent
+    assert not ErrorCode.OUT_OF_MEMORY.is_permanent
+
+
+def test_names_are_distinct_per_stage_and_lane() -> None:
+    dev = ResourceNames(stage="dev", account="123456789012", region="us-east-1")
+    prod = ResourceNames(stage="prod", account="123456789012", region="us-east-1")
+    assert dev.queue(Lane.BATCH) != dev.queue(Lane.INTERACTIVE)
+    assert dev.bucket(BucketRole.UPLOADS) != prod.bucket(BucketRole.UPLOADS)
+    assert dev.dead_letter_queue(Lane.BATCH).endswith("-dlq")

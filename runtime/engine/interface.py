@@ -1,0 +1,119 @@
+"""What the worker may rely on from an engine, without importing torch.
+
+The real MuseTalk engine and the small test engine both satisfy `LipSyncEngine`. Errors carry a
+`runtime.common.jobs.ErrorCode`, so the worker maps them to job outcomes without knowing the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, TypeVar
+
+from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
+
+WeightsKind = Literal["official", "random"]
+ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
+T = TypeVar("T")
+
+
+class EngineError(Exception):
+    """A job-level failure with a code the API reports to the caller."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class MediaError(EngineError):
+    """The input itself is unusable (corrupt, no face, too long): retrying cannot help."""
+
+
+class OutOfMemory(EngineError):
+    """Even the smallest allowed batch did not fit; the job should go back with `batch_size`."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__(ErrorCode.OUT_OF_MEMORY, f"out of GPU memory at batch size {batch_size}")
+        self.batch_size = batch_size
+
+
+class Interrupted(Exception):
+    """`should_stop` turned true during a render; nothing was written."""
+
+
+class PreparedAvatarLike(Protocol):
+    """A prepared avatar: serializable for the avatar cache, sized for the in-memory LRU."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def to_bytes(self) -> bytes: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rendered:
+    """Result of one `speak` call; the mp4 is already at the output path."""
+
+    frames: int
+    fps: float
+    duration_s: float
+    weights: WeightsKind
+    batch_size: int
+    frames_skipped: int = 0  # silent frames that reused the avatar's own frames
+    sync_confidence: float | None = None
+    sync_offset_frames: int | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)  # e.g. audio, unet, decode, encode
+
+
+class LipSyncEngine(Protocol):
+    weights: WeightsKind
+    model_version: str
+
+    def prepare(self, avatar_media: Path, options: AvatarOptions) -> PreparedAvatarLike: ...
+
+    def load_prepared(self, data: bytes) -> PreparedAvatarLike: ...
+
+    def speak(
+        self,
+        prepared: PreparedAvatarLike,
+        audio: Path,
+        out_path: Path,
+        *,
+        options: RenderOptions,
+        batch_size: int | None = None,
+        min_batch_size: int = 1,
+        progress: ProgressFn | None = None,
+        on_oom_halving: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Rendered: ...
+
+
+def halve_on_oom(
+    run_step: Callable[[int], T],
+    *,
+    batch_size: int,
+    min_batch_size: int,
+    is_oom: Callable[[BaseException], bool],
+    free_memory: Callable[[], None] = lambda: None,
+    on_halving: Callable[[int], None] | None = None,
+) -> tuple[T, int]:
+    """Run `run_step(batch_size)`, halving the batch after each out-of-memory error.
+
+    Returns the step's result and the batch size that worked (callers keep using it). Raises
+    `OutOfMemory` once halving would go below `min_batch_size`.
+    """
+    size = batch_size
+    while True:
+        try:
+            return run_step(size), size
+        except Exception as error:
+            if not is_oom(error):
+                raise
+            free_memory()
+            if size // 2 < min_batch_size:
+                raise OutOfMemory(size) from error
+            size //= 2
+            if on_halving is not None:
+                on_halving(size)

@@ -44,6 +44,17 @@ class EnvVar(StrEnum):
     API_KEY_TENANTS = "MUSETALK_API_KEY_TENANTS"
     LIMITS_JSON = "MUSETALK_LIMITS_JSON"
     AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"  # set only in local mode (the emulator)
+    # Worker only.
+    MODELS_DIR = "MUSETALK_MODELS_DIR"  # local weights cache, synced from the weights bucket
+    LANES = "MUSETALK_LANES"  # comma-separated, in priority order, e.g. "interactive,batch"
+    HEARTBEAT_SECONDS = "MUSETALK_HEARTBEAT_SECONDS"
+    VISIBILITY_TIMEOUT_SECONDS = "MUSETALK_VISIBILITY_TIMEOUT_SECONDS"
+    STOP_TIMEOUT_SECONDS = "MUSETALK_STOP_TIMEOUT_SECONDS"
+    MAX_RECEIVE_COUNT = "MUSETALK_MAX_RECEIVE_COUNT"
+    AVATAR_CACHE_MEMORY_BYTES = "MUSETALK_AVATAR_CACHE_MEMORY_BYTES"
+    HEALTH_PORT = "MUSETALK_HEALTH_PORT"
+    DEVICE = "MUSETALK_DEVICE"  # "cuda" in the image, "cpu" in tests
+    DTYPE = "MUSETALK_DTYPE"  # "float16" on CUDA
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +116,12 @@ class JobsTable:
     TENANT_INDEX_PARTITION_KEY = "tenant_kind"
     TENANT_INDEX_SORT_KEY = "created_at"
     TTL_ATTRIBUTE = "expires_at"
+    # Sparse index of jobs whose queue message is not yet confirmed sent: the API sets
+    # `unsent_lane` when it writes the job and removes it once SQS accepted the message; the
+    # sweeper re-sends whatever stays in this index too long.
+    UNSENT_INDEX = "unsent"
+    UNSENT_INDEX_PARTITION_KEY = "unsent_lane"
+    UNSENT_INDEX_SORT_KEY = "created_at"
 
 
 class IdempotencyTable:

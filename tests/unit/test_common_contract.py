@@ -48,3 +48,31 @@ def test_names_are_distinct_per_stage_and_lane() -> None:
     assert dev.queue(Lane.BATCH) != dev.queue(Lane.INTERACTIVE)
     assert dev.bucket(BucketRole.UPLOADS) != prod.bucket(BucketRole.UPLOADS)
     assert dev.dead_letter_queue(Lane.BATCH).endswith("-dlq")
+
+
+def test_job_record_round_trips_through_a_dynamodb_item() -> None:
+    from decimal import Decimal
+
+    from runtime.common.jobs import MediaRef, StageTimings
+    from runtime.common.records import JobRecord
+
+    record = JobRecord(
+        job_id="j1",
+        tenant="tenant-a",
+        lane=Lane.BATCH,
+        status=JobStatus.RENDERING,
+        created_at="2026-11-26T11:00:00Z",
+        updated_at="2026-11-26T11:00:01Z",
+        correlation_id="c1",
+        avatar_id="a1",
+        avatar=MediaRef(bucket="b", key="tenants/tenant-a/uploads/u1/video"),
+        audio=MediaRef(bucket="b", key="tenants/tenant-a/uploads/u2/audio"),
+        progress=0.5,
+        timings=StageTimings(prepare_ms=12.5),
+    )
+    item = record.to_item()
+    assert item["pk"] == "JOB#j1"
+    assert item["tenant_kind"] == "tenant-a#job"
+    assert item["progress"] == Decimal("0.5")
+    assert "webhook_url" not in item  # None values are not stored
+    assert JobRecord.from_item(item) == record

@@ -1,0 +1,84 @@
+"""The job record as stored in the jobs table, shared by the API (writes, reads) and the worker
+(conditional status transitions, results).
+
+DynamoDB has no floats and no nested pydantic models, so `to_item`/`from_item` are the only
+conversion points; both sides use them and never build items by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from runtime.common.jobs import (
+    AvatarOptions,
+    JobError,
+    JobStatus,
+    MediaRef,
+    RenderOptions,
+    StageTimings,
+)
+from runtime.common.names import JobsTable, Lane
+
+
+def job_pk(job_id: str) -> str:
+    return f"JOB#{job_id}"
+
+
+def tenant_kind(tenant: str, kind: str) -> str:
+    return f"{tenant}#{kind}"
+
+
+class JobRecord(BaseModel):
+    """One job. `webhook_url` lives here only (never in messages or logs)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    tenant: str
+    lane: Lane
+    status: JobStatus
+    created_at: str  # ISO-8601 UTC; also the tenant index sort key
+    updated_at: str
+    correlation_id: str
+    avatar_id: str
+    avatar: MediaRef
+    avatar_options: AvatarOptions = AvatarOptions()
+    audio: MediaRef
+    options: RenderOptions = RenderOptions()
+    webhook_url: str | None = None
+    attempt: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: str | None = None
+    batch_size_hint: int | None = None
+    progress: float = 0.0
+    frames_done: int | None = None
+    frames_total: int | None = None
+    timings: StageTimings = StageTimings()
+    output: MediaRef | None = None
+    sync_confidence: float | None = None
+    low_sync: bool | None = None
+    weights: str | None = None
+    error: JobError | None = None
+    unsent_lane: str | None = None  # present until the queue message is confirmed (sparse index)
+    expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
+
+    def to_item(self) -> dict[str, Any]:
+        """The DynamoDB item (resource-level types: Decimal for numbers, no None values)."""
+        plain = json.loads(self.model_dump_json(exclude_none=True), parse_float=Decimal)
+        plain[JobsTable.PARTITION_KEY] = job_pk(self.job_id)
+        plain[JobsTable.TENANT_INDEX_PARTITION_KEY] = tenant_kind(self.tenant, "job")
+        return dict(plain)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> JobRecord:
+        return cls.model_validate(json.loads(json.dumps(item, default=_decimal_to_number)))
+
+
+def _decimal_to_number(value: object) -> int | float:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from infra.config import stage_config
+from infra.stacks.musetalk_stack import build_stack
 
 
 def main() -> None:
     app = cdk.App()
     config = stage_config(str(app.node.try_get_context("stage") or "dev"))
-    # The stack is composed in infra/stacks/ (issue: the whole AWS stack as a CDK app).
-    cdk.Stack(app, f"MuseTalk-{config.stage}")
+    build_stack(app, config)
     app.synth()
 
 

@@ -34,6 +34,10 @@ class StageConfig:
     gpu_instance_types: tuple[str, ...]
     on_demand_fallback_for_interactive: bool
     max_instances: int
+    gpu_root_volume_gib: int = 100  # the CUDA image and the weights cache live on the root volume
+    worker_cpu_units: int = 3072  # of 4096 on an xlarge; the rest stays with the agent and OS
+    worker_memory_reservation_mib: int = 12_288  # soft limit; xlarge hosts have 16 GiB
+    avatar_cache_memory_bytes: int = 4 * 1024**3  # in-memory LRU of prepared avatars per task
     interactive: LaneConfig
     batch: LaneConfig
     # The worker extends visibility every `heartbeat_seconds`; the queue timeout is a few beats.
@@ -44,6 +48,12 @@ class StageConfig:
     api_throttle_rate: float = 20
     api_throttle_burst: int = 40
     api_quota_per_day: int = 10_000
+    # One API key per tenant on the stage's usage plan; adding a tenant = add it here + deploy.
+    tenants: tuple[str, ...] = ("default",)
+    # Origins that may PUT/POST presigned uploads from a browser (the signature is the auth).
+    cors_allowed_origins: tuple[str, ...] = ("*",)
+    # How often the sweeper re-sends jobs whose queue message was never confirmed sent.
+    sweeper_interval_minutes: int = 5
     log_retention_days: int = 30
     limits: Limits = field(default=DEFAULT_LIMITS)
     # Alarms.

@@ -47,3 +47,18 @@ class Metric(StrEnum):
     # Worker: start-up
     STARTUP_DOWNLOAD_MS = "StartupDownloadMs"
     STARTUP_LOAD_MS = "StartupLoadMs"
+
+
+# `Service` dimension values, and the one dimension set each side emits with. CloudWatch matches a
+# metric only on its exact dimension set, so emitters and the stack's dashboard/alarms both use
+# these: an API metric is {Service: "api"}, a worker metric is {Service: "worker", Lane: <lane>}.
+SERVICE_API = "api"
+SERVICE_WORKER = "worker"
+
+
+def api_dimensions() -> dict[str, str]:
+    return {DIMENSION_SERVICE: SERVICE_API}
+
+
+def worker_dimensions(lane: str) -> dict[str, str]:
+    return {DIMENSION_SERVICE: SERVICE_WORKER, DIMENSION_LANE: lane}

@@ -1,0 +1,316 @@
+"""One lane's GPU worker: task definition, ECS service and backlog-per-task scaling.
+
+Each task holds one GPU, loads the model once and serves its lane's queue. Scaling follows the
+backlog per task (visible messages / running tasks) with target tracking on a metric-math metric.
+Target tracking multiplies the current task count, so it cannot leave zero: a step policy adds the
+first task when the queue has work and no task runs (the batch lane scales to zero).
+
+The task role holds only what the worker uses: its lane's queue, read/update (never delete or
+scan) on the jobs table, read uploads and weights, write outputs and the avatar cache, publish
+completions and read the webhook secret. Metrics go out as EMF log lines (no cloudwatch:Put*), and
+task scale-in protection goes through the ECS agent endpoint (no IAM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.components.nag import (
+    acknowledge,
+    acknowledge_kms_data_keys,
+    acknowledge_table_indexes,
+    grant_objects,
+)
+from runtime.common.names import EnvVar, Lane
+
+HEALTH_PORT = 8080
+MODELS_DIR = "/models"
+# Weights survive task restarts on the same host: no re-download after a deploy or a crash.
+_HOST_MODELS_DIR = "/var/lib/musetalk/models"
+# Model download + load happens before /healthz turns healthy; ECS allows at most 300 s here.
+_HEALTH_START_PERIOD = Duration.seconds(300)
+_HEALTH_CHECK = (
+    "import sys, urllib.request; "
+    f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/healthz', timeout=4)"
+    ".status == 200 else 1)"
+)
+_SCALE_COOLDOWN = Duration.seconds(60)
+_SCALE_IN_COOLDOWN = Duration.seconds(300)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerResources:
+    """Everything the worker touches, shared by both lanes' services."""
+
+    queues: dict[Lane, sqs.IQueue]
+    jobs_table: dynamodb.ITable
+    uploads: s3.IBucket
+    outputs: s3.IBucket
+    weights: s3.IBucket
+    avatar_cache: s3.IBucket
+    completion_topic: sns.ITopic
+    webhook_secret: secretsmanager.ISecret
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    stage: str
+    heartbeat_seconds: int
+    visibility_timeout_seconds: int
+    stop_timeout_seconds: int
+    max_receive_count: int
+    limits_json: str
+    cpu_units: int
+    memory_reservation_mib: int
+    avatar_cache_memory_bytes: int
+    log_retention: logs.RetentionDays
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaneScaling:
+    min_tasks: int
+    max_tasks: int
+    backlog_per_task_target: int
+
+
+class GpuWorkerService(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        lane: Lane,
+        cluster: ecs.ICluster,
+        image: ecs.ContainerImage,
+        resources: WorkerResources,
+        settings: WorkerSettings,
+        scaling: LaneScaling,
+        capacity_provider_strategies: list[ecs.CapacityProviderStrategy],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if scaling.max_tasks < max(scaling.min_tasks, 1):
+            raise ValueError(f"{lane} lane: max_tasks must be >= max(min_tasks, 1)")
+        queue = resources.queues[lane]
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=settings.log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.task_definition = ecs.Ec2TaskDefinition(
+            self, "Task", network_mode=ecs.NetworkMode.BRIDGE
+        )
+        self.task_definition.add_volume(name="models", host=ecs.Host(source_path=_HOST_MODELS_DIR))
+        container = self.task_definition.add_container(
+            "worker",
+            image=image,
+            gpu_count=1,
+            cpu=settings.cpu_units,
+            memory_reservation_mib=settings.memory_reservation_mib,
+            stop_timeout=Duration.seconds(settings.stop_timeout_seconds),
+            linux_parameters=ecs.LinuxParameters(self, "Linux", init_process_enabled=True),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=lane.value, log_group=self.log_group),
+            environment=self._environment(lane, resources, settings),
+            health_check=ecs.HealthCheck(
+                command=["CMD", "python", "-c", _HEALTH_CHECK],
+                interval=Duration.seconds(30),
+                timeout=Duration.seconds(5),
+                retries=3,
+                start_period=_HEALTH_START_PERIOD,
+            ),
+        )
+        container.add_mount_points(
+            ecs.MountPoint(source_volume="models", container_path=MODELS_DIR, read_only=False)
+        )
+        self._grant(self.task_definition.task_role, queue, resources)
+
+        self.service = ecs.Ec2Service(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=self.task_definition,
+            desired_count=scaling.min_tasks,
+            capacity_provider_strategies=capacity_provider_strategies,
+            # Warm tasks stay up during a deployment; new ones start on new hosts first.
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            enable_ecs_managed_tags=True,
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+        )
+        self.backlog_per_task = self._scale_on_backlog(cluster, queue, scaling)
+
+        acknowledge(
+            self.task_definition,
+            "AwsSolutions-ECS2",
+            "Environment variables carry resource names, URLs and tuning values only; the one "
+            "secret (webhook signing key) is read at runtime from Secrets Manager by ARN.",
+        )
+        acknowledge(
+            self.task_definition.obtain_execution_role(),
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource-level permissions; image pulls and log "
+            "writes are scoped to the image repository and the lane's log group.",
+        )
+
+    @staticmethod
+    def _environment(
+        lane: Lane, resources: WorkerResources, settings: WorkerSettings
+    ) -> dict[str, str]:
+        queue_url_vars = {
+            Lane.INTERACTIVE: EnvVar.INTERACTIVE_QUEUE_URL,
+            Lane.BATCH: EnvVar.BATCH_QUEUE_URL,
+        }
+        environment = {
+            EnvVar.STAGE: settings.stage,
+            EnvVar.LANES: lane.value,
+            EnvVar.UPLOADS_BUCKET: resources.uploads.bucket_name,
+            EnvVar.OUTPUTS_BUCKET: resources.outputs.bucket_name,
+            EnvVar.WEIGHTS_BUCKET: resources.weights.bucket_name,
+            EnvVar.AVATAR_CACHE_BUCKET: resources.avatar_cache.bucket_name,
+            EnvVar.JOBS_TABLE: resources.jobs_table.table_name,
+            EnvVar.COMPLETION_TOPIC_ARN: resources.completion_topic.topic_arn,
+            EnvVar.WEBHOOK_SECRET_ARN: resources.webhook_secret.secret_arn,
+            EnvVar.LIMITS_JSON: settings.limits_json,
+            EnvVar.MODELS_DIR: MODELS_DIR,
+            EnvVar.HEARTBEAT_SECONDS: str(settings.heartbeat_seconds),
+            EnvVar.VISIBILITY_TIMEOUT_SECONDS: str(settings.visibility_timeout_seconds),
+            EnvVar.STOP_TIMEOUT_SECONDS: str(settings.stop_timeout_seconds),
+            EnvVar.MAX_RECEIVE_COUNT: str(settings.max_receive_count),
+            EnvVar.AVATAR_CACHE_MEMORY_BYTES: str(settings.avatar_cache_memory_bytes),
+            EnvVar.HEALTH_PORT: str(HEALTH_PORT),
+            EnvVar.DEVICE: "cuda",
+            EnvVar.DTYPE: "float16",
+            # Containers cannot reach IMDS (hop limit 1), so the SDK learns the region here.
+            "AWS_REGION": Aws.REGION,
+            "AWS_DEFAULT_REGION": Aws.REGION,
+        }
+        # Only the lane this service serves: a URL it cannot consume would only confuse.
+        environment[queue_url_vars[lane]] = resources.queues[lane].queue_url
+        return {str(name): value for name, value in environment.items()}
+
+    @staticmethod
+    def _grant(role: iam.IRole, queue: sqs.IQueue, resources: WorkerResources) -> None:
+        queue.grant_consume_messages(role)
+        # An out-of-memory job is handed back as a new message with a smaller batch hint.
+        queue.grant_send_messages(role)
+        resources.jobs_table.grant(
+            role,
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DescribeTable",
+        )
+        acknowledge_table_indexes(role, resources.jobs_table)
+        grant_objects(role, resources.uploads, "s3:GetObject")
+        grant_objects(role, resources.weights, "s3:GetObject")
+        # Outputs and prepared avatars are written (multipart for large files) and read back
+        # (output cache hits, avatar cache hits and refresh-by-copy).
+        for bucket in (resources.outputs, resources.avatar_cache):
+            grant_objects(role, bucket, "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+        resources.completion_topic.grant_publish(role)
+        acknowledge_kms_data_keys(role)
+        resources.webhook_secret.grant_read(role)
+
+    def _scale_on_backlog(
+        self, cluster: ecs.ICluster, queue: sqs.IQueue, scaling: LaneScaling
+    ) -> appscaling.CfnScalingPolicy:
+        target = appscaling.ScalableTarget(
+            self,
+            "TaskCount",
+            service_namespace=appscaling.ServiceNamespace.ECS,
+            resource_id=f"service/{cluster.cluster_name}/{self.service.service_name}",
+            scalable_dimension="ecs:service:DesiredCount",
+            min_capacity=scaling.min_tasks,
+            max_capacity=scaling.max_tasks,
+        )
+        target.node.add_dependency(self.service)
+        visible = queue.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(1), statistic="Maximum"
+        )
+        running = cloudwatch.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name="RunningTaskCount",
+            dimensions_map={
+                "ClusterName": cluster.cluster_name,
+                "ServiceName": self.service.service_name,
+            },
+            period=Duration.minutes(1),
+            statistic="Average",
+        )
+
+        def query(query_id: str, metric: cloudwatch.Metric) -> dict[str, object]:
+            return {
+                "id": query_id,
+                "returnData": False,
+                "metricStat": {
+                    "metric": {
+                        "namespace": metric.namespace,
+                        "metricName": metric.metric_name,
+                        "dimensions": [
+                            {"name": name, "value": value}
+                            for name, value in (metric.dimensions or {}).items()
+                        ],
+                    },
+                    "stat": metric.statistic,
+                },
+            }
+
+        backlog_policy = appscaling.CfnScalingPolicy(
+            self,
+            "BacklogPerTask",
+            policy_name=f"{self.node.path.replace('/', '-')}-backlog-per-task",
+            policy_type="TargetTrackingScaling",
+            scaling_target_id=target.scalable_target_id,
+            target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
+                target_value=scaling.backlog_per_task_target,
+                scale_out_cooldown=_SCALE_COOLDOWN.to_seconds(),
+                scale_in_cooldown=_SCALE_IN_COOLDOWN.to_seconds(),
+                customized_metric_specification=appscaling.CfnScalingPolicy.CustomizedMetricSpecificationProperty(
+                    metrics=[
+                        query("visible", visible),
+                        query("tasks", running),
+                        {
+                            "id": "backlogPerTask",
+                            "label": "Visible messages per running task",
+                            "expression": "IF(tasks > 0, visible / tasks, visible)",
+                            "returnData": True,
+                        },
+                    ]
+                ),
+            ),
+        )
+        # From zero: target tracking multiplies the current count, so add the first task here.
+        target.scale_on_metric(
+            "ScaleOutFromZero",
+            metric=cloudwatch.MathExpression(
+                expression="IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)",
+                using_metrics={"visible": visible, "tasks": running},
+                label="Work waiting and no task running",
+                period=Duration.minutes(1),
+            ),
+            scaling_steps=[
+                appscaling.ScalingInterval(upper=0, change=0),
+                appscaling.ScalingInterval(lower=1, change=1),
+            ],
+            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            cooldown=_SCALE_COOLDOWN,
+            evaluation_periods=1,
+        )
+        return backlog_policy

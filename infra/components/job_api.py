@@ -1,0 +1,403 @@
+"""The job API and its two background handlers.
+
+- `api`: API Gateway REST API (regional) -> one Lambda for every route under /v1. Tenants call it
+  with an API key; one key per tenant on the stage's usage plan (throttle + quota), and the
+  handler maps the key id to the tenant through `MUSETALK_API_KEY_TENANTS`.
+- `sweeper`: on a schedule, re-sends jobs whose queue message was never confirmed sent.
+- `dead_letters`: consumes both lanes' DLQs, marks the job FAILED and publishes the failure.
+
+The code asset is our own `runtime/api` and `runtime/common` packages, nothing else; Powertools
+(with pydantic) comes from the public Powertools for AWS Lambda (Python) V3 layer, whose ARN is
+read at deploy time from its public SSM parameter. No Docker, no credentials at synth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Aws, CfnOutput, Duration, Fn, IgnoreMode, RemovalPolicy
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.components.nag import (
+    acknowledge,
+    acknowledge_kms_data_keys,
+    acknowledge_table_indexes,
+    grant_objects,
+)
+from runtime.common.keys import is_safe_id
+from runtime.common.metrics import NAMESPACE, SERVICE_API
+from runtime.common.names import EnvVar, Lane
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/python3.13/latest"
+# Docker-style patterns: everything out, then our two packages back in. Directories that are
+# excluded are never walked, so staging does not read .venv or node_modules.
+LAMBDA_ASSET_EXCLUDES = [
+    "*",
+    "!runtime",
+    "runtime/*",
+    "!runtime/__init__.py",
+    "!runtime/api",
+    "!runtime/common",
+    "**/__pycache__",
+    "**/*.pyc",
+    "runtime/api/requirements*.txt",
+]
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("uploads", "POST"),
+    ("avatars", "POST"),
+    ("avatars", "GET"),
+    ("jobs", "POST"),
+    ("jobs", "GET"),
+    ("jobs/{job_id}", "GET"),
+    ("jobs/{job_id}", "DELETE"),
+    ("openapi.json", "GET"),
+)
+_BATCH_SIZE = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiResources:
+    queues: dict[Lane, sqs.IQueue]
+    dead_letter_queues: dict[Lane, sqs.IQueue]
+    jobs_table: dynamodb.ITable
+    idempotency_table: dynamodb.ITable
+    uploads: s3.IBucket
+    outputs: s3.IBucket
+    completion_topic: sns.ITopic
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    stage: str
+    tenants: tuple[str, ...]
+    throttle_rate: float
+    throttle_burst: int
+    quota_per_day: int
+    limits_json: str
+    sweeper_interval_minutes: int
+    log_retention: logs.RetentionDays
+
+
+class JobApi(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        resources: ApiResources,
+        settings: ApiSettings,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        bad = [t for t in settings.tenants if not is_safe_id(t)]
+        if bad or len(set(settings.tenants)) != len(settings.tenants):
+            raise ValueError(f"tenants must be unique ids matching [A-Za-z0-9_-]{{1,64}}: {bad}")
+        self._resources = resources
+        self._settings = settings
+        self._code = lambda_.Code.from_asset(
+            str(REPO_ROOT), exclude=LAMBDA_ASSET_EXCLUDES, ignore_mode=IgnoreMode.DOCKER
+        )
+        self._powertools = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "Powertools",
+            ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
+        )
+        self._queue_env = {
+            str(EnvVar.INTERACTIVE_QUEUE_URL): resources.queues[Lane.INTERACTIVE].queue_url,
+            str(EnvVar.BATCH_QUEUE_URL): resources.queues[Lane.BATCH].queue_url,
+        }
+
+        self.rest_api = self._rest_api()
+        self.usage_plan, self.api_keys = self._tenant_keys()
+        self.handler = self._api_handler()
+        self._routes()
+        self.sweeper = self._sweeper()
+        self.dead_letters = self._dead_letter_handler()
+
+    # Functions ------------------------------------------------------------------------------
+
+    def _python_function(
+        self,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        timeout: Duration,
+        environment: dict[str, str],
+        memory_size: int = 512,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=self._settings.log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        function = lambda_.Function(
+            self,
+            construct_id,
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
+            code=self._code,
+            handler=handler,
+            description=description,
+            timeout=timeout,
+            memory_size=memory_size,
+            layers=[self._powertools],
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                str(EnvVar.STAGE): self._settings.stage,
+                str(EnvVar.JOBS_TABLE): self._resources.jobs_table.table_name,
+                "POWERTOOLS_SERVICE_NAME": SERVICE_API,
+                "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+                **environment,
+            },
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]",
+            "AWSLambdaBasicExecutionRole is the minimal managed policy for the function's logs.",
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray trace segments (tracing is on) have no resource-level permissions.",
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "Pinned to the newest Python runtime the Powertools V3 layer and our tests cover; "
+            "bump together with POWERTOOLS_LAYER_PARAMETER.",
+        )
+        return function
+
+    def _api_handler(self) -> lambda_.Function:
+        r = self._resources
+        key_tenants = Fn.join(
+            "",
+            [
+                "{",
+                Fn.join(
+                    ",",
+                    [
+                        Fn.join("", ['"', key.key_id, '":"', tenant, '"'])
+                        for tenant, key in self.api_keys.items()
+                    ]
+                    or [""],
+                ),
+                "}",
+            ],
+        )
+        function = self._python_function(
+            "Handler",
+            handler="runtime.api.handler.lambda_handler",
+            description="MuseTalk job API: every route under /v1",
+            timeout=Duration.seconds(29),
+            environment={
+                str(EnvVar.IDEMPOTENCY_TABLE): r.idempotency_table.table_name,
+                str(EnvVar.UPLOADS_BUCKET): r.uploads.bucket_name,
+                str(EnvVar.OUTPUTS_BUCKET): r.outputs.bucket_name,
+                str(EnvVar.API_KEY_TENANTS): key_tenants,
+                str(EnvVar.LIMITS_JSON): self._settings.limits_json,
+                **self._queue_env,
+            },
+        )
+        r.jobs_table.grant_read_write_data(function)
+        r.idempotency_table.grant_read_write_data(function)
+        for queue in r.queues.values():
+            queue.grant_send_messages(function)
+        # Presigned PUT/POST into uploads; HEAD (s3:GetObject) to check an upload arrived;
+        # presigned GET on outputs; delete of a tenant's objects for purge.
+        grant_objects(function, r.uploads, "s3:PutObject", "s3:GetObject", "s3:DeleteObject")
+        grant_objects(function, r.outputs, "s3:GetObject", "s3:DeleteObject")
+        acknowledge_table_indexes(function, r.jobs_table)
+        return function
+
+    def _sweeper(self) -> lambda_.Function:
+        r = self._resources
+        function = self._python_function(
+            "Sweeper",
+            handler="runtime.api.sweeper.lambda_handler",
+            description="Re-sends jobs whose queue message was never confirmed sent",
+            timeout=Duration.seconds(120),
+            environment=dict(self._queue_env),
+            memory_size=256,
+        )
+        r.jobs_table.grant(function, "dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem")
+        for queue in r.queues.values():
+            queue.grant_send_messages(function)
+        acknowledge_table_indexes(function, r.jobs_table)
+        events.Rule(
+            self,
+            "SweepSchedule",
+            description="Re-send jobs stuck in the unsent index",
+            schedule=events.Schedule.rate(
+                Duration.minutes(self._settings.sweeper_interval_minutes)
+            ),
+            targets=[events_targets.LambdaFunction(function, retry_attempts=0)],
+        )
+        return function
+
+    def _dead_letter_handler(self) -> lambda_.Function:
+        r = self._resources
+        function = self._python_function(
+            "DeadLetters",
+            handler="runtime.api.dead_letters.lambda_handler",
+            description="Marks jobs whose message reached a dead-letter queue as FAILED",
+            timeout=Duration.seconds(60),
+            environment={str(EnvVar.COMPLETION_TOPIC_ARN): r.completion_topic.topic_arn},
+            memory_size=256,
+        )
+        r.jobs_table.grant(function, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        acknowledge_table_indexes(function, r.jobs_table)
+        r.completion_topic.grant_publish(function)
+        acknowledge_kms_data_keys(function)
+        for dlq in r.dead_letter_queues.values():
+            function.add_event_source(
+                event_sources.SqsEventSource(
+                    dlq, batch_size=_BATCH_SIZE, report_batch_item_failures=True
+                )
+            )
+        return function
+
+    # REST API -------------------------------------------------------------------------------
+
+    def _rest_api(self) -> apigateway.RestApi:
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=self._settings.log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        rest_api = apigateway.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=f"musetalk-{self._settings.stage}",
+            description="MuseTalk lip-sync job API",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            api_key_source_type=apigateway.ApiKeySourceType.HEADER,
+            cloud_watch_role=False,
+            deploy_options=apigateway.StageOptions(
+                stage_name=self._settings.stage,
+                tracing_enabled=True,
+                access_log_destination=apigateway.LogGroupLogDestination(access_logs),
+                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                throttling_rate_limit=self._settings.throttle_rate,
+                throttling_burst_limit=self._settings.throttle_burst,
+            ),
+        )
+        for finding, reason in {
+            "AwsSolutions-APIG4": "Callers authenticate with per-tenant API keys (usage plan), "
+            "which the handler maps to a tenant; put an IAM or Cognito authorizer in front if "
+            "your organisation requires one.",
+            "AwsSolutions-COG4": "Tenants are machine clients with API keys, not Cognito users.",
+            "AwsSolutions-APIG3": "Usage plans throttle and cap every tenant; attach a WAF web "
+            "ACL to the stage where the account already runs one (docs/deploy.md).",
+            "AwsSolutions-APIG6": "JSON access logs are on for every method. Execution logs need "
+            "the account-wide API Gateway CloudWatch role, which this stack does not own, and "
+            "can leak request bodies.",
+        }.items():
+            acknowledge(rest_api, finding, reason)
+        return rest_api
+
+    def _tenant_keys(self) -> tuple[apigateway.UsagePlan, dict[str, apigateway.ApiKey]]:
+        plan = self.rest_api.add_usage_plan(
+            "UsagePlan",
+            name=f"musetalk-{self._settings.stage}-tenants",
+            throttle=apigateway.ThrottleSettings(
+                rate_limit=self._settings.throttle_rate, burst_limit=self._settings.throttle_burst
+            ),
+            quota=apigateway.QuotaSettings(
+                limit=self._settings.quota_per_day, period=apigateway.Period.DAY
+            ),
+        )
+        plan.add_api_stage(stage=self.rest_api.deployment_stage)
+        keys: dict[str, apigateway.ApiKey] = {}
+        for tenant in self._settings.tenants:
+            key = apigateway.ApiKey(
+                self,
+                f"Key-{tenant}",
+                api_key_name=f"musetalk-{self._settings.stage}-{tenant}",
+                description=f"Tenant {tenant}",
+                enabled=True,
+            )
+            plan.add_api_key(key)
+            keys[tenant] = key
+            # The id, never the value: `aws apigateway get-api-key --api-key <id> --include-value`.
+            CfnOutput(
+                self,
+                f"ApiKeyId-{tenant}",
+                value=key.key_id,
+                description=f"API key id of tenant {tenant} (value: get-api-key --include-value)",
+            )
+        return plan, keys
+
+    def _routes(self) -> None:
+        integration = apigateway.LambdaIntegration(
+            self.handler, proxy=True, allow_test_invoke=False
+        )
+        body_validator = self.rest_api.add_request_validator(
+            "BodyValidator", validate_request_body=True, validate_request_parameters=True
+        )
+        params_validator = self.rest_api.add_request_validator(
+            "ParamsValidator", validate_request_body=False, validate_request_parameters=True
+        )
+        # The gateway rejects non-object bodies; the handler's pydantic models do the rest and
+        # name the failing field.
+        json_object = self.rest_api.add_model(
+            "JsonObject",
+            content_type="application/json",
+            schema=apigateway.JsonSchema(
+                schema=apigateway.JsonSchemaVersion.DRAFT4,
+                type=apigateway.JsonSchemaType.OBJECT,
+            ),
+        )
+        v1 = self.rest_api.root.add_resource("v1")
+        for path, method in ROUTES:
+            resource = v1.resource_for_path(path)
+            is_write = method == "POST"
+            resource.add_method(
+                method,
+                integration,
+                api_key_required=True,
+                request_validator=body_validator if is_write else params_validator,
+                request_models={"application/json": json_object} if is_write else None,
+                request_parameters=(
+                    {"method.request.path.job_id": True} if "{job_id}" in path else None
+                ),
+            )
+        CfnOutput(
+            self, "ApiUrl", value=self.rest_api.url, description="Base URL; routes live under /v1"
+        )
+        CfnOutput(
+            self,
+            "ApiKeyValueCommand",
+            value=Fn.join("", ["aws apigateway get-api-key --include-value --region ", Aws.REGION]),
+            description="Append --api-key <ApiKeyId-...> to read a tenant's key value",
+        )

@@ -1,0 +1,251 @@
+"""The CloudWatch dashboard and the alarms that notify the alarm topic.
+
+Worker and API metric names, namespace and dimension sets come from `runtime.common.metrics`, the
+same definitions the emitters use, so a widget or alarm cannot point at a metric nobody emits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from runtime.common.metrics import NAMESPACE, Metric, worker_dimensions
+from runtime.common.names import Lane
+
+_PERIOD = Duration.minutes(5)
+_MINUTE = Duration.minutes(1)
+_WIDTH = 8
+# API 5xx: alarm when more than this fraction of requests fail over two of three periods.
+_API_5XX_RATE = 0.05
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaneWatch:
+    """What to watch for one lane."""
+
+    lane: Lane
+    queue: sqs.IQueue
+    dead_letter_queue: sqs.IQueue
+    service: ecs.BaseService
+    cluster: ecs.ICluster
+    oldest_message_slo_seconds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmThresholds:
+    failure_rate_percent: float
+    low_sync_score: float
+    gpu_memory_percent: float
+
+
+class Observability(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        dashboard_name: str,
+        rest_api: apigateway.RestApi,
+        lanes: list[LaneWatch],
+        alarm_topic: sns.ITopic,
+        thresholds: AlarmThresholds,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._action = cloudwatch_actions.SnsAction(alarm_topic)
+        self.alarms: list[cloudwatch.Alarm] = []
+
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=dashboard_name, default_interval=Duration.hours(3)
+        )
+        self._api(rest_api)
+        for watch in lanes:
+            self._lane(watch, thresholds)
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24)
+        )
+
+    # API --------------------------------------------------------------------------------------
+
+    def _api(self, rest_api: apigateway.RestApi) -> None:
+        requests = rest_api.metric_count(period=_PERIOD, statistic="Sum")
+        errors_4xx = rest_api.metric_client_error(period=_PERIOD, statistic="Sum")
+        errors_5xx = rest_api.metric_server_error(period=_PERIOD, statistic="Sum")
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="# API", width=24, height=1),
+            _graph("API requests", [requests]),
+            _graph("API 4xx / 5xx", [errors_4xx, errors_5xx]),
+            _graph(
+                "API latency",
+                [rest_api.metric_latency(period=_PERIOD, statistic=p) for p in ("p50", "p90")],
+            ),
+        )
+        self._alarm(
+            "Api5xxRate",
+            description="More than 5% of API requests end in a 5xx",
+            metric=rest_api.metric_server_error(period=_PERIOD, statistic="Average"),
+            threshold=_API_5XX_RATE,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+        )
+
+    # Lanes ------------------------------------------------------------------------------------
+
+    def _lane(self, watch: LaneWatch, thresholds: AlarmThresholds) -> None:
+        lane = watch.lane
+        title = lane.value.title()
+
+        def worker(metric: Metric, statistic: str, period: Duration = _PERIOD) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name=metric.value,
+                dimensions_map=worker_dimensions(lane.value),
+                statistic=statistic,
+                period=period,
+                label=f"{metric.value} {statistic}",
+            )
+
+        visible = watch.queue.metric_approximate_number_of_messages_visible(
+            period=_MINUTE, statistic="Maximum"
+        )
+        in_flight = watch.queue.metric_approximate_number_of_messages_not_visible(
+            period=_MINUTE, statistic="Maximum"
+        )
+        oldest = watch.queue.metric_approximate_age_of_oldest_message(
+            period=_MINUTE, statistic="Maximum"
+        )
+        dlq_depth = watch.dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=_MINUTE, statistic="Maximum"
+        )
+        succeeded = worker(Metric.JOBS_SUCCEEDED, "Sum")
+        failed = worker(Metric.JOBS_FAILED, "Sum")
+        running = cloudwatch.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name="RunningTaskCount",
+            dimensions_map={
+                "ClusterName": watch.cluster.cluster_name,
+                "ServiceName": watch.service.service_name,
+            },
+            statistic="Average",
+            period=_MINUTE,
+        )
+
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown=f"# {title} lane", width=24, height=1),
+            _graph("Queue depth", [visible, in_flight]),
+            _graph("Age of oldest message (s)", [oldest]),
+            _graph("Dead-letter queue depth", [dlq_depth]),
+            _graph("Jobs succeeded / failed", [succeeded, failed]),
+            _graph(
+                "Prepare / speak time (ms)",
+                [
+                    worker(metric, stat)
+                    for metric in (Metric.PREPARE_MS, Metric.SPEAK_MS)
+                    for stat in ("p50", "p90")
+                ],
+            ),
+            _graph("Running tasks", [running]),
+            _graph(
+                "GPU utilization / memory (%)",
+                [
+                    worker(Metric.GPU_UTILIZATION, "Average", _MINUTE),
+                    worker(Metric.GPU_MEMORY_USED_PERCENT, "Maximum", _MINUTE),
+                ],
+            ),
+            _graph(
+                "Sync confidence",
+                [worker(Metric.SYNC_CONFIDENCE, "Average"), worker(Metric.SYNC_CONFIDENCE, "p10")],
+            ),
+            _graph(
+                "Low-sync jobs / OOM halvings",
+                [
+                    worker(Metric.LOW_SYNC_JOBS, "Sum"),
+                    worker(Metric.OOM_HALVINGS, "Sum"),
+                ],
+            ),
+        )
+
+        self._alarm(
+            f"{title}DeadLetters",
+            description=f"A {lane} job message reached the dead-letter queue",
+            metric=dlq_depth,
+            threshold=1,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        )
+        self._alarm(
+            f"{title}OldestMessage",
+            description=f"The oldest {lane} job waited longer than its "
+            f"{watch.oldest_message_slo_seconds} s SLO",
+            metric=oldest,
+            threshold=watch.oldest_message_slo_seconds,
+            evaluation_periods=2,
+        )
+        self._alarm(
+            f"{title}FailureRate",
+            description=f"More than {thresholds.failure_rate_percent}% of {lane} jobs failed",
+            metric=cloudwatch.MathExpression(
+                expression="IF(succeeded + failed > 0, 100 * failed / (succeeded + failed), 0)",
+                using_metrics={"succeeded": succeeded, "failed": failed},
+                label="Failure rate (%)",
+                period=_PERIOD,
+            ),
+            threshold=thresholds.failure_rate_percent,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+        )
+        self._alarm(
+            f"{title}LowSync",
+            description=f"{lane} renders' average lip-sync confidence is below "
+            f"{thresholds.low_sync_score}",
+            metric=worker(Metric.SYNC_CONFIDENCE, "Average", Duration.minutes(15)),
+            threshold=thresholds.low_sync_score,
+            comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        )
+        self._alarm(
+            f"{title}GpuMemory",
+            description=f"A {lane} GPU is above {thresholds.gpu_memory_percent}% memory",
+            metric=worker(Metric.GPU_MEMORY_USED_PERCENT, "Maximum", _MINUTE),
+            threshold=thresholds.gpu_memory_percent,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+        )
+
+    def _alarm(
+        self,
+        construct_id: str,
+        *,
+        description: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        comparison: cloudwatch.ComparisonOperator = (
+            cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        ),
+        evaluation_periods: int = 1,
+        datapoints_to_alarm: int | None = None,
+    ) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=comparison,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
+            # No traffic is not an incident: an idle batch lane emits nothing.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(self._action)
+        alarm.add_ok_action(self._action)
+        self.alarms.append(alarm)
+
+
+def _graph(title: str, metrics: list[cloudwatch.IMetric]) -> cloudwatch.GraphWidget:
+    return cloudwatch.GraphWidget(title=title, left=metrics, width=_WIDTH, height=6)

@@ -1,0 +1,256 @@
+"""The one stack of a stage: composes the components and wires them together.
+
+It defines no bare resources: every resource lives in a component under `infra/components/`.
+Physical names come from `runtime.common.names.ResourceNames` with the deploy-time account and
+region, so local mode can create the same names on the emulator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import App, Aws, CfnOutput, Stack, Tags, Validations
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_logs as logs
+from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
+
+from infra.components.gpu_capacity import GpuCapacity
+from infra.components.gpu_worker_service import (
+    GpuWorkerService,
+    LaneScaling,
+    WorkerResources,
+    WorkerSettings,
+)
+from infra.components.job_api import ApiResources, ApiSettings, JobApi
+from infra.components.job_queues import JobQueues, LaneQueueSettings
+from infra.components.job_tables import JobTables
+from infra.components.network import Network
+from infra.components.notifications import Notifications
+from infra.components.observability import AlarmThresholds, LaneWatch, Observability
+from infra.components.storage import Storage
+from infra.config import LaneConfig, StageConfig
+from runtime.common.names import Lane, ResourceNames
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# A spot instance gets a two-minute notice; the container must be stopped within it.
+MAX_STOP_TIMEOUT_SECONDS = 120
+
+# CloudWatch Logs accepts only these retention periods.
+_RETENTION: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+class MuseTalkStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, description: str
+    ) -> None:
+        super().__init__(scope, construct_id, description=description)
+        _validate(config)
+        names = ResourceNames(stage=config.stage, account=Aws.ACCOUNT_ID, region=Aws.REGION)
+        retention = _RETENTION[config.log_retention_days]
+        lanes: dict[Lane, LaneConfig] = {
+            Lane.INTERACTIVE: config.interactive,
+            Lane.BATCH: config.batch,
+        }
+        limits_json = config.limits.model_dump_json()
+
+        storage = Storage(
+            self,
+            "Storage",
+            names=names,
+            uploads_expire_days=config.uploads_expire_days,
+            outputs_expire_days=config.outputs_expire_days,
+            avatar_cache_expire_days=config.avatar_cache_expire_days,
+            cors_allowed_origins=config.cors_allowed_origins,
+        )
+        tables = JobTables(self, "Tables", names=names)
+        queues = JobQueues(
+            self,
+            "Queues",
+            names=names,
+            visibility_timeout_seconds=config.visibility_timeout_seconds,
+            lanes={
+                lane: LaneQueueSettings(max_receive_count=lane_config.max_receive_count)
+                for lane, lane_config in lanes.items()
+            },
+        )
+        notifications = Notifications(self, "Notifications", names=names)
+        network = Network(
+            self,
+            "Network",
+            nat_gateways=config.nat_gateways,
+            interface_endpoints=config.interface_endpoints,
+            flow_log_retention=retention,
+        )
+        capacity = GpuCapacity(
+            self,
+            "GpuCapacity",
+            vpc=network.vpc,
+            host_subnets=network.host_subnets,
+            host_security_group=network.host_security_group,
+            instance_types=config.gpu_instance_types,
+            max_instances=config.max_instances,
+            root_volume_gib=config.gpu_root_volume_gib,
+            container_stop_timeout_seconds=config.task_stop_timeout_seconds,
+            on_demand_fallback=config.on_demand_fallback_for_interactive,
+        )
+
+        image = ecs.ContainerImage.from_asset(
+            str(REPO_ROOT),
+            file="docker/Dockerfile",
+            platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+        worker_resources = WorkerResources(
+            queues={lane: queues.queue(lane) for lane in lanes},
+            jobs_table=tables.jobs,
+            uploads=storage.uploads,
+            outputs=storage.outputs,
+            weights=storage.weights,
+            avatar_cache=storage.avatar_cache,
+            completion_topic=notifications.completion_topic,
+            webhook_secret=notifications.webhook_secret,
+        )
+        services: dict[Lane, GpuWorkerService] = {}
+        for lane, lane_config in lanes.items():
+            services[lane] = GpuWorkerService(
+                self,
+                f"{lane.value.title()}Worker",
+                lane=lane,
+                cluster=capacity.cluster,
+                image=image,
+                resources=worker_resources,
+                settings=WorkerSettings(
+                    stage=config.stage,
+                    heartbeat_seconds=config.heartbeat_seconds,
+                    visibility_timeout_seconds=config.visibility_timeout_seconds,
+                    stop_timeout_seconds=config.task_stop_timeout_seconds,
+                    max_receive_count=lane_config.max_receive_count,
+                    limits_json=limits_json,
+                    cpu_units=config.worker_cpu_units,
+                    memory_reservation_mib=config.worker_memory_reservation_mib,
+                    avatar_cache_memory_bytes=config.avatar_cache_memory_bytes,
+                    log_retention=retention,
+                ),
+                scaling=LaneScaling(
+                    min_tasks=lane_config.min_tasks,
+                    max_tasks=lane_config.max_tasks,
+                    backlog_per_task_target=lane_config.backlog_per_task_target,
+                ),
+                capacity_provider_strategies=_strategy(capacity, lane, lane_config),
+            )
+
+        api = JobApi(
+            self,
+            "Api",
+            resources=ApiResources(
+                queues={lane: queues.queue(lane) for lane in lanes},
+                dead_letter_queues={lane: queues.dead_letter_queue(lane) for lane in lanes},
+                jobs_table=tables.jobs,
+                idempotency_table=tables.idempotency,
+                uploads=storage.uploads,
+                outputs=storage.outputs,
+                completion_topic=notifications.completion_topic,
+            ),
+            settings=ApiSettings(
+                stage=config.stage,
+                tenants=config.tenants,
+                throttle_rate=config.api_throttle_rate,
+                throttle_burst=config.api_throttle_burst,
+                quota_per_day=config.api_quota_per_day,
+                limits_json=limits_json,
+                sweeper_interval_minutes=config.sweeper_interval_minutes,
+                log_retention=retention,
+            ),
+        )
+        Observability(
+            self,
+            "Observability",
+            dashboard_name=names.prefix,
+            rest_api=api.rest_api,
+            lanes=[
+                LaneWatch(
+                    lane=lane,
+                    queue=queues.queue(lane),
+                    dead_letter_queue=queues.dead_letter_queue(lane),
+                    service=services[lane].service,
+                    cluster=capacity.cluster,
+                    oldest_message_slo_seconds=lane_config.oldest_message_slo_seconds,
+                )
+                for lane, lane_config in lanes.items()
+            ],
+            alarm_topic=notifications.alarm_topic,
+            thresholds=AlarmThresholds(
+                failure_rate_percent=config.failure_rate_alarm_percent,
+                low_sync_score=config.low_sync_alarm_threshold,
+                gpu_memory_percent=config.gpu_memory_alarm_percent,
+            ),
+        )
+
+        for output_id, value in {
+            "UploadsBucket": storage.uploads.bucket_name,
+            "OutputsBucket": storage.outputs.bucket_name,
+            "WeightsBucket": storage.weights.bucket_name,
+            "AvatarCacheBucket": storage.avatar_cache.bucket_name,
+            "JobsTable": tables.jobs.table_name,
+            "CompletionTopicArn": notifications.completion_topic.topic_arn,
+            "AlarmTopicArn": notifications.alarm_topic.topic_arn,
+            "ClusterName": capacity.cluster.cluster_name,
+        }.items():
+            CfnOutput(self, output_id, value=value)
+
+
+def build_stack(app: App, config: StageConfig) -> MuseTalkStack:
+    """The stack of one stage, tagged and checked by cdk-nag on every synth."""
+    stack = MuseTalkStack(
+        app,
+        f"MuseTalk-{config.stage}",
+        config=config,
+        description=f"MuseTalk lip-sync service ({config.stage}): API, queues, GPU workers",
+    )
+    Tags.of(stack).add("project", "musetalk")
+    Tags.of(stack).add("stage", config.stage)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return stack
+
+
+def _strategy(
+    capacity: GpuCapacity, lane: Lane, lane_config: LaneConfig
+) -> list[ecs.CapacityProviderStrategy]:
+    spot = ecs.CapacityProviderStrategy(
+        capacity_provider=capacity.spot.capacity_provider_name, weight=1
+    )
+    if lane is Lane.INTERACTIVE and capacity.on_demand is not None:
+        # The warm tasks (base) run on on-demand hosts, so a spot reclaim never takes the lane
+        # to zero; bursts above them go to spot.
+        return [
+            ecs.CapacityProviderStrategy(
+                capacity_provider=capacity.on_demand.capacity_provider_name,
+                base=lane_config.min_tasks,
+                weight=0,
+            ),
+            spot,
+        ]
+    return [spot]
+
+
+def _validate(config: StageConfig) -> None:
+    if config.log_retention_days not in _RETENTION:
+        raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}")
+    if not 0 < config.task_stop_timeout_seconds <= MAX_STOP_TIMEOUT_SECONDS:
+        raise ValueError(f"task_stop_timeout_seconds must be in 1..{MAX_STOP_TIMEOUT_SECONDS}")
+    if config.interactive.min_tasks < 1:
+        raise ValueError("the interactive lane keeps at least one warm task (min_tasks >= 1)")
+    if config.visibility_timeout_seconds < 2 * config.heartbeat_seconds:
+        raise ValueError("visibility_timeout_seconds must cover at least two heartbeats")

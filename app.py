@@ -6,13 +6,14 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from infra.config import stage_config
-from infra.stacks.musetalk_stack import build_stack
+from infra.stacks.musetalk_stack import add_checks, build_stack
 
 
 def main() -> None:
     app = cdk.App()
     config = stage_config(str(app.node.try_get_context("stage") or "dev"))
     build_stack(app, config)
+    add_checks(app)
     app.synth()
 
 

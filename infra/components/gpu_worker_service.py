@@ -171,10 +171,6 @@ class GpuWorkerService(Construct):
     def _environment(
         lane: Lane, resources: WorkerResources, settings: WorkerSettings
     ) -> dict[str, str]:
-        queue_url_vars = {
-            Lane.INTERACTIVE: EnvVar.INTERACTIVE_QUEUE_URL,
-            Lane.BATCH: EnvVar.BATCH_QUEUE_URL,
-        }
         environment = {
             EnvVar.STAGE: settings.stage,
             EnvVar.LANES: lane.value,
@@ -198,9 +194,11 @@ class GpuWorkerService(Construct):
             # Containers cannot reach IMDS (hop limit 1), so the SDK learns the region here.
             "AWS_REGION": Aws.REGION,
             "AWS_DEFAULT_REGION": Aws.REGION,
+            # Both URLs (not secrets); the worker polls the lanes in MUSETALK_LANES, and IAM lets
+            # it consume only its own lane's queue.
+            EnvVar.INTERACTIVE_QUEUE_URL: resources.queues[Lane.INTERACTIVE].queue_url,
+            EnvVar.BATCH_QUEUE_URL: resources.queues[Lane.BATCH].queue_url,
         }
-        # Only the lane this service serves: a URL it cannot consume would only confuse.
-        environment[queue_url_vars[lane]] = resources.queues[lane].queue_url
         return {str(name): value for name, value in environment.items()}
 
     @staticmethod

@@ -36,7 +36,6 @@ from infra.components.nag import (
     acknowledge_table_indexes,
     grant_objects,
 )
-from runtime.common.keys import is_safe_id
 from runtime.common.metrics import NAMESPACE, SERVICE_API
 from runtime.common.names import EnvVar, Lane
 
@@ -103,9 +102,6 @@ class JobApi(Construct):
         settings: ApiSettings,
     ) -> None:
         super().__init__(scope, construct_id)
-        bad = [t for t in settings.tenants if not is_safe_id(t)]
-        if bad or len(set(settings.tenants)) != len(settings.tenants):
-            raise ValueError(f"tenants must be unique ids matching [A-Za-z0-9_-]{{1,64}}: {bad}")
         self._resources = resources
         self._settings = settings
         self._code = lambda_.Code.from_asset(

@@ -174,7 +174,7 @@ class Observability(Construct):
 
         self._alarm(
             f"{title}DeadLetters",
-            description=f"A {lane} job message reached the dead-letter queue",
+            description=f"A job message of the {lane} lane reached its dead-letter queue",
             metric=dlq_depth,
             threshold=1,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -202,7 +202,7 @@ class Observability(Construct):
         )
         self._alarm(
             f"{title}LowSync",
-            description=f"{lane} renders' average lip-sync confidence is below "
+            description=f"Average lip-sync confidence of {lane} renders is below "
             f"{thresholds.low_sync_score}",
             metric=worker(Metric.SYNC_CONFIDENCE, "Average", Duration.minutes(15)),
             threshold=thresholds.low_sync_score,
@@ -210,7 +210,8 @@ class Observability(Construct):
         )
         self._alarm(
             f"{title}GpuMemory",
-            description=f"A {lane} GPU is above {thresholds.gpu_memory_percent}% memory",
+            description=f"A GPU of the {lane} lane uses more than "
+            f"{thresholds.gpu_memory_percent}% of its memory",
             metric=worker(Metric.GPU_MEMORY_USED_PERCENT, "Maximum", _MINUTE),
             threshold=thresholds.gpu_memory_percent,
             evaluation_periods=5,

@@ -31,6 +31,7 @@ from infra.components.notifications import Notifications
 from infra.components.observability import AlarmThresholds, LaneWatch, Observability
 from infra.components.storage import Storage
 from infra.config import LaneConfig, StageConfig
+from runtime.common.keys import is_safe_id
 from runtime.common.names import Lane, ResourceNames
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ class MuseTalkStack(Stack):
         self, scope: Construct, construct_id: str, *, config: StageConfig, description: str
     ) -> None:
         super().__init__(scope, construct_id, description=description)
-        _validate(config)
+        validate_config(config)
         names = ResourceNames(stage=config.stage, account=Aws.ACCOUNT_ID, region=Aws.REGION)
         retention = _RETENTION[config.log_retention_days]
         lanes: dict[Lane, LaneConfig] = {
@@ -212,7 +213,7 @@ class MuseTalkStack(Stack):
 
 
 def build_stack(app: App, config: StageConfig) -> MuseTalkStack:
-    """The stack of one stage, tagged and checked by cdk-nag on every synth."""
+    """The stack of one stage, tagged. Run `add_checks(app)` once per app to check it."""
     stack = MuseTalkStack(
         app,
         f"MuseTalk-{config.stage}",
@@ -221,8 +222,16 @@ def build_stack(app: App, config: StageConfig) -> MuseTalkStack:
     )
     Tags.of(stack).add("project", "musetalk")
     Tags.of(stack).add("stage", config.stage)
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return stack
+
+
+def add_checks(app: App) -> None:
+    """cdk-nag AwsSolutions on every synth: any unacknowledged finding fails the synth. The
+    acknowledgements, each with its reason, are written into the template metadata as an audit
+    trail."""
+    Validations.of(app).add_plugins(
+        AwsSolutionsChecks(app, verbose=True, write_suppressions_to_cloud_formation=True)
+    )
 
 
 def _strategy(
@@ -245,7 +254,8 @@ def _strategy(
     return [spot]
 
 
-def _validate(config: StageConfig) -> None:
+def validate_config(config: StageConfig) -> None:
+    """Reject a stage config the stack could deploy but the service could not run on."""
     if config.log_retention_days not in _RETENTION:
         raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}")
     if not 0 < config.task_stop_timeout_seconds <= MAX_STOP_TIMEOUT_SECONDS:
@@ -254,3 +264,6 @@ def _validate(config: StageConfig) -> None:
         raise ValueError("the interactive lane keeps at least one warm task (min_tasks >= 1)")
     if config.visibility_timeout_seconds < 2 * config.heartbeat_seconds:
         raise ValueError("visibility_timeout_seconds must cover at least two heartbeats")
+    bad = [tenant for tenant in config.tenants if not is_safe_id(tenant)]
+    if bad or len(set(config.tenants)) != len(config.tenants):
+        raise ValueError(f"tenants must be unique ids matching [A-Za-z0-9_-]{{1,64}}: {bad}")

@@ -1,0 +1,45 @@
+"""Stage configs the stack refuses before synthesizing anything."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from infra.config import STAGES, stage_config
+from infra.stacks.musetalk_stack import validate_config
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_shipped_stages_are_valid(stage: str) -> None:
+    validate_config(stage_config(stage))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"task_stop_timeout_seconds": 300}, "task_stop_timeout_seconds"),
+        ({"log_retention_days": 10}, "log_retention_days"),
+        ({"visibility_timeout_seconds": 40}, "heartbeats"),
+        ({"tenants": ("acme", "acme")}, "tenants"),
+        ({"tenants": ("bad/tenant",)}, "tenants"),
+    ],
+)
+def test_invalid_stage_config_is_rejected_naming_the_field(
+    change: dict[str, object], message: str
+) -> None:
+    config = replace(stage_config("dev"), **change)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        validate_config(config)
+
+
+def test_interactive_lane_must_keep_a_warm_task() -> None:
+    dev = stage_config("dev")
+    config = replace(dev, interactive=replace(dev.interactive, min_tasks=0))
+    with pytest.raises(ValueError, match="min_tasks"):
+        validate_config(config)
+
+
+def test_unknown_stage_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown stage"):
+        stage_config("staging")

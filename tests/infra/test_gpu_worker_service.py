@@ -1,0 +1,184 @@
+"""Worker services: one per lane, one GPU per task, stop timeout to hand work back, logs with
+retention, runtime config only through EnvVar; scaling on backlog per task incl. from zero."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.config import LaneConfig
+from runtime.common.names import EnvVar, Lane
+from tests.infra.conftest import Synthesized
+from tests.infra.template_queries import logical_id, one, resources
+
+_WORKER_ENV = {
+    EnvVar.STAGE,
+    EnvVar.LANES,
+    EnvVar.UPLOADS_BUCKET,
+    EnvVar.OUTPUTS_BUCKET,
+    EnvVar.WEIGHTS_BUCKET,
+    EnvVar.AVATAR_CACHE_BUCKET,
+    EnvVar.JOBS_TABLE,
+    EnvVar.INTERACTIVE_QUEUE_URL,
+    EnvVar.BATCH_QUEUE_URL,
+    EnvVar.COMPLETION_TOPIC_ARN,
+    EnvVar.WEBHOOK_SECRET_ARN,
+    EnvVar.LIMITS_JSON,
+    EnvVar.MODELS_DIR,
+    EnvVar.HEARTBEAT_SECONDS,
+    EnvVar.VISIBILITY_TIMEOUT_SECONDS,
+    EnvVar.STOP_TIMEOUT_SECONDS,
+    EnvVar.MAX_RECEIVE_COUNT,
+    EnvVar.HEALTH_PORT,
+    EnvVar.DEVICE,
+    EnvVar.DTYPE,
+}
+
+
+def _lane_config(s: Synthesized, lane: Lane) -> LaneConfig:
+    return s.config.interactive if lane is Lane.INTERACTIVE else s.config.batch
+
+
+def _container(s: Synthesized, lane: Lane) -> dict:
+    _, task = one(s.raw, "AWS::ECS::TaskDefinition", f"{lane.value.title()}WorkerTask")
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    return container
+
+
+def _env(container: dict) -> dict[str, object]:
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_worker_task_holds_one_gpu_and_stops_gracefully(
+    synthesized: Synthesized, lane: Lane
+) -> None:
+    container = _container(synthesized, lane)
+    assert container["ResourceRequirements"] == [{"Type": "GPU", "Value": "1"}]
+    assert container["StopTimeout"] == synthesized.config.task_stop_timeout_seconds
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
+    health = container["HealthCheck"]["Command"]
+    assert "/healthz" in " ".join(health)
+    # Image is built from docker/ as a CDK asset
+    assert "container-assets" in json.dumps(container["Image"])
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_worker_logs_go_to_a_log_group_with_retention(synthesized: Synthesized, lane: Lane) -> None:
+    options = _container(synthesized, lane)["LogConfiguration"]["Options"]
+    group_id = options["awslogs-group"]["Ref"]
+    group = synthesized.raw["Resources"][group_id]
+    assert group["Properties"]["RetentionInDays"] == synthesized.config.log_retention_days
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_worker_gets_its_runtime_config_through_envvar_names(
+    synthesized: Synthesized, lane: Lane
+) -> None:
+    env = _env(_container(synthesized, lane))
+    assert set(env) >= {str(v) for v in _WORKER_ENV}
+    unknown = {k for k in env if k not in {str(v) for v in EnvVar}}
+    assert unknown <= {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    assert env[EnvVar.LANES] == lane.value
+    assert env[EnvVar.DEVICE] == "cuda"
+    assert env[EnvVar.DTYPE] == "float16"
+    assert env[EnvVar.MAX_RECEIVE_COUNT] == str(_lane_config(synthesized, lane).max_receive_count)
+    assert env[EnvVar.STOP_TIMEOUT_SECONDS] == str(synthesized.config.task_stop_timeout_seconds)
+    assert env[EnvVar.WEBHOOK_SECRET_ARN] == {
+        "Ref": logical_id(synthesized.raw, "AWS::SecretsManager::Secret", "NotificationsWebhook")
+    }
+
+
+def test_one_service_per_lane_with_the_configured_capacity_strategy(
+    synthesized: Synthesized,
+) -> None:
+    services = resources(synthesized.raw, "AWS::ECS::Service")
+    assert len(services) == len(Lane)
+    spot = logical_id(synthesized.raw, "AWS::ECS::CapacityProvider", "GpuCapacitySpot")
+    for lane in Lane:
+        _, service = one(synthesized.raw, "AWS::ECS::Service", f"{lane.value.title()}WorkerService")
+        strategy = service["Properties"]["CapacityProviderStrategy"]
+        assert {"CapacityProvider": {"Ref": spot}, "Weight": 1} in strategy
+        if lane is Lane.INTERACTIVE and synthesized.config.on_demand_fallback_for_interactive:
+            on_demand = logical_id(
+                synthesized.raw, "AWS::ECS::CapacityProvider", "GpuCapacityOnDemand"
+            )
+            assert {
+                "CapacityProvider": {"Ref": on_demand},
+                "Base": synthesized.config.interactive.min_tasks,
+                "Weight": 0,
+            } in strategy
+        else:
+            assert len(strategy) == 1
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_task_count_bounds_follow_the_lane_config(synthesized: Synthesized, lane: Lane) -> None:
+    lane_config = _lane_config(synthesized, lane)
+    _, target = one(
+        synthesized.raw,
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        f"{lane.value.title()}WorkerTaskCount",
+    )
+    assert target["Properties"]["MinCapacity"] == lane_config.min_tasks
+    assert target["Properties"]["MaxCapacity"] == lane_config.max_tasks
+    assert target["Properties"]["ScalableDimension"] == "ecs:service:DesiredCount"
+
+
+def test_interactive_stays_warm_and_batch_scales_to_zero(synthesized: Synthesized) -> None:
+    assert synthesized.config.interactive.min_tasks >= 1
+    assert synthesized.config.batch.min_tasks == 0
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_scaling_tracks_backlog_per_task(synthesized: Synthesized, lane: Lane) -> None:
+    title = lane.value.title()
+    target = logical_id(
+        synthesized.raw, "AWS::ApplicationAutoScaling::ScalableTarget", f"{title}WorkerTaskCount"
+    )
+    queue = next(
+        k
+        for k in resources(synthesized.raw, "AWS::SQS::Queue")
+        if k.startswith(f"Queues{title}") and "DeadLetters" not in k
+    )
+    _, policy = one(
+        synthesized.raw,
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        f"{title}WorkerBacklogPerTask",
+    )
+    props = policy["Properties"]
+    assert props["ScalingTargetId"] == {"Ref": target}
+    tracking = props["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == _lane_config(synthesized, lane).backlog_per_task_target
+    metrics = {m["Id"]: m for m in tracking["CustomizedMetricSpecification"]["Metrics"]}
+    visible = metrics["visible"]["MetricStat"]["Metric"]
+    assert visible["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert visible["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
+    assert metrics["tasks"]["MetricStat"]["Metric"]["MetricName"] == "RunningTaskCount"
+    (returned,) = [m for m in metrics.values() if m.get("ReturnData")]
+    assert "visible / tasks" in returned["Expression"]
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_a_step_policy_starts_the_first_task_when_work_waits(
+    synthesized: Synthesized, lane: Lane
+) -> None:
+    title = lane.value.title()
+    step_id, step = one(
+        synthesized.raw,
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        f"{title}WorkerTaskCountScaleOutFromZero",
+    )
+    config = step["Properties"]["StepScalingPolicyConfiguration"]
+    assert config["AdjustmentType"] == "ChangeInCapacity"
+    assert config["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
+    # The alarm that drives it fires when messages are visible and no task runs
+    (alarm,) = [
+        a
+        for a in resources(synthesized.raw, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("AlarmActions") == [{"Ref": step_id}]
+    ]
+    expressions = [m["Expression"] for m in alarm["Properties"]["Metrics"] if "Expression" in m]
+    assert expressions == ["IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)"]
+    assert alarm["Properties"]["Threshold"] == 1

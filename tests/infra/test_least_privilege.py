@@ -1,0 +1,161 @@
+"""Each Lambda and each worker lane gets only what it uses; the negative cases are asserted too
+(the API cannot read the avatar cache or weights, the worker cannot delete job records...)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.common.names import Lane
+from tests.infra.conftest import Synthesized
+from tests.infra.template_queries import actions_on, all_actions, logical_id, resources
+
+
+def _id(s: Synthesized, resource_type: str, prefix: str) -> str:
+    return logical_id(s.raw, resource_type, prefix)
+
+
+def _bucket(s: Synthesized, name: str) -> str:
+    return _id(s, "AWS::S3::Bucket", f"Storage{name}")
+
+
+def _queue(s: Synthesized, lane: Lane, dlq: bool = False) -> str:
+    title = lane.value.title()
+    ids = [
+        k
+        for k in resources(s.raw, "AWS::SQS::Queue")
+        if k.startswith(f"Queues{title}") and ("DeadLetters" in k) == dlq
+    ]
+    (queue_id,) = ids
+    return queue_id
+
+
+def _role(s: Synthesized, prefix: str) -> str:
+    return _id(s, "AWS::IAM::Role", prefix)
+
+
+# --- API handler -----------------------------------------------------------------------------
+
+
+def test_api_presigns_into_uploads_and_out_of_outputs(dev: Synthesized) -> None:
+    role = _role(dev, "ApiHandlerServiceRole")
+    assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"} == actions_on(
+        dev.raw, role, _bucket(dev, "Uploads")
+    )
+    assert {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket"} == actions_on(
+        dev.raw, role, _bucket(dev, "Outputs")
+    )
+
+
+def test_api_cannot_touch_the_avatar_cache_or_weights(dev: Synthesized) -> None:
+    role = _role(dev, "ApiHandlerServiceRole")
+    for bucket in ("AvatarCache", "Weights", "AccessLogs"):
+        assert actions_on(dev.raw, role, _bucket(dev, bucket)) == set(), bucket
+
+
+def test_api_sends_to_both_lanes_but_never_consumes(dev: Synthesized) -> None:
+    role = _role(dev, "ApiHandlerServiceRole")
+    for lane in Lane:
+        granted = actions_on(dev.raw, role, _queue(dev, lane))
+        assert "sqs:SendMessage" in granted
+        assert not {"sqs:ReceiveMessage", "sqs:DeleteMessage"} & granted
+    assert "sns:Publish" not in all_actions(dev.raw, role)
+    assert "secretsmanager:GetSecretValue" not in all_actions(dev.raw, role)
+
+
+def test_api_reads_and_writes_job_and_idempotency_records(dev: Synthesized) -> None:
+    role = _role(dev, "ApiHandlerServiceRole")
+    for table in ("TablesJobs", "TablesIdempotency"):
+        granted = actions_on(dev.raw, role, _id(dev, "AWS::DynamoDB::Table", table))
+        assert {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"} <= granted
+
+
+# --- sweeper and dead-letter handler ---------------------------------------------------------
+
+
+def test_sweeper_only_queries_updates_and_resends(dev: Synthesized) -> None:
+    role = _role(dev, "ApiSweeperServiceRole")
+    granted = all_actions(dev.raw, role)
+    jobs = actions_on(dev.raw, role, _id(dev, "AWS::DynamoDB::Table", "TablesJobs"))
+    assert {"dynamodb:Query", "dynamodb:UpdateItem"} <= jobs
+    assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:PutItem"} & granted
+    assert not any(action.startswith("s3:") for action in granted)
+    for lane in Lane:
+        assert "sqs:SendMessage" in actions_on(dev.raw, role, _queue(dev, lane))
+
+
+def test_dead_letter_handler_consumes_dlqs_and_publishes_failures(dev: Synthesized) -> None:
+    role = _role(dev, "ApiDeadLettersServiceRole")
+    granted = all_actions(dev.raw, role)
+    for lane in Lane:
+        assert "sqs:ReceiveMessage" in actions_on(dev.raw, role, _queue(dev, lane, dlq=True))
+        assert actions_on(dev.raw, role, _queue(dev, lane)) == set()
+    topic = _id(dev, "AWS::SNS::Topic", "NotificationsJobCompletion")
+    assert "sns:Publish" in actions_on(dev.raw, role, topic)
+    assert "sqs:SendMessage" not in granted
+    assert not any(action.startswith("s3:") for action in granted)
+    assert not {"dynamodb:DeleteItem", "dynamodb:Scan"} & granted
+
+
+# --- worker ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_worker_consumes_only_its_own_lane(dev: Synthesized, lane: Lane) -> None:
+    role = _role(dev, f"{lane.value.title()}WorkerTaskTaskRole")
+    own = actions_on(dev.raw, role, _queue(dev, lane))
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= own
+    other = Lane.BATCH if lane is Lane.INTERACTIVE else Lane.INTERACTIVE
+    assert actions_on(dev.raw, role, _queue(dev, other)) == set()
+    for dlq_lane in Lane:
+        assert actions_on(dev.raw, role, _queue(dev, dlq_lane, dlq=True)) == set()
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_worker_reads_and_updates_jobs_but_cannot_delete_or_scan(
+    dev: Synthesized, lane: Lane
+) -> None:
+    role = _role(dev, f"{lane.value.title()}WorkerTaskTaskRole")
+    jobs = actions_on(dev.raw, role, _id(dev, "AWS::DynamoDB::Table", "TablesJobs"))
+    assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= jobs
+    granted = all_actions(dev.raw, role)
+    assert not {"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem"} & granted
+    idempotency = _id(dev, "AWS::DynamoDB::Table", "TablesIdempotency")
+    assert actions_on(dev.raw, role, idempotency) == set()
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_worker_bucket_access_is_exactly_what_it_uses(dev: Synthesized, lane: Lane) -> None:
+    role = _role(dev, f"{lane.value.title()}WorkerTaskTaskRole")
+
+    def on(bucket: str) -> set[str]:
+        return actions_on(dev.raw, role, _bucket(dev, bucket))
+
+    # reads its inputs and the weights, never writes or deletes them
+    assert on("Uploads") == {"s3:GetObject", "s3:ListBucket"}
+    assert on("Weights") == {"s3:GetObject", "s3:ListBucket"}
+    # writes outputs and prepared avatars, never deletes
+    for bucket in ("Outputs", "AvatarCache"):
+        assert {"s3:PutObject", "s3:GetObject"} <= on(bucket)
+        assert not any("Delete" in action for action in on(bucket))
+    assert on("AccessLogs") == set()
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_worker_publishes_completions_and_reads_the_webhook_secret(
+    dev: Synthesized, lane: Lane
+) -> None:
+    role = _role(dev, f"{lane.value.title()}WorkerTaskTaskRole")
+    completion = _id(dev, "AWS::SNS::Topic", "NotificationsJobCompletion")
+    alarms = _id(dev, "AWS::SNS::Topic", "NotificationsAlarms")
+    secret = _id(dev, "AWS::SecretsManager::Secret", "NotificationsWebhook")
+    assert "sns:Publish" in actions_on(dev.raw, role, completion)
+    assert actions_on(dev.raw, role, alarms) == set()
+    assert "secretsmanager:GetSecretValue" in actions_on(dev.raw, role, secret)
+    # Metrics go out as EMF log lines; nothing to grant.
+    assert "cloudwatch:PutMetricData" not in all_actions(dev.raw, role)
+
+
+def test_no_role_is_granted_admin_style_wildcard_actions(synthesized: Synthesized) -> None:
+    for role in resources(synthesized.raw, "AWS::IAM::Role"):
+        granted = all_actions(synthesized.raw, role)
+        assert not {a for a in granted if a == "*" or a.endswith(":*")}, role

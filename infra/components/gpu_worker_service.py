@@ -238,7 +238,6 @@ class GpuWorkerService(Construct):
             min_capacity=scaling.min_tasks,
             max_capacity=scaling.max_tasks,
         )
-        target.node.add_dependency(self.service)
         visible = queue.metric_approximate_number_of_messages_visible(
             period=Duration.minutes(1), statistic="Maximum"
         )

@@ -67,6 +67,9 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("openapi.json", "GET"),
 )
 _BATCH_SIZE = 10
+DEAD_LETTER_HANDLER_TIMEOUT_SECONDS = 60
+# AWS recommends a source queue visibility of six times the consuming function's timeout.
+DEAD_LETTER_QUEUE_VISIBILITY_SECONDS = 6 * DEAD_LETTER_HANDLER_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,7 +259,7 @@ class JobApi(Construct):
             "DeadLetters",
             handler="runtime.api.dead_letters.lambda_handler",
             description="Marks jobs whose message reached a dead-letter queue as FAILED",
-            timeout=Duration.seconds(60),
+            timeout=Duration.seconds(DEAD_LETTER_HANDLER_TIMEOUT_SECONDS),
             environment={str(EnvVar.COMPLETION_TOPIC_ARN): r.completion_topic.topic_arn},
             memory_size=256,
         )

@@ -33,6 +33,7 @@ class JobQueues(Construct):
         *,
         names: ResourceNames,
         visibility_timeout_seconds: int,
+        dead_letter_visibility_timeout_seconds: int,
         lanes: dict[Lane, LaneQueueSettings],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -48,6 +49,8 @@ class JobQueues(Construct):
                 encryption=sqs.QueueEncryption.SQS_MANAGED,
                 enforce_ssl=True,
                 retention_period=_MAX_RETENTION,
+                # Consumed by the dead-letter Lambda: must outlast its timeout.
+                visibility_timeout=Duration.seconds(dead_letter_visibility_timeout_seconds),
             )
             self._dead_letter_queues[lane] = dlq
             self._queues[lane] = sqs.Queue(

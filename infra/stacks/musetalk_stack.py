@@ -23,7 +23,12 @@ from infra.components.gpu_worker_service import (
     WorkerResources,
     WorkerSettings,
 )
-from infra.components.job_api import ApiResources, ApiSettings, JobApi
+from infra.components.job_api import (
+    DEAD_LETTER_QUEUE_VISIBILITY_SECONDS,
+    ApiResources,
+    ApiSettings,
+    JobApi,
+)
 from infra.components.job_queues import JobQueues, LaneQueueSettings
 from infra.components.job_tables import JobTables
 from infra.components.network import Network
@@ -82,6 +87,7 @@ class MuseTalkStack(Stack):
             "Queues",
             names=names,
             visibility_timeout_seconds=config.visibility_timeout_seconds,
+            dead_letter_visibility_timeout_seconds=DEAD_LETTER_QUEUE_VISIBILITY_SECONDS,
             lanes={
                 lane: LaneQueueSettings(max_receive_count=lane_config.max_receive_count)
                 for lane, lane_config in lanes.items()

@@ -56,7 +56,8 @@ class StageConfig:
     sweeper_interval_minutes: int = 5
     log_retention_days: int = 30
     limits: Limits = field(default=DEFAULT_LIMITS)
-    # Alarms.
+    # Alarms. Addresses here are subscribed to the alarm topic (each confirms by mail).
+    alarm_emails: tuple[str, ...] = ()
     failure_rate_alarm_percent: float = 10
     low_sync_alarm_threshold: float = 0.3
     gpu_memory_alarm_percent: float = 95

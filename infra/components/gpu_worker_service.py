@@ -38,8 +38,6 @@ from runtime.common.names import EnvVar, Lane
 
 HEALTH_PORT = 8080
 MODELS_DIR = "/models"
-# Weights survive task restarts on the same host: no re-download after a deploy or a crash.
-_HOST_MODELS_DIR = "/var/lib/musetalk/models"
 # Model download + load happens before /healthz turns healthy; ECS allows at most 300 s here.
 _HEALTH_START_PERIOD = Duration.seconds(300)
 _HEALTH_CHECK = (
@@ -114,7 +112,15 @@ class GpuWorkerService(Construct):
         self.task_definition = ecs.Ec2TaskDefinition(
             self, "Task", network_mode=ecs.NetworkMode.BRIDGE
         )
-        self.task_definition.add_volume(name="models", host=ecs.Host(source_path=_HOST_MODELS_DIR))
+        # A host-wide Docker volume: weights survive task restarts on the same host (no
+        # re-download after a deploy or a crash). A new volume takes the owner of the image's
+        # MODELS_DIR, so a non-root worker can write it.
+        self.task_definition.add_volume(
+            name="models",
+            docker_volume_configuration=ecs.DockerVolumeConfiguration(
+                scope=ecs.Scope.SHARED, autoprovision=True, driver="local"
+            ),
+        )
         container = self.task_definition.add_container(
             "worker",
             image=image,

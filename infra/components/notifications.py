@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra.components.nag import acknowledge
@@ -22,7 +23,14 @@ _SECRET_LENGTH = 48
 
 
 class Notifications(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, names: ResourceNames) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: ResourceNames,
+        alarm_emails: tuple[str, ...],
+    ) -> None:
         super().__init__(scope, construct_id)
 
         self.key = kms.Key(
@@ -54,6 +62,9 @@ class Notifications(Construct):
             master_key=self.key,
             enforce_ssl=True,
         )
+        # Each address gets a confirmation mail from SNS before alarms reach it.
+        for email in alarm_emails:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(email))
 
         # Signs webhook bodies (HMAC); the worker reads it by ARN at start-up, never from env.
         self.webhook_secret = secretsmanager.Secret(

@@ -93,7 +93,9 @@ class MuseTalkStack(Stack):
                 for lane, lane_config in lanes.items()
             },
         )
-        notifications = Notifications(self, "Notifications", names=names)
+        notifications = Notifications(
+            self, "Notifications", names=names, alarm_emails=config.alarm_emails
+        )
         network = Network(
             self,
             "Network",
@@ -157,6 +159,10 @@ class MuseTalkStack(Stack):
                 ),
                 capacity_provider_strategies=_strategy(capacity, lane, lane_config),
             )
+            # A service naming a capacity provider fails to create until the provider is
+            # associated with the cluster. The association is a child of the cluster created at
+            # synth, so depending on the cluster construct orders it.
+            services[lane].service.node.add_dependency(capacity.cluster)
 
         api = JobApi(
             self,

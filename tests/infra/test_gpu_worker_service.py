@@ -182,3 +182,25 @@ def test_a_step_policy_starts_the_first_task_when_work_waits(
     expressions = [m["Expression"] for m in alarm["Properties"]["Metrics"] if "Expression" in m]
     assert expressions == ["IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)"]
     assert alarm["Properties"]["Threshold"] == 1
+
+
+def test_services_wait_for_the_capacity_providers_to_join_the_cluster(
+    synthesized: Synthesized,
+) -> None:
+    association = logical_id(
+        synthesized.raw, "AWS::ECS::ClusterCapacityProviderAssociations", "GpuCapacityCluster"
+    )
+    for service in resources(synthesized.raw, "AWS::ECS::Service").values():
+        assert association in service["DependsOn"]
+
+
+def test_weights_cache_survives_task_restarts_on_a_host(synthesized: Synthesized) -> None:
+    for lane in Lane:
+        _, task = one(
+            synthesized.raw, "AWS::ECS::TaskDefinition", f"{lane.value.title()}WorkerTask"
+        )
+        (volume,) = task["Properties"]["Volumes"]
+        assert volume["DockerVolumeConfiguration"]["Scope"] == "shared"
+        (mount,) = task["Properties"]["ContainerDefinitions"][0]["MountPoints"]
+        env = _env(task["Properties"]["ContainerDefinitions"][0])
+        assert mount["ContainerPath"] == env[EnvVar.MODELS_DIR]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
@@ -243,6 +243,18 @@ class GpuWorkerService(Construct):
             scalable_dimension="ecs:service:DesiredCount",
             min_capacity=scaling.min_tasks,
             max_capacity=scaling.max_tasks,
+            # The service-linked role Application Auto Scaling creates for ECS (what
+            # Service.autoScaleTaskCount uses); a fresh role would have no permissions.
+            role=iam.Role.from_role_arn(
+                self,
+                "ScalingRole",
+                Stack.of(self).format_arn(
+                    service="iam",
+                    region="",
+                    resource="role/aws-service-role/ecs.application-autoscaling.amazonaws.com",
+                    resource_name="AWSServiceRoleForApplicationAutoScaling_ECSService",
+                ),
+            ),
         )
         visible = queue.metric_approximate_number_of_messages_visible(
             period=Duration.minutes(1), statistic="Maximum"

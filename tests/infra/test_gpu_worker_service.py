@@ -124,6 +124,10 @@ def test_task_count_bounds_follow_the_lane_config(synthesized: Synthesized, lane
     assert target["Properties"]["MinCapacity"] == lane_config.min_tasks
     assert target["Properties"]["MaxCapacity"] == lane_config.max_tasks
     assert target["Properties"]["ScalableDimension"] == "ecs:service:DesiredCount"
+    # Scaling acts through the ECS service-linked role, not a role without permissions
+    assert "AWSServiceRoleForApplicationAutoScaling_ECSService" in json.dumps(
+        target["Properties"]["RoleARN"]
+    )
 
 
 def test_interactive_stays_warm_and_batch_scales_to_zero(synthesized: Synthesized) -> None:

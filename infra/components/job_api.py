@@ -13,6 +13,7 @@ read at deploy time from its public SSM parameter. No Docker, no credentials at 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -377,6 +378,7 @@ class JobApi(Construct):
                 type=apigateway.JsonSchemaType.OBJECT,
             ),
         )
+        self._gateway_responses()
         v1 = self.rest_api.root.add_resource("v1")
         for path, method in ROUTES:
             resource = v1.resource_for_path(path)
@@ -400,3 +402,71 @@ class JobApi(Construct):
             value=Fn.join("", ["aws apigateway get-api-key --include-value --region ", Aws.REGION]),
             description="Append --api-key <ApiKeyId-...> to read a tenant's key value",
         )
+
+    def _gateway_responses(self) -> None:
+        """Requests the gateway itself rejects get the same JSON error shape as the handler's,
+        with a message that says what to fix (never the default `Forbidden`)."""
+        for response_type, status, code, message in _GATEWAY_ERRORS:
+            self.rest_api.add_gateway_response(
+                response_type.response_type.title().replace("_", ""),
+                type=response_type,
+                status_code=status,
+                templates={
+                    "application/json": json.dumps(
+                        {
+                            "error": {
+                                "code": code,
+                                "message": message,
+                                "request_id": "$context.requestId",
+                            }
+                        }
+                    )
+                },
+            )
+
+
+_GATEWAY_ERRORS: tuple[tuple[apigateway.ResponseType, str, str, str], ...] = (
+    (
+        apigateway.ResponseType.BAD_REQUEST_BODY,
+        "400",
+        "INVALID_REQUEST",
+        "$context.error.validationErrorString",
+    ),
+    (
+        apigateway.ResponseType.BAD_REQUEST_PARAMETERS,
+        "400",
+        "INVALID_REQUEST",
+        "$context.error.validationErrorString",
+    ),
+    (
+        apigateway.ResponseType.API_CONFIGURATION_ERROR,
+        "500",
+        "INTERNAL",
+        "The API is misconfigured; retry later.",
+    ),
+    (
+        apigateway.ResponseType.INVALID_API_KEY,
+        "403",
+        "INVALID_API_KEY",
+        "Send a valid tenant API key in the x-api-key header.",
+    ),
+    (
+        # API Gateway answers an unknown route this way when no authorizer is configured.
+        apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+        "404",
+        "NOT_FOUND",
+        "No such route: every route is under /v1 (see GET /v1/openapi.json).",
+    ),
+    (
+        apigateway.ResponseType.QUOTA_EXCEEDED,
+        "429",
+        "QUOTA_EXCEEDED",
+        "The daily request quota of this API key is used up.",
+    ),
+    (
+        apigateway.ResponseType.THROTTLED,
+        "429",
+        "THROTTLED",
+        "Too many requests; retry with backoff.",
+    ),
+)

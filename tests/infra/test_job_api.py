@@ -167,3 +167,23 @@ def test_dead_letter_handler_consumes_both_lane_dlqs(synthesized: Synthesized) -
         logical_id(synthesized.raw, "AWS::SQS::Queue", "QueuesInteractiveDeadLetters"),
         logical_id(synthesized.raw, "AWS::SQS::Queue", "QueuesBatchDeadLetters"),
     }
+
+
+def test_gateway_rejections_return_json_errors_that_say_what_to_fix(
+    synthesized: Synthesized,
+) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in resources(synthesized.raw, "AWS::ApiGateway::GatewayResponse").values()
+    }
+    # An invalid body names what failed validation
+    body = json.loads(responses["BAD_REQUEST_BODY"]["ResponseTemplates"]["application/json"])
+    assert responses["BAD_REQUEST_BODY"]["StatusCode"] == "400"
+    assert body["error"]["message"] == "$context.error.validationErrorString"
+    # An unknown route is a 404, not API Gateway's misleading 403
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    # A missing or wrong key says which header to send
+    key = json.loads(responses["INVALID_API_KEY"]["ResponseTemplates"]["application/json"])
+    assert "x-api-key" in key["error"]["message"]
+    assert responses["THROTTLED"]["StatusCode"] == "429"
+    assert responses["QUOTA_EXCEEDED"]["StatusCode"] == "429"

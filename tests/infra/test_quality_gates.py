@@ -111,6 +111,8 @@ def test_cdk_cli_synth_needs_no_credentials_and_no_docker(tmp_path: Path) -> Non
     env["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"
     env["CDK_DISABLE_VERSION_CHECK"] = "1"
     out = tmp_path / "cdk.out"
+    context_file = REPO_ROOT / "cdk.context.json"
+    had_context_file = context_file.exists()
     # When the real CLI synthesizes the prod stage
     result = subprocess.run(
         [
@@ -138,3 +140,5 @@ def test_cdk_cli_synth_needs_no_credentials_and_no_docker(tmp_path: Path) -> Non
     assert "AWS::ECS::Service" in json.dumps(template)
     report = json.loads((out / "validation-report.json").read_text())
     assert all(not p.get("violations") for p in report["pluginReports"])
+    # And no context lookup happened (it would have cached its result in cdk.context.json)
+    assert context_file.exists() == had_context_file

@@ -14,6 +14,7 @@ read at deploy time from its public SSM parameter. No Docker, no credentials at 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,21 +190,6 @@ class JobApi(Construct):
 
     def _api_handler(self) -> lambda_.Function:
         r = self._resources
-        key_tenants = Fn.join(
-            "",
-            [
-                "{",
-                Fn.join(
-                    ",",
-                    [
-                        Fn.join("", ['"', key.key_id, '":"', tenant, '"'])
-                        for tenant, key in self.api_keys.items()
-                    ]
-                    or [""],
-                ),
-                "}",
-            ],
-        )
         function = self._python_function(
             "Handler",
             handler="runtime.api.handler.lambda_handler",
@@ -213,7 +199,9 @@ class JobApi(Construct):
                 str(EnvVar.IDEMPOTENCY_TABLE): r.idempotency_table.table_name,
                 str(EnvVar.UPLOADS_BUCKET): r.uploads.bucket_name,
                 str(EnvVar.OUTPUTS_BUCKET): r.outputs.bucket_name,
-                str(EnvVar.API_KEY_TENANTS): key_tenants,
+                str(EnvVar.API_KEY_TENANTS): key_tenants_json(
+                    {tenant: key.key_id for tenant, key in self.api_keys.items()}
+                ),
                 str(EnvVar.LIMITS_JSON): self._settings.limits_json,
                 **self._queue_env,
             },
@@ -423,6 +411,16 @@ class JobApi(Construct):
                     )
                 },
             )
+
+
+def key_tenants_json(key_ids: Mapping[str, str]) -> str:
+    """`{"<api key id>": "<tenant>", ...}`, built with Fn::Join because the key ids exist only
+    at deploy time."""
+    parts = ["{"]
+    for index, (tenant, key_id) in enumerate(key_ids.items()):
+        parts += [("," if index else "") + '"', key_id, f'":{json.dumps(tenant)}']
+    parts.append("}")
+    return Fn.join("", parts)
 
 
 _GATEWAY_ERRORS: tuple[tuple[apigateway.ResponseType, str, str, str], ...] = (

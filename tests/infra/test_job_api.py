@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+import aws_cdk as cdk
 from aws_cdk.assertions import Match
 
-from infra.components.job_api import POWERTOOLS_LAYER_PARAMETER, ROUTES
+from infra.components.job_api import POWERTOOLS_LAYER_PARAMETER, ROUTES, key_tenants_json
 from runtime.common.names import EnvVar
 from tests.infra.conftest import Synthesized
 from tests.infra.template_queries import logical_id, one, resources
@@ -187,3 +188,12 @@ def test_gateway_rejections_return_json_errors_that_say_what_to_fix(
     assert "x-api-key" in key["error"]["message"]
     assert responses["THROTTLED"]["StatusCode"] == "429"
     assert responses["QUOTA_EXCEEDED"]["StatusCode"] == "429"
+
+
+def test_key_to_tenant_map_is_valid_json_for_any_number_of_tenants() -> None:
+    # Given key ids for several tenants (literals here; deploy-time tokens in the stack)
+    stack = cdk.Stack()
+    # When the map is built and resolved / Then it is the JSON object the handler parses
+    resolved = stack.resolve(key_tenants_json({"acme": "k1", "globex": "k2", "initech": "k3"}))
+    assert json.loads(resolved) == {"k1": "acme", "k2": "globex", "k3": "initech"}
+    assert json.loads(stack.resolve(key_tenants_json({}))) == {}

@@ -88,6 +88,7 @@ class ApiResources:
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings:
     stage: str
+    name_prefix: str  # ResourceNames.prefix: names the REST API, usage plan and keys
     tenants: tuple[str, ...]
     throttle_rate: float
     throttle_burst: int
@@ -276,7 +277,7 @@ class JobApi(Construct):
         rest_api = apigateway.RestApi(
             self,
             "RestApi",
-            rest_api_name=f"musetalk-{self._settings.stage}",
+            rest_api_name=self._settings.name_prefix,
             description="MuseTalk lip-sync job API",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             api_key_source_type=apigateway.ApiKeySourceType.HEADER,
@@ -317,7 +318,7 @@ class JobApi(Construct):
     def _tenant_keys(self) -> tuple[apigateway.UsagePlan, dict[str, apigateway.ApiKey]]:
         plan = self.rest_api.add_usage_plan(
             "UsagePlan",
-            name=f"musetalk-{self._settings.stage}-tenants",
+            name=f"{self._settings.name_prefix}-tenants",
             throttle=apigateway.ThrottleSettings(
                 rate_limit=self._settings.throttle_rate, burst_limit=self._settings.throttle_burst
             ),
@@ -331,7 +332,7 @@ class JobApi(Construct):
             key = apigateway.ApiKey(
                 self,
                 f"Key-{tenant}",
-                api_key_name=f"musetalk-{self._settings.stage}-{tenant}",
+                api_key_name=f"{self._settings.name_prefix}-{tenant}",
                 description=f"Tenant {tenant}",
                 enabled=True,
             )

@@ -178,6 +178,7 @@ class MuseTalkStack(Stack):
             ),
             settings=ApiSettings(
                 stage=config.stage,
+                name_prefix=names.prefix,
                 tenants=config.tenants,
                 throttle_rate=config.api_throttle_rate,
                 throttle_burst=config.api_throttle_burst,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,11 +29,21 @@ def deployment(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     reset_moto(moto_endpoint)
     names = ResourceNames(stage="test", account=ACCOUNT, region=REGION)
     resources = create_resources(names, moto_endpoint, api_key_tenants=TENANTS)
-    for name, value in resources.env().items():
+    env = resources.env()
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
-    handler.runtime.cache_clear()
+    # Names are stable across resets, so the cached runtime (clients, idempotency layer) stays
+    # valid unless a test changed the environment; rebuilding it costs more than most tests.
+    if _runtime_env.get("env") != env:
+        handler.runtime.cache_clear()
+        _runtime_env["env"] = env
     yield resources
-    handler.runtime.cache_clear()
+    if {name: os.environ.get(name) for name in env} != env:
+        handler.runtime.cache_clear()
+        _runtime_env.clear()
+
+
+_runtime_env: dict[str, dict[str, str]] = {}
 
 
 Call = Callable[..., dict[str, Any]]

@@ -140,3 +140,14 @@ def queue_messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 
 def submit_body(audio_id: str, **overrides: Any) -> dict[str, Any]:
     return {"audio_upload_id": audio_id, "lane": "interactive", **overrides}
+
+
+def header(response: dict[str, Any], name: str) -> str | None:
+    """A response header, from `headers` or `multiValueHeaders` (API Gateway merges both)."""
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        if key.lower() == name.lower():
+            return str(values[-1])
+    for key, value in (response.get("headers") or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None

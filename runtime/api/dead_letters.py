@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 
 from runtime.api.context import ApiContext, iso
 from runtime.api.jobs import publish_completion
+from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
 from runtime.common.jobs import CompletionEvent, ErrorCode, JobError, JobMessage, JobStatus
 from runtime.common.metrics import (
@@ -39,13 +39,10 @@ from runtime.common.metrics import (
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk
 
-SERVICE = "musetalk-dead-letters"
 # Set once the failure event is out, so a redelivered record neither re-publishes nor skips it.
 PUBLISHED_ATTRIBUTE = "dead_letter_event_published"
 EXHAUSTED_MESSAGE = "the job failed on every delivery attempt"
 
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -54,11 +54,11 @@ from runtime.api.models import (
     SubmitJobRequest,
     UploadCreated,
 )
+from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
 from runtime.common.jobs import JobStatus
 from runtime.common.metrics import DIMENSION_LANE, DIMENSION_SERVICE, NAMESPACE, Metric
 
-SERVICE = "musetalk-api"
 CORRELATION_HEADER = "X-Correlation-Id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 OPENAPI_PATH = "/v1/openapi.json"
@@ -67,8 +67,6 @@ _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 _SAFE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE)
 metrics.set_default_dimensions(**{DIMENSION_SERVICE: "api"})
 app = APIGatewayRestResolver(enable_validation=True)
@@ -398,6 +396,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         correlation_id = str(uuid.uuid4())
     logger.set_correlation_id(correlation_id)
     response = _gate(event, context, correlation_id)
+    # The route pattern, not the path: ids stay out of the access line, and it aggregates.
+    logger.info(
+        "request handled",
+        extra={
+            "method": event.get("httpMethod"),
+            "route": _route_of(event),
+            "status": response.get("statusCode"),
+        },
+    )
     response.setdefault("headers", {})
     response["headers"] = dict(response["headers"] or {}) | {CORRELATION_HEADER: correlation_id}
     if response.get("multiValueHeaders"):
@@ -435,6 +442,23 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
     runtime().idempotency.register_lambda_context(context)
     app.append_context(tenant=tenant, correlation_id=correlation_id)
     return app.resolve(event, context)
+
+
+def _route_of(event: Mapping[str, Any]) -> str:
+    path = str(event.get("path", ""))
+    if path in _FIXED_ROUTES:
+        return path
+    for pattern, route in _ID_ROUTES:
+        if pattern.fullmatch(path):
+            return route
+    return "unknown"
+
+
+_FIXED_ROUTES = frozenset({"/v1/jobs", "/v1/avatars", "/v1/uploads", OPENAPI_PATH})
+_ID_ROUTES = [
+    (re.compile(r"/v1/jobs/[^/]+"), "/v1/jobs/{job_id}"),
+    (re.compile(r"/v1/avatars/[^/]+"), "/v1/avatars/{avatar_id}"),
+]
 
 
 def _body_bytes(event: Mapping[str, Any]) -> int:

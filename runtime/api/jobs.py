@@ -17,7 +17,6 @@ from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from runtime.api import avatars, uploads
@@ -25,6 +24,7 @@ from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
 from runtime.api.media_probe import audio_duration_seconds
 from runtime.api.models import Job, JobAccepted, JobCancelled, JobList, JobSummary, SubmitJobRequest
+from runtime.api.observability import logger
 from runtime.api.pagination import query_tenant_index
 from runtime.api.webhooks import check_webhook_url
 from runtime.common.jobs import (
@@ -39,8 +39,6 @@ from runtime.common.jobs import (
 from runtime.common.keys import avatar_cache_key, is_safe_id, output_key, tenant_prefix
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk, tenant_kind
-
-logger = Logger(child=True)
 
 IDEMPOTENCY_FIELD = "Idempotency-Key"
 

@@ -14,26 +14,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.api.context import ApiContext, iso
 from runtime.api.jobs import enqueue
+from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
 from runtime.common.jobs import JobStatus
 from runtime.common.metrics import DIMENSION_LANE, DIMENSION_SERVICE, NAMESPACE, Metric
 from runtime.common.names import JobsTable, Lane
 from runtime.common.records import JobRecord, job_pk
 
-SERVICE = "musetalk-sweeper"
 # Longer than an API request can take between writing a job and sending it (API Gateway caps
 # integrations at 29 s), so the sweeper never races a healthy in-flight request.
 GRACE_SECONDS = 120
-
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 
 
 @dataclass(frozen=True)

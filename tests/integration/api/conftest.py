@@ -151,3 +151,35 @@ def header(response: dict[str, Any], name: str) -> str | None:
         if key.lower() == name.lower():
             return str(value)
     return None
+
+
+Events = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def completion_events(deployment: Resources, aws: Callable[[str], Any]) -> Events:
+    """Subscribe a queue to the completion topic; the returned function drains what arrived as
+    `{"event": <CompletionEvent JSON>, "attributes": {name: value}}`."""
+    sqs = aws("sqs")
+    url = sqs.create_queue(QueueName="completion-capture")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    aws("sns").subscribe(TopicArn=deployment.completion_topic_arn, Protocol="sqs", Endpoint=arn)
+
+    def drain() -> list[dict[str, Any]]:
+        events = []
+        for message in queue_messages(sqs, url):
+            envelope = json.loads(message["Body"])
+            events.append(
+                {
+                    "event": json.loads(envelope["Message"]),
+                    "attributes": {
+                        name: value["Value"]
+                        for name, value in envelope.get("MessageAttributes", {}).items()
+                    },
+                }
+            )
+        return events
+
+    return drain

@@ -22,7 +22,10 @@ from typing import Annotated, Any
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
@@ -78,6 +81,7 @@ _ERROR_STATUSES = {
     404: "Not found (or another tenant's: existence never leaks)",
     409: "Conflict (idempotency key reuse, upload not received, job already final)",
     413: "Body or media too large",
+    415: "Request bodies must be application/json",
     422: "Media rejected (e.g. audio too long)",
     503: "A dependency of ours is unavailable; retry with the same Idempotency-Key",
 }
@@ -358,6 +362,18 @@ def _idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response[A
     )
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response[Any]:
+    return _error(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        error_body(
+            ApiErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "request bodies must be application/json",
+            "Content-Type",
+        ),
+    )
+
+
 @app.not_found
 def _not_found(_: NotFoundError) -> Response[Any]:
     return _error(HTTPStatus.NOT_FOUND, error_body(ApiErrorCode.NOT_FOUND, "no such route"))
@@ -390,8 +406,7 @@ def _unexpected(error: Exception) -> Response[Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    correlation_id = headers.get(CORRELATION_HEADER.lower(), "")
+    correlation_id = _header(event, CORRELATION_HEADER)
     if not _CORRELATION_ID.fullmatch(correlation_id):
         correlation_id = str(uuid.uuid4())
     logger.set_correlation_id(correlation_id)
@@ -425,6 +440,14 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
             f"request body exceeds {settings.limits.max_request_body_bytes} bytes",
             "body",
         )
+    content_type = _header(event, "content-type")
+    if event.get("body") and content_type and not content_type.startswith("application/json"):
+        return _early(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            ApiErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "request bodies must be application/json",
+            "Content-Type",
+        )
     identity = (event.get("requestContext") or {}).get("identity") or {}
     api_key_id = identity.get("apiKeyId")
     tenant = settings.api_key_tenants.get(api_key_id) if isinstance(api_key_id, str) else None
@@ -442,6 +465,13 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
     runtime().idempotency.register_lambda_context(context)
     app.append_context(tenant=tenant, correlation_id=correlation_id)
     return app.resolve(event, context)
+
+
+def _header(event: Mapping[str, Any], name: str) -> str:
+    for key, value in (event.get("headers") or {}).items():
+        if str(key).lower() == name.lower():
+            return str(value).strip()
+    return ""
 
 
 def _route_of(event: Mapping[str, Any]) -> str:

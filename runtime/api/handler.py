@@ -26,6 +26,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
@@ -285,6 +286,9 @@ def openapi_document() -> str:
         title="MuseTalk job API",
         version="1.0.0",
         description="Upload media, register avatars, submit lip-sync jobs and read their status.",
+        # API Gateway checks the key (usage plan); the key's id maps to the caller's tenant.
+        security_schemes={"apiKey": APIKey.model_validate({"in": "header", "name": "x-api-key"})},
+        security=[{"apiKey": []}],
     )
 
 

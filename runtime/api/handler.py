@@ -37,6 +37,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -228,24 +229,18 @@ def submit_job(
         ),
     ],
 ) -> Response[JobAccepted]:
-    lane = request.lane
-    try:
-        accepted = JobAccepted.model_validate(
-            runtime().submit(
-                command=SubmitCommand(
-                    tenant=_tenant(),
-                    idempotency_key=idempotency_key,
-                    correlation_id=_correlation_id(),
-                    body=request.model_dump(mode="json"),
-                )
+    accepted = JobAccepted.model_validate(
+        runtime().submit(
+            command=SubmitCommand(
+                tenant=_tenant(),
+                idempotency_key=idempotency_key,
+                correlation_id=_correlation_id(),
+                body=request.model_dump(mode="json"),
             )
         )
-    except ApiError as error:
-        if error.status < HTTPStatus.INTERNAL_SERVER_ERROR:
-            metrics.add_metric(name=Metric.JOBS_REJECTED, unit=MetricUnit.Count, value=1)
-        raise
+    )
     # One job per invocation, so the lane dimension applies to exactly this metric.
-    metrics.add_dimension(name=DIMENSION_LANE, value=lane.value)
+    metrics.add_dimension(name=DIMENSION_LANE, value=request.lane.value)
     metrics.add_metric(name=Metric.JOBS_ACCEPTED, unit=MetricUnit.Count, value=1)
     return _json(HTTPStatus.ACCEPTED, accepted, headers={"Location": accepted.status_url})
 
@@ -383,7 +378,7 @@ def _not_found(_: NotFoundError) -> Response[Any]:
     return _error(HTTPStatus.NOT_FOUND, error_body(ApiErrorCode.NOT_FOUND, "no such route"))
 
 
-@app.exception_handler([ClientError, BotoCoreError])
+@app.exception_handler([ClientError, BotoCoreError, IdempotencyPersistenceLayerError])
 def _dependency_failure(error: Exception) -> Response[Any]:
     # Our own dependency failed (never the caller's input): 503 so clients retry with their key.
     logger.exception("AWS dependency failed")
@@ -415,13 +410,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         correlation_id = str(uuid.uuid4())
     logger.set_correlation_id(correlation_id)
     response = _gate(event, context, correlation_id)
+    status = int(response.get("statusCode", 500))
+    is_submission = event.get("httpMethod") == "POST" and _route_of(event) == "/v1/jobs"
+    if is_submission and HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR:
+        metrics.add_metric(name=Metric.JOBS_REJECTED, unit=MetricUnit.Count, value=1)
     # The route pattern, not the path: ids stay out of the access line, and it aggregates.
     logger.info(
         "request handled",
         extra={
             "method": event.get("httpMethod"),
             "route": _route_of(event),
-            "status": response.get("statusCode"),
+            "status": status,
         },
     )
     response.setdefault("headers", {})

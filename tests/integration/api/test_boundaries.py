@@ -247,3 +247,34 @@ def test_a_malformed_correlation_id_is_replaced_not_echoed(call_api: Call) -> No
     returned = response["headers"]["X-Correlation-Id"]
     assert "Injected" not in returned
     assert len(returned) == 36  # a fresh UUID
+
+
+def test_header_names_are_case_insensitive(call_api: Call, job_inputs: dict[str, str]) -> None:
+    body = submit_body(job_inputs["audio"], avatar_upload_id=job_inputs["face"])
+    response = call_api(
+        "POST",
+        "/v1/jobs",
+        body=body,
+        headers={"idempotency-key": "lower", "x-correlation-id": "lower-corr"},
+    )
+    assert response["statusCode"] == 202
+    assert response["headers"]["X-Correlation-Id"] == "lower-corr"
+
+
+def test_submissions_are_counted_as_accepted_per_lane_or_rejected(
+    call_api: Call, job_inputs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = submit_body(job_inputs["audio"], avatar_upload_id=job_inputs["face"])
+    capsys.readouterr()
+    _submit(call_api, body, key="counted")
+    _submit(call_api, {**body, "lane": "nope"}, key="rejected")
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    accepted = [doc for doc in emf if "JobsAccepted" in doc]
+    rejected = [doc for doc in emf if "JobsRejected" in doc]
+    assert [(doc["Lane"], doc["Service"]) for doc in accepted] == [("interactive", "api")]
+    assert [doc["Service"] for doc in rejected] == ["api"]
+    assert all(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MuseTalk" for doc in emf)

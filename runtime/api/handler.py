@@ -403,8 +403,17 @@ def _unexpected(error: Exception) -> Response[Any]:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        return _handle(event, context)
+    finally:
+        # Flush only when there is something (reads emit no metric): `log_metrics` would warn on
+        # every read.
+        if metrics.metric_set:
+            metrics.flush_metrics()
+
+
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     correlation_id = _header(event, CORRELATION_HEADER)
     if not _CORRELATION_ID.fullmatch(correlation_id):
         correlation_id = str(uuid.uuid4())

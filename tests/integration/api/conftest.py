@@ -17,9 +17,9 @@ from runtime.api import handler
 from runtime.common.names import ResourceNames
 from tests.support.api_events import FakeLambdaContext, rest_event
 from tests.support.aws_resources import Resources, create_resources, local_client
-from tests.support.moto_server import ACCOUNT, REGION, reset_moto
+from tests.support.moto_server import ACCOUNT, REGION, moto_endpoint, reset_moto
 
-pytest_plugins = ["tests.support.moto_server"]
+__all__ = ["moto_endpoint"]  # the session fixture, made visible to this package's tests
 
 TENANTS = {"key-a": "tenant-a", "key-b": "tenant-b"}
 

@@ -186,6 +186,8 @@ def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_pe
     keys = [f"burst-{n}" for n in range(5)]
     submissions = [key for key in keys for _ in range(6)]
     runtimes = [handler.build_runtime() for _ in range(10)]
+    for runtime in runtimes:
+        runtime.idempotency.register_lambda_context(FakeLambdaContext())
     request = SubmitJobRequest.model_validate(body)
     results: dict[str, list[str]] = defaultdict(list)
     errors: list[BaseException] = []

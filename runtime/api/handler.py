@@ -445,6 +445,18 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
         OPENAPI_PATH
     )
     settings = runtime().ctx.settings
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    api_key_id = identity.get("apiKeyId")
+    tenant = settings.api_key_tenants.get(api_key_id) if isinstance(api_key_id, str) else None
+    if tenant is None and not is_document:
+        if not api_key_id:
+            return _early(
+                HTTPStatus.UNAUTHORIZED,
+                ApiErrorCode.UNAUTHENTICATED,
+                "an API key is required",
+                None,
+            )
+        return _early(HTTPStatus.FORBIDDEN, ApiErrorCode.FORBIDDEN, "unknown API key", None)
     if _body_bytes(event) > settings.limits.max_request_body_bytes:
         return _early(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -460,18 +472,6 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
             "request bodies must be application/json",
             "Content-Type",
         )
-    identity = (event.get("requestContext") or {}).get("identity") or {}
-    api_key_id = identity.get("apiKeyId")
-    tenant = settings.api_key_tenants.get(api_key_id) if isinstance(api_key_id, str) else None
-    if tenant is None and not is_document:
-        if not api_key_id:
-            return _early(
-                HTTPStatus.UNAUTHORIZED,
-                ApiErrorCode.UNAUTHENTICATED,
-                "an API key is required",
-                None,
-            )
-        return _early(HTTPStatus.FORBIDDEN, ApiErrorCode.FORBIDDEN, "unknown API key", None)
     if tenant is not None:
         logger.append_keys(tenant=tenant)
     runtime().idempotency.register_lambda_context(context)

@@ -93,7 +93,7 @@ def test_a_public_https_webhook_is_accepted_and_kept_out_of_the_message(
     assert json.loads(message["Body"])["has_webhook"] is True
 
 
-def test_an_oversized_body_is_413_before_anything_else(call_api: Call) -> None:
+def test_an_oversized_body_is_413_before_any_route_runs(call_api: Call) -> None:
     response = call_api(
         "POST",
         "/v1/jobs",

@@ -175,9 +175,7 @@ def _build_record(
             f" ({lane_limits.max_audio_bytes} bytes)",
             field="audio_upload_id",
         )
-    duration = audio_duration_seconds(
-        lambda start, length: uploads.read_range(ctx, audio, start, length), stored.size
-    )
+    duration = _probe_duration(ctx, audio, stored.size)
     if duration is not None and duration > lane_limits.max_audio_seconds:
         raise ApiError(
             HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -208,6 +206,17 @@ def _build_record(
         unsent_lane=request.lane.value,
         expires_at=int((now + timedelta(days=ctx.settings.job_record_ttl_days)).timestamp()),
     )
+
+
+def _probe_duration(ctx: ApiContext, audio: uploads.UploadRecord, size: int) -> float | None:
+    """Best effort: if the ranged reads fail, the worker still enforces the limit."""
+    try:
+        return audio_duration_seconds(
+            lambda start, length: uploads.read_range(ctx, audio, start, length), size
+        )
+    except ClientError:
+        logger.warning("could not read the audio header; the worker will check the duration")
+        return None
 
 
 def _resolve_avatar(

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import io
+import struct
 import wave
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.api.media_probe import audio_duration_seconds
 
@@ -94,3 +97,24 @@ def test_m4a_written_by_pyav_is_measured() -> None:
 )
 def test_unknown_or_broken_headers_give_no_duration(data: bytes) -> None:
     assert _duration(data)[0] is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=256)
+    | st.builds(
+        lambda size, kind, rest: struct.pack(">I4s", size, kind) + rest,
+        st.integers(0, 2**32 - 1),
+        st.sampled_from([b"ftyp", b"moov", b"mvhd", b"free"]),
+        st.binary(max_size=200),
+    )
+    | st.builds(lambda rest: b"RIFF\0\0\0\0WAVE" + rest, st.binary(max_size=200))
+)
+def test_any_bytes_give_a_duration_or_none_and_reads_stay_inside_the_object(data: bytes) -> None:
+    def read(start: int, length: int) -> bytes:
+        assert 0 <= start < len(data)
+        assert 0 < length <= len(data) - start
+        return data[start : start + length]
+
+    duration = audio_duration_seconds(read, len(data))
+    assert duration is None or duration >= 0

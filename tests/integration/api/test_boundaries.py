@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runtime.api import handler
+from runtime.api import handler, jobs
 from runtime.common.limits import LaneLimits, Limits
 from runtime.common.names import EnvVar, Lane
 from tests.integration.api.conftest import Call, Upload, queue_messages, submit_body, wav_bytes
@@ -278,3 +278,17 @@ def test_submissions_are_counted_as_accepted_per_lane_or_rejected(
     assert [(doc["Lane"], doc["Service"]) for doc in accepted] == [("interactive", "api")]
     assert [doc["Service"] for doc in rejected] == ["api"]
     assert all(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MuseTalk" for doc in emf)
+
+
+def test_a_bug_is_a_500_with_the_error_shape_and_no_stack_trace(
+    call_api: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internals /var/task/runtime/api/jobs.py")
+
+    monkeypatch.setattr(jobs, "get_job", broken)
+    response = call_api("GET", "/v1/jobs/job_x")
+    assert response["statusCode"] == 500
+    assert response["json"]["error"]["code"] == "INTERNAL"
+    assert "internals" not in response["body"]
+    assert "Traceback" not in response["body"]

@@ -11,7 +11,8 @@ from typing import Any
 import boto3
 import httpx
 
-from runtime.common.jobs import JobMessage, JobStatus
+from runtime.common.jobs import MODEL_VERSION, JobMessage, JobStatus
+from runtime.common.keys import avatar_cache_key
 from runtime.common.names import BucketRole, Lane
 from runtime.common.records import JobRecord
 from tests.integration.api.conftest import Call, Upload, post_to_form, queue_messages, submit_body
@@ -293,6 +294,8 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
         Key=f"tenants/tenant-a/jobs/{job_id}/output.mp4",
         Body=b"partial",
     )
+    prepared = avatar_cache_key(MODEL_VERSION, record.avatar_id)
+    s3.put_object(Bucket=deployment.bucket(BucketRole.AVATAR_CACHE), Key=prepared, Body=b"latents")
     # When it is cancelled, twice
     first = call_api("DELETE", f"/v1/jobs/{job_id}")
     second = call_api("DELETE", f"/v1/jobs/{job_id}")
@@ -303,11 +306,13 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
     # When it is purged
     purged = call_api("DELETE", f"/v1/jobs/{job_id}", query={"purge": "true"})
     assert purged["json"]["purged"] is True
-    # Then its audio, its avatar's source and its output are gone, and so are their references
+    # Then its audio, its avatar's source, the prepared avatar and its output are gone, and so
+    # are the records pointing at them
     for bucket, key in [
         (record.audio.bucket, record.audio.key),
         (record.avatar.bucket, record.avatar.key),
         (deployment.bucket(BucketRole.OUTPUTS), f"tenants/tenant-a/jobs/{job_id}/output.mp4"),
+        (deployment.bucket(BucketRole.AVATAR_CACHE), prepared),
     ]:
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=key)
         assert listed.get("KeyCount", 0) == 0, key

@@ -46,6 +46,7 @@ EXHAUSTED_MESSAGE = "the job failed on every delivery attempt"
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+@tracer.capture_method(capture_response=False)  # responses stay out of traces
 def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent | None:
     """Mark the job FAILED (RETRIES_EXHAUSTED) unless final, and publish its event.
 
@@ -154,7 +155,7 @@ def _handle_record(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(

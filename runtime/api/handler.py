@@ -402,7 +402,7 @@ def _unexpected(error: Exception) -> Response[Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses hold presigned URLs
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         return _handle(event, context)

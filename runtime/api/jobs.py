@@ -24,7 +24,7 @@ from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
 from runtime.api.media_probe import audio_duration_seconds
 from runtime.api.models import Job, JobAccepted, JobCancelled, JobList, JobSummary, SubmitJobRequest
-from runtime.api.observability import logger
+from runtime.api.observability import logger, tracer
 from runtime.api.pagination import query_tenant_index
 from runtime.api.webhooks import check_webhook_url
 from runtime.common.jobs import (
@@ -98,6 +98,7 @@ def enqueue(ctx: ApiContext, record: JobRecord) -> None:
         logger.warning("could not clear unsent flag", extra={"job_id": record.job_id})
 
 
+@tracer.capture_method(capture_response=False)  # responses stay out of traces
 def submit_job(
     ctx: ApiContext,
     *,
@@ -315,6 +316,7 @@ def list_jobs(
     return JobList(jobs=summaries, next_token=token)
 
 
+@tracer.capture_method(capture_response=False)  # responses stay out of traces
 def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> JobCancelled:
     """Cancel unless final (a conditional update, so a finishing worker and we cannot both win);
     with `purge`, also delete the job's inputs and outputs now (right to erasure)."""

@@ -39,6 +39,7 @@ class SweepResult:
     failed: int
 
 
+@tracer.capture_method(capture_response=False)  # responses stay out of traces
 def sweep(ctx: ApiContext, *, grace_seconds: int = GRACE_SECONDS) -> SweepResult:
     cutoff = iso(ctx.now() - timedelta(seconds=grace_seconds))
     resent = dict.fromkeys(Lane, 0)
@@ -105,7 +106,7 @@ def _context() -> ApiContext:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = sweep(_context())
     for lane, count in result.resent.items():

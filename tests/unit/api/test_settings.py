@@ -51,3 +51,11 @@ def test_limits_come_from_json() -> None:
     assert settings.limits.max_request_body_bytes == 1000
     with pytest.raises(SettingsError, match=EnvVar.LIMITS_JSON.value):
         Settings.from_env({**BASE, EnvVar.LIMITS_JSON.value: "{}"})
+
+
+def test_limits_must_cover_every_lane() -> None:
+    only_batch = DEFAULT_LIMITS.model_copy(
+        update={"lanes": {Lane.BATCH: DEFAULT_LIMITS.lanes[Lane.BATCH]}}
+    )
+    with pytest.raises(SettingsError, match="interactive"):
+        Settings.from_env({**BASE, EnvVar.LIMITS_JSON.value: only_batch.model_dump_json()})

@@ -154,7 +154,7 @@ def _handle_record(record: SQSRecord) -> None:
     fail_exhausted_job(_context(), message)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, log_event=False)  # never the event
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(

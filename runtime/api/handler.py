@@ -401,7 +401,7 @@ def _unexpected(error: Exception) -> Response[Any]:
 # --- entry point -----------------------------------------------------------------------------
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, log_event=False)  # events carry webhook URLs
 @tracer.capture_lambda_handler(capture_response=False)  # responses hold presigned URLs
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:

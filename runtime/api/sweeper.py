@@ -105,7 +105,7 @@ def _context() -> ApiContext:
     return ApiContext.from_settings(Settings.from_env())
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = sweep(_context())

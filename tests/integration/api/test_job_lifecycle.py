@@ -246,7 +246,9 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
     aws("s3").put_object(Bucket=outputs, Key=output_key, Body=b"fake-mp4-bytes")
     _table(deployment).update_item(
         Key={"pk": f"JOB#{job_id}"},
-        UpdateExpression="SET #s = :s, #o = :o, progress = :p, timings = :t, sync_confidence = :c",
+        UpdateExpression=(
+            "SET #s = :s, #o = :o, progress = :p, timings = :t, sync_confidence = :c, weights = :w"
+        ),
         ExpressionAttributeNames={"#s": "status", "#o": "output"},
         ExpressionAttributeValues={
             ":s": "SUCCEEDED",
@@ -254,6 +256,7 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
             ":p": Decimal(1),
             ":t": {"queue_wait_ms": Decimal("12.5"), "speak_ms": Decimal(900)},
             ":c": Decimal("0.71"),
+            ":w": "official",
         },
     )
     # When its status is read
@@ -262,6 +265,7 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
     assert status["status"] == "SUCCEEDED"
     assert status["timings"]["queue_wait_ms"] == 12.5
     assert status["sync_confidence"] == 0.71
+    assert status["weights"] == "official"
     download = httpx.get(status["output_url"], timeout=30)
     assert download.status_code == 200
     assert download.content == b"fake-mp4-bytes"

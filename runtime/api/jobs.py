@@ -31,6 +31,7 @@ from runtime.common.jobs import (
     MODEL_VERSION,
     SNS_ATTRIBUTE_STATUS,
     SNS_ATTRIBUTE_TENANT,
+    AvatarOptions,
     CompletionEvent,
     JobMessage,
     JobStatus,
@@ -223,21 +224,20 @@ def _probe_duration(ctx: ApiContext, audio: uploads.UploadRecord, size: int) -> 
 def _resolve_avatar(
     ctx: ApiContext, tenant: str, request: SubmitJobRequest
 ) -> avatars.AvatarRecord:
-    if (request.avatar_id is None) == (request.avatar_upload_id is None):
-        raise invalid("avatar_id", "give exactly one of avatar_id or avatar_upload_id")
-    if request.avatar_id is not None:
+    if request.avatar_id is not None and request.avatar_upload_id is None:
         if request.avatar_options is not None:
             raise invalid("avatar_options", "avatar_options apply only with avatar_upload_id")
         return avatars.get_avatar(ctx, tenant, request.avatar_id, field="avatar_id")
-    assert request.avatar_upload_id is not None  # noqa: S101 (narrowing for mypy)
-    record, _ = avatars.register_avatar(
-        ctx,
-        tenant,
-        request.avatar_upload_id,
-        request.avatar_options or avatars.AvatarOptions(),
-        field="avatar_upload_id",
-    )
-    return record
+    if request.avatar_upload_id is not None and request.avatar_id is None:
+        record, _ = avatars.register_avatar(
+            ctx,
+            tenant,
+            request.avatar_upload_id,
+            request.avatar_options or AvatarOptions(),
+            field="avatar_upload_id",
+        )
+        return record
+    raise invalid("avatar_id", "give exactly one of avatar_id or avatar_upload_id")
 
 
 def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:

@@ -55,7 +55,6 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
     record = _mark_failed(ctx, message.job_id)
     if record is None:
         return None
-    assert record.error is not None  # noqa: S101 (set by _mark_failed)
     event = CompletionEvent(
         type="job.failed",
         job_id=record.job_id,
@@ -64,7 +63,7 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
         lane=record.lane,
         correlation_id=record.correlation_id,
         timings=record.timings,
-        error=record.error,
+        error=record.error or _exhausted(),
         finished_at=record.updated_at,
     )
     publish_completion(ctx.sns, ctx.settings.completion_topic_arn, event)
@@ -85,8 +84,12 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
     return event
 
 
+def _exhausted() -> JobError:
+    return JobError(code=ErrorCode.RETRIES_EXHAUSTED, message=EXHAUSTED_MESSAGE)
+
+
 def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
-    error = JobError(code=ErrorCode.RETRIES_EXHAUSTED, message=EXHAUSTED_MESSAGE)
+    error = _exhausted()
     try:
         response = ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)},

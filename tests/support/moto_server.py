@@ -25,7 +25,7 @@ ACCOUNT = "123456789012"  # moto's default account id
 
 _ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any; never a real key
+    "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret (dummy)
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,

@@ -52,7 +52,7 @@ def test_public_https_urls_are_accepted(url: str) -> None:
         "https://metadata.google.internal/x",
         "https://printer.local/x",
         "https://intranet/x",
-        "https://user:secret@hooks.example.com/x",
+        "https://user:secret@hooks.example.com/x",  # pragma: allowlist secret
         "https://hooks.example.com:0/x",
         "https://hooks.example.com:99999/x",
         "https://exa mple.com/x",

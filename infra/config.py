@@ -53,7 +53,7 @@ class StageConfig:
     # Origins that may PUT/POST presigned uploads from a browser (the signature is the auth).
     cors_allowed_origins: tuple[str, ...] = ("*",)
     # How often the sweeper re-sends jobs whose queue message was never confirmed sent.
-    sweeper_interval_minutes: int = 5
+    sweeper_interval_minutes: int = 2
     log_retention_days: int = 30
     limits: Limits = field(default=DEFAULT_LIMITS)
     # Alarms. Addresses here are subscribed to the alarm topic (each confirms by mail).

@@ -38,7 +38,7 @@ from infra.components.nag import (
     acknowledge_table_indexes,
     grant_objects,
 )
-from runtime.common.metrics import NAMESPACE, SERVICE_API
+from runtime.common.metrics import NAMESPACE
 from runtime.common.names import EnvVar, Lane
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +82,7 @@ class ApiResources:
     idempotency_table: dynamodb.ITable
     uploads: s3.IBucket
     outputs: s3.IBucket
+    avatar_cache: s3.IBucket
     completion_topic: sns.ITopic
 
 
@@ -95,6 +96,7 @@ class ApiSettings:
     quota_per_day: int
     limits_json: str
     sweeper_interval_minutes: int
+    job_record_ttl_days: int
     log_retention: logs.RetentionDays
 
 
@@ -118,13 +120,27 @@ class JobApi(Construct):
             "Powertools",
             ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
         )
-        self._queue_env = {
-            str(EnvVar.INTERACTIVE_QUEUE_URL): resources.queues[Lane.INTERACTIVE].queue_url,
-            str(EnvVar.BATCH_QUEUE_URL): resources.queues[Lane.BATCH].queue_url,
-        }
-
         self.rest_api = self._rest_api()
         self.usage_plan, self.api_keys = self._tenant_keys()
+        # All three functions read one Settings (runtime/api/settings.py), validated at cold
+        # start; a variable is a name, not a permission: the grants below stay per function.
+        self._environment = {
+            str(EnvVar.STAGE): settings.stage,
+            str(EnvVar.JOBS_TABLE): resources.jobs_table.table_name,
+            str(EnvVar.IDEMPOTENCY_TABLE): resources.idempotency_table.table_name,
+            str(EnvVar.UPLOADS_BUCKET): resources.uploads.bucket_name,
+            str(EnvVar.OUTPUTS_BUCKET): resources.outputs.bucket_name,
+            str(EnvVar.AVATAR_CACHE_BUCKET): resources.avatar_cache.bucket_name,
+            str(EnvVar.INTERACTIVE_QUEUE_URL): resources.queues[Lane.INTERACTIVE].queue_url,
+            str(EnvVar.BATCH_QUEUE_URL): resources.queues[Lane.BATCH].queue_url,
+            str(EnvVar.COMPLETION_TOPIC_ARN): resources.completion_topic.topic_arn,
+            str(EnvVar.API_KEY_TENANTS): key_tenants_json(
+                {tenant: key.key_id for tenant, key in self.api_keys.items()}
+            ),
+            str(EnvVar.LIMITS_JSON): settings.limits_json,
+            str(EnvVar.JOB_RECORD_TTL_DAYS): str(settings.job_record_ttl_days),
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+        }
         self.handler = self._api_handler()
         self._routes()
         self.sweeper = self._sweeper()
@@ -139,7 +155,6 @@ class JobApi(Construct):
         handler: str,
         description: str,
         timeout: Duration,
-        environment: dict[str, str],
         memory_size: int = 512,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
@@ -162,13 +177,9 @@ class JobApi(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
-            environment={
-                str(EnvVar.STAGE): self._settings.stage,
-                str(EnvVar.JOBS_TABLE): self._resources.jobs_table.table_name,
-                "POWERTOOLS_SERVICE_NAME": SERVICE_API,
-                "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
-                **environment,
-            },
+            # No POWERTOOLS_SERVICE_NAME: Metrics would add a `service` dimension and the
+            # dashboard matches metrics on exactly {Service, Lane} (runtime.common.metrics).
+            environment=self._environment,
         )
         acknowledge(
             function,
@@ -196,16 +207,6 @@ class JobApi(Construct):
             handler="runtime.api.handler.lambda_handler",
             description="MuseTalk job API: every route under /v1",
             timeout=Duration.seconds(29),
-            environment={
-                str(EnvVar.IDEMPOTENCY_TABLE): r.idempotency_table.table_name,
-                str(EnvVar.UPLOADS_BUCKET): r.uploads.bucket_name,
-                str(EnvVar.OUTPUTS_BUCKET): r.outputs.bucket_name,
-                str(EnvVar.API_KEY_TENANTS): key_tenants_json(
-                    {tenant: key.key_id for tenant, key in self.api_keys.items()}
-                ),
-                str(EnvVar.LIMITS_JSON): self._settings.limits_json,
-                **self._queue_env,
-            },
         )
         r.jobs_table.grant_read_write_data(function)
         r.idempotency_table.grant_read_write_data(function)
@@ -215,6 +216,11 @@ class JobApi(Construct):
         # presigned GET on outputs; delete of a tenant's objects for purge.
         grant_objects(function, r.uploads, "s3:PutObject", "s3:GetObject", "s3:DeleteObject")
         grant_objects(function, r.outputs, "s3:GetObject", "s3:DeleteObject")
+        # Purge erases the prepared avatar (a face's latents) too; the API never reads the cache.
+        grant_objects(function, r.avatar_cache, "s3:DeleteObject")
+        # Cancelling publishes a job.cancelled event.
+        r.completion_topic.grant_publish(function)
+        acknowledge_kms_data_keys(function)
         acknowledge_table_indexes(function, r.jobs_table)
         return function
 
@@ -225,7 +231,6 @@ class JobApi(Construct):
             handler="runtime.api.sweeper.lambda_handler",
             description="Re-sends jobs whose queue message was never confirmed sent",
             timeout=Duration.seconds(120),
-            environment=dict(self._queue_env),
             memory_size=256,
         )
         r.jobs_table.grant(function, "dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem")
@@ -250,7 +255,6 @@ class JobApi(Construct):
             handler="runtime.api.dead_letters.lambda_handler",
             description="Marks jobs whose message reached a dead-letter queue as FAILED",
             timeout=Duration.seconds(DEAD_LETTER_HANDLER_TIMEOUT_SECONDS),
-            environment={str(EnvVar.COMPLETION_TOPIC_ARN): r.completion_topic.topic_arn},
             memory_size=256,
         )
         r.jobs_table.grant(function, "dynamodb:GetItem", "dynamodb:UpdateItem")

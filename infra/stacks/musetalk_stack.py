@@ -174,6 +174,7 @@ class MuseTalkStack(Stack):
                 idempotency_table=tables.idempotency,
                 uploads=storage.uploads,
                 outputs=storage.outputs,
+                avatar_cache=storage.avatar_cache,
                 completion_topic=notifications.completion_topic,
             ),
             settings=ApiSettings(
@@ -185,6 +186,7 @@ class MuseTalkStack(Stack):
                 quota_per_day=config.api_quota_per_day,
                 limits_json=limits_json,
                 sweeper_interval_minutes=config.sweeper_interval_minutes,
+                job_record_ttl_days=config.job_record_ttl_days,
                 log_retention=retention,
             ),
         )

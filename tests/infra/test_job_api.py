@@ -197,3 +197,23 @@ def test_key_to_tenant_map_is_valid_json_for_any_number_of_tenants() -> None:
     resolved = stack.resolve(key_tenants_json({"acme": "k1", "globex": "k2", "initech": "k3"}))
     assert json.loads(resolved) == {"k1": "acme", "k2": "globex", "k3": "initech"}
     assert json.loads(stack.resolve(key_tenants_json({}))) == {}
+
+
+def test_every_lambda_gets_the_whole_settings_its_handler_validates_at_cold_start(
+    synthesized: Synthesized,
+) -> None:
+    """Given each function's synthesized environment (tokens stand in as strings), when the
+    runtime's own Settings loader reads it, then nothing is missing: a deployed Lambda would
+    otherwise fail on its first request."""
+    from runtime.api.settings import Settings
+
+    for prefix in ("ApiHandler", "ApiSweeper", "ApiDeadLetters"):
+        _, function = one(synthesized.raw, "AWS::Lambda::Function", prefix)
+        env = {
+            name: value if isinstance(value, str) else json.dumps(value)
+            for name, value in function["Properties"]["Environment"]["Variables"].items()
+        }
+        env[EnvVar.API_KEY_TENANTS] = json.dumps({"key-id": "tenant"})  # tokens resolve at deploy
+        settings = Settings.from_env(env)
+        assert settings.job_record_ttl_days == synthesized.config.job_record_ttl_days
+        assert "POWERTOOLS_SERVICE_NAME" not in env, prefix

@@ -46,10 +46,21 @@ def test_api_presigns_into_uploads_and_out_of_outputs(dev: Synthesized) -> None:
     )
 
 
-def test_api_cannot_touch_the_avatar_cache_or_weights(dev: Synthesized) -> None:
+def test_api_cannot_read_the_avatar_cache_or_touch_weights(dev: Synthesized) -> None:
     role = _role(dev, "ApiHandlerServiceRole")
-    for bucket in ("AvatarCache", "Weights", "AccessLogs"):
+    for bucket in ("Weights", "AccessLogs"):
         assert actions_on(dev.raw, role, _bucket(dev, bucket)) == set(), bucket
+    # Purge erases a prepared avatar; it never reads one.
+    assert actions_on(dev.raw, role, _bucket(dev, "AvatarCache")) == {
+        "s3:DeleteObject",
+        "s3:ListBucket",
+    }
+
+
+def test_api_publishes_cancellations_to_the_completion_topic(dev: Synthesized) -> None:
+    role = _role(dev, "ApiHandlerServiceRole")
+    topic = _id(dev, "AWS::SNS::Topic", "NotificationsJobCompletion")
+    assert actions_on(dev.raw, role, topic) == {"sns:Publish"}
 
 
 def test_api_sends_to_both_lanes_but_never_consumes(dev: Synthesized) -> None:
@@ -58,7 +69,6 @@ def test_api_sends_to_both_lanes_but_never_consumes(dev: Synthesized) -> None:
         granted = actions_on(dev.raw, role, _queue(dev, lane))
         assert "sqs:SendMessage" in granted
         assert not {"sqs:ReceiveMessage", "sqs:DeleteMessage"} & granted
-    assert "sns:Publish" not in all_actions(dev.raw, role)
     assert "secretsmanager:GetSecretValue" not in all_actions(dev.raw, role)
 
 

@@ -8,6 +8,7 @@ spec's facts (CSPNeXt-P5 backbone, RTMCC head with 133 outputs, SimCC codec, fli
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import pickle
 from collections.abc import Sequence
@@ -30,7 +31,18 @@ _CODEC: dict[str, Any] = {
     "normalize": False,
     "use_dark": False,
 }
-_WHOLEBODY_META = {"from_file": "configs/_base_/datasets/coco_wholebody.py"}
+_WHOLEBODY_META_FILE = "configs/_base_/datasets/coco_wholebody.py"  # flip pairs of the 133 points
+
+
+def _wholebody_meta() -> dict[str, str]:
+    """mmpose ships its dataset configs under `.mim/`; naming the file there directly avoids
+    the warning mmpose gives when it has to look for the relative name itself."""
+    spec = importlib.util.find_spec("mmpose")
+    if spec is not None and spec.origin is not None:
+        shipped = Path(spec.origin).parent / ".mim" / _WHOLEBODY_META_FILE
+        if shipped.exists():
+            return {"from_file": str(shipped)}
+    return {"from_file": _WHOLEBODY_META_FILE}
 
 
 def rtmpose_wholebody_config() -> dict[str, Any]:
@@ -45,6 +57,7 @@ def rtmpose_wholebody_config() -> dict[str, Any]:
         {"type": "TopdownAffine", "input_size": _CODEC["input_size"]},
         {"type": "PackPoseInputs"},
     ]
+    metainfo = _wholebody_meta()
     return {
         "default_scope": "mmpose",
         "model": {
@@ -94,13 +107,11 @@ def rtmpose_wholebody_config() -> dict[str, Any]:
             },
             "test_cfg": {"flip_test": True},
         },
-        "train_dataloader": {
-            "dataset": {"type": "CocoWholeBodyDataset", "metainfo": _WHOLEBODY_META}
-        },
+        "train_dataloader": {"dataset": {"type": "CocoWholeBodyDataset", "metainfo": metainfo}},
         "test_dataloader": {
             "dataset": {
                 "type": "CocoWholeBodyDataset",
-                "metainfo": _WHOLEBODY_META,
+                "metainfo": metainfo,
                 "pipeline": pipeline,
             }
         },

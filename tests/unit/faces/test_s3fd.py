@@ -102,8 +102,10 @@ def test_given_random_weights_when_detecting_sample_media_then_a_box_lies_on_the
     # Then some box is found and it starts inside the frame
     assert box is not None
     x1, y1, x2, y2 = box
-    assert 0 <= x1 < x2 and 0 <= y1 < y2
-    assert x1 < small.shape[1] and y1 < small.shape[0]
+    assert 0 <= x1 < x2
+    assert 0 <= y1 < y2
+    assert x1 < small.shape[1]
+    assert y1 < small.shape[0]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

@@ -137,3 +137,29 @@ def test_given_tiny_writer_then_official_format_with_our_config_beside_it(tmp_pa
     assert SyncNetConfig.from_file(path.parent / "syncnet_config.json").norm_num_groups == 8
     loaded = torch.load(path, weights_only=True)
     assert "audio_encoder.conv_in.weight" in loaded["state_dict"]
+
+
+def test_given_clip_when_embedding_then_visual_input_is_lower_halves_frame_major_in_pm1(
+    models_dir: Path, cpu: torch.device
+) -> None:
+    # Given frames whose pixel value encodes (frame, channel) and whose upper half is different
+    scorer = SyncScorer.load(models_dir, cpu)
+    faces = np.zeros((16, 256, 256, 3), np.uint8)
+    for frame in range(16):
+        for channel in range(3):
+            faces[frame, 128:, :, channel] = 10 * frame + channel
+    seen: list[torch.Tensor] = []
+
+    def record(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return torch.nn.functional.normalize(torch.ones(x.shape[0], 32), dim=1)
+
+    scorer.net.visual_encoder.forward = record  # type: ignore[method-assign]
+    # When
+    scorer.score(faces, np.zeros(16000, np.float32), 25.0)
+    # Then one window of 48 channels = 16 frames x RGB, lower halves only, scaled to [-1, 1]
+    (x,) = seen
+    assert x.shape == (1, 48, 128, 256)
+    expected = torch.tensor([(10 * f + c) / 127.5 - 1 for f in range(16) for c in range(3)])
+    torch.testing.assert_close(x[0, :, 0, 0], expected)
+    torch.testing.assert_close(x[0, :, -1, -1], expected)

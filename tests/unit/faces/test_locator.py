@@ -22,27 +22,35 @@ class _Detector:
 
 
 class _Landmarker:
-    def __init__(self, landmarks: np.ndarray) -> None:
-        self.landmarks = landmarks
+    """Answers per frame by the frame's marker value (its first pixel); records what it saw."""
+
+    def __init__(self, by_marker: dict[int, np.ndarray]) -> None:
+        self.by_marker = by_marker
+        self.seen: list[int] = []
 
     def face_landmarks(self, frames: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
-        return self.landmarks[: len(frames)]
+        markers = [int(frame[0, 0, 0]) for frame in frames]
+        self.seen += markers
+        return np.stack([self.by_marker[m] for m in markers])
 
 
 def test_given_frames_with_and_without_faces_when_located_then_boxes_follow_spec() -> None:
     # Given three 300x400 frames: a face, no face (S3FD), and a face whose landmarks are unusable
-    frames = [np.zeros((300, 400, 3), np.uint8)] * 3
+    frames = [np.full((300, 400, 3), marker, np.uint8) for marker in range(3)]
     good, broken = face_landmarks(), face_landmarks()
     broken[:, 0] = 150
     s3fd_box = (100, 90, 220, 295)
+    landmarker = _Landmarker({0: good, 1: good, 2: broken})
     locator = FaceLocator(
         _Detector([s3fd_box, None, s3fd_box]),  # type: ignore[arg-type]
-        _Landmarker(np.stack([good, good, broken])),  # type: ignore[arg-type]
+        landmarker,  # type: ignore[arg-type]
     )
     # When
     boxes = locator.locate(frames, bbox_shift=0, extra_margin=10)
     # Then the landmark box + 10 px, a placeholder, and the S3FD box + margin clamped at 300
     assert boxes == [FaceBox(120, 90, 200, 260), None, FaceBox(100, 90, 220, 300)]
+    # and landmarks were not computed for the faceless frame
+    assert landmarker.seen == [0, 2]
 
 
 @pytest.mark.slow

@@ -171,9 +171,13 @@ def best_box(boxes: np.ndarray, scores: np.ndarray) -> DetectedBox | None:
 class S3FD:
     """Batched S3FD detection on full-resolution BGR frames; one best face box or None each."""
 
-    def __init__(self, net: S3FDNet, device: torch.device) -> None:
+    def __init__(self, net: S3FDNet, device: torch.device, *, max_batch: int | None = None) -> None:
+        """`max_batch` caps `detect`'s batch size; by default 1 on CPU (see `detect`)."""
         self.net = net.to(device).eval()
         self.device = device
+        self.max_batch = (
+            max_batch if max_batch is not None else (1 if device.type == "cpu" else None)
+        )
 
     @classmethod
     def load(cls, checkpoint: Path, device: torch.device) -> S3FD:
@@ -186,6 +190,13 @@ class S3FD:
     def detect(
         self, frames_bgr: Sequence[np.ndarray], batch_size: int = 8
     ) -> list[DetectedBox | None]:
+        """Best face box per frame, or None.
+
+        On CPU frames go one at a time by default whatever `batch_size` says: a convolution
+        already uses every core, and a full-resolution batch of 8 needs gigabytes of activations.
+        """
+        if self.max_batch is not None:
+            batch_size = min(batch_size, self.max_batch)
         results: list[DetectedBox | None] = []
         for start in range(0, len(frames_bgr), batch_size):
             batch = frames_bgr[start : start + batch_size]

@@ -84,8 +84,8 @@ def test_given_bgr_frame_when_detected_then_input_is_rgb_minus_104_117_123() -> 
     frame[..., 0], frame[..., 1], frame[..., 2] = 10, 20, 30
     net = _RecordingNet()
     # When
-    result = S3FD(net, torch.device("cpu")).detect([frame, frame], batch_size=2)
-    # Then the channels are reversed before the per-channel subtraction, NCHW float32
+    result = S3FD(net, torch.device("cpu"), max_batch=2).detect([frame, frame], batch_size=2)
+    # Then the channels are reversed before the per-channel subtraction, NCHW float32, batched
     assert net.seen.shape == (2, 3, 128, 256)
     assert net.seen[0, :, 0, 0].tolist() == [30 - 104, 20 - 117, 10 - 123]
     assert result == [None, None]
@@ -118,4 +118,11 @@ def test_given_mixed_frame_sizes_when_batched_then_each_frame_gets_an_answer(
         np.zeros((32, 32, 3), np.uint8),
     ]
     net = _RecordingNet()
-    assert S3FD(net, torch.device("cpu")).detect(frames, batch_size=batch_size) == [None] * 3
+    detector = S3FD(net, torch.device("cpu"), max_batch=batch_size)
+    assert detector.detect(frames, batch_size=batch_size) == [None] * 3
+
+
+def test_given_cpu_when_detecting_then_frames_go_one_at_a_time_by_default() -> None:
+    net = _RecordingNet()
+    S3FD(net, torch.device("cpu")).detect([np.zeros((128, 128, 3), np.uint8)] * 2, batch_size=8)
+    assert net.seen.shape[0] == 1

@@ -55,6 +55,9 @@ def test_given_random_checkpoint_when_loaded_then_rtmpose_runs_batched_on_cpu(
     checkpoint = read_checkpoint(models_dir / DWPOSE)
     assert len(checkpoint["state_dict"]) == 470
     model = DWPose.load(models_dir / DWPOSE, cpu)
+    # and the flip test mirrors whole-body points (jaw 0 <-> jaw 16 are keypoints 23 <-> 39)
+    assert model.model.dataset_meta["num_keypoints"] == 133
+    assert model.model.dataset_meta["flip_indices"][23] == 39
     # When two different frames run as one batch, and one of them alone
     batched = model.face_landmarks([video_frames[0], still_frame], batch_size=2)
     alone = model.face_landmarks([still_frame], batch_size=1)

@@ -172,8 +172,11 @@ class S3FD:
     """Batched S3FD detection on full-resolution BGR frames; one best face box or None each."""
 
     def __init__(self, net: S3FDNet, device: torch.device, *, max_batch: int | None = None) -> None:
-        """`max_batch` caps `detect`'s batch size; by default 1 on CPU (see `detect`)."""
-        self.net = net.to(device).eval()
+        """`max_batch` caps `detect`'s batch size; by default 1 on CPU (see `detect`).
+
+        Channels-last layout: about 20% less CPU time for this VGG trunk at full resolution.
+        """
+        self.net = net.to(device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
         self.device = device
         self.max_batch = (
             max_batch if max_batch is not None else (1 if device.type == "cpu" else None)
@@ -210,7 +213,8 @@ class S3FD:
     def _detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[DetectedBox | None]:
         rgb = torch.from_numpy(np.stack(frames_bgr)[..., ::-1].copy()).to(self.device)
         mean = torch.tensor(_PIXEL_MEAN, device=self.device)
-        x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2).contiguous()
+        # NHWC memory viewed as NCHW is exactly the channels-last layout: no copy needed.
+        x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2)
         heads = [(p.cpu(), loc.float().cpu()) for p, loc in self.net(x)]
         found: list[DetectedBox | None] = []
         for b in range(len(frames_bgr)):

@@ -24,7 +24,8 @@ fi
 . .venv/bin/activate
 
 stamp_inputs=(requirements.txt requirements-dev.txt runtime/api/requirements.txt
-  runtime/worker/requirements.txt pyproject.toml scripts/bootstrap.sh)
+  runtime/worker/requirements.txt requirements-mmpose.txt pyproject.toml scripts/bootstrap.sh
+  scripts/install-mmpose.sh)
 python_stamp="$(cat "${stamp_inputs[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat .venv/.stamp 2>/dev/null)" != "$python_stamp" ]; then
   echo "==> installing Python dependencies into .venv (first run takes a few minutes)"
@@ -32,6 +33,8 @@ if [ "$(cat .venv/.stamp 2>/dev/null)" != "$python_stamp" ]; then
   # torch first, pinned: anything that depends on it must not pull another build.
   python -m pip install -q torch==2.13.0
   python -m pip install -q -r requirements-dev.txt
+  # DWPose needs OpenMMLab with per-package flags (no torchvision, no compiled mmcv ops).
+  ./scripts/install-mmpose.sh
   python -m pip install -q --no-deps -e .
   echo "$python_stamp" >.venv/.stamp
 fi

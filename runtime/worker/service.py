@@ -27,7 +27,7 @@ from runtime.worker.config import WorkerSettings
 from runtime.worker.engine_loader import load_engine
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.health import HealthServer, create_app
-from runtime.worker.job_runner import JobRunner
+from runtime.worker.job_runner import JobRunner, Outcome
 from runtime.worker.job_store import JobStore
 from runtime.worker.lanes import LanePoller
 from runtime.worker.notifications import Notifier
@@ -132,24 +132,29 @@ class Worker:
     def run(self) -> None:
         """Take jobs until a stop is requested; returns once the current job is settled."""
         while not self.stop.requested:
-            try:
-                delivery = self.poller.next()
-            except Exception:
-                logger.exception("polling the lanes failed")
-                self.stop.wait(POLL_ERROR_PAUSE_SECONDS)
-                continue
-            if delivery is None:
-                self.protection.release()  # idle: let scale-in pick this task
-                continue
-            if self.stop.requested:
-                self.poller.set_visibility(delivery, 0)  # received during shutdown: give back
-                break
-            try:
-                self.runner.handle(delivery)
-            except Exception:
-                # The message's visibility lapses and it comes back; the lease fences the rest.
-                logger.exception("job delivery failed")
+            self.run_once()
         self.protection.release()
+
+    def run_once(self) -> Outcome | None:
+        """One poll and, if a message came, one job. None when idle or on a poll error."""
+        try:
+            delivery = self.poller.next()
+        except Exception:
+            logger.exception("polling the lanes failed")
+            self.stop.wait(POLL_ERROR_PAUSE_SECONDS)
+            return None
+        if delivery is None:
+            self.protection.release()  # idle: let scale-in pick this task
+            return None
+        if self.stop.requested:
+            self.poller.set_visibility(delivery, 0)  # received during shutdown: give it back
+            return None
+        try:
+            return self.runner.handle(delivery)
+        except Exception:
+            # The message's visibility lapses and it comes back; the lease fences the rest.
+            logger.exception("job delivery failed")
+            return None
 
     def close(self) -> None:
         if self.webhooks is not None:

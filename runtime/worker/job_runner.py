@@ -148,12 +148,11 @@ class JobRunner:
         lease, record = acquired
         self._protection.hold()
         self._stop.job_started()
-        with Heartbeat(self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)):
-            try:
-                return self._run(delivery, message, lease, record)
-            except LeaseLost:
-                logger.warning("lease lost to another worker; stopped without writing")
-                return Outcome.LEASE_LOST
+        try:
+            return self._run(delivery, message, lease, record)
+        except LeaseLost:
+            logger.warning("lease lost to another worker; stopped without writing")
+            return Outcome.LEASE_LOST
 
     def _beat(self, delivery: Delivery, lease: Lease) -> None:
         self._poller.set_visibility(delivery, self._settings.visibility_timeout_seconds)
@@ -188,7 +187,12 @@ class JobRunner:
         timings: dict[str, float] = {"queue_wait_ms": _ms_since_iso(message.submitted_at)}
         with tempfile.TemporaryDirectory(prefix="job-") as work:
             try:
-                return self._render(delivery, message, lease, record, Path(work), timings)
+                # The beat stops before any settling write, so it cannot undo a hand-back's
+                # visibility 0 or extend a lease that was just released.
+                with Heartbeat(
+                    self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
+                ):
+                    metadata, cache_hit = self._render(message, lease, record, Path(work), timings)
             except MediaError as error:
                 return self._fail(
                     delivery, message, lease, JobError(code=error.code, message=error.message),
@@ -208,16 +212,17 @@ class JobRunner:
                 raise
             except Exception as error:
                 return self._transient(delivery, message, lease, error, timings)
+        return self._succeed(delivery, message, lease, metadata, timings, cache_hit=cache_hit)
 
     def _render(
         self,
-        delivery: Delivery,
         message: JobMessage,
         lease: Lease,
         record: JobRecord,
         work: Path,
         timings: dict[str, float],
-    ) -> Outcome:
+    ) -> tuple[dict[str, str], bool]:
+        """Inputs to output object; the output's metadata and whether the cache supplied it."""
         limits = self._settings.limits.for_lane(message.lane)
         started = time.monotonic()
         audio = fetch_input(
@@ -242,7 +247,7 @@ class JobRunner:
         cached = self._copy_cached(cache_key, destination)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
-            return self._succeed(delivery, message, lease, cached, timings, cache_hit=True)
+            return cached, True
 
         started = time.monotonic()
         prepared, source = self._avatars.get_or_prepare(
@@ -293,7 +298,7 @@ class JobRunner:
         )
         timings["upload_ms"] = _ms_since(started)
         logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
-        return self._succeed(delivery, message, lease, metadata, timings, cache_hit=False)
+        return metadata, False
 
     def _copy_cached(self, cache_key: str, destination: str) -> dict[str, str] | None:
         """Copy a cached render to this job's output key; its metadata, or None on a miss."""

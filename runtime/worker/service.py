@@ -86,7 +86,12 @@ class Worker:
         self.protection = TaskProtection(
             settings.ecs_agent_uri, expires_minutes=settings.task_protection_minutes
         )
-        self.poller = LanePoller(clients.sqs, settings.lanes, settings.poll_wait_seconds)
+        self.poller = LanePoller(
+            clients.sqs,
+            settings.lanes,
+            wait_seconds=settings.poll_wait_seconds,
+            visibility_timeout_seconds=settings.visibility_timeout_seconds,
+        )
         store = JobStore(clients.dynamodb.Table(settings.jobs_table))
         self.webhooks = (
             WebhookSender(

@@ -1,0 +1,47 @@
+"""A job longer than the visibility timeout stays invisible to other workers while it renders."""
+
+from __future__ import annotations
+
+import threading
+
+from runtime.common.jobs import JobStatus
+from runtime.common.names import EnvVar, Lane
+from runtime.worker.job_runner import Outcome
+from tests.integration.worker.conftest import MakeWorker
+from tests.support.small_engine import SmallEngine
+from tests.worker_support.aws import WorkerWorld
+from tests.worker_support.waiting import eventually
+
+
+def test_the_heartbeat_keeps_a_long_job_from_being_redelivered(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a 2 s visibility timeout, a 0.5 s heartbeat and a job that renders for about 4 s
+    message = world.submit()
+    worker = make_worker(
+        SmallEngine(seconds_per_frame=0.02),
+        **{EnvVar.VISIBILITY_TIMEOUT_SECONDS: "2", EnvVar.HEARTBEAT_SECONDS: "0.5"},
+    )
+    outcomes: list[Outcome | None] = []
+    rendering = threading.Thread(target=lambda: outcomes.append(worker.run_once()))
+    rendering.start()
+    eventually(
+        lambda: world.record(message.job_id).status is JobStatus.RENDERING,
+        timeout=20,
+        what="the job to start rendering",
+    )
+
+    # When another consumer keeps polling the lane during the render
+    stolen = []
+    while rendering.is_alive():
+        response = world.sqs.receive_message(
+            QueueUrl=world.queue_urls[Lane.INTERACTIVE], WaitTimeSeconds=1
+        )
+        stolen.extend(response.get("Messages", []))
+    rendering.join()
+
+    # Then it never saw the message, and the job finished as its first attempt
+    assert stolen == []
+    assert outcomes == [Outcome.SUCCEEDED]
+    record = world.record(message.job_id)
+    assert (record.status, record.attempt) == (JobStatus.SUCCEEDED, 1)

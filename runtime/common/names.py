@@ -52,6 +52,9 @@ class EnvVar(StrEnum):
     STOP_TIMEOUT_SECONDS = "MUSETALK_STOP_TIMEOUT_SECONDS"
     MAX_RECEIVE_COUNT = "MUSETALK_MAX_RECEIVE_COUNT"
     AVATAR_CACHE_MEMORY_BYTES = "MUSETALK_AVATAR_CACHE_MEMORY_BYTES"
+    # A bucket hit older than this is re-put so the bucket's expiry counts from its last use
+    # (the stack sets half of StageConfig.avatar_cache_expire_days).
+    AVATAR_CACHE_REFRESH_DAYS = "MUSETALK_AVATAR_CACHE_REFRESH_DAYS"
     HEALTH_PORT = "MUSETALK_HEALTH_PORT"
     DEVICE = "MUSETALK_DEVICE"  # "cuda" in the image, "cpu" in tests
     DTYPE = "MUSETALK_DTYPE"  # "float16" on CUDA

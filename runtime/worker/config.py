@@ -40,6 +40,7 @@ class WorkerSettings:
     stop_timeout_seconds: float = 120
     max_receive_count: int = 3
     avatar_cache_memory_bytes: int = 2 * 1024**3
+    avatar_cache_refresh_days: float = 7
     health_port: int = 8080
     device: str = "cuda"
     dtype: str = "float16"
@@ -94,6 +95,7 @@ class WorkerSettings:
             avatar_cache_memory_bytes=int(
                 reader.number(EnvVar.AVATAR_CACHE_MEMORY_BYTES, 2 * 1024**3)
             ),
+            avatar_cache_refresh_days=reader.number(EnvVar.AVATAR_CACHE_REFRESH_DAYS, 7.0),
             health_port=int(reader.number(EnvVar.HEALTH_PORT, 8080)),
             device=source.get(EnvVar.DEVICE, "cuda"),
             dtype=source.get(EnvVar.DTYPE, "float16"),

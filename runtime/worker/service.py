@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -113,6 +114,7 @@ class Worker:
                 bucket=settings.avatar_cache_bucket,
                 memory=ByteBoundedLru(settings.avatar_cache_memory_bytes),
                 metrics=metrics,
+                refresh_after=timedelta(days=settings.avatar_cache_refresh_days),
             ),
             notifier=Notifier(
                 sns=clients.sns,

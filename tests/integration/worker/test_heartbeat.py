@@ -45,3 +45,36 @@ def test_the_heartbeat_keeps_a_long_job_from_being_redelivered(
     assert outcomes == [Outcome.SUCCEEDED]
     record = world.record(message.job_id)
     assert (record.status, record.attempt) == (JobStatus.SUCCEEDED, 1)
+
+
+def test_a_job_cancelled_while_rendering_stops_at_the_next_beat_and_stays_cancelled(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job rendering for about 8 s with a 0.2 s heartbeat
+    message = world.submit()
+    engine = SmallEngine(seconds_per_frame=0.04)
+    worker = make_worker(engine, **{EnvVar.HEARTBEAT_SECONDS: "0.2"})
+    outcomes: list[Outcome | None] = []
+    rendering = threading.Thread(target=lambda: outcomes.append(worker.run_once()))
+    rendering.start()
+    eventually(
+        lambda: world.record(message.job_id).status is JobStatus.RENDERING,
+        timeout=20,
+        what="the job to start rendering",
+    )
+
+    # When the API cancels it
+    world.table.update_item(
+        Key={"pk": f"JOB#{message.job_id}"},
+        UpdateExpression="SET #s = :cancelled",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":cancelled": JobStatus.CANCELLED.value},
+    )
+    rendering.join(timeout=30)
+
+    # Then the render stopped early, nothing was written over the cancellation, no output exists
+    assert outcomes == [Outcome.LEASE_LOST]
+    assert sum(engine.batch_sizes) < 200
+    record = world.record(message.job_id)
+    assert record.status is JobStatus.CANCELLED
+    assert record.output is None

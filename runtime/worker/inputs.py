@@ -1,6 +1,7 @@
 """Fetching a job's inputs from the uploads bucket, with the checks that make bad input fail fast.
 
-Inputs come only from our own uploads bucket (a message naming another bucket is refused), are
+Inputs come only from our own uploads bucket, under the job's tenant prefix (anything else is
+refused, as defence in depth behind the API's own checks), are
 size-checked before download, checksum-verified when the message carries a checksum, and the
 audio's duration is checked against the lane limit before any GPU work.
 """
@@ -16,6 +17,7 @@ import av
 from botocore.exceptions import ClientError
 
 from runtime.common.jobs import ErrorCode, MediaRef
+from runtime.common.keys import tenant_prefix
 from runtime.common.limits import LaneLimits
 from runtime.engine.interface import MediaError
 
@@ -30,10 +32,19 @@ class FetchedInput:
 
 
 def fetch_input(
-    s3: Any, ref: MediaRef, *, allowed_bucket: str, max_bytes: int, dest: Path, what: str
+    s3: Any,
+    ref: MediaRef,
+    *,
+    tenant: str,
+    allowed_bucket: str,
+    max_bytes: int,
+    dest: Path,
+    what: str,
 ) -> FetchedInput:
     if ref.bucket != allowed_bucket:
         raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: not in the uploads bucket")
+    if not ref.key.startswith(tenant_prefix(tenant)):
+        raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: not under the job's tenant prefix")
     try:
         head = s3.head_object(Bucket=ref.bucket, Key=ref.key)
     except ClientError as error:

@@ -226,12 +226,14 @@ class JobRunner:
         limits = self._settings.limits.for_lane(message.lane)
         started = time.monotonic()
         audio = fetch_input(
-            self._s3, message.audio, allowed_bucket=self._settings.uploads_bucket,
+            self._s3, message.audio, tenant=message.tenant,
+            allowed_bucket=self._settings.uploads_bucket,
             max_bytes=limits.max_audio_bytes, dest=work / "audio", what="audio",
         )  # fmt: skip
         check_audio(audio.path, limits)
         avatar = fetch_input(
-            self._s3, message.avatar, allowed_bucket=self._settings.uploads_bucket,
+            self._s3, message.avatar, tenant=message.tenant,
+            allowed_bucket=self._settings.uploads_bucket,
             max_bytes=max(limits.max_video_bytes, limits.max_image_bytes),
             dest=work / "avatar", what="avatar",
         )  # fmt: skip

@@ -182,6 +182,8 @@ class JobStore:
         self._table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
             UpdateExpression="SET completion_sent_at = :now",
+            ConditionExpression="attribute_exists(#pk)",  # never create a partial item
+            ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
             ExpressionAttributeValues={":now": iso(utc_now())},
         )
 

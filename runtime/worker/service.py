@@ -185,6 +185,23 @@ def main() -> None:
 
     health = HealthServer(create_app(readiness, metrics), port=settings.health_port)
     health.start()
+    try:
+        worker = _start(settings, metrics, stop)
+    except Exception:
+        logger.exception("worker start-up failed")
+        health.stop()
+        raise SystemExit(1) from None
+    state["worker"] = worker
+    try:
+        worker.run()
+    finally:
+        worker.close()
+        health.stop()
+        logger.info("worker stopped")
+
+
+def _start(settings: WorkerSettings, metrics: MetricsSink, stop: StopPolicy) -> Worker:
+    """Weights, then the engine: timed separately, because they fail and scale differently."""
     clients = AwsClients.create()
     started = time.monotonic()
     if settings.weights_bucket:
@@ -217,14 +234,7 @@ def main() -> None:
             "model_version": engine.model_version,
         },
     )
-    worker = Worker(settings=settings, engine=engine, clients=clients, metrics=metrics, stop=stop)
-    state["worker"] = worker
-    try:
-        worker.run()
-    finally:
-        worker.close()
-        health.stop()
-        logger.info("worker stopped")
+    return Worker(settings=settings, engine=engine, clients=clients, metrics=metrics, stop=stop)
 
 
 def _on_signal(stop: StopPolicy) -> Any:

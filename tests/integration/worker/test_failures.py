@@ -198,3 +198,22 @@ def test_an_expired_lease_of_a_dead_worker_is_taken_over(
     assert outcome is Outcome.SUCCEEDED
     record = world.record(message.job_id)
     assert (record.status, record.attempt) == (JobStatus.SUCCEEDED, 2)
+
+
+def test_inputs_outside_the_job_tenants_prefix_are_refused(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job of tenant-b that names tenant-a's upload
+    foreign = world.upload("tenant-a", b"RIFF....", "audio")
+    message = world.submit(tenant="tenant-b", audio=foreign)
+    engine = SmallEngine()
+
+    # When it runs
+    make_worker(engine).run_once()
+
+    # Then nothing of tenant-a was read into tenant-b's job
+    record = world.record(message.job_id)
+    assert record.error is not None
+    assert record.error.code is ErrorCode.INPUT_NOT_FOUND
+    assert "tenant prefix" in record.error.message
+    assert engine.prepare_calls == 0

@@ -162,6 +162,16 @@ class JobRunner:
             self._stop.lease_lost()
             raise
         self._protection.hold()
+        # Sampled mid-job, when utilization means something (idle GPUs read 0 %).
+        sample = self._gpu.sample()
+        if sample is not None:
+            self._metrics.emit(
+                {
+                    Metric.GPU_UTILIZATION: sample.utilization_percent,
+                    Metric.GPU_MEMORY_USED_PERCENT: sample.memory_used_percent,
+                },
+                lane=delivery.lane,
+            )
 
     def _not_ours(self, delivery: Delivery, message: JobMessage) -> Outcome:
         record = self._store.get(message.job_id)
@@ -360,10 +370,6 @@ class JobRunner:
         if sync is not None and not cache_hit:
             values[Metric.SYNC_CONFIDENCE] = sync
             values[Metric.LOW_SYNC_JOBS] = 1 if low_sync else 0
-        sample = self._gpu.sample()
-        if sample is not None:
-            values[Metric.GPU_UTILIZATION] = sample.utilization_percent
-            values[Metric.GPU_MEMORY_USED_PERCENT] = sample.memory_used_percent
         self._metrics.emit(values, lane=message.lane)
         self._notifier.job_finished(record)
         self._poller.delete(delivery)

@@ -79,6 +79,7 @@ class Worker:
         metrics: MetricsSink,
         stop: StopPolicy | None = None,
         owner: str | None = None,
+        gpu: GpuProbe | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -125,7 +126,7 @@ class Worker:
             metrics=metrics,
             protection=self.protection,
             stop=self.stop,
-            gpu=GpuProbe(),
+            gpu=gpu or GpuProbe(),
             owner=owner or worker_id(),
         )
 

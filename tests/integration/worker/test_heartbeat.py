@@ -5,12 +5,24 @@ from __future__ import annotations
 import threading
 
 from runtime.common.jobs import JobStatus
+from runtime.common.metrics import Metric
 from runtime.common.names import EnvVar, Lane
+from runtime.worker.gpu import GpuProbe, GpuSample
 from runtime.worker.job_runner import Outcome
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
 from tests.worker_support.aws import WorkerWorld
 from tests.worker_support.waiting import eventually
+
+
+class BusyGpu(GpuProbe):
+    """NVML as it reads mid-render on a real GPU."""
+
+    def __init__(self) -> None:
+        pass
+
+    def sample(self) -> GpuSample | None:
+        return GpuSample(utilization_percent=87.0, memory_used_percent=61.5)
 
 
 def test_the_heartbeat_keeps_a_long_job_from_being_redelivered(
@@ -20,6 +32,7 @@ def test_the_heartbeat_keeps_a_long_job_from_being_redelivered(
     message = world.submit()
     worker = make_worker(
         SmallEngine(seconds_per_frame=0.02),
+        gpu=BusyGpu(),
         **{EnvVar.VISIBILITY_TIMEOUT_SECONDS: "2", EnvVar.HEARTBEAT_SECONDS: "0.5"},
     )
     outcomes: list[Outcome | None] = []
@@ -45,6 +58,10 @@ def test_the_heartbeat_keeps_a_long_job_from_being_redelivered(
     assert outcomes == [Outcome.SUCCEEDED]
     record = world.record(message.job_id)
     assert (record.status, record.attempt) == (JobStatus.SUCCEEDED, 1)
+    # And each beat reported the GPU as it was during the render
+    count, total = worker.metrics.totals[Metric.GPU_UTILIZATION.value]
+    assert count >= 2
+    assert total == 87.0 * count
 
 
 def test_a_job_cancelled_while_rendering_stops_at_the_next_beat_and_stays_cancelled(

@@ -30,11 +30,10 @@ SEPARATE = ("mmpose==1.2.0", "xtcocotools==1.14.3")
 
 
 def resolve_command(requirements: Path, report: Path, target: Path) -> list[str]:
-    command = [
-        sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-        "--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp",
-        "--target", str(target), "--report", str(report), "-r", str(requirements),
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
+    command += ["--only-binary=:all:", "--python-version", PYTHON_VERSION]
+    command += ["--implementation", "cp", "--target", str(target), "--report", str(report)]
+    command += ["-r", str(requirements)]
     for platform in PLATFORMS:
         command += ["--platform", platform]
     return command

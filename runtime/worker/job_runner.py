@@ -45,7 +45,7 @@ from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
-from runtime.worker.inputs import check_audio, fetch_input
+from runtime.worker.inputs import FetchedInput, check_audio, fetch_input
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
@@ -204,10 +204,8 @@ class JobRunner:
                 ):
                     metadata, cache_hit = self._render(message, lease, record, Path(work), timings)
             except MediaError as error:
-                return self._fail(
-                    delivery, message, lease, JobError(code=error.code, message=error.message),
-                    timings, delete=True,
-                )  # fmt: skip
+                failure = JobError(code=error.code, message=error.message)
+                return self._fail(delivery, message, lease, failure, timings, delete=True)
             except OutOfMemory as error:
                 return self._out_of_memory(delivery, message, lease, error, timings)
             except Interrupted:
@@ -233,20 +231,8 @@ class JobRunner:
         timings: dict[str, float],
     ) -> tuple[dict[str, str], bool]:
         """Inputs to output object; the output's metadata and whether the cache supplied it."""
-        limits = self._settings.limits.for_lane(message.lane)
         started = time.monotonic()
-        audio = fetch_input(
-            self._s3, message.audio, tenant=message.tenant,
-            allowed_bucket=self._settings.uploads_bucket,
-            max_bytes=limits.max_audio_bytes, dest=work / "audio", what="audio",
-        )  # fmt: skip
-        check_audio(audio.path, limits)
-        avatar = fetch_input(
-            self._s3, message.avatar, tenant=message.tenant,
-            allowed_bucket=self._settings.uploads_bucket,
-            max_bytes=max(limits.max_video_bytes, limits.max_image_bytes),
-            dest=work / "avatar", what="avatar",
-        )  # fmt: skip
+        audio, avatar = self._fetch_inputs(message, work)
         timings["download_ms"] = _ms_since(started)
         content_hash = render_cache_hash(
             engine=self._engine,
@@ -311,6 +297,30 @@ class JobRunner:
         timings["upload_ms"] = _ms_since(started)
         logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
         return metadata, False
+
+    def _fetch_inputs(self, message: JobMessage, work: Path) -> tuple[FetchedInput, FetchedInput]:
+        """Audio first: its duration check is cheap and fails long jobs before the big download."""
+        limits = self._settings.limits.for_lane(message.lane)
+        audio = fetch_input(
+            self._s3,
+            message.audio,
+            tenant=message.tenant,
+            allowed_bucket=self._settings.uploads_bucket,
+            max_bytes=limits.max_audio_bytes,
+            dest=work / "audio",
+            what="audio",
+        )
+        check_audio(audio.path, limits)
+        avatar = fetch_input(
+            self._s3,
+            message.avatar,
+            tenant=message.tenant,
+            allowed_bucket=self._settings.uploads_bucket,
+            max_bytes=max(limits.max_video_bytes, limits.max_image_bytes),
+            dest=work / "avatar",
+            what="avatar",
+        )
+        return audio, avatar
 
     def _copy_cached(self, cache_key: str, destination: str) -> dict[str, str] | None:
         """Copy a cached render to this job's output key; its metadata, or None on a miss."""
@@ -404,10 +414,8 @@ class JobRunner:
         timings: dict[str, float],
     ) -> Outcome:
         if error.batch_size <= 1:
-            return self._fail(
-                delivery, message, lease, JobError(code=error.code, message=error.message),
-                timings, delete=True,
-            )  # fmt: skip
+            failure = JobError(code=error.code, message=error.message)
+            return self._fail(delivery, message, lease, failure, timings, delete=True)
         hint = error.batch_size // 2
         self._store.hand_back(lease, batch_size_hint=hint)
         self._poller.set_visibility(delivery, 0)

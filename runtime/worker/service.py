@@ -24,7 +24,7 @@ from runtime.common.jobs import MODEL_VERSION
 from runtime.common.metrics import Metric
 from runtime.engine.interface import LipSyncEngine
 from runtime.worker.avatar_cache import AvatarCache, ByteBoundedLru
-from runtime.worker.config import WorkerSettings
+from runtime.worker.config import SettingsError, WorkerSettings
 from runtime.worker.engine_loader import load_engine
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.health import HealthServer, create_app
@@ -171,7 +171,11 @@ class Worker:
 
 def main() -> None:
     """Container entry point: `python -m runtime.worker`."""
-    settings = WorkerSettings.from_env()
+    try:
+        settings = WorkerSettings.from_env()
+    except SettingsError as error:
+        logger.error("invalid worker configuration", extra={"reason": str(error)})
+        raise SystemExit(2) from None
     metrics = MetricsSink()
     stop = StopPolicy(settings.stop_timeout_seconds)
     signal.signal(signal.SIGTERM, _on_signal(stop))

@@ -26,8 +26,14 @@ pytestmark = pytest.mark.slow
 
 @contextmanager
 def worker_process(
-    world: WorkerWorld, tmp_path: Path, *, seconds_per_frame: float, stop_timeout: float
+    world: WorkerWorld,
+    tmp_path: Path,
+    *,
+    seconds_per_frame: float,
+    stop_timeout: float,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A `python -m runtime.worker` process on the small engine, ready (readyz 200) on entry."""
     port = free_port()
     env = {
         **os.environ,
@@ -37,6 +43,7 @@ def worker_process(
                 EnvVar.HEALTH_PORT: str(port),
                 EnvVar.STOP_TIMEOUT_SECONDS: str(stop_timeout),
                 EnvVar.POLL_WAIT_SECONDS: "1",
+                **(extra_env or {}),
             },
         ),
         "SMALL_ENGINE_SECONDS_PER_FRAME": str(seconds_per_frame),

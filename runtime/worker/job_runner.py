@@ -413,7 +413,9 @@ class JobRunner:
         error: OutOfMemory,
         timings: dict[str, float],
     ) -> Outcome:
-        if error.batch_size <= 1:
+        last_receive = delivery.receive_count >= self._settings.max_receive_count
+        if error.batch_size <= 1 or last_receive:
+            # Nothing smaller to try, or no delivery left to try it with.
             failure = JobError(code=error.code, message=error.message)
             return self._fail(delivery, message, lease, failure, timings, delete=True)
         hint = error.batch_size // 2

@@ -217,3 +217,23 @@ def test_inputs_outside_the_job_tenants_prefix_are_refused(
     assert record.error.code is ErrorCode.INPUT_NOT_FOUND
     assert "tenant prefix" in record.error.message
     assert engine.prepare_calls == 0
+
+
+def test_oom_on_the_last_receive_fails_instead_of_handing_back(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job on its last allowed delivery (max receive count 1) that OOMs at the floor
+    message = world.submit()
+    worker = make_worker(
+        SmallEngine(oom_above=1),
+        **{EnvVar.MIN_BATCH_SIZE: "4", EnvVar.MAX_RECEIVE_COUNT: "1"},
+    )
+
+    # When it runs
+    outcome = worker.run_once()
+
+    # Then it fails with OUT_OF_MEMORY rather than going back to a queue it cannot come back from
+    assert outcome is Outcome.FAILED
+    record = world.record(message.job_id)
+    assert record.error is not None
+    assert record.error.code is ErrorCode.OUT_OF_MEMORY

@@ -106,8 +106,8 @@ def test_sigterm_mid_job_hands_the_job_back_and_another_worker_finishes_it(
 def test_sigterm_lets_a_job_that_fits_in_the_stop_timeout_finish(
     world: WorkerWorld, tmp_path: Path
 ) -> None:
-    # Given a worker rendering a short job (~6 s) with a 60 s stop timeout
-    with worker_process(world, tmp_path, seconds_per_frame=0.03, stop_timeout=60) as (
+    # Given a worker rendering a short job (~4 s) with a 60 s stop timeout
+    with worker_process(world, tmp_path, seconds_per_frame=0.02, stop_timeout=60) as (
         process,
         base,
     ):

@@ -63,6 +63,7 @@ class EnvVar(StrEnum):
     RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try
     MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt
     TASK_PROTECTION_MINUTES = "MUSETALK_TASK_PROTECTION_MINUTES"
+    SPOT_NOTICE = "MUSETALK_SPOT_NOTICE"  # "true": poll IMDS for the spot interruption notice
     # Local mode only: allow webhooks to http:// and private addresses (the emulator's hosts).
     WEBHOOK_ALLOW_PRIVATE = "MUSETALK_WEBHOOK_ALLOW_PRIVATE"
 

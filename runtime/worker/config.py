@@ -16,6 +16,8 @@ from runtime.common.names import EnvVar, Lane
 
 DEFAULT_ENGINE_FACTORY = "runtime.engine.engine:MuseTalkEngine.load"
 ECS_AGENT_URI = "ECS_AGENT_URI"  # set by the ECS agent; base of the task-protection endpoint
+IMDS_ENDPOINT = "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # the AWS SDKs' override of the IMDS address
+DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 
 
 class SettingsError(ValueError):
@@ -51,6 +53,7 @@ class WorkerSettings:
     task_protection_minutes: int = 60
     ecs_agent_uri: str | None = None
     webhook_allow_private: bool = False
+    spot_notice_endpoint: str | None = None  # None: do not poll IMDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -106,6 +109,11 @@ class WorkerSettings:
             task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
             ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
             webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",
+            spot_notice_endpoint=(
+                source.get(IMDS_ENDPOINT) or DEFAULT_IMDS_ENDPOINT
+                if source.get(EnvVar.SPOT_NOTICE, "") == "true"
+                else None
+            ),
         )
 
 

@@ -34,6 +34,7 @@ from runtime.worker.lanes import LanePoller
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
 from runtime.worker.shutdown import StopPolicy
+from runtime.worker.spot import SpotNoticePoller
 from runtime.worker.telemetry import MetricsSink, logger
 from runtime.worker.webhooks import SecretSource, WebhookSender
 from runtime.worker.weights import sync_weights
@@ -197,9 +198,18 @@ def main() -> None:
         health.stop()
         raise SystemExit(1) from None
     state["worker"] = worker
+    spot = (
+        SpotNoticePoller(settings.spot_notice_endpoint, stop.request)
+        if settings.spot_notice_endpoint
+        else None
+    )
+    if spot is not None:
+        spot.start()
     try:
         worker.run()
     finally:
+        if spot is not None:
+            spot.stop()
         worker.close()
         health.stop()
         logger.info("worker stopped")

@@ -14,7 +14,7 @@ from pathlib import Path
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
 
-DEFAULT_ENGINE_FACTORY = "runtime.engine.engine:MuseTalkEngine.load"
+DEFAULT_ENGINE_FACTORY = "runtime.worker.engine_loader:musetalk_engine"
 ECS_AGENT_URI = "ECS_AGENT_URI"  # set by the ECS agent; base of the task-protection endpoint
 IMDS_ENDPOINT = "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # the AWS SDKs' override of the IMDS address
 DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"

@@ -64,7 +64,38 @@ def fetch_input(
     sha256 = digest.hexdigest()
     if ref.sha256 is not None and ref.sha256.lower() != sha256:
         raise MediaError(ErrorCode.INVALID_MEDIA, f"{what}: checksum does not match the upload")
-    return FetchedInput(path=dest, sha256=sha256, size=size)
+    named = dest.with_name(dest.name + media_suffix(dest))
+    dest.rename(named)
+    return FetchedInput(path=named, sha256=sha256, size=size)
+
+
+def media_suffix(path: Path) -> str:
+    """A file suffix from the content's magic bytes (upload keys carry none).
+
+    The engine tells a still from a video by suffix, and the caller's content type is not
+    trusted; anything not recognized gets no suffix and PyAV probes its content.
+    """
+    with path.open("rb") as stream:
+        head = stream.read(16)
+    for magic, suffix in _MAGIC:
+        if head.startswith(magic):
+            return suffix
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return ".wav"
+    if head[4:8] == b"ftyp":
+        return ".mp4"
+    return ""
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"BM", ".bmp"),
+    (b"II*\x00", ".tiff"),
+    (b"MM\x00*", ".tiff"),
+)
 
 
 def check_audio(path: Path, limits: LaneLimits) -> float:

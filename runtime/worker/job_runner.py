@@ -258,6 +258,7 @@ class JobRunner:
         hint = record.batch_size_hint or message.batch_size_hint
         out_path = work / "output.mp4"
         started = time.monotonic()
+        self._stop.render_started()
         rendered = self._engine.speak(
             prepared,
             audio.path,
@@ -273,7 +274,8 @@ class JobRunner:
             should_stop=self._stop.should_interrupt,
         )
         speak_ms = _ms_since(started)
-        encode_ms = rendered.timings_ms.get("encode")
+        # Engines may split encoding ("encode", "encode_flush" for a background encoder).
+        encode_ms = sum(v for k, v in rendered.timings_ms.items() if k.startswith("encode")) or None
         timings["speak_ms"] = speak_ms - (encode_ms or 0.0)
         if encode_ms is not None:
             timings["encode_ms"] = encode_ms

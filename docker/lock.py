@@ -45,7 +45,12 @@ def normalized(name: str) -> str:
 
 
 def isolated_env() -> dict[str, str]:
-    return {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    """No pip configuration from this machine (local indexes, wheel dirs, constraints); only the
+    certificate bundle is kept, for networks that inspect TLS."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith("PIP_")}
+    if "PIP_CERT" in os.environ:
+        kept["PIP_CERT"] = os.environ["PIP_CERT"]
+    return {**kept, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
 def main() -> None:

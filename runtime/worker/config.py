@@ -74,6 +74,13 @@ class WorkerSettings:
             lanes.append((lane, reader.required(queue_var)))
         if not lanes:
             raise SettingsError(f"{EnvVar.LANES}: name at least one lane")
+        heartbeat = reader.number(EnvVar.HEARTBEAT_SECONDS, 30.0)
+        visibility = int(reader.number(EnvVar.VISIBILITY_TIMEOUT_SECONDS, 120))
+        if not 0 < heartbeat < visibility:
+            raise SettingsError(
+                f"{EnvVar.HEARTBEAT_SECONDS} must be above 0 and below"
+                f" {EnvVar.VISIBILITY_TIMEOUT_SECONDS} ({visibility}), or messages reappear mid-job"
+            )
         limits_json = source.get(EnvVar.LIMITS_JSON)
         try:
             limits = Limits.model_validate_json(limits_json) if limits_json else DEFAULT_LIMITS
@@ -91,8 +98,8 @@ class WorkerSettings:
             webhook_secret_arn=source.get(EnvVar.WEBHOOK_SECRET_ARN) or None,
             limits=limits,
             models_dir=Path(reader.required(EnvVar.MODELS_DIR)),
-            heartbeat_seconds=reader.number(EnvVar.HEARTBEAT_SECONDS, 30.0),
-            visibility_timeout_seconds=int(reader.number(EnvVar.VISIBILITY_TIMEOUT_SECONDS, 120)),
+            heartbeat_seconds=heartbeat,
+            visibility_timeout_seconds=visibility,
             stop_timeout_seconds=reader.number(EnvVar.STOP_TIMEOUT_SECONDS, 120.0),
             max_receive_count=int(reader.number(EnvVar.MAX_RECEIVE_COUNT, 3)),
             avatar_cache_memory_bytes=int(

@@ -42,6 +42,7 @@ def test_lanes_keep_the_configured_priority_order_and_defaults_apply() -> None:
         ({EnvVar.HEARTBEAT_SECONDS: "soon"}, EnvVar.HEARTBEAT_SECONDS),
         ({EnvVar.LANES: "batch", EnvVar.BATCH_QUEUE_URL: ""}, EnvVar.BATCH_QUEUE_URL),
         ({EnvVar.LIMITS_JSON: '{"lanes": 3}'}, EnvVar.LIMITS_JSON),
+        ({EnvVar.HEARTBEAT_SECONDS: "120"}, EnvVar.HEARTBEAT_SECONDS),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_variable(change: dict[str, str], named: str) -> None:

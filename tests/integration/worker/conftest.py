@@ -1,5 +1,5 @@
 """Fixtures for the worker against the emulator: one moto server per session, one isolated
-deployment per test, and in-process workers built exactly as `main()` builds them."""
+deployment per test (its own stage name), and in-process workers built as `main()` builds them."""
 
 from __future__ import annotations
 
@@ -15,19 +15,23 @@ from runtime.worker.gpu import GpuProbe
 from runtime.worker.service import AwsClients, Worker
 from runtime.worker.telemetry import MetricsSink
 from tests.support.small_engine import SmallEngine
-from tests.worker_support.aws import WorkerWorld, create_world, moto_server
+from tests.worker_support.aws import WorkerWorld, aws_env, create_world, moto_server
 
 MakeWorker = Callable[..., Worker]
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
+def worker_moto_endpoint() -> Iterator[str]:
     with moto_server() as endpoint:
         yield endpoint
 
 
 @pytest.fixture
-def world(moto_endpoint: str) -> WorkerWorld:
+def world(worker_moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> WorkerWorld:
+    # Per test, so the environment of other suites (and their emulators) is left as it was.
+    for name, value in aws_env(worker_moto_endpoint).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
     return create_world()
 
 

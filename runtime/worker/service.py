@@ -239,7 +239,10 @@ def _start(settings: WorkerSettings, metrics: MetricsSink, stop: StopPolicy) -> 
         dtype=settings.dtype,
     )
     load_ms = (time.monotonic() - started) * 1000
-    metrics.emit({Metric.STARTUP_DOWNLOAD_MS: download_ms, Metric.STARTUP_LOAD_MS: load_ms})
+    metrics.emit(
+        {Metric.STARTUP_DOWNLOAD_MS: download_ms, Metric.STARTUP_LOAD_MS: load_ms},
+        lane=settings.lanes[0][0],  # the service's lane: one dimension set for every metric
+    )
     logger.info(
         "worker ready",
         extra={

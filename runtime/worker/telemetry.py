@@ -63,14 +63,16 @@ class MetricsSink:
     ) -> None:
         if not values:
             return
+        # CloudWatch matches a metric only on its exact dimension set: worker metrics are
+        # {Service, Lane}, the set the stack's dashboard and alarms query; failures also by code.
         dimensions: dict[str, str] = {DIMENSION_SERVICE: SERVICE}
         dimension_sets = [[DIMENSION_SERVICE]]
         if lane is not None:
             dimensions[DIMENSION_LANE] = lane.value
-            dimension_sets = [[DIMENSION_LANE]]
+            dimension_sets = [[DIMENSION_SERVICE, DIMENSION_LANE]]
             if error_code is not None:
                 dimensions[DIMENSION_ERROR_CODE] = error_code.value
-                dimension_sets.append([DIMENSION_LANE, DIMENSION_ERROR_CODE])
+                dimension_sets.append([DIMENSION_SERVICE, DIMENSION_LANE, DIMENSION_ERROR_CODE])
         document: dict[str, object] = {
             "_aws": {
                 "Timestamp": int(time.time() * 1000),

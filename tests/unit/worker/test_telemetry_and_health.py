@@ -14,7 +14,7 @@ from runtime.worker.health import create_app
 from runtime.worker.telemetry import MetricsSink
 
 
-def test_each_emission_is_one_emf_document_with_lane_dimension_and_units() -> None:
+def test_each_emission_is_one_emf_document_with_service_and_lane_dimensions_and_units() -> None:
     stream = io.StringIO()
     sink = MetricsSink(stream=stream)
     sink.emit({Metric.SPEAK_MS: 1234.5, Metric.JOBS_SUCCEEDED: 1}, lane=Lane.BATCH)
@@ -23,9 +23,9 @@ def test_each_emission_is_one_emf_document_with_lane_dimension_and_units() -> No
     document = json.loads(line)
     (directive,) = document["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == NAMESPACE
-    assert directive["Dimensions"] == [["Lane"]]
+    assert directive["Dimensions"] == [["Service", "Lane"]]
     assert {"Name": "SpeakMs", "Unit": "Milliseconds"} in directive["Metrics"]
-    assert document["Lane"] == "batch"
+    assert (document["Service"], document["Lane"]) == ("worker", "batch")
     assert document["SpeakMs"] == 1234.5
     assert document["JobsSucceeded"] == 1
 
@@ -37,8 +37,8 @@ def test_failures_are_also_counted_by_error_code() -> None:
     )
     document = json.loads(stream.getvalue())
     assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
-        ["Lane"],
-        ["Lane", "ErrorCode"],
+        ["Service", "Lane"],
+        ["Service", "Lane", "ErrorCode"],
     ]
     assert document["ErrorCode"] == "NO_FACE"
 

@@ -63,11 +63,11 @@ class JobRecord(BaseModel):
     fps: float | None = None
     timings: StageTimings = StageTimings()
     output: MediaRef | None = None
+    completion_sent_at: str | None = None  # set once the completion event reached SNS
     sync_confidence: float | None = None
     low_sync: bool | None = None
     weights: str | None = None
     error: JobError | None = None
-    completion_sent_at: str | None = None  # set once the completion event reached SNS
     unsent_lane: str | None = None  # present until the queue message is confirmed (sparse index)
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
 

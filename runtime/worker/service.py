@@ -69,7 +69,8 @@ def worker_id() -> str:
 
 
 class Worker:
-    """Owns the long-lived parts and the loop; build with `Worker.build` or inject for tests."""
+    """Owns the long-lived parts and the loop. `main()` builds one after start-up; tests build
+    them directly with a small engine and the emulator's clients."""
 
     def __init__(
         self,
@@ -79,7 +80,6 @@ class Worker:
         clients: AwsClients,
         metrics: MetricsSink,
         stop: StopPolicy | None = None,
-        owner: str | None = None,
         gpu: GpuProbe | None = None,
     ) -> None:
         self.settings = settings
@@ -128,7 +128,7 @@ class Worker:
             protection=self.protection,
             stop=self.stop,
             gpu=gpu or GpuProbe(),
-            owner=owner or worker_id(),
+            owner=worker_id(),
         )
 
     def readiness(self) -> dict[str, bool]:

@@ -30,10 +30,6 @@ class GpuProbe:
         except Exception as error:  # no library, no driver or no device: all mean "no GPU"
             logger.info("NVML unavailable; GPU metrics skipped", extra={"reason": str(error)})
 
-    @property
-    def available(self) -> bool:
-        return self._handle is not None
-
     def sample(self) -> GpuSample | None:
         if self._handle is None:
             return None

@@ -30,7 +30,6 @@ class Lease:
     job_id: str
     owner: str
     attempt: int
-    message_id: str
 
 
 def utc_now() -> datetime:
@@ -103,7 +102,7 @@ class JobStore:
                 return None
             raise
         record = JobRecord.from_item(response["Attributes"])
-        return Lease(job_id, owner, record.attempt, message_id), record
+        return Lease(job_id, owner, record.attempt), record
 
     def extend(self, lease: Lease, lease_seconds: float) -> None:
         self._fenced_update(

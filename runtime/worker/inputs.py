@@ -1,9 +1,10 @@
-"""Fetching a job's inputs from the uploads bucket, with the checks that make bad input fail fast.
+"""A job's media: inputs fetched from the uploads bucket with the checks that make bad input fail
+fast, and the engine's output checked before anyone is told it exists.
 
 Inputs come only from our own uploads bucket, under the job's tenant prefix (anything else is
-refused, as defence in depth behind the API's own checks), are
-size-checked before download, checksum-verified when the message carries a checksum, and the
-audio's duration is checked against the lane limit before any GPU work.
+refused, as defence in depth behind the API's own checks), are size-checked before download,
+checksum-verified when the message carries a checksum, and the audio's duration is checked
+against the lane limit before any GPU work.
 """
 
 from __future__ import annotations
@@ -123,3 +124,22 @@ def check_audio(path: Path, limits: LaneLimits) -> float:
             f"audio: {duration:.1f} s exceeds the lane limit {limits.max_audio_seconds:.0f} s",
         )
     return duration
+
+
+class BadOutput(RuntimeError):
+    """The engine's file is not the promised video; treated as transient (retried, then FAILED)."""
+
+
+def check_output(path: Path, *, frames: int) -> None:
+    """What callers are promised: an H.264 mp4 with an audio track, before it is published."""
+    if frames <= 0:
+        raise BadOutput("the engine rendered no frames")
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video
+            if not video or video[0].codec_context.name != "h264":
+                raise BadOutput("the engine's output has no H.264 video stream")
+            if not container.streams.audio:
+                raise BadOutput("the engine's output has no audio stream")
+    except av.FFmpegError:
+        raise BadOutput("the engine's output is not a readable video") from None

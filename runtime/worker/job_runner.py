@@ -45,7 +45,7 @@ from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
-from runtime.worker.inputs import FetchedInput, check_audio, fetch_input
+from runtime.worker.inputs import FetchedInput, check_audio, check_output, fetch_input
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
@@ -283,6 +283,7 @@ class JobRunner:
             {Metric.FRAMES_PER_SECOND: rendered.frames / max(speak_ms / 1000, 1e-6)},
             lane=message.lane,
         )
+        check_output(out_path, frames=rendered.frames)
         started = time.monotonic()
         metadata = _cache_metadata(rendered)
         self._s3.upload_file(

@@ -63,7 +63,9 @@ class JobRecord(BaseModel):
     fps: float | None = None
     timings: StageTimings = StageTimings()
     output: MediaRef | None = None
-    completion_sent_at: str | None = None  # set once the completion event reached SNS
+    # Set by the worker with its final status, removed once the completion event reached SNS: a
+    # redelivered message of a job left with it publishes the event (never the API's cancels).
+    completion_pending: bool | None = None
     sync_confidence: float | None = None
     low_sync: bool | None = None
     weights: str | None = None

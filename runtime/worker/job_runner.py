@@ -3,7 +3,7 @@
 The order of writes is what keeps jobs from being lost or rendered twice: take the lease first
 (only one worker wins), render, write the output, record the final status fenced on the lease,
 publish the event, and only then delete the message. A crash anywhere before the delete leaves
-the message to come back; the lease, the output cache and `completion_sent_at` make the repeat
+the message to come back; the lease, the output cache and `completion_pending` make the repeat
 cheap and harmless.
 """
 
@@ -178,7 +178,7 @@ class JobRunner:
         if record is None:
             logger.warning("message for an unknown job dropped")
         elif record.status.is_final:
-            if record.completion_sent_at is None:
+            if record.completion_pending:
                 self._notifier.job_finished(record)  # the previous worker stopped before it
         elif record.status is JobStatus.QUEUED:
             self._poller.set_visibility(delivery, 0)  # handed back between our two reads: retry

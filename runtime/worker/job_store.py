@@ -180,16 +180,17 @@ class JobStore:
     def mark_completion_sent(self, job_id: str) -> None:
         self._table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
-            UpdateExpression="SET completion_sent_at = :now",
+            UpdateExpression="REMOVE completion_pending",
             ConditionExpression="attribute_exists(#pk)",  # never create a partial item
             ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
-            ExpressionAttributeValues={":now": iso(utc_now())},
         )
 
     def _finish(
         self, lease: Lease, expression: str, values: dict[str, Any], names: dict[str, str]
     ) -> JobRecord:
+        expression += ", completion_pending = :pending"
         expression += " REMOVE lease_owner, lease_expires_at, lease_message_id"
+        values = {**values, ":pending": True}
         response = self._fenced_update(lease, expression, values, names, return_new=True)
         return JobRecord.from_item(response["Attributes"])
 

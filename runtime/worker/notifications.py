@@ -57,7 +57,8 @@ class Notifier:
         self._webhooks = webhooks
 
     def job_finished(self, record: JobRecord) -> None:
-        """Publish once per final record; `completion_sent_at` lets a redelivery finish the job."""
+        """Publish the final record's event; clearing `completion_pending` after it is what lets a
+        redelivery finish the job if this worker stops in between."""
         event = completion_event(record)
         self._sns.publish(
             TopicArn=self._topic_arn,

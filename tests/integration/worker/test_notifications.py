@@ -57,5 +57,26 @@ def test_a_final_job_whose_event_was_never_sent_is_announced_on_redelivery(
     assert json.loads(envelope["Message"])["error"]["code"] == "NO_FACE"
     record = world.record(message.job_id)
     assert record.status is JobStatus.FAILED
-    assert record.completion_sent_at is not None
+    assert record.completion_pending is None
     assert world.messages_in(world.queue_urls[Lane.INTERACTIVE]) == 0
+
+
+def test_a_job_cancelled_by_the_api_before_it_ran_is_dropped_without_a_second_event(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a queued job the API cancelled (the API publishes that event itself)
+    message = world.submit()
+    world.table.update_item(
+        Key={"pk": f"JOB#{message.job_id}"},
+        UpdateExpression="SET #s = :cancelled",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":cancelled": JobStatus.CANCELLED.value},
+    )
+
+    # When its message reaches a worker
+    outcome = make_worker().run_once()
+
+    # Then the message is dropped, nothing renders and no event is published by the worker
+    assert outcome is Outcome.DROPPED
+    assert world.events() == []
+    assert world.record(message.job_id).status is JobStatus.CANCELLED

@@ -63,8 +63,9 @@ class JobRecord(BaseModel):
     fps: float | None = None
     timings: StageTimings = StageTimings()
     output: MediaRef | None = None
-    # Set by the worker with its final status, removed once the completion event reached SNS: a
-    # redelivered message of a job left with it publishes the event (never the API's cancels).
+    # The worker's completion event: True from its final write until the event reached SNS (a
+    # redelivery then publishes it), False once sent, absent when the worker wrote no outcome
+    # (an API cancel, a dead-letter failure): whoever finished the job announces it, once.
     completion_pending: bool | None = None
     sync_confidence: float | None = None
     low_sync: bool | None = None

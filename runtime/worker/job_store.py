@@ -180,9 +180,10 @@ class JobStore:
     def mark_completion_sent(self, job_id: str) -> None:
         self._table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
-            UpdateExpression="REMOVE completion_pending",
+            UpdateExpression="SET completion_pending = :sent",
             ConditionExpression="attribute_exists(#pk)",  # never create a partial item
             ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
+            ExpressionAttributeValues={":sent": False},
         )
 
     def _finish(

@@ -37,7 +37,7 @@ def test_job_flows_from_queued_to_succeeded_with_a_playable_mp4_and_an_event(
     assert record.fps == 25
     assert record.weights == "random"
     assert record.sync_confidence is not None
-    assert record.completion_pending is None  # the event went out
+    assert record.completion_pending is False  # the worker's event went out
     for stage in ("queue_wait_ms", "download_ms", "prepare_ms", "speak_ms", "upload_ms"):
         assert getattr(record.timings, stage) is not None, stage
     # And the output is an H.264 yuv420p mp4 with the audio muxed, moov atom first (faststart)

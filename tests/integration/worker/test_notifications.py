@@ -57,7 +57,7 @@ def test_a_final_job_whose_event_was_never_sent_is_announced_on_redelivery(
     assert json.loads(envelope["Message"])["error"]["code"] == "NO_FACE"
     record = world.record(message.job_id)
     assert record.status is JobStatus.FAILED
-    assert record.completion_pending is None
+    assert record.completion_pending is False
     assert world.messages_in(world.queue_urls[Lane.INTERACTIVE]) == 0
 
 

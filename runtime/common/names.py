@@ -53,9 +53,20 @@ class EnvVar(StrEnum):
     STOP_TIMEOUT_SECONDS = "MUSETALK_STOP_TIMEOUT_SECONDS"
     MAX_RECEIVE_COUNT = "MUSETALK_MAX_RECEIVE_COUNT"
     AVATAR_CACHE_MEMORY_BYTES = "MUSETALK_AVATAR_CACHE_MEMORY_BYTES"
+    # A bucket hit older than this is re-put so the bucket's expiry counts from its last use
+    # (the stack sets half of StageConfig.avatar_cache_expire_days).
+    AVATAR_CACHE_REFRESH_DAYS = "MUSETALK_AVATAR_CACHE_REFRESH_DAYS"
     HEALTH_PORT = "MUSETALK_HEALTH_PORT"
     DEVICE = "MUSETALK_DEVICE"  # "cuda" in the image, "cpu" in tests
     DTYPE = "MUSETALK_DTYPE"  # "float16" on CUDA
+    ENGINE_FACTORY = "MUSETALK_ENGINE_FACTORY"  # "module:callable"; default the MuseTalk engine
+    POLL_WAIT_SECONDS = "MUSETALK_POLL_WAIT_SECONDS"  # SQS long-poll wait on the first lane
+    RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try
+    MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt
+    TASK_PROTECTION_MINUTES = "MUSETALK_TASK_PROTECTION_MINUTES"
+    SPOT_NOTICE = "MUSETALK_SPOT_NOTICE"  # "true": poll IMDS for the spot interruption notice
+    # Local mode only: allow webhooks to http:// and private addresses (the emulator's hosts).
+    WEBHOOK_ALLOW_PRIVATE = "MUSETALK_WEBHOOK_ALLOW_PRIVATE"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,12 +53,20 @@ class JobRecord(BaseModel):
     attempt: int = 0
     lease_owner: str | None = None
     lease_expires_at: str | None = None
+    # SQS message id the lease was taken with: a redelivery of that same message must not be
+    # deleted while the lease lives (deleting it would delete the lease holder's message).
+    lease_message_id: str | None = None
     batch_size_hint: int | None = None
     progress: float = 0.0
     frames_done: int | None = None
     frames_total: int | None = None
+    fps: float | None = None
     timings: StageTimings = StageTimings()
     output: MediaRef | None = None
+    # The worker's completion event: True from its final write until the event reached SNS (a
+    # redelivery then publishes it), False once sent, absent when the worker wrote no outcome
+    # (an API cancel, a dead-letter failure): whoever finished the job announces it, once.
+    completion_pending: bool | None = None
     sync_confidence: float | None = None
     low_sync: bool | None = None
     weights: str | None = None

@@ -1,0 +1,145 @@
+"""A job's media: inputs fetched from the uploads bucket with the checks that make bad input fail
+fast, and the engine's output checked before anyone is told it exists.
+
+Inputs come only from our own uploads bucket, under the job's tenant prefix (anything else is
+refused, as defence in depth behind the API's own checks), are size-checked before download,
+checksum-verified when the message carries a checksum, and the audio's duration is checked
+against the lane limit before any GPU work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+from botocore.exceptions import ClientError
+
+from runtime.common.jobs import ErrorCode, MediaRef
+from runtime.common.keys import tenant_prefix
+from runtime.common.limits import LaneLimits
+from runtime.engine.interface import MediaError
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FetchedInput:
+    path: Path
+    sha256: str
+    size: int
+
+
+def fetch_input(
+    s3: Any,
+    ref: MediaRef,
+    *,
+    tenant: str,
+    allowed_bucket: str,
+    max_bytes: int,
+    dest: Path,
+    what: str,
+) -> FetchedInput:
+    if ref.bucket != allowed_bucket:
+        raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: not in the uploads bucket")
+    if not ref.key.startswith(tenant_prefix(tenant)):
+        raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: not under the job's tenant prefix")
+    try:
+        head = s3.head_object(Bucket=ref.bucket, Key=ref.key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: object not found") from None
+        raise
+    size = int(head["ContentLength"])
+    if size > max_bytes:
+        raise MediaError(
+            ErrorCode.MEDIA_TOO_LARGE, f"{what}: {size} bytes exceeds the lane limit {max_bytes}"
+        )
+    s3.download_file(ref.bucket, ref.key, str(dest))
+    digest = hashlib.sha256()
+    with dest.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
+    if ref.sha256 is not None and ref.sha256.lower() != sha256:
+        raise MediaError(ErrorCode.INVALID_MEDIA, f"{what}: checksum does not match the upload")
+    named = dest.with_name(dest.name + media_suffix(dest))
+    dest.rename(named)
+    return FetchedInput(path=named, sha256=sha256, size=size)
+
+
+def media_suffix(path: Path) -> str:
+    """A file suffix from the content's magic bytes (upload keys carry none).
+
+    The engine tells a still from a video by suffix, and the caller's content type is not
+    trusted; anything not recognized gets no suffix and PyAV probes its content.
+    """
+    with path.open("rb") as stream:
+        head = stream.read(16)
+    for magic, suffix in _MAGIC:
+        if head.startswith(magic):
+            return suffix
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return ".wav"
+    if head[4:8] == b"ftyp":
+        return ".mp4"
+    return ""
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"BM", ".bmp"),
+    (b"II*\x00", ".tiff"),
+    (b"MM\x00*", ".tiff"),
+)
+
+
+def check_audio(path: Path, limits: LaneLimits) -> float:
+    """Duration in seconds of the first audio stream; MediaError when unusable or too long."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(ErrorCode.INVALID_MEDIA, "audio: no audio stream")
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            else:
+                duration = sum(
+                    float(frame.samples) / frame.sample_rate
+                    for frame in container.decode(stream)
+                    if frame.sample_rate
+                )
+    except av.FFmpegError:
+        raise MediaError(ErrorCode.INVALID_MEDIA, "audio: not a readable audio file") from None
+    if duration > limits.max_audio_seconds:
+        raise MediaError(
+            ErrorCode.AUDIO_TOO_LONG,
+            f"audio: {duration:.1f} s exceeds the lane limit {limits.max_audio_seconds:.0f} s",
+        )
+    return duration
+
+
+class BadOutput(RuntimeError):
+    """The engine's file is not the promised video; treated as transient (retried, then FAILED)."""
+
+
+def check_output(path: Path, *, frames: int) -> None:
+    """What callers are promised: an H.264 mp4 with an audio track, before it is published."""
+    if frames <= 0:
+        raise BadOutput("the engine rendered no frames")
+    try:
+        with av.open(str(path)) as container:
+            video = container.streams.video
+            if not video or video[0].codec_context.name != "h264":
+                raise BadOutput("the engine's output has no H.264 video stream")
+            if not container.streams.audio:
+                raise BadOutput("the engine's output has no audio stream")
+    except av.FFmpegError:
+        raise BadOutput("the engine's output is not a readable video") from None

@@ -1,0 +1,58 @@
+"""Fixtures for the worker against the emulator: one moto server per session, one isolated
+deployment per test (its own stage name), and in-process workers built as `main()` builds them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime.engine.interface import LipSyncEngine
+from runtime.worker.config import WorkerSettings
+from runtime.worker.gpu import GpuProbe
+from runtime.worker.service import AwsClients, Worker
+from runtime.worker.telemetry import MetricsSink
+from tests.support.small_engine import SmallEngine
+from tests.worker_support.aws import WorkerWorld, aws_env, create_world, moto_server
+
+MakeWorker = Callable[..., Worker]
+
+
+@pytest.fixture(scope="session")
+def worker_moto_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def world(worker_moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> WorkerWorld:
+    # Per test, so the environment of other suites (and their emulators) is left as it was.
+    for name, value in aws_env(worker_moto_endpoint).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return create_world()
+
+
+@pytest.fixture
+def make_worker(world: WorkerWorld, tmp_path: Path) -> Iterator[MakeWorker]:
+    workers: list[Worker] = []
+
+    def make(
+        engine: LipSyncEngine | None = None, gpu: GpuProbe | None = None, **env: str
+    ) -> Worker:
+        settings = WorkerSettings.from_env(world.env(tmp_path / "models", **env))
+        worker = Worker(
+            settings=settings,
+            engine=engine or SmallEngine(),
+            clients=AwsClients.create(),
+            metrics=MetricsSink(stream=io.StringIO()),
+            gpu=gpu,
+        )
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.close()

@@ -7,8 +7,9 @@ first task when the queue has work and no task runs (the batch lane scales to ze
 
 The task role holds only what the worker uses: its lane's queue, read/update (never delete or
 scan) on the jobs table, read uploads and weights, write outputs and the avatar cache, publish
-completions and read the webhook secret. Metrics go out as EMF log lines (no cloudwatch:Put*), and
-task scale-in protection goes through the ECS agent endpoint (no IAM).
+completions and read the webhook secret. Metrics go out as EMF log lines (no cloudwatch:Put*).
+Task scale-in protection goes through the ECS agent endpoint, which acts with the task role, so the
+role may set and read protection on the tasks of its own cluster.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class WorkerSettings:
     cpu_units: int
     memory_reservation_mib: int
     avatar_cache_memory_bytes: int
+    avatar_cache_expire_days: int
     log_retention: logs.RetentionDays
 
 
@@ -143,6 +145,7 @@ class GpuWorkerService(Construct):
             ecs.MountPoint(source_volume="models", container_path=MODELS_DIR, read_only=False)
         )
         self._grant(self.task_definition.task_role, queue, resources)
+        self._grant_task_protection(self.task_definition.task_role, cluster)
 
         self.service = ecs.Ec2Service(
             self,
@@ -194,6 +197,8 @@ class GpuWorkerService(Construct):
             EnvVar.STOP_TIMEOUT_SECONDS: str(settings.stop_timeout_seconds),
             EnvVar.MAX_RECEIVE_COUNT: str(settings.max_receive_count),
             EnvVar.AVATAR_CACHE_MEMORY_BYTES: str(settings.avatar_cache_memory_bytes),
+            # A cache hit older than half the expiry is re-put, so avatars in use never expire.
+            EnvVar.AVATAR_CACHE_REFRESH_DAYS: str(settings.avatar_cache_expire_days / 2),
             EnvVar.HEALTH_PORT: str(HEALTH_PORT),
             EnvVar.DEVICE: "cuda",
             EnvVar.DTYPE: "float16",
@@ -231,6 +236,25 @@ class GpuWorkerService(Construct):
         resources.completion_topic.grant_publish(role)
         acknowledge_kms_data_keys(role)
         resources.webhook_secret.grant_read(role)
+
+    @staticmethod
+    def _grant_task_protection(role: iam.IRole, cluster: ecs.ICluster) -> None:
+        """Scale-in protection while a job runs (the agent calls ECS with the task role)."""
+        tasks_of_cluster = Stack.of(cluster).format_arn(
+            service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
+        )
+        iam.Grant.add_to_principal(
+            grantee=role,
+            actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
+            resource_arns=[tasks_of_cluster],
+        )
+        cluster_id = Stack.of(cluster).get_logical_id(cluster.node.default_child)  # type: ignore[arg-type]
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
+            f"<AWS::AccountId>:task/<{cluster_id}>/*]",
+            "Task ids are not known before the tasks start; the grant stays inside one cluster.",
+        )
 
     def _scale_on_backlog(
         self, cluster: ecs.ICluster, queue: sqs.IQueue, scaling: LaneScaling

@@ -150,6 +150,7 @@ class MuseTalkStack(Stack):
                     cpu_units=config.worker_cpu_units,
                     memory_reservation_mib=config.worker_memory_reservation_mib,
                     avatar_cache_memory_bytes=config.avatar_cache_memory_bytes,
+                    avatar_cache_expire_days=config.avatar_cache_expire_days,
                     log_retention=retention,
                 ),
                 scaling=LaneScaling(

@@ -3,11 +3,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from runtime.common.names import Lane
 from tests.infra.conftest import Synthesized
-from tests.infra.template_queries import actions_on, all_actions, logical_id, resources
+from tests.infra.template_queries import (
+    actions,
+    actions_on,
+    all_actions,
+    logical_id,
+    mentions,
+    resources,
+    statements_of_role,
+)
 
 
 def _id(s: Synthesized, resource_type: str, prefix: str) -> str:
@@ -169,3 +179,17 @@ def test_no_role_is_granted_admin_style_wildcard_actions(synthesized: Synthesize
     for role in resources(synthesized.raw, "AWS::IAM::Role"):
         granted = all_actions(synthesized.raw, role)
         assert not {a for a in granted if a == "*" or a.endswith(":*")}, role
+
+
+@pytest.mark.parametrize("lane", list(Lane))
+def test_worker_may_protect_only_tasks_of_its_own_cluster_from_scale_in(
+    dev: Synthesized, lane: Lane
+) -> None:
+    role = _role(dev, f"{lane.value.title()}WorkerTaskTaskRole")
+    cluster = _id(dev, "AWS::ECS::Cluster", "GpuCapacityCluster")
+    (statement,) = [
+        s for s in statements_of_role(dev.raw, role) if "ecs:UpdateTaskProtection" in actions(s)
+    ]
+    assert set(actions(statement)) == {"ecs:UpdateTaskProtection", "ecs:GetTaskProtection"}
+    assert ":task/" in json.dumps(statement["Resource"])
+    assert mentions(statement["Resource"], cluster)

@@ -130,6 +130,9 @@ def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
         and record.error is not None
         and record.error.code == ErrorCode.RETRIES_EXHAUSTED
         and not item.get(PUBLISHED_ATTRIBUTE)
+        # The worker fails a job itself on its last receive and clears `completion_pending`
+        # once its own event is out; only an event nobody got out is ours to publish.
+        and record.completion_pending is not False
     )
     if unpublished_by_us:
         return record  # an earlier attempt failed it but did not get the event out

@@ -98,6 +98,33 @@ def test_a_job_that_already_finished_keeps_its_status_and_nothing_is_published(
     assert completion_events() == []
 
 
+@pytest.mark.parametrize(("worker_published", "expected_events"), [(True, 0), (False, 1)])
+def test_a_job_the_worker_failed_on_its_last_receive_is_announced_once(
+    queued_job: dict[str, Any],
+    completion_events: Events,
+    deployment: Resources,
+    aws: Any,
+    worker_published: bool,
+    expected_events: int,
+) -> None:
+    """Given the worker marked the job FAILED itself (and did or did not get its event out),
+    when the message reaches the DLQ, then the failure is announced exactly once overall."""
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{queued_job['job_id']}"}},
+        UpdateExpression="SET #s = :s, #e = :e, completion_pending = :pending",
+        ExpressionAttributeNames={"#s": "status", "#e": "error"},
+        ExpressionAttributeValues={
+            ":s": {"S": "FAILED"},
+            ":e": {"M": {"code": {"S": "RETRIES_EXHAUSTED"}, "message": {"S": "gave up"}}},
+            ":pending": {"BOOL": not worker_published},
+        },
+    )
+    response = dead_letters.lambda_handler(sqs_event(queued_job["body"]), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    assert len(completion_events()) == expected_events
+
+
 def test_a_failed_publish_fails_only_that_record_and_the_redelivery_publishes_once(
     call_api: Call,
     queued_job: dict[str, Any],

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import cast
 
 import av
+import cv2
 import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
@@ -172,9 +173,10 @@ class VideoWriter:
                 assert isinstance(item, np.ndarray)  # noqa: S101 - only write() puts here
                 if self._error is not None:
                     continue  # drain so the producer never blocks on a dead encoder
-                frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(item[: self.height, : self.width]), format="bgr24"
-                )
+                # OpenCV's BT.601 limited-range conversion round-trips exactly through the
+                # decoder; swscale's default (fast, unrounded) shifts levels by up to 4.
+                yuv = cv2.cvtColor(item[: self.height, : self.width], cv2.COLOR_BGR2YUV_I420)
+                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
                 frame.pts = self.frames_written
                 self._container.mux(self._stream.encode(frame))
                 self.frames_written += 1

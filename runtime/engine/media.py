@@ -176,7 +176,7 @@ class VideoWriter:
                 # OpenCV's BT.601 limited-range conversion round-trips exactly through the
                 # decoder; swscale's default (fast, unrounded) shifts levels by up to 4.
                 yuv = cv2.cvtColor(item[: self.height, : self.width], cv2.COLOR_BGR2YUV_I420)
-                frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+                frame = av.VideoFrame.from_ndarray(yuv.astype(np.uint8, copy=False), "yuv420p")
                 frame.pts = self.frames_written
                 self._container.mux(self._stream.encode(frame))
                 self.frames_written += 1

@@ -42,7 +42,8 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "10"}
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
+            yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)  # exact levels, as the engine
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")))
         container.mux(stream.encode(None))
     return path
 

@@ -21,6 +21,11 @@ from runtime.engine.layout import ModelsLayout
 from runtime.engine.weights import make_weights
 from tests.unit.engine.standins import CentreLocator, LowerHalfParser
 
+# On a 2-core machine the encoder thread, the VAD and other test processes compete with torch's
+# OpenMP pool; spin-waiting threads then make each op several times slower (measured: a 32-channel
+# conv 4 ms with one thread, 23 ms with two under load). One intra-op thread is faster here.
+torch.set_num_threads(1)
+
 MEDIA = Path(__file__).resolve().parents[3] / "examples" / "media"
 SMALL_SIZE = (176, 304)  # yongen.mp4 is 704x1216 portrait; a quarter keeps the shape
 

@@ -11,7 +11,7 @@ import torch
 
 from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.engine import MuseTalkEngine, crop_face
+from runtime.engine.engine import MuseTalkEngine, batch_size_for_memory, crop_face
 from runtime.engine.interface import Interrupted, MediaError, OutOfMemory
 from tests.unit.engine.conftest import (
     MEDIA,
@@ -313,3 +313,14 @@ def test_sync_score_below_the_threshold_marks_low_sync(
 
 def test_cpu_batch_size_is_the_official_default(engine: MuseTalkEngine) -> None:
     assert engine.pick_batch_size() == 8
+
+
+def test_gpu_batch_size_grows_with_free_memory_within_bounds() -> None:
+    gib = 1024**3
+    # fp16 needs half the bytes per frame of fp32
+    # 6 GiB free, 1 GiB kept back: 5 GiB / 160 MiB per fp16 frame, / 320 MiB per fp32 frame
+    assert batch_size_for_memory(6 * gib, torch.float16) == 32
+    assert batch_size_for_memory(6 * gib, torch.float32) == 16
+    # never below 1 (OOM halving takes over) and never above 64
+    assert batch_size_for_memory(gib // 2, torch.float16) == 1
+    assert batch_size_for_memory(140 * gib, torch.float16) == 64

@@ -49,6 +49,9 @@ MAX_GPU_BATCH_SIZE = 64
 GPU_BYTES_PER_ITEM = {torch.float16: 160 * 1024**2, torch.float32: 320 * 1024**2}
 GPU_RESERVED_BYTES = 1024**3
 ENCODE_BATCH_SIZE = 8  # VAE encode at prepare time (two 256x256 images per frame)
+# A prepared avatar holds every frame in memory (and in the cache object): 60 s at 25 fps of
+# 1080p is about 9 GB. Longer avatars are refused rather than exhausting the host.
+MAX_AVATAR_FRAMES = 1500
 MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 KiB each
 
 
@@ -71,6 +74,7 @@ class MuseTalkEngine:
         dtype: torch.dtype,
         mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
+        max_avatar_frames: int = MAX_AVATAR_FRAMES,
     ) -> None:
         self.generator = generator
         self.codec = codec
@@ -83,6 +87,7 @@ class MuseTalkEngine:
         self.dtype = dtype
         self.mask_blur: BlurKind = mask_blur
         self.encoder_preset = encoder_preset
+        self.max_avatar_frames = max_avatar_frames
         self._speech: SpeechDetector | None = None
         self._positional = positional_encoding().to(device=device, dtype=dtype)
 
@@ -139,7 +144,9 @@ class MuseTalkEngine:
         timings: dict[str, float] = {}
         with _timed(timings, "decode"):
             source_sha256 = _file_sha256(avatar_media)
-            video = decode_avatar(avatar_media, still_fps=options.fps)
+            video = decode_avatar(
+                avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
+            )
         frames = video.frames
         with _timed(timings, "locate"):
             located = list(

@@ -40,7 +40,11 @@ class DecodedVideo:
 
 
 def decode_avatar(path: Path, *, still_fps: int, max_frames: int | None = None) -> DecodedVideo:
-    """All frames of a video (native rate, no resampling) or the single frame of an image."""
+    """All frames of a video (native rate, no resampling) or the single frame of an image.
+
+    A video longer than `max_frames` is refused (MEDIA_TOO_LARGE) as soon as the decoder
+    passes the limit: a prepared avatar keeps every frame in memory.
+    """
     is_still = path.suffix.lower() in IMAGE_SUFFIXES
     try:
         with av.open(str(path)) as container:
@@ -48,10 +52,15 @@ def decode_avatar(path: Path, *, still_fps: int, max_frames: int | None = None) 
                 raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = []
+            frames: list[np.ndarray] = []
             for frame in container.decode(stream):
+                if max_frames is not None and len(frames) == max_frames:
+                    raise MediaError(
+                        ErrorCode.MEDIA_TOO_LARGE,
+                        f"the avatar video has more than {max_frames} frames",
+                    )
                 frames.append(frame.to_ndarray(format="bgr24"))
-                if is_still or (max_frames is not None and len(frames) >= max_frames):
+                if is_still:
                     break
             rate = stream.average_rate or stream.guessed_rate
     except av.error.FFmpegError as error:

@@ -22,6 +22,13 @@ def test_video_decodes_to_bgr_frames_at_the_stream_fps(short_video: Path) -> Non
     assert not video.is_still
 
 
+def test_a_video_longer_than_the_limit_is_too_large(short_video: Path) -> None:
+    assert len(decode_avatar(short_video, still_fps=25, max_frames=12).frames) == 12
+    with pytest.raises(MediaError) as raised:
+        decode_avatar(short_video, still_fps=25, max_frames=11)
+    assert raised.value.code == ErrorCode.MEDIA_TOO_LARGE
+
+
 def test_still_image_is_one_frame_at_the_requested_fps() -> None:
     video = decode_avatar(MEDIA / "musk.png", still_fps=30)
     assert len(video.frames) == 1

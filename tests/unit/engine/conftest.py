@@ -81,6 +81,14 @@ def short_video(media_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def three_frame_video(media_dir: Path, short_video: Path) -> Path:
+    """The first 3 frames of `short_video`: full-size face models on CPU cost seconds a frame."""
+    with av.open(str(short_video)) as container:
+        frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    return write_video(media_dir / "yongen-3.mp4", frames[:3])
+
+
+@pytest.fixture(scope="session")
 def speech_16k() -> np.ndarray:
     return load_audio_16k(MEDIA / "yongen.wav")
 

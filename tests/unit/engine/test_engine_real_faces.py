@@ -28,7 +28,7 @@ pytestmark = [
 
 def test_cli_renders_with_the_real_face_models(
     tiny_models: ModelsLayout,
-    short_video: Path,
+    three_frame_video: Path,
     short_speech: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -36,12 +36,12 @@ def test_cli_renders_with_the_real_face_models(
     # Given a complete random models directory (make-weights wrote the faces weights too)
     assert tiny_models.missing_files() == []
     out = tmp_path / "real.mp4"
-    # When the CLI renders the 12-frame clip with 0.8 s of speech
+    # When the CLI renders a 3-frame clip with 0.8 s of speech
     code = main(
         [
             "render",
             "--avatar",
-            str(short_video),
+            str(three_frame_video),
             "--audio",
             str(short_speech),
             "--out",

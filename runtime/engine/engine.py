@@ -147,7 +147,11 @@ class MuseTalkEngine:
             video = decode_avatar(
                 avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
             )
-        frames = video.frames
+        # One contiguous copy for the avatar; the decoded list goes before the slow stages run.
+        stacked = np.stack(video.frames)
+        frames = list(stacked)  # views into `stacked`
+        fps = video.fps
+        del video
         with _timed(timings, "locate"):
             located = list(
                 self.locator.locate(
@@ -189,12 +193,12 @@ class MuseTalkEngine:
             {k: round(v, 1) for k, v in timings.items()},
         )
         prepared = PreparedAvatar(
-            frames=np.stack(frames),
+            frames=stacked,
             boxes=boxes,
             has_face=has_face,
             latents=latents,
             masks=tuple(masks),
-            fps=video.fps,
+            fps=fps,
             options=options,
             source_sha256=source_sha256,
             model_version=self.model_version,

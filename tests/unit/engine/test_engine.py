@@ -324,3 +324,36 @@ def test_gpu_batch_size_grows_with_free_memory_within_bounds() -> None:
     # never below 1 (OOM halving takes over) and never above 64
     assert batch_size_for_memory(gib // 2, torch.float16) == 1
     assert batch_size_for_memory(140 * gib, torch.float16) == 64
+
+
+class RecordingGenerator:
+    """Passes through to the real generator and keeps what each output frame was given."""
+
+    def __init__(self, generator: object) -> None:
+        self.generator = generator
+        self.latents: list[torch.Tensor] = []
+        self.audio: list[torch.Tensor] = []
+
+    def step(self, latents: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        self.latents.extend(latents.clone())
+        self.audio.extend(audio.clone())
+        return self.generator.step(latents, audio)  # type: ignore[attr-defined]
+
+
+def test_each_frame_gets_its_cycle_latent_and_its_audio_window_plus_pe(
+    engine: MuseTalkEngine, levels_avatar: PreparedAvatar, short_speech: Path, tmp_path: Path
+) -> None:
+    # Given a generator that records its inputs
+    recorder = RecordingGenerator(engine.generator)
+    custom = with_parts(engine, generator=recorder)
+    # When 20 frames are rendered in batches of 3
+    custom.speak(levels_avatar, short_speech, tmp_path / "rec.mp4", options=NO_SKIP, batch_size=3)
+    # Then frame i used the latent of source frame cycle(i) and audio window i + the PE table
+    from runtime.engine.audio import load_audio_16k, positional_encoding
+
+    tokens = engine.audio_encoder.frame_tokens(load_audio_16k(short_speech), 25.0)
+    assert len(recorder.latents) == len(recorder.audio) == 20
+    for i in (0, 4, 5, 9, 10, 19):
+        source = levels_avatar.cycle_index(i)
+        assert torch.equal(recorder.latents[i], torch.from_numpy(levels_avatar.latents[source]))
+        assert torch.allclose(recorder.audio[i], tokens[i] + positional_encoding(), atol=1e-6)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
+from runtime.engine.audio import load_audio_16k, positional_encoding
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine, batch_size_for_memory, crop_face
 from runtime.engine.interface import Interrupted, MediaError, OutOfMemory
@@ -349,8 +350,6 @@ def test_each_frame_gets_its_cycle_latent_and_its_audio_window_plus_pe(
     # When 20 frames are rendered in batches of 3
     custom.speak(levels_avatar, short_speech, tmp_path / "rec.mp4", options=NO_SKIP, batch_size=3)
     # Then frame i used the latent of source frame cycle(i) and audio window i + the PE table
-    from runtime.engine.audio import load_audio_16k, positional_encoding
-
     tokens = engine.audio_encoder.frame_tokens(load_audio_16k(short_speech), 25.0)
     assert len(recorder.latents) == len(recorder.audio) == 20
     for i in (0, 4, 5, 9, 10, 19):

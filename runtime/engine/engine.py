@@ -21,7 +21,7 @@ import torch
 
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.audio import AudioEncoder, frame_count, load_audio_16k, positional_encoding
-from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.avatar import AvatarFormatError, PreparedAvatar
 from runtime.engine.blend import PasteBox, paste_faces
 from runtime.engine.interface import (
     Interrupted,
@@ -207,7 +207,13 @@ class MuseTalkEngine:
         return prepared
 
     def load_prepared(self, data: bytes) -> PreparedAvatar:
-        return PreparedAvatar.from_bytes(data)
+        """A cached avatar; `AvatarFormatError` if another format or model made it (re-prepare)."""
+        prepared = PreparedAvatar.from_bytes(data)
+        if prepared.model_version != self.model_version:
+            raise AvatarFormatError(
+                f"prepared by {prepared.model_version}, this engine is {self.model_version}"
+            )
+        return prepared
 
     # ------------------------------------------------------------------ speak
 

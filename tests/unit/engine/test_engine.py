@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 
 from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.audio import load_audio_16k, positional_encoding
-from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.avatar import AvatarFormatError, PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine, batch_size_for_memory, crop_face
 from runtime.engine.interface import Interrupted, MediaError, OutOfMemory
 from tests.unit.engine.conftest import (
@@ -356,3 +357,11 @@ def test_each_frame_gets_its_cycle_latent_and_its_audio_window_plus_pe(
         source = levels_avatar.cycle_index(i)
         assert torch.equal(recorder.latents[i], torch.from_numpy(levels_avatar.latents[source]))
         assert torch.allclose(recorder.audio[i], tokens[i] + positional_encoding(), atol=1e-6)
+
+
+def test_an_avatar_prepared_by_another_model_version_is_refused(
+    engine: MuseTalkEngine, levels_avatar: PreparedAvatar
+) -> None:
+    other = dataclasses.replace(levels_avatar, model_version="musetalk-v1.0")
+    with pytest.raises(AvatarFormatError, match=r"v1\.0"):
+        engine.load_prepared(other.to_bytes())

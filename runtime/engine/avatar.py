@@ -19,12 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from runtime.common.jobs import AvatarOptions
+from runtime.engine.interface import PreparedAvatarFormatError
 
 FORMAT_VERSION = 1
-
-
-class AvatarFormatError(ValueError):
-    """The bytes are not a prepared avatar this code can read (other version, truncated)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +93,7 @@ class PreparedAvatar:
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 header = json.loads(archive["header"].tobytes().decode())
                 if header.get("format_version") != FORMAT_VERSION:
-                    raise AvatarFormatError(
+                    raise PreparedAvatarFormatError(
                         f"prepared avatar format {header.get('format_version')} "
                         f"is not {FORMAT_VERSION}"
                     )
@@ -120,6 +117,6 @@ class PreparedAvatar:
                     model_version=str(header["model_version"]),
                 )
         except (OSError, KeyError, ValueError, json.JSONDecodeError) as error:
-            if isinstance(error, AvatarFormatError):
+            if isinstance(error, PreparedAvatarFormatError):
                 raise
-            raise AvatarFormatError(f"not a prepared avatar: {error}") from error
+            raise PreparedAvatarFormatError(f"not a prepared avatar: {error}") from error

@@ -21,11 +21,12 @@ import torch
 
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.audio import AudioEncoder, frame_count, load_audio_16k, positional_encoding
-from runtime.engine.avatar import AvatarFormatError, PreparedAvatar
+from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.blend import PasteBox, paste_faces
 from runtime.engine.interface import (
     Interrupted,
     MediaError,
+    PreparedAvatarFormatError,
     PreparedAvatarLike,
     ProgressFn,
     Rendered,
@@ -207,10 +208,11 @@ class MuseTalkEngine:
         return prepared
 
     def load_prepared(self, data: bytes) -> PreparedAvatar:
-        """A cached avatar; `AvatarFormatError` if another format or model made it (re-prepare)."""
+        """A cached avatar; `PreparedAvatarFormatError` (re-prepare) if another format or model
+        made it."""
         prepared = PreparedAvatar.from_bytes(data)
         if prepared.model_version != self.model_version:
-            raise AvatarFormatError(
+            raise PreparedAvatarFormatError(
                 f"prepared by {prepared.model_version}, this engine is {self.model_version}"
             )
         return prepared

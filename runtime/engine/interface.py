@@ -39,6 +39,13 @@ class OutOfMemory(EngineError):
         self.batch_size = batch_size
 
 
+class PreparedAvatarFormatError(ValueError):
+    """Cached avatar bytes this engine cannot use (other format or model version, truncated).
+
+    Treat it as a cache miss: prepare the avatar again and overwrite the cached object.
+    """
+
+
 class Interrupted(Exception):
     """`should_stop` turned true during a render; nothing was written."""
 

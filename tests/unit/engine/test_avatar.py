@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from runtime.common.jobs import AvatarOptions
-from runtime.engine.avatar import AvatarFormatError, PreparedAvatar
+from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.interface import PreparedAvatarFormatError
 
 
 def make_avatar(frames: int = 3) -> PreparedAvatar:
@@ -74,10 +75,10 @@ def test_another_format_version_is_refused() -> None:
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    with pytest.raises(AvatarFormatError, match="999"):
+    with pytest.raises(PreparedAvatarFormatError, match="999"):
         PreparedAvatar.from_bytes(buffer.getvalue())
 
 
 def test_garbage_is_refused_without_unpickling() -> None:
-    with pytest.raises(AvatarFormatError):
+    with pytest.raises(PreparedAvatarFormatError):
         PreparedAvatar.from_bytes(b"\x80\x04not an avatar")

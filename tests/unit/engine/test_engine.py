@@ -12,9 +12,14 @@ import torch
 
 from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.audio import load_audio_16k, positional_encoding
-from runtime.engine.avatar import AvatarFormatError, PreparedAvatar
+from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine, batch_size_for_memory, crop_face
-from runtime.engine.interface import Interrupted, MediaError, OutOfMemory
+from runtime.engine.interface import (
+    Interrupted,
+    MediaError,
+    OutOfMemory,
+    PreparedAvatarFormatError,
+)
 from tests.unit.engine.conftest import (
     MEDIA,
     count_frames,
@@ -363,5 +368,5 @@ def test_an_avatar_prepared_by_another_model_version_is_refused(
     engine: MuseTalkEngine, levels_avatar: PreparedAvatar
 ) -> None:
     other = dataclasses.replace(levels_avatar, model_version="musetalk-v1.0")
-    with pytest.raises(AvatarFormatError, match=r"v1\.0"):
+    with pytest.raises(PreparedAvatarFormatError, match=r"v1\.0"):
         engine.load_prepared(other.to_bytes())

@@ -178,7 +178,7 @@ class MuseTalkEngine:
         with _timed(timings, "parse"):
             blend_masks = self.parser.blend_masks(
                 [frames[i] for i in face_at],
-                [located[i] for i in face_at],  # type: ignore[misc]
+                [located[i] for i in face_at],
                 mode=options.blend_mode,
                 blur=self.mask_blur,
             )

@@ -8,7 +8,7 @@ depends only on these shapes, so tests (and other detectors) can be injected thr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -50,10 +50,12 @@ class FaceLocatorLike(Protocol):
 
 
 class FaceParserLike(Protocol):
+    # `boxes` are the ones the paired locator returned (faces.FaceBox for the real pair); a
+    # parser may require its own box type, so the protocol cannot promise more than Any.
     def blend_masks(
         self,
         frames_bgr: Sequence[np.ndarray],
-        boxes: Sequence[BoxLike],
+        boxes: Sequence[Any],
         *,
         mode: ParsingMode = "jaw",
         blur: BlurKind = "realtime",

@@ -130,6 +130,7 @@ class VideoWriter:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_frames)
         self._error: BaseException | None = None
         self.frames_written = 0
+        self._closed = False
         self._thread = threading.Thread(target=self._encode_loop, name="video-writer", daemon=True)
         self._thread.start()
 
@@ -140,7 +141,10 @@ class VideoWriter:
         self._queue.put(frame_bgr)
 
     def close(self) -> None:
-        """Flush video, mux the audio, write the index. Raises what the encoder thread hit."""
+        """Flush video, write the index (idempotent). Raises what the encoder thread hit."""
+        if self._closed:
+            return
+        self._closed = True
         self._queue.put(_END)
         self._thread.join()
         try:
@@ -151,6 +155,10 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Stop the encoder and drop the partial file."""
+        if self._closed:
+            self.out_path.unlink(missing_ok=True)
+            return
+        self._closed = True
         while True:  # unblock a producer-side put, then signal the end
             try:
                 self._queue.get_nowait()

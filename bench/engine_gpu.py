@@ -1,10 +1,10 @@
 """GPU benchmark of the engine's per-frame stages on FULL-SIZE random weights.
 
-Writes a full-size random models directory (make-weights), loads the UNet, VAE and Whisper
-encoder the way the engine does, and measures per batch size: UNet step, VAE decode, blend (on
-704x1216 frames, the sample's size) and the peak GPU memory per batch item, which sets
+Writes full-size random UNet, VAE and Whisper files (the official formats, as make-weights
+does), loads them the way the engine does, and measures per batch size: UNet step, VAE decode,
+blend (on 704x1216 frames, the sample's size) and the peak GPU memory per batch item, which sets
 `GPU_BYTES_PER_ITEM` in `runtime/engine/engine.py`. Needs torch with CUDA, diffusers and
-transformers; not the media stack.
+transformers only (no media stack, no pydantic), so it runs on a bare GPU box.
 
     python bench/engine_gpu.py --out bench.json --models DIR [--dtype fp16]
 """
@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from runtime.engine.blend import PasteBox, paste_faces
+from runtime.engine.configs import VAE_CONFIG, WHISPER_CONFIG, unet_config
 from runtime.engine.latents import Generator, LatentCodec
-from runtime.engine.layout import ModelsLayout
-from runtime.engine.weights import make_weights
 
 BATCH_SIZES = [1, 4, 8, 16, 32, 48, 64]
 FRAME_HEIGHT, FRAME_WIDTH = 1216, 704
@@ -42,6 +41,22 @@ def timed(fn, repeats: int = 5) -> tuple[float, object]:
     return statistics.median(samples), result
 
 
+def write_models(root: Path) -> None:
+    """musetalkV15/, sd-vae/ and whisper/ with random full-size weights."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import WhisperConfig, WhisperModel
+
+    (root / "musetalkV15").mkdir(parents=True)
+    config = unet_config(tiny=False)
+    unet = UNet2DConditionModel(**{k: v for k, v in config.items() if not k.startswith("_")})
+    torch.save(unet.state_dict(), root / "musetalkV15" / "unet.pth")
+    (root / "musetalkV15" / "musetalk.json").write_text(json.dumps(config))
+    AutoencoderKL(**VAE_CONFIG).save_pretrained(root / "sd-vae", safe_serialization=False)
+    whisper_config = WhisperConfig(**WHISPER_CONFIG)
+    whisper_config.save_pretrained(root / "whisper")
+    torch.save(WhisperModel(whisper_config).state_dict(), root / "whisper" / "pytorch_model.bin")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -53,17 +68,17 @@ def main() -> None:
     report: dict[str, object] = {"gpu": torch.cuda.get_device_name(), "dtype": args.dtype}
 
     start = time.perf_counter()
-    layout = (
-        make_weights(args.models, tiny=False)
-        if not args.models.exists()
-        else ModelsLayout(args.models)
-    )
-    report["make_weights_s"] = round(time.perf_counter() - start, 1)
-    report["unet_file_mb"] = round(layout.unet_weights.stat().st_size / 1e6)
+    root = args.models
+    if not root.exists():
+        write_models(root)
+    report["write_models_s"] = round(time.perf_counter() - start, 1)
+    report["unet_file_mb"] = round((root / "musetalkV15" / "unet.pth").stat().st_size / 1e6)
 
     start = time.perf_counter()
-    generator = Generator(layout.unet_config, layout.unet_weights, device, dtype)
-    codec = LatentCodec(layout.vae_dir, device, dtype)
+    generator = Generator(
+        root / "musetalkV15" / "musetalk.json", root / "musetalkV15" / "unet.pth", device, dtype
+    )
+    codec = LatentCodec(root / "sd-vae", device, dtype)
     report["load_s"] = round(time.perf_counter() - start, 1)
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
@@ -71,7 +86,7 @@ def main() -> None:
 
     from transformers import WhisperModel
 
-    encoder = WhisperModel.from_pretrained(layout.whisper_dir).get_encoder().to(device, dtype)
+    encoder = WhisperModel.from_pretrained(root / "whisper").get_encoder().to(device, dtype)
     mels = torch.randn(2, 80, 3000, device=device, dtype=dtype)  # 60 s of audio
     with torch.inference_mode():
         whisper_ms, _ = timed(lambda e=encoder: e(mels, output_hidden_states=True))

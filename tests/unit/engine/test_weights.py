@@ -6,8 +6,8 @@ import json
 
 import torch
 
+from runtime.engine.configs import UNET_CONFIG, VAE_CONFIG, WHISPER_CONFIG
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.weights import UNET_CONFIG, VAE_CONFIG, WHISPER_CONFIG
 
 
 def test_tiny_weights_use_the_official_file_layout(tiny_models: ModelsLayout) -> None:

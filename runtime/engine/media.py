@@ -68,6 +68,8 @@ def decode_avatar(path: Path, *, still_fps: int, max_frames: int | None = None) 
     if not frames:
         raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no frames")
     fps = float(still_fps) if is_still or not rate else float(rate)
+    if fps < 1:  # the audio windows use int(fps) frames per second
+        raise MediaError(ErrorCode.INVALID_MEDIA, f"the avatar's frame rate {fps:g} is below 1")
     return DecodedVideo(frames=frames, fps=fps, is_still=is_still)
 
 

@@ -40,7 +40,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
+def write_video(path: Path, frames: list[np.ndarray], fps: int | Fraction = 25) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.height, stream.width = frames[0].shape[:2]

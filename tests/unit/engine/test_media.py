@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,7 +12,13 @@ import pytest
 from runtime.common.jobs import ErrorCode
 from runtime.engine.interface import MediaError
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
-from tests.unit.engine.conftest import MEDIA, SMALL_SIZE, count_frames, decode_frames
+from tests.unit.engine.conftest import (
+    MEDIA,
+    SMALL_SIZE,
+    count_frames,
+    decode_frames,
+    write_video,
+)
 
 
 def test_video_decodes_to_bgr_frames_at_the_stream_fps(short_video: Path) -> None:
@@ -27,6 +34,14 @@ def test_a_video_longer_than_the_limit_is_too_large(short_video: Path) -> None:
     with pytest.raises(MediaError) as raised:
         decode_avatar(short_video, still_fps=25, max_frames=11)
     assert raised.value.code == ErrorCode.MEDIA_TOO_LARGE
+
+
+def test_a_video_below_one_fps_is_invalid(tmp_path: Path) -> None:
+    frames = [np.full((16, 16, 3), 128, np.uint8)] * 2
+    path = write_video(tmp_path / "slow.mp4", frames, fps=Fraction(1, 2))
+    with pytest.raises(MediaError) as raised:
+        decode_avatar(path, still_fps=25)
+    assert raised.value.code == ErrorCode.INVALID_MEDIA
 
 
 def test_still_image_is_one_frame_at_the_requested_fps() -> None:

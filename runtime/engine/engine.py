@@ -49,7 +49,6 @@ MAX_GPU_BATCH_SIZE = 64
 # measures it on a GPU; OOM halving covers an estimate that proves too small.
 GPU_BYTES_PER_ITEM = {torch.float16: 160 * 1024**2, torch.float32: 320 * 1024**2}
 GPU_RESERVED_BYTES = 1024**3
-ENCODE_BATCH_SIZE = 8  # VAE encode at prepare time (two 256x256 images per frame)
 # A prepared avatar holds every frame in memory (and in the cache object): 60 s at 25 fps of
 # 1080p is about 9 GB. Longer avatars are refused rather than exhausting the host.
 MAX_AVATAR_FRAMES = 1500
@@ -171,10 +170,24 @@ class MuseTalkEngine:
             crops = np.stack([crop_face(frames[i], boxes[i]) for i in face_at])
         latents = np.zeros((len(frames), 8, 32, 32), dtype=np.float32)
         with _timed(timings, "vae_encode"):
-            for start in range(0, len(face_at), ENCODE_BATCH_SIZE):
-                chunk = face_at[start : start + ENCODE_BATCH_SIZE]
-                encoded = self.codec.encode_crops(crops[start : start + ENCODE_BATCH_SIZE])
-                latents[chunk] = encoded.float().cpu().numpy()
+            # Two 256x256 images per frame (masked and reference), so half the render batch.
+            size = max(1, self.pick_batch_size() // 2)
+            start = 0
+            while start < len(face_at):
+
+                def encode(n: int, start: int = start) -> np.ndarray:
+                    encoded = self.codec.encode_crops(crops[start : start + n])
+                    return encoded.float().cpu().numpy()
+
+                encoded, size = halve_on_oom(
+                    encode,
+                    batch_size=size,
+                    min_batch_size=1,
+                    is_oom=_is_oom,
+                    free_memory=self._free_memory,
+                )
+                latents[face_at[start : start + len(encoded)]] = encoded
+                start += len(encoded)
         with _timed(timings, "parse"):
             blend_masks = self.parser.blend_masks(
                 [frames[i] for i in face_at],
@@ -298,7 +311,7 @@ class MuseTalkEngine:
                     step,
                     batch_size=size,
                     min_batch_size=min_batch_size,
-                    is_oom=lambda error: isinstance(error, torch.cuda.OutOfMemoryError),
+                    is_oom=_is_oom,
                     free_memory=self._free_memory,
                     on_halving=on_oom_halving,
                 )
@@ -445,6 +458,10 @@ def _timed(
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize(device)
         timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError)
 
 
 def _file_sha256(path: Path) -> str:

@@ -28,7 +28,10 @@ class LatentCodec:
     def __init__(self, vae_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
         from diffusers import AutoencoderKL
 
-        self.vae: Any = AutoencoderKL.from_pretrained(vae_dir).to(device=device, dtype=dtype).eval()
+        # The official checkpoint is a .bin; ask for safetensors only where a copy has them.
+        has_safetensors = (vae_dir / "diffusion_pytorch_model.safetensors").is_file()
+        vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=has_safetensors)
+        self.vae: Any = vae.to(device=device, dtype=dtype).eval()
         self.device = device
         self.dtype = dtype
         self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", SCALING_FACTOR))

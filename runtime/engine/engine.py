@@ -53,6 +53,7 @@ GPU_RESERVED_BYTES = 1024**3
 # 1080p is about 9 GB. Longer avatars are refused rather than exhausting the host.
 MAX_AVATAR_FRAMES = 1500
 MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 KiB each
+SYNC_WINDOW_FRAMES = 16  # SyncNet sees 16 consecutive frames (spec §9); shorter clips get no score
 
 
 class MuseTalkEngine:
@@ -325,7 +326,7 @@ class MuseTalkEngine:
             with _timed(timings, "encode_flush"):
                 writer.close()
         sync_confidence, sync_offset = None, None
-        if self.scorer is not None and sync_faces:
+        if self.scorer is not None and len(sync_faces) >= SYNC_WINDOW_FRAMES:
             with _timed(timings, "sync"):
                 score = self.scorer.score(np.stack(sync_faces), audio_16k, avatar.fps)
             sync_confidence, sync_offset = float(score.confidence), int(score.offset_frames)

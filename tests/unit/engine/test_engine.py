@@ -318,6 +318,24 @@ def test_sync_score_below_the_threshold_marks_low_sync(
     assert rendered.low_sync is True
 
 
+def test_clips_shorter_than_one_syncnet_window_get_no_score(
+    engine: MuseTalkEngine,
+    levels_avatar: PreparedAvatar,
+    speech_16k: np.ndarray,
+    tmp_path: Path,
+) -> None:
+    # Given 0.6 s of speech: 15 frames, one fewer than SyncNet's 16-frame window
+    audio = write_wav(tmp_path / "short.wav", speech_16k[6400 : 6400 + 9600], 16000)
+    scorer = RecordingScorer(0.9)
+    rendered = with_parts(engine, scorer=scorer).speak(
+        levels_avatar, audio, tmp_path / "short.mp4", options=NO_SKIP
+    )
+    # Then the render succeeds without a score
+    assert rendered.frames == 15
+    assert scorer.seen == []
+    assert (rendered.sync_confidence, rendered.low_sync) == (None, None)
+
+
 def test_cpu_batch_size_is_the_official_default(engine: MuseTalkEngine) -> None:
     assert engine.pick_batch_size() == 8
 

@@ -328,8 +328,12 @@ class MuseTalkEngine:
         sync_confidence, sync_offset = None, None
         if self.scorer is not None and len(sync_faces) >= SYNC_WINDOW_FRAMES:
             with _timed(timings, "sync"):
-                score = self.scorer.score(np.stack(sync_faces), audio_16k, avatar.fps)
-            sync_confidence, sync_offset = float(score.confidence), int(score.offset_frames)
+                try:
+                    score = self.scorer.score(np.stack(sync_faces), audio_16k, avatar.fps)
+                    sync_confidence, sync_offset = float(score.confidence), score.offset_frames
+                except (ValueError, RuntimeError) as error:
+                    # The mp4 is complete; a missing quality score must not fail the job.
+                    log.warning("sync scoring failed, no score for this render: %s", error)
         return Rendered(
             frames=total,
             fps=avatar.fps,

@@ -336,6 +336,22 @@ def test_clips_shorter_than_one_syncnet_window_get_no_score(
     assert (rendered.sync_confidence, rendered.low_sync) == (None, None)
 
 
+class FailingScorer:
+    def score(self, faces_rgb: np.ndarray, audio_16k: np.ndarray, fps: float) -> Score:
+        raise ValueError("scorer broke")
+
+
+def test_a_failing_sync_scorer_does_not_fail_the_render(
+    engine: MuseTalkEngine, levels_avatar: PreparedAvatar, short_speech: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scored.mp4"
+    rendered = with_parts(engine, scorer=FailingScorer()).speak(
+        levels_avatar, short_speech, out, options=NO_SKIP
+    )
+    assert rendered.sync_confidence is None
+    assert count_frames(out)[0] == 20
+
+
 def test_cpu_batch_size_is_the_official_default(engine: MuseTalkEngine) -> None:
     assert engine.pick_batch_size() == 8
 

@@ -39,6 +39,13 @@ class OutOfMemory(EngineError):
         self.batch_size = batch_size
 
 
+class PreparedAvatarFormatError(ValueError):
+    """Cached avatar bytes this engine cannot use (other format or model version, truncated).
+
+    Treat it as a cache miss: prepare the avatar again and overwrite the cached object.
+    """
+
+
 class Interrupted(Exception):
     """`should_stop` turned true during a render; nothing was written."""
 
@@ -64,6 +71,7 @@ class Rendered:
     frames_skipped: int = 0  # silent frames that reused the avatar's own frames
     sync_confidence: float | None = None
     sync_offset_frames: int | None = None
+    low_sync: bool | None = None  # sync_confidence below RenderOptions.sync_threshold
     timings_ms: dict[str, float] = field(default_factory=dict)  # e.g. audio, unet, decode, encode
 
 

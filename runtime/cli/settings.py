@@ -8,6 +8,7 @@ credentials, so users never paste keys into shell history.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,11 @@ ENV_API_KEY = "MUSETALK_API_KEY"
 ENV_STACK = "MUSETALK_STACK"
 ENV_WEIGHTS_BUCKET = "MUSETALK_WEIGHTS_BUCKET"
 
-# CloudFormation output keys the stack publishes (CDK may prefix nested ids, so we match suffixes).
+# CloudFormation outputs the stack publishes (matched by name, ignoring CDK's path and hash).
 OUTPUT_API_URL = "ApiUrl"
 OUTPUT_API_KEY_ID = "ApiKeyId"
 OUTPUT_WEIGHTS_BUCKET = "WeightsBucketName"
+_CDK_HASH = re.compile(r"[0-9A-F]{8}$")
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,12 @@ def stack_outputs(stack: str, region: str | None) -> dict[str, str]:
     return {str(o["OutputKey"]): str(o["OutputValue"]) for o in outputs}
 
 
-def _output(outputs: dict[str, str], suffix: str, stack: str) -> str:
+def _output(outputs: dict[str, str], name: str, stack: str) -> str:
+    """An output by name; CDK names outputs inside constructs `<path><name><8-hex hash>`."""
     for key, value in outputs.items():
-        if key == suffix or key.lower().endswith(suffix.lower()):
+        if _CDK_HASH.sub("", key).endswith(name):
             return value
-    raise CliError(ExitCode.USAGE, f"stack {stack!r} has no output named *{suffix}", field="stack")
+    raise CliError(ExitCode.USAGE, f"stack {stack!r} has no output named *{name}", field="stack")
 
 
 def _api_key_value(key_id: str, region: str | None) -> str:

@@ -38,6 +38,7 @@ def upload_weights(
     on_file: Callable[[str, bool], None] = lambda _path, _uploaded: None,
 ) -> WeightsUpload:
     """Upload every file of `directory` under `<model_version>/`, then the manifest."""
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
     if not directory.is_dir():
@@ -68,7 +69,7 @@ def upload_weights(
             Body=manifest.model_dump_json(indent=2).encode(),
             ContentType="application/json",
         )
-    except (BotoCoreError, ClientError) as error:
+    except (BotoCoreError, ClientError, S3UploadFailedError) as error:
         raise CliError(
             ExitCode.SERVICE, f"upload to s3://{bucket} failed: {error}", field="bucket"
         ) from None

@@ -43,6 +43,7 @@ class EnvVar(StrEnum):
     WEBHOOK_SECRET_ARN = "MUSETALK_WEBHOOK_SECRET_ARN"  # noqa: S105 (a variable name, not a secret)
     API_KEY_TENANTS = "MUSETALK_API_KEY_TENANTS"
     LIMITS_JSON = "MUSETALK_LIMITS_JSON"
+    JOB_RECORD_TTL_DAYS = "MUSETALK_JOB_RECORD_TTL_DAYS"  # API: TTL of job/upload/avatar items
     AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"  # set only in local mode (the emulator)
     # Worker only.
     MODELS_DIR = "MUSETALK_MODELS_DIR"  # local weights cache, synced from the weights bucket

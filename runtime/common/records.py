@@ -63,6 +63,7 @@ class JobRecord(BaseModel):
     low_sync: bool | None = None
     weights: str | None = None
     error: JobError | None = None
+    request_hash: str | None = None  # hash of the submitted body: same idempotency key, same job
     unsent_lane: str | None = None  # present until the queue message is confirmed (sparse index)
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
 

@@ -1,0 +1,156 @@
+"""Avatars: a face (video or image upload) plus preparation options, prepared once.
+
+The avatar id hashes the tenant, the uploaded content (S3 ETag and size, read with HeadObject) and
+the options, so the same face uploaded twice with the same options maps to the same avatar and the
+worker's prepared-avatar cache is hit instead of preparing it again. The tenant is part of the
+hash, so prepared data is never shared between tenants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from runtime.api.context import ApiContext, iso
+from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
+from runtime.api.models import Avatar, AvatarList
+from runtime.api.pagination import query_tenant_index
+from runtime.api.uploads import get_upload, stored_object
+from runtime.common.jobs import MODEL_VERSION, AvatarOptions, MediaRef
+from runtime.common.keys import is_safe_id
+from runtime.common.names import JobsTable
+from runtime.common.records import tenant_kind
+
+AVATAR_KINDS = frozenset({"video", "image"})
+
+
+def avatar_pk(tenant: str, avatar_id: str) -> str:
+    return f"AVATAR#{tenant}#{avatar_id}"
+
+
+class AvatarRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    avatar_id: str
+    tenant: str
+    upload_id: str  # the most recent upload of this content: the source the worker prepares from
+    kind: str
+    source: MediaRef
+    source_bytes: int
+    options: AvatarOptions
+    created_at: str
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> AvatarRecord:
+        plain = dict(item)
+        plain["source_bytes"] = int(plain["source_bytes"])
+        plain["options"] = {
+            k: int(v) if k != "blend_mode" else v for k, v in item["options"].items()
+        }
+        return cls.model_validate(plain)
+
+    def view(self) -> Avatar:
+        return Avatar(
+            avatar_id=self.avatar_id,
+            upload_id=self.upload_id,
+            kind=self.kind,
+            options=self.options,
+            created_at=self.created_at,
+        )
+
+
+def derive_avatar_id(tenant: str, etag: str, size: int, options: AvatarOptions) -> str:
+    material = "\n".join(
+        [MODEL_VERSION, tenant, etag, str(size), options.model_dump_json()]
+    ).encode()
+    return "av_" + hashlib.sha256(material).hexdigest()[:40]
+
+
+def register_avatar(
+    ctx: ApiContext,
+    tenant: str,
+    upload_id: str,
+    options: AvatarOptions,
+    *,
+    field: str = "upload_id",
+) -> tuple[AvatarRecord, bool]:
+    """Create (or refresh the source of) the avatar for this content + options.
+
+    Returns the record and whether it is new. Re-registering points the avatar at the newest
+    upload, so its source outlives the older upload's lifecycle expiry.
+    """
+    upload = get_upload(ctx, tenant, upload_id, field=field)
+    if upload.kind not in AVATAR_KINDS:
+        raise invalid(field, f"{field} must be a video or image upload, not {upload.kind}")
+    stored = stored_object(ctx, upload, field=field)
+    avatar_id = derive_avatar_id(tenant, stored.etag, stored.size, options)
+    now = iso(ctx.now())
+    response = ctx.table.update_item(
+        Key={JobsTable.PARTITION_KEY: avatar_pk(tenant, avatar_id)},
+        UpdateExpression=(
+            "SET avatar_id = :id, tenant = :tenant, #tk = :tk, upload_id = :upload, kind = :kind,"
+            " #src = :src, source_bytes = :bytes, #opts = :opts,"
+            " created_at = if_not_exists(created_at, :now), updated_at = :now"
+        ),
+        ExpressionAttributeNames={
+            "#tk": JobsTable.TENANT_INDEX_PARTITION_KEY,
+            "#src": "source",
+            "#opts": "options",
+        },
+        ExpressionAttributeValues={
+            ":id": avatar_id,
+            ":tenant": tenant,
+            ":tk": tenant_kind(tenant, "avatar"),
+            ":upload": upload.upload_id,
+            ":kind": upload.kind,
+            ":src": upload.media.model_dump(exclude_none=True),
+            ":bytes": stored.size,
+            ":opts": options.model_dump(),
+            ":now": now,
+        },
+        ReturnValues="ALL_NEW",
+    )
+    created = response["Attributes"]["created_at"] == now
+    return AvatarRecord.from_item(response["Attributes"]), created
+
+
+def get_avatar(ctx: ApiContext, tenant: str, avatar_id: str, *, field: str) -> AvatarRecord:
+    if not is_safe_id(avatar_id):
+        raise not_found("avatar", field)
+    item = ctx.table.get_item(
+        Key={JobsTable.PARTITION_KEY: avatar_pk(tenant, avatar_id)}, ConsistentRead=True
+    ).get("Item")
+    if item is None:
+        raise not_found("avatar", field)
+    return AvatarRecord.from_item(item)
+
+
+def list_avatars(ctx: ApiContext, tenant: str, *, limit: int, next_token: str | None) -> AvatarList:
+    items, token = query_tenant_index(
+        ctx.table,
+        partition=tenant_kind(tenant, "avatar"),
+        pk_prefix=avatar_pk(tenant, ""),
+        limit=limit,
+        next_token=next_token,
+    )
+    return AvatarList(
+        avatars=[AvatarRecord.from_item(item).view() for item in items], next_token=token
+    )
+
+
+def check_avatar_size(record: AvatarRecord, max_video: int, max_image: int) -> None:
+    limit = max_video if record.kind == "video" else max_image
+    if record.source_bytes > limit:
+        raise ApiError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            ApiErrorCode.MEDIA_TOO_LARGE,
+            f"the avatar's {record.kind} is larger than this lane allows ({limit} bytes)",
+            field="avatar_id",
+        )
+
+
+def delete_avatar_item(ctx: ApiContext, tenant: str, avatar_id: str) -> None:
+    ctx.table.delete_item(Key={JobsTable.PARTITION_KEY: avatar_pk(tenant, avatar_id)})

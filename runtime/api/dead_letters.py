@@ -1,0 +1,166 @@
+"""SQS batch Lambda on the lane DLQs: a job whose message exhausted its deliveries is FAILED.
+
+Without this, a job whose worker crashed on every attempt would sit in RENDERING forever and its
+caller would never hear back. The status change is conditional (a job that already reached a final
+status keeps it: the worker may have finished just as the message was redriven), then the
+completion event goes to the topic with the `status` and `tenant` attributes subscribers filter
+on. A failed publish fails only that record (partial batch response), and the redelivery publishes
+without touching the status again.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from runtime.api.context import ApiContext, iso
+from runtime.api.jobs import publish_completion
+from runtime.api.settings import Settings
+from runtime.common.jobs import CompletionEvent, ErrorCode, JobError, JobMessage, JobStatus
+from runtime.common.metrics import (
+    DIMENSION_ERROR_CODE,
+    DIMENSION_LANE,
+    DIMENSION_SERVICE,
+    NAMESPACE,
+    Metric,
+)
+from runtime.common.names import JobsTable
+from runtime.common.records import JobRecord, job_pk
+
+SERVICE = "musetalk-dead-letters"
+# Set once the failure event is out, so a redelivered record neither re-publishes nor skips it.
+PUBLISHED_ATTRIBUTE = "dead_letter_event_published"
+EXHAUSTED_MESSAGE = "the job failed on every delivery attempt"
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent | None:
+    """Mark the job FAILED (RETRIES_EXHAUSTED) unless final, and publish its event.
+
+    Returns the published event, or None when there was nothing to do.
+    """
+    record = _mark_failed(ctx, message.job_id)
+    if record is None:
+        return None
+    assert record.error is not None  # noqa: S101 (set by _mark_failed)
+    event = CompletionEvent(
+        type="job.failed",
+        job_id=record.job_id,
+        tenant=record.tenant,
+        status=JobStatus.FAILED,
+        lane=record.lane,
+        correlation_id=record.correlation_id,
+        timings=record.timings,
+        error=record.error,
+        finished_at=record.updated_at,
+    )
+    publish_completion(ctx.sns, ctx.settings.completion_topic_arn, event)
+    ctx.table.update_item(
+        Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
+        UpdateExpression="SET #published = :yes",
+        ExpressionAttributeNames={"#published": PUBLISHED_ATTRIBUTE},
+        ExpressionAttributeValues={":yes": True},
+    )
+    with single_metric(
+        name=Metric.JOBS_FAILED,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=NAMESPACE,
+        default_dimensions={DIMENSION_SERVICE: "api", DIMENSION_LANE: record.lane.value},
+    ) as metric:
+        metric.add_dimension(name=DIMENSION_ERROR_CODE, value=ErrorCode.RETRIES_EXHAUSTED.value)
+    return event
+
+
+def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
+    error = JobError(code=ErrorCode.RETRIES_EXHAUSTED, message=EXHAUSTED_MESSAGE)
+    try:
+        response = ctx.table.update_item(
+            Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
+            UpdateExpression=(
+                "SET #status = :failed, #error = :error, updated_at = :now"
+                " REMOVE lease_owner, lease_expires_at, #unsent"
+            ),
+            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c)",
+            ExpressionAttributeNames={
+                "#pk": JobsTable.PARTITION_KEY,
+                "#status": "status",
+                "#error": "error",
+                "#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY,
+            },
+            ExpressionAttributeValues={
+                ":failed": JobStatus.FAILED.value,
+                ":error": error.model_dump(mode="json"),
+                ":now": iso(ctx.now()),
+                ":s": JobStatus.SUCCEEDED.value,
+                ":f": JobStatus.FAILED.value,
+                ":c": JobStatus.CANCELLED.value,
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return JobRecord.from_item(response["Attributes"])
+    except ClientError as failure:
+        if failure.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+    item = ctx.table.get_item(
+        Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True
+    ).get("Item")
+    if item is None:
+        logger.warning("dead letter for an unknown job", extra={"job_id": job_id})
+        return None
+    record = JobRecord.from_item(item)
+    unpublished_by_us = (
+        record.status == JobStatus.FAILED
+        and record.error is not None
+        and record.error.code == ErrorCode.RETRIES_EXHAUSTED
+        and not item.get(PUBLISHED_ATTRIBUTE)
+    )
+    if unpublished_by_us:
+        return record  # an earlier attempt failed it but did not get the event out
+    logger.info(
+        "job already final; dead letter ignored",
+        extra={"job_id": job_id, "status": record.status.value},
+    )
+    return None
+
+
+@functools.cache
+def _context() -> ApiContext:
+    return ApiContext.from_settings(Settings.from_env())
+
+
+def _handle_record(record: SQSRecord) -> None:
+    try:
+        message = JobMessage.model_validate_json(record.body)
+    except ValidationError:
+        # Nothing identifies a job in it, so nothing can be failed; keeping it would only
+        # redeliver it forever. Logged by id (never by content) for an operator to inspect.
+        logger.error("unreadable dead letter dropped", extra={"message_id": record.message_id})
+        return
+    logger.set_correlation_id(message.correlation_id)
+    fail_exhausted_job(_context(), message)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(
+            event=event, record_handler=_handle_record, processor=processor, context=context
+        )
+    )

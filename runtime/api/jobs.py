@@ -1,0 +1,449 @@
+"""Jobs: submit (record first, then queue), status, list, cancel and purge.
+
+"Nothing accepted is lost": a job record is written conditionally with `unsent_lane` set, then the
+message is sent, then `unsent_lane` is cleared. If sending fails the caller gets a 503 and a retry
+with the same Idempotency-Key finds the record and sends it; if the caller never retries, the
+sweeper finds the record in the sparse `unsent` index and sends it.
+
+The job id is derived from (tenant, Idempotency-Key), so even two racing requests with the same key
+can only ever create one record: the conditional put lets exactly one of them win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from runtime.api import avatars, uploads
+from runtime.api.context import ApiContext, iso
+from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
+from runtime.api.media_probe import audio_duration_seconds
+from runtime.api.models import Job, JobAccepted, JobCancelled, JobList, JobSummary, SubmitJobRequest
+from runtime.api.pagination import query_tenant_index
+from runtime.api.webhooks import check_webhook_url
+from runtime.common.jobs import (
+    MODEL_VERSION,
+    SNS_ATTRIBUTE_STATUS,
+    SNS_ATTRIBUTE_TENANT,
+    CompletionEvent,
+    JobMessage,
+    JobStatus,
+    MediaRef,
+)
+from runtime.common.keys import avatar_cache_key, is_safe_id, output_key, tenant_prefix
+from runtime.common.names import JobsTable
+from runtime.common.records import JobRecord, job_pk, tenant_kind
+
+logger = Logger(child=True)
+
+IDEMPOTENCY_FIELD = "Idempotency-Key"
+
+
+def derive_job_id(tenant: str, idempotency_key: str) -> str:
+    digest = hashlib.sha256(f"{tenant}\n{idempotency_key}".encode()).hexdigest()
+    return "job_" + digest[:32]
+
+
+def request_hash(request: SubmitJobRequest) -> str:
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def status_url(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def message_for(record: JobRecord) -> JobMessage:
+    return JobMessage(
+        job_id=record.job_id,
+        tenant=record.tenant,
+        lane=record.lane,
+        avatar_id=record.avatar_id,
+        avatar=record.avatar,
+        avatar_options=record.avatar_options,
+        audio=record.audio,
+        options=record.options,
+        correlation_id=record.correlation_id,
+        submitted_at=record.created_at,
+        batch_size_hint=record.batch_size_hint,
+        has_webhook=record.webhook_url is not None,
+    )
+
+
+def enqueue(ctx: ApiContext, record: JobRecord) -> None:
+    """Send the job's message, then clear `unsent_lane`. Raises if SQS did not take it."""
+    ctx.sqs.send_message(
+        QueueUrl=ctx.settings.queue_urls[record.lane],
+        MessageBody=message_for(record).model_dump_json(),
+        MessageAttributes={
+            "correlation_id": {"DataType": "String", "StringValue": record.correlation_id},
+        },
+    )
+    try:
+        ctx.table.update_item(
+            Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
+            UpdateExpression="REMOVE #unsent",
+            ConditionExpression="attribute_exists(#unsent)",
+            ExpressionAttributeNames={"#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY},
+        )
+    except ClientError as error:
+        if _is_conditional_failure(error):
+            return  # someone else (a retry, the sweeper) already confirmed it
+        # The message is on the queue; the sweeper may send it once more and the worker drops
+        # the duplicate. Not worth failing an accepted job for.
+        logger.warning("could not clear unsent flag", extra={"job_id": record.job_id})
+
+
+def submit_job(
+    ctx: ApiContext,
+    *,
+    tenant: str,
+    idempotency_key: str,
+    request: SubmitJobRequest,
+    correlation_id: str,
+) -> JobAccepted:
+    job_id = derive_job_id(tenant, idempotency_key)
+    body_hash = request_hash(request)
+    existing = _get_job_item(ctx, job_id)
+    if existing is not None:
+        return _resume(ctx, JobRecord.from_item(existing), body_hash)
+
+    record = _build_record(ctx, tenant, job_id, body_hash, request, correlation_id)
+    try:
+        ctx.table.put_item(
+            Item=record.to_item(),
+            ConditionExpression="attribute_not_exists(#pk)",
+            ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
+        )
+    except ClientError as error:
+        if not _is_conditional_failure(error):
+            raise
+        # A concurrent request with the same key won the write: converge on its record.
+        winner = _get_job_item(ctx, job_id)
+        if winner is None:  # deleted in between: nothing sensible to converge on
+            raise
+        return _resume(ctx, JobRecord.from_item(winner), body_hash)
+    enqueue(ctx, record)
+    logger.info("job accepted", extra={"job_id": job_id, "lane": record.lane.value})
+    return JobAccepted(job_id=job_id, status=record.status, status_url=status_url(job_id))
+
+
+def _resume(ctx: ApiContext, record: JobRecord, body_hash: str) -> JobAccepted:
+    """Same key again: the same body gets the same job (finishing its enqueue if needed)."""
+    if record.request_hash != body_hash:
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            ApiErrorCode.IDEMPOTENCY_KEY_REUSED,
+            "this Idempotency-Key was already used with a different request body",
+            field=IDEMPOTENCY_FIELD,
+        )
+    if record.unsent_lane is not None and record.status == JobStatus.QUEUED:
+        enqueue(ctx, record)
+    return JobAccepted(
+        job_id=record.job_id, status=record.status, status_url=status_url(record.job_id)
+    )
+
+
+def _build_record(
+    ctx: ApiContext,
+    tenant: str,
+    job_id: str,
+    body_hash: str,
+    request: SubmitJobRequest,
+    correlation_id: str,
+) -> JobRecord:
+    """Every boundary check that needs our data: ownership, arrival, size, duration."""
+    if request.webhook_url is not None:
+        check_webhook_url(request.webhook_url)
+    lane_limits = ctx.settings.limits.for_lane(request.lane)
+
+    audio = uploads.get_upload(ctx, tenant, request.audio_upload_id, field="audio_upload_id")
+    if audio.kind != "audio":
+        raise invalid(
+            "audio_upload_id", f"audio_upload_id must be an audio upload, not {audio.kind}"
+        )
+    avatar = _resolve_avatar(ctx, tenant, request)
+    avatars.check_avatar_size(avatar, lane_limits.max_video_bytes, lane_limits.max_image_bytes)
+
+    stored = uploads.stored_object(ctx, audio, field="audio_upload_id")
+    if stored.size > lane_limits.max_audio_bytes:
+        raise ApiError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            ApiErrorCode.MEDIA_TOO_LARGE,
+            f"audio is larger than the {request.lane.value} lane allows"
+            f" ({lane_limits.max_audio_bytes} bytes)",
+            field="audio_upload_id",
+        )
+    duration = audio_duration_seconds(
+        lambda start, length: uploads.read_range(ctx, audio, start, length), stored.size
+    )
+    if duration is not None and duration > lane_limits.max_audio_seconds:
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ApiErrorCode.AUDIO_TOO_LONG,
+            f"audio lasts {duration:.1f} s; the {request.lane.value} lane allows"
+            f" {lane_limits.max_audio_seconds:g} s",
+            field="audio_upload_id",
+        )
+
+    now = ctx.now()
+    return JobRecord(
+        job_id=job_id,
+        tenant=tenant,
+        lane=request.lane,
+        status=JobStatus.QUEUED,
+        created_at=iso(now),
+        updated_at=iso(now),
+        correlation_id=correlation_id,
+        avatar_id=avatar.avatar_id,
+        avatar=avatar.source,
+        avatar_options=avatar.options,
+        audio=audio.media,
+        options=request.options,
+        webhook_url=request.webhook_url,
+        request_hash=body_hash,
+        unsent_lane=request.lane.value,
+        expires_at=int((now + timedelta(days=ctx.settings.job_record_ttl_days)).timestamp()),
+    )
+
+
+def _resolve_avatar(
+    ctx: ApiContext, tenant: str, request: SubmitJobRequest
+) -> avatars.AvatarRecord:
+    if (request.avatar_id is None) == (request.avatar_upload_id is None):
+        raise invalid("avatar_id", "give exactly one of avatar_id or avatar_upload_id")
+    if request.avatar_id is not None:
+        if request.avatar_options is not None:
+            raise invalid("avatar_options", "avatar_options apply only with avatar_upload_id")
+        return avatars.get_avatar(ctx, tenant, request.avatar_id, field="avatar_id")
+    assert request.avatar_upload_id is not None  # noqa: S101 (narrowing for mypy)
+    record, _ = avatars.register_avatar(
+        ctx,
+        tenant,
+        request.avatar_upload_id,
+        request.avatar_options or avatars.AvatarOptions(),
+        field="avatar_upload_id",
+    )
+    return record
+
+
+def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
+    record = _owned_job(ctx, tenant, job_id)
+    output_url = expires = None
+    if record.status == JobStatus.SUCCEEDED and record.output is not None:
+        output_url, expires = _download_link(ctx, tenant, record.output)
+    return Job(
+        job_id=record.job_id,
+        status=record.status,
+        lane=record.lane,
+        avatar_id=record.avatar_id,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        progress=record.progress,
+        frames_done=record.frames_done,
+        frames_total=record.frames_total,
+        timings=record.timings,
+        sync_confidence=record.sync_confidence,
+        low_sync=record.low_sync,
+        error=record.error,
+        output_url=output_url,
+        output_url_expires_at=expires,
+    )
+
+
+def _download_link(ctx: ApiContext, tenant: str, output: MediaRef) -> tuple[str | None, str | None]:
+    if not output.key.startswith(tenant_prefix(tenant)):
+        logger.error("output outside the tenant prefix; not linking it")
+        return None, None
+    expiry = ctx.settings.limits.download_url_expiry_seconds
+    url = ctx.s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": output.bucket, "Key": output.key},
+        ExpiresIn=expiry,
+    )
+    return str(url), iso(ctx.now() + timedelta(seconds=expiry))
+
+
+def list_jobs(
+    ctx: ApiContext,
+    tenant: str,
+    *,
+    status: JobStatus | None,
+    limit: int,
+    next_token: str | None,
+) -> JobList:
+    status_filter = None
+    if status is not None:
+        status_filter = {
+            "FilterExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": status.value},
+        }
+    items, token = query_tenant_index(
+        ctx.table,
+        partition=tenant_kind(tenant, "job"),
+        pk_prefix=job_pk(""),
+        limit=limit,
+        next_token=next_token,
+        filter_kwargs=status_filter,
+    )
+    summaries = []
+    for item in items:
+        record = JobRecord.from_item(item)
+        summaries.append(
+            JobSummary(
+                job_id=record.job_id,
+                status=record.status,
+                lane=record.lane,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+                progress=record.progress,
+            )
+        )
+    return JobList(jobs=summaries, next_token=token)
+
+
+def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> JobCancelled:
+    """Cancel unless final (a conditional update, so a finishing worker and we cannot both win);
+    with `purge`, also delete the job's inputs and outputs now (right to erasure)."""
+    record = _owned_job(ctx, tenant, job_id)
+    cancelled_now = False
+    if not record.status.is_final:
+        cancelled_now = _mark_cancelled(ctx, record)
+        record = _owned_job(ctx, tenant, job_id)
+    if record.status != JobStatus.CANCELLED and not purge:
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            ApiErrorCode.JOB_ALREADY_FINAL,
+            f"the job already finished with status {record.status.value}",
+            field="job_id",
+        )
+    if cancelled_now:
+        _publish_cancelled(ctx, record)
+    if purge:
+        purge_job_data(ctx, record)
+    return JobCancelled(job_id=job_id, status=record.status, purged=purge)
+
+
+def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
+    now = iso(ctx.now())
+    try:
+        ctx.table.update_item(
+            Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
+            UpdateExpression="SET #status = :cancelled, updated_at = :now REMOVE #unsent",
+            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c)",
+            ExpressionAttributeNames={
+                "#status": "status",
+                "#pk": JobsTable.PARTITION_KEY,
+                "#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY,
+            },
+            ExpressionAttributeValues={
+                ":cancelled": JobStatus.CANCELLED.value,
+                ":now": now,
+                ":s": JobStatus.SUCCEEDED.value,
+                ":f": JobStatus.FAILED.value,
+                ":c": JobStatus.CANCELLED.value,
+            },
+        )
+    except ClientError as error:
+        if _is_conditional_failure(error):
+            return False  # it became final meanwhile
+        raise
+    return True
+
+
+def _publish_cancelled(ctx: ApiContext, record: JobRecord) -> None:
+    event = CompletionEvent(
+        type="job.cancelled",
+        job_id=record.job_id,
+        tenant=record.tenant,
+        status=JobStatus.CANCELLED,
+        lane=record.lane,
+        correlation_id=record.correlation_id,
+        timings=record.timings,
+        finished_at=record.updated_at,
+    )
+    try:
+        publish_completion(ctx.sns, ctx.settings.completion_topic_arn, event)
+    except ClientError:
+        # The cancel itself stands; subscribers can still read the status.
+        logger.exception(
+            "could not publish the cancellation event", extra={"job_id": record.job_id}
+        )
+
+
+def publish_completion(sns: Any, topic_arn: str, event: CompletionEvent) -> None:
+    sns.publish(
+        TopicArn=topic_arn,
+        Message=event.model_dump_json(),
+        MessageAttributes={
+            SNS_ATTRIBUTE_STATUS: {"DataType": "String", "StringValue": event.status.value},
+            SNS_ATTRIBUTE_TENANT: {"DataType": "String", "StringValue": event.tenant},
+        },
+    )
+
+
+def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
+    """Delete the job's audio, its avatar's source and prepared data, and its output.
+
+    Inputs shared with other jobs of the same tenant go too: erasure is of the person's media,
+    not of one job's view of it. Only keys under the tenant's prefix are ever deleted.
+    """
+    prefix = tenant_prefix(record.tenant)
+    objects = [record.audio, record.avatar]
+    objects.append(
+        MediaRef(bucket=ctx.settings.outputs_bucket, key=output_key(record.tenant, record.job_id))
+    )
+    if record.output is not None:
+        objects.append(record.output)
+    for ref in objects:
+        if ref.key.startswith(prefix):
+            ctx.s3.delete_object(Bucket=ref.bucket, Key=ref.key)
+            upload_id = _upload_id_of(prefix, ref.key)
+            if upload_id is not None:
+                uploads.delete_upload_item(ctx, record.tenant, upload_id)
+    if is_safe_id(record.avatar_id):
+        ctx.s3.delete_object(
+            Bucket=ctx.settings.avatar_cache_bucket,
+            Key=avatar_cache_key(MODEL_VERSION, record.avatar_id),
+        )
+        avatars.delete_avatar_item(ctx, record.tenant, record.avatar_id)
+    ctx.table.update_item(
+        Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
+        UpdateExpression="SET purged_at = :now REMOVE webhook_url",
+        ExpressionAttributeValues={":now": iso(ctx.now())},
+    )
+    logger.info("job data purged", extra={"job_id": record.job_id})
+
+
+def _upload_id_of(prefix: str, key: str) -> str | None:
+    parts = key[len(prefix) :].split("/")
+    if len(parts) == 3 and parts[0] == "uploads" and is_safe_id(parts[1]):
+        return parts[1]
+    return None
+
+
+def _owned_job(ctx: ApiContext, tenant: str, job_id: str) -> JobRecord:
+    if not is_safe_id(job_id):
+        raise not_found("job", "job_id")
+    item = _get_job_item(ctx, job_id)
+    if item is None or item.get("tenant") != tenant:
+        raise not_found("job", "job_id")
+    return JobRecord.from_item(item)
+
+
+def _get_job_item(ctx: ApiContext, job_id: str) -> dict[str, Any] | None:
+    item = ctx.table.get_item(
+        Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True
+    ).get("Item")
+    return dict(item) if item is not None else None
+
+
+def _is_conditional_failure(error: ClientError) -> bool:
+    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")

@@ -1,0 +1,142 @@
+"""Request and response bodies of the public API (they generate the OpenAPI document).
+
+Requests forbid unknown fields; ids are safe ids (no slashes or dots), so nothing a caller sends
+can steer a key outside its tenant prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from runtime.common.jobs import AvatarOptions, JobError, JobStatus, RenderOptions, StageTimings
+from runtime.common.names import Lane
+
+SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+UploadKind = Literal["audio", "video", "image"]
+ContentType = Literal[
+    "audio/wav",
+    "audio/mpeg",
+    "audio/mp4",
+    "video/mp4",
+    "video/quicktime",
+    "image/png",
+    "image/jpeg",
+]
+# The first entry is the default for a kind; the presigned POST pins exactly one of them.
+CONTENT_TYPES: dict[str, tuple[str, ...]] = {
+    "audio": ("audio/wav", "audio/mpeg", "audio/mp4"),
+    "video": ("video/mp4", "video/quicktime"),
+    "image": ("image/png", "image/jpeg"),
+}
+MAX_WEBHOOK_URL_LENGTH = 2048
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class CreateUploadRequest(_Request):
+    kind: UploadKind
+    content_type: ContentType | None = Field(
+        default=None, description="One of the kind's content types; the kind's first by default."
+    )
+
+
+class PresignedPost(_Response):
+    url: str = Field(description="POST a multipart form here: `fields` first, then `file`.")
+    fields: dict[str, str]
+
+
+class UploadCreated(_Response):
+    upload_id: str
+    kind: UploadKind
+    content_type: str
+    max_bytes: int
+    expires_at: str = Field(description="The upload form stops working at this time (UTC).")
+    upload: PresignedPost
+
+
+class CreateAvatarRequest(_Request):
+    upload_id: SafeId = Field(description="A `video` or `image` upload of this tenant.")
+    options: AvatarOptions = AvatarOptions()
+
+
+class Avatar(_Response):
+    avatar_id: str
+    upload_id: str
+    kind: UploadKind
+    options: AvatarOptions
+    created_at: str
+
+
+class AvatarList(_Response):
+    avatars: list[Avatar]
+    next_token: str | None = None
+
+
+class SubmitJobRequest(_Request):
+    avatar_id: SafeId | None = Field(default=None, description="A registered avatar.")
+    avatar_upload_id: SafeId | None = Field(
+        default=None, description="Or a video/image upload, registered as an avatar on the fly."
+    )
+    avatar_options: AvatarOptions | None = Field(
+        default=None, description="Preparation options when `avatar_upload_id` is used."
+    )
+    audio_upload_id: SafeId
+    lane: Lane
+    options: RenderOptions = RenderOptions()
+    webhook_url: Annotated[str, StringConstraints(max_length=MAX_WEBHOOK_URL_LENGTH)] | None = (
+        Field(default=None, description="https only; public hosts only. Signed by the worker.")
+    )
+
+
+class JobAccepted(_Response):
+    job_id: str
+    status: JobStatus
+    status_url: str
+
+
+class Job(_Response):
+    job_id: str
+    status: JobStatus
+    lane: Lane
+    avatar_id: str
+    created_at: str
+    updated_at: str
+    progress: float
+    frames_done: int | None = None
+    frames_total: int | None = None
+    timings: StageTimings
+    sync_confidence: float | None = None
+    low_sync: bool | None = None
+    error: JobError | None = None
+    output_url: str | None = Field(
+        default=None, description="Short-lived download link, present when SUCCEEDED."
+    )
+    output_url_expires_at: str | None = None
+
+
+class JobSummary(_Response):
+    job_id: str
+    status: JobStatus
+    lane: Lane
+    created_at: str
+    updated_at: str
+    progress: float
+
+
+class JobList(_Response):
+    jobs: list[JobSummary]
+    next_token: str | None = None
+
+
+class JobCancelled(_Response):
+    job_id: str
+    status: JobStatus
+    purged: bool

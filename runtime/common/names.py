@@ -56,6 +56,13 @@ class EnvVar(StrEnum):
     HEALTH_PORT = "MUSETALK_HEALTH_PORT"
     DEVICE = "MUSETALK_DEVICE"  # "cuda" in the image, "cpu" in tests
     DTYPE = "MUSETALK_DTYPE"  # "float16" on CUDA
+    ENGINE_FACTORY = "MUSETALK_ENGINE_FACTORY"  # "module:callable"; default the MuseTalk engine
+    POLL_WAIT_SECONDS = "MUSETALK_POLL_WAIT_SECONDS"  # SQS long-poll wait on the first lane
+    RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try
+    MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt
+    TASK_PROTECTION_MINUTES = "MUSETALK_TASK_PROTECTION_MINUTES"
+    # Local mode only: allow webhooks to http:// and private addresses (the emulator's hosts).
+    WEBHOOK_ALLOW_PRIVATE = "MUSETALK_WEBHOOK_ALLOW_PRIVATE"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,10 +53,14 @@ class JobRecord(BaseModel):
     attempt: int = 0
     lease_owner: str | None = None
     lease_expires_at: str | None = None
+    # SQS message id the lease was taken with: a redelivery of that same message must not be
+    # deleted while the lease lives (deleting it would delete the lease holder's message).
+    lease_message_id: str | None = None
     batch_size_hint: int | None = None
     progress: float = 0.0
     frames_done: int | None = None
     frames_total: int | None = None
+    fps: float | None = None
     timings: StageTimings = StageTimings()
     output: MediaRef | None = None
     sync_confidence: float | None = None
@@ -64,6 +68,7 @@ class JobRecord(BaseModel):
     weights: str | None = None
     error: JobError | None = None
     request_hash: str | None = None  # hash of the submitted body: same idempotency key, same job
+    completion_sent_at: str | None = None  # set once the completion event reached SNS
     unsent_lane: str | None = None  # present until the queue message is confirmed (sparse index)
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
 

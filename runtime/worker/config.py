@@ -1,0 +1,130 @@
+"""Worker settings, read once from the environment the stack (or local mode) sets.
+
+Everything the worker reads from `os.environ` is read here, so a missing or malformed variable
+stops the process at start with the variable's name, not in the middle of a job.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.common.limits import DEFAULT_LIMITS, Limits
+from runtime.common.names import EnvVar, Lane
+
+DEFAULT_ENGINE_FACTORY = "runtime.engine.engine:MuseTalkEngine.load"
+ECS_AGENT_URI = "ECS_AGENT_URI"  # set by the ECS agent; base of the task-protection endpoint
+
+
+class SettingsError(ValueError):
+    """A required variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    stage: str
+    uploads_bucket: str
+    outputs_bucket: str
+    weights_bucket: str | None  # None: use MODELS_DIR as it is (local mode, tests)
+    avatar_cache_bucket: str
+    jobs_table: str
+    lanes: tuple[tuple[Lane, str], ...]  # (lane, queue url) in priority order
+    completion_topic_arn: str
+    webhook_secret_arn: str | None
+    limits: Limits
+    models_dir: Path
+    heartbeat_seconds: float = 30
+    visibility_timeout_seconds: int = 120
+    stop_timeout_seconds: float = 120
+    max_receive_count: int = 3
+    avatar_cache_memory_bytes: int = 2 * 1024**3
+    health_port: int = 8080
+    device: str = "cuda"
+    dtype: str = "float16"
+    engine_factory: str = DEFAULT_ENGINE_FACTORY
+    poll_wait_seconds: int = 10
+    retry_base_seconds: int = 15
+    min_batch_size: int = 4
+    task_protection_minutes: int = 60
+    ecs_agent_uri: str | None = None
+    webhook_allow_private: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        source = os.environ if env is None else env
+        reader = _Reader(source)
+        lane_names = reader.required(EnvVar.LANES)
+        lanes: list[tuple[Lane, str]] = []
+        for name in (part.strip() for part in lane_names.split(",") if part.strip()):
+            try:
+                lane = Lane(name)
+            except ValueError:
+                raise SettingsError(
+                    f"{EnvVar.LANES}: unknown lane {name!r}; expected {[m.value for m in Lane]}"
+                ) from None
+            queue_var = (
+                EnvVar.INTERACTIVE_QUEUE_URL if lane is Lane.INTERACTIVE else EnvVar.BATCH_QUEUE_URL
+            )
+            lanes.append((lane, reader.required(queue_var)))
+        if not lanes:
+            raise SettingsError(f"{EnvVar.LANES}: name at least one lane")
+        limits_json = source.get(EnvVar.LIMITS_JSON)
+        try:
+            limits = Limits.model_validate_json(limits_json) if limits_json else DEFAULT_LIMITS
+        except ValueError as error:
+            raise SettingsError(f"{EnvVar.LIMITS_JSON}: {error}") from None
+        return cls(
+            stage=source.get(EnvVar.STAGE, "dev"),
+            uploads_bucket=reader.required(EnvVar.UPLOADS_BUCKET),
+            outputs_bucket=reader.required(EnvVar.OUTPUTS_BUCKET),
+            weights_bucket=source.get(EnvVar.WEIGHTS_BUCKET) or None,
+            avatar_cache_bucket=reader.required(EnvVar.AVATAR_CACHE_BUCKET),
+            jobs_table=reader.required(EnvVar.JOBS_TABLE),
+            lanes=tuple(lanes),
+            completion_topic_arn=reader.required(EnvVar.COMPLETION_TOPIC_ARN),
+            webhook_secret_arn=source.get(EnvVar.WEBHOOK_SECRET_ARN) or None,
+            limits=limits,
+            models_dir=Path(reader.required(EnvVar.MODELS_DIR)),
+            heartbeat_seconds=reader.number(EnvVar.HEARTBEAT_SECONDS, 30.0),
+            visibility_timeout_seconds=int(reader.number(EnvVar.VISIBILITY_TIMEOUT_SECONDS, 120)),
+            stop_timeout_seconds=reader.number(EnvVar.STOP_TIMEOUT_SECONDS, 120.0),
+            max_receive_count=int(reader.number(EnvVar.MAX_RECEIVE_COUNT, 3)),
+            avatar_cache_memory_bytes=int(
+                reader.number(EnvVar.AVATAR_CACHE_MEMORY_BYTES, 2 * 1024**3)
+            ),
+            health_port=int(reader.number(EnvVar.HEALTH_PORT, 8080)),
+            device=source.get(EnvVar.DEVICE, "cuda"),
+            dtype=source.get(EnvVar.DTYPE, "float16"),
+            engine_factory=source.get(EnvVar.ENGINE_FACTORY) or DEFAULT_ENGINE_FACTORY,
+            poll_wait_seconds=min(20, int(reader.number(EnvVar.POLL_WAIT_SECONDS, 10))),
+            retry_base_seconds=int(reader.number(EnvVar.RETRY_BASE_SECONDS, 15)),
+            min_batch_size=max(1, int(reader.number(EnvVar.MIN_BATCH_SIZE, 4))),
+            task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
+            ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
+            webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",
+        )
+
+
+class _Reader:
+    def __init__(self, source: Mapping[str, str]) -> None:
+        self._source = source
+
+    def required(self, name: str) -> str:
+        value = self._source.get(name, "").strip()
+        if not value:
+            raise SettingsError(f"{name} is required")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self._source.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if value < 0:
+            raise SettingsError(f"{name} must not be negative")
+        return value

@@ -1,0 +1,34 @@
+"""The one seam between the serve loop and the model: an engine factory named by import path.
+
+`MUSETALK_ENGINE_FACTORY` is `"package.module:attribute[.attribute]"`, a callable
+`(models_dir: Path, device: str, dtype: str) -> LipSyncEngine`; the default is the MuseTalk engine.
+It is imported only when the worker starts, so the loop never imports torch, and tests (or a
+different model) plug in another engine without touching the worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, cast
+
+from runtime.engine.interface import LipSyncEngine
+
+
+class EngineFactoryError(ValueError):
+    pass
+
+
+def load_engine(spec: str, *, models_dir: Path, device: str, dtype: str) -> LipSyncEngine:
+    module_name, _, attribute_path = spec.partition(":")
+    if not module_name or not attribute_path:
+        raise EngineFactoryError(f"engine factory must be 'module:callable', got {spec!r}")
+    target: Any = importlib.import_module(module_name)
+    for attribute in attribute_path.split("."):
+        try:
+            target = getattr(target, attribute)
+        except AttributeError:
+            raise EngineFactoryError(f"{spec!r}: no attribute {attribute!r}") from None
+    if not callable(target):
+        raise EngineFactoryError(f"{spec!r} is not callable")
+    return cast(LipSyncEngine, target(models_dir, device, dtype))

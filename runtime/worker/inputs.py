@@ -1,0 +1,83 @@
+"""Fetching a job's inputs from the uploads bucket, with the checks that make bad input fail fast.
+
+Inputs come only from our own uploads bucket (a message naming another bucket is refused), are
+size-checked before download, checksum-verified when the message carries a checksum, and the
+audio's duration is checked against the lane limit before any GPU work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+from botocore.exceptions import ClientError
+
+from runtime.common.jobs import ErrorCode, MediaRef
+from runtime.common.limits import LaneLimits
+from runtime.engine.interface import MediaError
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FetchedInput:
+    path: Path
+    sha256: str
+    size: int
+
+
+def fetch_input(
+    s3: Any, ref: MediaRef, *, allowed_bucket: str, max_bytes: int, dest: Path, what: str
+) -> FetchedInput:
+    if ref.bucket != allowed_bucket:
+        raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: not in the uploads bucket")
+    try:
+        head = s3.head_object(Bucket=ref.bucket, Key=ref.key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: object not found") from None
+        raise
+    size = int(head["ContentLength"])
+    if size > max_bytes:
+        raise MediaError(
+            ErrorCode.MEDIA_TOO_LARGE, f"{what}: {size} bytes exceeds the lane limit {max_bytes}"
+        )
+    s3.download_file(ref.bucket, ref.key, str(dest))
+    digest = hashlib.sha256()
+    with dest.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
+    if ref.sha256 is not None and ref.sha256.lower() != sha256:
+        raise MediaError(ErrorCode.INVALID_MEDIA, f"{what}: checksum does not match the upload")
+    return FetchedInput(path=dest, sha256=sha256, size=size)
+
+
+def check_audio(path: Path, limits: LaneLimits) -> float:
+    """Duration in seconds of the first audio stream; MediaError when unusable or too long."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(ErrorCode.INVALID_MEDIA, "audio: no audio stream")
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            else:
+                duration = sum(
+                    float(frame.samples) / frame.sample_rate
+                    for frame in container.decode(stream)
+                    if frame.sample_rate
+                )
+    except av.FFmpegError:
+        raise MediaError(ErrorCode.INVALID_MEDIA, "audio: not a readable audio file") from None
+    if duration > limits.max_audio_seconds:
+        raise MediaError(
+            ErrorCode.AUDIO_TOO_LONG,
+            f"audio: {duration:.1f} s exceeds the lane limit {limits.max_audio_seconds:.0f} s",
+        )
+    return duration

@@ -1,0 +1,478 @@
+"""One delivery of one job message, from lease to outcome.
+
+The order of writes is what keeps jobs from being lost or rendered twice: take the lease first
+(only one worker wins), render, write the output, record the final status fenced on the lease,
+publish the event, and only then delete the message. A crash anywhere before the delete leaves
+the message to come back; the lease, the output cache and `completion_sent_at` make the repeat
+cheap and harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import threading
+import time
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from runtime.common.jobs import (
+    ErrorCode,
+    JobError,
+    JobMessage,
+    JobStatus,
+    MediaRef,
+    StageTimings,
+)
+from runtime.common.keys import output_key, rendered_cache_key
+from runtime.common.metrics import Metric
+from runtime.common.records import JobRecord
+from runtime.engine.interface import (
+    Interrupted,
+    LipSyncEngine,
+    MediaError,
+    OutOfMemory,
+    ProgressFn,
+    Rendered,
+)
+from runtime.worker.avatar_cache import AvatarCache
+from runtime.worker.config import WorkerSettings
+from runtime.worker.gpu import GpuProbe
+from runtime.worker.heartbeat import Heartbeat
+from runtime.worker.inputs import check_audio, fetch_input
+from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
+from runtime.worker.lanes import Delivery, LanePoller
+from runtime.worker.notifications import Notifier
+from runtime.worker.protection import TaskProtection
+from runtime.worker.shutdown import StopPolicy
+from runtime.worker.telemetry import MetricsSink, logger
+
+MAX_BACKOFF_SECONDS = 900
+PROGRESS_WRITE_SECONDS = 2.0
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DROPPED = "dropped"  # duplicate or redelivery of a job running elsewhere or finished
+    DEFERRED = "deferred"  # the lease holder's own message came back; hidden until the lease ends
+    REQUEUED = "requeued"  # handed back (OOM below the floor)
+    RETRY = "retry"  # transient failure, back off through the message's visibility
+    INTERRUPTED = "interrupted"  # stop requested; handed back at once
+    LEASE_LOST = "lease_lost"  # another worker took the job over; nothing written
+    UNREADABLE = "unreadable"  # not a job message; left to reach the DLQ
+
+
+def render_cache_hash(
+    *, engine: LipSyncEngine, avatar_sha256: str, audio_sha256: str, message: JobMessage
+) -> str:
+    """The output depends on these and nothing else, so equal hashes mean equal videos."""
+    basis = {
+        "model_version": engine.model_version,
+        "weights": engine.weights,
+        "avatar": avatar_sha256,
+        "avatar_options": message.avatar_options.model_dump(mode="json"),
+        "audio": audio_sha256,
+        "options": message.options.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def backoff_seconds(base_seconds: int, receive_count: int) -> int:
+    return int(min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** max(0, receive_count - 1)))
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        engine: LipSyncEngine,
+        s3: Any,
+        store: JobStore,
+        poller: LanePoller,
+        avatars: AvatarCache,
+        notifier: Notifier,
+        metrics: MetricsSink,
+        protection: TaskProtection,
+        stop: StopPolicy,
+        gpu: GpuProbe,
+        owner: str,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._s3 = s3
+        self._store = store
+        self._poller = poller
+        self._avatars = avatars
+        self._notifier = notifier
+        self._metrics = metrics
+        self._protection = protection
+        self._stop = stop
+        self._gpu = gpu
+        self._owner = owner
+
+    def handle(self, delivery: Delivery) -> Outcome:
+        try:
+            message = JobMessage.model_validate_json(delivery.body)
+        except ValidationError:
+            # Not ours to interpret: leave it to the queue's redrive policy (DLQ), never delete.
+            logger.error("unreadable job message", extra={"message_id": delivery.message_id})
+            self._poller.set_visibility(delivery, 0)
+            return Outcome.UNREADABLE
+        logger.set_correlation_id(message.correlation_id)
+        logger.append_keys(job_id=message.job_id, lane=message.lane.value)
+        try:
+            outcome = self._handle(delivery, message)
+            logger.info("job delivery handled", extra={"outcome": outcome.value})
+            return outcome
+        finally:
+            logger.remove_keys(["job_id", "lane"])
+            logger.set_correlation_id(None)
+
+    def _handle(self, delivery: Delivery, message: JobMessage) -> Outcome:
+        acquired = self._store.acquire(
+            message.job_id,
+            owner=self._owner,
+            message_id=delivery.message_id,
+            lease_seconds=self._settings.visibility_timeout_seconds,
+        )
+        if acquired is None:
+            return self._not_ours(delivery, message)
+        lease, record = acquired
+        self._protection.hold()
+        self._stop.job_started()
+        with Heartbeat(self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)):
+            try:
+                return self._run(delivery, message, lease, record)
+            except LeaseLost:
+                logger.warning("lease lost to another worker; stopped without writing")
+                return Outcome.LEASE_LOST
+
+    def _beat(self, delivery: Delivery, lease: Lease) -> None:
+        self._poller.set_visibility(delivery, self._settings.visibility_timeout_seconds)
+        try:
+            self._store.extend(lease, self._settings.visibility_timeout_seconds)
+        except LeaseLost:
+            self._stop.lease_lost()
+            raise
+        self._protection.hold()
+
+    def _not_ours(self, delivery: Delivery, message: JobMessage) -> Outcome:
+        record = self._store.get(message.job_id)
+        if record is None:
+            logger.warning("message for an unknown job dropped")
+        elif record.status.is_final:
+            if record.completion_sent_at is None:
+                self._notifier.job_finished(record)  # the previous worker stopped before it
+        elif record.status is JobStatus.QUEUED:
+            self._poller.set_visibility(delivery, 0)  # handed back between our two reads: retry
+            return Outcome.DEFERRED
+        elif record.lease_message_id == delivery.message_id:
+            # Deleting would delete the lease holder's message too; come back after its lease.
+            self._poller.set_visibility(delivery, _seconds_until(record.lease_expires_at) + 1)
+            return Outcome.DEFERRED
+        self._poller.delete(delivery)
+        self._metrics.emit({Metric.DUPLICATES_DROPPED: 1}, lane=message.lane)
+        return Outcome.DROPPED
+
+    def _run(
+        self, delivery: Delivery, message: JobMessage, lease: Lease, record: JobRecord
+    ) -> Outcome:
+        timings: dict[str, float] = {"queue_wait_ms": _ms_since_iso(message.submitted_at)}
+        with tempfile.TemporaryDirectory(prefix="job-") as work:
+            try:
+                return self._render(delivery, message, lease, record, Path(work), timings)
+            except MediaError as error:
+                return self._fail(
+                    delivery, message, lease, JobError(code=error.code, message=error.message),
+                    timings, delete=True,
+                )  # fmt: skip
+            except OutOfMemory as error:
+                return self._out_of_memory(delivery, message, lease, error, timings)
+            except Interrupted:
+                if self._stop.is_lease_lost:
+                    raise LeaseLost(lease.job_id) from None
+                self._store.hand_back(lease)
+                self._poller.set_visibility(delivery, 0)
+                self._metrics.emit({Metric.JOBS_REQUEUED: 1}, lane=message.lane)
+                logger.info("interrupted by stop request; job handed back")
+                return Outcome.INTERRUPTED
+            except LeaseLost:
+                raise
+            except Exception as error:
+                return self._transient(delivery, message, lease, error, timings)
+
+    def _render(
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        record: JobRecord,
+        work: Path,
+        timings: dict[str, float],
+    ) -> Outcome:
+        limits = self._settings.limits.for_lane(message.lane)
+        started = time.monotonic()
+        audio = fetch_input(
+            self._s3, message.audio, allowed_bucket=self._settings.uploads_bucket,
+            max_bytes=limits.max_audio_bytes, dest=work / "audio", what="audio",
+        )  # fmt: skip
+        check_audio(audio.path, limits)
+        avatar = fetch_input(
+            self._s3, message.avatar, allowed_bucket=self._settings.uploads_bucket,
+            max_bytes=max(limits.max_video_bytes, limits.max_image_bytes),
+            dest=work / "avatar", what="avatar",
+        )  # fmt: skip
+        timings["download_ms"] = _ms_since(started)
+        content_hash = render_cache_hash(
+            engine=self._engine,
+            avatar_sha256=avatar.sha256,
+            audio_sha256=audio.sha256,
+            message=message,
+        )
+        cache_key = rendered_cache_key(self._engine.model_version, content_hash)
+        destination = output_key(message.tenant, message.job_id)
+        cached = self._copy_cached(cache_key, destination)
+        if cached is not None:
+            self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
+            return self._succeed(delivery, message, lease, cached, timings, cache_hit=True)
+
+        started = time.monotonic()
+        prepared, source = self._avatars.get_or_prepare(
+            message.avatar_id,
+            message.lane,
+            lambda: self._engine.prepare(avatar.path, message.avatar_options),
+        )
+        timings["prepare_ms"] = _ms_since(started)
+        self._store.start_rendering(lease)
+        hint = record.batch_size_hint or message.batch_size_hint
+        out_path = work / "output.mp4"
+        started = time.monotonic()
+        rendered = self._engine.speak(
+            prepared,
+            audio.path,
+            out_path,
+            options=message.options,
+            batch_size=hint,
+            # A hinted retry may go all the way down; a first attempt hands back at the floor.
+            min_batch_size=1 if hint else self._settings.min_batch_size,
+            progress=self._progress_writer(lease),
+            on_oom_halving=lambda size: self._metrics.emit(
+                {Metric.OOM_HALVINGS: 1}, lane=message.lane
+            ),
+            should_stop=self._stop.should_interrupt,
+        )
+        speak_ms = _ms_since(started)
+        encode_ms = rendered.timings_ms.get("encode")
+        timings["speak_ms"] = speak_ms - (encode_ms or 0.0)
+        if encode_ms is not None:
+            timings["encode_ms"] = encode_ms
+        self._metrics.emit(
+            {Metric.FRAMES_PER_SECOND: rendered.frames / max(speak_ms / 1000, 1e-6)},
+            lane=message.lane,
+        )
+        started = time.monotonic()
+        metadata = _cache_metadata(rendered)
+        self._s3.upload_file(
+            str(out_path),
+            self._settings.outputs_bucket,
+            destination,
+            ExtraArgs={"ContentType": "video/mp4", "Metadata": metadata},
+        )
+        self._s3.copy_object(
+            Bucket=self._settings.outputs_bucket,
+            Key=cache_key,
+            CopySource={"Bucket": self._settings.outputs_bucket, "Key": destination},
+        )
+        timings["upload_ms"] = _ms_since(started)
+        logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
+        return self._succeed(delivery, message, lease, metadata, timings, cache_hit=False)
+
+    def _copy_cached(self, cache_key: str, destination: str) -> dict[str, str] | None:
+        """Copy a cached render to this job's output key; its metadata, or None on a miss."""
+        bucket = self._settings.outputs_bucket
+        try:
+            head = self._s3.head_object(Bucket=bucket, Key=cache_key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        metadata: dict[str, str] = head.get("Metadata", {})
+        if not all(name in metadata for name in ("frames", "fps", "weights")):
+            return None  # not written by us (or by an older worker): render again
+        self._s3.copy_object(
+            Bucket=bucket, Key=destination, CopySource={"Bucket": bucket, "Key": cache_key}
+        )
+        return metadata
+
+    def _succeed(
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        metadata: dict[str, str],
+        timings: dict[str, float],
+        *,
+        cache_hit: bool,
+    ) -> Outcome:
+        sync = float(metadata["sync-confidence"]) if "sync-confidence" in metadata else None
+        low_sync = None if sync is None else sync < message.options.sync_threshold
+        result = Success(
+            output=MediaRef(
+                bucket=self._settings.outputs_bucket,
+                key=output_key(message.tenant, message.job_id),
+            ),
+            frames=int(metadata["frames"]),
+            fps=float(metadata["fps"]),
+            sync_confidence=sync,
+            low_sync=low_sync,
+            weights=metadata["weights"],
+            timings=StageTimings(**timings),
+        )
+        record = self._store.succeed(lease, result)
+        values: dict[Metric, float] = {
+            Metric.JOBS_SUCCEEDED: 1,
+            Metric.QUEUE_WAIT_MS: timings["queue_wait_ms"],
+            Metric.DOWNLOAD_MS: timings["download_ms"],
+        }
+        for name, metric in (
+            ("prepare_ms", Metric.PREPARE_MS),
+            ("speak_ms", Metric.SPEAK_MS),
+            ("encode_ms", Metric.ENCODE_MS),
+            ("upload_ms", Metric.UPLOAD_MS),
+        ):
+            if name in timings:
+                values[metric] = timings[name]
+        if sync is not None and not cache_hit:
+            values[Metric.SYNC_CONFIDENCE] = sync
+            values[Metric.LOW_SYNC_JOBS] = 1 if low_sync else 0
+        sample = self._gpu.sample()
+        if sample is not None:
+            values[Metric.GPU_UTILIZATION] = sample.utilization_percent
+            values[Metric.GPU_MEMORY_USED_PERCENT] = sample.memory_used_percent
+        self._metrics.emit(values, lane=message.lane)
+        self._notifier.job_finished(record)
+        self._poller.delete(delivery)
+        return Outcome.SUCCEEDED
+
+    def _fail(
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        error: JobError,
+        timings: dict[str, float],
+        *,
+        delete: bool,
+    ) -> Outcome:
+        record = self._store.fail(lease, error, StageTimings(**timings))
+        self._metrics.emit({Metric.JOBS_FAILED: 1}, lane=message.lane, error_code=error.code)
+        self._notifier.job_finished(record)
+        logger.warning("job failed", extra={"error_code": error.code.value})
+        if delete:
+            self._poller.delete(delivery)
+        else:
+            self._poller.set_visibility(delivery, 0)  # the next receive moves it to the DLQ
+        return Outcome.FAILED
+
+    def _out_of_memory(
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        error: OutOfMemory,
+        timings: dict[str, float],
+    ) -> Outcome:
+        if error.batch_size <= 1:
+            return self._fail(
+                delivery, message, lease, JobError(code=error.code, message=error.message),
+                timings, delete=True,
+            )  # fmt: skip
+        hint = error.batch_size // 2
+        self._store.hand_back(lease, batch_size_hint=hint)
+        self._poller.set_visibility(delivery, 0)
+        self._metrics.emit({Metric.JOBS_REQUEUED: 1}, lane=message.lane)
+        logger.warning("out of memory at the batch floor; handed back", extra={"next_batch": hint})
+        return Outcome.REQUEUED
+
+    def _transient(
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        error: Exception,
+        timings: dict[str, float],
+    ) -> Outcome:
+        logger.exception("transient failure", extra={"receive_count": delivery.receive_count})
+        if delivery.receive_count >= self._settings.max_receive_count:
+            reason = JobError(
+                code=ErrorCode.RETRIES_EXHAUSTED,
+                message=f"failed {delivery.receive_count} times; last error {type(error).__name__}",
+            )
+            return self._fail(delivery, message, lease, reason, timings, delete=False)
+        self._store.hand_back(lease)
+        self._poller.set_visibility(
+            delivery, backoff_seconds(self._settings.retry_base_seconds, delivery.receive_count)
+        )
+        self._metrics.emit({Metric.JOBS_REQUEUED: 1}, lane=message.lane)
+        return Outcome.RETRY
+
+    def _progress_writer(self, lease: Lease) -> ProgressFn:
+        last_write = [0.0]
+        lock = threading.Lock()
+
+        def progress(frames_done: int, frames_total: int) -> None:
+            self._stop.progress(frames_done, frames_total)
+            now = time.monotonic()
+            with lock:
+                if now - last_write[0] < PROGRESS_WRITE_SECONDS and frames_done < frames_total:
+                    return
+                last_write[0] = now
+            try:
+                self._store.progress(lease, frames_done, frames_total)
+            except LeaseLost:
+                self._stop.lease_lost()  # the engine stops at its next should_stop check
+            except ClientError:
+                logger.warning("progress write failed")
+
+        return progress
+
+
+def _cache_metadata(rendered: Rendered) -> dict[str, str]:
+    metadata = {
+        "frames": str(rendered.frames),
+        "fps": str(rendered.fps),
+        "weights": rendered.weights,
+    }
+    if rendered.sync_confidence is not None:
+        metadata["sync-confidence"] = str(rendered.sync_confidence)
+    return metadata
+
+
+def _ms_since(started: float) -> float:
+    return (time.monotonic() - started) * 1000
+
+
+def _ms_since_iso(moment: str) -> float:
+    try:
+        then = datetime.fromisoformat(moment)
+    except ValueError:
+        return 0.0
+    return max(0.0, (utc_now() - then).total_seconds() * 1000)
+
+
+def _seconds_until(moment: str | None) -> int:
+    if moment is None:
+        return 0
+    try:
+        then = datetime.fromisoformat(moment)
+    except ValueError:
+        return 0
+    return max(0, int((then - utc_now()).total_seconds()))

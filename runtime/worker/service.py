@@ -1,0 +1,227 @@
+"""The resident worker: start once (weights, model), then take jobs one at a time until stopped.
+
+Start-up and the serve loop live here; what happens to one job is `job_runner`. SIGTERM only sets
+a flag (`StopPolicy.request`): the loop takes no new message, and the job in progress either
+finishes within the stop timeout or is interrupted and handed back by the runner.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from runtime.common.jobs import MODEL_VERSION
+from runtime.common.metrics import Metric
+from runtime.engine.interface import LipSyncEngine
+from runtime.worker.avatar_cache import AvatarCache, ByteBoundedLru
+from runtime.worker.config import WorkerSettings
+from runtime.worker.engine_loader import load_engine
+from runtime.worker.gpu import GpuProbe
+from runtime.worker.health import HealthServer, create_app
+from runtime.worker.job_runner import JobRunner, Outcome
+from runtime.worker.job_store import JobStore
+from runtime.worker.lanes import LanePoller
+from runtime.worker.notifications import Notifier
+from runtime.worker.protection import TaskProtection
+from runtime.worker.shutdown import StopPolicy
+from runtime.worker.telemetry import MetricsSink, logger
+from runtime.worker.webhooks import SecretSource, WebhookSender
+from runtime.worker.weights import sync_weights
+
+_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+POLL_ERROR_PAUSE_SECONDS = 5.0
+
+
+@dataclass
+class AwsClients:
+    s3: Any
+    sqs: Any
+    sns: Any
+    dynamodb: Any
+    secrets: Any
+
+    @classmethod
+    def create(cls) -> AwsClients:
+        """Clients for the default session; `AWS_ENDPOINT_URL` (local mode) is honoured by boto3."""
+        session = boto3.session.Session()
+        return cls(
+            s3=session.client("s3", config=_AWS_CONFIG),
+            sqs=session.client("sqs", config=_AWS_CONFIG),
+            sns=session.client("sns", config=_AWS_CONFIG),
+            dynamodb=session.resource("dynamodb", config=_AWS_CONFIG),
+            secrets=session.client("secretsmanager", config=_AWS_CONFIG),
+        )
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Owns the long-lived parts and the loop; build with `Worker.build` or inject for tests."""
+
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        engine: LipSyncEngine,
+        clients: AwsClients,
+        metrics: MetricsSink,
+        stop: StopPolicy | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.stop = stop or StopPolicy(settings.stop_timeout_seconds)
+        self.protection = TaskProtection(
+            settings.ecs_agent_uri, expires_minutes=settings.task_protection_minutes
+        )
+        self.poller = LanePoller(clients.sqs, settings.lanes, settings.poll_wait_seconds)
+        store = JobStore(clients.dynamodb.Table(settings.jobs_table))
+        self.webhooks = (
+            WebhookSender(
+                SecretSource(clients.secrets, settings.webhook_secret_arn).key,
+                allow_private=settings.webhook_allow_private,
+            )
+            if settings.webhook_secret_arn
+            else None
+        )
+        self.runner = JobRunner(
+            settings=settings,
+            engine=engine,
+            s3=clients.s3,
+            store=store,
+            poller=self.poller,
+            avatars=AvatarCache(
+                engine=engine,
+                s3=clients.s3,
+                bucket=settings.avatar_cache_bucket,
+                memory=ByteBoundedLru(settings.avatar_cache_memory_bytes),
+                metrics=metrics,
+            ),
+            notifier=Notifier(
+                sns=clients.sns,
+                topic_arn=settings.completion_topic_arn,
+                store=store,
+                webhooks=self.webhooks,
+            ),
+            metrics=metrics,
+            protection=self.protection,
+            stop=self.stop,
+            gpu=GpuProbe(),
+            owner=owner or worker_id(),
+        )
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "model_loaded": True,
+            "queues_reachable": self.poller.reachable,
+            "accepting_jobs": not self.stop.requested,
+        }
+
+    def run(self) -> None:
+        """Take jobs until a stop is requested; returns once the current job is settled."""
+        while not self.stop.requested:
+            self.run_once()
+        self.protection.release()
+
+    def run_once(self) -> Outcome | None:
+        """One poll and, if a message came, one job. None when idle or on a poll error."""
+        try:
+            delivery = self.poller.next()
+        except Exception:
+            logger.exception("polling the lanes failed")
+            self.stop.wait(POLL_ERROR_PAUSE_SECONDS)
+            return None
+        if delivery is None:
+            self.protection.release()  # idle: let scale-in pick this task
+            return None
+        if self.stop.requested:
+            self.poller.set_visibility(delivery, 0)  # received during shutdown: give it back
+            return None
+        try:
+            return self.runner.handle(delivery)
+        except Exception:
+            # The message's visibility lapses and it comes back; the lease fences the rest.
+            logger.exception("job delivery failed")
+            return None
+
+    def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close(timeout_seconds=min(10.0, self.settings.stop_timeout_seconds / 4))
+
+
+def main() -> None:
+    """Container entry point: `python -m runtime.worker`."""
+    settings = WorkerSettings.from_env()
+    metrics = MetricsSink()
+    stop = StopPolicy(settings.stop_timeout_seconds)
+    signal.signal(signal.SIGTERM, _on_signal(stop))
+    signal.signal(signal.SIGINT, _on_signal(stop))
+    state: dict[str, Worker] = {}
+
+    def readiness() -> dict[str, bool]:
+        worker = state.get("worker")
+        if worker is None:
+            return {"model_loaded": False}
+        return worker.readiness()
+
+    health = HealthServer(create_app(readiness, metrics), port=settings.health_port)
+    health.start()
+    clients = AwsClients.create()
+    started = time.monotonic()
+    if settings.weights_bucket:
+        synced = sync_weights(
+            clients.s3,
+            bucket=settings.weights_bucket,
+            model_version=MODEL_VERSION,
+            models_dir=settings.models_dir,
+        )
+        logger.info(
+            "weights synced",
+            extra={"downloaded": len(synced.downloaded), "kept": len(synced.kept)},
+        )
+    download_ms = (time.monotonic() - started) * 1000
+    started = time.monotonic()
+    engine = load_engine(
+        settings.engine_factory,
+        models_dir=settings.models_dir,
+        device=settings.device,
+        dtype=settings.dtype,
+    )
+    load_ms = (time.monotonic() - started) * 1000
+    metrics.emit({Metric.STARTUP_DOWNLOAD_MS: download_ms, Metric.STARTUP_LOAD_MS: load_ms})
+    logger.info(
+        "worker ready",
+        extra={
+            "startup_download_ms": round(download_ms),
+            "startup_load_ms": round(load_ms),
+            "weights": engine.weights,
+            "model_version": engine.model_version,
+        },
+    )
+    worker = Worker(settings=settings, engine=engine, clients=clients, metrics=metrics, stop=stop)
+    state["worker"] = worker
+    try:
+        worker.run()
+    finally:
+        worker.close()
+        health.stop()
+        logger.info("worker stopped")
+
+
+def _on_signal(stop: StopPolicy) -> Any:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.request()
+
+    return handler

@@ -1,0 +1,50 @@
+"""Fixtures for the worker against the emulator: one moto server per session, one isolated
+deployment per test, and in-process workers built exactly as `main()` builds them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime.engine.interface import LipSyncEngine
+from runtime.worker.config import WorkerSettings
+from runtime.worker.service import AwsClients, Worker
+from runtime.worker.telemetry import MetricsSink
+from tests.support.small_engine import SmallEngine
+from tests.worker_support.aws import WorkerWorld, create_world, moto_server
+
+MakeWorker = Callable[..., Worker]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def world(moto_endpoint: str) -> WorkerWorld:
+    return create_world()
+
+
+@pytest.fixture
+def make_worker(world: WorkerWorld, tmp_path: Path) -> Iterator[MakeWorker]:
+    workers: list[Worker] = []
+
+    def make(engine: LipSyncEngine | None = None, **env: str) -> Worker:
+        settings = WorkerSettings.from_env(world.env(tmp_path / "models", **env))
+        worker = Worker(
+            settings=settings,
+            engine=engine or SmallEngine(),
+            clients=AwsClients.create(),
+            metrics=MetricsSink(stream=io.StringIO()),
+        )
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.close()

@@ -1,0 +1,231 @@
+"""A small engine with the `LipSyncEngine` interface, for testing the worker without a model.
+
+It really decodes the avatar (video or image) with PyAV, "speaks" by drawing a mouth whose opening
+follows the audio's loudness on one frame per 1/fps of audio, and writes an H.264 (yuv420p,
+faststart) mp4 with the audio muxed as AAC. Knobs make the worker's hard paths reachable: an
+out-of-memory error above a batch size, a per-frame delay so a SIGTERM lands mid-render, and a
+transient failure.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
+from runtime.engine.interface import (
+    Interrupted,
+    MediaError,
+    ProgressFn,
+    Rendered,
+    WeightsKind,
+    halve_on_oom,
+)
+
+SIZE = 64  # frames are tiny: the point is the pipeline, not the picture
+MAX_AVATAR_FRAMES = 25
+AUDIO_RATE = 16_000
+AAC_FRAME_SIZE = 1024
+
+
+class SmallOutOfMemory(RuntimeError):
+    """Stands in for torch.cuda.OutOfMemoryError."""
+
+
+class TransientFailure(RuntimeError):
+    """Stands in for a flaky dependency (network, driver hiccup)."""
+
+
+@dataclass(frozen=True)
+class SmallPrepared:
+    frames: np.ndarray  # (n, SIZE, SIZE, 3) uint8
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.frames.nbytes)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, self.frames, allow_pickle=False)
+        return buffer.getvalue()
+
+
+class SmallEngine:
+    model_version = "small-engine-v1"
+
+    def __init__(
+        self,
+        *,
+        default_batch_size: int = 16,
+        oom_above: int | None = None,
+        seconds_per_frame: float = 0.0,
+        transient_failures: int = 0,
+        weights: WeightsKind = "random",
+    ) -> None:
+        self.weights: WeightsKind = weights
+        self.default_batch_size = default_batch_size
+        self.oom_above = oom_above
+        self.seconds_per_frame = seconds_per_frame
+        self.transient_failures = transient_failures
+        self.prepare_calls = 0
+        self.speak_calls = 0
+        self.batch_sizes: list[int] = []
+
+    def prepare(self, avatar_media: Path, options: AvatarOptions) -> SmallPrepared:
+        self.prepare_calls += 1
+        frames = []
+        try:
+            with av.open(str(avatar_media)) as container:
+                if not container.streams.video:
+                    raise MediaError(ErrorCode.INVALID_MEDIA, "avatar: no video stream")
+                for frame in container.decode(video=0):
+                    frames.append(frame.to_ndarray(width=SIZE, height=SIZE, format="rgb24"))
+                    if len(frames) >= MAX_AVATAR_FRAMES:
+                        break
+        except av.FFmpegError:
+            raise MediaError(
+                ErrorCode.INVALID_MEDIA, "avatar: not a readable image or video"
+            ) from None
+        if not frames:
+            raise MediaError(ErrorCode.NO_FACE, "avatar: no frames")
+        return SmallPrepared(np.stack(frames))
+
+    def load_prepared(self, data: bytes) -> SmallPrepared:
+        return SmallPrepared(np.load(io.BytesIO(data), allow_pickle=False))
+
+    def speak(
+        self,
+        prepared: SmallPrepared,  # type: ignore[override]
+        audio: Path,
+        out_path: Path,
+        *,
+        options: RenderOptions,
+        batch_size: int | None = None,
+        min_batch_size: int = 1,
+        progress: ProgressFn | None = None,
+        on_oom_halving: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Rendered:
+        self.speak_calls += 1
+        if self.transient_failures > 0:
+            self.transient_failures -= 1
+            raise TransientFailure("injected transient failure")
+        samples = _decode_mono(audio)
+        fps = 25
+        total = max(1, math.ceil(len(samples) * fps / AUDIO_RATE))
+        loudness = _loudness_per_frame(samples, total, fps)
+        size = batch_size or self.default_batch_size
+        if progress:
+            progress(0, total)
+        encode_seconds = 0.0
+        done = 0
+        with av.open(str(out_path), "w", options={"movflags": "+faststart"}) as output:
+            video = output.add_stream("libx264", rate=fps)
+            video.width = video.height = SIZE
+            video.pix_fmt = "yuv420p"
+            sound = output.add_stream("aac", rate=AUDIO_RATE)
+            sound.layout = "mono"
+            while done < total:
+                if should_stop is not None and should_stop():
+                    raise Interrupted
+                start = done
+
+                def step(n: int, start: int = start) -> list[np.ndarray]:
+                    if self.oom_above is not None and n > self.oom_above:
+                        raise SmallOutOfMemory(f"batch {n} does not fit")
+                    count = min(n, total - start)
+                    time.sleep(self.seconds_per_frame * count)  # simulated GPU work
+                    return [_draw(prepared, start + i, loudness[start + i]) for i in range(count)]
+
+                frames, size = halve_on_oom(
+                    step,
+                    batch_size=size,
+                    min_batch_size=min_batch_size,
+                    is_oom=lambda error: isinstance(error, SmallOutOfMemory),
+                    on_halving=on_oom_halving,
+                )
+                self.batch_sizes.append(size)
+                began = time.monotonic()
+                for image in frames:
+                    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                    output.mux(video.encode(frame))
+                encode_seconds += time.monotonic() - began
+                done += len(frames)
+                if progress:
+                    progress(done, total)
+            output.mux(video.encode(None))
+            _mux_audio(output, sound, audio)
+        return Rendered(
+            frames=total,
+            fps=float(fps),
+            duration_s=len(samples) / AUDIO_RATE,
+            weights=self.weights,
+            batch_size=size,
+            sync_confidence=0.8,
+            timings_ms={"encode": encode_seconds * 1000},
+        )
+
+
+def load(models_dir: Path, device: str, dtype: str) -> SmallEngine:
+    """Engine factory for `MUSETALK_ENGINE_FACTORY=tests.support.small_engine:load`."""
+    oom_above = os.environ.get("SMALL_ENGINE_OOM_ABOVE")
+    return SmallEngine(
+        oom_above=int(oom_above) if oom_above else None,
+        seconds_per_frame=float(os.environ.get("SMALL_ENGINE_SECONDS_PER_FRAME", "0")),
+    )
+
+
+def _decode_mono(path: Path) -> np.ndarray:
+    try:
+        with av.open(str(path)) as container:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
+            chunks = [
+                out.to_ndarray().reshape(-1)
+                for frame in container.decode(audio=0)
+                for out in resampler.resample(frame)
+            ]
+    except (av.FFmpegError, IndexError):
+        raise MediaError(ErrorCode.INVALID_MEDIA, "audio: not a readable audio file") from None
+    if not chunks:
+        raise MediaError(ErrorCode.NO_SPEECH, "audio: no samples")
+    return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def _loudness_per_frame(samples: np.ndarray, total: int, fps: int) -> list[float]:
+    per_frame = AUDIO_RATE // fps
+    levels = []
+    for index in range(total):
+        window = samples[index * per_frame : (index + 1) * per_frame]
+        levels.append(float(np.sqrt(np.mean(window**2))) if window.size else 0.0)
+    peak = max(levels) or 1.0
+    return [level / peak for level in levels]
+
+
+def _draw(prepared: SmallPrepared, index: int, loudness: float) -> np.ndarray:
+    image = prepared.frames[index % len(prepared.frames)].copy()
+    opening = 1 + int(loudness * SIZE // 6)
+    centre = SIZE * 3 // 4
+    image[centre - opening // 2 : centre + opening // 2 + 1, SIZE // 3 : SIZE * 2 // 3] = 0
+    return image
+
+
+def _mux_audio(output: av.container.OutputContainer, stream: Any, audio: Path) -> None:
+    resampler = av.AudioResampler(
+        format="fltp", layout="mono", rate=AUDIO_RATE, frame_size=AAC_FRAME_SIZE
+    )
+    with av.open(str(audio)) as source:
+        for frame in source.decode(audio=0):
+            for chunk in resampler.resample(frame):
+                output.mux(stream.encode(chunk))
+    for chunk in resampler.resample(None):
+        output.mux(stream.encode(chunk))
+    output.mux(stream.encode(None))

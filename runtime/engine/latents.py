@@ -1,0 +1,101 @@
+"""VAE latents in and out, and the single UNet step (spec §4-5).
+
+`LatentCodec.encode_crops` builds the 8-channel latent per 256x256 crop: the crop with its lower
+half set to -1 (channels 0-3), then the crop itself as reference (channels 4-7), both scaled by
+0.18215. Deviation, on purpose: we take the posterior MEAN, not a sample. Upstream inference
+samples unseeded noise (non-deterministic); training used the mean, and a prepared avatar must be
+the same every time it is rebuilt. `Generator.step` is the UNet at t=0; it predicts the clean
+latent directly (no scheduler, no noise).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+SCALING_FACTOR = 0.18215  # sd-vae-ft-mse has no scaling_factor key: the diffusers default
+CROP_SIZE = 256
+LATENT_SIZE = 32
+
+
+class LatentCodec:
+    """AutoencoderKL (sd-vae-ft-mse) used as the spec uses it."""
+
+    def __init__(self, vae_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
+        from diffusers import AutoencoderKL
+
+        self.vae: Any = AutoencoderKL.from_pretrained(vae_dir).to(device=device, dtype=dtype).eval()
+        self.device = device
+        self.dtype = dtype
+        self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", SCALING_FACTOR))
+
+    @torch.inference_mode()
+    def encode_crops(self, crops_bgr: np.ndarray) -> torch.Tensor:
+        """[B, 256, 256, 3] uint8 BGR crops -> [B, 8, 32, 32] (masked, reference) latents."""
+        pixels = crops_to_pixels(crops_bgr)  # fp32 in [-1, 1]
+        masked = mask_lower_half(pixels)
+        both = torch.cat([masked, pixels]).to(device=self.device, dtype=self.dtype)
+        mean = self.vae.encode(both).latent_dist.mean * self.scaling_factor
+        masked_latent, reference_latent = mean.chunk(2)
+        return torch.cat([masked_latent, reference_latent], dim=1)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Predicted latents [B, 4, 32, 32] -> uint8 RGB faces [B, 3, 256, 256] on the device."""
+        images = self.vae.decode(latents.to(self.dtype) / self.scaling_factor).sample
+        return images_to_uint8(images)
+
+
+def crops_to_pixels(crops_bgr: np.ndarray) -> torch.Tensor:
+    """Spec §4.1 and §4.3: BGR uint8 NHWC -> RGB float32 NCHW in [-1, 1]."""
+    rgb = torch.from_numpy(np.ascontiguousarray(crops_bgr[..., ::-1]))
+    pixels = rgb.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    return (pixels - 0.5) / 0.5
+
+
+def mask_lower_half(pixels: torch.Tensor) -> torch.Tensor:
+    """Spec §4.2: rows 128..255 become exactly -1 (zero before normalization)."""
+    masked = pixels.clone()
+    masked[:, :, pixels.shape[2] // 2 :, :] = -1.0
+    return masked
+
+
+def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Spec §5 decode: clamp(x/2 + 0.5), fp32, x255, round -> uint8 (channels stay RGB)."""
+    scaled = (images.float() / 2 + 0.5).clamp(0, 1)
+    return (scaled * 255).round().to(torch.uint8)
+
+
+class Generator:
+    """The v1.5 UNet (`UNet2DConditionModel(**musetalk.json)`, strict state_dict load)."""
+
+    def __init__(
+        self, config_path: Path, weights_path: Path, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        from diffusers import UNet2DConditionModel
+
+        config: dict[str, Any] = json.loads(config_path.read_text())
+        unet: Any = UNet2DConditionModel(
+            **{k: v for k, v in config.items() if not k.startswith("_")}
+        )
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        unet.load_state_dict(state, strict=True)
+        self.unet = unet.to(device=device, dtype=dtype).eval()
+        self.device = device
+        self.dtype = dtype
+
+    @torch.inference_mode()
+    def step(self, latents: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        """[B, 8, 32, 32] latents + [B, 50, 384] PE'd audio -> [B, 4, 32, 32] predicted latents.
+
+        The timestep is 0 for every call; its embedding is two small Linear layers, so we let
+        diffusers compute it rather than patch the UNet: it is negligible next to the blocks.
+        """
+        sample = latents.to(device=self.device, dtype=self.dtype)
+        context = audio_tokens.to(device=self.device, dtype=self.dtype)
+        timestep = torch.zeros(sample.shape[0], dtype=torch.long, device=self.device)
+        return self.unet(sample, timestep, encoder_hidden_states=context).sample

@@ -1,0 +1,210 @@
+"""Media in and out with PyAV only (no ffmpeg binary): avatar decoding and the mp4 writer.
+
+Decoding gives BGR frames (the spec's OpenCV convention) and the stream's fps; a still image is
+one frame at the caller's fps. `VideoWriter` encodes H.264 yuv420p on a background thread while
+the engine keeps generating, then muxes the original audio re-encoded to AAC, as the official
+second ffmpeg pass does; `+faststart` puts the index first so players start at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import cast
+
+import av
+import numpy as np
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
+
+from runtime.common.jobs import ErrorCode
+from runtime.engine.interface import MediaError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+_END = object()
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    frames: list[np.ndarray]  # BGR uint8 [H, W, 3]
+    fps: float
+    is_still: bool
+
+
+def decode_avatar(path: Path, *, still_fps: int, max_frames: int | None = None) -> DecodedVideo:
+    """All frames of a video (native rate, no resampling) or the single frame of an image."""
+    is_still = path.suffix.lower() in IMAGE_SUFFIXES
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = []
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="bgr24"))
+                if is_still or (max_frames is not None and len(frames) >= max_frames):
+                    break
+            rate = stream.average_rate or stream.guessed_rate
+    except av.error.FFmpegError as error:
+        raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar cannot be decoded") from error
+    if not frames:
+        raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no frames")
+    fps = float(still_fps) if is_still or not rate else float(rate)
+    return DecodedVideo(frames=frames, fps=fps, is_still=is_still)
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """yuv420p needs even dimensions; an odd last row/column is dropped."""
+    return width - width % 2, height - height % 2
+
+
+_nvenc_usable: bool | None = None
+
+
+def pick_video_codec(prefer_gpu: bool) -> str:
+    """`h264_nvenc` when it actually opens on this machine (checked once), else libx264."""
+    global _nvenc_usable  # a process-wide probe result
+    if not prefer_gpu:
+        return "libx264"
+    if _nvenc_usable is None:
+        try:
+            context = av.CodecContext.create("h264_nvenc", "w")
+            context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
+            context.time_base = Fraction(1, 25)
+            context.open()
+            _nvenc_usable = True
+        except (av.error.FFmpegError, ValueError) as error:
+            log.info("h264_nvenc unavailable, using libx264: %s", error)
+            _nvenc_usable = False
+    return "h264_nvenc" if _nvenc_usable else "libx264"
+
+
+class VideoWriter:
+    """Streams BGR frames to an H.264 mp4 on a thread; `close()` muxes the audio and finishes.
+
+    Use as a context manager; leaving it with an exception abandons the file.
+    """
+
+    def __init__(
+        self,
+        out_path: Path,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        audio_path: Path,
+        codec: str = "libx264",
+        preset: str = "veryfast",
+        crf: int = 18,
+        queue_frames: int = 64,
+    ) -> None:
+        self.out_path = out_path
+        self.audio_path = audio_path
+        self.width, self.height = even_size(width, height)
+        self._container = av.open(str(out_path), "w", options={"movflags": "+faststart"})
+        rate = Fraction(fps).limit_denominator(1001)
+        self._stream = cast(VideoStream, self._container.add_stream(codec, rate=rate))
+        self._stream.width, self._stream.height = self.width, self.height
+        self._stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self._stream.options = {"preset": preset, "crf": str(crf)}
+        self._audio_stream = self._add_audio_stream()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_frames)
+        self._error: BaseException | None = None
+        self.frames_written = 0
+        self._thread = threading.Thread(target=self._encode_loop, name="video-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        """Queue one frame (blocks when the encoder is behind, which bounds memory)."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(frame_bgr)
+
+    def close(self) -> None:
+        """Flush video, mux the audio, write the index. Raises what the encoder thread hit."""
+        self._queue.put(_END)
+        self._thread.join()
+        try:
+            if self._error is not None:
+                raise self._error
+        finally:
+            self._container.close()
+
+    def abort(self) -> None:
+        """Stop the encoder and drop the partial file."""
+        while True:  # unblock a producer-side put, then signal the end
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(_END)
+        self._thread.join()
+        self._container.close()
+        self.out_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _encode_loop(self) -> None:
+        try:
+            self._mux_audio()  # small and fast; the muxer interleaves it with the video
+            while (item := self._queue.get()) is not _END:
+                assert isinstance(item, np.ndarray)  # noqa: S101 - only write() puts here
+                if self._error is not None:
+                    continue  # drain so the producer never blocks on a dead encoder
+                frame = av.VideoFrame.from_ndarray(
+                    np.ascontiguousarray(item[: self.height, : self.width]), format="bgr24"
+                )
+                frame.pts = self.frames_written
+                self._container.mux(self._stream.encode(frame))
+                self.frames_written += 1
+            if self._error is None:
+                self._container.mux(self._stream.encode(None))
+        except BaseException as error:  # re-raised on the caller's thread by write()/close()
+            self._error = error
+            while self._queue.get() is not _END:
+                pass
+
+    def _add_audio_stream(self) -> AudioStream | None:
+        """The AAC stream must exist before the header is written, so add it up front."""
+        with av.open(str(self.audio_path)) as source:
+            if not source.streams.audio:
+                return None
+            source_context = source.streams.audio[0].codec_context
+            stream = self._container.add_stream("aac", rate=source_context.sample_rate)
+            stream.layout = "mono" if source_context.channels == 1 else "stereo"
+            return stream
+
+    def _mux_audio(self) -> None:
+        """Re-encode the original audio to AAC (content unchanged, as the official mux)."""
+        if self._audio_stream is None:
+            return
+        out = self._audio_stream
+        resampler = av.AudioResampler(format="fltp", layout=out.layout.name, rate=out.rate)
+        with av.open(str(self.audio_path)) as source:
+            for frame in source.decode(source.streams.audio[0]):
+                for converted in resampler.resample(frame):
+                    self._container.mux(out.encode(converted))
+            for converted in resampler.resample(None):
+                self._container.mux(out.encode(converted))
+            self._container.mux(out.encode(None))

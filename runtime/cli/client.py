@@ -22,20 +22,17 @@ API_KEY_HEADER = "x-api-key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CORRELATION_HEADER = "X-Correlation-Id"
 
-# Upload kind and content type by file extension; the API fixes the content type per upload.
+# Upload kind and content type by file extension: the types the API accepts (its presigned POST
+# pins the content type, so the file must be sent with exactly this one).
 MEDIA_TYPES: dict[str, tuple[str, str]] = {
     ".wav": ("audio", "audio/wav"),
     ".mp3": ("audio", "audio/mpeg"),
     ".m4a": ("audio", "audio/mp4"),
-    ".flac": ("audio", "audio/flac"),
-    ".ogg": ("audio", "audio/ogg"),
     ".mp4": ("video", "video/mp4"),
     ".mov": ("video", "video/quicktime"),
-    ".webm": ("video", "video/webm"),
     ".png": ("image", "image/png"),
     ".jpg": ("image", "image/jpeg"),
     ".jpeg": ("image", "image/jpeg"),
-    ".webp": ("image", "image/webp"),
 }
 
 
@@ -94,9 +91,18 @@ class ApiClient:
 
     def create_upload(self, path: Path) -> PresignedPost:
         kind, content_type = media_type(path)
-        body = {"kind": kind, "content_type": content_type, "size_bytes": _size_of(path)}
-        answer = self._call("POST", "v1/uploads", json=body)
-        post = answer.get("upload") or answer
+        size, answer = (
+            _size_of(path),
+            self._call("POST", "v1/uploads", json={"kind": kind, "content_type": content_type}),
+        )
+        if size > int(answer.get("max_bytes", size)):
+            raise CliError(
+                ExitCode.INVALID_REQUEST,
+                f"{path.name} is {size} bytes; this lane accepts {kind} up to "
+                f"{answer['max_bytes']} bytes",
+                field="file",
+            )
+        post = answer["upload"]
         return PresignedPost(
             upload_id=str(answer["upload_id"]), url=str(post["url"]), fields=dict(post["fields"])
         )

@@ -301,7 +301,7 @@ def _download(client: ApiClient, job: dict[str, Any], destination: Path) -> Path
         raise CliError(
             ExitCode.CONFLICT, f"job {job.get('job_id')} is {status}; nothing to download yet"
         )
-    url = job.get("download_url")
+    url = job.get("output_url")
     if not url:
         raise CliError(ExitCode.SERVICE, f"job {job.get('job_id')} has no download URL")
     client.download(str(url), destination)

@@ -175,8 +175,8 @@ def _job_record(stack: RunningStack, job_id: str) -> dict[str, Any] | None:
 def _redacted(job: dict[str, Any]) -> dict[str, Any]:
     """The job without its presigned download URL: a credential while it lives, so the demo
     neither prints it nor leaves it in files."""
-    if job.get("download_url"):
-        return {**job, "download_url": "<presigned URL, redacted>"}
+    if job.get("output_url"):
+        return {**job, "output_url": "<presigned URL, redacted>"}
     return job
 
 

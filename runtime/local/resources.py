@@ -59,6 +59,7 @@ class LocalResources:
             EnvVar.COMPLETION_TOPIC_ARN: self.completion_topic_arn,
             EnvVar.WEBHOOK_SECRET_ARN: self.webhook_secret_arn,
             EnvVar.LIMITS_JSON: self.config.limits.model_dump_json(),
+            EnvVar.JOB_RECORD_TTL_DAYS: str(self.config.job_record_ttl_days),
             EnvVar.AWS_ENDPOINT_URL: self.endpoint_url,
         }
 

@@ -259,4 +259,9 @@ def _worker_env(resources: LocalResources, models_cache: Path) -> dict[str, str]
         EnvVar.HEALTH_PORT: str(free_port()),
         EnvVar.DEVICE: "cpu",
         EnvVar.DTYPE: "float32",
+        # Short polls and retries: one user watching, no fleet to spare requests for.
+        EnvVar.POLL_WAIT_SECONDS: "1",
+        EnvVar.RETRY_BASE_SECONDS: "2",
+        # Webhooks to a receiver on this machine (http://127.0.0.1) are allowed only locally.
+        EnvVar.WEBHOOK_ALLOW_PRIVATE: "true",
     }

@@ -25,6 +25,7 @@ class FakeApi:
     statuses: list[str] = field(default_factory=lambda: ["QUEUED", "RENDERING", "SUCCEEDED"])
     # (method, path) -> (status code, body) answered instead of the normal behaviour.
     failures: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    max_upload_bytes: int = 20 * 1024 * 1024
     requests: list[httpx.Request] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     _polls: int = 0
@@ -59,8 +60,14 @@ class FakeApi:
                 201,
                 json={
                     "upload_id": upload_id,
-                    "url": STORAGE_URL,
-                    "fields": {"key": f"tenants/t/uploads/{upload_id}/{body['kind']}"},
+                    "kind": body["kind"],
+                    "content_type": body["content_type"],
+                    "max_bytes": self.max_upload_bytes,
+                    "expires_at": "2030-01-01T00:00:00Z",
+                    "upload": {
+                        "url": STORAGE_URL,
+                        "fields": {"key": f"tenants/t/uploads/{upload_id}/{body['kind']}"},
+                    },
                 },
             )
         if request.method == "POST" and path == "/v1/avatars":
@@ -89,7 +96,7 @@ class FakeApi:
             "timings": {"queue_wait_ms": 12.0, "prepare_ms": 1234.0},
         }
         if status == "SUCCEEDED":
-            job.update(progress=1.0, download_url=DOWNLOAD_URL, sync_confidence=0.71)
+            job.update(progress=1.0, output_url=DOWNLOAD_URL, sync_confidence=0.71)
         if status == "FAILED":
             job["error"] = {"code": "NO_FACE", "message": "no face in the avatar"}
         return job

@@ -51,8 +51,7 @@ def test_submit_with_a_video_file_uploads_registers_and_creates_the_job(
     ]
     uploads = [json.loads(r.content) for r in fake_api.requests if r.url.path.endswith("uploads")]
     assert [u["kind"] for u in uploads] == ["video", "audio"]
-    assert uploads[0]["content_type"] == "video/mp4"
-    assert uploads[0]["size_bytes"] == media["video"].stat().st_size
+    assert uploads[0] == {"kind": "video", "content_type": "video/mp4"}
     assert len(fake_api.uploads) == 2
     assert b"RIFF-or-whatever" in fake_api.uploads[0]["body"]
     avatar = json.loads(_request(fake_api, "POST", "/v1/avatars").content)
@@ -279,3 +278,19 @@ def test_environment_supplies_the_endpoint(
 
 def _request(api: FakeApi, method: str, path: str) -> httpx.Request:
     return next(r for r in api.requests if r.method == method and r.url.path.endswith(path))
+
+
+def test_a_file_over_the_lane_limit_is_refused_before_uploading(
+    fake_api: FakeApi, media: dict[str, Path]
+) -> None:
+    # Given the API allows smaller uploads than the audio file
+    fake_api.max_upload_bytes = 10
+
+    code, _, err = run(fake_api, "submit", "av-1", str(media["audio"]))
+
+    # Then the CLI says so, naming the file, and nothing is sent to storage or queued
+    assert code == ExitCode.INVALID_REQUEST
+    assert "speech.wav" in err
+    assert "(field: file)" in err
+    assert fake_api.uploads == []
+    assert ("POST", "/v1/jobs") not in list(fake_api.api_requests())

@@ -84,6 +84,7 @@ def run_demo(
     outcomes: dict[str, int] = {}
     for job_id, job in submitted.items():
         say(f"musetalk wait {job_id} --download {out_dir / (job.name + '.mp4')}")
+        # The progress bar goes to stderr; the CLI's own summary is replaced by the one below.
         outcomes[job_id], _ = cli(
             "wait",
             job_id,
@@ -93,10 +94,11 @@ def run_demo(
             f"{job_timeout:g}",
             "--poll-seconds",
             "1",
+            capture=True,
         )
 
     events = receive_completion_events(stack, set(submitted), EVENT_WAIT_SECONDS)
-    summary: dict[str, Any] = {"weights": stack.weights, "jobs": []}
+    summary: dict[str, Any] = {"jobs": []}
     ok = True
     for job_id, job in submitted.items():
         _, answer = cli("--json", "status", job_id, capture=True)
@@ -124,6 +126,7 @@ def run_demo(
                 "avatar": str(job.avatar),
                 "audio": str(job.audio),
                 "status": api_view.get("status"),
+                "weights": (event or {}).get("event", {}).get("weights"),
                 "ok": job_ok,
                 "files": {kind: str(path) for kind, path in files.items()},
             }
@@ -197,4 +200,6 @@ def _print_job(
     print(f"output    {output if output.is_file() else '(none)'}")
     print(f"timings   {format_timings(api_view.get('timings'))}")
     print(f"event     {'received from SNS' if event else 'NOT received'}")
+    if event and event["event"].get("weights") == "random":
+        print("weights   random: the pipeline ran for real, the lips do not follow the speech")
     print(json.dumps(api_view, indent=2, sort_keys=True))

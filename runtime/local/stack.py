@@ -76,7 +76,6 @@ class RunningStack:
     resources: LocalResources
     session: Any  # boto3.Session bound to the emulator's dummy credentials
     completion_queue_url: str
-    weights: str  # "random" or "official"/given
     logs_dir: Path
 
     def client(self, service: str) -> Any:
@@ -135,9 +134,8 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
         api_url = f"http://127.0.0.1:{gateway_port}"
         say(f"API listening on {api_url} (log: {gateway.log_path})")
 
-        weights = "none"
         if options.with_worker:
-            models, weights = _weights(options, env, logs, say)
+            models = _weights(options, env, logs, say)
             s3 = session.client("s3", endpoint_url=endpoint)
             uploaded = upload_weights(
                 s3,
@@ -171,7 +169,6 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
             resources=resources,
             session=session,
             completion_queue_url=completion_queue,
-            weights=weights,
             logs_dir=logs,
         )
         say("stopping the worker, the API gateway and the emulator")
@@ -191,12 +188,12 @@ def _start(
     return process
 
 
-def _weights(options: StackOptions, env: dict[str, str], logs: Path, say: Say) -> tuple[Path, str]:
+def _weights(options: StackOptions, env: dict[str, str], logs: Path, say: Say) -> Path:
     if options.models_dir is not None:
         if not options.models_dir.is_dir():
             raise LocalModeError(f"--models {options.models_dir}: no such directory")
         say(f"weights: {options.models_dir} (--models)")
-        return options.models_dir, "given"
+        return options.models_dir
     target = options.work_dir / "models-tiny"
     say(
         "weights: none given (--models DIR), so generating tiny RANDOM weights. The pipeline runs "
@@ -216,7 +213,7 @@ def _weights(options: StackOptions, env: dict[str, str], logs: Path, say: Say) -
             f"generating tiny weights failed (status {result.returncode}); "
             f"see {logs / 'make-weights.log'}"
         )
-    return target, "random"
+    return target
 
 
 def _subscribe_completion_queue(session: Any, resources: LocalResources) -> str:

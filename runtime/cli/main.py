@@ -139,6 +139,9 @@ def _common_flags() -> argparse.ArgumentParser:
     group.add_argument("--stack", default=quiet, help="read endpoint and key from this stack")
     group.add_argument("--region", default=quiet, help="AWS region of --stack / weights bucket")
     group.add_argument(
+        "--tenant", default=quiet, help="with --stack: whose API key (env MUSETALK_TENANT)"
+    )
+    group.add_argument(
         "--http-timeout", type=float, default=quiet, help="seconds per HTTP request (default 30)"
     )
     common.add_argument(
@@ -152,6 +155,7 @@ _COMMON_DEFAULTS = {
     "api_key": None,
     "stack": None,
     "region": None,
+    "tenant": None,
     "http_timeout": 30.0,
     "json": False,
 }
@@ -201,7 +205,11 @@ def main(
 
 def _client(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> ApiClient:
     endpoint = resolve_endpoint(
-        api_url=args.api_url, api_key=args.api_key, stack=args.stack, region=args.region
+        api_url=args.api_url,
+        api_key=args.api_key,
+        stack=args.stack,
+        region=args.region,
+        tenant=args.tenant,
     )
     return ApiClient(
         endpoint.api_url, endpoint.api_key, timeout_seconds=args.http_timeout, transport=transport

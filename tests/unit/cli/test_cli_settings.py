@@ -23,13 +23,14 @@ def _deploy_stack_with_outputs(outputs: dict[str, str]) -> str:
 
 
 def test_stack_outputs_give_the_url_and_the_key_value(emulator_env: str) -> None:
-    # Given a deployed stack whose outputs name the API URL and the API key id (CDK-prefixed)
+    # Given a deployed stack whose outputs name the API URL and one tenant's API key id, with
+    # the logical ids CDK gives outputs inside a construct (path + 8-hex hash)
     key = boto3.client("apigateway").create_api_key(name="tenant-a", enabled=True)
     stack = _deploy_stack_with_outputs(
         {
             "JobApiApiUrl5A9C2B1E": "https://abc.execute-api.us-east-1.amazonaws.com/prod/",
-            "JobApiApiKeyIdC3D4E5F6": key["id"],
-            "StorageWeightsBucketName": "weights-bucket",
+            "JobApiApiKeyIddemoC3D4E5F6": key["id"],
+            "WeightsBucket": "weights-bucket",
         }
     )
 
@@ -58,3 +59,24 @@ def test_a_stack_without_the_output_says_which_is_missing(emulator_env: str) -> 
     stack = _deploy_stack_with_outputs({"Other": "x"})
     with pytest.raises(CliError, match=r"no output named \*ApiUrl"):
         resolve_endpoint(api_url=None, api_key=None, stack=stack, region=None)
+
+
+def test_with_several_tenants_the_tenant_picks_the_key(emulator_env: str) -> None:
+    apigateway = boto3.client("apigateway")
+    acme = apigateway.create_api_key(name="acme", enabled=True)
+    other = apigateway.create_api_key(name="other", enabled=True)
+    stack = _deploy_stack_with_outputs(
+        {
+            "JobApiApiUrl5A9C2B1E": "https://abc.example/prod/",
+            "JobApiApiKeyIdacmecorp0A1B2C3D": acme["id"],
+            "JobApiApiKeyIdother4E5F6A7B": other["id"],
+        }
+    )
+
+    with pytest.raises(CliError, match="--tenant") as ambiguous:
+        resolve_endpoint(api_url=None, api_key=None, stack=stack, region=None)
+    assert ambiguous.value.field == "tenant"
+    chosen = resolve_endpoint(
+        api_url=None, api_key=None, stack=stack, region=None, tenant="acme-corp"
+    )
+    assert chosen.api_key == acme["value"]

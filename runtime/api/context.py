@@ -42,13 +42,14 @@ class ApiContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiContext:
-        session = boto3.session.Session()
+        # The default session caches service models: a second context (tests, a second Lambda
+        # handler in the same process) costs no re-parsing.
         return cls(
             settings=settings,
-            s3=session.client("s3", config=_S3),
-            sqs=session.client("sqs", config=_RETRIES),
-            sns=session.client("sns", config=_RETRIES),
-            table=session.resource("dynamodb", config=_RETRIES).Table(settings.jobs_table),
+            s3=boto3.client("s3", config=_S3),
+            sqs=boto3.client("sqs", config=_RETRIES),
+            sns=boto3.client("sns", config=_RETRIES),
+            table=boto3.resource("dynamodb", config=_RETRIES).Table(settings.jobs_table),
         )
 
     def now(self) -> datetime:

@@ -109,15 +109,20 @@ class SubmitCommand(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Runtime:
+class Runtime:
     ctx: ApiContext
     idempotency: IdempotencyConfig
     submit: Callable[..., dict[str, Any]]
 
 
 @functools.cache
-def runtime() -> _Runtime:
-    """Built on first use (not import) so tests and cold starts read the environment once."""
+def runtime() -> Runtime:
+    """Built on first use (not import), so a cold start reads the environment once."""
+    return build_runtime()
+
+
+def build_runtime() -> Runtime:
+    """Settings, clients and the idempotent submit; one per Lambda container."""
     ctx = ApiContext.from_settings(Settings.from_env())
     config = IdempotencyConfig(
         event_key_jmespath="[tenant, idempotency_key]",
@@ -140,7 +145,7 @@ def runtime() -> _Runtime:
     guarded = idempotent_function(
         data_keyword_argument="command", persistence_store=store, config=config
     )(submit)
-    return _Runtime(ctx=ctx, idempotency=config, submit=guarded)
+    return Runtime(ctx=ctx, idempotency=config, submit=guarded)
 
 
 def _tenant() -> str:

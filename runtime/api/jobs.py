@@ -168,9 +168,6 @@ def _build_record(
         raise invalid(
             "audio_upload_id", f"audio_upload_id must be an audio upload, not {audio.kind}"
         )
-    avatar = _resolve_avatar(ctx, tenant, request)
-    avatars.check_avatar_size(avatar, lane_limits.max_video_bytes, lane_limits.max_image_bytes)
-
     stored = uploads.stored_object(ctx, audio, field="audio_upload_id")
     if stored.size > lane_limits.max_audio_bytes:
         raise ApiError(
@@ -191,6 +188,8 @@ def _build_record(
             f" {lane_limits.max_audio_seconds:g} s",
             field="audio_upload_id",
         )
+    avatar = _resolve_avatar(ctx, tenant, request)
+    avatars.check_avatar_size(avatar, lane_limits.max_video_bytes, lane_limits.max_image_bytes)
 
     now = ctx.now()
     return JobRecord(

@@ -8,6 +8,7 @@ Lambdas and the worker.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,7 @@ def create_resources(
     limits: Limits = DEFAULT_LIMITS,
 ) -> Resources:
     def client(service: str) -> Any:
-        return boto3.client(service, endpoint_url=endpoint, region_name=names.region)
+        return local_client(service, endpoint, names.region)
 
     s3 = client("s3")
     for role in BucketRole:
@@ -103,6 +104,13 @@ def create_resources(
         api_key_tenants=dict(api_key_tenants or {}),
         limits=limits,
     )
+
+
+@functools.cache
+def local_client(service: str, endpoint: str, region: str) -> Any:
+    """One client per service and endpoint for the whole test session (creating one parses the
+    service model, which costs more than most test calls)."""
+    return boto3.client(service, endpoint_url=endpoint, region_name=region)
 
 
 def _create_jobs_table(dynamodb: Any, name: str) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import wave
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-import boto3
+import httpx
 import pytest
 
 from runtime.api import handler
 from runtime.common.names import ResourceNames
 from tests.support.api_events import FakeLambdaContext, rest_event
-from tests.support.aws_resources import Resources, create_resources
+from tests.support.aws_resources import Resources, create_resources, local_client
 from tests.support.moto_server import ACCOUNT, REGION, reset_moto
 
 pytest_plugins = ["tests.support.moto_server"]
@@ -25,11 +29,21 @@ def deployment(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     reset_moto(moto_endpoint)
     names = ResourceNames(stage="test", account=ACCOUNT, region=REGION)
     resources = create_resources(names, moto_endpoint, api_key_tenants=TENANTS)
-    for name, value in resources.env().items():
+    env = resources.env()
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
-    handler.runtime.cache_clear()
+    # Names are stable across resets, so the cached runtime (clients, idempotency layer) stays
+    # valid unless a test changed the environment; rebuilding it costs more than most tests.
+    if _runtime_env.get("env") != env:
+        handler.runtime.cache_clear()
+        _runtime_env["env"] = env
     yield resources
-    handler.runtime.cache_clear()
+    if {name: os.environ.get(name) for name in env} != env:
+        handler.runtime.cache_clear()
+        _runtime_env.clear()
+
+
+_runtime_env: dict[str, dict[str, str]] = {}
 
 
 Call = Callable[..., dict[str, Any]]
@@ -51,6 +65,89 @@ def call_api(deployment: Resources) -> Call:
 @pytest.fixture
 def aws(deployment: Resources) -> Callable[[str], Any]:
     def client(service: str) -> Any:
-        return boto3.client(service, endpoint_url=deployment.endpoint, region_name=REGION)
+        return local_client(service, deployment.endpoint, REGION)
 
     return client
+
+
+MEDIA = Path(__file__).resolve().parents[3] / "examples" / "media"
+
+
+def post_to_form(form: dict[str, Any], data: bytes, filename: str = "file") -> httpx.Response:
+    """What a client does with a presigned POST: the fields, then the file, as multipart."""
+    return httpx.post(
+        form["url"],
+        data=form["fields"],
+        files={"file": (filename, data, form["fields"]["Content-Type"])},
+        timeout=30,
+    )
+
+
+Upload = Callable[..., str]
+
+
+@pytest.fixture
+def upload(call_api: Call) -> Upload:
+    """Create an upload through the API and POST `data` to its presigned form; returns its id."""
+
+    def do(kind: str, data: bytes, *, api_key_id: str = "key-a", **body: Any) -> str:
+        created = call_api(
+            "POST", "/v1/uploads", body={"kind": kind, **body}, api_key_id=api_key_id
+        )
+        assert created["statusCode"] == 201, created["json"]
+        sent = post_to_form(created["json"]["upload"], data)
+        assert sent.status_code in (200, 201, 204), sent.text
+        return str(created["json"]["upload_id"])
+
+    return do
+
+
+@pytest.fixture(scope="session")
+def short_wav() -> bytes:
+    return wav_bytes(seconds=2.0)
+
+
+@pytest.fixture(scope="session")
+def face_png() -> bytes:
+    return (MEDIA / "musk.png").read_bytes()
+
+
+def wav_bytes(*, seconds: float, rate: int = 8000) -> bytes:
+    """A real (silent) mono 8-bit WAV of the given length."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(1)
+        writer.setframerate(rate)
+        writer.writeframes(b"\x80" * int(seconds * rate))
+    return buffer.getvalue()
+
+
+def queue_messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Drain a queue (moto delivers immediately; stop when a receive comes back empty)."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=300,
+        ).get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(batch)
+
+
+def submit_body(audio_id: str, **overrides: Any) -> dict[str, Any]:
+    return {"audio_upload_id": audio_id, "lane": "interactive", **overrides}
+
+
+def header(response: dict[str, Any], name: str) -> str | None:
+    """A response header, from `headers` or `multiValueHeaders` (API Gateway merges both)."""
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        if key.lower() == name.lower():
+            return str(values[-1])
+    for key, value in (response.get("headers") or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None

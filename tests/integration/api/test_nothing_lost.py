@@ -1,0 +1,251 @@
+"""Nothing accepted is lost: a failed enqueue fails the request, and either the caller's retry or
+the sweeper completes it; concurrent retries never make a second job."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
+from botocore.exceptions import ClientError
+
+from runtime.api import handler, sweeper
+from runtime.api.jobs import derive_job_id
+from runtime.api.models import SubmitJobRequest
+from runtime.common.jobs import JobMessage
+from runtime.common.names import Lane
+from tests.integration.api.conftest import Call, Upload, header, queue_messages, submit_body
+from tests.support.api_events import FakeLambdaContext
+from tests.support.aws_resources import Resources
+
+
+def _fail_first_sends(monkeypatch: pytest.MonkeyPatch, times: int = 1) -> list[int]:
+    """Make the API's SQS client refuse its next `times` sends, as a throttled SQS would."""
+    sqs = handler.runtime().ctx.sqs
+    real_send = sqs.send_message
+    calls: list[int] = []
+
+    def send(**kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= times:
+            raise ClientError(
+                {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "SendMessage"
+            )
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(sqs, "send_message", send)
+    return calls
+
+
+@pytest.fixture
+def body(upload: Upload, short_wav: bytes, face_png: bytes) -> dict[str, Any]:
+    return submit_body(upload("audio", short_wav), avatar_upload_id=upload("image", face_png))
+
+
+def _unsent(deployment: Resources, aws: Any, job_id: str) -> bool:
+    item = aws("dynamodb").get_item(
+        TableName=deployment.names.jobs_table, Key={"pk": {"S": f"JOB#{job_id}"}}
+    )["Item"]
+    return "unsent_lane" in item
+
+
+def test_a_failed_enqueue_is_a_503_and_the_retry_with_the_same_key_completes_it(
+    call_api: Call,
+    body: dict[str, Any],
+    deployment: Resources,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fail_first_sends(monkeypatch)
+    headers = {"Idempotency-Key": "retry-me"}
+    # When SQS refuses the first send
+    failed = call_api("POST", "/v1/jobs", body=body, headers=headers)
+    # Then the caller is told to retry, and the job is recorded as not yet sent
+    assert failed["statusCode"] == 503
+    assert failed["json"]["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
+    assert header(failed, "Retry-After") == "2"
+    job_id = derive_job_id("tenant-a", "retry-me")
+    assert _unsent(deployment, aws, job_id)
+    assert queue_messages(aws("sqs"), deployment.queue_urls[Lane.INTERACTIVE]) == []
+    # When the caller retries with the same key
+    retried = call_api("POST", "/v1/jobs", body=body, headers=headers)
+    # Then the same job is accepted and its one message is on the queue
+    assert retried["statusCode"] == 202
+    assert retried["json"]["job_id"] == job_id
+    messages = queue_messages(aws("sqs"), deployment.queue_urls[Lane.INTERACTIVE])
+    assert [JobMessage.model_validate_json(m["Body"]).job_id for m in messages] == [job_id]
+    assert not _unsent(deployment, aws, job_id)
+
+
+def test_the_sweeper_sends_a_job_whose_caller_never_retried(
+    call_api: Call,
+    body: dict[str, Any],
+    deployment: Resources,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a job whose enqueue failed and whose caller went away
+    _fail_first_sends(monkeypatch)
+    assert (
+        call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "gone"})["statusCode"]
+        == 503
+    )
+    job_id = derive_job_id("tenant-a", "gone")
+    ctx = handler.runtime().ctx
+    # When the sweeper runs inside the grace period, it leaves the job alone
+    early = sweeper.sweep(ctx)
+    assert early.resent == {Lane.INTERACTIVE: 0, Lane.BATCH: 0}
+    # When it runs after the grace period
+    later = dataclasses.replace(
+        ctx, clock=lambda: ctx.now() + timedelta(seconds=sweeper.GRACE_SECONDS + 1)
+    )
+    result = sweeper.sweep(later)
+    # Then the job is sent once and leaves the unsent index
+    assert result.resent[Lane.INTERACTIVE] == 1
+    messages = queue_messages(aws("sqs"), deployment.queue_urls[Lane.INTERACTIVE])
+    assert [JobMessage.model_validate_json(m["Body"]).job_id for m in messages] == [job_id]
+    assert not _unsent(deployment, aws, job_id)
+    assert sweeper.sweep(later).resent[Lane.INTERACTIVE] == 0
+
+
+def test_the_sweeper_drops_the_flag_of_a_job_cancelled_before_it_was_sent(
+    call_api: Call,
+    body: dict[str, Any],
+    deployment: Resources,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fail_first_sends(monkeypatch)
+    call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "cancel-unsent"})
+    job_id = derive_job_id("tenant-a", "cancel-unsent")
+    # Cancelling clears the flag itself; put it back to model a cancel racing the sweeper
+    call_api("DELETE", f"/v1/jobs/{job_id}")
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{job_id}"}},
+        UpdateExpression="SET unsent_lane = :l",
+        ExpressionAttributeValues={":l": {"S": "interactive"}},
+    )
+    ctx = handler.runtime().ctx
+    later = dataclasses.replace(ctx, clock=lambda: ctx.now() + timedelta(hours=1))
+    result = sweeper.sweep(later)
+    assert (result.resent[Lane.INTERACTIVE], result.cleared) == (0, 1)
+    assert queue_messages(aws("sqs"), deployment.queue_urls[Lane.INTERACTIVE]) == []
+    assert not _unsent(deployment, aws, job_id)
+
+
+def test_the_sweeper_lambda_resends_and_emits_its_metric(
+    call_api: Call,
+    body: dict[str, Any],
+    deployment: Resources,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _fail_first_sends(monkeypatch)
+    call_api("POST", "/v1/jobs", body={**body, "lane": "batch"}, headers={"Idempotency-Key": "old"})
+    job_id = derive_job_id("tenant-a", "old")
+    # Age the record past the grace period (the index sort key is created_at)
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{job_id}"}},
+        UpdateExpression="SET created_at = :t",
+        ExpressionAttributeValues={":t": {"S": "2020-01-01T00:00:00.000000Z"}},
+    )
+    sweeper._context.cache_clear()
+    capsys.readouterr()
+    result = sweeper.lambda_handler({}, FakeLambdaContext())
+    assert result == {"resent": 1, "cleared": 0, "failed": 0}
+    assert len(queue_messages(aws("sqs"), deployment.queue_urls[Lane.BATCH])) == 1
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    reenqueued = [doc for doc in emf if "JobsReenqueued" in doc]
+    assert len(reenqueued) == 1
+    assert reenqueued[0]["JobsReenqueued"] in (1, [1])
+    assert reenqueued[0]["Lane"] == "batch"
+    assert reenqueued[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MuseTalk"
+
+
+def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_per_key(
+    body: dict[str, Any], deployment: Resources, aws: Any
+) -> None:
+    # Given 5 distinct keys, each submitted 6 times by 10 concurrent "Lambda containers"
+    # (threads, each with its own clients and idempotency layer, like separate containers)
+    keys = [f"burst-{n}" for n in range(5)]
+    submissions = [key for key in keys for _ in range(6)]
+    runtimes = [handler.build_runtime() for _ in range(10)]
+    request = SubmitJobRequest.model_validate(body)
+    results: dict[str, list[str]] = defaultdict(list)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(runtimes))
+
+    def container(runtime: handler.Runtime, mine: list[str]) -> None:
+        start.wait()
+        for key in mine:
+            try:
+                job_id = _submit_until_answered(runtime.submit, key, request)
+            except BaseException as error:
+                with lock:
+                    errors.append(error)
+                continue
+            with lock:
+                results[key].append(job_id)
+
+    threads = [
+        threading.Thread(target=container, args=(runtime, submissions[n :: len(runtimes)]))
+        for n, runtime in enumerate(runtimes)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    # Then every submission was answered with its key's one job
+    assert errors == []
+    assert sorted(results) == keys
+    for key, job_ids in results.items():
+        assert job_ids == [derive_job_id("tenant-a", key)] * 6
+    # And there is exactly one record and one message per key
+    listed = aws("dynamodb").scan(
+        TableName=deployment.names.jobs_table,
+        FilterExpression="begins_with(pk, :p)",
+        ExpressionAttributeValues={":p": {"S": "JOB#"}},
+    )["Items"]
+    assert len(listed) == len(keys)
+    messages = queue_messages(aws("sqs"), deployment.queue_urls[Lane.INTERACTIVE])
+    sent = sorted(JobMessage.model_validate_json(m["Body"]).job_id for m in messages)
+    assert sent == sorted(derive_job_id("tenant-a", key) for key in keys)
+
+
+def _submit_until_answered(
+    submit: Callable[..., dict[str, Any]], key: str, request: SubmitJobRequest
+) -> str:
+    """A client's retry loop: an in-progress answer (409) means "retry shortly"."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            accepted = submit(
+                command=handler.SubmitCommand(
+                    tenant="tenant-a",
+                    idempotency_key=key,
+                    correlation_id=f"c-{key}",
+                    body=request.model_dump(mode="json"),
+                )
+            )
+            return str(accepted["job_id"])
+        except IdempotencyAlreadyInProgressError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

@@ -5,6 +5,7 @@ ECS gives `stopTimeout` seconds between SIGTERM and SIGKILL. The job in progress
 the frames left, at the rate measured so far, fit in what remains of that window (less a margin
 for upload and bookkeeping); otherwise the engine is interrupted at its next step and the job is
 handed back at once, so another worker starts it without waiting for a visibility timeout.
+Before the first batch has given a rate, the worker waits for one for up to half the window.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ class StopPolicy:
             return True
         if not self._requested.is_set() or self._deadline is None:
             return False
+        now = self._clock()
         estimate = self.seconds_left_estimate()
         if estimate is None:
-            return True
-        return self._clock() + estimate + self.margin_seconds > self._deadline
+            # No rate yet (the first batch is still running): wait for one while at most half
+            # of the stop window has passed, then give up on finishing.
+            return now > self._deadline - self._timeout / 2
+        return now + estimate + self.margin_seconds > self._deadline

@@ -1,0 +1,72 @@
+"""Start-up downloads only what the local weights cache lacks, and never a corrupt file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime.common.names import BucketRole
+from runtime.common.weights_manifest import WeightsManifest
+from runtime.worker.weights import WeightsError, sync_weights
+from tests.worker_support.aws import WorkerWorld
+
+VERSION = "musetalk-v1.5"
+
+
+def _publish(world: WorkerWorld, source: Path) -> None:
+    """What `upload-weights` does: every file, then the manifest last."""
+    manifest = WeightsManifest.of_directory(source, VERSION)
+    bucket = world.bucket(BucketRole.WEIGHTS)
+    for relative in manifest.files:
+        world.s3.upload_file(str(source / relative), bucket, manifest.object_key(relative))
+    world.s3.put_object(Bucket=bucket, Key=manifest.manifest_key, Body=manifest.model_dump_json())
+
+
+def _models(tmp_path: Path) -> Path:
+    source = tmp_path / "source"
+    (source / "musetalkV15").mkdir(parents=True)
+    (source / "musetalkV15" / "unet.pth").write_bytes(b"unet" * 1000)
+    (source / "sd-vae" / "config.json").parent.mkdir()
+    (source / "sd-vae" / "config.json").write_text('{"latent_channels": 4}')
+    return source
+
+
+def test_a_warm_restart_downloads_nothing_and_a_changed_file_is_fetched_again(
+    world: WorkerWorld, tmp_path: Path
+) -> None:
+    # Given published weights and an empty local cache
+    _publish(world, _models(tmp_path))
+    local = tmp_path / "cache"
+    bucket = world.bucket(BucketRole.WEIGHTS)
+
+    # When the worker starts the first time, everything is downloaded and matches
+    first = sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local)
+    assert sorted(first.downloaded) == ["musetalkV15/unet.pth", "sd-vae/config.json"]
+    assert (local / "musetalkV15" / "unet.pth").read_bytes() == b"unet" * 1000
+
+    # When it restarts on the same instance, nothing is downloaded
+    second = sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local)
+    assert second.downloaded == ()
+
+    # When one local file was damaged, only that file is fetched again
+    (local / "sd-vae" / "config.json").write_text('{"latent_channels": 8}')
+    third = sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local)
+    assert third.downloaded == ("sd-vae/config.json",)
+    assert (local / "sd-vae" / "config.json").read_text() == '{"latent_channels": 4}'
+
+
+def test_an_object_that_does_not_match_the_manifest_is_refused(
+    world: WorkerWorld, tmp_path: Path
+) -> None:
+    # Given a bucket whose file was replaced after the manifest was written
+    _publish(world, _models(tmp_path))
+    bucket = world.bucket(BucketRole.WEIGHTS)
+    world.s3.put_object(Bucket=bucket, Key=f"{VERSION}/musetalkV15/unet.pth", Body=b"tampered")
+    local = tmp_path / "cache"
+
+    # When the worker syncs, it refuses and leaves no file behind to be loaded
+    with pytest.raises(WeightsError, match=r"unet\.pth"):
+        sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local)
+    assert not (local / "musetalkV15" / "unet.pth").exists()
+    assert not list(local.rglob("*.partial"))

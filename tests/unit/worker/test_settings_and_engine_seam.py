@@ -1,0 +1,63 @@
+"""Start-up refuses bad configuration by name, and the engine seam loads by import path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runtime.common.names import EnvVar, Lane
+from runtime.worker.config import DEFAULT_ENGINE_FACTORY, SettingsError, WorkerSettings
+from runtime.worker.engine_loader import EngineFactoryError, load_engine
+from tests.support.small_engine import SmallEngine
+
+BASE = {
+    EnvVar.UPLOADS_BUCKET: "u",
+    EnvVar.OUTPUTS_BUCKET: "o",
+    EnvVar.AVATAR_CACHE_BUCKET: "a",
+    EnvVar.JOBS_TABLE: "t",
+    EnvVar.LANES: "batch, interactive",
+    EnvVar.INTERACTIVE_QUEUE_URL: "https://sqs/i",
+    EnvVar.BATCH_QUEUE_URL: "https://sqs/b",
+    EnvVar.COMPLETION_TOPIC_ARN: "arn:aws:sns:us-east-1:1:t",
+    EnvVar.MODELS_DIR: "/models",
+}
+
+
+def test_lanes_keep_the_configured_priority_order_and_defaults_apply() -> None:
+    settings = WorkerSettings.from_env({str(k): v for k, v in BASE.items()})
+    assert [lane for lane, _ in settings.lanes] == [Lane.BATCH, Lane.INTERACTIVE]
+    assert settings.engine_factory == DEFAULT_ENGINE_FACTORY
+    assert settings.device == "cuda"
+    assert settings.weights_bucket is None
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({EnvVar.JOBS_TABLE: ""}, EnvVar.JOBS_TABLE),
+        ({EnvVar.LANES: "interactive,gold"}, EnvVar.LANES),
+        ({EnvVar.HEARTBEAT_SECONDS: "soon"}, EnvVar.HEARTBEAT_SECONDS),
+        ({EnvVar.LANES: "batch", EnvVar.BATCH_QUEUE_URL: ""}, EnvVar.BATCH_QUEUE_URL),
+        ({EnvVar.LIMITS_JSON: '{"lanes": 3}'}, EnvVar.LIMITS_JSON),
+    ],
+)
+def test_bad_settings_fail_at_start_naming_the_variable(change: dict[str, str], named: str) -> None:
+    env = {str(k): v for k, v in {**BASE, **change}.items()}
+    with pytest.raises(SettingsError, match=str(named)):
+        WorkerSettings.from_env(env)
+
+
+def test_the_engine_factory_is_imported_by_path_and_called_once(tmp_path: Path) -> None:
+    engine = load_engine(
+        "tests.support.small_engine:load", models_dir=tmp_path, device="cpu", dtype="float32"
+    )
+    assert isinstance(engine, SmallEngine)
+
+
+@pytest.mark.parametrize(
+    "spec", ["tests.support.small_engine", "tests.support.small_engine:missing", ":load"]
+)
+def test_a_bad_engine_factory_is_refused_clearly(spec: str, tmp_path: Path) -> None:
+    with pytest.raises(EngineFactoryError):
+        load_engine(spec, models_dir=tmp_path, device="cpu", dtype="float32")

@@ -1,11 +1,12 @@
 """Paste generated faces back into frames on the device, matching the spec's PIL blend (§6).
 
 Inside the paste box the official result is `out = G*m + F*(1-m)` computed by PIL's integer
-blend: `muldiv255(F, 255-m) + muldiv255(G, m)` with `muldiv255(a, b) = round(a*b/255)` done as
-`((t >> 8) + t) >> 8` with `t = a*b + 128`. Outside the box the frame is untouched, so only the
-box region travels to the device and back. `G` is first resized to the box with bilinear
-interpolation (cv2.resize's default: half-pixel centres, no antialiasing), which torch's
-`interpolate(mode="bilinear", align_corners=False)` reproduces to within one level.
+blend: `div255(F*(255-m) + G*m)`, where `div255(x) = ((t >> 8) + t) >> 8` with `t = x + 128`
+is x/255 rounded to nearest (checked against Pillow in the tests). Outside the box the frame
+is untouched, so only the box region travels to the device and back. `G` is first resized to
+the box with bilinear interpolation (cv2.resize's default: half-pixel centres, no
+antialiasing), which torch's `interpolate(mode="bilinear", align_corners=False)` reproduces
+to within one level.
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ class PasteBox:
         )
 
 
-def muldiv255(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """PIL's exact rounded a*b/255 for 0..255 integers (int32 tensors)."""
-    t = a * b + 128
+def div255(x: torch.Tensor) -> torch.Tensor:
+    """PIL's exact rounded x/255 for 0..255*255 integers (int32 tensors)."""
+    t = x + 128
     return ((t >> 8) + t) >> 8
 
 
@@ -58,9 +59,8 @@ def blend_region(
 ) -> torch.Tensor:
     """PIL integer blend of `face` over `frame_region` ([h, w, 3] uint8) with `mask` ([h, w])."""
     m = mask.to(torch.int32)[..., None]
-    return (
-        muldiv255(frame_region.to(torch.int32), 255 - m) + muldiv255(face.to(torch.int32), m)
-    ).to(torch.uint8)
+    mixed = frame_region.to(torch.int32) * (255 - m) + face.to(torch.int32) * m
+    return div255(mixed).to(torch.uint8)
 
 
 def paste_faces(

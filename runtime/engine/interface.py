@@ -64,6 +64,7 @@ class Rendered:
     frames_skipped: int = 0  # silent frames that reused the avatar's own frames
     sync_confidence: float | None = None
     sync_offset_frames: int | None = None
+    low_sync: bool | None = None  # sync_confidence below RenderOptions.sync_threshold
     timings_ms: dict[str, float] = field(default_factory=dict)  # e.g. audio, unet, decode, encode
 
 

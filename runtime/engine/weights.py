@@ -71,7 +71,11 @@ VAE_CONFIG: dict[str, Any] = {
     "up_block_types": ["UpDecoderBlock2D"] * 4,
 }
 # Four blocks keep the 8x downsampling (256 -> 32), which the UNet's 32x32 latent needs.
-TINY_VAE_OVERRIDES: dict[str, Any] = {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1}
+TINY_VAE_OVERRIDES: dict[str, Any] = {
+    "block_out_channels": [8, 8, 16, 16],
+    "layers_per_block": 1,
+    "norm_num_groups": 4,
+}
 
 # Spec §1: openai/whisper-tiny. The UNet cross-attends to 384-d tokens built from 5 hidden states,
 # so even the tiny variant keeps d_model 384 and 4 encoder layers.

@@ -1,0 +1,438 @@
+"""`MuseTalkEngine`: load once, prepare avatars once, speak many times (spec §2-§8).
+
+`prepare` does everything that depends only on the avatar: decode, locate faces, crop 256x256
+(LANCZOS4), VAE-encode the masked and reference latents, and precompute each frame's blend mask.
+`speak` does the per-job work: audio tokens, silence detection, UNet + VAE decode in batches
+(halving on GPU out-of-memory), blending on the device, and streaming frames to the encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
+from runtime.engine.audio import AudioEncoder, frame_count, load_audio_16k, positional_encoding
+from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.blend import PasteBox, paste_faces
+from runtime.engine.interface import (
+    Interrupted,
+    MediaError,
+    PreparedAvatarLike,
+    ProgressFn,
+    Rendered,
+    WeightsKind,
+    halve_on_oom,
+)
+from runtime.engine.latents import CROP_SIZE, Generator, LatentCodec
+from runtime.engine.layout import ModelsLayout
+from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
+from runtime.engine.ports import BlurKind, FaceLocatorLike, FaceParserLike, SyncScorerLike
+from runtime.engine.vad import SpeechDetector, generation_weights
+
+log = logging.getLogger(__name__)
+
+CPU_BATCH_SIZE = 8  # the official offline batch size
+MAX_GPU_BATCH_SIZE = 64
+# Peak bytes per batch item of UNet + VAE decode at 256x256 (the decoder dominates), with head
+# room for the allocator; measured on the full-size models.
+GPU_BYTES_PER_ITEM = {torch.float16: 160 * 1024**2, torch.float32: 320 * 1024**2}
+GPU_RESERVED_BYTES = 1024**3
+ENCODE_BATCH_SIZE = 8  # VAE encode at prepare time (two 256x256 images per frame)
+MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 KiB each
+
+
+class MuseTalkEngine:
+    """The `LipSyncEngine` for MuseTalk v1.5. Build with `load`, or inject parts for tests."""
+
+    model_version = MODEL_VERSION
+
+    def __init__(
+        self,
+        *,
+        generator: Generator,
+        codec: LatentCodec,
+        audio_encoder: AudioEncoder,
+        locator: FaceLocatorLike,
+        parser: FaceParserLike,
+        scorer: SyncScorerLike | None,
+        weights: WeightsKind,
+        device: torch.device,
+        dtype: torch.dtype,
+        mask_blur: BlurKind = "offline",
+        encoder_preset: str = "veryfast",
+    ) -> None:
+        self.generator = generator
+        self.codec = codec
+        self.audio_encoder = audio_encoder
+        self.locator = locator
+        self.parser = parser
+        self.scorer = scorer
+        self.weights: WeightsKind = weights
+        self.device = device
+        self.dtype = dtype
+        self.mask_blur: BlurKind = mask_blur
+        self.encoder_preset = encoder_preset
+        self._speech: SpeechDetector | None = None
+        self._positional = positional_encoding().to(device=device, dtype=dtype)
+
+    @classmethod
+    def load(
+        cls,
+        models_dir: Path,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        locator: FaceLocatorLike | None = None,
+        parser: FaceParserLike | None = None,
+        scorer: SyncScorerLike | None = None,
+        mask_blur: BlurKind = "offline",
+        encoder_preset: str = "veryfast",
+    ) -> MuseTalkEngine:
+        """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default."""
+        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+        layout = ModelsLayout(models_dir)
+        weights = layout.weights_kind()
+        if weights == "random":
+            log.warning(
+                "models in %s are RANDOM weights (make-weights): output is not a real lip sync",
+                models_dir,
+            )
+        _quiet_hub_progress()
+        if locator is None or parser is None or (scorer is None and layout.syncnet.is_file()):
+            from runtime.engine import faces
+
+            locator = locator or faces.FaceLocator.load(models_dir, device)
+            parser = parser or faces.FaceParser.load(models_dir, device)
+            if scorer is None and layout.syncnet.is_file():
+                from runtime.engine import sync
+
+                scorer = sync.SyncScorer.load(models_dir, device)
+        return cls(
+            generator=Generator(layout.unet_config, layout.unet_weights, device, dtype),
+            codec=LatentCodec(layout.vae_dir, device, dtype),
+            audio_encoder=AudioEncoder(layout.whisper_dir, device, dtype),
+            locator=locator,
+            parser=parser,
+            scorer=scorer,
+            weights=weights,
+            device=device,
+            dtype=dtype,
+            mask_blur=mask_blur,
+            encoder_preset=encoder_preset,
+        )
+
+    # ------------------------------------------------------------------ prepare
+
+    def prepare(self, avatar_media: Path, options: AvatarOptions) -> PreparedAvatar:
+        timings: dict[str, float] = {}
+        with _timed(timings, "decode"):
+            source_sha256 = _file_sha256(avatar_media)
+            video = decode_avatar(avatar_media, still_fps=options.fps)
+        frames = video.frames
+        with _timed(timings, "locate"):
+            located = list(
+                self.locator.locate(
+                    frames, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin
+                )
+            )
+        face_at = [i for i, box in enumerate(located) if box is not None]
+        if not face_at:
+            raise MediaError(ErrorCode.NO_FACE, "no face found in any avatar frame")
+        boxes = np.zeros((len(frames), 4), dtype=np.int32)
+        for i in face_at:
+            box = located[i]
+            assert box is not None  # noqa: S101 - face_at holds only located frames
+            boxes[i] = (box.x1, box.y1, box.x2, box.y2)
+        with _timed(timings, "crop"):
+            crops = np.stack([crop_face(frames[i], boxes[i]) for i in face_at])
+        latents = np.zeros((len(frames), 8, 32, 32), dtype=np.float32)
+        with _timed(timings, "vae_encode"):
+            for start in range(0, len(face_at), ENCODE_BATCH_SIZE):
+                chunk = face_at[start : start + ENCODE_BATCH_SIZE]
+                encoded = self.codec.encode_crops(crops[start : start + ENCODE_BATCH_SIZE])
+                latents[chunk] = encoded.float().cpu().numpy()
+        with _timed(timings, "parse"):
+            blend_masks = self.parser.blend_masks(
+                [frames[i] for i in face_at],
+                [located[i] for i in face_at],  # type: ignore[misc]
+                mode=options.blend_mode,
+                blur=self.mask_blur,
+            )
+        masks = [np.zeros((0, 0), dtype=np.uint8)] * len(frames)
+        for i, blend in zip(face_at, blend_masks, strict=True):
+            masks[i] = mask_over_box(blend.mask, blend.crop_box, boxes[i])
+        has_face = np.zeros(len(frames), dtype=bool)
+        has_face[face_at] = True
+        log.info(
+            "prepared avatar: %d frames, %d with a face, timings %s",
+            len(frames),
+            len(face_at),
+            {k: round(v, 1) for k, v in timings.items()},
+        )
+        prepared = PreparedAvatar(
+            frames=np.stack(frames),
+            boxes=boxes,
+            has_face=has_face,
+            latents=latents,
+            masks=tuple(masks),
+            fps=video.fps,
+            options=options,
+            source_sha256=source_sha256,
+            model_version=self.model_version,
+        )
+        prepared.timings_ms.update(timings)
+        return prepared
+
+    def load_prepared(self, data: bytes) -> PreparedAvatar:
+        return PreparedAvatar.from_bytes(data)
+
+    # ------------------------------------------------------------------ speak
+
+    def pick_batch_size(self) -> int:
+        """Largest batch the free GPU memory holds (CPU: the official default of 8)."""
+        if self.device.type != "cuda":
+            return CPU_BATCH_SIZE
+        free, _total = torch.cuda.mem_get_info(self.device)
+        per_item = GPU_BYTES_PER_ITEM.get(self.dtype, GPU_BYTES_PER_ITEM[torch.float32])
+        return int(np.clip((free - GPU_RESERVED_BYTES) // per_item, 1, MAX_GPU_BATCH_SIZE))
+
+    def speak(
+        self,
+        prepared: PreparedAvatarLike,
+        audio: Path,
+        out_path: Path,
+        *,
+        options: RenderOptions,
+        batch_size: int | None = None,
+        min_batch_size: int = 1,
+        progress: ProgressFn | None = None,
+        on_oom_halving: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Rendered:
+        if not isinstance(prepared, PreparedAvatar):
+            raise TypeError("speak needs a PreparedAvatar from this engine")
+        avatar = prepared
+        timings: dict[str, float] = {}
+        stop = should_stop or (lambda: False)
+        with _timed(timings, "audio"):
+            audio_16k = load_audio_16k(audio)
+            total = frame_count(len(audio_16k), avatar.fps)
+            if total == 0:
+                raise MediaError(ErrorCode.NO_SPEECH, "the audio is shorter than one video frame")
+            tokens = self.audio_encoder.frame_tokens(audio_16k, avatar.fps)
+        with _timed(timings, "vad"):
+            weights = self._generation_weights(audio_16k, total, avatar.fps, options)
+        faced = np.array([avatar.has_face[avatar.cycle_index(i)] for i in range(total)])
+        to_generate = np.flatnonzero((weights > 0) & faced)
+        frames_skipped = int(((weights == 0) & faced).sum())
+
+        size = batch_size or self.pick_batch_size()
+        sync_faces: list[np.ndarray] = []
+        height, width = avatar.frames.shape[1:3]
+        codec = pick_video_codec(prefer_gpu=self.device.type == "cuda")
+        done = 0
+        with VideoWriter(
+            out_path,
+            width=width,
+            height=height,
+            fps=avatar.fps,
+            audio_path=audio,
+            codec=codec,
+            preset=self.encoder_preset,
+        ) as writer:
+
+            def emit_until(end: int, generated: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+                nonlocal done
+                for i in range(done, end):
+                    source = avatar.frames[avatar.cycle_index(i)]
+                    frame, face = self._compose(avatar, i, source, generated.get(i))
+                    writer.write(frame)
+                    if self.scorer is not None and i < MAX_SYNC_FRAMES:
+                        sync_faces.append(face)
+                done = end
+                if progress is not None:
+                    progress(done, total)
+
+            position = 0
+            while position < len(to_generate):
+                if stop():
+                    raise Interrupted("stopped before the render finished")
+                start = position
+
+                def step(n: int, start: int = start) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                    return self._generate(
+                        avatar, tokens, weights, to_generate[start : start + n], timings
+                    )
+
+                generated, size = halve_on_oom(
+                    step,
+                    batch_size=size,
+                    min_batch_size=min_batch_size,
+                    is_oom=lambda error: isinstance(error, torch.cuda.OutOfMemoryError),
+                    free_memory=self._free_memory,
+                    on_halving=on_oom_halving,
+                )
+                position += len(generated)
+                with _timed(timings, "compose"):
+                    emit_until(int(to_generate[position - 1]) + 1, generated)
+            if stop():
+                raise Interrupted("stopped before the render finished")
+            with _timed(timings, "compose"):
+                emit_until(total, {})
+            with _timed(timings, "encode_flush"):
+                writer.close()
+        sync_confidence, sync_offset = None, None
+        if self.scorer is not None and sync_faces:
+            with _timed(timings, "sync"):
+                score = self.scorer.score(np.stack(sync_faces), audio_16k, avatar.fps)
+            sync_confidence, sync_offset = float(score.confidence), int(score.offset_frames)
+        return Rendered(
+            frames=total,
+            fps=avatar.fps,
+            duration_s=total / avatar.fps,
+            weights=self.weights,
+            batch_size=size,
+            frames_skipped=frames_skipped,
+            sync_confidence=sync_confidence,
+            sync_offset_frames=sync_offset,
+            low_sync=None if sync_confidence is None else sync_confidence < options.sync_threshold,
+            timings_ms=timings,
+        )
+
+    def _generation_weights(
+        self, audio_16k: np.ndarray, total: int, fps: float, options: RenderOptions
+    ) -> np.ndarray:
+        if not options.skip_silence:
+            return np.ones(total, dtype=np.float32)
+        if self._speech is None:
+            self._speech = SpeechDetector()
+        return generation_weights(total, int(fps), self._speech.speech_spans(audio_16k))
+
+    @torch.inference_mode()
+    def _generate(
+        self,
+        avatar: PreparedAvatar,
+        tokens: torch.Tensor,
+        weights: np.ndarray,
+        frames: np.ndarray,
+        timings: dict[str, float],
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """UNet + decode + blend for output frames `frames`: {frame: (box region, face RGB)}."""
+        sources = [avatar.cycle_index(int(i)) for i in frames]
+        with _timed(timings, "unet", self.device):
+            latents = torch.from_numpy(avatar.latents[sources]).to(self.device, self.dtype)
+            audio = tokens[torch.from_numpy(frames)].to(self.device, self.dtype) + self._positional
+            predicted = self.generator.step(latents, audio)
+        with _timed(timings, "vae_decode", self.device):
+            faces_rgb = self.codec.decode(predicted)  # [B, 3, 256, 256] uint8
+        with _timed(timings, "blend", self.device):
+            paste_boxes, regions, masks = [], [], []
+            for frame_index, source in zip(frames, sources, strict=True):
+                x1, y1, x2, y2 = (int(v) for v in avatar.boxes[source])
+                height, width = avatar.frames.shape[1:3]
+                box = PasteBox(x1, y1, x2, y2, frame_width=width, frame_height=height)
+                vx1, vy1, vx2, vy2 = box.visible
+                region = avatar.frames[source, vy1:vy2, vx1:vx2]
+                mask = torch.from_numpy(avatar.masks[source]).to(self.device)
+                weight = float(weights[frame_index])
+                if weight < 1.0:
+                    mask = (mask.float() * weight).round().to(torch.uint8)
+                paste_boxes.append(box)
+                regions.append(torch.from_numpy(np.ascontiguousarray(region)).to(self.device))
+                masks.append(mask)
+            blended = paste_faces(faces_rgb.flip(1), regions, masks, paste_boxes)
+            faces_host = faces_rgb.permute(0, 2, 3, 1).cpu().numpy()
+            return {
+                int(i): (region.cpu().numpy(), face)
+                for i, region, face in zip(frames, blended, faces_host, strict=True)
+            }
+
+    def _compose(
+        self,
+        avatar: PreparedAvatar,
+        output_frame: int,
+        source: np.ndarray,
+        generated: tuple[np.ndarray, np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The output frame, and the 256x256 RGB mouth crop the sync scorer sees for it."""
+        index = avatar.cycle_index(output_frame)
+        box = avatar.boxes[index]
+        if generated is None:
+            if self.scorer is None:
+                return source, source
+            face = crop_face(source, box) if avatar.has_face[index] else _resize_256(source)
+            return source, np.ascontiguousarray(face[..., ::-1])
+        region, face_rgb = generated
+        height, width = source.shape[:2]
+        x1, y1, x2, y2 = (int(v) for v in box)
+        vx1, vy1, vx2, vy2 = PasteBox(x1, y1, x2, y2, width, height).visible
+        frame = source.copy()
+        frame[vy1:vy2, vx1:vx2] = region
+        return frame, face_rgb
+
+    def _free_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def crop_face(frame: np.ndarray, box: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Spec §3.7: frame[y1:y2, x1:x2] stretched to 256x256 with LANCZOS4 (aspect not kept)."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return _resize_256(frame[y1:y2, x1:x2])
+
+
+def _resize_256(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
+
+
+def mask_over_box(
+    mask: np.ndarray, crop_box: tuple[int, int, int, int], box: Sequence[int] | np.ndarray
+) -> np.ndarray:
+    """The part of the crop-box mask under the paste box: outside it the blend changes nothing."""
+    cx1, cy1 = crop_box[0], crop_box[1]
+    x1, y1, x2, y2 = (int(v) for v in box)
+    region = mask[y1 - cy1 : y2 - cy1, x1 - cx1 : x2 - cx1]
+    if region.shape != (y2 - y1, x2 - x1):
+        raise ValueError("the blend mask's crop box does not contain the face box")
+    return np.ascontiguousarray(region, dtype=np.uint8)
+
+
+@contextmanager
+def _timed(
+    timings: dict[str, float], stage: str, device: torch.device | None = None
+) -> Iterator[None]:
+    """Add the stage's wall time (ms) to `timings`; syncs CUDA so GPU work is counted."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _quiet_hub_progress() -> None:
+    """Loading local weights needs no progress bars or hub advice in worker logs."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()

@@ -1,0 +1,72 @@
+"""What the engine needs from face location, face parsing and sync scoring.
+
+The real implementations live in `runtime.engine.faces` and `runtime.engine.sync`; the engine
+depends only on these shapes, so tests (and other detectors) can be injected through
+`MuseTalkEngine(...)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+
+BlurKind = Literal["offline", "realtime"]
+ParsingMode = Literal["jaw", "raw", "neck"]
+
+
+class BoxLike(Protocol):
+    """Half-open frame-pixel box, v1.5 extra margin applied (crop and paste use the same)."""
+
+    @property
+    def x1(self) -> int: ...
+    @property
+    def y1(self) -> int: ...
+    @property
+    def x2(self) -> int: ...
+    @property
+    def y2(self) -> int: ...
+
+
+class BlendMaskLike(Protocol):
+    """Blurred parsing mask over the square crop box C (which may extend past the frame)."""
+
+    @property
+    def crop_box(self) -> tuple[int, int, int, int]: ...
+    @property
+    def mask(self) -> np.ndarray: ...
+
+
+class FaceLocatorLike(Protocol):
+    def locate(
+        self,
+        frames_bgr: Sequence[np.ndarray],
+        *,
+        bbox_shift: int,
+        extra_margin: int,
+        batch_size: int = 8,
+    ) -> Sequence[BoxLike | None]: ...
+
+
+class FaceParserLike(Protocol):
+    def blend_masks(
+        self,
+        frames_bgr: Sequence[np.ndarray],
+        boxes: Sequence[BoxLike],
+        *,
+        mode: ParsingMode = "jaw",
+        blur: BlurKind = "realtime",
+        batch_size: int = 8,
+    ) -> Sequence[BlendMaskLike]: ...
+
+
+class SyncScoreLike(Protocol):
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def offset_frames(self) -> int: ...
+
+
+class SyncScorerLike(Protocol):
+    def score(self, faces_rgb: np.ndarray, audio_16k: np.ndarray, fps: float) -> SyncScoreLike: ...

@@ -1,0 +1,101 @@
+"""Latents and the UNet step against spec §4-5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.engine.latents import (
+    SCALING_FACTOR,
+    Generator,
+    LatentCodec,
+    crops_to_pixels,
+    images_to_uint8,
+    mask_lower_half,
+)
+from runtime.engine.layout import ModelsLayout
+
+
+@pytest.fixture(scope="module")
+def codec(tiny_models: ModelsLayout) -> LatentCodec:
+    return LatentCodec(tiny_models.vae_dir, torch.device("cpu"), torch.float32)
+
+
+def random_crops(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 256, 256, 3), dtype=np.uint8)
+
+
+def test_pixels_are_rgb_in_minus_one_to_one() -> None:
+    # Given a BGR crop whose pixels are (B=0, G=128, R=255)
+    crop = np.zeros((1, 256, 256, 3), np.uint8)
+    crop[..., 1], crop[..., 2] = 128, 255
+    # When converted
+    pixels = crops_to_pixels(crop)
+    # Then channel 0 is red at +1, channel 2 is blue at -1
+    assert pixels.shape == (1, 3, 256, 256)
+    assert torch.all(pixels[:, 0] == 1.0)
+    assert torch.allclose(pixels[:, 1], torch.tensor(128 / 255 * 2 - 1), atol=1e-6)
+    assert torch.all(pixels[:, 2] == -1.0)
+
+
+def test_lower_half_rows_128_to_255_become_exactly_minus_one() -> None:
+    pixels = crops_to_pixels(random_crops(2))
+    masked = mask_lower_half(pixels)
+    assert torch.all(masked[:, :, 128:, :] == -1.0)
+    assert torch.equal(masked[:, :, :128, :], pixels[:, :, :128, :])
+    assert not torch.all(pixels[:, :, 128:, :] == -1.0)  # the input is untouched
+
+
+def test_latents_are_masked_then_reference_scaled_posterior_means(codec: LatentCodec) -> None:
+    # Given two crops
+    crops = random_crops(2, seed=1)
+    # When they are encoded
+    latents = codec.encode_crops(crops)
+    # Then channels 0-3 encode the masked crop and 4-7 the crop itself, both x 0.18215
+    pixels = crops_to_pixels(crops)
+    with torch.inference_mode():
+        masked = codec.vae.encode(mask_lower_half(pixels)).latent_dist.mean * SCALING_FACTOR
+        reference = codec.vae.encode(pixels).latent_dist.mean * SCALING_FACTOR
+    assert latents.shape == (2, 8, 32, 32)
+    assert torch.allclose(latents[:, :4], masked, atol=1e-5)
+    assert torch.allclose(latents[:, 4:], reference, atol=1e-5)
+    # and the mean (not a sample) makes it deterministic
+    assert torch.equal(latents, codec.encode_crops(crops))
+
+
+def test_decode_clamps_scales_and_rounds_half_to_even() -> None:
+    images = torch.tensor([-3.0, -1.0, 0.0, 1.0, 5.0, 2 * (100.5 / 255) - 1]).reshape(1, 1, 2, 3)
+    assert images_to_uint8(images).flatten().tolist() == [0, 0, 128, 255, 255, 100]
+
+
+def test_decode_gives_uint8_rgb_faces(codec: LatentCodec) -> None:
+    faces = codec.decode(torch.randn(3, 4, 32, 32))
+    assert faces.shape == (3, 3, 256, 256)
+    assert faces.dtype == torch.uint8
+
+
+def test_unet_step_predicts_a_four_channel_latent(tiny_models: ModelsLayout) -> None:
+    generator = Generator(
+        tiny_models.unet_config, tiny_models.unet_weights, torch.device("cpu"), torch.float32
+    )
+    latents, audio = torch.randn(2, 8, 32, 32), torch.randn(2, 50, 384)
+    out = generator.step(latents, audio)
+    assert out.shape == (2, 4, 32, 32)
+    # a single forward pass with no noise: the same inputs give the same prediction
+    assert torch.equal(out, generator.step(latents, audio))
+    # and the audio matters
+    assert not torch.allclose(out, generator.step(latents, torch.randn(2, 50, 384)))
+
+
+def test_unet_loading_is_strict(tiny_models: ModelsLayout, tmp_path: Path) -> None:
+    # Given a state_dict with one key missing
+    state = torch.load(tiny_models.unet_weights, weights_only=True)
+    state.pop(next(iter(state)))
+    broken = tmp_path / "unet.pth"
+    torch.save(state, broken)
+    # Then loading refuses it
+    with pytest.raises(RuntimeError, match="Missing key"):
+        Generator(tiny_models.unet_config, broken, torch.device("cpu"), torch.float32)

@@ -1,0 +1,197 @@
+"""DWPose whole-body landmarks through mmpose, as MuseTalk uses them (spec §1 "DWPose", §3.1).
+
+The model is the official RTMPose-L whole-body 384x288 config, rebuilt here as a dict from the
+spec's facts (CSPNeXt-P5 backbone, RTMCC head with 133 outputs, SimCC codec, flip test). It runs
+`mmpose.apis.init_model` and the same per-image steps as `inference_topdown` with no person box
+(the whole frame is the box), batched over frames; the 68 face points are keypoints 23..90.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from runtime.engine.faces.mmlab_compat import import_mmpose
+
+logger = logging.getLogger(__name__)
+
+FACE_KEYPOINTS = slice(23, 91)  # iBUG-68 order inside the 133 COCO-WholeBody keypoints
+_CODEC: dict[str, Any] = {
+    "type": "SimCCLabel",
+    "input_size": (288, 384),
+    "sigma": (6.0, 6.93),
+    "simcc_split_ratio": 2.0,
+    "normalize": False,
+    "use_dark": False,
+}
+_WHOLEBODY_META_FILE = "configs/_base_/datasets/coco_wholebody.py"  # flip pairs of the 133 points
+
+
+def _wholebody_meta() -> dict[str, str]:
+    """mmpose ships its dataset configs under `.mim/`; naming the file there directly avoids
+    the warning mmpose gives when it has to look for the relative name itself."""
+    spec = importlib.util.find_spec("mmpose")
+    if spec is not None and spec.origin is not None:
+        shipped = Path(spec.origin).parent / ".mim" / _WHOLEBODY_META_FILE
+        if shipped.exists():
+            return {"from_file": str(shipped)}
+    return {"from_file": _WHOLEBODY_META_FILE}
+
+
+def rtmpose_wholebody_config() -> dict[str, Any]:
+    """The official `rtmpose-l_8xb32-270e_coco-ubody-wholebody-384x288` inference settings.
+
+    The backbone's `_scope_='mmdet'` is left out: mmpose >= 1.2 has its own CSPNeXt with the same
+    parameter names, and leaving mmdet out avoids its compiled-ops import.
+    """
+    pipeline = [
+        {"type": "LoadImage"},
+        {"type": "GetBBoxCenterScale"},  # padding 1.25
+        {"type": "TopdownAffine", "input_size": _CODEC["input_size"]},
+        {"type": "PackPoseInputs"},
+    ]
+    metainfo = _wholebody_meta()
+    return {
+        "default_scope": "mmpose",
+        "model": {
+            "type": "TopdownPoseEstimator",
+            "data_preprocessor": {
+                "type": "PoseDataPreprocessor",
+                "mean": [123.675, 116.28, 103.53],
+                "std": [58.395, 57.12, 57.375],
+                "bgr_to_rgb": True,
+            },
+            "backbone": {
+                "type": "CSPNeXt",
+                "arch": "P5",
+                "expand_ratio": 0.5,
+                "deepen_factor": 1.0,
+                "widen_factor": 1.0,
+                "out_indices": (4,),
+                "channel_attention": True,
+                "norm_cfg": {"type": "SyncBN"},
+                "act_cfg": {"type": "SiLU"},
+            },
+            "head": {
+                "type": "RTMCCHead",
+                "in_channels": 1024,
+                "out_channels": 133,
+                "input_size": _CODEC["input_size"],
+                "in_featuremap_size": (9, 12),
+                "simcc_split_ratio": _CODEC["simcc_split_ratio"],
+                "final_layer_kernel_size": 7,
+                "gau_cfg": {
+                    "hidden_dims": 256,
+                    "s": 128,
+                    "expansion_factor": 2,
+                    "dropout_rate": 0.0,
+                    "drop_path": 0.0,
+                    "act_fn": "SiLU",
+                    "use_rel_bias": False,
+                    "pos_enc": False,
+                },
+                "loss": {
+                    "type": "KLDiscretLoss",
+                    "use_target_weight": True,
+                    "beta": 10.0,
+                    "label_softmax": True,
+                },
+                "decoder": _CODEC,
+            },
+            "test_cfg": {"flip_test": True},
+        },
+        "train_dataloader": {"dataset": {"type": "CocoWholeBodyDataset", "metainfo": metainfo}},
+        "test_dataloader": {
+            "dataset": {
+                "type": "CocoWholeBodyDataset",
+                "metainfo": metainfo,
+                "pipeline": pipeline,
+            }
+        },
+    }
+
+
+def build_model(device: torch.device) -> Any:
+    """A randomly initialised RTMPose-L whole-body model with dataset meta (no checkpoint)."""
+    import_mmpose()
+    from mmengine.config import Config
+    from mmpose.apis import init_model
+
+    return init_model(Config(rtmpose_wholebody_config()), checkpoint=None, device=str(device))
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load an mmengine checkpoint safely where possible.
+
+    torch >= 2.6 unpickles with `weights_only=True`; the released `dw-ll_ucoco_384.pth` may carry
+    numpy objects in its `meta`, which that refuses. The models directory is operator-supplied
+    and checksum-verified, so only then is the file read again with full unpickling, and said so.
+    """
+    try:
+        return dict(torch.load(path, map_location="cpu", weights_only=True))
+    except pickle.UnpicklingError:
+        logger.warning(
+            "%s needs full unpickling (numpy objects in its meta); loading it as a "
+            "trusted file of the models directory",
+            path.name,
+        )
+        return dict(torch.load(path, map_location="cpu", weights_only=False))
+
+
+class DWPose:
+    """68 face landmarks per BGR frame from the whole-body pose model (int32, truncated)."""
+
+    def __init__(self, model: Any) -> None:  # an mmpose TopdownPoseEstimator
+        from mmengine.dataset import Compose
+
+        self.model = model
+        self._pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
+
+    @classmethod
+    def load(cls, checkpoint: Path, device: torch.device) -> DWPose:
+        from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+        model = build_model(torch.device("cpu"))
+        ckpt = read_checkpoint(checkpoint)
+        state = ckpt.get("state_dict", ckpt)
+        missing = set(model.state_dict()) - {k.removeprefix("module.") for k in state}
+        if missing:
+            raise ValueError(
+                f"{checkpoint.name} is not an RTMPose-L whole-body checkpoint: "
+                f"{len(missing)} parameters missing, e.g. {sorted(missing)[:3]}"
+            )
+        _load_checkpoint_to_model(model, ckpt, strict=False, revise_keys=[(r"^module\.", "")])
+        dataset_meta = ckpt.get("meta", {}).get("dataset_meta")
+        if dataset_meta is not None:  # mmpose prefers the checkpoint's meta over the config's
+            model.dataset_meta = dataset_meta
+        return cls(model.to(device).eval())
+
+    @torch.inference_mode()
+    def face_landmarks(self, frames_bgr: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+        """[N, 68, 2] int32 landmark pixels (x, y), one set per frame (DWPose always answers)."""
+        from mmengine.dataset import pseudo_collate
+
+        out = np.zeros((len(frames_bgr), 68, 2), dtype=np.int32)
+        for start in range(0, len(frames_bgr), batch_size):
+            items = []
+            for frame in frames_bgr[start : start + batch_size]:
+                height, width = frame.shape[:2]
+                info: dict[str, Any] = {
+                    "img": frame,
+                    "bbox": np.array([[0, 0, width, height]], dtype=np.float32),
+                    "bbox_score": np.ones(1, dtype=np.float32),
+                }
+                info.update(self.model.dataset_meta)
+                items.append(self._pipeline(info))
+            samples = self.model.test_step(pseudo_collate(items))
+            for offset, sample in enumerate(samples):
+                keypoints = np.asarray(sample.pred_instances.keypoints)[0]
+                out[start + offset] = keypoints[FACE_KEYPOINTS].astype(np.int32)
+        return out

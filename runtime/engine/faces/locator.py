@@ -1,0 +1,60 @@
+"""Where the face is in each frame: S3FD presence + DWPose landmarks -> v1.5 FaceBox (spec §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtime.engine.faces.boxes import FaceBox, landmark_box, overlaps_frame, with_extra_margin
+from runtime.engine.faces.dwpose import DWPose
+from runtime.engine.faces.s3fd import S3FD
+
+S3FD_WEIGHTS = Path("s3fd/s3fd-619a316812.pth")
+DWPOSE_WEIGHTS = Path("dwpose/dw-ll_ucoco_384.pth")
+
+
+class FaceLocator:
+    """Batched S3FD + DWPose + the landmark box rule; None marks a frame without a face."""
+
+    def __init__(self, detector: S3FD, landmarker: DWPose) -> None:
+        self.detector = detector
+        self.landmarker = landmarker
+
+    @classmethod
+    def load(cls, models_dir: Path, device: torch.device) -> FaceLocator:
+        return cls(
+            S3FD.load(models_dir / S3FD_WEIGHTS, device),
+            DWPose.load(models_dir / DWPOSE_WEIGHTS, device),
+        )
+
+    def locate(
+        self,
+        frames_bgr: Sequence[np.ndarray],
+        *,
+        bbox_shift: int,
+        extra_margin: int,
+        batch_size: int = 8,
+    ) -> list[FaceBox | None]:
+        """One box per frame. S3FD decides whether there is a face; the landmarks shape the box.
+
+        A box that misses the frame entirely (possible only with nonsense detections) is also
+        reported as None, where upstream would crash on the empty crop.
+        """
+        detections = self.detector.detect(frames_bgr, batch_size=batch_size)
+        landmarks = self.landmarker.face_landmarks(frames_bgr, batch_size=batch_size)
+        boxes: list[FaceBox | None] = []
+        for frame, detected, lm in zip(frames_bgr, detections, landmarks, strict=True):
+            if detected is None:
+                boxes.append(None)
+                continue
+            height, width = frame.shape[:2]
+            box = with_extra_margin(
+                landmark_box(lm, detected, bbox_shift=bbox_shift),
+                extra_margin=extra_margin,
+                frame_height=height,
+            )
+            boxes.append(box if overlaps_frame(box, width, height) else None)
+        return boxes

@@ -1,0 +1,213 @@
+"""S3FD face detector: the face-alignment network and MuseTalk's detection rule (spec §3.2).
+
+Parameter names equal those of `s3fd-619a316812.pth`, so the official file loads strictly.
+Detection is batched: one forward pass for a batch of same-sized frames, then a per-frame decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+# Per-channel values subtracted after the channel reversal (spec §3.2: RGB order, these values).
+_PIXEL_MEAN = (104.0, 117.0, 123.0)
+_CANDIDATE_MIN_SCORE = 0.05
+_KEEP_MIN_SCORE = 0.5
+_NMS_IOU = 0.3
+_VARIANCES = (0.1, 0.2)
+# Head i sees stride 2**(i+2): 4, 8, ..., 128; its anchor side is 4 * stride.
+_STRIDES = (4, 8, 16, 32, 64, 128)
+
+DetectedBox = tuple[int, int, int, int]
+
+
+class L2Norm(nn.Module):
+    """Channel-wise L2 normalisation with a learned per-channel scale (`weight`)."""
+
+    def __init__(self, channels: int, scale: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
+        self.eps = 1e-10
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
+        return x / norm * self.weight.view(1, -1, 1, 1)
+
+
+def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1, padding: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel_size=kernel, stride=stride, padding=padding)
+
+
+class S3FDNet(nn.Module):
+    """VGG16 trunk, fc6/fc7 as convolutions, two extra stages and six (class, box) heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        vgg = [
+            ("conv1", [3, 64, 64]),
+            ("conv2", [64, 128, 128]),
+            ("conv3", [128, 256, 256, 256]),
+            ("conv4", [256, 512, 512, 512]),
+            ("conv5", [512, 512, 512, 512]),
+        ]
+        for stage, channels in vgg:
+            for i in range(1, len(channels)):
+                self.add_module(f"{stage}_{i}", _conv(channels[i - 1], channels[i]))
+        # padding=3 on a 3x3 kernel grows the map by 4; it is how the released model was trained.
+        self.fc6 = _conv(512, 1024, padding=3)
+        self.fc7 = _conv(1024, 1024, kernel=1, padding=0)
+        self.conv6_1 = _conv(1024, 256, kernel=1, padding=0)
+        self.conv6_2 = _conv(256, 512, stride=2)
+        self.conv7_1 = _conv(512, 128, kernel=1, padding=0)
+        self.conv7_2 = _conv(128, 256, stride=2)
+        self.conv3_3_norm = L2Norm(256, scale=10)
+        self.conv4_3_norm = L2Norm(512, scale=8)
+        self.conv5_3_norm = L2Norm(512, scale=5)
+        # The stride-4 head predicts 3 background logits + 1 face logit (max-out background).
+        heads = [
+            ("conv3_3_norm", 256, 4),
+            ("conv4_3_norm", 512, 2),
+            ("conv5_3_norm", 512, 2),
+            ("fc7", 1024, 2),
+            ("conv6_2", 512, 2),
+            ("conv7_2", 256, 2),
+        ]
+        for name, cin, classes in heads:
+            self.add_module(f"{name}_mbox_conf", _conv(cin, classes))
+            self.add_module(f"{name}_mbox_loc", _conv(cin, 4))
+        self._head_names = [name for name, _, _ in heads]
+
+    def _stage(self, x: torch.Tensor, stage: str, layers: int) -> torch.Tensor:
+        for i in range(1, layers + 1):
+            x = F.relu(getattr(self, f"{stage}_{i}")(x))
+        return x
+
+    def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Return per head (face probability [B,H,W], box regression [B,4,H,W])."""
+        h = F.max_pool2d(self._stage(x, "conv1", 2), 2, 2)
+        h = F.max_pool2d(self._stage(h, "conv2", 2), 2, 2)
+        f3 = self._stage(h, "conv3", 3)
+        f4 = self._stage(F.max_pool2d(f3, 2, 2), "conv4", 3)
+        f5 = self._stage(F.max_pool2d(f4, 2, 2), "conv5", 3)
+        h = F.relu(self.fc6(F.max_pool2d(f5, 2, 2)))
+        f7 = F.relu(self.fc7(h))
+        f62 = F.relu(self.conv6_2(F.relu(self.conv6_1(f7))))
+        f72 = F.relu(self.conv7_2(F.relu(self.conv7_1(f62))))
+        features = [
+            self.conv3_3_norm(f3),
+            self.conv4_3_norm(f4),
+            self.conv5_3_norm(f5),
+            f7,
+            f62,
+            f72,
+        ]
+        outputs = []
+        for name, feature in zip(self._head_names, features, strict=True):
+            logits = getattr(self, f"{name}_mbox_conf")(feature)
+            if logits.shape[1] == 4:
+                background = logits[:, :3].amax(dim=1, keepdim=True)
+                logits = torch.cat([background, logits[:, 3:]], dim=1)
+            face_prob = F.softmax(logits, dim=1)[:, 1]
+            outputs.append((face_prob, getattr(self, f"{name}_mbox_loc")(feature)))
+        return outputs
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = _NMS_IOU) -> list[int]:
+    """Greedy NMS with the `+1` area convention of the reference detector; best score first."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        overlap = inter / (areas[i] + areas[rest] - inter)
+        order = rest[overlap <= iou]
+    return keep
+
+
+def decode_candidates(
+    face_prob: torch.Tensor, loc: torch.Tensor, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [N,4] (x1,y1,x2,y2) and scores [N] of one image's cells with p > 0.05 on one head."""
+    rows, cols = torch.nonzero(face_prob > _CANDIDATE_MIN_SCORE, as_tuple=True)
+    scores = face_prob[rows, cols]
+    offsets = loc[:, rows, cols].T  # [N, 4]
+    anchor = float(stride * 4)
+    cx = stride / 2 + cols.to(torch.float32) * stride
+    cy = stride / 2 + rows.to(torch.float32) * stride
+    centre_x = cx + offsets[:, 0] * _VARIANCES[0] * anchor
+    centre_y = cy + offsets[:, 1] * _VARIANCES[0] * anchor
+    width = anchor * torch.exp(offsets[:, 2] * _VARIANCES[1])
+    height = anchor * torch.exp(offsets[:, 3] * _VARIANCES[1])
+    x1 = centre_x - width / 2
+    y1 = centre_y - height / 2
+    boxes = torch.stack([x1, y1, x1 + width, y1 + height], dim=1)
+    return boxes.numpy(), scores.numpy()
+
+
+def best_box(boxes: np.ndarray, scores: np.ndarray) -> DetectedBox | None:
+    """The first box NMS keeps with score > 0.5, clipped to >= 0 and truncated to int."""
+    strong = scores > _KEEP_MIN_SCORE
+    # Boxes at or under 0.5 can neither suppress a stronger box nor survive the final filter,
+    # so dropping them before NMS leaves the kept list unchanged and saves the O(n^2) work.
+    boxes, scores = boxes[strong], scores[strong]
+    if len(scores) == 0:
+        return None
+    first = nms(boxes, scores)[0]
+    x1, y1, x2, y2 = np.clip(boxes[first], 0, None)
+    return int(x1), int(y1), int(x2), int(y2)
+
+
+class S3FD:
+    """Batched S3FD detection on full-resolution BGR frames; one best face box or None each."""
+
+    def __init__(self, net: S3FDNet, device: torch.device) -> None:
+        self.net = net.to(device).eval()
+        self.device = device
+
+    @classmethod
+    def load(cls, checkpoint: Path, device: torch.device) -> S3FD:
+        net = S3FDNet()
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+        return cls(net, device)
+
+    @torch.inference_mode()
+    def detect(
+        self, frames_bgr: Sequence[np.ndarray], batch_size: int = 8
+    ) -> list[DetectedBox | None]:
+        results: list[DetectedBox | None] = []
+        for start in range(0, len(frames_bgr), batch_size):
+            batch = frames_bgr[start : start + batch_size]
+            if len({frame.shape for frame in batch}) > 1:
+                for frame in batch:  # mixed sizes cannot share a tensor; fall back to one by one
+                    results.extend(self._detect_batch([frame]))
+            else:
+                results.extend(self._detect_batch(batch))
+        return results
+
+    def _detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[DetectedBox | None]:
+        rgb = torch.from_numpy(np.stack(frames_bgr)[..., ::-1].copy()).to(self.device)
+        mean = torch.tensor(_PIXEL_MEAN, device=self.device)
+        x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2).contiguous()
+        heads = [(p.cpu(), loc.float().cpu()) for p, loc in self.net(x)]
+        found: list[DetectedBox | None] = []
+        for b in range(len(frames_bgr)):
+            per_head = [
+                decode_candidates(prob[b], loc[b], stride)
+                for (prob, loc), stride in zip(heads, _STRIDES, strict=True)
+            ]
+            boxes = np.concatenate([boxes for boxes, _ in per_head])
+            scores = np.concatenate([scores for _, scores in per_head])
+            found.append(best_box(boxes, scores))
+        return found

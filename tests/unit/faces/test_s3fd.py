@@ -1,0 +1,121 @@
+"""S3FD network layout and the detection rule of spec §3.2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.engine.faces.s3fd import S3FD, S3FDNet, best_box, decode_candidates, nms
+
+
+def test_given_network_when_listing_parameters_then_names_and_shapes_match_the_release() -> None:
+    # Given the face-alignment S3FD layout
+    state = S3FDNet().state_dict()
+    # Then the tensors the official checkpoint holds are all present with their shapes
+    assert len(state) == 65  # 19 convs x (weight, bias) + 3 L2Norm scales + 12 heads x 2
+    assert state["conv3_3_norm.weight"].shape == (256,)
+    assert torch.all(state["conv4_3_norm.weight"] == 8)
+    assert state["fc6.weight"].shape == (1024, 512, 3, 3)
+    assert state["conv3_3_norm_mbox_conf.weight"].shape == (4, 256, 3, 3)
+    assert state["conv7_2_mbox_loc.weight"].shape == (4, 256, 3, 3)
+
+
+def test_given_frame_when_run_then_heads_have_strides_4_to_128() -> None:
+    # Given a 256x256 input
+    with torch.inference_mode():
+        heads = S3FDNet()(torch.zeros(1, 3, 256, 256))
+    # Then the first three heads are at strides 4, 8, 16; fc6's padding of 3 grows the rest
+    sizes = [prob.shape[-1] for prob, _ in heads]
+    assert sizes == [64, 32, 16, 12, 6, 3]
+    assert all(loc.shape[1] == 4 for _, loc in heads)
+
+
+def test_given_one_confident_cell_when_decoded_then_box_is_the_offset_anchor() -> None:
+    # Given a stride-8 head with one cell (row 2, col 3) above 0.05 and known offsets
+    prob = torch.zeros(5, 5)
+    prob[2, 3] = 0.9
+    loc = torch.zeros(4, 5, 5)
+    loc[:, 2, 3] = torch.tensor([1.0, -0.5, 0.0, np.log(2) / 0.2])
+    # When
+    boxes, scores = decode_candidates(prob, loc, stride=8)
+    # Then centre = prior + loc*0.1*anchor, size = anchor*exp(loc*0.2), anchor = 32
+    cx, cy = 4 + 3 * 8 + 1.0 * 0.1 * 32, 4 + 2 * 8 - 0.5 * 0.1 * 32
+    np.testing.assert_allclose(boxes[0], [cx - 16, cy - 32, cx + 16, cy + 32], rtol=1e-5)
+    np.testing.assert_allclose(scores, [0.9])
+
+
+def test_given_overlapping_boxes_when_nms_then_plus_one_areas_decide_suppression() -> None:
+    # Given two 10x10 (+1 -> 11x11) boxes; with +1 areas IoU is 66/176 = 0.375 > 0.3
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [40, 40, 50, 50]], dtype=np.float32)
+    scores = np.array([0.9, 0.95, 0.6], dtype=np.float32)
+    # When / Then the weaker overlapping box is dropped, the distant one kept, best first
+    assert nms(boxes, scores) == [1, 2]
+    # Given a shift that gives IoU = 44/198 = 0.22 with +1 areas (0.25 without them), both stay
+    boxes[1] = [7, 0, 17, 10]
+    assert nms(boxes, scores) == [1, 0, 2]
+
+
+def test_given_candidates_when_best_box_then_top_score_above_half_is_clipped_and_truncated() -> (
+    None
+):
+    boxes = np.array([[-3.7, 5.9, 20.2, 30.8], [0, 0, 50, 50]], dtype=np.float32)
+    assert best_box(boxes, np.array([0.8, 0.6], dtype=np.float32)) == (0, 5, 20, 30)
+    assert best_box(boxes, np.array([0.5, 0.3], dtype=np.float32)) is None
+
+
+class _RecordingNet(S3FDNet):
+    """Records the network input and answers 'no face' everywhere."""
+
+    def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        self.seen = x.clone()
+        b, _, h, w = x.shape
+        return [
+            (torch.zeros(b, h // s, w // s), torch.zeros(b, 4, h // s, w // s))
+            for s in (4, 8, 16, 32, 64, 128)
+        ]
+
+
+def test_given_bgr_frame_when_detected_then_input_is_rgb_minus_104_117_123() -> None:
+    # Given a frame whose B, G, R planes are 10, 20, 30
+    frame = np.zeros((128, 256, 3), dtype=np.uint8)
+    frame[..., 0], frame[..., 1], frame[..., 2] = 10, 20, 30
+    net = _RecordingNet()
+    # When
+    result = S3FD(net, torch.device("cpu")).detect([frame, frame], batch_size=2)
+    # Then the channels are reversed before the per-channel subtraction, NCHW float32
+    assert net.seen.shape == (2, 3, 128, 256)
+    assert net.seen[0, :, 0, 0].tolist() == [30 - 104, 20 - 117, 10 - 123]
+    assert result == [None, None]
+
+
+def test_given_random_weights_when_detecting_sample_media_then_a_box_lies_on_the_frame(
+    models_dir: Path, video_frames: list[np.ndarray], cpu: torch.device
+) -> None:
+    # Given the seeded random checkpoint and a quarter-size frame (full size costs seconds)
+    detector = S3FD.load(models_dir / "s3fd" / "s3fd-619a316812.pth", cpu)
+    small = np.ascontiguousarray(video_frames[0][::4, ::4])
+    # When
+    (box,) = detector.detect([small])
+    # Then some box is found and it starts inside the frame
+    assert box is not None
+    x1, y1, x2, y2 = box
+    assert 0 <= x1 < x2
+    assert 0 <= y1 < y2
+    assert x1 < small.shape[1]
+    assert y1 < small.shape[0]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_given_mixed_frame_sizes_when_batched_then_each_frame_gets_an_answer(
+    batch_size: int,
+) -> None:
+    frames = [
+        np.zeros((32, 32, 3), np.uint8),
+        np.zeros((48, 40, 3), np.uint8),
+        np.zeros((32, 32, 3), np.uint8),
+    ]
+    net = _RecordingNet()
+    assert S3FD(net, torch.device("cpu")).detect(frames, batch_size=batch_size) == [None] * 3

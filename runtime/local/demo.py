@@ -8,9 +8,13 @@ API reports it, the event as SNS delivered it and the record as the jobs table s
 
 from __future__ import annotations
 
+import _thread
 import io
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,35 +71,44 @@ def run_demo(
     def cli(*args: str, capture: bool = False) -> tuple[int, str]:
         buffer = io.StringIO()
         code = cli_main([*connection, *args], stdout=buffer if capture else None)
+        if code == ExitCode.INTERRUPTED:  # the CLI turned Ctrl-C into an exit code: stop here
+            raise KeyboardInterrupt
         return code, buffer.getvalue()
 
-    submitted: dict[str, DemoJob] = {}
-    for job in jobs:
-        say(f"musetalk submit {job.avatar.name} {job.audio.name} --lane {job.lane}")
-        code, answer = cli(
-            "--json", "submit", str(job.avatar), str(job.audio), "--lane", job.lane, capture=True
-        )
-        document = json.loads(answer)
-        if code != ExitCode.OK:
-            say(f"submit failed (exit {code}): {json.dumps(document.get('error'))}")
-            return code
-        submitted[str(document["job_id"])] = job
+    with fail_fast_if_worker_dies(stack):
+        submitted: dict[str, DemoJob] = {}
+        for job in jobs:
+            say(f"musetalk submit {job.avatar.name} {job.audio.name} --lane {job.lane}")
+            code, answer = cli(
+                "--json",
+                "submit",
+                str(job.avatar),
+                str(job.audio),
+                "--lane",
+                job.lane,
+                capture=True,
+            )
+            document = json.loads(answer)
+            if code != ExitCode.OK:
+                say(f"submit failed (exit {code}): {json.dumps(document.get('error'))}")
+                return code
+            submitted[str(document["job_id"])] = job
 
-    outcomes: dict[str, int] = {}
-    for job_id, job in submitted.items():
-        say(f"musetalk wait {job_id} --download {out_dir / (job.name + '.mp4')}")
-        # The progress bar goes to stderr; the CLI's own summary is replaced by the one below.
-        outcomes[job_id], _ = cli(
-            "wait",
-            job_id,
-            "--download",
-            str(out_dir / f"{job.name}.mp4"),
-            "--timeout",
-            f"{job_timeout:g}",
-            "--poll-seconds",
-            "1",
-            capture=True,
-        )
+        outcomes: dict[str, int] = {}
+        for job_id, job in submitted.items():
+            say(f"musetalk wait {job_id} --download {out_dir / (job.name + '.mp4')}")
+            # The progress bar goes to stderr; the CLI's own summary is replaced by the one below.
+            outcomes[job_id], _ = cli(
+                "wait",
+                job_id,
+                "--download",
+                str(out_dir / f"{job.name}.mp4"),
+                "--timeout",
+                f"{job_timeout:g}",
+                "--poll-seconds",
+                "1",
+                capture=True,
+            )
 
     events = receive_completion_events(stack, set(submitted), EVENT_WAIT_SECONDS)
     summary: dict[str, Any] = {"jobs": []}
@@ -138,6 +151,33 @@ def run_demo(
     if not ok:
         say(f"something failed: see the job JSON above and the logs in {stack.logs_dir}")
     return ExitCode.OK if ok else ExitCode.JOB_FAILED
+
+
+@contextmanager
+def fail_fast_if_worker_dies(stack: RunningStack) -> Iterator[None]:
+    """If the worker exits while jobs are pending, stop waiting and say why (its log's tail)
+    instead of polling until the job timeout."""
+    worker = stack.worker
+    died, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while worker is not None and not done.wait(0.5):
+            if not worker.running():
+                died.set()
+                _thread.interrupt_main()
+                return
+
+    watcher = threading.Thread(target=watch, name="worker-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if died.is_set() and worker is not None:
+            worker.check_running()  # raises LocalModeError with the worker's last log lines
+        raise
+    finally:
+        done.set()
+        watcher.join()
 
 
 def receive_completion_events(

@@ -77,6 +77,7 @@ class RunningStack:
     session: Any  # boto3.Session bound to the emulator's dummy credentials
     completion_queue_url: str
     logs_dir: Path
+    worker: ManagedProcess | None
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.resources.endpoint_url)
@@ -87,7 +88,7 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
     """Everything local mode runs, stopped again (worker, gateway, emulator) on exit."""
     work = options.work_dir
     logs = work / "logs"
-    for stale in (logs, work / "worker-models", work / "models-tiny"):
+    for stale in (logs, work / "models-tiny"):
         shutil.rmtree(stale, ignore_errors=True)
     logs.mkdir(parents=True)
     session = boto3.Session(
@@ -134,6 +135,7 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
         api_url = f"http://127.0.0.1:{gateway_port}"
         say(f"API listening on {api_url} (log: {gateway.log_path})")
 
+        worker = None
         if options.with_worker:
             models = _weights(options, env, logs, say)
             s3 = session.client("s3", endpoint_url=endpoint)
@@ -148,15 +150,13 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
                 f"manifest to s3://{resources.buckets[BucketRole.WEIGHTS]}/"
                 f"{uploaded.manifest.manifest_key}"
             )
-            # Tiny weights: the worker syncs them from the bucket into an empty cache, as on AWS.
-            # Given weights: their own directory is the cache, so nothing large is copied twice.
-            cache = work / "worker-models" if options.models_dir is None else models
-            cache.mkdir(parents=True, exist_ok=True)
+            # The weights directory is also the worker's cache: it verifies every file against
+            # the manifest in the bucket, as on AWS, without copying hundreds of MB back.
             worker = _start(
                 cleanup,
                 "worker",
                 [sys.executable, "-m", "runtime.worker"],
-                env={**env, **_worker_env(resources, cache)},
+                env={**env, **_worker_env(resources, models)},
                 log_path=logs / "worker.log",
                 grace_seconds=config.task_stop_timeout_seconds,
             )
@@ -169,6 +169,7 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
             resources=resources,
             session=session,
             completion_queue_url=completion_queue,
+            worker=worker,
             logs_dir=logs,
         )
         say("stopping the worker, the API gateway and the emulator")

@@ -44,6 +44,7 @@ class DemoJob:
 class DemoMedia:
     avatar_seconds: float
     audio_seconds: float
+    max_side: int
 
 
 def prepare_media(work_dir: Path, media: DemoMedia) -> list[DemoJob]:
@@ -51,7 +52,9 @@ def prepare_media(work_dir: Path, media: DemoMedia) -> list[DemoJob]:
     target = work_dir / "media"
     target.mkdir(parents=True, exist_ok=True)
     copy_notice(target)
-    video = trim_video(EXAMPLES_DIR / "yongen.mp4", target / "yongen.mp4", media.avatar_seconds)
+    video = trim_video(
+        EXAMPLES_DIR / "yongen.mp4", target / "yongen.mp4", media.avatar_seconds, media.max_side
+    )
     audio = trim_audio(EXAMPLES_DIR / "eng.wav", target / "eng.wav", media.audio_seconds)
     image = target / "musk.png"
     image.write_bytes((EXAMPLES_DIR / "musk.png").read_bytes())

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--audio-seconds", type=float, default=3.0, help="trim the sample speech to this (3)"
     )
     demo.add_argument(
+        "--max-side", type=int, default=480, help="scale the sample video down to this (480 px)"
+    )
+    demo.add_argument(
         "--job-timeout", type=float, default=900.0, help="seconds to wait for each job"
     )
     gateway = commands.add_parser("gateway", help=argparse.SUPPRESS)
@@ -75,11 +78,16 @@ def _demo(args: argparse.Namespace, options: StackOptions) -> int:
 
     jobs = prepare_media(
         options.work_dir,
-        DemoMedia(avatar_seconds=args.avatar_seconds, audio_seconds=args.audio_seconds),
+        DemoMedia(
+            avatar_seconds=args.avatar_seconds,
+            audio_seconds=args.audio_seconds,
+            max_side=args.max_side,
+        ),
     )
     _say(
-        f"sample media trimmed to {args.avatar_seconds:g} s of video and {args.audio_seconds:g} s "
-        f"of speech in {options.work_dir / 'media'} (MIT, see NOTICE.md there)"
+        f"sample media trimmed to {args.avatar_seconds:g} s of video (at most {args.max_side} px) "
+        f"and {args.audio_seconds:g} s of speech in {options.work_dir / 'media'} "
+        "(MIT, see NOTICE.md there)"
     )
     with running_stack(options, _say) as stack:
         return run_demo(

@@ -16,26 +16,33 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "media"
 NOTICE = "NOTICE.md"
 
 
-def trim_video(source: Path, destination: Path, seconds: float) -> Path:
-    """The first `seconds` of a video, re-encoded as H.264 at the source frame rate, no audio."""
+def trim_video(source: Path, destination: Path, seconds: float, max_side: int = 0) -> Path:
+    """The first `seconds` of a video as H.264 at the source frame rate, without audio, scaled
+    down so neither side exceeds `max_side` (0: keep the size): face detection on CPU costs in
+    proportion to the pixels."""
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or Fraction(25)
+        width, height = _fit(stream.codec_context.width, stream.codec_context.height, max_side)
         with av.open(str(destination), "w") as output:
             encoded = output.add_stream("libx264", rate=rate)
-            encoded.width = stream.codec_context.width
-            encoded.height = stream.codec_context.height
+            encoded.width, encoded.height = width, height
             encoded.pix_fmt = "yuv420p"
             limit = round(seconds * rate)
             for index, frame in enumerate(container.decode(stream)):
                 if index >= limit:
                     break
-                picture = frame.reformat(format="yuv420p")
+                picture = frame.reformat(width=width, height=height, format="yuv420p")
                 picture.pts = index
                 picture.time_base = 1 / Fraction(rate)
                 output.mux(encoded.encode(picture))
             output.mux(encoded.encode(None))
     return destination
+
+
+def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
+    return 2 * round(width * scale / 2), 2 * round(height * scale / 2)  # H.264 wants even sides
 
 
 def trim_audio(source: Path, destination: Path, seconds: float, sample_rate: int = 16_000) -> Path:

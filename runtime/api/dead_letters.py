@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 
 from runtime.api.context import ApiContext, iso
 from runtime.api.jobs import publish_completion
+from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
 from runtime.common.jobs import CompletionEvent, ErrorCode, JobError, JobMessage, JobStatus
 from runtime.common.metrics import (
@@ -39,16 +39,14 @@ from runtime.common.metrics import (
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk
 
-SERVICE = "musetalk-dead-letters"
 # Set once the failure event is out, so a redelivered record neither re-publishes nor skips it.
 PUBLISHED_ATTRIBUTE = "dead_letter_event_published"
 EXHAUSTED_MESSAGE = "the job failed on every delivery attempt"
 
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+@tracer.capture_method(capture_response=False)  # responses stay out of traces
 def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent | None:
     """Mark the job FAILED (RETRIES_EXHAUSTED) unless final, and publish its event.
 
@@ -57,7 +55,6 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
     record = _mark_failed(ctx, message.job_id)
     if record is None:
         return None
-    assert record.error is not None  # noqa: S101 (set by _mark_failed)
     event = CompletionEvent(
         type="job.failed",
         job_id=record.job_id,
@@ -66,7 +63,7 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
         lane=record.lane,
         correlation_id=record.correlation_id,
         timings=record.timings,
-        error=record.error,
+        error=record.error or _exhausted(),
         finished_at=record.updated_at,
     )
     publish_completion(ctx.sns, ctx.settings.completion_topic_arn, event)
@@ -87,8 +84,12 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
     return event
 
 
+def _exhausted() -> JobError:
+    return JobError(code=ErrorCode.RETRIES_EXHAUSTED, message=EXHAUSTED_MESSAGE)
+
+
 def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
-    error = JobError(code=ErrorCode.RETRIES_EXHAUSTED, message=EXHAUSTED_MESSAGE)
+    error = _exhausted()
     try:
         response = ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
@@ -156,8 +157,8 @@ def _handle_record(record: SQSRecord) -> None:
     fail_exhausted_job(_context(), message)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@logger.inject_lambda_context(clear_state=True, log_event=False)  # never the event
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(

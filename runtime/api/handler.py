@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.metrics import MetricUnit
@@ -33,6 +37,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -54,11 +59,11 @@ from runtime.api.models import (
     SubmitJobRequest,
     UploadCreated,
 )
+from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
 from runtime.common.jobs import JobStatus
 from runtime.common.metrics import DIMENSION_LANE, DIMENSION_SERVICE, NAMESPACE, Metric
 
-SERVICE = "musetalk-api"
 CORRELATION_HEADER = "X-Correlation-Id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 OPENAPI_PATH = "/v1/openapi.json"
@@ -67,8 +72,6 @@ _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 _SAFE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE)
 metrics.set_default_dimensions(**{DIMENSION_SERVICE: "api"})
 app = APIGatewayRestResolver(enable_validation=True)
@@ -80,6 +83,7 @@ _ERROR_STATUSES = {
     404: "Not found (or another tenant's: existence never leaks)",
     409: "Conflict (idempotency key reuse, upload not received, job already final)",
     413: "Body or media too large",
+    415: "Request bodies must be application/json",
     422: "Media rejected (e.g. audio too long)",
     503: "A dependency of ours is unavailable; retry with the same Idempotency-Key",
 }
@@ -225,24 +229,18 @@ def submit_job(
         ),
     ],
 ) -> Response[JobAccepted]:
-    lane = request.lane
-    try:
-        accepted = JobAccepted.model_validate(
-            runtime().submit(
-                command=SubmitCommand(
-                    tenant=_tenant(),
-                    idempotency_key=idempotency_key,
-                    correlation_id=_correlation_id(),
-                    body=request.model_dump(mode="json"),
-                )
+    accepted = JobAccepted.model_validate(
+        runtime().submit(
+            command=SubmitCommand(
+                tenant=_tenant(),
+                idempotency_key=idempotency_key,
+                correlation_id=_correlation_id(),
+                body=request.model_dump(mode="json"),
             )
         )
-    except ApiError as error:
-        if error.status < HTTPStatus.INTERNAL_SERVER_ERROR:
-            metrics.add_metric(name=Metric.JOBS_REJECTED, unit=MetricUnit.Count, value=1)
-        raise
+    )
     # One job per invocation, so the lane dimension applies to exactly this metric.
-    metrics.add_dimension(name=DIMENSION_LANE, value=lane.value)
+    metrics.add_dimension(name=DIMENSION_LANE, value=request.lane.value)
     metrics.add_metric(name=Metric.JOBS_ACCEPTED, unit=MetricUnit.Count, value=1)
     return _json(HTTPStatus.ACCEPTED, accepted, headers={"Location": accepted.status_url})
 
@@ -283,6 +281,9 @@ def openapi_document() -> str:
         title="MuseTalk job API",
         version="1.0.0",
         description="Upload media, register avatars, submit lip-sync jobs and read their status.",
+        # API Gateway checks the key (usage plan); the key's id maps to the caller's tenant.
+        security_schemes={"apiKey": APIKey.model_validate({"in": "header", "name": "x-api-key"})},
+        security=[{"apiKey": []}],
     )
 
 
@@ -360,12 +361,24 @@ def _idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response[A
     )
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response[Any]:
+    return _error(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        error_body(
+            ApiErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "request bodies must be application/json",
+            "Content-Type",
+        ),
+    )
+
+
 @app.not_found
 def _not_found(_: NotFoundError) -> Response[Any]:
     return _error(HTTPStatus.NOT_FOUND, error_body(ApiErrorCode.NOT_FOUND, "no such route"))
 
 
-@app.exception_handler([ClientError, BotoCoreError])
+@app.exception_handler([ClientError, BotoCoreError, IdempotencyPersistenceLayerError])
 def _dependency_failure(error: Exception) -> Response[Any]:
     # Our own dependency failed (never the caller's input): 503 so clients retry with their key.
     logger.exception("AWS dependency failed")
@@ -388,16 +401,37 @@ def _unexpected(error: Exception) -> Response[Any]:
 # --- entry point -----------------------------------------------------------------------------
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True, log_event=False)  # events carry webhook URLs
+@tracer.capture_lambda_handler(capture_response=False)  # responses hold presigned URLs
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    correlation_id = headers.get(CORRELATION_HEADER.lower(), "")
+    try:
+        return _handle(event, context)
+    finally:
+        # Flush only when there is something (reads emit no metric): `log_metrics` would warn on
+        # every read.
+        if metrics.metric_set:
+            metrics.flush_metrics()
+
+
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlation_id = _header(event, CORRELATION_HEADER)
     if not _CORRELATION_ID.fullmatch(correlation_id):
         correlation_id = str(uuid.uuid4())
     logger.set_correlation_id(correlation_id)
     response = _gate(event, context, correlation_id)
+    status = int(response.get("statusCode", 500))
+    is_submission = event.get("httpMethod") == "POST" and _route_of(event) == "/v1/jobs"
+    if is_submission and HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR:
+        metrics.add_metric(name=Metric.JOBS_REJECTED, unit=MetricUnit.Count, value=1)
+    # The route pattern, not the path: ids stay out of the access line, and it aggregates.
+    logger.info(
+        "request handled",
+        extra={
+            "method": event.get("httpMethod"),
+            "route": _route_of(event),
+            "status": status,
+        },
+    )
     response.setdefault("headers", {})
     response["headers"] = dict(response["headers"] or {}) | {CORRELATION_HEADER: correlation_id}
     if response.get("multiValueHeaders"):
@@ -411,13 +445,6 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
         OPENAPI_PATH
     )
     settings = runtime().ctx.settings
-    if _body_bytes(event) > settings.limits.max_request_body_bytes:
-        return _early(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            ApiErrorCode.BODY_TOO_LARGE,
-            f"request body exceeds {settings.limits.max_request_body_bytes} bytes",
-            "body",
-        )
     identity = (event.get("requestContext") or {}).get("identity") or {}
     api_key_id = identity.get("apiKeyId")
     tenant = settings.api_key_tenants.get(api_key_id) if isinstance(api_key_id, str) else None
@@ -430,11 +457,50 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
                 None,
             )
         return _early(HTTPStatus.FORBIDDEN, ApiErrorCode.FORBIDDEN, "unknown API key", None)
+    if _body_bytes(event) > settings.limits.max_request_body_bytes:
+        return _early(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            ApiErrorCode.BODY_TOO_LARGE,
+            f"request body exceeds {settings.limits.max_request_body_bytes} bytes",
+            "body",
+        )
+    content_type = _header(event, "content-type")
+    if event.get("body") and content_type and not content_type.startswith("application/json"):
+        return _early(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            ApiErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "request bodies must be application/json",
+            "Content-Type",
+        )
     if tenant is not None:
         logger.append_keys(tenant=tenant)
     runtime().idempotency.register_lambda_context(context)
     app.append_context(tenant=tenant, correlation_id=correlation_id)
     return app.resolve(event, context)
+
+
+def _header(event: Mapping[str, Any], name: str) -> str:
+    for key, value in (event.get("headers") or {}).items():
+        if str(key).lower() == name.lower():
+            return str(value).strip()
+    return ""
+
+
+def _route_of(event: Mapping[str, Any]) -> str:
+    path = str(event.get("path", ""))
+    if path in _FIXED_ROUTES:
+        return path
+    for pattern, route in _ID_ROUTES:
+        if pattern.fullmatch(path):
+            return route
+    return "unknown"
+
+
+_FIXED_ROUTES = frozenset({"/v1/jobs", "/v1/avatars", "/v1/uploads", OPENAPI_PATH})
+_ID_ROUTES = [
+    (re.compile(r"/v1/jobs/[^/]+"), "/v1/jobs/{job_id}"),
+    (re.compile(r"/v1/avatars/[^/]+"), "/v1/avatars/{avatar_id}"),
+]
 
 
 def _body_bytes(event: Mapping[str, Any]) -> int:

@@ -17,7 +17,6 @@ from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from runtime.api import avatars, uploads
@@ -25,12 +24,14 @@ from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
 from runtime.api.media_probe import audio_duration_seconds
 from runtime.api.models import Job, JobAccepted, JobCancelled, JobList, JobSummary, SubmitJobRequest
+from runtime.api.observability import logger, tracer
 from runtime.api.pagination import query_tenant_index
 from runtime.api.webhooks import check_webhook_url
 from runtime.common.jobs import (
     MODEL_VERSION,
     SNS_ATTRIBUTE_STATUS,
     SNS_ATTRIBUTE_TENANT,
+    AvatarOptions,
     CompletionEvent,
     JobMessage,
     JobStatus,
@@ -39,8 +40,6 @@ from runtime.common.jobs import (
 from runtime.common.keys import avatar_cache_key, is_safe_id, output_key, tenant_prefix
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk, tenant_kind
-
-logger = Logger(child=True)
 
 IDEMPOTENCY_FIELD = "Idempotency-Key"
 
@@ -100,6 +99,7 @@ def enqueue(ctx: ApiContext, record: JobRecord) -> None:
         logger.warning("could not clear unsent flag", extra={"job_id": record.job_id})
 
 
+@tracer.capture_method(capture_response=False)  # responses stay out of traces
 def submit_job(
     ctx: ApiContext,
     *,
@@ -177,9 +177,7 @@ def _build_record(
             f" ({lane_limits.max_audio_bytes} bytes)",
             field="audio_upload_id",
         )
-    duration = audio_duration_seconds(
-        lambda start, length: uploads.read_range(ctx, audio, start, length), stored.size
-    )
+    duration = _probe_duration(ctx, audio, stored.size)
     if duration is not None and duration > lane_limits.max_audio_seconds:
         raise ApiError(
             HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -212,24 +210,34 @@ def _build_record(
     )
 
 
+def _probe_duration(ctx: ApiContext, audio: uploads.UploadRecord, size: int) -> float | None:
+    """Best effort: if the ranged reads fail, the worker still enforces the limit."""
+    try:
+        return audio_duration_seconds(
+            lambda start, length: uploads.read_range(ctx, audio, start, length), size
+        )
+    except ClientError:
+        logger.warning("could not read the audio header; the worker will check the duration")
+        return None
+
+
 def _resolve_avatar(
     ctx: ApiContext, tenant: str, request: SubmitJobRequest
 ) -> avatars.AvatarRecord:
-    if (request.avatar_id is None) == (request.avatar_upload_id is None):
-        raise invalid("avatar_id", "give exactly one of avatar_id or avatar_upload_id")
-    if request.avatar_id is not None:
+    if request.avatar_id is not None and request.avatar_upload_id is None:
         if request.avatar_options is not None:
             raise invalid("avatar_options", "avatar_options apply only with avatar_upload_id")
         return avatars.get_avatar(ctx, tenant, request.avatar_id, field="avatar_id")
-    assert request.avatar_upload_id is not None  # noqa: S101 (narrowing for mypy)
-    record, _ = avatars.register_avatar(
-        ctx,
-        tenant,
-        request.avatar_upload_id,
-        request.avatar_options or avatars.AvatarOptions(),
-        field="avatar_upload_id",
-    )
-    return record
+    if request.avatar_upload_id is not None and request.avatar_id is None:
+        record, _ = avatars.register_avatar(
+            ctx,
+            tenant,
+            request.avatar_upload_id,
+            request.avatar_options or AvatarOptions(),
+            field="avatar_upload_id",
+        )
+        return record
+    raise invalid("avatar_id", "give exactly one of avatar_id or avatar_upload_id")
 
 
 def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
@@ -250,6 +258,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
         timings=record.timings,
         sync_confidence=record.sync_confidence,
         low_sync=record.low_sync,
+        weights=record.weights if record.weights in ("official", "random") else None,
         error=record.error,
         output_url=output_url,
         output_url_expires_at=expires,
@@ -308,6 +317,7 @@ def list_jobs(
     return JobList(jobs=summaries, next_token=token)
 
 
+@tracer.capture_method(capture_response=False)  # responses stay out of traces
 def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> JobCancelled:
     """Cancel unless final (a conditional update, so a finishing worker and we cannot both win);
     with `purge`, also delete the job's inputs and outputs now (right to erasure)."""

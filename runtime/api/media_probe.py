@@ -18,6 +18,18 @@ _MAX_TOP_LEVEL_BOXES = 32
 
 
 def audio_duration_seconds(read: RangeReader, size: int) -> float | None:
+    """Duration in seconds, or None when the header does not say (cheaply)."""
+
+    def bounded(start: int, length: int) -> bytes:
+        # Box sizes come from the file: never ask for a range outside the object (S3: 416).
+        if start < 0 or start >= size or length <= 0:
+            return b""
+        return read(start, min(length, size - start))
+
+    return _duration(bounded, size)
+
+
+def _duration(read: RangeReader, size: int) -> float | None:
     head = read(0, min(size, _HEAD_BYTES))
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return _wav_duration(head, size)

@@ -115,6 +115,9 @@ class Job(_Response):
     timings: StageTimings
     sync_confidence: float | None = None
     low_sync: bool | None = None
+    weights: Literal["official", "random"] | None = Field(
+        default=None, description="`random` only in demo deployments without the official weights."
+    )
     error: JobError | None = None
     output_url: str | None = Field(
         default=None, description="Short-lived download link, present when SUCCEEDED."

@@ -50,6 +50,9 @@ class Settings:
             limits = Limits.model_validate_json(limits_json) if limits_json else DEFAULT_LIMITS
         except ValueError as error:
             raise SettingsError(f"{EnvVar.LIMITS_JSON.value} is not valid Limits JSON") from error
+        missing = set(Lane) - set(limits.lanes)
+        if missing:
+            raise SettingsError(f"{EnvVar.LIMITS_JSON.value} has no limits for {sorted(missing)}")
         return cls(
             stage=env.get(EnvVar.STAGE.value, "dev"),
             uploads_bucket=required(EnvVar.UPLOADS_BUCKET),

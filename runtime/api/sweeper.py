@@ -14,26 +14,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.api.context import ApiContext, iso
 from runtime.api.jobs import enqueue
+from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
 from runtime.common.jobs import JobStatus
 from runtime.common.metrics import DIMENSION_LANE, DIMENSION_SERVICE, NAMESPACE, Metric
 from runtime.common.names import JobsTable, Lane
 from runtime.common.records import JobRecord, job_pk
 
-SERVICE = "musetalk-sweeper"
 # Longer than an API request can take between writing a job and sending it (API Gateway caps
 # integrations at 29 s), so the sweeper never races a healthy in-flight request.
 GRACE_SECONDS = 120
-
-logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +39,7 @@ class SweepResult:
     failed: int
 
 
+@tracer.capture_method(capture_response=False)  # responses stay out of traces
 def sweep(ctx: ApiContext, *, grace_seconds: int = GRACE_SECONDS) -> SweepResult:
     cutoff = iso(ctx.now() - timedelta(seconds=grace_seconds))
     resent = dict.fromkeys(Lane, 0)
@@ -108,8 +105,8 @@ def _context() -> ApiContext:
     return ApiContext.from_settings(Settings.from_env())
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = sweep(_context())
     for lane, count in result.resent.items():

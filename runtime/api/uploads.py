@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
 from runtime.api.models import CONTENT_TYPES, CreateUploadRequest, PresignedPost, UploadCreated
+from runtime.api.observability import logger
 from runtime.common.jobs import MediaRef
 from runtime.common.keys import is_safe_id, upload_key
 from runtime.common.names import JobsTable
@@ -138,7 +139,12 @@ def stored_object(ctx: ApiContext, upload: UploadRecord, *, field: str) -> Store
     try:
         head = ctx.s3.head_object(Bucket=upload.bucket, Key=upload.key)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+        code = error.response.get("Error", {}).get("Code")
+        if code == "403":
+            # S3 answers 403 for a missing key when the caller may not list the bucket: grant the
+            # API s3:ListBucket on the uploads bucket so this stays a 404.
+            logger.warning("HeadObject forbidden; treating the upload as not received")
+        if code in {"403", "404", "NoSuchKey", "NotFound"}:
             raise ApiError(
                 HTTPStatus.CONFLICT,
                 ApiErrorCode.UPLOAD_NOT_RECEIVED,

@@ -5,7 +5,10 @@ free localhost port, points every boto3 client of this process at it (`AWS_ENDPO
 dummy credentials and region, and stops it at the end. `reset_moto(endpoint)` empties it between
 tests; `tests/support/aws_resources.py` creates the deployment's resources on it.
 
-Register it with `pytest_plugins = ["tests.support.moto_server"]` in a conftest.
+Make it visible by importing it into a conftest (`from tests.support.moto_server import
+moto_endpoint`) or with `pytest_plugins = ["tests.support.moto_server"]` in the top-level
+`tests/conftest.py` (pytest refuses `pytest_plugins` in nested conftests). Being session-scoped,
+one server serves every suite that uses it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ ACCOUNT = "123456789012"  # moto's default account id
 
 _ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any; never a real key
+    "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret (dummy)
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,

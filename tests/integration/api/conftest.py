@@ -17,9 +17,9 @@ from runtime.api import handler
 from runtime.common.names import ResourceNames
 from tests.support.api_events import FakeLambdaContext, rest_event
 from tests.support.aws_resources import Resources, create_resources, local_client
-from tests.support.moto_server import ACCOUNT, REGION, reset_moto
+from tests.support.moto_server import ACCOUNT, REGION, moto_endpoint, reset_moto
 
-pytest_plugins = ["tests.support.moto_server"]
+__all__ = ["moto_endpoint"]  # the session fixture, made visible to this package's tests
 
 TENANTS = {"key-a": "tenant-a", "key-b": "tenant-b"}
 
@@ -151,3 +151,35 @@ def header(response: dict[str, Any], name: str) -> str | None:
         if key.lower() == name.lower():
             return str(value)
     return None
+
+
+Events = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def completion_events(deployment: Resources, aws: Callable[[str], Any]) -> Events:
+    """Subscribe a queue to the completion topic; the returned function drains what arrived as
+    `{"event": <CompletionEvent JSON>, "attributes": {name: value}}`."""
+    sqs = aws("sqs")
+    url = sqs.create_queue(QueueName="completion-capture")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    aws("sns").subscribe(TopicArn=deployment.completion_topic_arn, Protocol="sqs", Endpoint=arn)
+
+    def drain() -> list[dict[str, Any]]:
+        events = []
+        for message in queue_messages(sqs, url):
+            envelope = json.loads(message["Body"])
+            events.append(
+                {
+                    "event": json.loads(envelope["Message"]),
+                    "attributes": {
+                        name: value["Value"]
+                        for name, value in envelope.get("MessageAttributes", {}).items()
+                    },
+                }
+            )
+        return events
+
+    return drain

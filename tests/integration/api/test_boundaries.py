@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runtime.api import handler
+from runtime.api import handler, jobs
 from runtime.common.limits import LaneLimits, Limits
 from runtime.common.names import EnvVar, Lane
 from tests.integration.api.conftest import Call, Upload, queue_messages, submit_body, wav_bytes
@@ -42,7 +42,10 @@ def _submit(call_api: Call, body: dict[str, Any], key: str = "k", **kwargs: Any)
         ({"webhook_url": "https://10.0.0.7/x"}, "webhook_url"),
         ({"webhook_url": "https://[::1]/x"}, "webhook_url"),
         ({"webhook_url": "https://localhost/x"}, "webhook_url"),
-        ({"webhook_url": "https://user:pw@hooks.example.com/x"}, "webhook_url"),
+        (
+            {"webhook_url": "https://user:pw@hooks.example.com/x"},  # pragma: allowlist secret
+            "webhook_url",
+        ),
     ],
 )
 def test_bad_submissions_are_400_naming_the_field(
@@ -93,7 +96,7 @@ def test_a_public_https_webhook_is_accepted_and_kept_out_of_the_message(
     assert json.loads(message["Body"])["has_webhook"] is True
 
 
-def test_an_oversized_body_is_413_before_anything_else(call_api: Call) -> None:
+def test_an_oversized_body_is_413_before_any_route_runs(call_api: Call) -> None:
     response = call_api(
         "POST",
         "/v1/jobs",
@@ -247,3 +250,48 @@ def test_a_malformed_correlation_id_is_replaced_not_echoed(call_api: Call) -> No
     returned = response["headers"]["X-Correlation-Id"]
     assert "Injected" not in returned
     assert len(returned) == 36  # a fresh UUID
+
+
+def test_header_names_are_case_insensitive(call_api: Call, job_inputs: dict[str, str]) -> None:
+    body = submit_body(job_inputs["audio"], avatar_upload_id=job_inputs["face"])
+    response = call_api(
+        "POST",
+        "/v1/jobs",
+        body=body,
+        headers={"idempotency-key": "lower", "x-correlation-id": "lower-corr"},
+    )
+    assert response["statusCode"] == 202
+    assert response["headers"]["X-Correlation-Id"] == "lower-corr"
+
+
+def test_submissions_are_counted_as_accepted_per_lane_or_rejected(
+    call_api: Call, job_inputs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = submit_body(job_inputs["audio"], avatar_upload_id=job_inputs["face"])
+    capsys.readouterr()
+    _submit(call_api, body, key="counted")
+    _submit(call_api, {**body, "lane": "nope"}, key="rejected")
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    accepted = [doc for doc in emf if "JobsAccepted" in doc]
+    rejected = [doc for doc in emf if "JobsRejected" in doc]
+    assert [(doc["Lane"], doc["Service"]) for doc in accepted] == [("interactive", "api")]
+    assert [doc["Service"] for doc in rejected] == ["api"]
+    assert all(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MuseTalk" for doc in emf)
+
+
+def test_a_bug_is_a_500_with_the_error_shape_and_no_stack_trace(
+    call_api: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internals /var/task/runtime/api/jobs.py")
+
+    monkeypatch.setattr(jobs, "get_job", broken)
+    response = call_api("GET", "/v1/jobs/job_x")
+    assert response["statusCode"] == 500
+    assert response["json"]["error"]["code"] == "INTERNAL"
+    assert "internals" not in response["body"]
+    assert "Traceback" not in response["body"]

@@ -11,7 +11,8 @@ from typing import Any
 import boto3
 import httpx
 
-from runtime.common.jobs import JobMessage, JobStatus
+from runtime.common.jobs import MODEL_VERSION, JobMessage, JobStatus
+from runtime.common.keys import avatar_cache_key
 from runtime.common.names import BucketRole, Lane
 from runtime.common.records import JobRecord
 from tests.integration.api.conftest import Call, Upload, post_to_form, queue_messages, submit_body
@@ -245,7 +246,9 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
     aws("s3").put_object(Bucket=outputs, Key=output_key, Body=b"fake-mp4-bytes")
     _table(deployment).update_item(
         Key={"pk": f"JOB#{job_id}"},
-        UpdateExpression="SET #s = :s, #o = :o, progress = :p, timings = :t, sync_confidence = :c",
+        UpdateExpression=(
+            "SET #s = :s, #o = :o, progress = :p, timings = :t, sync_confidence = :c, weights = :w"
+        ),
         ExpressionAttributeNames={"#s": "status", "#o": "output"},
         ExpressionAttributeValues={
             ":s": "SUCCEEDED",
@@ -253,6 +256,7 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
             ":p": Decimal(1),
             ":t": {"queue_wait_ms": Decimal("12.5"), "speak_ms": Decimal(900)},
             ":c": Decimal("0.71"),
+            ":w": "official",
         },
     )
     # When its status is read
@@ -261,6 +265,7 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
     assert status["status"] == "SUCCEEDED"
     assert status["timings"]["queue_wait_ms"] == 12.5
     assert status["sync_confidence"] == 0.71
+    assert status["weights"] == "official"
     download = httpx.get(status["output_url"], timeout=30)
     assert download.status_code == 200
     assert download.content == b"fake-mp4-bytes"
@@ -293,6 +298,8 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
         Key=f"tenants/tenant-a/jobs/{job_id}/output.mp4",
         Body=b"partial",
     )
+    prepared = avatar_cache_key(MODEL_VERSION, record.avatar_id)
+    s3.put_object(Bucket=deployment.bucket(BucketRole.AVATAR_CACHE), Key=prepared, Body=b"latents")
     # When it is cancelled, twice
     first = call_api("DELETE", f"/v1/jobs/{job_id}")
     second = call_api("DELETE", f"/v1/jobs/{job_id}")
@@ -303,11 +310,13 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
     # When it is purged
     purged = call_api("DELETE", f"/v1/jobs/{job_id}", query={"purge": "true"})
     assert purged["json"]["purged"] is True
-    # Then its audio, its avatar's source and its output are gone, and so are their references
+    # Then its audio, its avatar's source, the prepared avatar and its output are gone, and so
+    # are the records pointing at them
     for bucket, key in [
         (record.audio.bucket, record.audio.key),
         (record.avatar.bucket, record.avatar.key),
         (deployment.bucket(BucketRole.OUTPUTS), f"tenants/tenant-a/jobs/{job_id}/output.mp4"),
+        (deployment.bucket(BucketRole.AVATAR_CACHE), prepared),
     ]:
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=key)
         assert listed.get("KeyCount", 0) == 0, key

@@ -117,6 +117,26 @@ def test_the_sweeper_sends_a_job_whose_caller_never_retried(
     assert sweeper.sweep(later).resent[Lane.INTERACTIVE] == 0
 
 
+def test_a_send_the_sweeper_cannot_make_stays_flagged_for_the_next_run(
+    call_api: Call,
+    body: dict[str, Any],
+    deployment: Resources,
+    aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _fail_first_sends(monkeypatch, times=2)  # the API's send and the sweeper's first try
+    call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "stubborn"})
+    job_id = derive_job_id("tenant-a", "stubborn")
+    ctx = handler.runtime().ctx
+    later = dataclasses.replace(ctx, clock=lambda: ctx.now() + timedelta(hours=1))
+    first = sweeper.sweep(later)
+    assert (first.failed, first.resent[Lane.INTERACTIVE]) == (1, 0)
+    assert _unsent(deployment, aws, job_id)
+    second = sweeper.sweep(later)
+    assert (second.failed, second.resent[Lane.INTERACTIVE]) == (0, 1)
+    assert not _unsent(deployment, aws, job_id)
+
+
 def test_the_sweeper_drops_the_flag_of_a_job_cancelled_before_it_was_sent(
     call_api: Call,
     body: dict[str, Any],
@@ -186,6 +206,8 @@ def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_pe
     keys = [f"burst-{n}" for n in range(5)]
     submissions = [key for key in keys for _ in range(6)]
     runtimes = [handler.build_runtime() for _ in range(10)]
+    for runtime in runtimes:
+        runtime.idempotency.register_lambda_context(FakeLambdaContext())
     request = SubmitJobRequest.model_validate(body)
     results: dict[str, list[str]] = defaultdict(list)
     errors: list[BaseException] = []

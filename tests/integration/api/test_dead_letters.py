@@ -1,0 +1,141 @@
+"""Jobs whose messages exhausted their deliveries are FAILED and announced, exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from runtime.api import dead_letters
+from runtime.api.jobs import derive_job_id
+from runtime.common.names import Lane
+from tests.integration.api.conftest import Call, Events, Upload, queue_messages, submit_body
+from tests.support.api_events import FakeLambdaContext
+from tests.support.aws_resources import Resources
+
+
+@pytest.fixture(autouse=True)
+def fresh_context(deployment: Resources) -> Iterator[None]:
+    dead_letters._context.cache_clear()
+    yield
+    dead_letters._context.cache_clear()
+
+
+@pytest.fixture
+def queued_job(
+    call_api: Call,
+    upload: Upload,
+    short_wav: bytes,
+    face_png: bytes,
+    deployment: Resources,
+    aws: Any,
+) -> dict[str, Any]:
+    """A job accepted by the API; returns its queue message as SQS delivered it."""
+    body = submit_body(upload("audio", short_wav), avatar_upload_id=upload("image", face_png))
+    call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "dlq"})
+    (message,) = queue_messages(aws("sqs"), deployment.queue_urls[Lane.INTERACTIVE])
+    return {"job_id": derive_job_id("tenant-a", "dlq"), "body": message["Body"]}
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "handle",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:musetalk-test-dlq",
+                "awsRegion": "us-east-1",
+            }
+            for body in bodies
+        ]
+    }
+
+
+def _status(call_api: Call, job_id: str) -> dict[str, Any]:
+    return dict(call_api("GET", f"/v1/jobs/{job_id}")["json"])
+
+
+def test_an_exhausted_job_is_failed_and_announced_with_filterable_attributes(
+    call_api: Call, queued_job: dict[str, Any], completion_events: Events
+) -> None:
+    response = dead_letters.lambda_handler(sqs_event(queued_job["body"]), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    status = _status(call_api, queued_job["job_id"])
+    assert status["status"] == "FAILED"
+    assert status["error"]["code"] == "RETRIES_EXHAUSTED"
+    (published,) = completion_events()
+    assert published["attributes"] == {"status": "FAILED", "tenant": "tenant-a"}
+    assert published["event"]["type"] == "job.failed"
+    assert published["event"]["job_id"] == queued_job["job_id"]
+    assert published["event"]["error"]["code"] == "RETRIES_EXHAUSTED"
+
+
+def test_a_job_that_already_finished_keeps_its_status_and_nothing_is_published(
+    call_api: Call,
+    queued_job: dict[str, Any],
+    completion_events: Events,
+    deployment: Resources,
+    aws: Any,
+) -> None:
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{queued_job['job_id']}"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "SUCCEEDED"}},
+    )
+    response = dead_letters.lambda_handler(sqs_event(queued_job["body"]), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    assert _status(call_api, queued_job["job_id"])["status"] == "SUCCEEDED"
+    assert completion_events() == []
+
+
+def test_a_failed_publish_fails_only_that_record_and_the_redelivery_publishes_once(
+    call_api: Call,
+    queued_job: dict[str, Any],
+    completion_events: Events,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sns = dead_letters._context().sns
+    real_publish = sns.publish
+    attempts: list[int] = []
+
+    def flaky_publish(**kwargs: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ClientError({"Error": {"Code": "Throttling", "Message": "slow"}}, "Publish")
+        return real_publish(**kwargs)
+
+    monkeypatch.setattr(sns, "publish", flaky_publish)
+    unreadable = "not a job message"
+    event = sqs_event(queued_job["body"], unreadable)
+    # When the first delivery's publish fails
+    first = dead_letters.lambda_handler(event, FakeLambdaContext())
+    # Then only the job's record is reported failed (the unreadable one is dropped, not retried)
+    assert first == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert _status(call_api, queued_job["job_id"])["status"] == "FAILED"
+    assert completion_events() == []
+    # When SQS redelivers it, twice
+    again = sqs_event(queued_job["body"])
+    assert dead_letters.lambda_handler(again, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert dead_letters.lambda_handler(again, FakeLambdaContext()) == {"batchItemFailures": []}
+    # Then the failure was announced exactly once
+    assert [e["event"]["job_id"] for e in completion_events()] == [queued_job["job_id"]]
+
+
+def test_cancelling_announces_the_cancellation(
+    call_api: Call, queued_job: dict[str, Any], completion_events: Events
+) -> None:
+    call_api("DELETE", f"/v1/jobs/{queued_job['job_id']}")
+    call_api("DELETE", f"/v1/jobs/{queued_job['job_id']}")
+    (published,) = completion_events()
+    assert published["attributes"] == {"status": "CANCELLED", "tenant": "tenant-a"}
+    assert published["event"]["type"] == "job.cancelled"

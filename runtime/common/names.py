@@ -53,6 +53,9 @@ class EnvVar(StrEnum):
     STOP_TIMEOUT_SECONDS = "MUSETALK_STOP_TIMEOUT_SECONDS"
     MAX_RECEIVE_COUNT = "MUSETALK_MAX_RECEIVE_COUNT"
     AVATAR_CACHE_MEMORY_BYTES = "MUSETALK_AVATAR_CACHE_MEMORY_BYTES"
+    # A bucket hit older than this is re-put so the bucket's expiry counts from its last use
+    # (the stack sets half of StageConfig.avatar_cache_expire_days).
+    AVATAR_CACHE_REFRESH_DAYS = "MUSETALK_AVATAR_CACHE_REFRESH_DAYS"
     HEALTH_PORT = "MUSETALK_HEALTH_PORT"
     DEVICE = "MUSETALK_DEVICE"  # "cuda" in the image, "cpu" in tests
     DTYPE = "MUSETALK_DTYPE"  # "float16" on CUDA
@@ -61,6 +64,7 @@ class EnvVar(StrEnum):
     RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try
     MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt
     TASK_PROTECTION_MINUTES = "MUSETALK_TASK_PROTECTION_MINUTES"
+    SPOT_NOTICE = "MUSETALK_SPOT_NOTICE"  # "true": poll IMDS for the spot interruption notice
     # Local mode only: allow webhooks to http:// and private addresses (the emulator's hosts).
     WEBHOOK_ALLOW_PRIVATE = "MUSETALK_WEBHOOK_ALLOW_PRIVATE"
 

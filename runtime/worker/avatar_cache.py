@@ -11,6 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -75,8 +76,10 @@ class AvatarCache:
         bucket: str,
         memory: ByteBoundedLru,
         metrics: MetricsSink,
+        refresh_after: timedelta,
     ) -> None:
         self._engine = engine
+        self._refresh_after = refresh_after
         self._s3 = s3
         self._bucket = bucket
         self._memory = memory
@@ -118,4 +121,19 @@ class AvatarCache:
                 return None
             raise
         data: bytes = response["Body"].read()
+        if datetime.now(UTC) - response["LastModified"] >= self._refresh_after:
+            self._refresh(key)
         return data
+
+    def _refresh(self, key: str) -> None:
+        """Copy the object onto itself: a new LastModified restarts the bucket's expiry clock."""
+        try:
+            self._s3.copy_object(
+                Bucket=self._bucket,
+                Key=key,
+                CopySource={"Bucket": self._bucket, "Key": key},
+                MetadataDirective="REPLACE",
+                Metadata={"refreshed-at": datetime.now(UTC).isoformat(timespec="seconds")},
+            )
+        except ClientError:
+            logger.exception("could not refresh the prepared avatar's expiry")

@@ -14,8 +14,10 @@ from pathlib import Path
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
 
-DEFAULT_ENGINE_FACTORY = "runtime.engine.engine:MuseTalkEngine.load"
+DEFAULT_ENGINE_FACTORY = "runtime.worker.engine_loader:musetalk_engine"
 ECS_AGENT_URI = "ECS_AGENT_URI"  # set by the ECS agent; base of the task-protection endpoint
+IMDS_ENDPOINT = "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # the AWS SDKs' override of the IMDS address
+DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 
 
 class SettingsError(ValueError):
@@ -40,6 +42,7 @@ class WorkerSettings:
     stop_timeout_seconds: float = 120
     max_receive_count: int = 3
     avatar_cache_memory_bytes: int = 2 * 1024**3
+    avatar_cache_refresh_days: float = 7
     health_port: int = 8080
     device: str = "cuda"
     dtype: str = "float16"
@@ -50,6 +53,7 @@ class WorkerSettings:
     task_protection_minutes: int = 60
     ecs_agent_uri: str | None = None
     webhook_allow_private: bool = False
+    spot_notice_endpoint: str | None = None  # None: do not poll IMDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -70,6 +74,13 @@ class WorkerSettings:
             lanes.append((lane, reader.required(queue_var)))
         if not lanes:
             raise SettingsError(f"{EnvVar.LANES}: name at least one lane")
+        heartbeat = reader.number(EnvVar.HEARTBEAT_SECONDS, 30.0)
+        visibility = int(reader.number(EnvVar.VISIBILITY_TIMEOUT_SECONDS, 120))
+        if not 0 < heartbeat < visibility:
+            raise SettingsError(
+                f"{EnvVar.HEARTBEAT_SECONDS} must be above 0 and below"
+                f" {EnvVar.VISIBILITY_TIMEOUT_SECONDS} ({visibility}), or messages reappear mid-job"
+            )
         limits_json = source.get(EnvVar.LIMITS_JSON)
         try:
             limits = Limits.model_validate_json(limits_json) if limits_json else DEFAULT_LIMITS
@@ -87,13 +98,14 @@ class WorkerSettings:
             webhook_secret_arn=source.get(EnvVar.WEBHOOK_SECRET_ARN) or None,
             limits=limits,
             models_dir=Path(reader.required(EnvVar.MODELS_DIR)),
-            heartbeat_seconds=reader.number(EnvVar.HEARTBEAT_SECONDS, 30.0),
-            visibility_timeout_seconds=int(reader.number(EnvVar.VISIBILITY_TIMEOUT_SECONDS, 120)),
+            heartbeat_seconds=heartbeat,
+            visibility_timeout_seconds=visibility,
             stop_timeout_seconds=reader.number(EnvVar.STOP_TIMEOUT_SECONDS, 120.0),
             max_receive_count=int(reader.number(EnvVar.MAX_RECEIVE_COUNT, 3)),
             avatar_cache_memory_bytes=int(
                 reader.number(EnvVar.AVATAR_CACHE_MEMORY_BYTES, 2 * 1024**3)
             ),
+            avatar_cache_refresh_days=reader.number(EnvVar.AVATAR_CACHE_REFRESH_DAYS, 7.0),
             health_port=int(reader.number(EnvVar.HEALTH_PORT, 8080)),
             device=source.get(EnvVar.DEVICE, "cuda"),
             dtype=source.get(EnvVar.DTYPE, "float16"),
@@ -104,6 +116,11 @@ class WorkerSettings:
             task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
             ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
             webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",
+            spot_notice_endpoint=(
+                source.get(IMDS_ENDPOINT) or DEFAULT_IMDS_ENDPOINT
+                if source.get(EnvVar.SPOT_NOTICE, "") == "true"
+                else None
+            ),
         )
 
 

@@ -1,9 +1,10 @@
 """The one seam between the serve loop and the model: an engine factory named by import path.
 
 `MUSETALK_ENGINE_FACTORY` is `"package.module:attribute[.attribute]"`, a callable
-`(models_dir: Path, device: str, dtype: str) -> LipSyncEngine`; the default is the MuseTalk engine.
-It is imported only when the worker starts, so the loop never imports torch, and tests (or a
-different model) plug in another engine without touching the worker.
+`(models_dir: Path, device: str, dtype: str) -> LipSyncEngine`; the default, `musetalk_engine`
+below, loads the MuseTalk engine. It is imported only when the worker starts, so the loop never
+imports torch, and tests (or a different model) plug in another engine without touching the
+worker.
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ from runtime.engine.interface import LipSyncEngine
 
 class EngineFactoryError(ValueError):
     pass
+
+
+def musetalk_engine(models_dir: Path, device: str, dtype: str) -> LipSyncEngine:
+    """The default factory: the settings' strings as torch objects for `MuseTalkEngine.load`."""
+    import torch
+
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise EngineFactoryError(f"unknown torch dtype {dtype!r}")
+    from runtime.engine.engine import MuseTalkEngine
+
+    return cast(LipSyncEngine, MuseTalkEngine.load(models_dir, torch.device(device), torch_dtype))
 
 
 def load_engine(spec: str, *, models_dir: Path, device: str, dtype: str) -> LipSyncEngine:

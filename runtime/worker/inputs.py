@@ -1,6 +1,7 @@
 """Fetching a job's inputs from the uploads bucket, with the checks that make bad input fail fast.
 
-Inputs come only from our own uploads bucket (a message naming another bucket is refused), are
+Inputs come only from our own uploads bucket, under the job's tenant prefix (anything else is
+refused, as defence in depth behind the API's own checks), are
 size-checked before download, checksum-verified when the message carries a checksum, and the
 audio's duration is checked against the lane limit before any GPU work.
 """
@@ -16,6 +17,7 @@ import av
 from botocore.exceptions import ClientError
 
 from runtime.common.jobs import ErrorCode, MediaRef
+from runtime.common.keys import tenant_prefix
 from runtime.common.limits import LaneLimits
 from runtime.engine.interface import MediaError
 
@@ -30,10 +32,19 @@ class FetchedInput:
 
 
 def fetch_input(
-    s3: Any, ref: MediaRef, *, allowed_bucket: str, max_bytes: int, dest: Path, what: str
+    s3: Any,
+    ref: MediaRef,
+    *,
+    tenant: str,
+    allowed_bucket: str,
+    max_bytes: int,
+    dest: Path,
+    what: str,
 ) -> FetchedInput:
     if ref.bucket != allowed_bucket:
         raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: not in the uploads bucket")
+    if not ref.key.startswith(tenant_prefix(tenant)):
+        raise MediaError(ErrorCode.INPUT_NOT_FOUND, f"{what}: not under the job's tenant prefix")
     try:
         head = s3.head_object(Bucket=ref.bucket, Key=ref.key)
     except ClientError as error:
@@ -53,7 +64,38 @@ def fetch_input(
     sha256 = digest.hexdigest()
     if ref.sha256 is not None and ref.sha256.lower() != sha256:
         raise MediaError(ErrorCode.INVALID_MEDIA, f"{what}: checksum does not match the upload")
-    return FetchedInput(path=dest, sha256=sha256, size=size)
+    named = dest.with_name(dest.name + media_suffix(dest))
+    dest.rename(named)
+    return FetchedInput(path=named, sha256=sha256, size=size)
+
+
+def media_suffix(path: Path) -> str:
+    """A file suffix from the content's magic bytes (upload keys carry none).
+
+    The engine tells a still from a video by suffix, and the caller's content type is not
+    trusted; anything not recognized gets no suffix and PyAV probes its content.
+    """
+    with path.open("rb") as stream:
+        head = stream.read(16)
+    for magic, suffix in _MAGIC:
+        if head.startswith(magic):
+            return suffix
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return ".wav"
+    if head[4:8] == b"ftyp":
+        return ".mp4"
+    return ""
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"BM", ".bmp"),
+    (b"II*\x00", ".tiff"),
+    (b"MM\x00*", ".tiff"),
+)
 
 
 def check_audio(path: Path, limits: LaneLimits) -> float:

@@ -45,7 +45,7 @@ from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
-from runtime.worker.inputs import check_audio, fetch_input
+from runtime.worker.inputs import FetchedInput, check_audio, fetch_input
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
@@ -148,12 +148,11 @@ class JobRunner:
         lease, record = acquired
         self._protection.hold()
         self._stop.job_started()
-        with Heartbeat(self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)):
-            try:
-                return self._run(delivery, message, lease, record)
-            except LeaseLost:
-                logger.warning("lease lost to another worker; stopped without writing")
-                return Outcome.LEASE_LOST
+        try:
+            return self._run(delivery, message, lease, record)
+        except LeaseLost:
+            logger.warning("lease lost to another worker; stopped without writing")
+            return Outcome.LEASE_LOST
 
     def _beat(self, delivery: Delivery, lease: Lease) -> None:
         self._poller.set_visibility(delivery, self._settings.visibility_timeout_seconds)
@@ -163,6 +162,16 @@ class JobRunner:
             self._stop.lease_lost()
             raise
         self._protection.hold()
+        # Sampled mid-job, when utilization means something (idle GPUs read 0 %).
+        sample = self._gpu.sample()
+        if sample is not None:
+            self._metrics.emit(
+                {
+                    Metric.GPU_UTILIZATION: sample.utilization_percent,
+                    Metric.GPU_MEMORY_USED_PERCENT: sample.memory_used_percent,
+                },
+                lane=delivery.lane,
+            )
 
     def _not_ours(self, delivery: Delivery, message: JobMessage) -> Outcome:
         record = self._store.get(message.job_id)
@@ -188,12 +197,15 @@ class JobRunner:
         timings: dict[str, float] = {"queue_wait_ms": _ms_since_iso(message.submitted_at)}
         with tempfile.TemporaryDirectory(prefix="job-") as work:
             try:
-                return self._render(delivery, message, lease, record, Path(work), timings)
+                # The beat stops before any settling write, so it cannot undo a hand-back's
+                # visibility 0 or extend a lease that was just released.
+                with Heartbeat(
+                    self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
+                ):
+                    metadata, cache_hit = self._render(message, lease, record, Path(work), timings)
             except MediaError as error:
-                return self._fail(
-                    delivery, message, lease, JobError(code=error.code, message=error.message),
-                    timings, delete=True,
-                )  # fmt: skip
+                failure = JobError(code=error.code, message=error.message)
+                return self._fail(delivery, message, lease, failure, timings, delete=True)
             except OutOfMemory as error:
                 return self._out_of_memory(delivery, message, lease, error, timings)
             except Interrupted:
@@ -208,28 +220,19 @@ class JobRunner:
                 raise
             except Exception as error:
                 return self._transient(delivery, message, lease, error, timings)
+        return self._succeed(delivery, message, lease, metadata, timings, cache_hit=cache_hit)
 
     def _render(
         self,
-        delivery: Delivery,
         message: JobMessage,
         lease: Lease,
         record: JobRecord,
         work: Path,
         timings: dict[str, float],
-    ) -> Outcome:
-        limits = self._settings.limits.for_lane(message.lane)
+    ) -> tuple[dict[str, str], bool]:
+        """Inputs to output object; the output's metadata and whether the cache supplied it."""
         started = time.monotonic()
-        audio = fetch_input(
-            self._s3, message.audio, allowed_bucket=self._settings.uploads_bucket,
-            max_bytes=limits.max_audio_bytes, dest=work / "audio", what="audio",
-        )  # fmt: skip
-        check_audio(audio.path, limits)
-        avatar = fetch_input(
-            self._s3, message.avatar, allowed_bucket=self._settings.uploads_bucket,
-            max_bytes=max(limits.max_video_bytes, limits.max_image_bytes),
-            dest=work / "avatar", what="avatar",
-        )  # fmt: skip
+        audio, avatar = self._fetch_inputs(message, work)
         timings["download_ms"] = _ms_since(started)
         content_hash = render_cache_hash(
             engine=self._engine,
@@ -242,7 +245,7 @@ class JobRunner:
         cached = self._copy_cached(cache_key, destination)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
-            return self._succeed(delivery, message, lease, cached, timings, cache_hit=True)
+            return cached, True
 
         started = time.monotonic()
         prepared, source = self._avatars.get_or_prepare(
@@ -255,6 +258,7 @@ class JobRunner:
         hint = record.batch_size_hint or message.batch_size_hint
         out_path = work / "output.mp4"
         started = time.monotonic()
+        self._stop.render_started()
         rendered = self._engine.speak(
             prepared,
             audio.path,
@@ -270,7 +274,8 @@ class JobRunner:
             should_stop=self._stop.should_interrupt,
         )
         speak_ms = _ms_since(started)
-        encode_ms = rendered.timings_ms.get("encode")
+        # Engines may split encoding ("encode", "encode_flush" for a background encoder).
+        encode_ms = sum(v for k, v in rendered.timings_ms.items() if k.startswith("encode")) or None
         timings["speak_ms"] = speak_ms - (encode_ms or 0.0)
         if encode_ms is not None:
             timings["encode_ms"] = encode_ms
@@ -293,7 +298,31 @@ class JobRunner:
         )
         timings["upload_ms"] = _ms_since(started)
         logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
-        return self._succeed(delivery, message, lease, metadata, timings, cache_hit=False)
+        return metadata, False
+
+    def _fetch_inputs(self, message: JobMessage, work: Path) -> tuple[FetchedInput, FetchedInput]:
+        """Audio first: its duration check is cheap and fails long jobs before the big download."""
+        limits = self._settings.limits.for_lane(message.lane)
+        audio = fetch_input(
+            self._s3,
+            message.audio,
+            tenant=message.tenant,
+            allowed_bucket=self._settings.uploads_bucket,
+            max_bytes=limits.max_audio_bytes,
+            dest=work / "audio",
+            what="audio",
+        )
+        check_audio(audio.path, limits)
+        avatar = fetch_input(
+            self._s3,
+            message.avatar,
+            tenant=message.tenant,
+            allowed_bucket=self._settings.uploads_bucket,
+            max_bytes=max(limits.max_video_bytes, limits.max_image_bytes),
+            dest=work / "avatar",
+            what="avatar",
+        )
+        return audio, avatar
 
     def _copy_cached(self, cache_key: str, destination: str) -> dict[str, str] | None:
         """Copy a cached render to this job's output key; its metadata, or None on a miss."""
@@ -353,10 +382,6 @@ class JobRunner:
         if sync is not None and not cache_hit:
             values[Metric.SYNC_CONFIDENCE] = sync
             values[Metric.LOW_SYNC_JOBS] = 1 if low_sync else 0
-        sample = self._gpu.sample()
-        if sample is not None:
-            values[Metric.GPU_UTILIZATION] = sample.utilization_percent
-            values[Metric.GPU_MEMORY_USED_PERCENT] = sample.memory_used_percent
         self._metrics.emit(values, lane=message.lane)
         self._notifier.job_finished(record)
         self._poller.delete(delivery)
@@ -390,11 +415,11 @@ class JobRunner:
         error: OutOfMemory,
         timings: dict[str, float],
     ) -> Outcome:
-        if error.batch_size <= 1:
-            return self._fail(
-                delivery, message, lease, JobError(code=error.code, message=error.message),
-                timings, delete=True,
-            )  # fmt: skip
+        last_receive = delivery.receive_count >= self._settings.max_receive_count
+        if error.batch_size <= 1 or last_receive:
+            # Nothing smaller to try, or no delivery left to try it with.
+            failure = JobError(code=error.code, message=error.message)
+            return self._fail(delivery, message, lease, failure, timings, delete=True)
         hint = error.batch_size // 2
         self._store.hand_back(lease, batch_size_hint=hint)
         self._poller.set_visibility(delivery, 0)

@@ -22,7 +22,7 @@ from runtime.common.records import JobRecord, job_pk
 
 
 class LeaseLost(Exception):
-    """Another worker owns the job now (our lease expired and was taken over)."""
+    """The job is no longer ours: another worker took over an expired lease, or it was cancelled."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,8 @@ class JobStore:
         self._table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
             UpdateExpression="SET completion_sent_at = :now",
+            ConditionExpression="attribute_exists(#pk)",  # never create a partial item
+            ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
             ExpressionAttributeValues={":now": iso(utc_now())},
         )
 
@@ -204,17 +206,21 @@ class JobStore:
         request: dict[str, Any] = {
             "Key": {JobsTable.PARTITION_KEY: job_pk(lease.job_id)},
             "UpdateExpression": expression,
-            "ConditionExpression": "lease_owner = :lease_owner AND attempt = :lease_attempt",
+            # Status too: a job cancelled meanwhile is no longer ours to write (or to render).
+            "ConditionExpression": (
+                "lease_owner = :lease_owner AND attempt = :lease_attempt"
+                " AND #status IN (:lease_preparing, :lease_rendering)"
+            ),
             "ExpressionAttributeValues": {
                 **values,
                 ":lease_owner": lease.owner,
                 ":lease_attempt": lease.attempt,
+                ":lease_preparing": JobStatus.PREPARING.value,
+                ":lease_rendering": JobStatus.RENDERING.value,
             },
+            "ExpressionAttributeNames": {"#status": "status", **(names or {})},
             "ReturnValues": "ALL_NEW" if return_new else "NONE",
         }
-        all_names = {**({"#status": "status"} if "#status" in expression else {}), **(names or {})}
-        if all_names:
-            request["ExpressionAttributeNames"] = all_names
         try:
             return self._table.update_item(**request)
         except ClientError as error:

@@ -26,10 +26,19 @@ class Delivery:
 
 
 class LanePoller:
-    def __init__(self, sqs: Any, lanes: tuple[tuple[Lane, str], ...], wait_seconds: int) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        lanes: tuple[tuple[Lane, str], ...],
+        *,
+        wait_seconds: int,
+        visibility_timeout_seconds: int,
+    ) -> None:
         self._sqs = sqs
         self._lanes = lanes
         self._wait_seconds = wait_seconds
+        # Set on receive too, so the heartbeat's interval always relates to the same timeout.
+        self._visibility_timeout = visibility_timeout_seconds
         self.reachable = False  # readiness: the last receive call succeeded
 
     def next(self) -> Delivery | None:
@@ -56,6 +65,7 @@ class LanePoller:
                 QueueUrl=url,
                 MaxNumberOfMessages=1,  # one job at a time per GPU
                 WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=self._visibility_timeout,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
             )
         except Exception:

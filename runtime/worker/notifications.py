@@ -14,6 +14,7 @@ from runtime.common.jobs import (
 from runtime.common.records import JobRecord
 from runtime.engine.interface import WeightsKind
 from runtime.worker.job_store import JobStore
+from runtime.worker.telemetry import logger
 from runtime.worker.webhooks import WebhookSender
 
 _TYPES: dict[JobStatus, Literal["job.succeeded", "job.failed", "job.cancelled"]] = {
@@ -67,5 +68,8 @@ class Notifier:
             },
         )
         self._store.mark_completion_sent(record.job_id)
-        if record.webhook_url and self._webhooks is not None:
-            self._webhooks.submit(record.webhook_url, event)
+        if record.webhook_url:
+            if self._webhooks is None:
+                logger.warning("job has a webhook but no signing secret is configured; not sent")
+            else:
+                self._webhooks.submit(record.webhook_url, event)

@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -23,7 +24,7 @@ from runtime.common.jobs import MODEL_VERSION
 from runtime.common.metrics import Metric
 from runtime.engine.interface import LipSyncEngine
 from runtime.worker.avatar_cache import AvatarCache, ByteBoundedLru
-from runtime.worker.config import WorkerSettings
+from runtime.worker.config import SettingsError, WorkerSettings
 from runtime.worker.engine_loader import load_engine
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.health import HealthServer, create_app
@@ -33,6 +34,7 @@ from runtime.worker.lanes import LanePoller
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
 from runtime.worker.shutdown import StopPolicy
+from runtime.worker.spot import SpotNoticePoller
 from runtime.worker.telemetry import MetricsSink, logger
 from runtime.worker.webhooks import SecretSource, WebhookSender
 from runtime.worker.weights import sync_weights
@@ -78,6 +80,7 @@ class Worker:
         metrics: MetricsSink,
         stop: StopPolicy | None = None,
         owner: str | None = None,
+        gpu: GpuProbe | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -86,7 +89,12 @@ class Worker:
         self.protection = TaskProtection(
             settings.ecs_agent_uri, expires_minutes=settings.task_protection_minutes
         )
-        self.poller = LanePoller(clients.sqs, settings.lanes, settings.poll_wait_seconds)
+        self.poller = LanePoller(
+            clients.sqs,
+            settings.lanes,
+            wait_seconds=settings.poll_wait_seconds,
+            visibility_timeout_seconds=settings.visibility_timeout_seconds,
+        )
         store = JobStore(clients.dynamodb.Table(settings.jobs_table))
         self.webhooks = (
             WebhookSender(
@@ -108,6 +116,7 @@ class Worker:
                 bucket=settings.avatar_cache_bucket,
                 memory=ByteBoundedLru(settings.avatar_cache_memory_bytes),
                 metrics=metrics,
+                refresh_after=timedelta(days=settings.avatar_cache_refresh_days),
             ),
             notifier=Notifier(
                 sns=clients.sns,
@@ -118,7 +127,7 @@ class Worker:
             metrics=metrics,
             protection=self.protection,
             stop=self.stop,
-            gpu=GpuProbe(),
+            gpu=gpu or GpuProbe(),
             owner=owner or worker_id(),
         )
 
@@ -163,7 +172,11 @@ class Worker:
 
 def main() -> None:
     """Container entry point: `python -m runtime.worker`."""
-    settings = WorkerSettings.from_env()
+    try:
+        settings = WorkerSettings.from_env()
+    except SettingsError as error:
+        logger.error("invalid worker configuration", extra={"reason": str(error)})
+        raise SystemExit(2) from None
     metrics = MetricsSink()
     stop = StopPolicy(settings.stop_timeout_seconds)
     signal.signal(signal.SIGTERM, _on_signal(stop))
@@ -178,6 +191,32 @@ def main() -> None:
 
     health = HealthServer(create_app(readiness, metrics), port=settings.health_port)
     health.start()
+    try:
+        worker = _start(settings, metrics, stop)
+    except Exception:
+        logger.exception("worker start-up failed")
+        health.stop()
+        raise SystemExit(1) from None
+    state["worker"] = worker
+    spot = (
+        SpotNoticePoller(settings.spot_notice_endpoint, stop.request)
+        if settings.spot_notice_endpoint
+        else None
+    )
+    if spot is not None:
+        spot.start()
+    try:
+        worker.run()
+    finally:
+        if spot is not None:
+            spot.stop()
+        worker.close()
+        health.stop()
+        logger.info("worker stopped")
+
+
+def _start(settings: WorkerSettings, metrics: MetricsSink, stop: StopPolicy) -> Worker:
+    """Weights, then the engine: timed separately, because they fail and scale differently."""
     clients = AwsClients.create()
     started = time.monotonic()
     if settings.weights_bucket:
@@ -210,14 +249,7 @@ def main() -> None:
             "model_version": engine.model_version,
         },
     )
-    worker = Worker(settings=settings, engine=engine, clients=clients, metrics=metrics, stop=stop)
-    state["worker"] = worker
-    try:
-        worker.run()
-    finally:
-        worker.close()
-        health.stop()
-        logger.info("worker stopped")
+    return Worker(settings=settings, engine=engine, clients=clients, metrics=metrics, stop=stop)
 
 
 def _on_signal(stop: StopPolicy) -> Any:

@@ -52,6 +52,11 @@ class StopPolicy:
         self._frames_at_start = self._frames_done = self._frames_total = 0
         self._lease_lost.clear()
 
+    def render_started(self) -> None:
+        """Measure from here, so the first batch already gives a (conservative) rate."""
+        self._started = self._clock()
+        self._frames_at_start = 0
+
     def lease_lost(self) -> None:
         self._lease_lost.set()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import secrets
 import socket
@@ -47,6 +48,7 @@ def free_port() -> int:
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Start the emulator and point boto3 (this process and its children) at it."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per AWS call
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

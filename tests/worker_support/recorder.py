@@ -51,7 +51,7 @@ def recorder(statuses: list[int] | None = None) -> Iterator[Recorder]:
             self.send_header("content-length", "0")
             self.end_headers()
 
-        do_PUT = do_POST = _handle  # noqa: N815 (http.server's naming)
+        do_GET = do_PUT = do_POST = _handle  # noqa: N815 (http.server's naming)
 
         def log_message(self, format: str, *args: object) -> None:
             return

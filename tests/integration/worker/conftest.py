@@ -11,6 +11,7 @@ import pytest
 
 from runtime.engine.interface import LipSyncEngine
 from runtime.worker.config import WorkerSettings
+from runtime.worker.gpu import GpuProbe
 from runtime.worker.service import AwsClients, Worker
 from runtime.worker.telemetry import MetricsSink
 from tests.support.small_engine import SmallEngine
@@ -34,13 +35,16 @@ def world(moto_endpoint: str) -> WorkerWorld:
 def make_worker(world: WorkerWorld, tmp_path: Path) -> Iterator[MakeWorker]:
     workers: list[Worker] = []
 
-    def make(engine: LipSyncEngine | None = None, **env: str) -> Worker:
+    def make(
+        engine: LipSyncEngine | None = None, gpu: GpuProbe | None = None, **env: str
+    ) -> Worker:
         settings = WorkerSettings.from_env(world.env(tmp_path / "models", **env))
         worker = Worker(
             settings=settings,
             engine=engine or SmallEngine(),
             clients=AwsClients.create(),
             metrics=MetricsSink(stream=io.StringIO()),
+            gpu=gpu,
         )
         workers.append(worker)
         return worker

@@ -198,3 +198,42 @@ def test_an_expired_lease_of_a_dead_worker_is_taken_over(
     assert outcome is Outcome.SUCCEEDED
     record = world.record(message.job_id)
     assert (record.status, record.attempt) == (JobStatus.SUCCEEDED, 2)
+
+
+def test_inputs_outside_the_job_tenants_prefix_are_refused(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job of tenant-b that names tenant-a's upload
+    foreign = world.upload("tenant-a", b"RIFF....", "audio")
+    message = world.submit(tenant="tenant-b", audio=foreign)
+    engine = SmallEngine()
+
+    # When it runs
+    make_worker(engine).run_once()
+
+    # Then nothing of tenant-a was read into tenant-b's job
+    record = world.record(message.job_id)
+    assert record.error is not None
+    assert record.error.code is ErrorCode.INPUT_NOT_FOUND
+    assert "tenant prefix" in record.error.message
+    assert engine.prepare_calls == 0
+
+
+def test_oom_on_the_last_receive_fails_instead_of_handing_back(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job on its last allowed delivery (max receive count 1) that OOMs at the floor
+    message = world.submit()
+    worker = make_worker(
+        SmallEngine(oom_above=1),
+        **{EnvVar.MIN_BATCH_SIZE: "4", EnvVar.MAX_RECEIVE_COUNT: "1"},
+    )
+
+    # When it runs
+    outcome = worker.run_once()
+
+    # Then it fails with OUT_OF_MEMORY rather than going back to a queue it cannot come back from
+    assert outcome is Outcome.FAILED
+    record = world.record(message.job_id)
+    assert record.error is not None
+    assert record.error.code is ErrorCode.OUT_OF_MEMORY

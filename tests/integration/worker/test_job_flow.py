@@ -8,8 +8,9 @@ from pathlib import Path
 import av
 
 from runtime.common.jobs import JobStatus
+from runtime.common.keys import avatar_cache_key
 from runtime.common.metrics import Metric
-from runtime.common.names import BucketRole, Lane
+from runtime.common.names import BucketRole, EnvVar, Lane
 from runtime.worker.job_runner import Outcome
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
@@ -138,6 +139,28 @@ def test_prepared_avatars_are_reused_from_memory_and_from_the_bucket(
     assert other_engine.prepare_calls == 0
     assert other.metrics.count(Metric.AVATAR_CACHE_HITS) == 1
     assert other.metrics.totals[Metric.AVATAR_CACHE_LOAD_MS.value][0] == 1
+
+
+def test_a_bucket_hit_older_than_the_refresh_age_restarts_the_bucket_expiry(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given an avatar prepared and persisted by one worker
+    avatar = world.upload("tenant-a", MEDIA / "musk.png", "avatar")
+    world.submit(avatar=avatar, avatar_id="avatar-musk")
+    assert make_worker().run_once() is Outcome.SUCCEEDED
+    key = avatar_cache_key(SmallEngine.model_version, "avatar-musk")
+    bucket = world.bucket(BucketRole.AVATAR_CACHE)
+    assert "refreshed-at" not in world.s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+
+    # When a worker that refreshes anything older than 0 days loads it from the bucket
+    other_audio = world.upload("tenant-a", _first_seconds_of(MEDIA / "eng.wav", seconds=1), "audio")
+    world.submit(avatar=avatar, audio=other_audio, avatar_id="avatar-musk")
+    other = make_worker(**{EnvVar.AVATAR_CACHE_REFRESH_DAYS: "0"})
+    assert other.run_once() is Outcome.SUCCEEDED
+
+    # Then the object was re-put in place (new LastModified) and still loads
+    assert "refreshed-at" in world.s3.head_object(Bucket=bucket, Key=key)["Metadata"]
+    assert other.metrics.count(Metric.AVATAR_CACHE_HITS) == 1
 
 
 def test_interactive_messages_are_taken_before_waiting_batch_messages(

@@ -26,8 +26,14 @@ pytestmark = pytest.mark.slow
 
 @contextmanager
 def worker_process(
-    world: WorkerWorld, tmp_path: Path, *, seconds_per_frame: float, stop_timeout: float
+    world: WorkerWorld,
+    tmp_path: Path,
+    *,
+    seconds_per_frame: float,
+    stop_timeout: float,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A `python -m runtime.worker` process on the small engine, ready (readyz 200) on entry."""
     port = free_port()
     env = {
         **os.environ,
@@ -37,6 +43,7 @@ def worker_process(
                 EnvVar.HEALTH_PORT: str(port),
                 EnvVar.STOP_TIMEOUT_SECONDS: str(stop_timeout),
                 EnvVar.POLL_WAIT_SECONDS: "1",
+                **(extra_env or {}),
             },
         ),
         "SMALL_ENGINE_SECONDS_PER_FRAME": str(seconds_per_frame),
@@ -99,8 +106,8 @@ def test_sigterm_mid_job_hands_the_job_back_and_another_worker_finishes_it(
 def test_sigterm_lets_a_job_that_fits_in_the_stop_timeout_finish(
     world: WorkerWorld, tmp_path: Path
 ) -> None:
-    # Given a worker rendering a short job (~6 s) with a 60 s stop timeout
-    with worker_process(world, tmp_path, seconds_per_frame=0.03, stop_timeout=60) as (
+    # Given a worker rendering a short job (~4 s) with a 60 s stop timeout
+    with worker_process(world, tmp_path, seconds_per_frame=0.02, stop_timeout=60) as (
         process,
         base,
     ):

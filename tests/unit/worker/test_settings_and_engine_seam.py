@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,7 @@ def test_lanes_keep_the_configured_priority_order_and_defaults_apply() -> None:
         ({EnvVar.HEARTBEAT_SECONDS: "soon"}, EnvVar.HEARTBEAT_SECONDS),
         ({EnvVar.LANES: "batch", EnvVar.BATCH_QUEUE_URL: ""}, EnvVar.BATCH_QUEUE_URL),
         ({EnvVar.LIMITS_JSON: '{"lanes": 3}'}, EnvVar.LIMITS_JSON),
+        ({EnvVar.HEARTBEAT_SECONDS: "120"}, EnvVar.HEARTBEAT_SECONDS),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_variable(change: dict[str, str], named: str) -> None:
@@ -61,3 +64,30 @@ def test_the_engine_factory_is_imported_by_path_and_called_once(tmp_path: Path) 
 def test_a_bad_engine_factory_is_refused_clearly(spec: str, tmp_path: Path) -> None:
     with pytest.raises(EngineFactoryError):
         load_engine(spec, models_dir=tmp_path, device="cpu", dtype="float32")
+
+
+def test_the_default_factory_hands_torch_objects_to_the_musetalk_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the engine module (stood in here, so the seam is tested whether or not it is merged)
+    torch = pytest.importorskip("torch")
+    calls: list[tuple[object, ...]] = []
+
+    class RecordingEngine:
+        @classmethod
+        def load(cls, *args: object) -> str:
+            calls.append(args)
+            return "engine"
+
+    module = types.ModuleType("runtime.engine.engine")
+    module.MuseTalkEngine = RecordingEngine  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "runtime.engine.engine", module)
+
+    # When the worker loads the default factory with its string settings
+    engine = load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
+
+    # Then MuseTalkEngine.load got a torch device and dtype
+    assert engine == "engine"
+    assert calls == [(tmp_path, torch.device("cpu"), torch.float16)]
+    with pytest.raises(EngineFactoryError, match="dtype"):
+        load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float99")

@@ -72,3 +72,18 @@ def test_a_lost_lease_interrupts_even_without_a_stop_request() -> None:
     policy.job_started()
     policy.lease_lost()
     assert policy.should_interrupt()
+
+
+def test_the_rate_counts_from_the_render_start_so_one_batch_is_enough() -> None:
+    # Given an engine that reports progress only after each batch (none at frame 0)
+    clock = FakeClock()
+    policy = StopPolicy(30, clock=clock)
+    policy.job_started()
+    policy.render_started()
+    clock.now += 2
+    policy.progress(16, 400)  # first batch: 16 frames in 2 s
+
+    # Then the estimate exists at once: 384 frames left at 0.125 s each
+    assert policy.seconds_left_estimate() == 48.0
+    policy.request()
+    assert policy.should_interrupt()

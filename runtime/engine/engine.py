@@ -42,11 +42,16 @@ log = logging.getLogger(__name__)
 
 CPU_BATCH_SIZE = 8  # the official offline batch size
 MAX_GPU_BATCH_SIZE = 64
-# Peak bytes per batch item of UNet + VAE decode at 256x256 (the decoder dominates), with head
-# room for the allocator; measured on the full-size models.
+# Peak bytes per batch item of UNet + VAE decode at 256x256 (the decoder dominates). Estimated
+# from the full-size models' peak memory on CPU in fp32 (about 240 MB per item at batch 4),
+# halved for fp16, plus ~30% for the allocator and cuDNN workspaces. `bench/engine_gpu.py`
+# measures it on a GPU; OOM halving covers an estimate that proves too small.
 GPU_BYTES_PER_ITEM = {torch.float16: 160 * 1024**2, torch.float32: 320 * 1024**2}
 GPU_RESERVED_BYTES = 1024**3
 ENCODE_BATCH_SIZE = 8  # VAE encode at prepare time (two 256x256 images per frame)
+# A prepared avatar holds every frame in memory (and in the cache object): 60 s at 25 fps of
+# 1080p is about 9 GB. Longer avatars are refused rather than exhausting the host.
+MAX_AVATAR_FRAMES = 1500
 MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 KiB each
 
 
@@ -69,6 +74,7 @@ class MuseTalkEngine:
         dtype: torch.dtype,
         mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
+        max_avatar_frames: int = MAX_AVATAR_FRAMES,
     ) -> None:
         self.generator = generator
         self.codec = codec
@@ -81,6 +87,7 @@ class MuseTalkEngine:
         self.dtype = dtype
         self.mask_blur: BlurKind = mask_blur
         self.encoder_preset = encoder_preset
+        self.max_avatar_frames = max_avatar_frames
         self._speech: SpeechDetector | None = None
         self._positional = positional_encoding().to(device=device, dtype=dtype)
 
@@ -137,7 +144,9 @@ class MuseTalkEngine:
         timings: dict[str, float] = {}
         with _timed(timings, "decode"):
             source_sha256 = _file_sha256(avatar_media)
-            video = decode_avatar(avatar_media, still_fps=options.fps)
+            video = decode_avatar(
+                avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
+            )
         frames = video.frames
         with _timed(timings, "locate"):
             located = list(
@@ -203,8 +212,7 @@ class MuseTalkEngine:
         if self.device.type != "cuda":
             return CPU_BATCH_SIZE
         free, _total = torch.cuda.mem_get_info(self.device)
-        per_item = GPU_BYTES_PER_ITEM.get(self.dtype, GPU_BYTES_PER_ITEM[torch.float32])
-        return int(np.clip((free - GPU_RESERVED_BYTES) // per_item, 1, MAX_GPU_BATCH_SIZE))
+        return batch_size_for_memory(free, self.dtype)
 
     def speak(
         self,
@@ -383,6 +391,12 @@ class MuseTalkEngine:
     def _free_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def batch_size_for_memory(free_bytes: int, dtype: torch.dtype) -> int:
+    """Frames per UNet + decode batch that fit in `free_bytes`, keeping a reserve, 1..64."""
+    per_item = GPU_BYTES_PER_ITEM.get(dtype, GPU_BYTES_PER_ITEM[torch.float32])
+    return int(np.clip((free_bytes - GPU_RESERVED_BYTES) // per_item, 1, MAX_GPU_BATCH_SIZE))
 
 
 def crop_face(frame: np.ndarray, box: Sequence[int] | np.ndarray) -> np.ndarray:

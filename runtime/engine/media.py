@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import cast
 
 import av
+import cv2
 import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
@@ -39,7 +40,11 @@ class DecodedVideo:
 
 
 def decode_avatar(path: Path, *, still_fps: int, max_frames: int | None = None) -> DecodedVideo:
-    """All frames of a video (native rate, no resampling) or the single frame of an image."""
+    """All frames of a video (native rate, no resampling) or the single frame of an image.
+
+    A video longer than `max_frames` is refused (MEDIA_TOO_LARGE) as soon as the decoder
+    passes the limit: a prepared avatar keeps every frame in memory.
+    """
     is_still = path.suffix.lower() in IMAGE_SUFFIXES
     try:
         with av.open(str(path)) as container:
@@ -47,10 +52,15 @@ def decode_avatar(path: Path, *, still_fps: int, max_frames: int | None = None) 
                 raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = []
+            frames: list[np.ndarray] = []
             for frame in container.decode(stream):
+                if max_frames is not None and len(frames) == max_frames:
+                    raise MediaError(
+                        ErrorCode.MEDIA_TOO_LARGE,
+                        f"the avatar video has more than {max_frames} frames",
+                    )
                 frames.append(frame.to_ndarray(format="bgr24"))
-                if is_still or (max_frames is not None and len(frames) >= max_frames):
+                if is_still:
                     break
             rate = stream.average_rate or stream.guessed_rate
     except av.error.FFmpegError as error:
@@ -172,9 +182,10 @@ class VideoWriter:
                 assert isinstance(item, np.ndarray)  # noqa: S101 - only write() puts here
                 if self._error is not None:
                     continue  # drain so the producer never blocks on a dead encoder
-                frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(item[: self.height, : self.width]), format="bgr24"
-                )
+                # OpenCV's BT.601 limited-range conversion round-trips exactly through the
+                # decoder; swscale's default (fast, unrounded) shifts levels by up to 4.
+                yuv = cv2.cvtColor(item[: self.height, : self.width], cv2.COLOR_BGR2YUV_I420)
+                frame = av.VideoFrame.from_ndarray(yuv.astype(np.uint8, copy=False), "yuv420p")
                 frame.pts = self.frames_written
                 self._container.mux(self._stream.encode(frame))
                 self.frames_written += 1

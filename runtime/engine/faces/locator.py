@@ -44,17 +44,18 @@ class FaceLocator:
         reported as None, where upstream would crash on the empty crop.
         """
         detections = self.detector.detect(frames_bgr, batch_size=batch_size)
-        landmarks = self.landmarker.face_landmarks(frames_bgr, batch_size=batch_size)
-        boxes: list[FaceBox | None] = []
-        for frame, detected, lm in zip(frames_bgr, detections, landmarks, strict=True):
-            if detected is None:
-                boxes.append(None)
-                continue
-            height, width = frame.shape[:2]
+        # Upstream runs DWPose on faceless frames too and then ignores it; skipping them is free.
+        found = [(i, detected) for i, detected in enumerate(detections) if detected is not None]
+        landmarks = self.landmarker.face_landmarks(
+            [frames_bgr[i] for i, _ in found], batch_size=batch_size
+        )
+        boxes: list[FaceBox | None] = [None] * len(frames_bgr)
+        for (i, detected), lm in zip(found, landmarks, strict=True):
+            height, width = frames_bgr[i].shape[:2]
             box = with_extra_margin(
                 landmark_box(lm, detected, bbox_shift=bbox_shift),
                 extra_margin=extra_margin,
                 frame_height=height,
             )
-            boxes.append(box if overlaps_frame(box, width, height) else None)
+            boxes[i] = box if overlaps_frame(box, width, height) else None
         return boxes

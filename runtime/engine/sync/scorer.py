@@ -88,17 +88,13 @@ class SyncScorer:
     def _visual_embeddings(
         self, faces_rgb: np.ndarray, starts: np.ndarray, batch: int = 8
     ) -> np.ndarray:
-        lower = torch.from_numpy(np.ascontiguousarray(faces_rgb[:, FACE_SIZE // 2 :]))
-        lower = lower.permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0  # [T, 3, 128, 256]
+        lower = faces_rgb[:, FACE_SIZE // 2 :]  # uint8 [T, 128, 256, 3]; scaled per batch
         out = []
         for i in range(0, len(starts), batch):
-            clips = torch.stack(
-                [
-                    lower[s : s + CLIP_FRAMES].reshape(-1, *lower.shape[2:])
-                    for s in starts[i : i + batch]
-                ]
-            )
-            out.append(self.net.visual_encoder(clips.to(self.device)).float().cpu())
+            clips = np.stack([lower[s : s + CLIP_FRAMES] for s in starts[i : i + batch]])
+            x = torch.from_numpy(clips).to(self.device).permute(0, 1, 4, 2, 3)  # [B,16,3,128,256]
+            x = x.reshape(len(clips), -1, *x.shape[3:]).to(torch.float32) / 127.5 - 1.0
+            out.append(self.net.visual_encoder(x).float().cpu())
         return torch.cat(out).numpy()
 
     def _audio_embeddings(

@@ -37,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     demo.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="where the mp4s go")
     demo.add_argument(
-        "--avatar-seconds", type=float, default=2.0, help="trim the sample video to this (2)"
+        "--avatar-seconds", type=float, default=1.0, help="trim the sample video to this (1)"
     )
     demo.add_argument(
         "--audio-seconds", type=float, default=3.0, help="trim the sample speech to this (3)"
     )
     demo.add_argument(
-        "--max-side", type=int, default=480, help="scale the sample video down to this (480 px)"
+        "--max-side", type=int, default=360, help="scale the sample video down to this (360 px)"
     )
     demo.add_argument(
         "--job-timeout", type=float, default=900.0, help="seconds to wait for each job"

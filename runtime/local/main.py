@@ -15,7 +15,13 @@ from types import FrameType
 
 from runtime.cli.errors import ExitCode
 from runtime.local.processes import LocalModeError
-from runtime.local.stack import ENV_LOCAL_API_KEYS, REPO_ROOT, StackOptions, running_stack
+from runtime.local.stack import (
+    ENV_LOCAL_API_KEYS,
+    ENV_LOCAL_DEAD_LETTER_QUEUES,
+    REPO_ROOT,
+    StackOptions,
+    running_stack,
+)
 
 DEFAULT_WORK_DIR = REPO_ROOT / ".local"
 DEFAULT_OUT_DIR = REPO_ROOT / "out"
@@ -111,13 +117,28 @@ def _up(options: StackOptions) -> int:
 
 
 def _serve_gateway(port: int) -> int:
+    """The API process: the REST Lambda behind the gateway, plus the sweeper and dead-letter
+    Lambdas on their triggers (all invocations one at a time, under one lock)."""
+    import boto3
+
+    from runtime.api import dead_letters, sweeper
     from runtime.api.handler import lambda_handler
     from runtime.local.gateway import LocalGateway
+    from runtime.local.triggers import LocalTriggers
 
     keys = json.loads(os.environ[ENV_LOCAL_API_KEYS])
     server = LocalGateway(port, lambda_handler, keys)
+    triggers = LocalTriggers(
+        sqs=boto3.client("sqs"),
+        dead_letter_queue_urls=json.loads(os.environ[ENV_LOCAL_DEAD_LETTER_QUEUES]),
+        sweeper=sweeper.lambda_handler,
+        dead_letters=dead_letters.lambda_handler,
+        lock=server.invoke_lock,
+    )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    triggers.start()
     server.serve_forever()
+    triggers.stop()
     server.server_close()
     return 0
 

@@ -39,6 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TENANT = "local"
 LOCAL_API_KEY_ID = "local-key"
 ENV_LOCAL_API_KEYS = "MUSETALK_LOCAL_API_KEYS"  # gateway only: {key value: key id}
+ENV_LOCAL_DEAD_LETTER_QUEUES = "MUSETALK_LOCAL_DEAD_LETTER_QUEUES"  # gateway only: [queue url]
 STARTUP_TIMEOUT_SECONDS = 60
 WORKER_STOP_GRACE_SECONDS = 30
 # Host credentials and profiles must never reach children that talk to the emulator.
@@ -119,6 +120,9 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
                 **env,
                 EnvVar.API_KEY_TENANTS: json.dumps({LOCAL_API_KEY_ID: LOCAL_TENANT}),
                 ENV_LOCAL_API_KEYS: json.dumps({api_key: LOCAL_API_KEY_ID}),
+                ENV_LOCAL_DEAD_LETTER_QUEUES: json.dumps(
+                    list(resources.dead_letter_queue_urls.values())
+                ),
                 "POWERTOOLS_SERVICE_NAME": "musetalk-api",
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_NAMESPACE": "MuseTalk",

@@ -164,7 +164,7 @@ def fail_fast_if_worker_dies(stack: RunningStack) -> Iterator[None]:
     died, done = threading.Event(), threading.Event()
 
     def watch() -> None:
-        while worker is not None and not done.wait(0.5):
+        while not done.wait(0.5):
             if not worker.running():
                 died.set()
                 _thread.interrupt_main()
@@ -175,7 +175,7 @@ def fail_fast_if_worker_dies(stack: RunningStack) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        if died.is_set() and worker is not None:
+        if died.is_set():
             worker.check_running()  # raises LocalModeError with the worker's last log lines
         raise
     finally:

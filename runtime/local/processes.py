@@ -61,7 +61,7 @@ class ManagedProcess:
             self._process.send_signal(signal.SIGTERM)
             try:
                 self._process.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):  # a second Ctrl-C: no grace
                 os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
         self._log.close()

@@ -66,7 +66,6 @@ class StackOptions:
     work_dir: Path
     models_dir: Path | None = None  # None: generate tiny random weights
     stage: str = "dev"
-    with_worker: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ class RunningStack:
     session: Any  # boto3.Session bound to the emulator's dummy credentials
     completion_queue_url: str
     logs_dir: Path
-    worker: ManagedProcess | None
+    worker: ManagedProcess
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.resources.endpoint_url)
@@ -139,32 +138,33 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
         api_url = f"http://127.0.0.1:{gateway_port}"
         say(f"API listening on {api_url} (log: {gateway.log_path})")
 
-        worker = None
-        if options.with_worker:
-            models = _weights(options, env, logs, say)
-            s3 = session.client("s3", endpoint_url=endpoint)
-            uploaded = upload_weights(
-                s3,
-                directory=models,
-                bucket=resources.buckets[BucketRole.WEIGHTS],
-                model_version=MODEL_VERSION,
-            )
-            say(
-                f"uploaded {len(uploaded.manifest.files)} weight files with their checksum "
-                f"manifest to s3://{resources.buckets[BucketRole.WEIGHTS]}/"
-                f"{uploaded.manifest.manifest_key}"
-            )
-            # The weights directory is also the worker's cache: it verifies every file against
-            # the manifest in the bucket, as on AWS, without copying hundreds of MB back.
-            worker = _start(
-                cleanup,
-                "worker",
-                [sys.executable, "-m", "runtime.worker"],
-                env={**env, **_worker_env(resources, models)},
-                log_path=logs / "worker.log",
-                grace_seconds=config.task_stop_timeout_seconds,
-            )
-            say(f"worker started, pid {worker.pid} (log: {worker.log_path})")
+        models = _weights(options, env, logs, say)
+        uploaded = upload_weights(
+            session.client("s3", endpoint_url=endpoint),
+            directory=models,
+            bucket=resources.buckets[BucketRole.WEIGHTS],
+            model_version=MODEL_VERSION,
+        )
+        say(
+            f"uploaded {len(uploaded.manifest.files)} weight files with their checksum "
+            f"manifest to s3://{resources.buckets[BucketRole.WEIGHTS]}/"
+            f"{uploaded.manifest.manifest_key}"
+        )
+        # The weights directory is also the worker's cache: it verifies every file against
+        # the manifest in the bucket, as on AWS, without copying hundreds of MB back.
+        worker = _start(
+            cleanup,
+            "worker",
+            [sys.executable, "-m", "runtime.worker"],
+            env={**env, **_worker_env(resources, models)},
+            log_path=logs / "worker.log",
+            grace_seconds=config.task_stop_timeout_seconds,
+        )
+        say(f"worker started, pid {worker.pid} (log: {worker.log_path})")
+        # Runs first on the way out, whatever the way (success, error, Ctrl-C, SIGTERM).
+        cleanup.callback(
+            say, "stopping the worker (it hands back any job it holds), the API and the emulator"
+        )
 
         yield RunningStack(
             api_url=api_url,
@@ -176,7 +176,6 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
             worker=worker,
             logs_dir=logs,
         )
-        say("stopping the worker, the API gateway and the emulator")
 
 
 def _start(

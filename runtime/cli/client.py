@@ -6,6 +6,7 @@ client never logs or prints presigned URLs: they are credentials for as long as 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ from runtime.common.names import Lane
 API_KEY_HEADER = "x-api-key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 CORRELATION_HEADER = "X-Correlation-Id"
+# Throttling and "dependency unavailable" (the API's 503 says: retry with the same key).
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_ATTEMPTS = 3
+MAX_RETRY_AFTER_SECONDS = 10.0
 
 # Upload kind and content type by file extension: the types the API accepts (its presigned POST
 # pins the content type, so the file must be sent with exactly this one).
@@ -211,12 +216,26 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, path, json=json, params=params, headers=headers)
-        except httpx.TransportError as error:
-            raise CliError(
-                ExitCode.SERVICE, f"cannot reach the API at {self._http.base_url}: {error}"
-            ) from None
+        # Reads, cancels and keyed submits are safe to repeat: retry what a retry can fix.
+        retryable = method in {"GET", "DELETE"} or IDEMPOTENCY_HEADER in (headers or {})
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
+            except httpx.TransportError as error:
+                if retryable and attempt < MAX_ATTEMPTS:
+                    time.sleep(_backoff(attempt, None))
+                    continue
+                raise CliError(
+                    ExitCode.SERVICE, f"cannot reach the API at {self._http.base_url}: {error}"
+                ) from None
+            if response.status_code in RETRY_STATUSES and retryable and attempt < MAX_ATTEMPTS:
+                time.sleep(_backoff(attempt, response.headers.get("Retry-After")))
+                continue
+            break
         if response.status_code >= 400:
             raise api_error(response)
         try:
@@ -228,6 +247,16 @@ class ApiClient:
         if not isinstance(answer, dict):
             raise CliError(ExitCode.SERVICE, "the API answered JSON that is not an object")
         return answer
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    """The server's Retry-After when it gives one (capped), else 0.5 s, 1 s, 2 s, ..."""
+    if retry_after is not None:
+        try:
+            return min(max(float(retry_after), 0.0), MAX_RETRY_AFTER_SECONDS)
+        except ValueError:
+            pass
+    return float(0.5 * 2 ** (attempt - 1))
 
 
 def api_error(response: httpx.Response) -> CliError:

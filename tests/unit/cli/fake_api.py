@@ -25,6 +25,8 @@ class FakeApi:
     statuses: list[str] = field(default_factory=lambda: ["QUEUED", "RENDERING", "SUCCEEDED"])
     # (method, path) -> (status code, body) answered instead of the normal behaviour.
     failures: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    # (method, path) -> how many times to answer 503 (Retry-After: 0) before behaving normally.
+    unavailable: dict[tuple[str, str], int] = field(default_factory=dict)
     max_upload_bytes: int = 20 * 1024 * 1024
     requests: list[httpx.Request] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
@@ -47,9 +49,16 @@ class FakeApi:
         if url.startswith(DOWNLOAD_URL.split("?")[0]):
             return httpx.Response(200, content=MP4_BYTES)
         path = request.url.path.removeprefix("/prod")
+        if self.unavailable.get((request.method, path), 0) > 0:
+            self.unavailable[(request.method, path)] -= 1
+            return httpx.Response(
+                503,
+                headers={"Retry-After": "0"},
+                json={"error": {"code": "DEPENDENCY_UNAVAILABLE", "message": "retry"}},
+            )
         failure = self.failures.get((request.method, path))
-        if failure is not None:
-            return httpx.Response(failure[0], json=failure[1])
+        if failure is not None:  # Retry-After: 0 keeps the CLI's retries of 429/503 instant
+            return httpx.Response(failure[0], headers={"Retry-After": "0"}, json=failure[1])
         return self._route(request, path)
 
     def _route(self, request: httpx.Request, path: str) -> httpx.Response:

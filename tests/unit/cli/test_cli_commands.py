@@ -160,6 +160,7 @@ def test_json_mode_prints_exactly_one_parseable_document(fake_api: FakeApi) -> N
         (409, {"error": {"code": "IDEMPOTENCY_MISMATCH", "message": "other body"}}, 6, None),
         (429, {"message": "Too Many Requests"}, 7, None),
         (500, {"message": "Internal server error"}, 8, None),
+        (503, {"error": {"code": "DEPENDENCY_UNAVAILABLE", "message": "retry"}}, 8, None),
     ],
 )
 def test_api_errors_map_to_documented_exit_codes_naming_the_field(
@@ -178,6 +179,8 @@ def test_api_errors_map_to_documented_exit_codes_naming_the_field(
 
     # Then both exit with the documented code, and the message names the field at fault
     assert human_code == json_code == exit_code
+    retried = status_code in {429, 503}
+    assert len(fake_api.requests) == (2 * 3 if retried else 2)
     error = json.loads(out)["error"]
     assert error["exit_code"] == exit_code
     assert error["status_code"] == status_code
@@ -294,3 +297,30 @@ def test_a_file_over_the_lane_limit_is_refused_before_uploading(
     assert "(field: file)" in err
     assert fake_api.uploads == []
     assert ("POST", "/v1/jobs") not in list(fake_api.api_requests())
+
+
+def test_a_submit_the_service_could_not_take_is_retried_with_the_same_key(
+    fake_api: FakeApi, media: dict[str, Path]
+) -> None:
+    # Given the API answers the first submit with 503 (its "retry with the same key")
+    fake_api.unavailable[("POST", "/v1/jobs")] = 1
+
+    code, out, _ = run(fake_api, "submit", "av-1", str(media["audio"]))
+
+    # Then the CLI retried once, with the same Idempotency-Key, and got the job
+    assert code == ExitCode.OK
+    assert out.strip() == "job-1"
+    submits = [r for r in fake_api.requests if r.method == "POST" and r.url.path.endswith("jobs")]
+    assert len(submits) == 2
+    assert len({r.headers["Idempotency-Key"] for r in submits}) == 1
+
+
+def test_uploads_are_not_retried_because_each_creates_a_new_upload(
+    fake_api: FakeApi, media: dict[str, Path]
+) -> None:
+    fake_api.unavailable[("POST", "/v1/uploads")] = 1
+
+    code, _, _ = run(fake_api, "submit", "av-1", str(media["audio"]))
+
+    assert code == ExitCode.SERVICE
+    assert list(fake_api.api_requests()) == [("POST", "/v1/uploads")]

@@ -96,8 +96,8 @@ class MuseTalkEngine:
     def load(
         cls,
         models_dir: Path,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
         *,
         locator: FaceLocatorLike | None = None,
         parser: FaceParserLike | None = None,
@@ -106,6 +106,9 @@ class MuseTalkEngine:
         encoder_preset: str = "veryfast",
     ) -> MuseTalkEngine:
         """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default."""
+        # The worker's engine factory passes MUSETALK_DEVICE / MUSETALK_DTYPE as strings.
+        device = torch.device(device) if isinstance(device, str) else device
+        dtype = _torch_dtype(dtype) if isinstance(dtype, str) else dtype
         device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         layout = ModelsLayout(models_dir)
@@ -484,3 +487,10 @@ def _quiet_hub_progress() -> None:
 
     transformers_logging.disable_progress_bar()
     diffusers_logging.set_verbosity_error()
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown torch dtype {name!r} (e.g. float16, float32)")
+    return dtype

@@ -1,0 +1,3 @@
+from runtime.local.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""The demo: sample media through the running local stack, driven by the `musetalk` CLI code.
+
+Two jobs, as a user would submit them: the video avatar on the interactive lane and the still image
+on the batch lane. The demo follows them with the CLI's progress bar, collects their completion
+events from the SNS subscription, downloads the mp4s, and writes next to each mp4 the job as the
+API reports it, the event as SNS delivered it and the record as the jobs table stores it.
+"""
+
+from __future__ import annotations
+
+import _thread
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.cli.errors import ExitCode
+from runtime.cli.main import main as cli_main
+from runtime.cli.output import format_timings
+from runtime.common.jobs import CompletionEvent, JobStatus
+from runtime.common.names import JobsTable, Lane
+from runtime.common.records import JobRecord, job_pk
+from runtime.local.media import EXAMPLES_DIR, copy_notice, trim_audio, trim_video
+from runtime.local.stack import RunningStack, Say
+
+EVENT_WAIT_SECONDS = 60
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    name: str
+    avatar: Path
+    audio: Path
+    lane: Lane
+
+
+@dataclass(frozen=True)
+class DemoMedia:
+    avatar_seconds: float
+    audio_seconds: float
+    max_side: int
+
+
+def prepare_media(work_dir: Path, media: DemoMedia) -> list[DemoJob]:
+    """Trimmed copies of yongen.mp4, eng.wav and musk.png (with their MIT notice)."""
+    target = work_dir / "media"
+    target.mkdir(parents=True, exist_ok=True)
+    copy_notice(target)
+    video = trim_video(
+        EXAMPLES_DIR / "yongen.mp4", target / "yongen.mp4", media.avatar_seconds, media.max_side
+    )
+    audio = trim_audio(EXAMPLES_DIR / "eng.wav", target / "eng.wav", media.audio_seconds)
+    image = target / "musk.png"
+    image.write_bytes((EXAMPLES_DIR / "musk.png").read_bytes())
+    return [
+        DemoJob(name="yongen", avatar=video, audio=audio, lane=Lane.INTERACTIVE),
+        DemoJob(name="musk", avatar=image, audio=audio, lane=Lane.BATCH),
+    ]
+
+
+def run_demo(
+    stack: RunningStack, jobs: list[DemoJob], *, out_dir: Path, job_timeout: float, say: Say
+) -> int:
+    """Submit, follow, collect and download every job; 0 only if every step of every job worked."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    connection = ["--api-url", stack.api_url, "--api-key", stack.api_key]
+
+    def cli(*args: str, capture: bool = False) -> tuple[int, str]:
+        buffer = io.StringIO()
+        code = cli_main([*connection, *args], stdout=buffer if capture else None)
+        if code == ExitCode.INTERRUPTED:  # the CLI turned Ctrl-C into an exit code: stop here
+            raise KeyboardInterrupt
+        return code, buffer.getvalue()
+
+    with fail_fast_if_worker_dies(stack):
+        submitted: dict[str, DemoJob] = {}
+        for job in jobs:
+            say(f"musetalk submit {job.avatar.name} {job.audio.name} --lane {job.lane}")
+            code, answer = cli(
+                "--json",
+                "submit",
+                str(job.avatar),
+                str(job.audio),
+                "--lane",
+                job.lane,
+                capture=True,
+            )
+            document = json.loads(answer)
+            if code != ExitCode.OK:
+                say(f"submit failed (exit {code}): {json.dumps(document.get('error'))}")
+                return code
+            submitted[str(document["job_id"])] = job
+
+        outcomes: dict[str, int] = {}
+        for job_id, job in submitted.items():
+            say(f"musetalk wait {job_id} --download {out_dir / (job.name + '.mp4')}")
+            # The progress bar goes to stderr; the CLI's own summary is replaced by the one below.
+            outcomes[job_id], _ = cli(
+                "wait",
+                job_id,
+                "--download",
+                str(out_dir / f"{job.name}.mp4"),
+                "--timeout",
+                f"{job_timeout:g}",
+                "--poll-seconds",
+                "1",
+                capture=True,
+            )
+
+    events = receive_completion_events(stack, set(submitted), EVENT_WAIT_SECONDS)
+    summary: dict[str, Any] = {"jobs": []}
+    ok = True
+    for job_id, job in submitted.items():
+        _, answer = cli("--json", "status", job_id, capture=True)
+        api_view = _redacted(json.loads(answer))
+        record = _job_record(stack, job_id)
+        event = events.get(job_id)
+        files = {
+            "output": out_dir / f"{job.name}.mp4",
+            "job": _write_json(out_dir / f"{job.name}.job.json", api_view),
+            "record": _write_json(out_dir / f"{job.name}.record.json", record),
+            "event": _write_json(out_dir / f"{job.name}.event.json", event),
+        }
+        job_ok = (
+            outcomes[job_id] == ExitCode.OK
+            and api_view.get("status") == JobStatus.SUCCEEDED
+            and event is not None
+            and files["output"].is_file()
+        )
+        ok = ok and job_ok
+        summary["jobs"].append(
+            {
+                "name": job.name,
+                "job_id": job_id,
+                "lane": job.lane.value,
+                "avatar": str(job.avatar),
+                "audio": str(job.audio),
+                "status": api_view.get("status"),
+                "weights": (event or {}).get("event", {}).get("weights"),
+                "ok": job_ok,
+                "files": {kind: str(path) for kind, path in files.items()},
+            }
+        )
+        _print_job(job, job_id, api_view, event, files["output"])
+    summary["ok"] = ok
+    _write_json(out_dir / SUMMARY_FILE, summary)
+    say(f"summary: {out_dir / SUMMARY_FILE}")
+    if not ok:
+        say(f"something failed: see the job JSON above and the logs in {stack.logs_dir}")
+    return ExitCode.OK if ok else ExitCode.JOB_FAILED
+
+
+@contextmanager
+def fail_fast_if_worker_dies(stack: RunningStack) -> Iterator[None]:
+    """If the worker exits while jobs are pending, stop waiting and say why (its log's tail)
+    instead of polling until the job timeout."""
+    worker = stack.worker
+    died, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            if not worker.running():
+                died.set()
+                _thread.interrupt_main()
+                return
+
+    watcher = threading.Thread(target=watch, name="worker-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if died.is_set():
+            worker.check_running()  # raises LocalModeError with the worker's last log lines
+        raise
+    finally:
+        done.set()
+        watcher.join()
+
+
+def receive_completion_events(
+    stack: RunningStack, job_ids: set[str], timeout_seconds: float
+) -> dict[str, dict[str, Any]]:
+    """Completion events for `job_ids` from the subscribed queue, as SNS delivered them."""
+    sqs = stack.client("sqs")
+    found: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_seconds
+    while set(found) < job_ids and time.monotonic() < deadline:
+        answer = sqs.receive_message(
+            QueueUrl=stack.completion_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        for message in answer.get("Messages", []):
+            envelope = json.loads(message["Body"])
+            event = CompletionEvent.model_validate_json(envelope["Message"])
+            found[event.job_id] = {
+                "event": event.model_dump(mode="json"),
+                "attributes": {
+                    name: attribute.get("Value")
+                    for name, attribute in envelope.get("MessageAttributes", {}).items()
+                },
+            }
+            sqs.delete_message(
+                QueueUrl=stack.completion_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+    return {job_id: found[job_id] for job_id in job_ids if job_id in found}
+
+
+def _job_record(stack: RunningStack, job_id: str) -> dict[str, Any] | None:
+    table = stack.session.resource("dynamodb", endpoint_url=stack.resources.endpoint_url).Table(
+        stack.resources.names.jobs_table
+    )
+    item = table.get_item(Key={JobsTable.PARTITION_KEY: job_pk(job_id)}).get("Item")
+    return None if item is None else JobRecord.from_item(item).model_dump(mode="json")
+
+
+def _redacted(job: dict[str, Any]) -> dict[str, Any]:
+    """The job without its presigned download URL: a credential while it lives, so the demo
+    neither prints it nor leaves it in files."""
+    if job.get("output_url"):
+        return {**job, "output_url": "<presigned URL, redacted>"}
+    return job
+
+
+def _write_json(path: Path, document: Any) -> Path:
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _print_job(
+    job: DemoJob,
+    job_id: str,
+    api_view: dict[str, Any],
+    event: dict[str, Any] | None,
+    output: Path,
+) -> None:
+    print(f"\n=== {job.name}: {job.avatar.name} + {job.audio.name} on {job.lane} ===")
+    print(f"job       {job_id}  {api_view.get('status')}")
+    print(f"output    {output if output.is_file() else '(none)'}")
+    print(f"timings   {format_timings(api_view.get('timings'))}")
+    print(f"event     {'received from SNS' if event else 'NOT received'}")
+    if event and event["event"].get("weights") == "random":
+        print("weights   random: the pipeline ran for real, the lips do not follow the speech")
+    print(json.dumps(api_view, indent=2, sort_keys=True))

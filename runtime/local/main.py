@@ -1,0 +1,156 @@
+"""`python -m runtime.local`: `demo` (run the sample media end to end), `up` (keep the local
+service running for the CLI), and `gateway` (the API gateway child process local mode starts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from runtime.cli.errors import ExitCode
+from runtime.local.processes import LocalModeError
+from runtime.local.stack import (
+    ENV_LOCAL_API_KEYS,
+    ENV_LOCAL_DEAD_LETTER_QUEUES,
+    REPO_ROOT,
+    StackOptions,
+    running_stack,
+)
+
+DEFAULT_WORK_DIR = REPO_ROOT / ".local"
+DEFAULT_OUT_DIR = REPO_ROOT / "out"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.local",
+        description="Run the whole MuseTalk service on this machine against a local AWS emulator.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser("demo", help="render the sample media end to end, then stop")
+    up = commands.add_parser("up", help="start everything and keep it running until Ctrl-C")
+    for command in (demo, up):
+        command.add_argument(
+            "--models", type=Path, help="MuseTalk weights directory (default: tiny random weights)"
+        )
+        command.add_argument("--stage", default="dev", help="stage config to mirror (dev)")
+        command.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    demo.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR, help="where the mp4s go")
+    demo.add_argument(
+        "--avatar-seconds", type=float, default=1.0, help="trim the sample video to this (1)"
+    )
+    demo.add_argument(
+        "--audio-seconds", type=float, default=3.0, help="trim the sample speech to this (3)"
+    )
+    demo.add_argument(
+        "--max-side", type=int, default=360, help="scale the sample video down to this (360 px)"
+    )
+    demo.add_argument(
+        "--job-timeout", type=float, default=900.0, help="seconds to wait for each job"
+    )
+    gateway = commands.add_parser("gateway", help=argparse.SUPPRESS)
+    gateway.add_argument("--port", type=int, required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "gateway":
+        return _serve_gateway(args.port)
+    _raise_on_sigterm()
+    options = StackOptions(
+        work_dir=args.work_dir.resolve(), models_dir=args.models, stage=args.stage
+    )
+    try:
+        if args.command == "demo":
+            return _demo(args, options)
+        return _up(options)
+    except LocalModeError as error:
+        _say(f"error: {error}")
+        return int(ExitCode.SERVICE)
+    except KeyboardInterrupt:
+        _say("interrupted; everything local mode started has been stopped")
+        return int(ExitCode.INTERRUPTED)
+
+
+def _demo(args: argparse.Namespace, options: StackOptions) -> int:
+    from runtime.local.demo import DemoMedia, prepare_media, run_demo
+
+    jobs = prepare_media(
+        options.work_dir,
+        DemoMedia(
+            avatar_seconds=args.avatar_seconds,
+            audio_seconds=args.audio_seconds,
+            max_side=args.max_side,
+        ),
+    )
+    _say(
+        f"sample media trimmed to {args.avatar_seconds:g} s of video (at most {args.max_side} px) "
+        f"and {args.audio_seconds:g} s of speech in {options.work_dir / 'media'} "
+        "(MIT, see NOTICE.md there)"
+    )
+    with running_stack(options, _say) as stack:
+        return run_demo(
+            stack, jobs, out_dir=args.out.resolve(), job_timeout=args.job_timeout, say=_say
+        )
+
+
+def _up(options: StackOptions) -> int:
+    with running_stack(options, _say) as stack:
+        print(
+            "\nLocal service running. In another shell:\n"
+            f"  export MUSETALK_API_URL={stack.api_url}\n"
+            f"  export MUSETALK_API_KEY={stack.api_key}\n"
+            "  musetalk submit examples/media/musk.png examples/media/yongen.wav --wait \\\n"
+            "    --download\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        threading.Event().wait()
+    return int(ExitCode.OK)
+
+
+def _serve_gateway(port: int) -> int:
+    """The API process: the REST Lambda behind the gateway, plus the sweeper and dead-letter
+    Lambdas on their triggers (all invocations one at a time, under one lock)."""
+    import boto3
+
+    from runtime.api import dead_letters, sweeper
+    from runtime.api.handler import lambda_handler
+    from runtime.local.gateway import LocalGateway
+    from runtime.local.triggers import LocalTriggers
+
+    keys = json.loads(os.environ[ENV_LOCAL_API_KEYS])
+    server = LocalGateway(port, lambda_handler, keys)
+    triggers = LocalTriggers(
+        sqs=boto3.client("sqs"),
+        dead_letter_queue_urls=json.loads(os.environ[ENV_LOCAL_DEAD_LETTER_QUEUES]),
+        sweeper=sweeper.lambda_handler,
+        dead_letters=dead_letters.lambda_handler,
+        lock=server.invoke_lock,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    triggers.start()
+    server.serve_forever()
+    triggers.stop()
+    server.server_close()
+    return 0
+
+
+def _raise_on_sigterm() -> None:
+    """SIGTERM (e.g. from a test runner) unwinds like Ctrl-C, so children are stopped too."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _say(text: str) -> None:
+    print(f"==> {text}", file=sys.stderr, flush=True)

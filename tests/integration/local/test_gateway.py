@@ -1,0 +1,117 @@
+"""The local API Gateway: keys to key ids, proxy events a Powertools resolver routes, and
+API Gateway's own answers (403 without a key, 502 when the Lambda crashes)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+from runtime.local.gateway import LocalGateway
+from runtime.local.processes import free_port
+
+app = APIGatewayRestResolver()
+
+
+@app.get("/v1/whoami")
+def whoami() -> dict[str, Any]:
+    event = app.current_event
+    return {
+        "api_key_id": event.request_context.identity.api_key_id,
+        "query": event.query_string_parameters,
+        "correlation": event.headers.get("X-Correlation-Id"),
+    }
+
+
+@app.post("/v1/echo")
+def echo() -> dict[str, Any]:
+    return {"body": app.current_event.json_body}
+
+
+@app.get("/v1/openapi.json")
+def document() -> dict[str, Any]:
+    return {"openapi": "3.1.0"}
+
+
+@app.get("/v1/crash")
+def crash() -> dict[str, Any]:
+    raise RuntimeError("boom")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    assert context.get_remaining_time_in_millis() > 0
+    if event["path"] == "/v1/crash":
+        raise RuntimeError("the Lambda crashed")
+    return app.resolve(event, context)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[httpx.Client]:
+    server = LocalGateway(free_port(), handler, {"secret-key": "key-id-1"})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    with httpx.Client(base_url=f"http://{host!s}:{port}") as client:
+        yield client
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_known_key_reaches_the_lambda_as_its_key_id(gateway: httpx.Client) -> None:
+    response = gateway.get(
+        "/v1/whoami?status=QUEUED&limit=5",
+        headers={"x-api-key": "secret-key", "X-Correlation-Id": "abc-1"},
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "api_key_id": "key-id-1",
+        "query": {"status": "QUEUED", "limit": "5"},
+        "correlation": "abc-1",
+    }
+
+
+def test_a_json_body_round_trips(gateway: httpx.Client) -> None:
+    response = gateway.post(
+        "/v1/echo", json={"lane": "batch", "n": [1, 2]}, headers={"x-api-key": "secret-key"}
+    )
+    assert response.json() == {"body": {"lane": "batch", "n": [1, 2]}}
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}])
+def test_a_missing_or_unknown_key_is_refused_before_the_lambda(
+    gateway: httpx.Client, headers: dict[str, str]
+) -> None:
+    response = gateway.get("/v1/whoami", headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {"message": "Forbidden"}
+
+
+def test_the_api_description_needs_no_key(gateway: httpx.Client) -> None:
+    assert gateway.get("/v1/openapi.json").json() == {"openapi": "3.1.0"}
+
+
+def test_a_crashing_lambda_is_a_502_without_details(gateway: httpx.Client) -> None:
+    response = gateway.get("/v1/crash", headers={"x-api-key": "secret-key"})
+    assert response.status_code == 502
+    assert "crashed" not in response.text
+
+
+def test_an_oversized_body_is_413_without_reading_it(gateway: httpx.Client) -> None:
+    # Given a request that announces more than API Gateway's 10 MiB (and sends none of it)
+    host, port = gateway.base_url.host, gateway.base_url.port
+    request = (
+        "POST /v1/echo HTTP/1.1\r\nHost: local\r\nx-api-key: secret-key\r\n"
+        f"Content-Length: {10 * 1024 * 1024 + 1}\r\n\r\n"
+    )
+    with socket.create_connection((host, port), timeout=5) as connection:
+        connection.sendall(request.encode())
+        status_line = connection.makefile("rb").readline()
+
+    # Then the gateway answers 413 at once
+    assert status_line.startswith(b"HTTP/1.1 413")

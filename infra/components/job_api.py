@@ -62,6 +62,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("uploads", "POST"),
     ("avatars", "POST"),
     ("avatars", "GET"),
+    ("avatars/{avatar_id}", "GET"),
     ("jobs", "POST"),
     ("jobs", "GET"),
     ("jobs/{job_id}", "GET"),

@@ -106,7 +106,7 @@ class MuseTalkEngine:
         encoder_preset: str = "veryfast",
     ) -> MuseTalkEngine:
         """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default."""
-        # The worker's engine factory passes MUSETALK_DEVICE / MUSETALK_DTYPE as strings.
+        # Strings too: the worker and local mode pass MUSETALK_DEVICE / MUSETALK_DTYPE as set.
         device = torch.device(device) if isinstance(device, str) else device
         dtype = _torch_dtype(dtype) if isinstance(dtype, str) else dtype
         device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -20,7 +20,11 @@ from botocore.exceptions import ClientError
 from runtime.common.keys import avatar_cache_key
 from runtime.common.metrics import Metric
 from runtime.common.names import Lane
-from runtime.engine.interface import LipSyncEngine, PreparedAvatarLike
+from runtime.engine.interface import (
+    LipSyncEngine,
+    PreparedAvatarFormatError,
+    PreparedAvatarLike,
+)
 from runtime.worker.telemetry import MetricsSink, logger
 
 
@@ -94,9 +98,8 @@ class AvatarCache:
             self._metrics.emit({Metric.AVATAR_CACHE_HITS: 1}, lane=lane)
             return prepared, AvatarSource.MEMORY
         started = time.monotonic()
-        data = self._read(key)
-        if data is not None:
-            prepared = self._engine.load_prepared(data)
+        prepared = self._load(key)
+        if prepared is not None:
             self._memory.put(key, prepared)
             load_ms = (time.monotonic() - started) * 1000
             self._metrics.emit(
@@ -112,6 +115,18 @@ class AvatarCache:
             # The render can go on; the next worker prepares again.
             logger.exception("could not persist the prepared avatar")
         return prepared, AvatarSource.PREPARED
+
+    def _load(self, key: str) -> PreparedAvatarLike | None:
+        """The persisted avatar, or None to prepare it again: absent, or a blob this engine cannot
+        read (another format version, truncated), which the new preparation then overwrites."""
+        data = self._read(key)
+        if data is None:
+            return None
+        try:
+            return self._engine.load_prepared(data)
+        except PreparedAvatarFormatError as error:
+            logger.warning("cached avatar unusable, preparing again", extra={"reason": str(error)})
+            return None
 
     def _read(self, key: str) -> bytes | None:
         try:

@@ -21,15 +21,11 @@ class EngineFactoryError(ValueError):
 
 
 def musetalk_engine(models_dir: Path, device: str, dtype: str) -> LipSyncEngine:
-    """The default factory: the settings' strings as torch objects for `MuseTalkEngine.load`."""
-    import torch
-
-    torch_dtype = getattr(torch, dtype, None)
-    if not isinstance(torch_dtype, torch.dtype):
-        raise EngineFactoryError(f"unknown torch dtype {dtype!r}")
+    """The default factory: `MuseTalkEngine.load` takes the settings' device and dtype strings
+    itself (and names a bad dtype), so the worker needs no torch import of its own."""
     from runtime.engine.engine import MuseTalkEngine
 
-    return cast(LipSyncEngine, MuseTalkEngine.load(models_dir, torch.device(device), torch_dtype))
+    return cast(LipSyncEngine, MuseTalkEngine.load(models_dir, device, dtype))
 
 
 def load_engine(spec: str, *, models_dir: Path, device: str, dtype: str) -> LipSyncEngine:

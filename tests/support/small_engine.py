@@ -25,6 +25,7 @@ from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.interface import (
     Interrupted,
     MediaError,
+    PreparedAvatarFormatError,
     ProgressFn,
     Rendered,
     WeightsKind,
@@ -100,7 +101,10 @@ class SmallEngine:
         return SmallPrepared(np.stack(frames))
 
     def load_prepared(self, data: bytes) -> SmallPrepared:
-        return SmallPrepared(np.load(io.BytesIO(data), allow_pickle=False))
+        try:
+            return SmallPrepared(np.load(io.BytesIO(data), allow_pickle=False))
+        except (ValueError, OSError, EOFError) as error:  # as the interface asks: a cache miss
+            raise PreparedAvatarFormatError(f"not a small-engine avatar: {error}") from error
 
     def speak(
         self,

@@ -163,6 +163,30 @@ def test_a_bucket_hit_older_than_the_refresh_age_restarts_the_bucket_expiry(
     assert other.metrics.count(Metric.AVATAR_CACHE_HITS) == 1
 
 
+def test_a_cached_avatar_of_another_format_is_prepared_again_and_overwritten(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given the avatar-cache bucket holds a blob this engine cannot read (an older format)
+    avatar = world.upload("tenant-a", MEDIA / "musk.png", "avatar")
+    key = avatar_cache_key(SmallEngine.model_version, "avatar-musk")
+    bucket = world.bucket(BucketRole.AVATAR_CACHE)
+    world.s3.put_object(Bucket=bucket, Key=key, Body=b"MTPA-v0 not this engine's format")
+    world.submit(avatar=avatar, avatar_id="avatar-musk")
+    engine = SmallEngine()
+    worker = make_worker(engine)
+
+    # When a worker takes the job
+    assert worker.run_once() is Outcome.SUCCEEDED
+
+    # Then the blob counted as a miss: the avatar was prepared and the blob replaced by one
+    # that loads
+    assert engine.prepare_calls == 1
+    assert worker.metrics.count(Metric.AVATAR_CACHE_MISSES) == 1
+    assert worker.metrics.count(Metric.AVATAR_CACHE_HITS) == 0
+    stored = world.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert engine.load_prepared(stored).nbytes > 0
+
+
 def test_interactive_messages_are_taken_before_waiting_batch_messages(
     world: WorkerWorld, make_worker: MakeWorker
 ) -> None:

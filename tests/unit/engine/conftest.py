@@ -112,10 +112,12 @@ def silence_then_speech(media_dir: Path, speech_16k: np.ndarray) -> Path:
 
 @pytest.fixture(scope="session")
 def engine(tiny_models: ModelsLayout) -> MuseTalkEngine:
-    """The real engine on tiny random weights, with stand-ins for the faces package."""
+    """The real engine on tiny random weights, with stand-ins for the faces package; device and
+    dtype as the strings the worker's settings hold."""
     return MuseTalkEngine.load(
         tiny_models.root,
-        torch.device("cpu"),
+        "cpu",
+        "float32",
         locator=CentreLocator(),
         parser=LowerHalfParser(),
     )

@@ -404,3 +404,15 @@ def test_an_avatar_prepared_by_another_model_version_is_refused(
     other = dataclasses.replace(levels_avatar, model_version="musetalk-v1.0")
     with pytest.raises(PreparedAvatarFormatError, match=r"v1\.0"):
         engine.load_prepared(other.to_bytes())
+
+
+def test_load_takes_device_and_dtype_as_the_worker_settings_spell_them(
+    engine: MuseTalkEngine, tiny_models: object
+) -> None:
+    # Given the session engine, loaded with device "cpu" and dtype "float32" (strings)
+    # Then it holds the torch objects
+    assert engine.device == torch.device("cpu")
+    assert engine.dtype is torch.float32
+    # And an unknown dtype is refused by name before any model is read
+    with pytest.raises(ValueError, match="dtype 'float99'"):
+        MuseTalkEngine.load(Path("/nonexistent"), "cpu", "float99")

@@ -66,11 +66,10 @@ def test_a_bad_engine_factory_is_refused_clearly(spec: str, tmp_path: Path) -> N
         load_engine(spec, models_dir=tmp_path, device="cpu", dtype="float32")
 
 
-def test_the_default_factory_hands_torch_objects_to_the_musetalk_engine(
+def test_the_default_factory_hands_the_settings_to_the_musetalk_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the engine module (stood in here, so the seam is tested whether or not it is merged)
-    torch = pytest.importorskip("torch")
+    # Given the engine module, stood in here so the seam is tested without loading models
     calls: list[tuple[object, ...]] = []
 
     class RecordingEngine:
@@ -86,8 +85,14 @@ def test_the_default_factory_hands_torch_objects_to_the_musetalk_engine(
     # When the worker loads the default factory with its string settings
     engine = load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
 
-    # Then MuseTalkEngine.load got a torch device and dtype
+    # Then MuseTalkEngine.load got them (it turns strings into torch objects itself)
     assert engine == "engine"
-    assert calls == [(tmp_path, torch.device("cpu"), torch.float16)]
-    with pytest.raises(EngineFactoryError, match="dtype"):
+    assert calls == [(tmp_path, "cpu", "float16")]
+
+
+def test_the_default_factory_refuses_an_unknown_dtype_by_name(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    # When the worker is configured with a dtype torch does not have
+    # Then start-up fails naming it (before any model is read)
+    with pytest.raises(ValueError, match="dtype 'float99'"):
         load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float99")

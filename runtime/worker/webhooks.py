@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from runtime.common.jobs import CompletionEvent
+from runtime.common.webhook_targets import WebhookTargetError, check_webhook_url, is_public_address
 from runtime.worker.telemetry import logger
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
@@ -46,22 +47,24 @@ def webhook_id(event: CompletionEvent) -> str:
     return f"msg_{event.job_id}_{event.status.value.lower()}"
 
 
-class UnsafeWebhookTarget(ValueError):
+class UnsafeWebhookTarget(WebhookTargetError):
     pass
 
 
 def check_target(url: str, *, allow_private: bool) -> None:
-    """https only, to public addresses only (no metadata service, no VPC neighbours)."""
-    parts = urlsplit(url)
-    if allow_private:
+    """The API's admission policy again (a record may predate it), then every address the host
+    resolves to now must be public: no metadata service, no VPC neighbours."""
+    if allow_private:  # local mode and tests: receivers on localhost
+        parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise UnsafeWebhookTarget("webhook URL must be http(s) with a host")
         return
-    if parts.scheme != "https" or not parts.hostname:
-        raise UnsafeWebhookTarget("webhook URL must be https with a host")
-    for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP):
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+    try:
+        host = check_webhook_url(url)
+    except WebhookTargetError as error:
+        raise UnsafeWebhookTarget(str(error)) from error
+    for info in socket.getaddrinfo(host, urlsplit(url).port or 443, proto=socket.IPPROTO_TCP):
+        if not is_public_address(ipaddress.ip_address(info[4][0])):
             raise UnsafeWebhookTarget("webhook host resolves to a non-public address")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -94,3 +95,42 @@ def test_targets_inside_or_insecure_are_refused(url: str) -> None:
 def test_a_secret_without_the_whsec_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="whsec_"):
         signing_key("c2VjcmV0")
+
+
+@pytest.mark.parametrize(
+    ("resolved", "refused"),
+    [
+        ("10.0.0.5", True),
+        ("::ffff:169.254.169.254", True),
+        ("ff0e::1", True),
+        ("93.184.216.34", False),
+    ],
+)
+def test_a_public_name_is_judged_by_the_addresses_it_resolves_to_now(
+    resolved: str, refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a name that passed the API's admission but now resolves to `resolved`
+    def resolve(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        assert host == "hooks.example.com"
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (resolved, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    # When the worker checks it at send time
+    # Then it is refused exactly when that address is not public
+    if refused:
+        with pytest.raises(UnsafeWebhookTarget, match="non-public"):
+            check_target("https://hooks.example.com/hook", allow_private=False)
+    else:
+        check_target("https://hooks.example.com/hook", allow_private=False)
+
+
+def test_the_worker_applies_the_api_admission_policy_before_resolving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("an internal name must be refused before any DNS lookup")
+
+    monkeypatch.setattr(socket, "getaddrinfo", forbidden)
+    for url in ("https://metadata.google.internal/x", "https://user:pw@hooks.example.com/x"):
+        with pytest.raises(UnsafeWebhookTarget, match="webhook_url"):
+            check_target(url, allow_private=False)

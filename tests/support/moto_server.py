@@ -1,35 +1,59 @@
-"""A moto server for the whole test session: real HTTP, real boto3, no AWS account.
+"""The one local AWS for every test suite: a moto server (real HTTP, real boto3, no account).
 
-Use the `moto_endpoint` fixture (session scope) in any suite: it starts `ThreadedMotoServer` on a
-free localhost port, points every boto3 client of this process at it (`AWS_ENDPOINT_URL`) with
-dummy credentials and region, and stops it at the end. `reset_moto(endpoint)` empties it between
-tests; `tests/support/aws_resources.py` creates the deployment's resources on it.
+`moto_endpoint` (session) starts local mode's own emulator (`runtime.local.emulator`) once;
+`moto_env` (per test) points boto3 in this process, and children started with its environment,
+at it with dummy credentials, and restores the environment afterwards. Resources come from
+`provision_stage`, which is local mode's `provision` (`runtime.local.resources`): tests create
+the very names and schemas the stack creates, with no second hand-kept list.
 
-Make it visible by importing it into a conftest (`from tests.support.moto_server import
-moto_endpoint`) or with `pytest_plugins = ["tests.support.moto_server"]` in the top-level
-`tests/conftest.py` (pytest refuses `pytest_plugins` in nested conftests). Being session-scoped,
-one server serves every suite that uses it.
+Registered for the whole tree by `pytest_plugins` in `tests/conftest.py`, so one server serves
+every suite; each test isolates itself by stage name or by `reset_moto`.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import functools
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
+import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"  # moto's default account id
+from infra.config import StageConfig, stage_config
+from runtime.common.names import ResourceNames
+from runtime.local.emulator import LOCAL_CREDENTIALS, moto_server
+from runtime.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalResources, provision
 
-_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret (dummy)
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-}
+REGION = LOCAL_REGION
+ACCOUNT = LOCAL_ACCOUNT
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    """What boto3 (in this process and its children) needs to talk to the emulator."""
+    return {
+        **LOCAL_CREDENTIALS,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def moto_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point boto3 at the session's emulator for this test; host credentials never apply."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in aws_env(moto_endpoint).items():
+        monkeypatch.setenv(name, value)
+    return moto_endpoint
 
 
 def reset_moto(endpoint: str) -> None:
@@ -39,22 +63,42 @@ def reset_moto(endpoint: str) -> None:
         response.read()
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    saved = {name: os.environ.get(name) for name in [*_ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(_ENV)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ.pop("AWS_PROFILE", None)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def provision_stage(
+    endpoint: str,
+    stage: str,
+    *,
+    config: StageConfig | None = None,
+    max_receive_count: int | None = None,
+    visibility_timeout_seconds: int | None = None,
+) -> LocalResources:
+    """Create one stage's resources as local mode does (from the `dev` stage's config unless
+    given), optionally with the lanes' redrive count and the queues' visibility changed."""
+    config = config or stage_config("dev")
+    if max_receive_count is not None:
+        config = dataclasses.replace(
+            config,
+            interactive=dataclasses.replace(
+                config.interactive, max_receive_count=max_receive_count
+            ),
+            batch=dataclasses.replace(config.batch, max_receive_count=max_receive_count),
+        )
+    if visibility_timeout_seconds is not None:
+        config = dataclasses.replace(config, visibility_timeout_seconds=visibility_timeout_seconds)
+    names = ResourceNames(stage=stage, account=ACCOUNT, region=REGION)
+    return provision(local_session(), names=names, config=config, endpoint_url=endpoint)
+
+
+def local_session() -> boto3.Session:
+    """A session with the emulator's dummy credentials, whatever the host's environment says."""
+    return boto3.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=REGION,
+    )
+
+
+@functools.cache
+def local_client(service: str, endpoint: str, region: str = REGION) -> Any:
+    """One client per service and endpoint for the whole session (creating one parses the
+    service model, which costs more than most test calls)."""
+    return local_session().client(service, endpoint_url=endpoint, region_name=region)

@@ -14,22 +14,20 @@ import httpx
 import pytest
 
 from runtime.api import handler
-from runtime.common.names import ResourceNames
+from runtime.common.names import EnvVar
+from runtime.local.resources import LocalResources
 from tests.support.api_events import FakeLambdaContext, rest_event
-from tests.support.aws_resources import Resources, create_resources, local_client
-from tests.support.moto_server import ACCOUNT, REGION, moto_endpoint, reset_moto
-
-__all__ = ["moto_endpoint"]  # the session fixture, made visible to this package's tests
+from tests.support.moto_server import local_client, provision_stage, reset_moto
 
 TENANTS = {"key-a": "tenant-a", "key-b": "tenant-b"}
 
 
 @pytest.fixture
-def deployment(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
-    reset_moto(moto_endpoint)
-    names = ResourceNames(stage="test", account=ACCOUNT, region=REGION)
-    resources = create_resources(names, moto_endpoint, api_key_tenants=TENANTS)
-    env = resources.env()
+def deployment(moto_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalResources]:
+    reset_moto(moto_env)
+    resources = provision_stage(moto_env, "test")
+    env = {**resources.runtime_env(), EnvVar.API_KEY_TENANTS: json.dumps(TENANTS)}
+    env = {str(name): value for name, value in env.items()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # Names are stable across resets, so the cached runtime (clients, idempotency layer) stays
@@ -50,7 +48,7 @@ Call = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
-def call_api(deployment: Resources) -> Call:
+def call_api(deployment: LocalResources) -> Call:
     """Invoke the API Lambda with a REST proxy event; returns the response with `json` parsed."""
 
     def call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -63,9 +61,9 @@ def call_api(deployment: Resources) -> Call:
 
 
 @pytest.fixture
-def aws(deployment: Resources) -> Callable[[str], Any]:
+def aws(deployment: LocalResources) -> Callable[[str], Any]:
     def client(service: str) -> Any:
-        return local_client(service, deployment.endpoint, REGION)
+        return local_client(service, deployment.endpoint_url)
 
     return client
 
@@ -132,6 +130,7 @@ def queue_messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
             MaxNumberOfMessages=10,
             MessageAttributeNames=["All"],
             VisibilityTimeout=300,
+            WaitTimeSeconds=0,  # the lanes long-poll by default, as in the stack
         ).get("Messages", [])
         if not batch:
             return messages
@@ -157,7 +156,7 @@ Events = Callable[[], list[dict[str, Any]]]
 
 
 @pytest.fixture
-def completion_events(deployment: Resources, aws: Callable[[str], Any]) -> Events:
+def completion_events(deployment: LocalResources, aws: Callable[[str], Any]) -> Events:
     """Subscribe a queue to the completion topic; the returned function drains what arrived as
     `{"event": <CompletionEvent JSON>, "attributes": {name: value}}`."""
     sqs = aws("sqs")

@@ -10,8 +10,8 @@ import pytest
 from runtime.api import handler, jobs
 from runtime.common.limits import LaneLimits, Limits
 from runtime.common.names import EnvVar, Lane
+from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import Call, Upload, queue_messages, submit_body, wav_bytes
-from tests.support.aws_resources import Resources
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_missing_or_malformed_idempotency_key_is_rejected(
 
 
 def test_a_public_https_webhook_is_accepted_and_kept_out_of_the_message(
-    call_api: Call, job_inputs: dict[str, str], deployment: Resources, aws: Any
+    call_api: Call, job_inputs: dict[str, str], deployment: LocalResources, aws: Any
 ) -> None:
     body = submit_body(
         job_inputs["audio"],
@@ -117,7 +117,7 @@ def test_invalid_json_is_400_on_body(call_api: Call) -> None:
 
 
 def test_audio_longer_than_the_lane_allows_is_refused_before_queueing(
-    call_api: Call, upload: Upload, job_inputs: dict[str, str], deployment: Resources, aws: Any
+    call_api: Call, upload: Upload, job_inputs: dict[str, str], deployment: LocalResources, aws: Any
 ) -> None:
     # Given a 61 s WAV: over the interactive lane's 60 s, within batch's 600 s
     long_audio = upload("audio", wav_bytes(seconds=61))
@@ -134,7 +134,7 @@ def test_audio_longer_than_the_lane_allows_is_refused_before_queueing(
 def test_file_sizes_are_checked_against_the_lane_limits(
     call_api: Call,
     upload: Upload,
-    deployment: Resources,
+    deployment: LocalResources,
     monkeypatch: pytest.MonkeyPatch,
     face_png: bytes,
 ) -> None:
@@ -143,7 +143,7 @@ def test_file_sizes_are_checked_against_the_lane_limits(
         max_audio_seconds=60, max_audio_bytes=1024, max_video_bytes=1024, max_image_bytes=1024
     )
     limits = Limits(
-        lanes={Lane.INTERACTIVE: tight, Lane.BATCH: deployment.limits.lanes[Lane.BATCH]}
+        lanes={Lane.INTERACTIVE: tight, Lane.BATCH: deployment.config.limits.lanes[Lane.BATCH]}
     )
     monkeypatch.setenv(EnvVar.LIMITS_JSON.value, limits.model_dump_json())
     handler.runtime.cache_clear()

@@ -12,13 +12,13 @@ from botocore.exceptions import ClientError
 from runtime.api import dead_letters
 from runtime.api.jobs import derive_job_id
 from runtime.common.names import Lane
+from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import Call, Events, Upload, queue_messages, submit_body
 from tests.support.api_events import FakeLambdaContext
-from tests.support.aws_resources import Resources
 
 
 @pytest.fixture(autouse=True)
-def fresh_context(deployment: Resources) -> Iterator[None]:
+def fresh_context(deployment: LocalResources) -> Iterator[None]:
     dead_letters._context.cache_clear()
     yield
     dead_letters._context.cache_clear()
@@ -30,7 +30,7 @@ def queued_job(
     upload: Upload,
     short_wav: bytes,
     face_png: bytes,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
 ) -> dict[str, Any]:
     """A job accepted by the API; returns its queue message as SQS delivered it."""
@@ -82,7 +82,7 @@ def test_a_job_that_already_finished_keeps_its_status_and_nothing_is_published(
     call_api: Call,
     queued_job: dict[str, Any],
     completion_events: Events,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
 ) -> None:
     aws("dynamodb").update_item(
@@ -102,7 +102,7 @@ def test_a_job_that_already_finished_keeps_its_status_and_nothing_is_published(
 def test_a_job_the_worker_failed_on_its_last_receive_is_announced_once(
     queued_job: dict[str, Any],
     completion_events: Events,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     worker_published: bool,
     expected_events: int,

@@ -15,8 +15,8 @@ from runtime.common.jobs import MODEL_VERSION, JobMessage, JobStatus
 from runtime.common.keys import avatar_cache_key
 from runtime.common.names import BucketRole, Lane
 from runtime.common.records import JobRecord
+from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import Call, Upload, post_to_form, queue_messages, submit_body
-from tests.support.aws_resources import Resources
 
 
 @functools.cache
@@ -24,12 +24,12 @@ def _dynamodb(endpoint: str) -> Any:
     return boto3.resource("dynamodb", endpoint_url=endpoint)
 
 
-def _table(deployment: Resources) -> Any:
-    return _dynamodb(deployment.endpoint).Table(deployment.names.jobs_table)
+def _table(deployment: LocalResources) -> Any:
+    return _dynamodb(deployment.endpoint_url).Table(deployment.names.jobs_table)
 
 
 def test_presigned_post_stores_the_file_under_the_tenant_prefix(
-    call_api: Call, deployment: Resources, aws: Any, short_wav: bytes
+    call_api: Call, deployment: LocalResources, aws: Any, short_wav: bytes
 ) -> None:
     # Given an audio upload created through the API
     created = call_api("POST", "/v1/uploads", body={"kind": "audio"})
@@ -46,7 +46,7 @@ def test_presigned_post_stores_the_file_under_the_tenant_prefix(
     response = post_to_form(form, short_wav)
     # Then S3 has it, with the pinned content type
     assert response.status_code in (200, 201, 204)
-    head = aws("s3").head_object(Bucket=deployment.bucket(BucketRole.UPLOADS), Key=key)
+    head = aws("s3").head_object(Bucket=deployment.buckets[BucketRole.UPLOADS], Key=key)
     assert head["ContentLength"] == len(short_wav)
     assert head["ContentType"] == "audio/wav"
 
@@ -95,7 +95,7 @@ def test_an_avatar_needs_a_received_video_or_image(call_api: Call, upload: Uploa
 def test_submitted_job_is_recorded_then_queued_with_the_callers_correlation_id(
     call_api: Call,
     upload: Upload,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     short_wav: bytes,
     face_png: bytes,
@@ -139,7 +139,7 @@ def test_submitted_job_is_recorded_then_queued_with_the_callers_correlation_id(
 def test_same_key_same_body_is_the_same_job_and_another_body_is_a_409(
     call_api: Call,
     upload: Upload,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     short_wav: bytes,
     face_png: bytes,
@@ -164,7 +164,7 @@ def test_same_key_same_body_is_the_same_job_and_another_body_is_a_409(
 def test_the_idempotency_guarantee_outlives_the_idempotency_record(
     call_api: Call,
     upload: Upload,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     short_wav: bytes,
     face_png: bytes,
@@ -174,7 +174,7 @@ def test_the_idempotency_guarantee_outlives_the_idempotency_record(
     face = upload("image", face_png)
     body = submit_body(audio, avatar_upload_id=face)
     first = call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "k"})
-    idempotency = _dynamodb(deployment.endpoint).Table(deployment.names.idempotency_table)
+    idempotency = _dynamodb(deployment.endpoint_url).Table(deployment.names.idempotency_table)
     for item in idempotency.scan()["Items"]:
         idempotency.delete_item(Key={"id": item["id"]})
     # When the key is used again, with the same and with another body
@@ -189,7 +189,7 @@ def test_the_idempotency_guarantee_outlives_the_idempotency_record(
 
 
 def test_jobs_list_newest_first_with_opaque_pages_and_status_filter(
-    call_api: Call, upload: Upload, deployment: Resources, short_wav: bytes, face_png: bytes
+    call_api: Call, upload: Upload, deployment: LocalResources, short_wav: bytes, face_png: bytes
 ) -> None:
     audio = upload("audio", short_wav)
     avatar = call_api("POST", "/v1/avatars", body={"upload_id": upload("image", face_png)})
@@ -227,7 +227,7 @@ def test_jobs_list_newest_first_with_opaque_pages_and_status_filter(
 def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
     call_api: Call,
     upload: Upload,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     short_wav: bytes,
     face_png: bytes,
@@ -242,7 +242,7 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
         headers={"Idempotency-Key": "done"},
     )["json"]["job_id"]
     output_key = f"tenants/tenant-a/jobs/{job_id}/output.mp4"
-    outputs = deployment.bucket(BucketRole.OUTPUTS)
+    outputs = deployment.buckets[BucketRole.OUTPUTS]
     aws("s3").put_object(Bucket=outputs, Key=output_key, Body=b"fake-mp4-bytes")
     _table(deployment).update_item(
         Key={"pk": f"JOB#{job_id}"},
@@ -278,7 +278,7 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
 def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
     call_api: Call,
     upload: Upload,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     short_wav: bytes,
     face_png: bytes,
@@ -294,12 +294,12 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
     record = JobRecord.from_item(_table(deployment).get_item(Key={"pk": f"JOB#{job_id}"})["Item"])
     s3 = aws("s3")
     s3.put_object(
-        Bucket=deployment.bucket(BucketRole.OUTPUTS),
+        Bucket=deployment.buckets[BucketRole.OUTPUTS],
         Key=f"tenants/tenant-a/jobs/{job_id}/output.mp4",
         Body=b"partial",
     )
     prepared = avatar_cache_key(MODEL_VERSION, record.avatar_id)
-    s3.put_object(Bucket=deployment.bucket(BucketRole.AVATAR_CACHE), Key=prepared, Body=b"latents")
+    s3.put_object(Bucket=deployment.buckets[BucketRole.AVATAR_CACHE], Key=prepared, Body=b"latents")
     # When it is cancelled, twice
     first = call_api("DELETE", f"/v1/jobs/{job_id}")
     second = call_api("DELETE", f"/v1/jobs/{job_id}")
@@ -315,8 +315,8 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
     for bucket, key in [
         (record.audio.bucket, record.audio.key),
         (record.avatar.bucket, record.avatar.key),
-        (deployment.bucket(BucketRole.OUTPUTS), f"tenants/tenant-a/jobs/{job_id}/output.mp4"),
-        (deployment.bucket(BucketRole.AVATAR_CACHE), prepared),
+        (deployment.buckets[BucketRole.OUTPUTS], f"tenants/tenant-a/jobs/{job_id}/output.mp4"),
+        (deployment.buckets[BucketRole.AVATAR_CACHE], prepared),
     ]:
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=key)
         assert listed.get("KeyCount", 0) == 0, key

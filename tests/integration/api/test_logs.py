@@ -12,8 +12,8 @@ import pytest
 
 from runtime.api.observability import SERVICE
 from runtime.common.names import BucketRole
+from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import Call, post_to_form, submit_body, wav_bytes
-from tests.support.aws_resources import Resources
 
 WEBHOOK = "https://hooks.example.com/musetalk/callback?token=WEBHOOK-TOKEN-123"
 
@@ -32,7 +32,7 @@ def api_log_lines() -> Iterator[io.StringIO]:
 
 def test_no_presigned_url_signature_webhook_or_api_key_in_any_log_line(
     call_api: Call,
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     face_png: bytes,
     api_log_lines: io.StringIO,
@@ -60,7 +60,7 @@ def test_no_presigned_url_signature_webhook_or_api_key_in_any_log_line(
         headers={**headers, "Idempotency-Key": "logs-2"},
     )
     assert rejected["statusCode"] == 400
-    outputs = deployment.bucket(BucketRole.OUTPUTS)
+    outputs = deployment.buckets[BucketRole.OUTPUTS]
     key = f"tenants/tenant-a/jobs/{accepted['job_id']}/output.mp4"
     aws("s3").put_object(Bucket=outputs, Key=key, Body=b"x")
     aws("dynamodb").update_item(

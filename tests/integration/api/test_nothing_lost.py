@@ -23,9 +23,9 @@ from runtime.api.jobs import derive_job_id
 from runtime.api.models import SubmitJobRequest
 from runtime.common.jobs import JobMessage
 from runtime.common.names import Lane
+from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import Call, Upload, header, queue_messages, submit_body
 from tests.support.api_events import FakeLambdaContext
-from tests.support.aws_resources import Resources
 
 
 def _fail_first_sends(monkeypatch: pytest.MonkeyPatch, times: int = 1) -> list[int]:
@@ -51,7 +51,7 @@ def body(upload: Upload, short_wav: bytes, face_png: bytes) -> dict[str, Any]:
     return submit_body(upload("audio", short_wav), avatar_upload_id=upload("image", face_png))
 
 
-def _unsent(deployment: Resources, aws: Any, job_id: str) -> bool:
+def _unsent(deployment: LocalResources, aws: Any, job_id: str) -> bool:
     item = aws("dynamodb").get_item(
         TableName=deployment.names.jobs_table, Key={"pk": {"S": f"JOB#{job_id}"}}
     )["Item"]
@@ -61,7 +61,7 @@ def _unsent(deployment: Resources, aws: Any, job_id: str) -> bool:
 def test_a_failed_enqueue_is_a_503_and_the_retry_with_the_same_key_completes_it(
     call_api: Call,
     body: dict[str, Any],
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -89,7 +89,7 @@ def test_a_failed_enqueue_is_a_503_and_the_retry_with_the_same_key_completes_it(
 def test_the_sweeper_sends_a_job_whose_caller_never_retried(
     call_api: Call,
     body: dict[str, Any],
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -120,7 +120,7 @@ def test_the_sweeper_sends_a_job_whose_caller_never_retried(
 def test_a_send_the_sweeper_cannot_make_stays_flagged_for_the_next_run(
     call_api: Call,
     body: dict[str, Any],
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -140,7 +140,7 @@ def test_a_send_the_sweeper_cannot_make_stays_flagged_for_the_next_run(
 def test_the_sweeper_drops_the_flag_of_a_job_cancelled_before_it_was_sent(
     call_api: Call,
     body: dict[str, Any],
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -166,7 +166,7 @@ def test_the_sweeper_drops_the_flag_of_a_job_cancelled_before_it_was_sent(
 def test_the_sweeper_lambda_resends_and_emits_its_metric(
     call_api: Call,
     body: dict[str, Any],
-    deployment: Resources,
+    deployment: LocalResources,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -199,7 +199,7 @@ def test_the_sweeper_lambda_resends_and_emits_its_metric(
 
 
 def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_per_key(
-    body: dict[str, Any], deployment: Resources, aws: Any
+    body: dict[str, Any], deployment: LocalResources, aws: Any
 ) -> None:
     # Given 5 distinct keys, each submitted 6 times by 10 concurrent "Lambda containers"
     # (threads, each with its own clients and idempotency layer, like separate containers)

@@ -1,27 +1,21 @@
-"""Fixtures of the local-mode tests: one moto server (real HTTP) and a session on it."""
+"""Fixtures of the local-mode tests: the shared moto server, emptied for each module (as a fresh
+emulator would be), and a session with its dummy credentials."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
-from runtime.local.emulator import LOCAL_CREDENTIALS, moto_server
-from runtime.local.resources import LOCAL_REGION
+from tests.support.moto_server import local_session, reset_moto
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
+def endpoint(moto_endpoint: str) -> str:
+    reset_moto(moto_endpoint)
+    return moto_endpoint
 
 
 @pytest.fixture(scope="module")
 def session() -> Any:
-    return boto3.Session(
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=LOCAL_REGION,
-    )
+    return local_session()

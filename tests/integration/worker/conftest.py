@@ -1,4 +1,4 @@
-"""Fixtures for the worker against the emulator: one moto server per session, one isolated
+"""Fixtures for the worker against the emulator: the shared moto server, one isolated
 deployment per test (its own stage name), and in-process workers built as `main()` builds them."""
 
 from __future__ import annotations
@@ -15,24 +15,14 @@ from runtime.worker.gpu import GpuProbe
 from runtime.worker.service import AwsClients, Worker
 from runtime.worker.telemetry import MetricsSink
 from tests.support.small_engine import SmallEngine
-from tests.worker_support.aws import WorkerWorld, aws_env, create_world, moto_server
+from tests.support.worker_world import WorkerWorld, create_world
 
 MakeWorker = Callable[..., Worker]
 
 
-@pytest.fixture(scope="session")
-def worker_moto_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
-
-
 @pytest.fixture
-def world(worker_moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> WorkerWorld:
-    # Per test, so the environment of other suites (and their emulators) is left as it was.
-    for name, value in aws_env(worker_moto_endpoint).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return create_world()
+def world(moto_env: str) -> WorkerWorld:
+    return create_world(moto_env)
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import JobStore
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
-from tests.worker_support.aws import WorkerWorld
-from tests.worker_support.waiting import eventually
+from tests.support.waiting import eventually
+from tests.support.worker_world import WorkerWorld
 
 
 def test_injected_oom_halves_the_batch_and_still_succeeds(

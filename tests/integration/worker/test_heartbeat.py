@@ -11,8 +11,8 @@ from runtime.worker.gpu import GpuProbe, GpuSample
 from runtime.worker.job_runner import Outcome
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
-from tests.worker_support.aws import WorkerWorld
-from tests.worker_support.waiting import eventually
+from tests.support.waiting import eventually
+from tests.support.worker_world import WorkerWorld
 
 
 class BusyGpu(GpuProbe):

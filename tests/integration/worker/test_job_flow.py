@@ -14,7 +14,7 @@ from runtime.common.names import BucketRole, EnvVar, Lane
 from runtime.worker.job_runner import Outcome
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
-from tests.worker_support.aws import MEDIA, WorkerWorld
+from tests.support.worker_world import MEDIA, WorkerWorld
 
 
 def test_job_flows_from_queued_to_succeeded_with_a_playable_mp4_and_an_event(

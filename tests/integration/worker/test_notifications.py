@@ -12,9 +12,9 @@ from runtime.common.names import Lane
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import JobStore
 from tests.integration.worker.conftest import MakeWorker
-from tests.worker_support.aws import WorkerWorld
-from tests.worker_support.recorder import recorder
-from tests.worker_support.waiting import eventually
+from tests.support.recorder import recorder
+from tests.support.waiting import eventually
+from tests.support.worker_world import WorkerWorld
 
 
 def test_a_job_with_a_webhook_url_gets_the_event_signed_with_the_managed_secret(

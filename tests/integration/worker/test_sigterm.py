@@ -16,8 +16,8 @@ import pytest
 from runtime.common.jobs import JobStatus
 from runtime.common.names import EnvVar, Lane
 from tests.integration.worker.conftest import MakeWorker
-from tests.worker_support.aws import WorkerWorld, free_port
-from tests.worker_support.waiting import eventually
+from tests.support.waiting import eventually
+from tests.support.worker_world import WorkerWorld, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -15,7 +15,7 @@ from runtime.common.jobs import MODEL_VERSION
 from runtime.common.names import BucketRole, EnvVar
 from runtime.common.weights_manifest import WeightsManifest
 from tests.integration.worker.test_sigterm import worker_process
-from tests.worker_support.aws import WorkerWorld
+from tests.support.worker_world import WorkerWorld
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -9,7 +9,7 @@ import pytest
 from runtime.common.names import BucketRole
 from runtime.common.weights_manifest import WeightsManifest
 from runtime.worker.weights import WeightsError, sync_weights
-from tests.worker_support.aws import WorkerWorld
+from tests.support.worker_world import WorkerWorld
 
 VERSION = "musetalk-v1.5"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from runtime.worker.spot import NOTICE_PATH, TOKEN_PATH, SpotNoticePoller
-from tests.worker_support.recorder import recorder
-from tests.worker_support.waiting import eventually
+from tests.support.recorder import recorder
+from tests.support.waiting import eventually
 
 
 def test_a_posted_notice_requests_a_stop_once_using_an_imdsv2_token() -> None:

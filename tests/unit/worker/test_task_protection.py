@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from runtime.worker.protection import TaskProtection
-from tests.worker_support.recorder import recorder
+from tests.support.recorder import recorder
 
 
 def test_protection_is_enabled_with_an_expiry_and_released_through_the_agent() -> None:

@@ -16,7 +16,7 @@ from runtime.worker.webhooks import (
     check_target,
     signing_key,
 )
-from tests.worker_support.recorder import recorder
+from tests.support.recorder import recorder
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 

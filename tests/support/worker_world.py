@@ -1,25 +1,22 @@
-"""The worker's AWS world on a moto server: buckets, jobs table, lanes with DLQs, completion topic
-(with an SQS subscriber to read events back), webhook secret; plus job submission as the API does.
+"""The worker's AWS world on the shared moto server: the stack's resources (as local mode
+provisions them), plus an SQS subscriber on the completion topic to read events back, a webhook
+secret in the Standard Webhooks format, and job submission as the API does it.
 
-The server runs in this process on a free port, so worker subprocesses reach it over HTTP too.
+The server listens on localhost over HTTP, so worker subprocesses reach it too.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import logging
 import secrets
 import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from runtime.common.jobs import (
     AvatarOptions,
@@ -31,10 +28,10 @@ from runtime.common.jobs import (
 from runtime.common.keys import upload_key
 from runtime.common.names import BucketRole, EnvVar, JobsTable, Lane, ResourceNames
 from runtime.common.records import JobRecord
+from runtime.local.resources import LocalResources
 from runtime.worker.job_store import iso, utc_now
+from tests.support.moto_server import provision_stage
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 MEDIA = Path(__file__).resolve().parents[2] / "examples" / "media"
 
 
@@ -44,41 +41,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """Start the emulator on a free port; the caller points boto3 at it with `aws_env`."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per AWS call
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def aws_env(endpoint: str) -> dict[str, str]:
-    """What boto3 (in this process and its children) needs to talk to the emulator."""
-    return {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-
-
 @dataclass
 class WorkerWorld:
     """One isolated deployment (its own stage name) on the shared emulator."""
 
-    names: ResourceNames
-    queue_urls: dict[Lane, str]
-    dlq_urls: dict[Lane, str]
+    resources: LocalResources
     events_queue_url: str
-    topic_arn: str
-    secret_arn: str
     webhook_secret: str
-    max_receive_count: int
+
+    @property
+    def names(self) -> ResourceNames:
+        return self.resources.names
+
+    @property
+    def queue_urls(self) -> dict[Lane, str]:
+        return self.resources.queue_urls
+
+    @property
+    def dlq_urls(self) -> dict[Lane, str]:
+        return self.resources.dead_letter_queue_urls
 
     @property
     def s3(self) -> Any:
@@ -93,26 +74,23 @@ class WorkerWorld:
         return boto3.resource("dynamodb").Table(self.names.jobs_table)
 
     def bucket(self, role: BucketRole) -> str:
-        return self.names.bucket(role)
+        return self.resources.buckets[role]
 
     def env(self, models_dir: Path, **overrides: str) -> dict[str, str]:
-        """The variables the stack would set on the worker container."""
-        values = {
-            EnvVar.STAGE: self.names.stage,
-            EnvVar.UPLOADS_BUCKET: self.bucket(BucketRole.UPLOADS),
-            EnvVar.OUTPUTS_BUCKET: self.bucket(BucketRole.OUTPUTS),
-            EnvVar.AVATAR_CACHE_BUCKET: self.bucket(BucketRole.AVATAR_CACHE),
-            EnvVar.JOBS_TABLE: self.names.jobs_table,
+        """The variables the stack sets on the worker container, with test-speed knobs; no
+        weights bucket (the worker uses `models_dir` as it is, as in local mode)."""
+        values: dict[str, str] = {
+            str(name): value
+            for name, value in self.resources.runtime_env().items()
+            if name is not EnvVar.WEIGHTS_BUCKET
+        }
+        knobs = {
             EnvVar.LANES: "interactive,batch",
-            EnvVar.INTERACTIVE_QUEUE_URL: self.queue_urls[Lane.INTERACTIVE],
-            EnvVar.BATCH_QUEUE_URL: self.queue_urls[Lane.BATCH],
-            EnvVar.COMPLETION_TOPIC_ARN: self.topic_arn,
-            EnvVar.WEBHOOK_SECRET_ARN: self.secret_arn,
             EnvVar.MODELS_DIR: str(models_dir),
             EnvVar.HEARTBEAT_SECONDS: "1",
             EnvVar.VISIBILITY_TIMEOUT_SECONDS: "30",
             EnvVar.STOP_TIMEOUT_SECONDS: "30",
-            EnvVar.MAX_RECEIVE_COUNT: str(self.max_receive_count),
+            EnvVar.MAX_RECEIVE_COUNT: str(MAX_RECEIVE_COUNT),
             EnvVar.POLL_WAIT_SECONDS: "0",
             EnvVar.RETRY_BASE_SECONDS: "0",
             EnvVar.DEVICE: "cpu",
@@ -120,7 +98,8 @@ class WorkerWorld:
             EnvVar.ENGINE_FACTORY: "tests.support.small_engine:load",
             EnvVar.WEBHOOK_ALLOW_PRIVATE: "true",
         }
-        return {str(name): value for name, value in {**values, **overrides}.items()}
+        values.update({str(name): value for name, value in knobs.items()})
+        return {**values, **{str(name): value for name, value in overrides.items()}}
 
     def upload(self, tenant: str, source: Path | bytes, kind: str) -> MediaRef:
         key = upload_key(tenant, uuid.uuid4().hex[:12], kind)
@@ -209,57 +188,30 @@ class WorkerWorld:
         )
 
 
-def create_world(max_receive_count: int = 2) -> WorkerWorld:
-    names = ResourceNames(stage=f"t{uuid.uuid4().hex[:8]}", account=ACCOUNT, region=REGION)
-    s3 = boto3.client("s3")
-    for role in (
-        BucketRole.UPLOADS,
-        BucketRole.OUTPUTS,
-        BucketRole.AVATAR_CACHE,
-        BucketRole.WEIGHTS,
-    ):
-        s3.create_bucket(Bucket=names.bucket(role))
-    boto3.client("dynamodb").create_table(
-        TableName=names.jobs_table,
-        KeySchema=[{"AttributeName": JobsTable.PARTITION_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": JobsTable.PARTITION_KEY, "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
+MAX_RECEIVE_COUNT = 2  # deliveries before the lanes dead-letter (the dev stage has 3)
+
+
+def create_world(endpoint: str) -> WorkerWorld:
+    """One isolated deployment (its own stage name) on the emulator at `endpoint`, which boto3
+    in this process already points at (`moto_env`)."""
+    resources = provision_stage(
+        endpoint,
+        f"t{uuid.uuid4().hex[:8]}",
+        max_receive_count=MAX_RECEIVE_COUNT,
+        visibility_timeout_seconds=30,
     )
     sqs = boto3.client("sqs")
-    queue_urls, dlq_urls = {}, {}
-    for lane in Lane:
-        dlq_url = sqs.create_queue(QueueName=names.dead_letter_queue(lane))["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        queue_urls[lane] = sqs.create_queue(
-            QueueName=names.queue(lane),
-            Attributes={
-                "VisibilityTimeout": "30",
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
-                ),
-            },
-        )["QueueUrl"]
-        dlq_urls[lane] = dlq_url
-    sns = boto3.client("sns")
-    topic_arn = sns.create_topic(Name=names.completion_topic)["TopicArn"]
-    events_url = sqs.create_queue(QueueName=f"{names.prefix}-events")["QueueUrl"]
+    events_url = sqs.create_queue(QueueName=f"{resources.names.prefix}-events")["QueueUrl"]
     events_arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=events_arn)
+    boto3.client("sns").subscribe(
+        TopicArn=resources.completion_topic_arn, Protocol="sqs", Endpoint=events_arn
+    )
     webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    secret_arn = boto3.client("secretsmanager").create_secret(
-        Name=names.webhook_secret, SecretString=webhook_secret
-    )["ARN"]
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=resources.webhook_secret_arn, SecretString=webhook_secret
+    )
     return WorkerWorld(
-        names=names,
-        queue_urls=queue_urls,
-        dlq_urls=dlq_urls,
-        events_queue_url=events_url,
-        topic_arn=topic_arn,
-        secret_arn=secret_arn,
-        webhook_secret=webhook_secret,
-        max_receive_count=max_receive_count,
+        resources=resources, events_queue_url=events_url, webhook_secret=webhook_secret
     )

@@ -3,6 +3,10 @@
 Runs pip's resolver for CPython 3.12 on manylinux x86_64 (the image), binary wheels only, with no
 local pip configuration (so only the public index is used), and pins every package it would
 install. Run it after changing requirements.in: `python docker/lock.py`.
+
+`missing_wheels` re-checks a lock cheaply: per pin, the index's file list (the JSON Simple API pip
+itself reads; no wheel is downloaded) must hold a wheel of that version whose tags and
+Requires-Python fit the image. A pin without one would fail the image build; the tests catch it.
 """
 
 from __future__ import annotations
@@ -13,10 +17,21 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 HERE = Path(__file__).resolve().parent
 PYTHON_VERSION = "3.12"
+SIMPLE_INDEX = "https://pypi.org/simple"  # the public index `isolated_env` leaves pip with
 # Ubuntu 24.04 has glibc 2.39: every manylinux tag up to 2_39 installs there.
 PLATFORMS = [
     "linux_x86_64",
@@ -29,14 +44,92 @@ PLATFORMS = [
 SEPARATE = ("mmpose==1.2.0", "xtcocotools==1.14.3")
 
 
-def resolve_command(requirements: Path, report: Path, target: Path) -> list[str]:
+def resolve_command(
+    requirements: Path, report: Path, target: Path, *, metadata_only: bool = False
+) -> list[str]:
+    """pip's dry-run resolution for the image. `metadata_only` reads each wheel's metadata with
+    HTTP range requests (pip's `fast-deps`) instead of downloading it: tens of MB instead of
+    GBs of CUDA wheels, for an index without PEP 658 metadata files."""
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
-    command += ["--only-binary=:all:", "--python-version", PYTHON_VERSION]
-    command += ["--implementation", "cp", "--target", str(target), "--report", str(report)]
-    command += ["-r", str(requirements)]
+    if metadata_only:
+        command.append("--use-feature=fast-deps")
+    command += ["--target", str(target), "--report", str(report), "-r", str(requirements)]
+    return command + target_options()
+
+
+def target_options() -> list[str]:
+    """pip options that describe the image's interpreter and platform, wheels only."""
+    options = ["--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp"]
     for platform in PLATFORMS:
-        command += ["--platform", platform]
-    return command
+        options += ["--platform", platform]
+    return options
+
+
+def image_tags() -> frozenset[Tag]:
+    """Wheel tags pip accepts for the image's interpreter and platforms (what `target_options`
+    tells pip), most specific first as pip orders them; order does not matter here."""
+    version = tuple(int(part) for part in PYTHON_VERSION.split("."))
+    return frozenset(
+        [
+            *cpython_tags(version, abis=[f"cp{version[0]}{version[1]}"], platforms=PLATFORMS),
+            *compatible_tags(version, f"cp{version[0]}{version[1]}", platforms=PLATFORMS),
+        ]
+    )
+
+
+FetchProject = Callable[[str], "dict[str, Any] | None"]
+
+
+def fetch_project(name: str) -> dict[str, Any] | None:
+    """The index's file list of a project (PEP 691 JSON Simple API, as pip reads it; no wheel is
+    downloaded), or None when the index has no such project."""
+    request = urllib.request.Request(  # noqa: S310 (a fixed https index URL)
+        f"{SIMPLE_INDEX}/{canonicalize_name(name)}/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            project: dict[str, Any] = json.load(response)
+            return project
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
+
+
+def missing_wheels(
+    pins: list[str], *, fetch: FetchProject = fetch_project, workers: int = 8
+) -> list[str]:
+    """The pins (`name==version`) with no wheel the image can install, each with the reason.
+    Raises `OSError` when the index cannot be reached."""
+    tags = image_tags()
+
+    def installable(file: dict[str, Any], version: Version) -> bool:
+        if not file["filename"].endswith(".whl"):
+            return False
+        try:
+            _, file_version, _, file_tags = parse_wheel_filename(file["filename"])
+        except (InvalidWheelFilename, InvalidVersion):
+            return False  # ancient uploads with names pip skips as well
+        requires_python = file.get("requires-python")
+        return (
+            file_version == version
+            and not tags.isdisjoint(file_tags)
+            and (not requires_python or SpecifierSet(requires_python).contains(PYTHON_VERSION))
+        )
+
+    def check(pin: str) -> str | None:
+        name, _, pinned = pin.partition("==")
+        project = fetch(name)
+        if project is None:
+            return f"{pin} (no such project on the index)"
+        version = Version(pinned)
+        if not any(installable(file, version) for file in project["files"]):
+            return f"{pin} (no wheel of {pinned} for CPython {PYTHON_VERSION} manylinux x86_64)"
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [problem for problem in pool.map(check, pins) if problem is not None]
 
 
 def normalized(name: str) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.lock_tool import lock_tool
+
 ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 LOCK = ROOT / "docker" / "requirements.lock"
@@ -73,3 +75,41 @@ def test_every_python_dependency_is_pinned_exactly_including_the_cuda_torch_buil
         if line and not line.startswith("#"):
             name = line.split("==")[0].lower()
             assert name in names, f"{name} is in runtime/worker/requirements.txt but not locked"
+
+
+def _wheel(filename: str, requires_python: str | None = None) -> dict[str, object]:
+    return {"filename": filename, "requires-python": requires_python}
+
+
+def test_the_lock_checker_accepts_only_wheels_the_image_can_install() -> None:
+    # Given index pages (as the JSON Simple API gives them) with one near miss per project
+    pages = {
+        "good": [_wheel("good-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")],
+        "pure": [_wheel("pure-2.0-py3-none-any.whl")],
+        "windows": [_wheel("windows-1.0-cp312-cp312-win_amd64.whl")],
+        "arm": [_wheel("arm-1.0-cp312-cp312-manylinux_2_17_aarch64.whl")],
+        "old-python": [_wheel("old_python-1.0-cp311-cp311-manylinux2014_x86_64.whl")],
+        "new-glibc": [_wheel("new_glibc-1.0-cp312-cp312-manylinux_2_40_x86_64.whl")],
+        "sdist": [{"filename": "sdist-1.0.tar.gz", "requires-python": None}],
+        "other-version": [_wheel("other_version-1.1-py3-none-any.whl")],
+        "py-too-new": [_wheel("py_too_new-1.0-py3-none-any.whl", requires_python=">=3.13")],
+    }
+    checker = lock_tool()
+
+    # When the checker runs over a pin of each
+    missing = checker.missing_wheels(
+        [f"{name}==1.0" if name != "pure" else "pure==2.0" for name in pages] + ["gone==1.0"],
+        fetch=lambda name: {"files": pages[name]} if name in pages else None,
+    )
+
+    # Then only the two installable pins pass, and each other one is named
+    assert [problem.split(" ")[0] for problem in missing] == [
+        "windows==1.0",
+        "arm==1.0",
+        "old-python==1.0",
+        "new-glibc==1.0",
+        "sdist==1.0",
+        "other-version==1.0",
+        "py-too-new==1.0",
+        "gone==1.0",
+    ]

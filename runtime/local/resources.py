@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from string import ascii_letters, digits
 from typing import Any
 
 from infra.config import LaneConfig, StageConfig
@@ -84,7 +85,7 @@ def provision(
     completion = sns.create_topic(Name=names.completion_topic)["TopicArn"]
     alarms = sns.create_topic(Name=names.alarm_topic)["TopicArn"]
     secret = client("secretsmanager").create_secret(
-        Name=names.webhook_secret, SecretString=secrets.token_urlsafe(32)
+        Name=names.webhook_secret, SecretString=webhook_signing_secret()
     )["ARN"]
     return LocalResources(
         names=names,
@@ -97,6 +98,11 @@ def provision(
         webhook_secret_arn=secret,
         buckets=buckets,
     )
+
+
+def webhook_signing_secret() -> str:
+    """Shaped as the stack generates it (48 letters and digits, which is also valid base64)."""
+    return "".join(secrets.choice(ascii_letters + digits) for _ in range(48))
 
 
 def _create_buckets(s3: Any, names: ResourceNames, config: StageConfig) -> dict[BucketRole, str]:

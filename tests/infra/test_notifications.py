@@ -62,3 +62,7 @@ def test_webhook_secret_is_generated_with_the_contract_name(synthesized: Synthes
     assert props["Name"] == f"musetalk-{synthesized.config.stage}/webhook-signing-secret"
     assert "GenerateSecretString" in props
     assert "SecretString" not in props
+    # Letters and digits in a multiple of 4: valid base64, the worker's key (`signing_key`)
+    generated = props["GenerateSecretString"]
+    assert generated["ExcludePunctuation"] is True
+    assert generated["PasswordLength"] % 4 == 0

@@ -1,15 +1,13 @@
 """The worker's AWS world on the shared moto server: the stack's resources (as local mode
-provisions them), plus an SQS subscriber on the completion topic to read events back, a webhook
-secret in the Standard Webhooks format, and job submission as the API does it.
+provisions them), plus an SQS subscriber on the completion topic to read events back, the webhook
+secret as provisioned, and job submission as the API does it.
 
 The server listens on localhost over HTTP, so worker subprocesses reach it too.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import secrets
 import socket
 import uuid
 from dataclasses import dataclass
@@ -208,10 +206,9 @@ def create_world(endpoint: str) -> WorkerWorld:
     boto3.client("sns").subscribe(
         TopicArn=resources.completion_topic_arn, Protocol="sqs", Endpoint=events_arn
     )
-    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    boto3.client("secretsmanager").put_secret_value(
-        SecretId=resources.webhook_secret_arn, SecretString=webhook_secret
-    )
+    webhook_secret = boto3.client("secretsmanager").get_secret_value(
+        SecretId=resources.webhook_secret_arn
+    )["SecretString"]
     return WorkerWorld(
         resources=resources, events_queue_url=events_url, webhook_secret=webhook_secret
     )

@@ -10,6 +10,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from runtime.common.jobs import CompletionEvent, JobStatus
 from runtime.common.names import Lane
+from runtime.local.resources import webhook_signing_secret
 from runtime.worker.webhooks import (
     UnsafeWebhookTarget,
     WebhookSender,
@@ -92,9 +93,24 @@ def test_targets_inside_or_insecure_are_refused(url: str) -> None:
         check_target(url, allow_private=False)
 
 
-def test_a_secret_without_the_whsec_prefix_is_refused() -> None:
-    with pytest.raises(ValueError, match="whsec_"):
-        signing_key("c2VjcmV0")
+def test_a_secret_that_is_not_base64_is_refused() -> None:
+    for secret in ("whsec_not base64!", "token-urlsafe_but-not-base64"):
+        with pytest.raises(ValueError, match="whsec_"):
+            signing_key(secret)
+
+
+def test_a_secret_as_the_stack_generates_it_signs_what_receivers_verify_as_whsec() -> None:
+    # Given a secret shaped as Secrets Manager generates it for the stack: 48 letters and digits
+    stored = webhook_signing_secret()
+    assert len(stored) == 48
+    assert stored.isalnum()
+    # When the worker signs with it as stored
+    with recorder() as receiver:
+        sender = WebhookSender(lambda: signing_key(stored), allow_private=True)
+        assert sender.deliver(receiver.url + "/hook", _event())
+    # Then a receiver given `whsec_<stored>` verifies the delivery
+    (request,) = receiver.requests
+    assert Webhook("whsec_" + stored).verify(request.body, request.headers)["job_id"] == "job-1"
 
 
 @pytest.mark.parametrize(

@@ -16,16 +16,15 @@ from typing import Any
 
 import boto3
 
+from runtime.api.jobs import message_for
 from runtime.common.jobs import (
-    AvatarOptions,
     JobMessage,
     JobStatus,
     MediaRef,
-    RenderOptions,
 )
 from runtime.common.keys import upload_key
 from runtime.common.names import BucketRole, EnvVar, JobsTable, Lane, ResourceNames
-from runtime.common.records import JobRecord
+from runtime.common.records import JobRecord, job_pk
 from runtime.local.resources import LocalResources
 from runtime.worker.job_store import iso, utc_now
 from tests.support.moto_server import provision_stage
@@ -121,19 +120,6 @@ class WorkerWorld:
         now = iso(utc_now())
         avatar = avatar or self.upload(tenant, MEDIA / "yongen.mp4", "avatar")
         audio = audio or self.upload(tenant, MEDIA / "yongen.wav", "audio")
-        message = JobMessage(
-            job_id=job_id,
-            tenant=tenant,
-            lane=lane,
-            avatar_id=avatar_id,
-            avatar=avatar,
-            avatar_options=AvatarOptions(),
-            audio=audio,
-            options=RenderOptions(),
-            correlation_id=f"corr-{job_id[:8]}",
-            submitted_at=now,
-            has_webhook=webhook_url is not None,
-        )
         record = JobRecord(
             job_id=job_id,
             tenant=tenant,
@@ -141,12 +127,13 @@ class WorkerWorld:
             status=JobStatus.QUEUED,
             created_at=now,
             updated_at=now,
-            correlation_id=message.correlation_id,
+            correlation_id=f"corr-{job_id[:8]}",
             avatar_id=avatar_id,
             avatar=avatar,
             audio=audio,
             webhook_url=webhook_url,
         )
+        message = message_for(record)
         self.table.put_item(Item=record.to_item())
         for _ in range(copies):
             self.sqs.send_message(
@@ -156,7 +143,7 @@ class WorkerWorld:
 
     def record(self, job_id: str) -> JobRecord:
         item = self.table.get_item(
-            Key={JobsTable.PARTITION_KEY: f"JOB#{job_id}"}, ConsistentRead=True
+            Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True
         )["Item"]
         return JobRecord.from_item(item)
 

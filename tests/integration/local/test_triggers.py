@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from infra.config import stage_config
-from runtime.common.jobs import CompletionEvent, ErrorCode, JobMessage, JobStatus, MediaRef
+from runtime.api.jobs import message_for
+from runtime.common.jobs import CompletionEvent, ErrorCode, JobStatus, MediaRef
 from runtime.common.names import BucketRole, EnvVar, Lane, ResourceNames
 from runtime.common.records import JobRecord, job_pk
 from runtime.local.emulator import LOCAL_CREDENTIALS
@@ -58,19 +59,6 @@ def _job(resources: LocalResources, status: JobStatus) -> JobRecord:
     )
 
 
-def _message(record: JobRecord) -> str:
-    return JobMessage(
-        job_id=record.job_id,
-        tenant=record.tenant,
-        lane=record.lane,
-        avatar_id=record.avatar_id,
-        avatar=record.avatar,
-        audio=record.audio,
-        correlation_id=record.correlation_id,
-        submitted_at=NOW,
-    ).model_dump_json()
-
-
 def test_a_dead_lettered_job_is_failed_announced_and_removed_from_the_dlq(
     resources: LocalResources, session: Any, endpoint: str
 ) -> None:
@@ -91,7 +79,11 @@ def test_a_dead_lettered_job_is_failed_announced_and_removed_from_the_dlq(
         Endpoint=listener_arn["Attributes"]["QueueArn"],
     )
     dlq = resources.dead_letter_queue_urls[Lane.INTERACTIVE]
-    for body in (_message(stuck), _message(finished), "not a job message"):
+    for body in (
+        message_for(stuck).model_dump_json(),
+        message_for(finished).model_dump_json(),
+        "not a job message",
+    ):
         sqs.send_message(QueueUrl=dlq, MessageBody=body)
 
     # When the local trigger polls the dead-letter queue

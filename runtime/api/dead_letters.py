@@ -25,9 +25,9 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from runtime.api.context import ApiContext, iso
-from runtime.api.jobs import publish_completion
 from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
+from runtime.common.completion import completion_event, publish_completion
 from runtime.common.jobs import CompletionEvent, ErrorCode, JobError, JobMessage, JobStatus
 from runtime.common.metrics import (
     DIMENSION_ERROR_CODE,
@@ -55,17 +55,7 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
     record = _mark_failed(ctx, message.job_id)
     if record is None:
         return None
-    event = CompletionEvent(
-        type="job.failed",
-        job_id=record.job_id,
-        tenant=record.tenant,
-        status=JobStatus.FAILED,
-        lane=record.lane,
-        correlation_id=record.correlation_id,
-        timings=record.timings,
-        error=record.error or _exhausted(),
-        finished_at=record.updated_at,
-    )
+    event = completion_event(record)  # FAILED with the RETRIES_EXHAUSTED error
     publish_completion(ctx.sns, ctx.settings.completion_topic_arn, event)
     ctx.table.update_item(
         Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},

@@ -27,12 +27,10 @@ from runtime.api.models import Job, JobAccepted, JobCancelled, JobList, JobSumma
 from runtime.api.observability import logger, tracer
 from runtime.api.pagination import query_tenant_index
 from runtime.api.webhooks import check_webhook_url
+from runtime.common.completion import completion_event, publish_completion
 from runtime.common.jobs import (
     MODEL_VERSION,
-    SNS_ATTRIBUTE_STATUS,
-    SNS_ATTRIBUTE_TENANT,
     AvatarOptions,
-    CompletionEvent,
     JobMessage,
     JobStatus,
     MediaRef,
@@ -368,16 +366,7 @@ def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
 
 
 def _publish_cancelled(ctx: ApiContext, record: JobRecord) -> None:
-    event = CompletionEvent(
-        type="job.cancelled",
-        job_id=record.job_id,
-        tenant=record.tenant,
-        status=JobStatus.CANCELLED,
-        lane=record.lane,
-        correlation_id=record.correlation_id,
-        timings=record.timings,
-        finished_at=record.updated_at,
-    )
+    event = completion_event(record)
     try:
         publish_completion(ctx.sns, ctx.settings.completion_topic_arn, event)
     except ClientError:
@@ -385,17 +374,6 @@ def _publish_cancelled(ctx: ApiContext, record: JobRecord) -> None:
         logger.exception(
             "could not publish the cancellation event", extra={"job_id": record.job_id}
         )
-
-
-def publish_completion(sns: Any, topic_arn: str, event: CompletionEvent) -> None:
-    sns.publish(
-        TopicArn=topic_arn,
-        Message=event.model_dump_json(),
-        MessageAttributes={
-            SNS_ATTRIBUTE_STATUS: {"DataType": "String", "StringValue": event.status.value},
-            SNS_ATTRIBUTE_TENANT: {"DataType": "String", "StringValue": event.tenant},
-        },
-    )
 
 
 def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:

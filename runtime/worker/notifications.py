@@ -1,50 +1,15 @@
-"""The completion event: built from the final job record, published to SNS, and POSTed to the
-job's webhook when it has one."""
+"""The completion event (`runtime.common.completion`) of the final job record, published to SNS
+and POSTed to the job's webhook when it has one."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any
 
-from runtime.common.jobs import (
-    SNS_ATTRIBUTE_STATUS,
-    SNS_ATTRIBUTE_TENANT,
-    CompletionEvent,
-    JobStatus,
-)
+from runtime.common.completion import completion_event, publish_completion
 from runtime.common.records import JobRecord
-from runtime.engine.interface import WeightsKind
 from runtime.worker.job_store import JobStore
 from runtime.worker.telemetry import logger
 from runtime.worker.webhooks import WebhookSender
-
-_TYPES: dict[JobStatus, Literal["job.succeeded", "job.failed", "job.cancelled"]] = {
-    JobStatus.SUCCEEDED: "job.succeeded",
-    JobStatus.FAILED: "job.failed",
-    JobStatus.CANCELLED: "job.cancelled",
-}
-
-
-def completion_event(record: JobRecord) -> CompletionEvent:
-    weights = cast(
-        WeightsKind | None, record.weights if record.weights in {"official", "random"} else None
-    )
-    return CompletionEvent(
-        type=_TYPES[record.status],
-        job_id=record.job_id,
-        tenant=record.tenant,
-        status=record.status,
-        lane=record.lane,
-        correlation_id=record.correlation_id,
-        output=record.output,
-        frames=record.frames_total if record.status is JobStatus.SUCCEEDED else None,
-        fps=record.fps,
-        sync_confidence=record.sync_confidence,
-        low_sync=record.low_sync,
-        weights=weights,
-        timings=record.timings,
-        error=record.error,
-        finished_at=record.updated_at,
-    )
 
 
 class Notifier:
@@ -60,14 +25,7 @@ class Notifier:
         """Publish the final record's event; clearing `completion_pending` after it is what lets a
         redelivery finish the job if this worker stops in between."""
         event = completion_event(record)
-        self._sns.publish(
-            TopicArn=self._topic_arn,
-            Message=event.model_dump_json(),
-            MessageAttributes={
-                SNS_ATTRIBUTE_STATUS: {"DataType": "String", "StringValue": event.status.value},
-                SNS_ATTRIBUTE_TENANT: {"DataType": "String", "StringValue": event.tenant},
-            },
-        )
+        publish_completion(self._sns, self._topic_arn, event)
         self._store.mark_completion_sent(record.job_id)
         if record.webhook_url:
             if self._webhooks is None:

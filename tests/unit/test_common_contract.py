@@ -4,8 +4,10 @@ import pytest
 from pydantic import ValidationError
 
 from runtime.common import keys
-from runtime.common.jobs import AvatarOptions, ErrorCode, JobStatus
+from runtime.common.completion import completion_event
+from runtime.common.jobs import AvatarOptions, ErrorCode, JobStatus, MediaRef
 from runtime.common.names import BucketRole, Lane, ResourceNames
+from runtime.common.records import JobRecord
 
 
 def test_bbox_shift_outside_documented_range_is_rejected() -> None:
@@ -76,3 +78,54 @@ def test_job_record_round_trips_through_a_dynamodb_item() -> None:
     assert item["progress"] == Decimal("0.5")
     assert "webhook_url" not in item  # None values are not stored
     assert JobRecord.from_item(item) == record
+
+
+@pytest.mark.parametrize(
+    ("status", "event_type", "frames"),
+    [
+        (JobStatus.SUCCEEDED, "job.succeeded", 50),
+        (JobStatus.FAILED, "job.failed", None),
+        (JobStatus.CANCELLED, "job.cancelled", None),
+    ],
+)
+def test_every_final_record_has_one_event_shape_whoever_finished_the_job(
+    status: JobStatus, event_type: str, frames: int | None
+) -> None:
+    # Given a final record (the worker, the API's cancel and the DLQ handler all build from one)
+    record = JobRecord(
+        job_id="j1",
+        tenant="acme",
+        lane=Lane.BATCH,
+        status=status,
+        created_at="2026-01-01T00:00:00.000Z",
+        updated_at="2026-01-01T00:01:00.000Z",
+        correlation_id="corr-1",
+        avatar_id="av-1",
+        avatar=MediaRef(bucket="b", key="k/avatar"),
+        audio=MediaRef(bucket="b", key="k/audio"),
+        frames_total=50,
+        weights="something-else",
+    )
+    # When its event is built
+    event = completion_event(record)
+    # Then type, frames (only for a success) and the finish time follow the record
+    assert (event.type, event.status, event.frames) == (event_type, status, frames)
+    assert event.finished_at == record.updated_at
+    assert event.weights is None  # only "official" or "random" are part of the contract
+
+
+def test_a_job_that_is_not_final_has_no_completion_event() -> None:
+    record = JobRecord(
+        job_id="j1",
+        tenant="acme",
+        lane=Lane.BATCH,
+        status=JobStatus.RENDERING,
+        created_at="2026-01-01T00:00:00.000Z",
+        updated_at="2026-01-01T00:00:00.000Z",
+        correlation_id="corr-1",
+        avatar_id="av-1",
+        avatar=MediaRef(bucket="b", key="k/avatar"),
+        audio=MediaRef(bucket="b", key="k/audio"),
+    )
+    with pytest.raises(KeyError):
+        completion_event(record)

@@ -80,6 +80,24 @@ def test_job_record_round_trips_through_a_dynamodb_item() -> None:
     assert JobRecord.from_item(item) == record
 
 
+def _final_record(status: JobStatus, **fields: object) -> JobRecord:
+    return JobRecord.model_validate(
+        {
+            "job_id": "j1",
+            "tenant": "acme",
+            "lane": Lane.BATCH,
+            "status": status,
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "updated_at": "2026-01-01T00:01:00.000Z",
+            "correlation_id": "corr-1",
+            "avatar_id": "av-1",
+            "avatar": MediaRef(bucket="b", key="k/avatar"),
+            "audio": MediaRef(bucket="b", key="k/audio"),
+            **fields,
+        }
+    )
+
+
 @pytest.mark.parametrize(
     ("status", "event_type", "frames"),
     [
@@ -92,20 +110,7 @@ def test_every_final_record_has_one_event_shape_whoever_finished_the_job(
     status: JobStatus, event_type: str, frames: int | None
 ) -> None:
     # Given a final record (the worker, the API's cancel and the DLQ handler all build from one)
-    record = JobRecord(
-        job_id="j1",
-        tenant="acme",
-        lane=Lane.BATCH,
-        status=status,
-        created_at="2026-01-01T00:00:00.000Z",
-        updated_at="2026-01-01T00:01:00.000Z",
-        correlation_id="corr-1",
-        avatar_id="av-1",
-        avatar=MediaRef(bucket="b", key="k/avatar"),
-        audio=MediaRef(bucket="b", key="k/audio"),
-        frames_total=50,
-        weights="something-else",
-    )
+    record = _final_record(status, frames_total=50, weights="something-else")
     # When its event is built
     event = completion_event(record)
     # Then type, frames (only for a success) and the finish time follow the record
@@ -115,17 +120,5 @@ def test_every_final_record_has_one_event_shape_whoever_finished_the_job(
 
 
 def test_a_job_that_is_not_final_has_no_completion_event() -> None:
-    record = JobRecord(
-        job_id="j1",
-        tenant="acme",
-        lane=Lane.BATCH,
-        status=JobStatus.RENDERING,
-        created_at="2026-01-01T00:00:00.000Z",
-        updated_at="2026-01-01T00:00:00.000Z",
-        correlation_id="corr-1",
-        avatar_id="av-1",
-        avatar=MediaRef(bucket="b", key="k/avatar"),
-        audio=MediaRef(bucket="b", key="k/audio"),
-    )
     with pytest.raises(KeyError):
-        completion_event(record)
+        completion_event(_final_record(JobStatus.RENDERING))

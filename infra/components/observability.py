@@ -144,6 +144,10 @@ class Observability(Construct):
             _graph("Dead-letter queue depth", [dlq_depth]),
             _graph("Jobs succeeded / failed", [succeeded, failed]),
             _graph(
+                "Deadlines: expired before start / cancelled while running",
+                [worker(Metric.JOBS_EXPIRED, "Sum"), worker(Metric.JOBS_DEADLINE_CANCELLED, "Sum")],
+            ),
+            _graph(
                 "Prepare / speak time (ms)",
                 [
                     worker(metric, stat)

@@ -97,7 +97,7 @@ def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
                 "SET #status = :failed, #error = :error, updated_at = :now"
                 " REMOVE lease_owner, lease_expires_at, #unsent"
             ),
-            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c)",
+            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={
                 "#pk": JobsTable.PARTITION_KEY,
                 "#status": "status",
@@ -111,6 +111,7 @@ def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
                 ":s": JobStatus.SUCCEEDED.value,
                 ":f": JobStatus.FAILED.value,
                 ":c": JobStatus.CANCELLED.value,
+                ":e": JobStatus.EXPIRED.value,
             },
             ReturnValues="ALL_NEW",
         )

@@ -72,6 +72,7 @@ def message_for(record: JobRecord) -> JobMessage:
         submitted_at=record.created_at,
         batch_size_hint=record.batch_size_hint,
         has_webhook=record.webhook_url is not None,
+        deadline_at=record.deadline_at,
     )
 
 
@@ -204,6 +205,11 @@ def _build_record(
         audio=audio.media,
         options=request.options,
         webhook_url=request.webhook_url,
+        deadline_at=(
+            None
+            if request.cancel_after is None
+            else iso(now + timedelta(seconds=request.cancel_after))
+        ),
         request_hash=body_hash,
         unsent_lane=request.lane.value,
         expires_at=int((now + timedelta(days=ctx.settings.job_record_ttl_days)).timestamp()),
@@ -252,6 +258,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
         avatar_id=record.avatar_id,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        deadline_at=record.deadline_at,
         progress=record.progress,
         frames_done=record.frames_done,
         frames_total=record.frames_total,
@@ -346,7 +353,7 @@ def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
         ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
             UpdateExpression="SET #status = :cancelled, updated_at = :now REMOVE #unsent",
-            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c)",
+            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={
                 "#status": "status",
                 "#pk": JobsTable.PARTITION_KEY,
@@ -358,6 +365,7 @@ def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
                 ":s": JobStatus.SUCCEEDED.value,
                 ":f": JobStatus.FAILED.value,
                 ":c": JobStatus.CANCELLED.value,
+                ":e": JobStatus.EXPIRED.value,
             },
         )
     except ClientError as error:

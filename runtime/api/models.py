@@ -10,7 +10,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from runtime.common.jobs import AvatarOptions, JobError, JobStatus, RenderOptions, StageTimings
+from runtime.common.jobs import (
+    CANCEL_AFTER_MAX,
+    CANCEL_AFTER_MIN,
+    AvatarOptions,
+    JobError,
+    JobStatus,
+    RenderOptions,
+    StageTimings,
+)
 from runtime.common.names import Lane
 
 SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -94,6 +102,15 @@ class SubmitJobRequest(_Request):
     webhook_url: Annotated[str, StringConstraints(max_length=MAX_WEBHOOK_URL_LENGTH)] | None = (
         Field(default=None, description="https only; public hosts only. Signed by the worker.")
     )
+    cancel_after: (
+        Annotated[int, Field(ge=CANCEL_AFTER_MIN, le=CANCEL_AFTER_MAX, strict=True)] | None
+    ) = Field(
+        default=None,
+        description=(
+            "Seconds from submission. Not started by then: the job ends EXPIRED (no GPU time);"
+            " still running then: it is stopped and ends CANCELLED (error DEADLINE_EXCEEDED)."
+        ),
+    )
 
 
 class JobAccepted(_Response):
@@ -109,6 +126,7 @@ class Job(_Response):
     avatar_id: str
     created_at: str
     updated_at: str
+    deadline_at: str | None = Field(default=None, description="From `cancel_after` (UTC).")
     progress: float
     frames_done: int | None = None
     frames_total: int | None = None

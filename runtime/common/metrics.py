@@ -24,6 +24,8 @@ class Metric(StrEnum):
     JOBS_SUCCEEDED = "JobsSucceeded"
     JOBS_FAILED = "JobsFailed"
     JOBS_REQUEUED = "JobsRequeued"
+    JOBS_EXPIRED = "JobsExpired"  # deadline passed before start: dropped without GPU time
+    JOBS_DEADLINE_CANCELLED = "JobsDeadlineCancelled"  # deadline passed while preparing/rendering
     DUPLICATES_DROPPED = "DuplicatesDropped"
     OUTPUT_CACHE_HITS = "OutputCacheHits"
     # Worker: time (milliseconds) and speed

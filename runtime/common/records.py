@@ -57,6 +57,7 @@ class JobRecord(BaseModel):
     # deleted while the lease lives (deleting it would delete the lease holder's message).
     lease_message_id: str | None = None
     batch_size_hint: int | None = None
+    deadline_at: str | None = None  # ISO-8601 UTC, from the submitted `cancel_after`
     progress: float = 0.0
     frames_done: int | None = None
     frames_total: int | None = None

@@ -67,6 +67,28 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"  # stop requested; handed back at once
     LEASE_LOST = "lease_lost"  # another worker took the job over; nothing written
     UNREADABLE = "unreadable"  # not a job message; left to reach the DLQ
+    EXPIRED = "expired"  # its deadline passed before it started; dropped without GPU time
+    CANCELLED = "cancelled"  # its deadline passed while preparing or rendering; stopped
+
+
+class DeadlineExceeded(Exception):
+    """The job's `cancel_after` deadline passed after it started."""
+
+
+def deadline_passed(deadline_at: str | None) -> bool:
+    """True once the message's deadline is behind us; an unreadable deadline never fires."""
+    if deadline_at is None:
+        return False
+    try:
+        deadline = datetime.fromisoformat(deadline_at)
+    except ValueError:
+        return False
+    return now() >= deadline
+
+
+def now() -> datetime:
+    """The deadline clock (a seam: tests move it forward instead of sleeping)."""
+    return utc_now()
 
 
 def render_cache_hash(
@@ -137,6 +159,10 @@ class JobRunner:
             logger.set_correlation_id(None)
 
     def _handle(self, delivery: Delivery, message: JobMessage) -> Outcome:
+        if deadline_passed(message.deadline_at):
+            expired = self._expire(delivery, message)
+            if expired is not None:
+                return expired
         acquired = self._store.acquire(
             message.job_id,
             owner=self._owner,
@@ -153,6 +179,21 @@ class JobRunner:
         except LeaseLost:
             logger.warning("lease lost to another worker; stopped without writing")
             return Outcome.LEASE_LOST
+
+    def _expire(self, delivery: Delivery, message: JobMessage) -> Outcome | None:
+        """Not started by its deadline: EXPIRED before any download or GPU work. None when the
+        job is not QUEUED any more (running elsewhere, or final): the usual path decides."""
+        reason = JobError(
+            code=ErrorCode.DEADLINE_EXCEEDED, message="cancel_after passed before the job started"
+        )
+        record = self._store.expire(message.job_id, reason)
+        if record is None:
+            return None
+        self._metrics.emit({Metric.JOBS_EXPIRED: 1}, lane=message.lane)
+        self._notifier.job_finished(record)
+        self._poller.delete(delivery)
+        logger.info("job expired before it started")
+        return Outcome.EXPIRED
 
     def _beat(self, delivery: Delivery, lease: Lease) -> None:
         self._poller.set_visibility(delivery, self._settings.visibility_timeout_seconds)
@@ -208,9 +249,14 @@ class JobRunner:
                 return self._fail(delivery, message, lease, failure, timings, delete=True)
             except OutOfMemory as error:
                 return self._out_of_memory(delivery, message, lease, error, timings)
+            except DeadlineExceeded as error:
+                return self._cancel_at_deadline(delivery, message, lease, str(error), timings)
             except Interrupted:
                 if self._stop.is_lease_lost:
                     raise LeaseLost(lease.job_id) from None
+                if deadline_passed(message.deadline_at):
+                    stage = "while rendering"
+                    return self._cancel_at_deadline(delivery, message, lease, stage, timings)
                 self._store.hand_back(lease)
                 self._poller.set_visibility(delivery, 0)
                 self._metrics.emit({Metric.JOBS_REQUEUED: 1}, lane=message.lane)
@@ -231,6 +277,7 @@ class JobRunner:
         timings: dict[str, float],
     ) -> tuple[dict[str, str], bool]:
         """Inputs to output object; the output's metadata and whether the cache supplied it."""
+        _check_deadline(message, "before downloading")
         started = time.monotonic()
         audio, avatar = self._fetch_inputs(message, work)
         timings["download_ms"] = _ms_since(started)
@@ -247,6 +294,7 @@ class JobRunner:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
             return cached, True
 
+        _check_deadline(message, "before preparing")
         started = time.monotonic()
         prepared, source = self._avatars.get_or_prepare(
             message.avatar_id,
@@ -271,7 +319,9 @@ class JobRunner:
             on_oom_halving=lambda size: self._metrics.emit(
                 {Metric.OOM_HALVINGS: 1}, lane=message.lane
             ),
-            should_stop=self._stop.should_interrupt,
+            should_stop=lambda: (
+                self._stop.should_interrupt() or deadline_passed(message.deadline_at)
+            ),
         )
         speak_ms = _ms_since(started)
         # Engines may split encoding ("encode", "encode_flush" for a background encoder).
@@ -408,6 +458,24 @@ class JobRunner:
             self._poller.set_visibility(delivery, 0)  # the next receive moves it to the DLQ
         return Outcome.FAILED
 
+    def _cancel_at_deadline(
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        stage: str,
+        timings: dict[str, float],
+    ) -> Outcome:
+        reason = JobError(
+            code=ErrorCode.DEADLINE_EXCEEDED, message=f"cancel_after passed {stage}; stopped"
+        )
+        record = self._store.cancel(lease, reason, StageTimings(**timings))
+        self._metrics.emit({Metric.JOBS_DEADLINE_CANCELLED: 1}, lane=message.lane)
+        self._notifier.job_finished(record)
+        self._poller.delete(delivery)
+        logger.info("job cancelled at its deadline", extra={"stage": stage})
+        return Outcome.CANCELLED
+
     def _out_of_memory(
         self,
         delivery: Delivery,
@@ -469,6 +537,11 @@ class JobRunner:
                 logger.warning("progress write failed")
 
         return progress
+
+
+def _check_deadline(message: JobMessage, stage: str) -> None:
+    if deadline_passed(message.deadline_at):
+        raise DeadlineExceeded(stage)
 
 
 def _cache_metadata(rendered: Rendered) -> dict[str, str]:

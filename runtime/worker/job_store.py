@@ -163,6 +163,51 @@ class JobStore:
             {"#error": "error"},
         )
 
+    def cancel(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:
+        """Running past its deadline: CANCELLED with the reason, announced like any outcome."""
+        return self._finish(
+            lease,
+            "SET #status = :cancelled, updated_at = :now, #error = :error, timings = :timings",
+            {
+                ":cancelled": JobStatus.CANCELLED.value,
+                ":now": iso(utc_now()),
+                ":error": _dynamo_value(error),
+                ":timings": _dynamo_value(timings),
+            },
+            {"#error": "error"},
+        )
+
+    def expire(self, job_id: str, error: JobError) -> JobRecord | None:
+        """QUEUED -> EXPIRED without a lease (nothing runs); None if it is no longer QUEUED."""
+        try:
+            response = self._table.update_item(
+                Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
+                UpdateExpression=(
+                    "SET #status = :expired, updated_at = :now, #error = :error,"
+                    " completion_pending = :pending REMOVE #unsent"
+                ),
+                ConditionExpression="attribute_exists(#pk) AND #status = :queued",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#pk": JobsTable.PARTITION_KEY,
+                    "#error": "error",
+                    "#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY,
+                },
+                ExpressionAttributeValues={
+                    ":expired": JobStatus.EXPIRED.value,
+                    ":queued": JobStatus.QUEUED.value,
+                    ":now": iso(utc_now()),
+                    ":error": _dynamo_value(error),
+                    ":pending": True,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error_:
+            if _condition_failed(error_):
+                return None
+            raise
+        return JobRecord.from_item(response["Attributes"])
+
     def hand_back(self, lease: Lease, *, batch_size_hint: int | None = None) -> None:
         """Back to QUEUED for the next delivery; the attempt count stays as it is."""
         expression = "SET #status = :queued, updated_at = :now, progress = :zero"

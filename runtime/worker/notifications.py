@@ -17,10 +17,12 @@ from runtime.worker.job_store import JobStore
 from runtime.worker.telemetry import logger
 from runtime.worker.webhooks import WebhookSender
 
-_TYPES: dict[JobStatus, Literal["job.succeeded", "job.failed", "job.cancelled"]] = {
+EventType = Literal["job.succeeded", "job.failed", "job.cancelled", "job.expired"]
+_TYPES: dict[JobStatus, EventType] = {
     JobStatus.SUCCEEDED: "job.succeeded",
     JobStatus.FAILED: "job.failed",
     JobStatus.CANCELLED: "job.cancelled",
+    JobStatus.EXPIRED: "job.expired",
 }
 
 

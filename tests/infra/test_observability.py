@@ -91,6 +91,9 @@ def test_dashboard_shows_the_issue_widgets(synthesized: Synthesized) -> None:
         Metric.GPU_MEMORY_USED_PERCENT,
         Metric.SYNC_CONFIDENCE,
         "RunningTaskCount",
+        # deadlines (issue 9)
+        Metric.JOBS_EXPIRED,
+        Metric.JOBS_DEADLINE_CANCELLED,
         "p90",
         "p50",
     ]

@@ -67,6 +67,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("jobs", "GET"),
     ("jobs/{job_id}", "GET"),
     ("jobs/{job_id}", "DELETE"),
+    ("jobs/{job_id}/events", "GET"),
+    ("jobs/{job_id}/webhook/redeliver", "POST"),
     ("openapi.json", "GET"),
 )
 _BATCH_SIZE = 10

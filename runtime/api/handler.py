@@ -55,6 +55,7 @@ from runtime.api.models import (
     Job,
     JobAccepted,
     JobCancelled,
+    JobEvents,
     JobList,
     SubmitJobRequest,
     UploadCreated,
@@ -259,6 +260,15 @@ def list_jobs(
 @app.get("/v1/jobs/<job_id>", summary="Job status", responses=_ERRORS)
 def get_job(job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)]) -> Job:
     return jobs.get_job(runtime().ctx, _tenant(), job_id)
+
+
+@app.get(
+    "/v1/jobs/<job_id>/events",
+    summary="The job's event log: status changes and webhook attempts, oldest first",
+    responses=_ERRORS,
+)
+def get_job_events(job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)]) -> JobEvents:
+    return jobs.job_events(runtime().ctx, _tenant(), job_id)
 
 
 @app.delete(
@@ -498,6 +508,8 @@ def _route_of(event: Mapping[str, Any]) -> str:
 
 _FIXED_ROUTES = frozenset({"/v1/jobs", "/v1/avatars", "/v1/uploads", OPENAPI_PATH})
 _ID_ROUTES = [
+    (re.compile(r"/v1/jobs/[^/]+/events"), "/v1/jobs/{job_id}/events"),
+    (re.compile(r"/v1/jobs/[^/]+/webhook/redeliver"), "/v1/jobs/{job_id}/webhook/redeliver"),
     (re.compile(r"/v1/jobs/[^/]+"), "/v1/jobs/{job_id}"),
     (re.compile(r"/v1/avatars/[^/]+"), "/v1/avatars/{avatar_id}"),
 ]

@@ -23,10 +23,26 @@ from runtime.api import avatars, uploads
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
 from runtime.api.media_probe import audio_duration_seconds
-from runtime.api.models import Job, JobAccepted, JobCancelled, JobList, JobSummary, SubmitJobRequest
+from runtime.api.models import (
+    Job,
+    JobAccepted,
+    JobCancelled,
+    JobEvents,
+    JobList,
+    JobSummary,
+    SubmitJobRequest,
+)
 from runtime.api.observability import logger, tracer
 from runtime.api.pagination import query_tenant_index
 from runtime.api.webhooks import check_webhook_url
+from runtime.common.events import (
+    EVENTS_ATTRIBUTE,
+    MAX_JOB_EVENTS,
+    JobEvent,
+    append_clause,
+    event_item,
+    events_of,
+)
 from runtime.common.jobs import (
     MODEL_VERSION,
     SNS_ATTRIBUTE_STATUS,
@@ -116,9 +132,10 @@ def submit_job(
         return _resume(ctx, JobRecord.from_item(existing), body_hash)
 
     record = _build_record(ctx, tenant, job_id, body_hash, request, correlation_id)
+    queued = JobEvent(at=record.created_at, kind="status", status=JobStatus.QUEUED)
     try:
         ctx.table.put_item(
-            Item=record.to_item(),
+            Item={**record.to_item(), EVENTS_ATTRIBUTE: [event_item(queued)]},
             ConditionExpression="attribute_not_exists(#pk)",
             ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
         )
@@ -272,6 +289,16 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
     )
 
 
+def job_events(ctx: ApiContext, tenant: str, job_id: str) -> JobEvents:
+    if not is_safe_id(job_id):
+        raise not_found("job", "job_id")
+    item = _get_job_item(ctx, job_id)
+    if item is None or item.get("tenant") != tenant:
+        raise not_found("job", "job_id")
+    events = events_of(item)
+    return JobEvents(job_id=job_id, events=events, truncated=len(events) >= MAX_JOB_EVENTS)
+
+
 def _download_link(ctx: ApiContext, tenant: str, output: MediaRef) -> tuple[str | None, str | None]:
     if not output.key.startswith(tenant_prefix(tenant)):
         logger.error("output outside the tenant prefix; not linking it")
@@ -349,10 +376,15 @@ def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> Job
 
 def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
     now = iso(ctx.now())
+    clause, event_values = append_clause(
+        JobEvent(at=now, kind="status", status=JobStatus.CANCELLED, detail="cancelled by caller")
+    )
     try:
         ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
-            UpdateExpression="SET #status = :cancelled, updated_at = :now REMOVE #unsent",
+            UpdateExpression=(
+                f"SET #status = :cancelled, updated_at = :now, {clause} REMOVE #unsent"
+            ),
             ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={
                 "#status": "status",
@@ -366,6 +398,7 @@ def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
                 ":f": JobStatus.FAILED.value,
                 ":c": JobStatus.CANCELLED.value,
                 ":e": JobStatus.EXPIRED.value,
+                **event_values,
             },
         )
     except ClientError as error:

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from runtime.common.events import JobEvent
 from runtime.common.jobs import (
     CANCEL_AFTER_MAX,
     CANCEL_AFTER_MIN,
@@ -161,3 +162,18 @@ class JobCancelled(_Response):
     job_id: str
     status: JobStatus
     purged: bool
+
+
+class JobEvents(_Response):
+    """Oldest first. Status changes and webhook attempts; never URLs or payloads."""
+
+    job_id: str
+    events: list[JobEvent]
+    truncated: bool = Field(
+        default=False, description="The log is full; later webhook attempts are not recorded."
+    )
+
+
+class WebhookRedeliveryQueued(_Response):
+    job_id: str
+    event_type: str = Field(description="The final event that will be sent again.")

@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from runtime.common.events import JobEvent, append_clause, append_event
 from runtime.common.jobs import JobError, JobStatus, MediaRef, StageTimings
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk
@@ -39,6 +40,17 @@ def utc_now() -> datetime:
 def iso(moment: datetime) -> str:
     """Fixed-width ISO-8601 UTC, so lease expiries compare correctly as strings."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def with_status_event(
+    expression: str, values: dict[str, Any], status: JobStatus, detail: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Join the status event into the update that makes the change (one write, never apart)."""
+    clause, event_values = append_clause(
+        JobEvent(at=iso(utc_now()), kind="status", status=status, detail=detail)
+    )
+    head, removal, tail = expression.partition(" REMOVE ")
+    return f"{head}, {clause}{removal}{tail}", {**values, **event_values}
 
 
 def _dynamo_value(value: BaseModel) -> Any:
@@ -71,14 +83,17 @@ class JobStore:
     ) -> tuple[Lease, JobRecord] | None:
         """QUEUED -> PREPARING (or take over an expired lease); None if someone else has it."""
         now = utc_now()
+        expression, event_values = with_status_event(
+            "SET #status = :preparing, lease_owner = :owner, lease_expires_at = :expires,"
+            " lease_message_id = :message, updated_at = :now,"
+            " attempt = if_not_exists(attempt, :zero) + :one",
+            {},
+            JobStatus.PREPARING,
+        )
         try:
             response = self._table.update_item(
                 Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
-                UpdateExpression=(
-                    "SET #status = :preparing, lease_owner = :owner, lease_expires_at = :expires,"
-                    " lease_message_id = :message, updated_at = :now,"
-                    " attempt = if_not_exists(attempt, :zero) + :one"
-                ),
+                UpdateExpression=expression,
                 ConditionExpression=(
                     "attribute_exists(#pk) AND (#status = :queued OR"
                     " ((#status = :preparing OR #status = :rendering) AND lease_expires_at < :now))"
@@ -94,6 +109,7 @@ class JobStore:
                     ":now": iso(now),
                     ":zero": 0,
                     ":one": 1,
+                    **event_values,
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -114,8 +130,11 @@ class JobStore:
     def start_rendering(self, lease: Lease) -> None:
         self._fenced_update(
             lease,
-            "SET #status = :rendering, updated_at = :now",
-            {":rendering": JobStatus.RENDERING.value, ":now": iso(utc_now())},
+            *with_status_event(
+                "SET #status = :rendering, updated_at = :now",
+                {":rendering": JobStatus.RENDERING.value, ":now": iso(utc_now())},
+                JobStatus.RENDERING,
+            ),
         )
 
     def progress(self, lease: Lease, frames_done: int, frames_total: int) -> None:
@@ -148,18 +167,26 @@ class JobStore:
         if result.low_sync is not None:
             expression += ", low_sync = :low"
             values[":low"] = result.low_sync
-        return self._finish(lease, expression, values, {"#output": "output"})
+        return self._finish(
+            lease,
+            *with_status_event(expression, values, JobStatus.SUCCEEDED),
+            {"#output": "output"},
+        )
 
     def fail(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:
         return self._finish(
             lease,
-            "SET #status = :failed, updated_at = :now, #error = :error, timings = :timings",
-            {
-                ":failed": JobStatus.FAILED.value,
-                ":now": iso(utc_now()),
-                ":error": _dynamo_value(error),
-                ":timings": _dynamo_value(timings),
-            },
+            *with_status_event(
+                "SET #status = :failed, updated_at = :now, #error = :error, timings = :timings",
+                {
+                    ":failed": JobStatus.FAILED.value,
+                    ":now": iso(utc_now()),
+                    ":error": _dynamo_value(error),
+                    ":timings": _dynamo_value(timings),
+                },
+                JobStatus.FAILED,
+                error.code.value,
+            ),
             {"#error": "error"},
         )
 
@@ -167,25 +194,33 @@ class JobStore:
         """Running past its deadline: CANCELLED with the reason, announced like any outcome."""
         return self._finish(
             lease,
-            "SET #status = :cancelled, updated_at = :now, #error = :error, timings = :timings",
-            {
-                ":cancelled": JobStatus.CANCELLED.value,
-                ":now": iso(utc_now()),
-                ":error": _dynamo_value(error),
-                ":timings": _dynamo_value(timings),
-            },
+            *with_status_event(
+                "SET #status = :cancelled, updated_at = :now, #error = :error, timings = :timings",
+                {
+                    ":cancelled": JobStatus.CANCELLED.value,
+                    ":now": iso(utc_now()),
+                    ":error": _dynamo_value(error),
+                    ":timings": _dynamo_value(timings),
+                },
+                JobStatus.CANCELLED,
+                error.code.value,
+            ),
             {"#error": "error"},
         )
 
     def expire(self, job_id: str, error: JobError) -> JobRecord | None:
         """QUEUED -> EXPIRED without a lease (nothing runs); None if it is no longer QUEUED."""
+        expression, event_values = with_status_event(
+            "SET #status = :expired, updated_at = :now, #error = :error,"
+            " completion_pending = :pending REMOVE #unsent",
+            {},
+            JobStatus.EXPIRED,
+            error.code.value,
+        )
         try:
             response = self._table.update_item(
                 Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
-                UpdateExpression=(
-                    "SET #status = :expired, updated_at = :now, #error = :error,"
-                    " completion_pending = :pending REMOVE #unsent"
-                ),
+                UpdateExpression=expression,
                 ConditionExpression="attribute_exists(#pk) AND #status = :queued",
                 ExpressionAttributeNames={
                     "#status": "status",
@@ -199,6 +234,7 @@ class JobStore:
                     ":now": iso(utc_now()),
                     ":error": _dynamo_value(error),
                     ":pending": True,
+                    **event_values,
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -220,7 +256,12 @@ class JobStore:
             expression += ", batch_size_hint = :hint"
             values[":hint"] = batch_size_hint
         expression += " REMOVE lease_owner, lease_expires_at, lease_message_id"
-        self._fenced_update(lease, expression, values)
+        detail = "handed back" if batch_size_hint is None else "handed back with a smaller batch"
+        self._fenced_update(lease, *with_status_event(expression, values, JobStatus.QUEUED, detail))
+
+    def record_event(self, job_id: str, event: JobEvent) -> None:
+        """Append to the job's event log (bounded; a full log drops the event)."""
+        append_event(self._table, job_pk(job_id), event)
 
     def mark_completion_sent(self, job_id: str) -> None:
         self._table.update_item(

@@ -100,6 +100,7 @@ class Worker:
             WebhookSender(
                 SecretSource(clients.secrets, settings.webhook_secret_arn).key,
                 allow_private=settings.webhook_allow_private,
+                on_attempt=lambda event, attempt: store.record_event(event.job_id, attempt),
             )
             if settings.webhook_secret_arn
             else None

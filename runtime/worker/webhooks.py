@@ -18,11 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from runtime.common.events import JobEvent
 from runtime.common.jobs import CompletionEvent
 from runtime.worker.telemetry import logger
 
@@ -84,6 +86,31 @@ class SecretSource:
             return self._cached[1]
 
 
+# Called with the event being delivered and one attempt's record (for the job's event log).
+AttemptRecorder = Callable[[CompletionEvent, JobEvent], None]
+
+
+def attempt_event(
+    *,
+    attempt: int,
+    http_status: int | None,
+    latency_ms: float | None,
+    delivered: bool,
+    detail: str | None = None,
+) -> JobEvent:
+    """One webhook attempt for the log: status code and latency, never the URL or the body."""
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return JobEvent(
+        at=at,
+        kind="webhook",
+        attempt=attempt,
+        http_status=http_status,
+        latency_ms=None if latency_ms is None else round(latency_ms, 1),
+        delivered=delivered,
+        detail=detail,
+    )
+
+
 class WebhookSender:
     def __init__(
         self,
@@ -93,7 +120,9 @@ class WebhookSender:
         attempts: int = 4,
         backoff_seconds: float = 1.0,
         timeout_seconds: float = 10.0,
+        on_attempt: AttemptRecorder | None = None,
     ) -> None:
+        self._on_attempt = on_attempt
         self._key_source = key_source
         self._allow_private = allow_private
         self._attempts = attempts
@@ -112,6 +141,14 @@ class WebhookSender:
             key = self._key_source()
         except Exception as error:
             logger.warning("webhook not sent", extra={"job_id": event.job_id, "reason": str(error)})
+            refused = attempt_event(
+                attempt=1,
+                http_status=None,
+                latency_ms=None,
+                delivered=False,
+                detail=f"not sent: {type(error).__name__}",
+            )
+            self._record(event, refused)
             return False
         body = event.model_dump_json().encode()
         message_id = webhook_id(event)
@@ -125,14 +162,26 @@ class WebhookSender:
                     "webhook-signature": sign(key, message_id, timestamp, body),
                 }
                 status: int | None = None
+                started = time.monotonic()
                 try:
                     status = client.post(url, content=body, headers=headers).status_code
                 except httpx.HTTPError as error:
                     reason = type(error).__name__
                 else:
-                    if 200 <= status < 300:
-                        return True
                     reason = f"HTTP {status}"
+                delivered = status is not None and 200 <= status < 300
+                self._record(
+                    event,
+                    attempt_event(
+                        attempt=attempt,
+                        http_status=status,
+                        latency_ms=(time.monotonic() - started) * 1000,
+                        delivered=delivered,
+                        detail=None if status is not None else reason,
+                    ),
+                )
+                if delivered:
+                    return True
                 logger.warning(
                     "webhook attempt failed",
                     extra={"job_id": event.job_id, "attempt": attempt, "reason": reason},
@@ -142,6 +191,14 @@ class WebhookSender:
                 ):
                     break
         return False
+
+    def _record(self, event: CompletionEvent, attempt: JobEvent) -> None:
+        if self._on_attempt is None:
+            return
+        try:
+            self._on_attempt(event, attempt)
+        except Exception:
+            logger.warning("could not record the webhook attempt", extra={"job_id": event.job_id})
 
     def close(self, timeout_seconds: float) -> None:
         """Let deliveries in flight finish within the timeout, then stop retrying."""

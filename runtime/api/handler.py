@@ -44,7 +44,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
-from runtime.api import avatars, jobs, uploads
+from runtime.api import avatars, jobs, uploads, webhook_deliveries
 from runtime.api.context import ApiContext
 from runtime.api.errors import ApiError, ApiErrorCode, ErrorResponse, error_body
 from runtime.api.models import (
@@ -59,6 +59,7 @@ from runtime.api.models import (
     JobList,
     SubmitJobRequest,
     UploadCreated,
+    WebhookRedeliveryQueued,
 )
 from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
@@ -269,6 +270,18 @@ def get_job(job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)]) -> Job:
 )
 def get_job_events(job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)]) -> JobEvents:
     return jobs.job_events(runtime().ctx, _tenant(), job_id)
+
+
+@app.post(
+    "/v1/jobs/<job_id>/webhook/redeliver",
+    summary="Send the job's final event to its webhook again (signed, same webhook-id)",
+    responses=_with_errors(202, "Redelivery queued"),
+)
+def redeliver_webhook(
+    job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)],
+) -> Response[WebhookRedeliveryQueued]:
+    queued = webhook_deliveries.request_redelivery(runtime().ctx, _tenant(), job_id)
+    return _json(HTTPStatus.ACCEPTED, queued)
 
 
 @app.delete(

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from runtime.common.jobs import JobStatus
+from runtime.common.jobs import CompletionEvent, JobStatus
 from runtime.common.names import JobsTable
+from runtime.common.records import JobRecord
 
 EVENTS_ATTRIBUTE = "events"
 # ~150 bytes each: 200 events stay far below DynamoDB's 400 KB item limit.
 MAX_JOB_EVENTS = 200
+# Receives of one webhook delivery message (one attempt each) before its dead-letter queue.
+WEBHOOK_MAX_RECEIVES = 5
 
 EventKind = Literal["status", "webhook", "webhook.redelivery_requested"]
 
@@ -84,3 +87,46 @@ def _number(value: object) -> int | float:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+EventType = Literal["job.succeeded", "job.failed", "job.cancelled", "job.expired"]
+_TYPES: dict[JobStatus, EventType] = {
+    JobStatus.SUCCEEDED: "job.succeeded",
+    JobStatus.FAILED: "job.failed",
+    JobStatus.CANCELLED: "job.cancelled",
+    JobStatus.EXPIRED: "job.expired",
+}
+
+
+def completion_event(record: JobRecord) -> CompletionEvent:
+    weights = cast(
+        Literal["official", "random"] | None,
+        record.weights if record.weights in {"official", "random"} else None,
+    )
+    return CompletionEvent(
+        type=_TYPES[record.status],
+        job_id=record.job_id,
+        tenant=record.tenant,
+        status=record.status,
+        lane=record.lane,
+        correlation_id=record.correlation_id,
+        output=record.output,
+        frames=record.frames_total if record.status is JobStatus.SUCCEEDED else None,
+        fps=record.fps,
+        sync_confidence=record.sync_confidence,
+        low_sync=record.low_sync,
+        weights=weights,
+        timings=record.timings,
+        error=record.error,
+        finished_at=record.updated_at,
+    )
+
+
+class WebhookDelivery(BaseModel):
+    """A message on the webhook deliveries queue: which job's final event to (re)send. The URL
+    stays in the job record; the event is rebuilt from the record when it is sent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    reason: Literal["redelivery", "worker_gave_up"]

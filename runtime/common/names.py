@@ -41,6 +41,9 @@ class EnvVar(StrEnum):
     BATCH_QUEUE_URL = "MUSETALK_BATCH_QUEUE_URL"
     COMPLETION_TOPIC_ARN = "MUSETALK_COMPLETION_TOPIC_ARN"
     WEBHOOK_SECRET_ARN = "MUSETALK_WEBHOOK_SECRET_ARN"  # noqa: S105 (a variable name, not a secret)
+    # Webhook deliveries queue: redeliveries (API) and webhooks the worker could not deliver;
+    # consumed by the webhook-deliveries Lambda, dead-lettered when still undeliverable.
+    WEBHOOK_QUEUE_URL = "MUSETALK_WEBHOOK_QUEUE_URL"
     API_KEY_TENANTS = "MUSETALK_API_KEY_TENANTS"
     LIMITS_JSON = "MUSETALK_LIMITS_JSON"
     JOB_RECORD_TTL_DAYS = "MUSETALK_JOB_RECORD_TTL_DAYS"  # API: TTL of job/upload/avatar items
@@ -101,6 +104,14 @@ class ResourceNames:
 
     def dead_letter_queue(self, lane: Lane) -> str:
         return f"{self.prefix}-{lane.value}-dlq"
+
+    @property
+    def webhook_queue(self) -> str:
+        return f"{self.prefix}-webhooks"
+
+    @property
+    def webhook_dead_letter_queue(self) -> str:
+        return f"{self.prefix}-webhooks-dlq"
 
     @property
     def completion_topic(self) -> str:

@@ -9,8 +9,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from runtime.common.jobs import CompletionEvent, JobStatus
 from runtime.common.names import Lane
+from runtime.common.webhook_signing import UnsafeWebhookTarget
 from runtime.worker.webhooks import (
-    UnsafeWebhookTarget,
     WebhookSender,
     check_target,
     signing_key,

@@ -54,6 +54,7 @@ class WorkerSettings:
     ecs_agent_uri: str | None = None
     webhook_allow_private: bool = False
     spot_notice_endpoint: str | None = None  # None: do not poll IMDS
+    webhook_queue_url: str | None = None  # where undelivered webhooks go on (None: dropped)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -116,6 +117,7 @@ class WorkerSettings:
             task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
             ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
             webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",
+            webhook_queue_url=source.get(EnvVar.WEBHOOK_QUEUE_URL) or None,
             spot_notice_endpoint=(
                 source.get(IMDS_ENDPOINT) or DEFAULT_IMDS_ENDPOINT
                 if source.get(EnvVar.SPOT_NOTICE, "") == "true"

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from runtime.common.events import JobEvent
+from runtime.common.events import JobEvent, WebhookDelivery
 from runtime.common.jobs import CompletionEvent
 from runtime.common.webhook_signing import (
     check_target,
@@ -83,8 +83,10 @@ class WebhookSender:
         backoff_seconds: float = 1.0,
         timeout_seconds: float = 10.0,
         on_attempt: AttemptRecorder | None = None,
+        on_gave_up: Callable[[CompletionEvent], None] | None = None,
     ) -> None:
         self._on_attempt = on_attempt
+        self._on_gave_up = on_gave_up
         self._key_source = key_source
         self._allow_private = allow_private
         self._attempts = attempts
@@ -152,7 +154,18 @@ class WebhookSender:
                     self._backoff * 2 ** (attempt - 1)
                 ):
                     break
+        self._give_up(event)
         return False
+
+    def _give_up(self, event: CompletionEvent) -> None:
+        """Retries here are spent (or the task is stopping): hand the delivery on, so the
+        webhook-deliveries Lambda keeps trying and dead-letters it if it never gets through."""
+        if self._on_gave_up is None:
+            return
+        try:
+            self._on_gave_up(event)
+        except Exception:
+            logger.exception("could not hand the webhook on", extra={"job_id": event.job_id})
 
     def _record(self, event: CompletionEvent, attempt: JobEvent) -> None:
         if self._on_attempt is None:
@@ -168,3 +181,11 @@ class WebhookSender:
         waiter.start()
         waiter.join(timeout_seconds)
         self._stopping.set()
+
+
+def hand_on_webhook(sqs: Any, queue_url: str, event: CompletionEvent) -> None:
+    """Queue the job's delivery for the webhook-deliveries Lambda (the job id only)."""
+    sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=WebhookDelivery(job_id=event.job_id, reason="worker_gave_up").model_dump_json(),
+    )

@@ -62,6 +62,7 @@ class WorkerResources:
     avatar_cache: s3.IBucket
     completion_topic: sns.ITopic
     webhook_secret: secretsmanager.ISecret
+    webhook_queue: sqs.IQueue  # where a webhook the worker could not deliver goes on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +191,7 @@ class GpuWorkerService(Construct):
             EnvVar.JOBS_TABLE: resources.jobs_table.table_name,
             EnvVar.COMPLETION_TOPIC_ARN: resources.completion_topic.topic_arn,
             EnvVar.WEBHOOK_SECRET_ARN: resources.webhook_secret.secret_arn,
+            EnvVar.WEBHOOK_QUEUE_URL: resources.webhook_queue.queue_url,
             EnvVar.LIMITS_JSON: settings.limits_json,
             EnvVar.MODELS_DIR: MODELS_DIR,
             EnvVar.HEARTBEAT_SECONDS: str(settings.heartbeat_seconds),
@@ -236,6 +238,7 @@ class GpuWorkerService(Construct):
         resources.completion_topic.grant_publish(role)
         acknowledge_kms_data_keys(role)
         resources.webhook_secret.grant_read(role)
+        resources.webhook_queue.grant_send_messages(role)
 
     @staticmethod
     def _grant_task_protection(role: iam.IRole, cluster: ecs.ICluster) -> None:

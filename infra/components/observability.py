@@ -57,6 +57,7 @@ class Observability(Construct):
         lanes: list[LaneWatch],
         alarm_topic: sns.ITopic,
         thresholds: AlarmThresholds,
+        undeliverable_webhooks: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         self._action = cloudwatch_actions.SnsAction(alarm_topic)
@@ -68,6 +69,7 @@ class Observability(Construct):
         self._api(rest_api)
         for watch in lanes:
             self._lane(watch, thresholds)
+        self._webhooks(undeliverable_webhooks)
         self.dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24)
         )
@@ -220,6 +222,21 @@ class Observability(Construct):
             threshold=thresholds.gpu_memory_percent,
             evaluation_periods=5,
             datapoints_to_alarm=3,
+        )
+
+    def _webhooks(self, dead_letter_queue: sqs.IQueue) -> None:
+        undeliverable = dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=_MINUTE, statistic="Maximum"
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="# Webhooks", width=24, height=1),
+            _graph("Undeliverable webhooks (DLQ depth)", [undeliverable]),
+        )
+        self._alarm(
+            "UndeliverableWebhooks",
+            description="A webhook failed every delivery attempt and is in the webhook DLQ",
+            metric=undeliverable,
+            threshold=0,
         )
 
     def _alarm(

@@ -25,11 +25,12 @@ from infra.components.gpu_worker_service import (
 )
 from infra.components.job_api import (
     DEAD_LETTER_QUEUE_VISIBILITY_SECONDS,
+    WEBHOOK_QUEUE_VISIBILITY_SECONDS,
     ApiResources,
     ApiSettings,
     JobApi,
 )
-from infra.components.job_queues import JobQueues, LaneQueueSettings
+from infra.components.job_queues import JobQueues, LaneQueueSettings, WebhookQueues
 from infra.components.job_tables import JobTables
 from infra.components.network import Network
 from infra.components.notifications import Notifications
@@ -93,6 +94,12 @@ class MuseTalkStack(Stack):
                 for lane, lane_config in lanes.items()
             },
         )
+        webhook_queues = WebhookQueues(
+            self,
+            "Webhooks",
+            names=names,
+            visibility_seconds=WEBHOOK_QUEUE_VISIBILITY_SECONDS,
+        )
         notifications = Notifications(
             self, "Notifications", names=names, alarm_emails=config.alarm_emails
         )
@@ -130,6 +137,7 @@ class MuseTalkStack(Stack):
             avatar_cache=storage.avatar_cache,
             completion_topic=notifications.completion_topic,
             webhook_secret=notifications.webhook_secret,
+            webhook_queue=webhook_queues.queue,
         )
         services: dict[Lane, GpuWorkerService] = {}
         for lane, lane_config in lanes.items():
@@ -177,6 +185,8 @@ class MuseTalkStack(Stack):
                 outputs=storage.outputs,
                 avatar_cache=storage.avatar_cache,
                 completion_topic=notifications.completion_topic,
+                webhook_queue=webhook_queues.queue,
+                webhook_secret=notifications.webhook_secret,
             ),
             settings=ApiSettings(
                 stage=config.stage,
@@ -213,6 +223,7 @@ class MuseTalkStack(Stack):
                 low_sync_score=config.low_sync_alarm_threshold,
                 gpu_memory_percent=config.gpu_memory_alarm_percent,
             ),
+            undeliverable_webhooks=webhook_queues.dead_letter_queue,
         )
 
         for output_id, value in {

@@ -41,6 +41,7 @@ from infra.components.nag import (
     acknowledge_table_indexes,
     grant_objects,
 )
+from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
 from runtime.common.metrics import NAMESPACE
 from runtime.common.names import EnvVar, Lane
 
@@ -80,9 +81,6 @@ _BATCH_SIZE = 10
 DEAD_LETTER_HANDLER_TIMEOUT_SECONDS = 60
 # AWS recommends a source queue visibility of six times the consuming function's timeout.
 DEAD_LETTER_QUEUE_VISIBILITY_SECONDS = 6 * DEAD_LETTER_HANDLER_TIMEOUT_SECONDS
-# One attempt (10 s HTTP timeout) per invocation; the queue's visibility is the retry backoff.
-WEBHOOK_HANDLER_TIMEOUT_SECONDS = 30
-WEBHOOK_QUEUE_VISIBILITY_SECONDS = 6 * WEBHOOK_HANDLER_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,6 @@ from infra.components.gpu_worker_service import (
 )
 from infra.components.job_api import (
     DEAD_LETTER_QUEUE_VISIBILITY_SECONDS,
-    WEBHOOK_QUEUE_VISIBILITY_SECONDS,
     ApiResources,
     ApiSettings,
     JobApi,
@@ -37,6 +36,7 @@ from infra.components.notifications import Notifications
 from infra.components.observability import AlarmThresholds, LaneWatch, Observability
 from infra.components.storage import Storage
 from infra.config import LaneConfig, StageConfig
+from runtime.common.events import WEBHOOK_QUEUE_VISIBILITY_SECONDS
 from runtime.common.keys import is_safe_id
 from runtime.common.names import Lane, ResourceNames
 

@@ -24,6 +24,10 @@ EVENTS_ATTRIBUTE = "events"
 MAX_JOB_EVENTS = 200
 # Receives of one webhook delivery message (one attempt each) before its dead-letter queue.
 WEBHOOK_MAX_RECEIVES = 5
+# The deliveries Lambda makes one attempt (10 s HTTP timeout) per invocation; the queue's
+# visibility (AWS: six times the consumer's timeout) is also the backoff between attempts.
+WEBHOOK_HANDLER_TIMEOUT_SECONDS = 30
+WEBHOOK_QUEUE_VISIBILITY_SECONDS = 6 * WEBHOOK_HANDLER_TIMEOUT_SECONDS
 
 EventKind = Literal["status", "webhook", "webhook.redelivery_requested"]
 

@@ -100,7 +100,7 @@ def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
             UpdateExpression=(
                 f"SET #status = :failed, #error = :error, updated_at = :now, {clause}"
-                " REMOVE lease_owner, lease_expires_at, #unsent"
+                " REMOVE lease_owner, lease_expires_at, #unsent, queued_lane"
             ),
             ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runtime.api import avatars, uploads
+from runtime.api import avatars, eta, uploads
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
 from runtime.api.media_probe import audio_duration_seconds
@@ -149,7 +150,15 @@ def submit_job(
         return _resume(ctx, JobRecord.from_item(winner), body_hash)
     enqueue(ctx, record)
     logger.info("job accepted", extra={"job_id": job_id, "lane": record.lane.value})
-    return JobAccepted(job_id=job_id, status=record.status, status_url=status_url(job_id))
+    estimate = eta.estimate(ctx, record)
+    return JobAccepted(
+        job_id=job_id,
+        status=record.status,
+        status_url=status_url(job_id),
+        queue_position=estimate.queue_position,
+        estimated_start_at=estimate.estimated_start_at,
+        estimated_done_at=estimate.estimated_done_at,
+    )
 
 
 def _resume(ctx: ApiContext, record: JobRecord, body_hash: str) -> JobAccepted:
@@ -229,6 +238,8 @@ def _build_record(
         ),
         request_hash=body_hash,
         unsent_lane=request.lane.value,
+        queued_lane=request.lane.value,
+        expected_frames=None if duration is None else math.ceil(duration * avatar.options.fps),
         expires_at=int((now + timedelta(days=ctx.settings.job_record_ttl_days)).timestamp()),
     )
 
@@ -268,6 +279,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
     output_url = expires = None
     if record.status == JobStatus.SUCCEEDED and record.output is not None:
         output_url, expires = _download_link(ctx, tenant, record.output)
+    estimate = eta.estimate(ctx, record)
     return Job(
         job_id=record.job_id,
         status=record.status,
@@ -286,6 +298,9 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
         error=record.error,
         output_url=output_url,
         output_url_expires_at=expires,
+        queue_position=estimate.queue_position,
+        estimated_start_at=estimate.estimated_start_at,
+        estimated_done_at=estimate.estimated_done_at,
     )
 
 
@@ -383,7 +398,7 @@ def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
         ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
             UpdateExpression=(
-                f"SET #status = :cancelled, updated_at = :now, {clause} REMOVE #unsent"
+                f"SET #status = :cancelled, updated_at = :now, {clause} REMOVE #unsent, queued_lane"
             ),
             ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={

@@ -118,6 +118,15 @@ class JobAccepted(_Response):
     job_id: str
     status: JobStatus
     status_url: str
+    queue_position: int | None = Field(
+        default=None, description="QUEUED jobs of the lane ahead of this one (0 = next)."
+    )
+    estimated_start_at: str | None = Field(
+        default=None, description="Estimate (UTC), while QUEUED; null until the lane has rates."
+    )
+    estimated_done_at: str | None = Field(
+        default=None, description="Estimate (UTC), until final; null until the lane has rates."
+    )
 
 
 class Job(_Response):
@@ -142,6 +151,15 @@ class Job(_Response):
         default=None, description="Short-lived download link, present when SUCCEEDED."
     )
     output_url_expires_at: str | None = None
+    queue_position: int | None = Field(
+        default=None, description="QUEUED jobs of the lane ahead of this one (0 = next)."
+    )
+    estimated_start_at: str | None = Field(
+        default=None, description="Estimate (UTC), while QUEUED; null until the lane has rates."
+    )
+    estimated_done_at: str | None = Field(
+        default=None, description="Estimate (UTC), until final; null until the lane has rates."
+    )
 
 
 class JobSummary(_Response):

@@ -145,6 +145,13 @@ class JobsTable:
     UNSENT_INDEX = "unsent"
     UNSENT_INDEX_PARTITION_KEY = "unsent_lane"
     UNSENT_INDEX_SORT_KEY = "created_at"
+    # Sparse index of QUEUED jobs per lane, by submission time (queue position): `queued_lane`
+    # is set while a job is QUEUED and removed by every transition out of QUEUED.
+    QUEUED_INDEX = "queued"
+    QUEUED_INDEX_PARTITION_KEY = "queued_lane"
+    QUEUED_INDEX_SORT_KEY = "created_at"
+    # One item per lane (`pk = "LANE#<lane>"`) where workers publish their recent render rates.
+    LANE_STATS_PREFIX = "LANE#"
 
 
 class IdempotencyTable:

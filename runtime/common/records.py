@@ -28,6 +28,10 @@ def job_pk(job_id: str) -> str:
     return f"JOB#{job_id}"
 
 
+def lane_stats_pk(lane: str) -> str:
+    return f"{JobsTable.LANE_STATS_PREFIX}{lane}"
+
+
 def tenant_kind(tenant: str, kind: str) -> str:
     return f"{tenant}#{kind}"
 
@@ -74,6 +78,8 @@ class JobRecord(BaseModel):
     error: JobError | None = None
     request_hash: str | None = None  # hash of the submitted body: same idempotency key, same job
     unsent_lane: str | None = None  # present until the queue message is confirmed (sparse index)
+    queued_lane: str | None = None  # present while QUEUED (sparse index: queue position)
+    expected_frames: int | None = None  # from the audio duration probed at submission, if known
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
 
     def to_item(self) -> dict[str, Any]:

@@ -154,6 +154,7 @@ def _create_tables(dynamodb: Any, names: ResourceNames) -> None:
                 JobsTable.TENANT_INDEX_PARTITION_KEY,
                 JobsTable.TENANT_INDEX_SORT_KEY,
                 JobsTable.UNSENT_INDEX_PARTITION_KEY,
+                JobsTable.QUEUED_INDEX_PARTITION_KEY,
             )
         ],
         KeySchema=[{"AttributeName": JobsTable.PARTITION_KEY, "KeyType": "HASH"}],
@@ -173,6 +174,14 @@ def _create_tables(dynamodb: Any, names: ResourceNames) -> None:
                     {"AttributeName": JobsTable.UNSENT_INDEX_SORT_KEY, "KeyType": "RANGE"},
                 ],
                 "Projection": all_attributes,
+            },
+            {
+                "IndexName": JobsTable.QUEUED_INDEX,
+                "KeySchema": [
+                    {"AttributeName": JobsTable.QUEUED_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": JobsTable.QUEUED_INDEX_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             },
         ],
     )

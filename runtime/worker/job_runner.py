@@ -203,6 +203,10 @@ class JobRunner:
             self._stop.lease_lost()
             raise
         self._protection.hold()
+        try:
+            self._store.worker_seen(delivery.lane, self._owner)
+        except ClientError:
+            logger.warning("could not record worker presence")
         # Sampled mid-job, when utilization means something (idle GPUs read 0 %).
         sample = self._gpu.sample()
         if sample is not None:
@@ -417,6 +421,8 @@ class JobRunner:
             timings=StageTimings(**timings),
         )
         record = self._store.succeed(lease, result)
+        if not cache_hit:
+            self._publish_rate(message, result.frames, timings)
         values: dict[Metric, float] = {
             Metric.JOBS_SUCCEEDED: 1,
             Metric.QUEUE_WAIT_MS: timings["queue_wait_ms"],
@@ -437,6 +443,15 @@ class JobRunner:
         self._notifier.job_finished(record)
         self._poller.delete(delivery)
         return Outcome.SUCCEEDED
+
+    def _publish_rate(self, message: JobMessage, frames: int, timings: dict[str, float]) -> None:
+        """Service time (download to upload) of this render, for the lane's ETA; best effort."""
+        stages = ("download_ms", "prepare_ms", "speak_ms", "encode_ms", "upload_ms")
+        seconds = sum(timings.get(stage, 0.0) for stage in stages) / 1000
+        try:
+            self._store.publish_rate(message.lane, self._owner, message.job_id, frames, seconds)
+        except ClientError:
+            logger.warning("could not publish the render rate")
 
     def _fail(
         self,

@@ -7,6 +7,7 @@ write is fenced on owner + attempt, so a worker that lost its lease cannot overw
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,10 @@ from pydantic import BaseModel
 from runtime.common.events import JobEvent, append_clause, append_event
 from runtime.common.jobs import JobError, JobStatus, MediaRef, StageTimings
 from runtime.common.names import JobsTable
-from runtime.common.records import JobRecord, job_pk
+from runtime.common.records import JobRecord, job_pk, lane_stats_pk
+
+# Rolling window of render samples per lane: a job's sample replaces the one in its slot.
+RATE_SLOTS = 20
 
 
 class LeaseLost(Exception):
@@ -86,7 +90,7 @@ class JobStore:
         expression, event_values = with_status_event(
             "SET #status = :preparing, lease_owner = :owner, lease_expires_at = :expires,"
             " lease_message_id = :message, updated_at = :now,"
-            " attempt = if_not_exists(attempt, :zero) + :one",
+            " attempt = if_not_exists(attempt, :zero) + :one REMOVE queued_lane",
             {},
             JobStatus.PREPARING,
         )
@@ -212,7 +216,7 @@ class JobStore:
         """QUEUED -> EXPIRED without a lease (nothing runs); None if it is no longer QUEUED."""
         expression, event_values = with_status_event(
             "SET #status = :expired, updated_at = :now, #error = :error,"
-            " completion_pending = :pending REMOVE #unsent",
+            " completion_pending = :pending REMOVE #unsent, queued_lane",
             {},
             JobStatus.EXPIRED,
             error.code.value,
@@ -246,7 +250,10 @@ class JobStore:
 
     def hand_back(self, lease: Lease, *, batch_size_hint: int | None = None) -> None:
         """Back to QUEUED for the next delivery; the attempt count stays as it is."""
-        expression = "SET #status = :queued, updated_at = :now, progress = :zero"
+        # Back in the lane's queue-position index (`lane` is the job's own attribute).
+        expression = (
+            "SET #status = :queued, updated_at = :now, progress = :zero, queued_lane = lane"
+        )
         values: dict[str, Any] = {
             ":queued": JobStatus.QUEUED.value,
             ":now": iso(utc_now()),
@@ -262,6 +269,47 @@ class JobStore:
     def record_event(self, job_id: str, event: JobEvent) -> None:
         """Append to the job's event log (bounded; a full log drops the event)."""
         append_event(self._table, job_pk(job_id), event)
+
+    def publish_rate(self, lane: str, owner: str, job_id: str, frames: int, seconds: float) -> None:
+        """One finished render (frames, service seconds) into the lane's rolling sample window,
+        which the API reads for ETAs; slots are picked by job id, so no read is needed."""
+        self._ensure_lane_stats(lane)
+        slot = int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % RATE_SLOTS
+        now = iso(utc_now())
+        self._table.update_item(
+            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
+            UpdateExpression="SET samples.#slot = :sample, workers.#owner = :now",
+            ExpressionAttributeNames={"#slot": f"s{slot}", "#owner": owner},
+            ExpressionAttributeValues={
+                ":sample": {
+                    "frames": frames,
+                    "seconds": Decimal(str(round(seconds, 3))),
+                    "at": now,
+                },
+                ":now": now,
+            },
+        )
+
+    def worker_seen(self, lane: str, owner: str) -> None:
+        """This worker is up and serving `lane` (the ETA divides the backlog among such)."""
+        self._ensure_lane_stats(lane)
+        self._table.update_item(
+            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
+            UpdateExpression="SET workers.#owner = :now",
+            ExpressionAttributeNames={"#owner": owner},
+            ExpressionAttributeValues={":now": iso(utc_now())},
+        )
+
+    def _ensure_lane_stats(self, lane: str) -> None:
+        """Create the lane item's maps if missing (UpdateItem: the worker has no PutItem)."""
+        self._table.update_item(
+            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
+            UpdateExpression=(
+                "SET samples = if_not_exists(samples, :empty),"
+                " workers = if_not_exists(workers, :empty)"
+            ),
+            ExpressionAttributeValues={":empty": {}},
+        )
 
     def mark_completion_sent(self, job_id: str) -> None:
         self._table.update_item(

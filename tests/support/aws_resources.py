@@ -153,6 +153,7 @@ def _create_jobs_table(dynamodb: Any, name: str) -> None:
             string(JobsTable.TENANT_INDEX_PARTITION_KEY),
             string(JobsTable.TENANT_INDEX_SORT_KEY),
             string(JobsTable.UNSENT_INDEX_PARTITION_KEY),
+            string(JobsTable.QUEUED_INDEX_PARTITION_KEY),
         ],
         KeySchema=[{"AttributeName": JobsTable.PARTITION_KEY, "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -165,6 +166,11 @@ def _create_jobs_table(dynamodb: Any, name: str) -> None:
                 JobsTable.UNSENT_INDEX,
                 JobsTable.UNSENT_INDEX_PARTITION_KEY,
                 JobsTable.UNSENT_INDEX_SORT_KEY,
+            ),
+            index(
+                JobsTable.QUEUED_INDEX,
+                JobsTable.QUEUED_INDEX_PARTITION_KEY,
+                JobsTable.QUEUED_INDEX_SORT_KEY,
             ),
         ],
     )

@@ -75,3 +75,5 @@ def test_a_handed_back_job_logs_its_return_to_the_queue(
     # Then the log shows it went back to QUEUED with the reason
     events = events_of(_item(world, message.job_id))
     assert [(e.status, e.detail) for e in events][-1] == (JobStatus.QUEUED, "handed back")
+    # And it is back in its lane's queue-position index
+    assert world.record(message.job_id).queued_lane == "interactive"

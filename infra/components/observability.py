@@ -146,6 +146,20 @@ class Observability(Construct):
             _graph("Dead-letter queue depth", [dlq_depth]),
             _graph("Jobs succeeded / failed", [succeeded, failed]),
             _graph(
+                "Estimated cost per output minute (USD)",
+                [
+                    cloudwatch.MathExpression(
+                        expression="IF(output > 0, 60 * cost / output, 0)",
+                        using_metrics={
+                            "cost": worker(Metric.ESTIMATED_COST_USD, "Sum"),
+                            "output": worker(Metric.OUTPUT_SECONDS, "Sum"),
+                        },
+                        label=f"{title}: USD per output minute",
+                        period=_PERIOD,
+                    ),
+                ],
+            ),
+            _graph(
                 "Deadlines: expired before start / cancelled while running",
                 [worker(Metric.JOBS_EXPIRED, "Sum"), worker(Metric.JOBS_DEADLINE_CANCELLED, "Sum")],
             ),

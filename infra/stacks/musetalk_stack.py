@@ -7,6 +7,7 @@ region, so local mode can create the same names on the emulator.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aws_cdk import App, Aws, CfnOutput, Stack, Tags, Validations
@@ -160,6 +161,7 @@ class MuseTalkStack(Stack):
                     avatar_cache_memory_bytes=config.avatar_cache_memory_bytes,
                     avatar_cache_expire_days=config.avatar_cache_expire_days,
                     log_retention=retention,
+                    gpu_prices_json=json.dumps(dict(config.gpu_prices_usd_per_hour)),
                 ),
                 scaling=LaneScaling(
                     min_tasks=lane_config.min_tasks,

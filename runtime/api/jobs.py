@@ -298,6 +298,8 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
         error=record.error,
         output_url=output_url,
         output_url_expires_at=expires,
+        gpu_seconds=record.gpu_seconds,
+        estimated_cost_usd=record.estimated_cost_usd,
         queue_position=estimate.queue_position,
         estimated_start_at=estimate.estimated_start_at,
         estimated_done_at=estimate.estimated_done_at,

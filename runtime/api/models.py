@@ -151,6 +151,12 @@ class Job(_Response):
         default=None, description="Short-lived download link, present when SUCCEEDED."
     )
     output_url_expires_at: str | None = None
+    gpu_seconds: float | None = Field(
+        default=None, description="SUCCEEDED renders: seconds the job held its GPU task."
+    )
+    estimated_cost_usd: float | None = Field(
+        default=None, description="gpu_seconds x the stage's price for the instance type."
+    )
     queue_position: int | None = Field(
         default=None, description="QUEUED jobs of the lane ahead of this one (0 = next)."
     )

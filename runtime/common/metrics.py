@@ -36,6 +36,10 @@ class Metric(StrEnum):
     ENCODE_MS = "EncodeMs"
     UPLOAD_MS = "UploadMs"
     FRAMES_PER_SECOND = "FramesPerSecond"
+    # Worker: cost (succeeded renders; cache hits cost no GPU time)
+    GPU_SECONDS = "GpuSeconds"
+    ESTIMATED_COST_USD = "EstimatedCostUsd"
+    OUTPUT_SECONDS = "OutputSeconds"
     # Worker: model health
     SYNC_CONFIDENCE = "SyncConfidence"
     LOW_SYNC_JOBS = "LowSyncJobs"

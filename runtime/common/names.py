@@ -68,6 +68,8 @@ class EnvVar(StrEnum):
     MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt
     TASK_PROTECTION_MINUTES = "MUSETALK_TASK_PROTECTION_MINUTES"
     SPOT_NOTICE = "MUSETALK_SPOT_NOTICE"  # "true": poll IMDS for the spot interruption notice
+    GPU_PRICES_JSON = "MUSETALK_GPU_PRICES_JSON"  # {"g5.xlarge": 1.006, ...} USD per hour
+    HOST_INFO_FILE = "MUSETALK_HOST_INFO_FILE"  # the host's instance type (runtime.common.cost)
     # Local mode only: allow webhooks to http:// and private addresses (the emulator's hosts).
     WEBHOOK_ALLOW_PRIVATE = "MUSETALK_WEBHOOK_ALLOW_PRIVATE"
 

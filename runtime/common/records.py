@@ -75,6 +75,9 @@ class JobRecord(BaseModel):
     sync_confidence: float | None = None
     low_sync: bool | None = None
     weights: str | None = None
+    gpu_seconds: float | None = None  # service time of the render (download to upload)
+    estimated_cost_usd: float | None = None  # gpu_seconds x the instance type's hourly price
+    instance_type: str | None = None
     error: JobError | None = None
     request_hash: str | None = None  # hash of the submitted body: same idempotency key, same job
     unsent_lane: str | None = None  # present until the queue message is confirmed (sparse index)

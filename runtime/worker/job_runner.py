@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from runtime.common.cost import estimated_cost_usd, read_instance_type
 from runtime.common.jobs import (
     ErrorCode,
     JobError,
@@ -408,6 +409,9 @@ class JobRunner:
     ) -> Outcome:
         sync = float(metadata["sync-confidence"]) if "sync-confidence" in metadata else None
         low_sync = None if sync is None else sync < message.options.sync_threshold
+        gpu_seconds = round(_service_seconds(timings), 3)
+        instance_type = read_instance_type(self._settings.host_info_file)
+        cost = estimated_cost_usd(gpu_seconds, instance_type, dict(self._settings.gpu_prices))
         result = Success(
             output=MediaRef(
                 bucket=self._settings.outputs_bucket,
@@ -419,6 +423,9 @@ class JobRunner:
             low_sync=low_sync,
             weights=metadata["weights"],
             timings=StageTimings(**timings),
+            gpu_seconds=gpu_seconds,
+            estimated_cost_usd=cost,
+            instance_type=instance_type,
         )
         record = self._store.succeed(lease, result)
         if not cache_hit:
@@ -436,6 +443,10 @@ class JobRunner:
         ):
             if name in timings:
                 values[metric] = timings[name]
+        values[Metric.GPU_SECONDS] = gpu_seconds
+        values[Metric.OUTPUT_SECONDS] = result.frames / max(result.fps, 1e-6)
+        if cost is not None:
+            values[Metric.ESTIMATED_COST_USD] = cost
         if sync is not None and not cache_hit:
             values[Metric.SYNC_CONFIDENCE] = sync
             values[Metric.LOW_SYNC_JOBS] = 1 if low_sync else 0
@@ -446,8 +457,7 @@ class JobRunner:
 
     def _publish_rate(self, message: JobMessage, frames: int, timings: dict[str, float]) -> None:
         """Service time (download to upload) of this render, for the lane's ETA; best effort."""
-        stages = ("download_ms", "prepare_ms", "speak_ms", "encode_ms", "upload_ms")
-        seconds = sum(timings.get(stage, 0.0) for stage in stages) / 1000
+        seconds = _service_seconds(timings)
         try:
             self._store.publish_rate(message.lane, self._owner, message.job_id, frames, seconds)
         except ClientError:
@@ -552,6 +562,12 @@ class JobRunner:
                 logger.warning("progress write failed")
 
         return progress
+
+
+def _service_seconds(timings: dict[str, float]) -> float:
+    """Download to upload: the time this job held the task's GPU."""
+    stages = ("download_ms", "prepare_ms", "speak_ms", "encode_ms", "upload_ms")
+    return sum(timings.get(stage, 0.0) for stage in stages) / 1000
 
 
 def _check_deadline(message: JobMessage, stage: str) -> None:

@@ -70,6 +70,9 @@ class Success:
     low_sync: bool | None
     weights: str
     timings: StageTimings
+    gpu_seconds: float | None = None
+    estimated_cost_usd: float | None = None
+    instance_type: str | None = None
 
 
 class JobStore:
@@ -171,6 +174,14 @@ class JobStore:
         if result.low_sync is not None:
             expression += ", low_sync = :low"
             values[":low"] = result.low_sync
+        for name, value in (
+            ("gpu_seconds", result.gpu_seconds),
+            ("estimated_cost_usd", result.estimated_cost_usd),
+            ("instance_type", result.instance_type),
+        ):
+            if value is not None:
+                expression += f", {name} = :{name}"
+                values[f":{name}"] = Decimal(str(value)) if isinstance(value, float) else value
         return self._finish(
             lease,
             *with_status_event(expression, values, JobStatus.SUCCEEDED),

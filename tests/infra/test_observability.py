@@ -94,6 +94,9 @@ def test_dashboard_shows_the_issue_widgets(synthesized: Synthesized) -> None:
         # deadlines (issue 9)
         Metric.JOBS_EXPIRED,
         Metric.JOBS_DEADLINE_CANCELLED,
+        # cost per output minute by lane (issue 9)
+        Metric.ESTIMATED_COST_USD,
+        Metric.OUTPUT_SECONDS,
         "p90",
         "p50",
     ]

@@ -7,6 +7,7 @@ lane or bucket shows up here without a second hand-kept list.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from dataclasses import dataclass
@@ -88,7 +89,9 @@ def provision(
     completion = sns.create_topic(Name=names.completion_topic)["TopicArn"]
     alarms = sns.create_topic(Name=names.alarm_topic)["TopicArn"]
     secret = client("secretsmanager").create_secret(
-        Name=names.webhook_secret, SecretString=secrets.token_urlsafe(32)
+        # Standard Webhooks form, as the worker and the deliveries Lambda require.
+        Name=names.webhook_secret,
+        SecretString="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
     )["ARN"]
     return LocalResources(
         names=names,

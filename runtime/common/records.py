@@ -28,6 +28,10 @@ def job_pk(job_id: str) -> str:
     return f"JOB#{job_id}"
 
 
+def lane_stats_pk(lane: str) -> str:
+    return f"{JobsTable.LANE_STATS_PREFIX}{lane}"
+
+
 def tenant_kind(tenant: str, kind: str) -> str:
     return f"{tenant}#{kind}"
 
@@ -57,6 +61,7 @@ class JobRecord(BaseModel):
     # deleted while the lease lives (deleting it would delete the lease holder's message).
     lease_message_id: str | None = None
     batch_size_hint: int | None = None
+    deadline_at: str | None = None  # ISO-8601 UTC, from the submitted `cancel_after`
     progress: float = 0.0
     frames_done: int | None = None
     frames_total: int | None = None
@@ -70,9 +75,14 @@ class JobRecord(BaseModel):
     sync_confidence: float | None = None
     low_sync: bool | None = None
     weights: str | None = None
+    gpu_seconds: float | None = None  # service time of the render (download to upload)
+    estimated_cost_usd: float | None = None  # gpu_seconds x the instance type's hourly price
+    instance_type: str | None = None
     error: JobError | None = None
     request_hash: str | None = None  # hash of the submitted body: same idempotency key, same job
     unsent_lane: str | None = None  # present until the queue message is confirmed (sparse index)
+    queued_lane: str | None = None  # present while QUEUED (sparse index: queue position)
+    expected_frames: int | None = None  # from the audio duration probed at submission, if known
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
 
     def to_item(self) -> dict[str, Any]:

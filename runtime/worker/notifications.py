@@ -3,48 +3,17 @@ job's webhook when it has one."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any
 
+from runtime.common.events import completion_event
 from runtime.common.jobs import (
     SNS_ATTRIBUTE_STATUS,
     SNS_ATTRIBUTE_TENANT,
-    CompletionEvent,
-    JobStatus,
 )
 from runtime.common.records import JobRecord
-from runtime.engine.interface import WeightsKind
 from runtime.worker.job_store import JobStore
 from runtime.worker.telemetry import logger
 from runtime.worker.webhooks import WebhookSender
-
-_TYPES: dict[JobStatus, Literal["job.succeeded", "job.failed", "job.cancelled"]] = {
-    JobStatus.SUCCEEDED: "job.succeeded",
-    JobStatus.FAILED: "job.failed",
-    JobStatus.CANCELLED: "job.cancelled",
-}
-
-
-def completion_event(record: JobRecord) -> CompletionEvent:
-    weights = cast(
-        WeightsKind | None, record.weights if record.weights in {"official", "random"} else None
-    )
-    return CompletionEvent(
-        type=_TYPES[record.status],
-        job_id=record.job_id,
-        tenant=record.tenant,
-        status=record.status,
-        lane=record.lane,
-        correlation_id=record.correlation_id,
-        output=record.output,
-        frames=record.frames_total if record.status is JobStatus.SUCCEEDED else None,
-        fps=record.fps,
-        sync_confidence=record.sync_confidence,
-        low_sync=record.low_sync,
-        weights=weights,
-        timings=record.timings,
-        error=record.error,
-        finished_at=record.updated_at,
-    )
 
 
 class Notifier:

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 
+from runtime.common.events import WEBHOOK_MAX_RECEIVES
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import (
     BucketRole,
@@ -33,6 +34,8 @@ class Resources:
     queue_urls: dict[Lane, str]
     dead_letter_queue_urls: dict[Lane, str]
     completion_topic_arn: str
+    webhook_queue_url: str = ""
+    webhook_dead_letter_queue_url: str = ""
     api_key_tenants: dict[str, str] = field(default_factory=dict)
     limits: Limits = DEFAULT_LIMITS
 
@@ -54,6 +57,7 @@ class Resources:
             EnvVar.API_KEY_TENANTS.value: json.dumps(self.api_key_tenants),
             EnvVar.LIMITS_JSON.value: self.limits.model_dump_json(),
             EnvVar.AWS_ENDPOINT_URL.value: self.endpoint,
+            EnvVar.WEBHOOK_QUEUE_URL.value: self.webhook_queue_url,
         }
 
 
@@ -95,12 +99,26 @@ def create_resources(
         )["QueueUrl"]
         dlq_urls[lane] = dlq_url
     topic_arn = client("sns").create_topic(Name=names.completion_topic)["TopicArn"]
+    webhook_dlq_url = sqs.create_queue(QueueName=names.webhook_dead_letter_queue)["QueueUrl"]
+    webhook_dlq_arn = sqs.get_queue_attributes(
+        QueueUrl=webhook_dlq_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    webhook_queue_url = sqs.create_queue(
+        QueueName=names.webhook_queue,
+        Attributes={
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": webhook_dlq_arn, "maxReceiveCount": WEBHOOK_MAX_RECEIVES}
+            )
+        },
+    )["QueueUrl"]
     return Resources(
         names=names,
         endpoint=endpoint,
         queue_urls=queue_urls,
         dead_letter_queue_urls=dlq_urls,
         completion_topic_arn=topic_arn,
+        webhook_queue_url=webhook_queue_url,
+        webhook_dead_letter_queue_url=webhook_dlq_url,
         api_key_tenants=dict(api_key_tenants or {}),
         limits=limits,
     )
@@ -135,6 +153,7 @@ def _create_jobs_table(dynamodb: Any, name: str) -> None:
             string(JobsTable.TENANT_INDEX_PARTITION_KEY),
             string(JobsTable.TENANT_INDEX_SORT_KEY),
             string(JobsTable.UNSENT_INDEX_PARTITION_KEY),
+            string(JobsTable.QUEUED_INDEX_PARTITION_KEY),
         ],
         KeySchema=[{"AttributeName": JobsTable.PARTITION_KEY, "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -147,6 +166,11 @@ def _create_jobs_table(dynamodb: Any, name: str) -> None:
                 JobsTable.UNSENT_INDEX,
                 JobsTable.UNSENT_INDEX_PARTITION_KEY,
                 JobsTable.UNSENT_INDEX_SORT_KEY,
+            ),
+            index(
+                JobsTable.QUEUED_INDEX,
+                JobsTable.QUEUED_INDEX_PARTITION_KEY,
+                JobsTable.QUEUED_INDEX_SORT_KEY,
             ),
         ],
     )

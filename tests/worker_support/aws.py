@@ -138,6 +138,7 @@ class WorkerWorld:
         avatar_id: str = "avatar-yongen",
         webhook_url: str | None = None,
         copies: int = 1,
+        deadline_at: str | None = None,
     ) -> JobMessage:
         """Write the job record, then send its message `copies` times (as the API would)."""
         job_id = uuid.uuid4().hex
@@ -156,6 +157,7 @@ class WorkerWorld:
             correlation_id=f"corr-{job_id[:8]}",
             submitted_at=now,
             has_webhook=webhook_url is not None,
+            deadline_at=deadline_at,
         )
         record = JobRecord(
             job_id=job_id,
@@ -169,6 +171,7 @@ class WorkerWorld:
             avatar=avatar,
             audio=audio,
             webhook_url=webhook_url,
+            deadline_at=deadline_at,
         )
         self.table.put_item(Item=record.to_item())
         for _ in range(copies):

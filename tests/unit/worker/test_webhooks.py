@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from runtime.common.jobs import CompletionEvent, JobStatus
 from runtime.common.names import Lane
+from runtime.common.webhook_signing import UnsafeWebhookTarget
 from runtime.worker.webhooks import (
-    UnsafeWebhookTarget,
     WebhookSender,
     check_target,
     signing_key,
@@ -32,7 +33,7 @@ def _event() -> CompletionEvent:
     )
 
 
-def _sender(**kwargs: float) -> WebhookSender:
+def _sender(**kwargs: Any) -> WebhookSender:
     return WebhookSender(
         lambda: signing_key(SECRET), allow_private=True, backoff_seconds=0.01, **kwargs
     )
@@ -94,3 +95,29 @@ def test_targets_inside_or_insecure_are_refused(url: str) -> None:
 def test_a_secret_without_the_whsec_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="whsec_"):
         signing_key("c2VjcmV0")
+
+
+def test_a_delivery_that_exhausts_its_attempts_is_handed_on_and_every_attempt_recorded() -> None:
+    handed_on: list[CompletionEvent] = []
+    attempts: list[tuple[int | None, bool | None]] = []
+    with recorder(statuses=[500, 503]) as receiver:
+        # Given a receiver that fails both attempts
+        sender = _sender(
+            attempts=2,
+            on_attempt=lambda _, attempt: attempts.append((attempt.http_status, attempt.delivered)),
+            on_gave_up=handed_on.append,
+        )
+        # When the event is delivered
+        delivered = sender.deliver(receiver.url, _event())
+    # Then it was not, each attempt was recorded, and the delivery was handed on once
+    assert delivered is False
+    assert attempts == [(500, False), (503, False)]
+    assert [event.job_id for event in handed_on] == [_event().job_id]
+
+
+def test_a_delivered_event_is_not_handed_on() -> None:
+    handed_on: list[CompletionEvent] = []
+    with recorder(statuses=[500, 200]) as receiver:
+        sender = _sender(attempts=2, on_gave_up=handed_on.append)
+        assert sender.deliver(receiver.url, _event()) is True
+    assert handed_on == []

@@ -45,7 +45,13 @@ from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
-from runtime.worker.inputs import FetchedInput, check_audio, check_output, fetch_input
+from runtime.worker.inputs import (
+    FetchedInput,
+    check_audio,
+    check_avatar,
+    check_output,
+    fetch_input,
+)
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
@@ -323,6 +329,7 @@ class JobRunner:
             dest=work / "avatar",
             what="avatar",
         )
+        check_avatar(avatar.path, self._settings.limits.max_video_pixels)
         return audio, avatar
 
     def _copy_cached(self, cache_key: str, destination: str) -> dict[str, str] | None:

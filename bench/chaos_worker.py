@@ -49,8 +49,7 @@ def _fault(service: str, url: str) -> AWSResponse:
     if service == "dynamodb":
         body = json.dumps(
             {
-                "__type": "com.amazonaws.dynamodb.v20120810#"
-                "ProvisionedThroughputExceededException",
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
                 "message": "injected throttling",
             }
         ).encode()
@@ -63,7 +62,7 @@ def _fault(service: str, url: str) -> AWSResponse:
 
 def install(rate: float, slow_put_seconds: float, *, seed: int | None = None) -> None:
     """Hook every botocore client this process creates from now on."""
-    chance = random.Random(seed)  # noqa: S311 (fault sampling, not security)
+    chance = random.Random(seed)
     create_client = botocore.session.Session.create_client
 
     def hooked(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
@@ -87,7 +86,7 @@ def install(rate: float, slow_put_seconds: float, *, seed: int | None = None) ->
         client.meta.events.register("before-send", before_send)
         return client
 
-    botocore.session.Session.create_client = hooked  # type: ignore[method-assign]
+    botocore.session.Session.create_client = hooked
 
 
 def main() -> None:

@@ -139,9 +139,7 @@ def check_avatar(path: Path, max_pixels: int) -> None:
             context = container.streams.video[0].codec_context
             width, height = int(context.width or 0), int(context.height or 0)
     except av.FFmpegError:
-        raise MediaError(
-            ErrorCode.INVALID_MEDIA, "avatar: not a readable image or video"
-        ) from None
+        raise MediaError(ErrorCode.INVALID_MEDIA, "avatar: not a readable image or video") from None
     if width * height > max_pixels:
         raise MediaError(
             ErrorCode.MEDIA_TOO_LARGE,

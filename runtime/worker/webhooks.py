@@ -26,7 +26,7 @@ import httpx
 from runtime.common.jobs import CompletionEvent
 from runtime.worker.telemetry import logger
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
+SECRET_PREFIX = "whsec_"  # noqa: S105  # nosec B105 (format prefix)
 
 
 def signing_key(secret: str) -> bytes:

@@ -208,7 +208,9 @@ class JobRunner:
                 with Heartbeat(
                     self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
                 ):
-                    metadata, cache_hit = self._render(message, lease, record, Path(work), timings)
+                    metadata, cache_hit, cache_key = self._render(
+                        message, lease, record, Path(work), timings
+                    )
             except MediaError as error:
                 failure = JobError(code=error.code, message=error.message)
                 return self._fail(delivery, message, lease, failure, timings, delete=True)
@@ -226,7 +228,9 @@ class JobRunner:
                 raise
             except Exception as error:
                 return self._transient(delivery, message, lease, error, timings)
-        return self._succeed(delivery, message, lease, metadata, timings, cache_hit=cache_hit)
+        return self._succeed(
+            delivery, message, lease, metadata, timings, cache_hit=cache_hit, cache_key=cache_key
+        )
 
     def _render(
         self,
@@ -235,8 +239,9 @@ class JobRunner:
         record: JobRecord,
         work: Path,
         timings: dict[str, float],
-    ) -> tuple[dict[str, str], bool]:
-        """Inputs to output object; the output's metadata and whether the cache supplied it."""
+    ) -> tuple[dict[str, str], bool, str]:
+        """Inputs to output object; the output's metadata, whether the cache supplied it, and
+        the cache key (recorded on the job so a purge can delete the cached render too)."""
         started = time.monotonic()
         audio, avatar = self._fetch_inputs(message, work)
         timings["download_ms"] = _ms_since(started)
@@ -251,7 +256,7 @@ class JobRunner:
         cached = self._copy_cached(cache_key, destination)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
-            return cached, True
+            return cached, True, cache_key
 
         started = time.monotonic()
         prepared, source = self._avatars.get_or_prepare(
@@ -305,7 +310,7 @@ class JobRunner:
         )
         timings["upload_ms"] = _ms_since(started)
         logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
-        return metadata, False
+        return metadata, False, cache_key
 
     def _fetch_inputs(self, message: JobMessage, work: Path) -> tuple[FetchedInput, FetchedInput]:
         """Audio first: its duration check is cheap and fails long jobs before the big download."""
@@ -358,6 +363,7 @@ class JobRunner:
         timings: dict[str, float],
         *,
         cache_hit: bool,
+        cache_key: str,
     ) -> Outcome:
         sync = float(metadata["sync-confidence"]) if "sync-confidence" in metadata else None
         low_sync = None if sync is None else sync < message.options.sync_threshold
@@ -372,6 +378,7 @@ class JobRunner:
             low_sync=low_sync,
             weights=metadata["weights"],
             timings=StageTimings(**timings),
+            cache_key=cache_key,
         )
         record = self._store.succeed(lease, result)
         values: dict[Metric, float] = {

@@ -54,6 +54,7 @@ class Success:
     low_sync: bool | None
     weights: str
     timings: StageTimings
+    cache_key: str | None = None
 
 
 class JobStore:
@@ -148,6 +149,9 @@ class JobStore:
         if result.low_sync is not None:
             expression += ", low_sync = :low"
             values[":low"] = result.low_sync
+        if result.cache_key is not None:
+            expression += ", output_cache_key = :cache_key"
+            values[":cache_key"] = result.cache_key
         return self._finish(lease, expression, values, {"#output": "output"})
 
     def fail(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:

@@ -54,7 +54,13 @@ from runtime.common.jobs import (
     JobStatus,
     MediaRef,
 )
-from runtime.common.keys import avatar_cache_key, is_safe_id, output_key, tenant_prefix
+from runtime.common.keys import (
+    RENDERED_CACHE_PREFIX,
+    avatar_cache_key,
+    is_safe_id,
+    output_key,
+    tenant_prefix,
+)
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk, tenant_kind
 
@@ -469,6 +475,10 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
     )
     if record.output is not None:
         objects.append(record.output)
+    cache_key = record.output_cache_key
+    if cache_key is not None and cache_key.startswith(RENDERED_CACHE_PREFIX):
+        # Content-addressed, so possibly shared with identical jobs: they only lose a cache hit.
+        ctx.s3.delete_object(Bucket=ctx.settings.outputs_bucket, Key=cache_key)
     for ref in objects:
         if ref.key.startswith(prefix):
             ctx.s3.delete_object(Bucket=ref.bucket, Key=ref.key)

@@ -40,7 +40,7 @@ class EnvVar(StrEnum):
     INTERACTIVE_QUEUE_URL = "MUSETALK_INTERACTIVE_QUEUE_URL"
     BATCH_QUEUE_URL = "MUSETALK_BATCH_QUEUE_URL"
     COMPLETION_TOPIC_ARN = "MUSETALK_COMPLETION_TOPIC_ARN"
-    WEBHOOK_SECRET_ARN = "MUSETALK_WEBHOOK_SECRET_ARN"  # noqa: S105 (a variable name, not a secret)
+    WEBHOOK_SECRET_ARN = "MUSETALK_WEBHOOK_SECRET_ARN"  # noqa: S105  # nosec B105 (a variable name)
     # Webhook deliveries queue: redeliveries (API) and webhooks the worker could not deliver;
     # consumed by the webhook-deliveries Lambda, dead-lettered when still undeliverable.
     WEBHOOK_QUEUE_URL = "MUSETALK_WEBHOOK_QUEUE_URL"

@@ -68,6 +68,9 @@ class JobRecord(BaseModel):
     fps: float | None = None
     timings: StageTimings = StageTimings()
     output: MediaRef | None = None
+    # The content-addressed render this output came from (`rendered/...` in the outputs bucket):
+    # a purge deletes it too, so an erased person's video does not outlive the purge there.
+    output_cache_key: str | None = None
     # The worker's completion event: True from its final write until the event reached SNS (a
     # redelivery then publishes it), False once sent, absent when the worker wrote no outcome
     # (an API cancel, a dead-letter failure): whoever finished the job announces it, once.

@@ -46,7 +46,13 @@ from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
-from runtime.worker.inputs import FetchedInput, check_audio, check_output, fetch_input
+from runtime.worker.inputs import (
+    FetchedInput,
+    check_audio,
+    check_avatar,
+    check_output,
+    fetch_input,
+)
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
@@ -248,7 +254,9 @@ class JobRunner:
                 with Heartbeat(
                     self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
                 ):
-                    metadata, cache_hit = self._render(message, lease, record, Path(work), timings)
+                    metadata, cache_hit, cache_key = self._render(
+                        message, lease, record, Path(work), timings
+                    )
             except MediaError as error:
                 failure = JobError(code=error.code, message=error.message)
                 return self._fail(delivery, message, lease, failure, timings, delete=True)
@@ -271,7 +279,9 @@ class JobRunner:
                 raise
             except Exception as error:
                 return self._transient(delivery, message, lease, error, timings)
-        return self._succeed(delivery, message, lease, metadata, timings, cache_hit=cache_hit)
+        return self._succeed(
+            delivery, message, lease, metadata, timings, cache_hit=cache_hit, cache_key=cache_key
+        )
 
     def _render(
         self,
@@ -280,8 +290,9 @@ class JobRunner:
         record: JobRecord,
         work: Path,
         timings: dict[str, float],
-    ) -> tuple[dict[str, str], bool]:
-        """Inputs to output object; the output's metadata and whether the cache supplied it."""
+    ) -> tuple[dict[str, str], bool, str]:
+        """Inputs to output object; the output's metadata, whether the cache supplied it, and
+        the cache key (recorded on the job so a purge can delete the cached render too)."""
         _check_deadline(message, "before downloading")
         started = time.monotonic()
         audio, avatar = self._fetch_inputs(message, work)
@@ -297,7 +308,7 @@ class JobRunner:
         cached = self._copy_cached(cache_key, destination)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
-            return cached, True
+            return cached, True, cache_key
 
         _check_deadline(message, "before preparing")
         started = time.monotonic()
@@ -354,7 +365,7 @@ class JobRunner:
         )
         timings["upload_ms"] = _ms_since(started)
         logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
-        return metadata, False
+        return metadata, False, cache_key
 
     def _fetch_inputs(self, message: JobMessage, work: Path) -> tuple[FetchedInput, FetchedInput]:
         """Audio first: its duration check is cheap and fails long jobs before the big download."""
@@ -378,6 +389,7 @@ class JobRunner:
             dest=work / "avatar",
             what="avatar",
         )
+        check_avatar(avatar.path, self._settings.limits.max_video_pixels)
         return audio, avatar
 
     def _copy_cached(self, cache_key: str, destination: str) -> dict[str, str] | None:
@@ -406,6 +418,7 @@ class JobRunner:
         timings: dict[str, float],
         *,
         cache_hit: bool,
+        cache_key: str,
     ) -> Outcome:
         sync = float(metadata["sync-confidence"]) if "sync-confidence" in metadata else None
         low_sync = None if sync is None else sync < message.options.sync_threshold
@@ -426,6 +439,7 @@ class JobRunner:
             gpu_seconds=gpu_seconds,
             estimated_cost_usd=cost,
             instance_type=instance_type,
+            cache_key=cache_key,
         )
         record = self._store.succeed(lease, result)
         if not cache_hit:

@@ -73,6 +73,7 @@ class Success:
     gpu_seconds: float | None = None
     estimated_cost_usd: float | None = None
     instance_type: str | None = None
+    cache_key: str | None = None
 
 
 class JobStore:
@@ -178,6 +179,7 @@ class JobStore:
             ("gpu_seconds", result.gpu_seconds),
             ("estimated_cost_usd", result.estimated_cost_usd),
             ("instance_type", result.instance_type),
+            ("output_cache_key", result.cache_key),
         ):
             if value is not None:
                 expression += f", {name} = :{name}"

@@ -61,6 +61,16 @@ class StageConfig:
     failure_rate_alarm_percent: float = 10
     low_sync_alarm_threshold: float = 0.3
     gpu_memory_alarm_percent: float = 95
+    # Cost per job: USD per instance-hour by instance type (the worker multiplies by the job's
+    # GPU-seconds). Defaults are us-east-1 on-demand list prices (Nov 2026), an upper bound for
+    # spot; put your region's or your negotiated prices here. A type without a price: cost null.
+    gpu_prices_usd_per_hour: tuple[tuple[str, float], ...] = (
+        ("g4dn.xlarge", 0.526),
+        ("g5.xlarge", 1.006),
+        ("g5.2xlarge", 1.212),
+        ("g6.xlarge", 0.805),
+        ("g6.2xlarge", 0.978),
+    )
 
 
 _FLEET = ("g6.xlarge", "g5.xlarge", "g4dn.xlarge", "g6.2xlarge", "g5.2xlarge")

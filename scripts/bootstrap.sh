@@ -6,9 +6,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 pick_python() {
-  for candidate in python3.13 python3.12 python3.11 python3; do
+  # The plain python3 first: its torch wheel may already be on disk (no multi-GB download).
+  for candidate in python3 python3.11 python3.12 python3.13; do
     if command -v "$candidate" >/dev/null 2>&1 &&
-      "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+      "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
       echo "$candidate"
       return
     fi

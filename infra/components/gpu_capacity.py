@@ -21,6 +21,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.components.nag import acknowledge
+from runtime.common.cost import HOST_INFO_FILE_NAME, HOST_INFO_HOST_DIR
 
 
 class GpuCapacity(Construct):
@@ -136,6 +137,15 @@ class GpuCapacity(Construct):
             "ECS_ENABLE_TASK_IAM_ROLE=true",
             "ECS_ENABLE_GPU_SUPPORT=true",
             "EOF",
+            # The instance type for per-job cost, read here because containers cannot reach
+            # IMDS (hop limit 1); mounted read-only into the worker (runtime.common.cost).
+            f"mkdir -p {HOST_INFO_HOST_DIR}",
+            "IMDS_TOKEN=$(curl -sS -X PUT http://169.254.169.254/latest/api/token"
+            ' -H "X-aws-ec2-metadata-token-ttl-seconds: 60")',
+            'INSTANCE_TYPE=$(curl -sS -H "X-aws-ec2-metadata-token: $IMDS_TOKEN"'
+            " http://169.254.169.254/latest/meta-data/instance-type)",
+            f'printf \'{{"instance_type": "%s"}}\' "$INSTANCE_TYPE"'
+            f" > {HOST_INFO_HOST_DIR}/{HOST_INFO_FILE_NAME}",
         )
         acknowledge(
             group,

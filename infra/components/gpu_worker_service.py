@@ -35,6 +35,7 @@ from infra.components.nag import (
     acknowledge_table_indexes,
     grant_objects,
 )
+from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_HOST_DIR
 from runtime.common.names import EnvVar, Lane
 
 HEALTH_PORT = 8080
@@ -62,6 +63,7 @@ class WorkerResources:
     avatar_cache: s3.IBucket
     completion_topic: sns.ITopic
     webhook_secret: secretsmanager.ISecret
+    webhook_queue: sqs.IQueue  # where a webhook the worker could not deliver goes on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +79,7 @@ class WorkerSettings:
     avatar_cache_memory_bytes: int
     avatar_cache_expire_days: int
     log_retention: logs.RetentionDays
+    gpu_prices_json: str = "{}"  # runtime.common.cost: USD per instance-hour by type
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,6 +147,15 @@ class GpuWorkerService(Construct):
         container.add_mount_points(
             ecs.MountPoint(source_volume="models", container_path=MODELS_DIR, read_only=False)
         )
+        # The host's instance type, written by the host's user data (the container has no IMDS).
+        self.task_definition.add_volume(
+            name="host-info", host=ecs.Host(source_path=HOST_INFO_HOST_DIR)
+        )
+        container.add_mount_points(
+            ecs.MountPoint(
+                source_volume="host-info", container_path=HOST_INFO_CONTAINER_DIR, read_only=True
+            )
+        )
         self._grant(self.task_definition.task_role, queue, resources)
         self._grant_task_protection(self.task_definition.task_role, cluster)
 
@@ -190,6 +202,8 @@ class GpuWorkerService(Construct):
             EnvVar.JOBS_TABLE: resources.jobs_table.table_name,
             EnvVar.COMPLETION_TOPIC_ARN: resources.completion_topic.topic_arn,
             EnvVar.WEBHOOK_SECRET_ARN: resources.webhook_secret.secret_arn,
+            EnvVar.WEBHOOK_QUEUE_URL: resources.webhook_queue.queue_url,
+            EnvVar.GPU_PRICES_JSON: settings.gpu_prices_json,
             EnvVar.LIMITS_JSON: settings.limits_json,
             EnvVar.MODELS_DIR: MODELS_DIR,
             EnvVar.HEARTBEAT_SECONDS: str(settings.heartbeat_seconds),
@@ -236,6 +250,7 @@ class GpuWorkerService(Construct):
         resources.completion_topic.grant_publish(role)
         acknowledge_kms_data_keys(role)
         resources.webhook_secret.grant_read(role)
+        resources.webhook_queue.grant_send_messages(role)
 
     @staticmethod
     def _grant_task_protection(role: iam.IRole, cluster: ecs.ICluster) -> None:

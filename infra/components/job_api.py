@@ -5,6 +5,8 @@
   handler maps the key id to the tenant through `MUSETALK_API_KEY_TENANTS`.
 - `sweeper`: on a schedule, re-sends jobs whose queue message was never confirmed sent.
 - `dead_letters`: consumes both lanes' DLQs, marks the job FAILED and publishes the failure.
+- `webhook_deliveries`: consumes the webhook deliveries queue (redeliveries requested through the
+  API, webhooks the worker could not deliver) and sends each job's final event, signed.
 
 The code asset is our own `runtime/api` and `runtime/common` packages, nothing else; Powertools
 (with pydantic) comes from the public Powertools for AWS Lambda (Python) V3 layer, whose ARN is
@@ -27,6 +29,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
@@ -38,6 +41,7 @@ from infra.components.nag import (
     acknowledge_table_indexes,
     grant_objects,
 )
+from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
 from runtime.common.metrics import NAMESPACE
 from runtime.common.names import EnvVar, Lane
 
@@ -67,8 +71,12 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("jobs", "GET"),
     ("jobs/{job_id}", "GET"),
     ("jobs/{job_id}", "DELETE"),
+    ("jobs/{job_id}/events", "GET"),
+    ("jobs/{job_id}/webhook/redeliver", "POST"),
     ("openapi.json", "GET"),
 )
+# POST routes that take no body: the gateway's JSON-object body check does not apply.
+BODYLESS_POSTS = frozenset({"jobs/{job_id}/webhook/redeliver"})
 _BATCH_SIZE = 10
 DEAD_LETTER_HANDLER_TIMEOUT_SECONDS = 60
 # AWS recommends a source queue visibility of six times the consuming function's timeout.
@@ -85,6 +93,8 @@ class ApiResources:
     outputs: s3.IBucket
     avatar_cache: s3.IBucket
     completion_topic: sns.ITopic
+    webhook_queue: sqs.IQueue
+    webhook_secret: secretsmanager.ISecret
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +145,7 @@ class JobApi(Construct):
             str(EnvVar.INTERACTIVE_QUEUE_URL): resources.queues[Lane.INTERACTIVE].queue_url,
             str(EnvVar.BATCH_QUEUE_URL): resources.queues[Lane.BATCH].queue_url,
             str(EnvVar.COMPLETION_TOPIC_ARN): resources.completion_topic.topic_arn,
+            str(EnvVar.WEBHOOK_QUEUE_URL): resources.webhook_queue.queue_url,
             str(EnvVar.API_KEY_TENANTS): key_tenants_json(
                 {tenant: key.key_id for tenant, key in self.api_keys.items()}
             ),
@@ -146,6 +157,7 @@ class JobApi(Construct):
         self._routes()
         self.sweeper = self._sweeper()
         self.dead_letters = self._dead_letter_handler()
+        self.webhook_deliveries = self._webhook_deliveries()
 
     # Functions ------------------------------------------------------------------------------
 
@@ -221,6 +233,8 @@ class JobApi(Construct):
         grant_objects(function, r.avatar_cache, "s3:DeleteObject")
         # Cancelling publishes a job.cancelled event.
         r.completion_topic.grant_publish(function)
+        # Webhook redelivery requests.
+        r.webhook_queue.grant_send_messages(function)
         acknowledge_kms_data_keys(function)
         acknowledge_table_indexes(function, r.jobs_table)
         return function
@@ -268,6 +282,29 @@ class JobApi(Construct):
                     dlq, batch_size=_BATCH_SIZE, report_batch_item_failures=True
                 )
             )
+        return function
+
+    def _webhook_deliveries(self) -> lambda_.Function:
+        r = self._resources
+        function = self._python_function(
+            "WebhookDeliveries",
+            handler="runtime.api.webhook_deliveries.lambda_handler",
+            description="Sends a job's final event to its webhook (redeliveries, worker give-ups)",
+            timeout=Duration.seconds(WEBHOOK_HANDLER_TIMEOUT_SECONDS),
+            memory_size=256,
+        )
+        # Only this function (and the worker) can read the signing secret.
+        function.add_environment(str(EnvVar.WEBHOOK_SECRET_ARN), r.webhook_secret.secret_arn)
+        r.webhook_secret.grant_read(function)
+        # Reads the job (URL, final record) and appends each attempt to its event log.
+        r.jobs_table.grant(function, "dynamodb:GetItem", "dynamodb:UpdateItem")
+        acknowledge_table_indexes(function, r.jobs_table)
+        acknowledge_kms_data_keys(function)
+        function.add_event_source(
+            event_sources.SqsEventSource(
+                r.webhook_queue, batch_size=1, report_batch_item_failures=True
+            )
+        )
         return function
 
     # REST API -------------------------------------------------------------------------------
@@ -376,7 +413,7 @@ class JobApi(Construct):
         v1 = self.rest_api.root.add_resource("v1")
         for path, method in ROUTES:
             resource = v1.resource_for_path(path)
-            is_write = method == "POST"
+            is_write = method == "POST" and path not in BODYLESS_POSTS
             resource.add_method(
                 method,
                 integration,

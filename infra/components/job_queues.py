@@ -14,6 +14,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from runtime.common.events import WEBHOOK_MAX_RECEIVES
 from runtime.common.names import Lane, ResourceNames
 
 _MAX_RETENTION = Duration.days(14)
@@ -76,3 +77,35 @@ class JobQueues(Construct):
 
     def dead_letter_queue(self, lane: Lane) -> sqs.Queue:
         return self._dead_letter_queues[lane]
+
+
+class WebhookQueues(Construct):
+    """Webhook deliveries (redeliveries and what the worker gave up on), one attempt per receive
+    by the webhook-deliveries Lambda; after `WEBHOOK_MAX_RECEIVES` failed attempts a delivery
+    moves to its own dead-letter queue, which the stack alarms on."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, names: ResourceNames, visibility_seconds: int
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "Undeliverable",
+            queue_name=names.webhook_dead_letter_queue,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=_MAX_RETENTION,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Deliveries",
+            queue_name=names.webhook_queue,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # Also the backoff between attempts: a failed attempt reappears after it.
+            visibility_timeout=Duration.seconds(visibility_seconds),
+            retention_period=_MAX_RETENTION,
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=WEBHOOK_MAX_RECEIVES
+            ),
+        )

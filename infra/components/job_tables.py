@@ -45,6 +45,14 @@ class JobTables(Construct):
             sort_key=_string(JobsTable.UNSENT_INDEX_SORT_KEY),
             projection_type=dynamodb.ProjectionType.ALL,
         )
+        # Sparse: only QUEUED jobs carry `queued_lane`; counting the keys before a job's
+        # `created_at` gives its queue position, so keys are all the index needs.
+        self.jobs.add_global_secondary_index(
+            index_name=JobsTable.QUEUED_INDEX,
+            partition_key=_string(JobsTable.QUEUED_INDEX_PARTITION_KEY),
+            sort_key=_string(JobsTable.QUEUED_INDEX_SORT_KEY),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
 
         # Entries are short-lived; losing them only re-opens a window for a duplicate request.
         self.idempotency = dynamodb.Table(

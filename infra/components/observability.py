@@ -57,6 +57,7 @@ class Observability(Construct):
         lanes: list[LaneWatch],
         alarm_topic: sns.ITopic,
         thresholds: AlarmThresholds,
+        undeliverable_webhooks: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         self._action = cloudwatch_actions.SnsAction(alarm_topic)
@@ -68,6 +69,7 @@ class Observability(Construct):
         self._api(rest_api)
         for watch in lanes:
             self._lane(watch, thresholds)
+        self._webhooks(undeliverable_webhooks)
         self.dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24)
         )
@@ -144,6 +146,24 @@ class Observability(Construct):
             _graph("Dead-letter queue depth", [dlq_depth]),
             _graph("Jobs succeeded / failed", [succeeded, failed]),
             _graph(
+                "Estimated cost per output minute (USD)",
+                [
+                    cloudwatch.MathExpression(
+                        expression="IF(output > 0, 60 * cost / output, 0)",
+                        using_metrics={
+                            "cost": worker(Metric.ESTIMATED_COST_USD, "Sum"),
+                            "output": worker(Metric.OUTPUT_SECONDS, "Sum"),
+                        },
+                        label=f"{title}: USD per output minute",
+                        period=_PERIOD,
+                    ),
+                ],
+            ),
+            _graph(
+                "Deadlines: expired before start / cancelled while running",
+                [worker(Metric.JOBS_EXPIRED, "Sum"), worker(Metric.JOBS_DEADLINE_CANCELLED, "Sum")],
+            ),
+            _graph(
                 "Prepare / speak time (ms)",
                 [
                     worker(metric, stat)
@@ -216,6 +236,21 @@ class Observability(Construct):
             threshold=thresholds.gpu_memory_percent,
             evaluation_periods=5,
             datapoints_to_alarm=3,
+        )
+
+    def _webhooks(self, dead_letter_queue: sqs.IQueue) -> None:
+        undeliverable = dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=_MINUTE, statistic="Maximum"
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown="# Webhooks", width=24, height=1),
+            _graph("Undeliverable webhooks (DLQ depth)", [undeliverable]),
+        )
+        self._alarm(
+            "UndeliverableWebhooks",
+            description="A webhook failed every delivery attempt and is in the webhook DLQ",
+            metric=undeliverable,
+            threshold=0,
         )
 
     def _alarm(

@@ -7,6 +7,7 @@ region, so local mode can create the same names on the emulator.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aws_cdk import App, Aws, CfnOutput, Stack, Tags, Validations
@@ -29,13 +30,14 @@ from infra.components.job_api import (
     ApiSettings,
     JobApi,
 )
-from infra.components.job_queues import JobQueues, LaneQueueSettings
+from infra.components.job_queues import JobQueues, LaneQueueSettings, WebhookQueues
 from infra.components.job_tables import JobTables
 from infra.components.network import Network
 from infra.components.notifications import Notifications
 from infra.components.observability import AlarmThresholds, LaneWatch, Observability
 from infra.components.storage import Storage
 from infra.config import LaneConfig, StageConfig
+from runtime.common.events import WEBHOOK_QUEUE_VISIBILITY_SECONDS
 from runtime.common.keys import is_safe_id
 from runtime.common.names import Lane, ResourceNames
 
@@ -93,6 +95,12 @@ class MuseTalkStack(Stack):
                 for lane, lane_config in lanes.items()
             },
         )
+        webhook_queues = WebhookQueues(
+            self,
+            "Webhooks",
+            names=names,
+            visibility_seconds=WEBHOOK_QUEUE_VISIBILITY_SECONDS,
+        )
         notifications = Notifications(
             self, "Notifications", names=names, alarm_emails=config.alarm_emails
         )
@@ -130,6 +138,7 @@ class MuseTalkStack(Stack):
             avatar_cache=storage.avatar_cache,
             completion_topic=notifications.completion_topic,
             webhook_secret=notifications.webhook_secret,
+            webhook_queue=webhook_queues.queue,
         )
         services: dict[Lane, GpuWorkerService] = {}
         for lane, lane_config in lanes.items():
@@ -152,6 +161,7 @@ class MuseTalkStack(Stack):
                     avatar_cache_memory_bytes=config.avatar_cache_memory_bytes,
                     avatar_cache_expire_days=config.avatar_cache_expire_days,
                     log_retention=retention,
+                    gpu_prices_json=json.dumps(dict(config.gpu_prices_usd_per_hour)),
                 ),
                 scaling=LaneScaling(
                     min_tasks=lane_config.min_tasks,
@@ -177,6 +187,8 @@ class MuseTalkStack(Stack):
                 outputs=storage.outputs,
                 avatar_cache=storage.avatar_cache,
                 completion_topic=notifications.completion_topic,
+                webhook_queue=webhook_queues.queue,
+                webhook_secret=notifications.webhook_secret,
             ),
             settings=ApiSettings(
                 stage=config.stage,
@@ -213,6 +225,7 @@ class MuseTalkStack(Stack):
                 low_sync_score=config.low_sync_alarm_threshold,
                 gpu_memory_percent=config.gpu_memory_alarm_percent,
             ),
+            undeliverable_webhooks=webhook_queues.dead_letter_queue,
         )
 
         for output_id, value in {

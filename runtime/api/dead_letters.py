@@ -28,6 +28,7 @@ from runtime.api.context import ApiContext, iso
 from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
 from runtime.common.completion import completion_event, publish_completion
+from runtime.common.events import JobEvent, append_clause
 from runtime.common.jobs import CompletionEvent, ErrorCode, JobError, JobMessage, JobStatus
 from runtime.common.metrics import (
     DIMENSION_ERROR_CODE,
@@ -80,14 +81,18 @@ def _exhausted() -> JobError:
 
 def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
     error = _exhausted()
+    now = iso(ctx.now())
+    clause, event_values = append_clause(
+        JobEvent(at=now, kind="status", status=JobStatus.FAILED, detail=error.code.value)
+    )
     try:
         response = ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
             UpdateExpression=(
-                "SET #status = :failed, #error = :error, updated_at = :now"
-                " REMOVE lease_owner, lease_expires_at, #unsent"
+                f"SET #status = :failed, #error = :error, updated_at = :now, {clause}"
+                " REMOVE lease_owner, lease_expires_at, #unsent, queued_lane"
             ),
-            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c)",
+            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={
                 "#pk": JobsTable.PARTITION_KEY,
                 "#status": "status",
@@ -97,10 +102,12 @@ def _mark_failed(ctx: ApiContext, job_id: str) -> JobRecord | None:
             ExpressionAttributeValues={
                 ":failed": JobStatus.FAILED.value,
                 ":error": error.model_dump(mode="json"),
-                ":now": iso(ctx.now()),
+                ":now": now,
                 ":s": JobStatus.SUCCEEDED.value,
                 ":f": JobStatus.FAILED.value,
                 ":c": JobStatus.CANCELLED.value,
+                ":e": JobStatus.EXPIRED.value,
+                **event_values,
             },
             ReturnValues="ALL_NEW",
         )

@@ -26,6 +26,9 @@ class ApiErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     IDEMPOTENCY_IN_PROGRESS = "IDEMPOTENCY_IN_PROGRESS"
     JOB_ALREADY_FINAL = "JOB_ALREADY_FINAL"
+    JOB_NOT_FINAL = "JOB_NOT_FINAL"  # redelivery: there is no final event to send yet
+    NO_WEBHOOK = "NO_WEBHOOK"  # redelivery: the job has no webhook (or it was purged)
+    EVENT_LOG_FULL = "EVENT_LOG_FULL"  # redelivery: the job's log holds MAX_JOB_EVENTS
     DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 

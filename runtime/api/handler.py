@@ -44,7 +44,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
-from runtime.api import avatars, jobs, uploads
+from runtime.api import avatars, jobs, uploads, webhook_deliveries
 from runtime.api.context import ApiContext
 from runtime.api.errors import ApiError, ApiErrorCode, ErrorResponse, error_body
 from runtime.api.models import (
@@ -55,9 +55,11 @@ from runtime.api.models import (
     Job,
     JobAccepted,
     JobCancelled,
+    JobEvents,
     JobList,
     SubmitJobRequest,
     UploadCreated,
+    WebhookRedeliveryQueued,
 )
 from runtime.api.observability import logger, tracer
 from runtime.api.settings import Settings
@@ -259,6 +261,27 @@ def list_jobs(
 @app.get("/v1/jobs/<job_id>", summary="Job status", responses=_ERRORS)
 def get_job(job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)]) -> Job:
     return jobs.get_job(runtime().ctx, _tenant(), job_id)
+
+
+@app.get(
+    "/v1/jobs/<job_id>/events",
+    summary="The job's event log: status changes and webhook attempts, oldest first",
+    responses=_ERRORS,
+)
+def get_job_events(job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)]) -> JobEvents:
+    return jobs.job_events(runtime().ctx, _tenant(), job_id)
+
+
+@app.post(
+    "/v1/jobs/<job_id>/webhook/redeliver",
+    summary="Send the job's final event to its webhook again (signed, same webhook-id)",
+    responses=_with_errors(202, "Redelivery queued"),
+)
+def redeliver_webhook(
+    job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)],
+) -> Response[WebhookRedeliveryQueued]:
+    queued = webhook_deliveries.request_redelivery(runtime().ctx, _tenant(), job_id)
+    return _json(HTTPStatus.ACCEPTED, queued)
 
 
 @app.delete(
@@ -498,6 +521,8 @@ def _route_of(event: Mapping[str, Any]) -> str:
 
 _FIXED_ROUTES = frozenset({"/v1/jobs", "/v1/avatars", "/v1/uploads", OPENAPI_PATH})
 _ID_ROUTES = [
+    (re.compile(r"/v1/jobs/[^/]+/events"), "/v1/jobs/{job_id}/events"),
+    (re.compile(r"/v1/jobs/[^/]+/webhook/redeliver"), "/v1/jobs/{job_id}/webhook/redeliver"),
     (re.compile(r"/v1/jobs/[^/]+"), "/v1/jobs/{job_id}"),
     (re.compile(r"/v1/avatars/[^/]+"), "/v1/avatars/{avatar_id}"),
 ]

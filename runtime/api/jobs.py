@@ -13,21 +13,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runtime.api import avatars, uploads
+from runtime.api import avatars, eta, uploads
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
 from runtime.api.media_probe import audio_duration_seconds
-from runtime.api.models import Job, JobAccepted, JobCancelled, JobList, JobSummary, SubmitJobRequest
+from runtime.api.models import (
+    Job,
+    JobAccepted,
+    JobCancelled,
+    JobEvents,
+    JobList,
+    JobSummary,
+    SubmitJobRequest,
+)
 from runtime.api.observability import logger, tracer
 from runtime.api.pagination import query_tenant_index
 from runtime.api.webhooks import check_webhook_url
 from runtime.common.completion import completion_event, publish_completion
+from runtime.common.events import (
+    EVENTS_ATTRIBUTE,
+    MAX_JOB_EVENTS,
+    JobEvent,
+    append_clause,
+    event_item,
+    events_of,
+)
 from runtime.common.jobs import (
     MODEL_VERSION,
     AvatarOptions,
@@ -35,7 +52,13 @@ from runtime.common.jobs import (
     JobStatus,
     MediaRef,
 )
-from runtime.common.keys import avatar_cache_key, is_safe_id, output_key, tenant_prefix
+from runtime.common.keys import (
+    RENDERED_CACHE_PREFIX,
+    avatar_cache_key,
+    is_safe_id,
+    output_key,
+    tenant_prefix,
+)
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk, tenant_kind
 
@@ -70,6 +93,7 @@ def message_for(record: JobRecord) -> JobMessage:
         submitted_at=record.created_at,
         batch_size_hint=record.batch_size_hint,
         has_webhook=record.webhook_url is not None,
+        deadline_at=record.deadline_at,
     )
 
 
@@ -113,9 +137,10 @@ def submit_job(
         return _resume(ctx, JobRecord.from_item(existing), body_hash)
 
     record = _build_record(ctx, tenant, job_id, body_hash, request, correlation_id)
+    queued = JobEvent(at=record.created_at, kind="status", status=JobStatus.QUEUED)
     try:
         ctx.table.put_item(
-            Item=record.to_item(),
+            Item={**record.to_item(), EVENTS_ATTRIBUTE: [event_item(queued)]},
             ConditionExpression="attribute_not_exists(#pk)",
             ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
         )
@@ -129,7 +154,15 @@ def submit_job(
         return _resume(ctx, JobRecord.from_item(winner), body_hash)
     enqueue(ctx, record)
     logger.info("job accepted", extra={"job_id": job_id, "lane": record.lane.value})
-    return JobAccepted(job_id=job_id, status=record.status, status_url=status_url(job_id))
+    estimate = eta.estimate(ctx, record)
+    return JobAccepted(
+        job_id=job_id,
+        status=record.status,
+        status_url=status_url(job_id),
+        queue_position=estimate.queue_position,
+        estimated_start_at=estimate.estimated_start_at,
+        estimated_done_at=estimate.estimated_done_at,
+    )
 
 
 def _resume(ctx: ApiContext, record: JobRecord, body_hash: str) -> JobAccepted:
@@ -202,8 +235,15 @@ def _build_record(
         audio=audio.media,
         options=request.options,
         webhook_url=request.webhook_url,
+        deadline_at=(
+            None
+            if request.cancel_after is None
+            else iso(now + timedelta(seconds=request.cancel_after))
+        ),
         request_hash=body_hash,
         unsent_lane=request.lane.value,
+        queued_lane=request.lane.value,
+        expected_frames=None if duration is None else math.ceil(duration * avatar.options.fps),
         expires_at=int((now + timedelta(days=ctx.settings.job_record_ttl_days)).timestamp()),
     )
 
@@ -243,6 +283,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
     output_url = expires = None
     if record.status == JobStatus.SUCCEEDED and record.output is not None:
         output_url, expires = _download_link(ctx, tenant, record.output)
+    estimate = eta.estimate(ctx, record)
     return Job(
         job_id=record.job_id,
         status=record.status,
@@ -250,6 +291,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
         avatar_id=record.avatar_id,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        deadline_at=record.deadline_at,
         progress=record.progress,
         frames_done=record.frames_done,
         frames_total=record.frames_total,
@@ -260,7 +302,22 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
         error=record.error,
         output_url=output_url,
         output_url_expires_at=expires,
+        gpu_seconds=record.gpu_seconds,
+        estimated_cost_usd=record.estimated_cost_usd,
+        queue_position=estimate.queue_position,
+        estimated_start_at=estimate.estimated_start_at,
+        estimated_done_at=estimate.estimated_done_at,
     )
+
+
+def job_events(ctx: ApiContext, tenant: str, job_id: str) -> JobEvents:
+    if not is_safe_id(job_id):
+        raise not_found("job", "job_id")
+    item = _get_job_item(ctx, job_id)
+    if item is None or item.get("tenant") != tenant:
+        raise not_found("job", "job_id")
+    events = events_of(item)
+    return JobEvents(job_id=job_id, events=events, truncated=len(events) >= MAX_JOB_EVENTS)
 
 
 def _download_link(ctx: ApiContext, tenant: str, output: MediaRef) -> tuple[str | None, str | None]:
@@ -340,11 +397,16 @@ def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> Job
 
 def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
     now = iso(ctx.now())
+    clause, event_values = append_clause(
+        JobEvent(at=now, kind="status", status=JobStatus.CANCELLED, detail="cancelled by caller")
+    )
     try:
         ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
-            UpdateExpression="SET #status = :cancelled, updated_at = :now REMOVE #unsent",
-            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c)",
+            UpdateExpression=(
+                f"SET #status = :cancelled, updated_at = :now, {clause} REMOVE #unsent, queued_lane"
+            ),
+            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={
                 "#status": "status",
                 "#pk": JobsTable.PARTITION_KEY,
@@ -356,6 +418,8 @@ def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
                 ":s": JobStatus.SUCCEEDED.value,
                 ":f": JobStatus.FAILED.value,
                 ":c": JobStatus.CANCELLED.value,
+                ":e": JobStatus.EXPIRED.value,
+                **event_values,
             },
         )
     except ClientError as error:
@@ -389,6 +453,10 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
     )
     if record.output is not None:
         objects.append(record.output)
+    cache_key = record.output_cache_key
+    if cache_key is not None and cache_key.startswith(RENDERED_CACHE_PREFIX):
+        # Content-addressed, so possibly shared with identical jobs: they only lose a cache hit.
+        ctx.s3.delete_object(Bucket=ctx.settings.outputs_bucket, Key=cache_key)
     for ref in objects:
         if ref.key.startswith(prefix):
             ctx.s3.delete_object(Bucket=ref.bucket, Key=ref.key)

@@ -10,7 +10,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from runtime.common.jobs import AvatarOptions, JobError, JobStatus, RenderOptions, StageTimings
+from runtime.common.events import JobEvent
+from runtime.common.jobs import (
+    CANCEL_AFTER_MAX,
+    CANCEL_AFTER_MIN,
+    AvatarOptions,
+    JobError,
+    JobStatus,
+    RenderOptions,
+    StageTimings,
+)
 from runtime.common.names import Lane
 
 SafeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -94,12 +103,30 @@ class SubmitJobRequest(_Request):
     webhook_url: Annotated[str, StringConstraints(max_length=MAX_WEBHOOK_URL_LENGTH)] | None = (
         Field(default=None, description="https only; public hosts only. Signed by the worker.")
     )
+    cancel_after: (
+        Annotated[int, Field(ge=CANCEL_AFTER_MIN, le=CANCEL_AFTER_MAX, strict=True)] | None
+    ) = Field(
+        default=None,
+        description=(
+            "Seconds from submission. Not started by then: the job ends EXPIRED (no GPU time);"
+            " still running then: it is stopped and ends CANCELLED (error DEADLINE_EXCEEDED)."
+        ),
+    )
 
 
 class JobAccepted(_Response):
     job_id: str
     status: JobStatus
     status_url: str
+    queue_position: int | None = Field(
+        default=None, description="QUEUED jobs of the lane ahead of this one (0 = next)."
+    )
+    estimated_start_at: str | None = Field(
+        default=None, description="Estimate (UTC), while QUEUED; null until the lane has rates."
+    )
+    estimated_done_at: str | None = Field(
+        default=None, description="Estimate (UTC), until final; null until the lane has rates."
+    )
 
 
 class Job(_Response):
@@ -109,6 +136,7 @@ class Job(_Response):
     avatar_id: str
     created_at: str
     updated_at: str
+    deadline_at: str | None = Field(default=None, description="From `cancel_after` (UTC).")
     progress: float
     frames_done: int | None = None
     frames_total: int | None = None
@@ -123,6 +151,21 @@ class Job(_Response):
         default=None, description="Short-lived download link, present when SUCCEEDED."
     )
     output_url_expires_at: str | None = None
+    gpu_seconds: float | None = Field(
+        default=None, description="SUCCEEDED renders: seconds the job held its GPU task."
+    )
+    estimated_cost_usd: float | None = Field(
+        default=None, description="gpu_seconds x the stage's price for the instance type."
+    )
+    queue_position: int | None = Field(
+        default=None, description="QUEUED jobs of the lane ahead of this one (0 = next)."
+    )
+    estimated_start_at: str | None = Field(
+        default=None, description="Estimate (UTC), while QUEUED; null until the lane has rates."
+    )
+    estimated_done_at: str | None = Field(
+        default=None, description="Estimate (UTC), until final; null until the lane has rates."
+    )
 
 
 class JobSummary(_Response):
@@ -143,3 +186,18 @@ class JobCancelled(_Response):
     job_id: str
     status: JobStatus
     purged: bool
+
+
+class JobEvents(_Response):
+    """Oldest first. Status changes and webhook attempts; never URLs or payloads."""
+
+    job_id: str
+    events: list[JobEvent]
+    truncated: bool = Field(
+        default=False, description="The log is full; later webhook attempts are not recorded."
+    )
+
+
+class WebhookRedeliveryQueued(_Response):
+    job_id: str
+    event_type: str = Field(description="The final event that will be sent again.")

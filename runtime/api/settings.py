@@ -34,6 +34,10 @@ class Settings:
     api_key_tenants: Mapping[str, str]
     limits: Limits
     job_record_ttl_days: int
+    # The webhook deliveries queue; None where webhooks are not deployed (redelivery -> 503).
+    webhook_queue_url: str | None = None
+    webhook_secret_arn: str | None = None  # the webhook-deliveries Lambda only
+    webhook_allow_private: bool = False  # local mode only: the emulator's http receivers
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +74,9 @@ class Settings:
             job_record_ttl_days=int(
                 env.get(EnvVar.JOB_RECORD_TTL_DAYS.value, DEFAULT_JOB_RECORD_TTL_DAYS)
             ),
+            webhook_queue_url=env.get(EnvVar.WEBHOOK_QUEUE_URL.value) or None,
+            webhook_secret_arn=env.get(EnvVar.WEBHOOK_SECRET_ARN.value) or None,
+            webhook_allow_private=env.get(EnvVar.WEBHOOK_ALLOW_PRIVATE.value) == "true",
         )
 
 

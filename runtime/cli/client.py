@@ -24,6 +24,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 CORRELATION_HEADER = "X-Correlation-Id"
 # Throttling and "dependency unavailable" (the API's 503 says: retry with the same key).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+IDEMPOTENCY_IN_PROGRESS = "IDEMPOTENCY_IN_PROGRESS"
 MAX_ATTEMPTS = 3
 MAX_RETRY_AFTER_SECONDS = 10.0
 
@@ -232,7 +233,7 @@ class ApiClient:
                 raise CliError(
                     ExitCode.SERVICE, f"cannot reach the API at {self._http.base_url}: {error}"
                 ) from None
-            if response.status_code in RETRY_STATUSES and retryable and attempt < MAX_ATTEMPTS:
+            if retryable and attempt < MAX_ATTEMPTS and _worth_retrying(response):
                 time.sleep(_backoff(attempt, response.headers.get("Retry-After")))
                 continue
             break
@@ -247,6 +248,14 @@ class ApiClient:
         if not isinstance(answer, dict):
             raise CliError(ExitCode.SERVICE, "the API answered JSON that is not an object")
         return answer
+
+
+def _worth_retrying(response: httpx.Response) -> bool:
+    """Throttling, our 503, and the same Idempotency-Key still being processed by a parallel
+    request (409 IDEMPOTENCY_IN_PROGRESS: the API says retry after `Retry-After`)."""
+    if response.status_code in RETRY_STATUSES:
+        return True
+    return response.status_code == 409 and api_error(response).code == IDEMPOTENCY_IN_PROGRESS
 
 
 def _backoff(attempt: int, retry_after: str | None) -> float:

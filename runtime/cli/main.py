@@ -303,7 +303,7 @@ def _download_command(args: argparse.Namespace, console: Console, transport: Any
 
 def _download(client: ApiClient, job: dict[str, Any], destination: Path) -> Path:
     status = job.get("status")
-    if status in {JobStatus.FAILED, JobStatus.CANCELLED}:
+    if status in {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}:
         raise CliError(ExitCode.JOB_FAILED, f"job {job.get('job_id')} is {status}: no output")
     if not is_final(job):
         raise CliError(

@@ -1,8 +1,9 @@
 """The completion event of a final job record, and its publication to the completion topic.
 
-One builder and one publisher for every place a job ends: the worker (succeeded/failed), the API
-(cancelled) and the dead-letter handler (retries exhausted), so subscribers get the same shape and
-the same filterable SNS attributes whoever finished the job.
+One builder and one publisher for every place a job ends: the worker (succeeded/failed/expired),
+the API (cancelled) and the dead-letter handler (retries exhausted), so subscribers get the same
+shape and the same filterable SNS attributes whoever finished the job. The webhook deliveries
+Lambda rebuilds a redelivered event with the same builder.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from runtime.common.jobs import (
 )
 from runtime.common.records import JobRecord
 
-_TYPES: dict[JobStatus, Literal["job.succeeded", "job.failed", "job.cancelled"]] = {
+CompletionType = Literal["job.succeeded", "job.failed", "job.cancelled", "job.expired"]
+_TYPES: dict[JobStatus, CompletionType] = {
     JobStatus.SUCCEEDED: "job.succeeded",
     JobStatus.FAILED: "job.failed",
     JobStatus.CANCELLED: "job.cancelled",
+    JobStatus.EXPIRED: "job.expired",
 }
 
 

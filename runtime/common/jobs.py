@@ -33,13 +33,16 @@ class JobStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"  # its `cancel_after` deadline passed before a worker started it
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+FINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+)
 
 
 class ErrorCode(StrEnum):
@@ -54,6 +57,7 @@ class ErrorCode(StrEnum):
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
     INTERNAL = "INTERNAL"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"  # the reason of an EXPIRED or deadline-CANCELLED job
 
     @property
     def is_permanent(self) -> bool:
@@ -68,8 +72,13 @@ PERMANENT_ERRORS = frozenset(
         ErrorCode.NO_SPEECH,
         ErrorCode.MEDIA_TOO_LARGE,
         ErrorCode.INPUT_NOT_FOUND,
+        ErrorCode.DEADLINE_EXCEEDED,
     }
 )
+
+# `cancel_after` bounds (seconds from submission): at least a second, at most a week.
+CANCEL_AFTER_MIN = 1
+CANCEL_AFTER_MAX = 7 * 24 * 3600
 
 BlendMode = Literal["jaw", "raw", "neck"]
 
@@ -118,6 +127,8 @@ class JobMessage(_Strict):
     submitted_at: str  # ISO-8601 UTC
     batch_size_hint: int | None = None  # set when an OOM handed the job back with a smaller batch
     has_webhook: bool = False  # the URL itself stays in the job record, never in the message
+    # ISO-8601 UTC: not started by then -> EXPIRED; still rendering then -> CANCELLED.
+    deadline_at: str | None = None
 
 
 class StageTimings(_Strict):
@@ -140,7 +151,7 @@ class CompletionEvent(_Strict):
     """Published to the completion topic (attributes `status`, `tenant`) and POSTed to webhooks."""
 
     schema_version: Literal[1] = 1
-    type: Literal["job.succeeded", "job.failed", "job.cancelled"]
+    type: Literal["job.succeeded", "job.failed", "job.cancelled", "job.expired"]
     job_id: str
     tenant: str
     status: JobStatus

@@ -38,8 +38,11 @@ def avatar_cache_key(model_version: str, avatar_id: str) -> str:
     return f"prepared/{model_version}/{avatar_id}.bin"
 
 
+RENDERED_CACHE_PREFIX = "rendered/"
+
+
 def rendered_cache_key(model_version: str, content_hash: str) -> str:
     """Output cache: the same (model, avatar, audio, options) renders once, whoever asks."""
     if not is_safe_id(content_hash):
         raise ValueError("content hash must match [A-Za-z0-9_-]{1,64}")
-    return f"rendered/{model_version}/{content_hash}.mp4"
+    return f"{RENDERED_CACHE_PREFIX}{model_version}/{content_hash}.mp4"

@@ -24,6 +24,8 @@ class Metric(StrEnum):
     JOBS_SUCCEEDED = "JobsSucceeded"
     JOBS_FAILED = "JobsFailed"
     JOBS_REQUEUED = "JobsRequeued"
+    JOBS_EXPIRED = "JobsExpired"  # deadline passed before start: dropped without GPU time
+    JOBS_DEADLINE_CANCELLED = "JobsDeadlineCancelled"  # deadline passed while preparing/rendering
     DUPLICATES_DROPPED = "DuplicatesDropped"
     OUTPUT_CACHE_HITS = "OutputCacheHits"
     # Worker: time (milliseconds) and speed
@@ -34,6 +36,10 @@ class Metric(StrEnum):
     ENCODE_MS = "EncodeMs"
     UPLOAD_MS = "UploadMs"
     FRAMES_PER_SECOND = "FramesPerSecond"
+    # Worker: cost (succeeded renders; cache hits cost no GPU time)
+    GPU_SECONDS = "GpuSeconds"
+    ESTIMATED_COST_USD = "EstimatedCostUsd"
+    OUTPUT_SECONDS = "OutputSeconds"
     # Worker: model health
     SYNC_CONFIDENCE = "SyncConfidence"
     LOW_SYNC_JOBS = "LowSyncJobs"

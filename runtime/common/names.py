@@ -40,7 +40,10 @@ class EnvVar(StrEnum):
     INTERACTIVE_QUEUE_URL = "MUSETALK_INTERACTIVE_QUEUE_URL"
     BATCH_QUEUE_URL = "MUSETALK_BATCH_QUEUE_URL"
     COMPLETION_TOPIC_ARN = "MUSETALK_COMPLETION_TOPIC_ARN"
-    WEBHOOK_SECRET_ARN = "MUSETALK_WEBHOOK_SECRET_ARN"  # noqa: S105 (a variable name, not a secret)
+    WEBHOOK_SECRET_ARN = "MUSETALK_WEBHOOK_SECRET_ARN"  # noqa: S105  # nosec B105 (a variable name)
+    # Webhook deliveries queue: redeliveries (API) and webhooks the worker could not deliver;
+    # consumed by the webhook-deliveries Lambda, dead-lettered when still undeliverable.
+    WEBHOOK_QUEUE_URL = "MUSETALK_WEBHOOK_QUEUE_URL"
     API_KEY_TENANTS = "MUSETALK_API_KEY_TENANTS"
     LIMITS_JSON = "MUSETALK_LIMITS_JSON"
     JOB_RECORD_TTL_DAYS = "MUSETALK_JOB_RECORD_TTL_DAYS"  # API: TTL of job/upload/avatar items
@@ -65,6 +68,8 @@ class EnvVar(StrEnum):
     MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt
     TASK_PROTECTION_MINUTES = "MUSETALK_TASK_PROTECTION_MINUTES"
     SPOT_NOTICE = "MUSETALK_SPOT_NOTICE"  # "true": poll IMDS for the spot interruption notice
+    GPU_PRICES_JSON = "MUSETALK_GPU_PRICES_JSON"  # {"g5.xlarge": 1.006, ...} USD per hour
+    HOST_INFO_FILE = "MUSETALK_HOST_INFO_FILE"  # the host's instance type (runtime.common.cost)
     # Local mode only: allow webhooks to http:// and private addresses (the emulator's hosts).
     WEBHOOK_ALLOW_PRIVATE = "MUSETALK_WEBHOOK_ALLOW_PRIVATE"
 
@@ -103,6 +108,14 @@ class ResourceNames:
         return f"{self.prefix}-{lane.value}-dlq"
 
     @property
+    def webhook_queue(self) -> str:
+        return f"{self.prefix}-webhooks"
+
+    @property
+    def webhook_dead_letter_queue(self) -> str:
+        return f"{self.prefix}-webhooks-dlq"
+
+    @property
     def completion_topic(self) -> str:
         return f"{self.prefix}-job-completion"
 
@@ -134,6 +147,13 @@ class JobsTable:
     UNSENT_INDEX = "unsent"
     UNSENT_INDEX_PARTITION_KEY = "unsent_lane"
     UNSENT_INDEX_SORT_KEY = "created_at"
+    # Sparse index of QUEUED jobs per lane, by submission time (queue position): `queued_lane`
+    # is set while a job is QUEUED and removed by every transition out of QUEUED.
+    QUEUED_INDEX = "queued"
+    QUEUED_INDEX_PARTITION_KEY = "queued_lane"
+    QUEUED_INDEX_SORT_KEY = "created_at"
+    # One item per lane (`pk = "LANE#<lane>"`) where workers publish their recent render rates.
+    LANE_STATS_PREFIX = "LANE#"
 
 
 class IdempotencyTable:

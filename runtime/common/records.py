@@ -28,6 +28,10 @@ def job_pk(job_id: str) -> str:
     return f"JOB#{job_id}"
 
 
+def lane_stats_pk(lane: str) -> str:
+    return f"{JobsTable.LANE_STATS_PREFIX}{lane}"
+
+
 def tenant_kind(tenant: str, kind: str) -> str:
     return f"{tenant}#{kind}"
 
@@ -57,12 +61,16 @@ class JobRecord(BaseModel):
     # deleted while the lease lives (deleting it would delete the lease holder's message).
     lease_message_id: str | None = None
     batch_size_hint: int | None = None
+    deadline_at: str | None = None  # ISO-8601 UTC, from the submitted `cancel_after`
     progress: float = 0.0
     frames_done: int | None = None
     frames_total: int | None = None
     fps: float | None = None
     timings: StageTimings = StageTimings()
     output: MediaRef | None = None
+    # The content-addressed render this output came from (`rendered/...` in the outputs bucket):
+    # a purge deletes it too, so an erased person's video does not outlive the purge there.
+    output_cache_key: str | None = None
     # The worker's completion event: True from its final write until the event reached SNS (a
     # redelivery then publishes it), False once sent, absent when the worker wrote no outcome
     # (an API cancel, a dead-letter failure): whoever finished the job announces it, once.
@@ -70,9 +78,14 @@ class JobRecord(BaseModel):
     sync_confidence: float | None = None
     low_sync: bool | None = None
     weights: str | None = None
+    gpu_seconds: float | None = None  # service time of the render (download to upload)
+    estimated_cost_usd: float | None = None  # gpu_seconds x the instance type's hourly price
+    instance_type: str | None = None
     error: JobError | None = None
     request_hash: str | None = None  # hash of the submitted body: same idempotency key, same job
     unsent_lane: str | None = None  # present until the queue message is confirmed (sparse index)
+    queued_lane: str | None = None  # present while QUEUED (sparse index: queue position)
+    expected_frames: int | None = None  # from the audio duration probed at submission, if known
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)
 
     def to_item(self) -> dict[str, Any]:

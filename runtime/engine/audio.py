@@ -100,8 +100,11 @@ class AudioEncoder:
 
         self.device = device
         self.dtype = dtype
-        self.extractor = WhisperFeatureExtractor.from_pretrained(whisper_dir)
-        model = WhisperModel.from_pretrained(whisper_dir)
+        # A local, checksum-verified directory: never a download from the Hub at run time.
+        self.extractor = WhisperFeatureExtractor.from_pretrained(  # nosec B615
+            whisper_dir, local_files_only=True
+        )
+        model = WhisperModel.from_pretrained(whisper_dir, local_files_only=True)  # nosec B615
         self.encoder = model.get_encoder().to(device=device, dtype=dtype).eval()
         del model
 

@@ -168,7 +168,7 @@ class MuseTalkEngine:
         boxes = np.zeros((len(frames), 4), dtype=np.int32)
         for i in face_at:
             box = located[i]
-            assert box is not None  # noqa: S101 - face_at holds only located frames
+            assert box is not None  # noqa: S101  # nosec B101 (face_at: located only)
             boxes[i] = (box.x1, box.y1, box.x2, box.y2)
         with _timed(timings, "crop"):
             crops = np.stack([crop_face(frames[i], boxes[i]) for i in face_at])

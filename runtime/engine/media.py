@@ -189,7 +189,7 @@ class VideoWriter:
         try:
             self._mux_audio()  # small and fast; the muxer interleaves it with the video
             while (item := self._queue.get()) is not _END:
-                assert isinstance(item, np.ndarray)  # noqa: S101 - only write() puts here
+                assert isinstance(item, np.ndarray)  # noqa: S101  # nosec B101 (only write() puts here)
                 if self._error is not None:
                     continue  # drain so the producer never blocks on a dead encoder
                 # OpenCV's BT.601 limited-range conversion round-trips exactly through the

@@ -64,12 +64,18 @@ def prepare_media(work_dir: Path, media: DemoMedia) -> list[DemoJob]:
     ]
 
 
+def connection_args(api_url: str, api_key: str) -> list[str]:
+    """`--name=value`: a random key may start with `-`, which argparse would take for an option
+    in the two-word form (the demo then failed about once in 64 runs)."""
+    return [f"--api-url={api_url}", f"--api-key={api_key}"]
+
+
 def run_demo(
     stack: RunningStack, jobs: list[DemoJob], *, out_dir: Path, job_timeout: float, say: Say
 ) -> int:
     """Submit, follow, collect and download every job; 0 only if every step of every job worked."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    connection = ["--api-url", stack.api_url, "--api-key", stack.api_key]
+    connection = connection_args(stack.api_url, stack.api_key)
 
     def cli(*args: str, capture: bool = False) -> tuple[int, str]:
         buffer = io.StringIO()

@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 # Dummy credentials: the emulator accepts any, and real ones must never reach it or leave with it.
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",  # nosec B105 (the emulator's dummy credential)
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from runtime.cli.errors import ExitCode
+from runtime.common.names import EnvVar
 from runtime.local.processes import LocalModeError
 from runtime.local.stack import (
     ENV_LOCAL_API_KEYS,
@@ -121,7 +122,7 @@ def _serve_gateway(port: int) -> int:
     Lambdas on their triggers (all invocations one at a time, under one lock)."""
     import boto3
 
-    from runtime.api import dead_letters, sweeper
+    from runtime.api import dead_letters, sweeper, webhook_deliveries
     from runtime.api.handler import lambda_handler
     from runtime.local.gateway import LocalGateway
     from runtime.local.triggers import LocalTriggers
@@ -134,6 +135,8 @@ def _serve_gateway(port: int) -> int:
         sweeper=sweeper.lambda_handler,
         dead_letters=dead_letters.lambda_handler,
         lock=server.invoke_lock,
+        webhook_queue_url=os.environ.get(EnvVar.WEBHOOK_QUEUE_URL.value),
+        webhook_deliveries=webhook_deliveries.lambda_handler,
     )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     triggers.start()

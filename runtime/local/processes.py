@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404 (children are our own argv, no shell)
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,7 +38,7 @@ class ManagedProcess:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = log_path.open("wb")
-        self._process = subprocess.Popen(  # noqa: S603 (argv is ours, no shell)
+        self._process = subprocess.Popen(  # noqa: S603  # nosec B603 (argv is ours, no shell)
             list(argv),
             env=env,
             cwd=cwd,

@@ -14,6 +14,7 @@ from string import ascii_letters, digits
 from typing import Any
 
 from infra.config import LaneConfig, StageConfig
+from runtime.common.events import WEBHOOK_MAX_RECEIVES, WEBHOOK_QUEUE_VISIBILITY_SECONDS
 from runtime.common.names import (
     BucketRole,
     EnvVar,
@@ -44,6 +45,7 @@ class LocalResources:
     completion_topic_arn: str
     alarm_topic_arn: str
     webhook_secret_arn: str
+    webhook_queue_url: str
 
     def runtime_env(self) -> dict[str, str]:
         """The environment the stack gives both the API Lambda and the worker."""
@@ -59,6 +61,7 @@ class LocalResources:
             EnvVar.BATCH_QUEUE_URL: self.queue_urls[Lane.BATCH],
             EnvVar.COMPLETION_TOPIC_ARN: self.completion_topic_arn,
             EnvVar.WEBHOOK_SECRET_ARN: self.webhook_secret_arn,
+            EnvVar.WEBHOOK_QUEUE_URL: self.webhook_queue_url,
             EnvVar.LIMITS_JSON: self.config.limits.model_dump_json(),
             EnvVar.JOB_RECORD_TTL_DAYS: str(self.config.job_record_ttl_days),
             EnvVar.AWS_ENDPOINT_URL: self.endpoint_url,
@@ -81,6 +84,7 @@ def provision(
     buckets = _create_buckets(client("s3"), names, config)
     _create_tables(client("dynamodb"), names)
     queue_urls, dlq_urls = _create_queues(client("sqs"), names, config)
+    webhook_queue_url = _create_webhook_queues(client("sqs"), names)
     sns = client("sns")
     completion = sns.create_topic(Name=names.completion_topic)["TopicArn"]
     alarms = sns.create_topic(Name=names.alarm_topic)["TopicArn"]
@@ -96,6 +100,7 @@ def provision(
         completion_topic_arn=completion,
         alarm_topic_arn=alarms,
         webhook_secret_arn=secret,
+        webhook_queue_url=webhook_queue_url,
         buckets=buckets,
     )
 
@@ -155,6 +160,7 @@ def _create_tables(dynamodb: Any, names: ResourceNames) -> None:
                 JobsTable.TENANT_INDEX_PARTITION_KEY,
                 JobsTable.TENANT_INDEX_SORT_KEY,
                 JobsTable.UNSENT_INDEX_PARTITION_KEY,
+                JobsTable.QUEUED_INDEX_PARTITION_KEY,
             )
         ],
         KeySchema=[{"AttributeName": JobsTable.PARTITION_KEY, "KeyType": "HASH"}],
@@ -174,6 +180,14 @@ def _create_tables(dynamodb: Any, names: ResourceNames) -> None:
                     {"AttributeName": JobsTable.UNSENT_INDEX_SORT_KEY, "KeyType": "RANGE"},
                 ],
                 "Projection": all_attributes,
+            },
+            {
+                "IndexName": JobsTable.QUEUED_INDEX,
+                "KeySchema": [
+                    {"AttributeName": JobsTable.QUEUED_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": JobsTable.QUEUED_INDEX_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             },
         ],
     )
@@ -223,3 +237,25 @@ def _create_queues(
         )["QueueUrl"]
         dlq_urls[lane] = dlq_url
     return queue_urls, dlq_urls
+
+
+def _create_webhook_queues(sqs: Any, names: ResourceNames) -> str:
+    """The webhook deliveries queue and its dead-letter queue, as the stack makes them."""
+    dlq_url = sqs.create_queue(
+        QueueName=names.webhook_dead_letter_queue,
+        Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": WEBHOOK_MAX_RECEIVES}
+    return str(
+        sqs.create_queue(
+            QueueName=names.webhook_queue,
+            Attributes={
+                "VisibilityTimeout": str(WEBHOOK_QUEUE_VISIBILITY_SECONDS),
+                "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )["QueueUrl"]
+    )

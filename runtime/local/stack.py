@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
+import subprocess  # nosec B404 (children are our own argv, no shell)
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -204,7 +204,7 @@ def _weights(options: StackOptions, env: dict[str, str], logs: Path, say: Say) -
         "for real, but the video will not show speech-like lip movement."
     )
     with (logs / "make-weights.log").open("wb") as log:
-        result = subprocess.run(  # noqa: S603 (argv is ours, no shell)
+        result = subprocess.run(  # noqa: S603  # nosec B603 (argv is ours, no shell)
             [sys.executable, "-m", "runtime.engine", "make-weights", str(target), "--tiny"],
             env=env,
             cwd=REPO_ROOT,

@@ -2,7 +2,8 @@
 
 On AWS an EventBridge schedule runs the sweeper (re-sends jobs whose queue message was never
 confirmed) and an SQS event source feeds the lane dead-letter queues to the dead-letter handler
-(fails jobs whose message exhausted its deliveries, and publishes their completion event).
+(fails jobs whose message exhausted its deliveries, and publishes their completion event), and
+another feeds the webhook deliveries queue to the webhook-deliveries handler.
 Locally one thread does both, through the same handlers and the same event shapes, so a job
 accepted locally is never silently lost either.
 """
@@ -88,12 +89,16 @@ class LocalTriggers(threading.Thread):
         sweeper: Handler,
         dead_letters: Handler,
         lock: threading.Lock,
+        webhook_queue_url: str | None = None,
+        webhook_deliveries: Handler | None = None,
     ) -> None:
         super().__init__(name="local-triggers", daemon=True)
         self._sqs = sqs
         self._queues = dead_letter_queue_urls
         self._sweeper = sweeper
         self._dead_letters = dead_letters
+        self._webhook_queue_url = webhook_queue_url
+        self._webhook_deliveries = webhook_deliveries
         self._lock = lock
         self._stop = threading.Event()
 
@@ -106,6 +111,10 @@ class LocalTriggers(threading.Thread):
             try:
                 for queue_url in self._queues:
                     drain_dead_letters(self._sqs, queue_url, self._dead_letters, self._lock)
+                if self._webhook_queue_url and self._webhook_deliveries:
+                    drain_dead_letters(
+                        self._sqs, self._webhook_queue_url, self._webhook_deliveries, self._lock
+                    )
                 if time.monotonic() >= next_sweep:
                     with self._lock:
                         self._sweeper({}, _context("sweeper"))

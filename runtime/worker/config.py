@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_FILE_NAME, parse_prices
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
 
@@ -54,6 +55,9 @@ class WorkerSettings:
     ecs_agent_uri: str | None = None
     webhook_allow_private: bool = False
     spot_notice_endpoint: str | None = None  # None: do not poll IMDS
+    webhook_queue_url: str | None = None  # where undelivered webhooks go on (None: dropped)
+    gpu_prices: Mapping[str, float] = field(default_factory=dict)  # USD per instance-hour
+    host_info_file: Path = Path(HOST_INFO_CONTAINER_DIR) / HOST_INFO_FILE_NAME
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -116,6 +120,12 @@ class WorkerSettings:
             task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
             ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
             webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",
+            webhook_queue_url=source.get(EnvVar.WEBHOOK_QUEUE_URL) or None,
+            gpu_prices=_prices(source.get(EnvVar.GPU_PRICES_JSON)),
+            host_info_file=Path(
+                source.get(EnvVar.HOST_INFO_FILE)
+                or Path(HOST_INFO_CONTAINER_DIR) / HOST_INFO_FILE_NAME
+            ),
             spot_notice_endpoint=(
                 source.get(IMDS_ENDPOINT) or DEFAULT_IMDS_ENDPOINT
                 if source.get(EnvVar.SPOT_NOTICE, "") == "true"
@@ -145,3 +155,10 @@ class _Reader:
         if value < 0:
             raise SettingsError(f"{name} must not be negative")
         return value
+
+
+def _prices(raw: str | None) -> dict[str, float]:
+    try:
+        return parse_prices(raw)
+    except ValueError as error:
+        raise SettingsError(f"{EnvVar.GPU_PRICES_JSON.value}: {error}") from error

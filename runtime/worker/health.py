@@ -37,7 +37,7 @@ def create_app(readiness: Callable[[], dict[str, bool]], metrics: MetricsSink) -
 
 
 class HealthServer:
-    def __init__(self, app: FastAPI, *, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+    def __init__(self, app: FastAPI, *, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104  # nosec B104 (in-container probe)
         # All interfaces: the ECS/Docker health check and the load balancer reach it from outside.
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)

@@ -126,6 +126,27 @@ def check_audio(path: Path, limits: LaneLimits) -> float:
     return duration
 
 
+def check_avatar(path: Path, max_pixels: int) -> None:
+    """Refuse an avatar whose frames exceed `max_pixels` before the engine decodes them all.
+
+    The size comes from the container's stream header, so a small file that declares huge frames
+    (a compressed flat PNG of 20 000 x 20 000) is refused without allocating its frames.
+    """
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(ErrorCode.INVALID_MEDIA, "avatar: no image or video stream")
+            context = container.streams.video[0].codec_context
+            width, height = int(context.width or 0), int(context.height or 0)
+    except av.FFmpegError:
+        raise MediaError(ErrorCode.INVALID_MEDIA, "avatar: not a readable image or video") from None
+    if width * height > max_pixels:
+        raise MediaError(
+            ErrorCode.MEDIA_TOO_LARGE,
+            f"avatar: {width}x{height} exceeds the limit of {max_pixels} pixels per frame",
+        )
+
+
 class BadOutput(RuntimeError):
     """The engine's file is not the promised video; treated as transient (retried, then FAILED)."""
 

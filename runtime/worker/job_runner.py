@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from runtime.common.cost import estimated_cost_usd, read_instance_type
 from runtime.common.jobs import (
     ErrorCode,
     JobError,
@@ -45,7 +46,13 @@ from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
-from runtime.worker.inputs import FetchedInput, check_audio, check_output, fetch_input
+from runtime.worker.inputs import (
+    FetchedInput,
+    check_audio,
+    check_avatar,
+    check_output,
+    fetch_input,
+)
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
@@ -67,6 +74,28 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"  # stop requested; handed back at once
     LEASE_LOST = "lease_lost"  # another worker took the job over; nothing written
     UNREADABLE = "unreadable"  # not a job message; left to reach the DLQ
+    EXPIRED = "expired"  # its deadline passed before it started; dropped without GPU time
+    CANCELLED = "cancelled"  # its deadline passed while preparing or rendering; stopped
+
+
+class DeadlineExceeded(Exception):
+    """The job's `cancel_after` deadline passed after it started."""
+
+
+def deadline_passed(deadline_at: str | None) -> bool:
+    """True once the message's deadline is behind us; an unreadable deadline never fires."""
+    if deadline_at is None:
+        return False
+    try:
+        deadline = datetime.fromisoformat(deadline_at)
+    except ValueError:
+        return False
+    return now() >= deadline
+
+
+def now() -> datetime:
+    """The deadline clock (a seam: tests move it forward instead of sleeping)."""
+    return utc_now()
 
 
 def render_cache_hash(
@@ -137,6 +166,10 @@ class JobRunner:
             logger.set_correlation_id(None)
 
     def _handle(self, delivery: Delivery, message: JobMessage) -> Outcome:
+        if deadline_passed(message.deadline_at):
+            expired = self._expire(delivery, message)
+            if expired is not None:
+                return expired
         acquired = self._store.acquire(
             message.job_id,
             owner=self._owner,
@@ -154,6 +187,21 @@ class JobRunner:
             logger.warning("lease lost to another worker; stopped without writing")
             return Outcome.LEASE_LOST
 
+    def _expire(self, delivery: Delivery, message: JobMessage) -> Outcome | None:
+        """Not started by its deadline: EXPIRED before any download or GPU work. None when the
+        job is not QUEUED any more (running elsewhere, or final): the usual path decides."""
+        reason = JobError(
+            code=ErrorCode.DEADLINE_EXCEEDED, message="cancel_after passed before the job started"
+        )
+        record = self._store.expire(message.job_id, reason)
+        if record is None:
+            return None
+        self._metrics.emit({Metric.JOBS_EXPIRED: 1}, lane=message.lane)
+        self._notifier.job_finished(record)
+        self._poller.delete(delivery)
+        logger.info("job expired before it started")
+        return Outcome.EXPIRED
+
     def _beat(self, delivery: Delivery, lease: Lease) -> None:
         self._poller.set_visibility(delivery, self._settings.visibility_timeout_seconds)
         try:
@@ -162,6 +210,10 @@ class JobRunner:
             self._stop.lease_lost()
             raise
         self._protection.hold()
+        try:
+            self._store.worker_seen(delivery.lane, self._owner)
+        except ClientError:
+            logger.warning("could not record worker presence")
         # Sampled mid-job, when utilization means something (idle GPUs read 0 %).
         sample = self._gpu.sample()
         if sample is not None:
@@ -202,15 +254,22 @@ class JobRunner:
                 with Heartbeat(
                     self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
                 ):
-                    metadata, cache_hit = self._render(message, lease, record, Path(work), timings)
+                    metadata, cache_hit, cache_key = self._render(
+                        message, lease, record, Path(work), timings
+                    )
             except MediaError as error:
                 failure = JobError(code=error.code, message=error.message)
                 return self._fail(delivery, message, lease, failure, timings, delete=True)
             except OutOfMemory as error:
                 return self._out_of_memory(delivery, message, lease, error, timings)
+            except DeadlineExceeded as error:
+                return self._cancel_at_deadline(delivery, message, lease, str(error), timings)
             except Interrupted:
                 if self._stop.is_lease_lost:
                     raise LeaseLost(lease.job_id) from None
+                if deadline_passed(message.deadline_at):
+                    stage = "while rendering"
+                    return self._cancel_at_deadline(delivery, message, lease, stage, timings)
                 self._store.hand_back(lease)
                 self._poller.set_visibility(delivery, 0)
                 self._metrics.emit({Metric.JOBS_REQUEUED: 1}, lane=message.lane)
@@ -220,7 +279,9 @@ class JobRunner:
                 raise
             except Exception as error:
                 return self._transient(delivery, message, lease, error, timings)
-        return self._succeed(delivery, message, lease, metadata, timings, cache_hit=cache_hit)
+        return self._succeed(
+            delivery, message, lease, metadata, timings, cache_hit=cache_hit, cache_key=cache_key
+        )
 
     def _render(
         self,
@@ -229,8 +290,10 @@ class JobRunner:
         record: JobRecord,
         work: Path,
         timings: dict[str, float],
-    ) -> tuple[dict[str, str], bool]:
-        """Inputs to output object; the output's metadata and whether the cache supplied it."""
+    ) -> tuple[dict[str, str], bool, str]:
+        """Inputs to output object; the output's metadata, whether the cache supplied it, and
+        the cache key (recorded on the job so a purge can delete the cached render too)."""
+        _check_deadline(message, "before downloading")
         started = time.monotonic()
         audio, avatar = self._fetch_inputs(message, work)
         timings["download_ms"] = _ms_since(started)
@@ -245,8 +308,9 @@ class JobRunner:
         cached = self._copy_cached(cache_key, destination)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
-            return cached, True
+            return cached, True, cache_key
 
+        _check_deadline(message, "before preparing")
         started = time.monotonic()
         prepared, source = self._avatars.get_or_prepare(
             message.avatar_id,
@@ -271,7 +335,9 @@ class JobRunner:
             on_oom_halving=lambda size: self._metrics.emit(
                 {Metric.OOM_HALVINGS: 1}, lane=message.lane
             ),
-            should_stop=self._stop.should_interrupt,
+            should_stop=lambda: (
+                self._stop.should_interrupt() or deadline_passed(message.deadline_at)
+            ),
         )
         speak_ms = _ms_since(started)
         # Engines may split encoding ("encode", "encode_flush" for a background encoder).
@@ -299,7 +365,7 @@ class JobRunner:
         )
         timings["upload_ms"] = _ms_since(started)
         logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
-        return metadata, False
+        return metadata, False, cache_key
 
     def _fetch_inputs(self, message: JobMessage, work: Path) -> tuple[FetchedInput, FetchedInput]:
         """Audio first: its duration check is cheap and fails long jobs before the big download."""
@@ -323,6 +389,7 @@ class JobRunner:
             dest=work / "avatar",
             what="avatar",
         )
+        check_avatar(avatar.path, self._settings.limits.max_video_pixels)
         return audio, avatar
 
     def _copy_cached(self, cache_key: str, destination: str) -> dict[str, str] | None:
@@ -351,9 +418,13 @@ class JobRunner:
         timings: dict[str, float],
         *,
         cache_hit: bool,
+        cache_key: str,
     ) -> Outcome:
         sync = float(metadata["sync-confidence"]) if "sync-confidence" in metadata else None
         low_sync = None if sync is None else sync < message.options.sync_threshold
+        gpu_seconds = round(_service_seconds(timings), 3)
+        instance_type = read_instance_type(self._settings.host_info_file)
+        cost = estimated_cost_usd(gpu_seconds, instance_type, dict(self._settings.gpu_prices))
         result = Success(
             output=MediaRef(
                 bucket=self._settings.outputs_bucket,
@@ -365,8 +436,14 @@ class JobRunner:
             low_sync=low_sync,
             weights=metadata["weights"],
             timings=StageTimings(**timings),
+            gpu_seconds=gpu_seconds,
+            estimated_cost_usd=cost,
+            instance_type=instance_type,
+            cache_key=cache_key,
         )
         record = self._store.succeed(lease, result)
+        if not cache_hit:
+            self._publish_rate(message, result.frames, timings)
         values: dict[Metric, float] = {
             Metric.JOBS_SUCCEEDED: 1,
             Metric.QUEUE_WAIT_MS: timings["queue_wait_ms"],
@@ -380,6 +457,10 @@ class JobRunner:
         ):
             if name in timings:
                 values[metric] = timings[name]
+        values[Metric.GPU_SECONDS] = gpu_seconds
+        values[Metric.OUTPUT_SECONDS] = result.frames / max(result.fps, 1e-6)
+        if cost is not None:
+            values[Metric.ESTIMATED_COST_USD] = cost
         if sync is not None and not cache_hit:
             values[Metric.SYNC_CONFIDENCE] = sync
             values[Metric.LOW_SYNC_JOBS] = 1 if low_sync else 0
@@ -387,6 +468,14 @@ class JobRunner:
         self._notifier.job_finished(record)
         self._poller.delete(delivery)
         return Outcome.SUCCEEDED
+
+    def _publish_rate(self, message: JobMessage, frames: int, timings: dict[str, float]) -> None:
+        """Service time (download to upload) of this render, for the lane's ETA; best effort."""
+        seconds = _service_seconds(timings)
+        try:
+            self._store.publish_rate(message.lane, self._owner, message.job_id, frames, seconds)
+        except ClientError:
+            logger.warning("could not publish the render rate")
 
     def _fail(
         self,
@@ -407,6 +496,24 @@ class JobRunner:
         else:
             self._poller.set_visibility(delivery, 0)  # the next receive moves it to the DLQ
         return Outcome.FAILED
+
+    def _cancel_at_deadline(
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        stage: str,
+        timings: dict[str, float],
+    ) -> Outcome:
+        reason = JobError(
+            code=ErrorCode.DEADLINE_EXCEEDED, message=f"cancel_after passed {stage}; stopped"
+        )
+        record = self._store.cancel(lease, reason, StageTimings(**timings))
+        self._metrics.emit({Metric.JOBS_DEADLINE_CANCELLED: 1}, lane=message.lane)
+        self._notifier.job_finished(record)
+        self._poller.delete(delivery)
+        logger.info("job cancelled at its deadline", extra={"stage": stage})
+        return Outcome.CANCELLED
 
     def _out_of_memory(
         self,
@@ -469,6 +576,17 @@ class JobRunner:
                 logger.warning("progress write failed")
 
         return progress
+
+
+def _service_seconds(timings: dict[str, float]) -> float:
+    """Download to upload: the time this job held the task's GPU."""
+    stages = ("download_ms", "prepare_ms", "speak_ms", "encode_ms", "upload_ms")
+    return sum(timings.get(stage, 0.0) for stage in stages) / 1000
+
+
+def _check_deadline(message: JobMessage, stage: str) -> None:
+    if deadline_passed(message.deadline_at):
+        raise DeadlineExceeded(stage)
 
 
 def _cache_metadata(rendered: Rendered) -> dict[str, str]:

@@ -7,6 +7,7 @@ write is fenced on owner + attempt, so a worker that lost its lease cannot overw
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from runtime.common.events import JobEvent, append_clause, append_event
 from runtime.common.jobs import JobError, JobStatus, MediaRef, StageTimings
 from runtime.common.names import JobsTable
-from runtime.common.records import JobRecord, job_pk
+from runtime.common.records import JobRecord, job_pk, lane_stats_pk
+
+# Rolling window of render samples per lane: a job's sample replaces the one in its slot.
+RATE_SLOTS = 20
 
 
 class LeaseLost(Exception):
@@ -41,6 +46,17 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def with_status_event(
+    expression: str, values: dict[str, Any], status: JobStatus, detail: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Join the status event into the update that makes the change (one write, never apart)."""
+    clause, event_values = append_clause(
+        JobEvent(at=iso(utc_now()), kind="status", status=status, detail=detail)
+    )
+    head, removal, tail = expression.partition(" REMOVE ")
+    return f"{head}, {clause}{removal}{tail}", {**values, **event_values}
+
+
 def _dynamo_value(value: BaseModel) -> Any:
     return json.loads(value.model_dump_json(exclude_none=True), parse_float=Decimal)
 
@@ -54,6 +70,10 @@ class Success:
     low_sync: bool | None
     weights: str
     timings: StageTimings
+    gpu_seconds: float | None = None
+    estimated_cost_usd: float | None = None
+    instance_type: str | None = None
+    cache_key: str | None = None
 
 
 class JobStore:
@@ -71,14 +91,17 @@ class JobStore:
     ) -> tuple[Lease, JobRecord] | None:
         """QUEUED -> PREPARING (or take over an expired lease); None if someone else has it."""
         now = utc_now()
+        expression, event_values = with_status_event(
+            "SET #status = :preparing, lease_owner = :owner, lease_expires_at = :expires,"
+            " lease_message_id = :message, updated_at = :now,"
+            " attempt = if_not_exists(attempt, :zero) + :one REMOVE queued_lane",
+            {},
+            JobStatus.PREPARING,
+        )
         try:
             response = self._table.update_item(
                 Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
-                UpdateExpression=(
-                    "SET #status = :preparing, lease_owner = :owner, lease_expires_at = :expires,"
-                    " lease_message_id = :message, updated_at = :now,"
-                    " attempt = if_not_exists(attempt, :zero) + :one"
-                ),
+                UpdateExpression=expression,
                 ConditionExpression=(
                     "attribute_exists(#pk) AND (#status = :queued OR"
                     " ((#status = :preparing OR #status = :rendering) AND lease_expires_at < :now))"
@@ -94,6 +117,7 @@ class JobStore:
                     ":now": iso(now),
                     ":zero": 0,
                     ":one": 1,
+                    **event_values,
                 },
                 ReturnValues="ALL_NEW",
             )
@@ -114,8 +138,11 @@ class JobStore:
     def start_rendering(self, lease: Lease) -> None:
         self._fenced_update(
             lease,
-            "SET #status = :rendering, updated_at = :now",
-            {":rendering": JobStatus.RENDERING.value, ":now": iso(utc_now())},
+            *with_status_event(
+                "SET #status = :rendering, updated_at = :now",
+                {":rendering": JobStatus.RENDERING.value, ":now": iso(utc_now())},
+                JobStatus.RENDERING,
+            ),
         )
 
     def progress(self, lease: Lease, frames_done: int, frames_total: int) -> None:
@@ -148,24 +175,98 @@ class JobStore:
         if result.low_sync is not None:
             expression += ", low_sync = :low"
             values[":low"] = result.low_sync
-        return self._finish(lease, expression, values, {"#output": "output"})
+        for name, value in (
+            ("gpu_seconds", result.gpu_seconds),
+            ("estimated_cost_usd", result.estimated_cost_usd),
+            ("instance_type", result.instance_type),
+            ("output_cache_key", result.cache_key),
+        ):
+            if value is not None:
+                expression += f", {name} = :{name}"
+                values[f":{name}"] = Decimal(str(value)) if isinstance(value, float) else value
+        return self._finish(
+            lease,
+            *with_status_event(expression, values, JobStatus.SUCCEEDED),
+            {"#output": "output"},
+        )
 
     def fail(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:
         return self._finish(
             lease,
-            "SET #status = :failed, updated_at = :now, #error = :error, timings = :timings",
-            {
-                ":failed": JobStatus.FAILED.value,
-                ":now": iso(utc_now()),
-                ":error": _dynamo_value(error),
-                ":timings": _dynamo_value(timings),
-            },
+            *with_status_event(
+                "SET #status = :failed, updated_at = :now, #error = :error, timings = :timings",
+                {
+                    ":failed": JobStatus.FAILED.value,
+                    ":now": iso(utc_now()),
+                    ":error": _dynamo_value(error),
+                    ":timings": _dynamo_value(timings),
+                },
+                JobStatus.FAILED,
+                error.code.value,
+            ),
             {"#error": "error"},
         )
 
+    def cancel(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:
+        """Running past its deadline: CANCELLED with the reason, announced like any outcome."""
+        return self._finish(
+            lease,
+            *with_status_event(
+                "SET #status = :cancelled, updated_at = :now, #error = :error, timings = :timings",
+                {
+                    ":cancelled": JobStatus.CANCELLED.value,
+                    ":now": iso(utc_now()),
+                    ":error": _dynamo_value(error),
+                    ":timings": _dynamo_value(timings),
+                },
+                JobStatus.CANCELLED,
+                error.code.value,
+            ),
+            {"#error": "error"},
+        )
+
+    def expire(self, job_id: str, error: JobError) -> JobRecord | None:
+        """QUEUED -> EXPIRED without a lease (nothing runs); None if it is no longer QUEUED."""
+        expression, event_values = with_status_event(
+            "SET #status = :expired, updated_at = :now, #error = :error,"
+            " completion_pending = :pending REMOVE #unsent, queued_lane",
+            {},
+            JobStatus.EXPIRED,
+            error.code.value,
+        )
+        try:
+            response = self._table.update_item(
+                Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(#pk) AND #status = :queued",
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#pk": JobsTable.PARTITION_KEY,
+                    "#error": "error",
+                    "#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY,
+                },
+                ExpressionAttributeValues={
+                    ":expired": JobStatus.EXPIRED.value,
+                    ":queued": JobStatus.QUEUED.value,
+                    ":now": iso(utc_now()),
+                    ":error": _dynamo_value(error),
+                    ":pending": True,
+                    **event_values,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error_:
+            if _condition_failed(error_):
+                return None
+            raise
+        return JobRecord.from_item(response["Attributes"])
+
     def hand_back(self, lease: Lease, *, batch_size_hint: int | None = None) -> None:
         """Back to QUEUED for the next delivery; the attempt count stays as it is."""
-        expression = "SET #status = :queued, updated_at = :now, progress = :zero"
+        # Back in the lane's queue-position index (`lane` is the job's own attribute).
+        expression = (
+            "SET #status = :queued, updated_at = :now, progress = :zero, queued_lane = lane"
+        )
         values: dict[str, Any] = {
             ":queued": JobStatus.QUEUED.value,
             ":now": iso(utc_now()),
@@ -175,7 +276,53 @@ class JobStore:
             expression += ", batch_size_hint = :hint"
             values[":hint"] = batch_size_hint
         expression += " REMOVE lease_owner, lease_expires_at, lease_message_id"
-        self._fenced_update(lease, expression, values)
+        detail = "handed back" if batch_size_hint is None else "handed back with a smaller batch"
+        self._fenced_update(lease, *with_status_event(expression, values, JobStatus.QUEUED, detail))
+
+    def record_event(self, job_id: str, event: JobEvent) -> None:
+        """Append to the job's event log (bounded; a full log drops the event)."""
+        append_event(self._table, job_pk(job_id), event)
+
+    def publish_rate(self, lane: str, owner: str, job_id: str, frames: int, seconds: float) -> None:
+        """One finished render (frames, service seconds) into the lane's rolling sample window,
+        which the API reads for ETAs; slots are picked by job id, so no read is needed."""
+        self._ensure_lane_stats(lane)
+        slot = int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % RATE_SLOTS
+        now = iso(utc_now())
+        self._table.update_item(
+            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
+            UpdateExpression="SET samples.#slot = :sample, workers.#owner = :now",
+            ExpressionAttributeNames={"#slot": f"s{slot}", "#owner": owner},
+            ExpressionAttributeValues={
+                ":sample": {
+                    "frames": frames,
+                    "seconds": Decimal(str(round(seconds, 3))),
+                    "at": now,
+                },
+                ":now": now,
+            },
+        )
+
+    def worker_seen(self, lane: str, owner: str) -> None:
+        """This worker is up and serving `lane` (the ETA divides the backlog among such)."""
+        self._ensure_lane_stats(lane)
+        self._table.update_item(
+            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
+            UpdateExpression="SET workers.#owner = :now",
+            ExpressionAttributeNames={"#owner": owner},
+            ExpressionAttributeValues={":now": iso(utc_now())},
+        )
+
+    def _ensure_lane_stats(self, lane: str) -> None:
+        """Create the lane item's maps if missing (UpdateItem: the worker has no PutItem)."""
+        self._table.update_item(
+            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
+            UpdateExpression=(
+                "SET samples = if_not_exists(samples, :empty),"
+                " workers = if_not_exists(workers, :empty)"
+            ),
+            ExpressionAttributeValues={":empty": {}},
+        )
 
     def mark_completion_sent(self, job_id: str) -> None:
         self._table.update_item(

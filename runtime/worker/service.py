@@ -7,6 +7,7 @@ finishes within the stop timeout or is interrupted and handed back by the runner
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -36,7 +37,7 @@ from runtime.worker.protection import TaskProtection
 from runtime.worker.shutdown import StopPolicy
 from runtime.worker.spot import SpotNoticePoller
 from runtime.worker.telemetry import MetricsSink, logger
-from runtime.worker.webhooks import SecretSource, WebhookSender
+from runtime.worker.webhooks import SecretSource, WebhookSender, hand_on_webhook
 from runtime.worker.weights import sync_weights
 
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
@@ -100,6 +101,12 @@ class Worker:
             WebhookSender(
                 SecretSource(clients.secrets, settings.webhook_secret_arn).key,
                 allow_private=settings.webhook_allow_private,
+                on_attempt=lambda event, attempt: store.record_event(event.job_id, attempt),
+                on_gave_up=(
+                    functools.partial(hand_on_webhook, clients.sqs, settings.webhook_queue_url)
+                    if settings.webhook_queue_url
+                    else None
+                ),
             )
             if settings.webhook_secret_arn
             else None

@@ -15,7 +15,7 @@ import httpx
 
 from runtime.worker.telemetry import logger
 
-TOKEN_PATH = "/latest/api/token"  # noqa: S105 (a URL path, not a secret)
+TOKEN_PATH = "/latest/api/token"  # noqa: S105  # nosec B105 (a URL path)
 NOTICE_PATH = "/latest/meta-data/spot/instance-action"
 MAX_FAILURES = 3
 

@@ -43,6 +43,9 @@ _UNITS: dict[Metric, str] = {
     Metric.GPU_UTILIZATION: "Percent",
     Metric.GPU_MEMORY_USED_PERCENT: "Percent",
     Metric.SYNC_CONFIDENCE: "None",
+    Metric.GPU_SECONDS: "Seconds",
+    Metric.OUTPUT_SECONDS: "Seconds",
+    Metric.ESTIMATED_COST_USD: "None",
 }
 
 

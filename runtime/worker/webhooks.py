@@ -1,74 +1,32 @@
 """Completion webhooks, signed per Standard Webhooks (https://www.standardwebhooks.com).
 
 Headers `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of
-"<id>.<timestamp>.<body>">`; the key is the base64 part of the `whsec_...` secret kept in Secrets
-Manager. Delivery runs on a small thread pool so a slow receiver never holds the GPU; each
-delivery is retried with backoff, redirects are never followed (a 3xx is a failed attempt), and
-the URL itself is never logged.
+"<id>.<timestamp>.<body>">`; the key is the secret kept in Secrets Manager (base64, with or
+without `whsec_`; see `runtime.common.webhook_signing`). Delivery runs on a small thread pool so
+a slow receiver never holds the GPU; each delivery is retried with backoff, redirects are never
+followed (a 3xx is a failed attempt), and the URL itself is never logged.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import ipaddress
-import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
+from runtime.common.events import JobEvent, WebhookDelivery
 from runtime.common.jobs import CompletionEvent
-from runtime.common.webhook_targets import WebhookTargetError, check_webhook_url, is_public_address
+from runtime.common.webhook_signing import (
+    check_target,
+    sign,
+    signing_key,
+    webhook_id,
+)
 from runtime.worker.telemetry import logger
-
-SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
-
-
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret. The prefix is optional: the stack generates
-    48 letters and digits (valid base64), which receivers use as `whsec_<value>`."""
-    try:
-        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except ValueError:
-        raise ValueError("webhook secret must be base64, optionally as whsec_<base64>") from None
-
-
-def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-def webhook_id(event: CompletionEvent) -> str:
-    """Stable across retries (receivers deduplicate on it), distinct per job outcome."""
-    return f"msg_{event.job_id}_{event.status.value.lower()}"
-
-
-class UnsafeWebhookTarget(WebhookTargetError):
-    pass
-
-
-def check_target(url: str, *, allow_private: bool) -> None:
-    """The API's admission policy again (a record may predate it), then every address the host
-    resolves to now must be public: no metadata service, no VPC neighbours."""
-    if allow_private:  # local mode and tests: receivers on localhost
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise UnsafeWebhookTarget("webhook URL must be http(s) with a host")
-        return
-    try:
-        host = check_webhook_url(url)
-    except WebhookTargetError as error:
-        raise UnsafeWebhookTarget(str(error)) from error
-    for info in socket.getaddrinfo(host, urlsplit(url).port or 443, proto=socket.IPPROTO_TCP):
-        if not is_public_address(ipaddress.ip_address(info[4][0])):
-            raise UnsafeWebhookTarget("webhook host resolves to a non-public address")
 
 
 class SecretSource:
@@ -90,6 +48,31 @@ class SecretSource:
             return self._cached[1]
 
 
+# Called with the event being delivered and one attempt's record (for the job's event log).
+AttemptRecorder = Callable[[CompletionEvent, JobEvent], None]
+
+
+def attempt_event(
+    *,
+    attempt: int,
+    http_status: int | None,
+    latency_ms: float | None,
+    delivered: bool,
+    detail: str | None = None,
+) -> JobEvent:
+    """One webhook attempt for the log: status code and latency, never the URL or the body."""
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return JobEvent(
+        at=at,
+        kind="webhook",
+        attempt=attempt,
+        http_status=http_status,
+        latency_ms=None if latency_ms is None else round(latency_ms, 1),
+        delivered=delivered,
+        detail=detail,
+    )
+
+
 class WebhookSender:
     def __init__(
         self,
@@ -99,7 +82,11 @@ class WebhookSender:
         attempts: int = 4,
         backoff_seconds: float = 1.0,
         timeout_seconds: float = 10.0,
+        on_attempt: AttemptRecorder | None = None,
+        on_gave_up: Callable[[CompletionEvent], None] | None = None,
     ) -> None:
+        self._on_attempt = on_attempt
+        self._on_gave_up = on_gave_up
         self._key_source = key_source
         self._allow_private = allow_private
         self._attempts = attempts
@@ -118,6 +105,14 @@ class WebhookSender:
             key = self._key_source()
         except Exception as error:
             logger.warning("webhook not sent", extra={"job_id": event.job_id, "reason": str(error)})
+            refused = attempt_event(
+                attempt=1,
+                http_status=None,
+                latency_ms=None,
+                delivered=False,
+                detail=f"not sent: {type(error).__name__}",
+            )
+            self._record(event, refused)
             return False
         body = event.model_dump_json().encode()
         message_id = webhook_id(event)
@@ -131,14 +126,26 @@ class WebhookSender:
                     "webhook-signature": sign(key, message_id, timestamp, body),
                 }
                 status: int | None = None
+                started = time.monotonic()
                 try:
                     status = client.post(url, content=body, headers=headers).status_code
                 except httpx.HTTPError as error:
                     reason = type(error).__name__
                 else:
-                    if 200 <= status < 300:
-                        return True
                     reason = f"HTTP {status}"
+                delivered = status is not None and 200 <= status < 300
+                self._record(
+                    event,
+                    attempt_event(
+                        attempt=attempt,
+                        http_status=status,
+                        latency_ms=(time.monotonic() - started) * 1000,
+                        delivered=delivered,
+                        detail=None if status is not None else reason,
+                    ),
+                )
+                if delivered:
+                    return True
                 logger.warning(
                     "webhook attempt failed",
                     extra={"job_id": event.job_id, "attempt": attempt, "reason": reason},
@@ -147,7 +154,26 @@ class WebhookSender:
                     self._backoff * 2 ** (attempt - 1)
                 ):
                     break
+        self._give_up(event)
         return False
+
+    def _give_up(self, event: CompletionEvent) -> None:
+        """Retries here are spent (or the task is stopping): hand the delivery on, so the
+        webhook-deliveries Lambda keeps trying and dead-letters it if it never gets through."""
+        if self._on_gave_up is None:
+            return
+        try:
+            self._on_gave_up(event)
+        except Exception:
+            logger.exception("could not hand the webhook on", extra={"job_id": event.job_id})
+
+    def _record(self, event: CompletionEvent, attempt: JobEvent) -> None:
+        if self._on_attempt is None:
+            return
+        try:
+            self._on_attempt(event, attempt)
+        except Exception:
+            logger.warning("could not record the webhook attempt", extra={"job_id": event.job_id})
 
     def close(self, timeout_seconds: float) -> None:
         """Let deliveries in flight finish within the timeout, then stop retrying."""
@@ -155,3 +181,11 @@ class WebhookSender:
         waiter.start()
         waiter.join(timeout_seconds)
         self._stopping.set()
+
+
+def hand_on_webhook(sqs: Any, queue_url: str, event: CompletionEvent) -> None:
+    """Queue the job's delivery for the webhook-deliveries Lambda (the job id only)."""
+    sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=WebhookDelivery(job_id=event.job_id, reason="worker_gave_up").model_dump_json(),
+    )

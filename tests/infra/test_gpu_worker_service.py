@@ -203,8 +203,12 @@ def test_weights_cache_survives_task_restarts_on_a_host(synthesized: Synthesized
         _, task = one(
             synthesized.raw, "AWS::ECS::TaskDefinition", f"{lane.value.title()}WorkerTask"
         )
-        (volume,) = task["Properties"]["Volumes"]
+        (volume,) = [v for v in task["Properties"]["Volumes"] if v["Name"] == "models"]
         assert volume["DockerVolumeConfiguration"]["Scope"] == "shared"
-        (mount,) = task["Properties"]["ContainerDefinitions"][0]["MountPoints"]
+        (mount,) = [
+            m
+            for m in task["Properties"]["ContainerDefinitions"][0]["MountPoints"]
+            if m["SourceVolume"] == "models"
+        ]
         env = _env(task["Properties"]["ContainerDefinitions"][0])
         assert mount["ContainerPath"] == env[EnvVar.MODELS_DIR]

@@ -58,8 +58,8 @@ def test_visibility_timeout_covers_several_heartbeats(synthesized: Synthesized) 
 
 def test_all_queues_are_encrypted_and_tls_only(synthesized: Synthesized) -> None:
     queues = resources(synthesized.raw, "AWS::SQS::Queue")
-    # Given four queues (two lanes, two DLQs)
-    assert len(queues) == 4
+    # Given six queues (two lanes and webhook deliveries, each with its DLQ)
+    assert len(queues) == 6
     for queue_id, queue in queues.items():
         # Then each is encrypted at rest
         assert queue["Properties"]["SqsManagedSseEnabled"] is True, queue_id

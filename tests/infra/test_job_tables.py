@@ -34,6 +34,13 @@ def test_jobs_table_keys_indexes_and_ttl_follow_the_contract(synthesized: Synthe
         {"AttributeName": JobsTable.UNSENT_INDEX_PARTITION_KEY, "KeyType": "HASH"},
         {"AttributeName": JobsTable.UNSENT_INDEX_SORT_KEY, "KeyType": "RANGE"},
     ]
+    # And queued jobs count by lane and submission time (queue position), keys only
+    queued = _index(table, JobsTable.QUEUED_INDEX)
+    assert queued["KeySchema"] == [
+        {"AttributeName": JobsTable.QUEUED_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": JobsTable.QUEUED_INDEX_SORT_KEY, "KeyType": "RANGE"},
+    ]
+    assert queued["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert table["DeletionPolicy"] == "Retain"
 
 

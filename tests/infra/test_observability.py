@@ -91,6 +91,12 @@ def test_dashboard_shows_the_issue_widgets(synthesized: Synthesized) -> None:
         Metric.GPU_MEMORY_USED_PERCENT,
         Metric.SYNC_CONFIDENCE,
         "RunningTaskCount",
+        # deadlines (issue 9)
+        Metric.JOBS_EXPIRED,
+        Metric.JOBS_DEADLINE_CANCELLED,
+        # cost per output minute by lane (issue 9)
+        Metric.ESTIMATED_COST_USD,
+        Metric.OUTPUT_SECONDS,
         "p90",
         "p50",
     ]

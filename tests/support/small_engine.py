@@ -3,8 +3,10 @@
 It really decodes the avatar (video or image) with PyAV, "speaks" by drawing a mouth whose opening
 follows the audio's loudness on one frame per 1/fps of audio, and writes an H.264 (yuv420p,
 faststart) mp4 with the audio muxed as AAC. Knobs make the worker's hard paths reachable: an
-out-of-memory error above a batch size, a per-frame delay so a SIGTERM lands mid-render, and a
-transient failure.
+out-of-memory error above a batch size, a per-frame delay so a SIGTERM lands mid-render, a
+prepare delay so one lands mid-prepare, and a transient failure. Like the real engine it refuses
+an avatar without a face (here: frames of one flat colour) and audio without speech (here:
+digital silence), so poison inputs get their own error codes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from runtime.engine.interface import (
 
 SIZE = 64  # frames are tiny: the point is the pipeline, not the picture
 MAX_AVATAR_FRAMES = 25
+FLAT_FRAME_STD = 1.0  # pixel standard deviation below which a frame is "no face"
+SILENCE_PEAK = 1e-3  # peak amplitude below which audio is "no speech"
 AUDIO_RATE = 16_000
 AAC_FRAME_SIZE = 1024
 
@@ -69,6 +73,7 @@ class SmallEngine:
         default_batch_size: int = 16,
         oom_above: int | None = None,
         seconds_per_frame: float = 0.0,
+        prepare_seconds: float = 0.0,
         transient_failures: int = 0,
         weights: WeightsKind = "random",
     ) -> None:
@@ -76,6 +81,7 @@ class SmallEngine:
         self.default_batch_size = default_batch_size
         self.oom_above = oom_above
         self.seconds_per_frame = seconds_per_frame
+        self.prepare_seconds = prepare_seconds
         self.transient_failures = transient_failures
         self.prepare_calls = 0
         self.speak_calls = 0
@@ -83,6 +89,7 @@ class SmallEngine:
 
     def prepare(self, avatar_media: Path, options: AvatarOptions) -> SmallPrepared:
         self.prepare_calls += 1
+        time.sleep(self.prepare_seconds)  # simulated face detection and VAE encoding
         frames = []
         try:
             with av.open(str(avatar_media)) as container:
@@ -98,7 +105,10 @@ class SmallEngine:
             ) from None
         if not frames:
             raise MediaError(ErrorCode.NO_FACE, "avatar: no frames")
-        return SmallPrepared(np.stack(frames))
+        stacked = np.stack(frames)
+        if all(float(frame.std()) < FLAT_FRAME_STD for frame in stacked):
+            raise MediaError(ErrorCode.NO_FACE, "avatar: no face found in any frame")
+        return SmallPrepared(stacked)
 
     def load_prepared(self, data: bytes) -> SmallPrepared:
         try:
@@ -124,6 +134,8 @@ class SmallEngine:
             self.transient_failures -= 1
             raise TransientFailure("injected transient failure")
         samples = _decode_mono(audio)
+        if float(np.abs(samples).max()) < SILENCE_PEAK:
+            raise MediaError(ErrorCode.NO_SPEECH, "audio: no speech found")
         fps = 25
         total = max(1, math.ceil(len(samples) * fps / AUDIO_RATE))
         loudness = _loudness_per_frame(samples, total, fps)
@@ -185,6 +197,7 @@ def load(models_dir: Path, device: str, dtype: str) -> SmallEngine:
     return SmallEngine(
         oom_above=int(oom_above) if oom_above else None,
         seconds_per_frame=float(os.environ.get("SMALL_ENGINE_SECONDS_PER_FRAME", "0")),
+        prepare_seconds=float(os.environ.get("SMALL_ENGINE_PREPARE_SECONDS", "0")),
     )
 
 

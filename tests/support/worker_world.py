@@ -114,6 +114,7 @@ class WorkerWorld:
         avatar_id: str = "avatar-yongen",
         webhook_url: str | None = None,
         copies: int = 1,
+        deadline_at: str | None = None,
     ) -> JobMessage:
         """Write the job record, then send its message `copies` times (as the API would)."""
         job_id = uuid.uuid4().hex
@@ -132,6 +133,7 @@ class WorkerWorld:
             avatar=avatar,
             audio=audio,
             webhook_url=webhook_url,
+            deadline_at=deadline_at,
         )
         message = message_for(record)
         self.table.put_item(Item=record.to_item())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import pickle
+import pickle  # nosec B403 (see _load_checkpoint: trusted weights only)
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             "trusted file of the models directory",
             path.name,
         )
-        return dict(torch.load(path, map_location="cpu", weights_only=False))
+        return dict(torch.load(path, map_location="cpu", weights_only=False))  # nosec B614 (verified weights file)
 
 
 class DWPose:

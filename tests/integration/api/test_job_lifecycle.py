@@ -12,7 +12,7 @@ import boto3
 import httpx
 
 from runtime.common.jobs import MODEL_VERSION, JobMessage, JobStatus
-from runtime.common.keys import avatar_cache_key
+from runtime.common.keys import avatar_cache_key, rendered_cache_key
 from runtime.common.names import BucketRole, Lane
 from runtime.common.records import JobRecord
 from runtime.local.resources import LocalResources
@@ -300,6 +300,14 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
     )
     prepared = avatar_cache_key(MODEL_VERSION, record.avatar_id)
     s3.put_object(Bucket=deployment.buckets[BucketRole.AVATAR_CACHE], Key=prepared, Body=b"latents")
+    # (and the content-addressed render it came from, as the worker records it on success)
+    rendered = rendered_cache_key(MODEL_VERSION, "c" * 64)
+    s3.put_object(Bucket=deployment.buckets[BucketRole.OUTPUTS], Key=rendered, Body=b"video")
+    _table(deployment).update_item(
+        Key={"pk": f"JOB#{job_id}"},
+        UpdateExpression="SET output_cache_key = :key",
+        ExpressionAttributeValues={":key": rendered},
+    )
     # When it is cancelled, twice
     first = call_api("DELETE", f"/v1/jobs/{job_id}")
     second = call_api("DELETE", f"/v1/jobs/{job_id}")
@@ -317,6 +325,7 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
         (record.avatar.bucket, record.avatar.key),
         (deployment.buckets[BucketRole.OUTPUTS], f"tenants/tenant-a/jobs/{job_id}/output.mp4"),
         (deployment.buckets[BucketRole.AVATAR_CACHE], prepared),
+        (deployment.buckets[BucketRole.OUTPUTS], rendered),
     ]:
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=key)
         assert listed.get("KeyCount", 0) == 0, key

@@ -43,6 +43,10 @@ def test_job_flows_from_queued_to_succeeded_with_a_playable_mp4_and_an_event(
     # And the output is an H.264 yuv420p mp4 with the audio muxed, moov atom first (faststart)
     assert record.output is not None
     assert record.output.bucket == world.bucket(BucketRole.OUTPUTS)
+    # And the cached render it came from is on the record (so a purge can erase it too)
+    assert record.output_cache_key is not None
+    assert record.output_cache_key.startswith(f"rendered/{SmallEngine.model_version}/")
+    world.s3.head_object(Bucket=record.output.bucket, Key=record.output_cache_key)
     local = tmp_path / "out.mp4"
     world.s3.download_file(record.output.bucket, record.output.key, str(local))
     data = local.read_bytes()

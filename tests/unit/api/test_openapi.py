@@ -42,6 +42,8 @@ def test_every_operation_documents_the_error_shape_and_requires_the_api_key() ->
         ("/v1/jobs", "get"),
         ("/v1/jobs/{job_id}", "get"),
         ("/v1/jobs/{job_id}", "delete"),
+        ("/v1/jobs/{job_id}/events", "get"),
+        ("/v1/jobs/{job_id}/webhook/redeliver", "post"),
     }
     for path, method, operation in operations:
         error = operation["responses"]["400"]["content"]["application/json"]["schema"]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import socket
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from runtime.common.jobs import CompletionEvent, JobStatus
 from runtime.common.names import Lane
+from runtime.common.webhook_signing import UnsafeWebhookTarget
 from runtime.local.resources import webhook_signing_secret
 from runtime.worker.webhooks import (
-    UnsafeWebhookTarget,
     WebhookSender,
     check_target,
     signing_key,
@@ -34,7 +35,7 @@ def _event() -> CompletionEvent:
     )
 
 
-def _sender(**kwargs: float) -> WebhookSender:
+def _sender(**kwargs: Any) -> WebhookSender:
     return WebhookSender(
         lambda: signing_key(SECRET), allow_private=True, backoff_seconds=0.01, **kwargs
     )
@@ -150,3 +151,29 @@ def test_the_worker_applies_the_api_admission_policy_before_resolving(
     for url in ("https://metadata.google.internal/x", "https://user:pw@hooks.example.com/x"):
         with pytest.raises(UnsafeWebhookTarget, match="webhook_url"):
             check_target(url, allow_private=False)
+
+
+def test_a_delivery_that_exhausts_its_attempts_is_handed_on_and_every_attempt_recorded() -> None:
+    handed_on: list[CompletionEvent] = []
+    attempts: list[tuple[int | None, bool | None]] = []
+    with recorder(statuses=[500, 503]) as receiver:
+        # Given a receiver that fails both attempts
+        sender = _sender(
+            attempts=2,
+            on_attempt=lambda _, attempt: attempts.append((attempt.http_status, attempt.delivered)),
+            on_gave_up=handed_on.append,
+        )
+        # When the event is delivered
+        delivered = sender.deliver(receiver.url, _event())
+    # Then it was not, each attempt was recorded, and the delivery was handed on once
+    assert delivered is False
+    assert attempts == [(500, False), (503, False)]
+    assert [event.job_id for event in handed_on] == [_event().job_id]
+
+
+def test_a_delivered_event_is_not_handed_on() -> None:
+    handed_on: list[CompletionEvent] = []
+    with recorder(statuses=[500, 200]) as receiver:
+        sender = _sender(attempts=2, on_gave_up=handed_on.append)
+        assert sender.deliver(receiver.url, _event()) is True
+    assert handed_on == []

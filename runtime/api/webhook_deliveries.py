@@ -1,0 +1,227 @@
+"""Webhook redelivery: the API's `POST /v1/jobs/{id}/webhook/redeliver`, and the SQS Lambda on the
+webhook deliveries queue that sends a job's final event, signed, one attempt per receive.
+
+The queue is fed by the redeliver route and by the worker when its own retries gave up. A failed
+attempt fails the SQS record (partial batch response), so the queue's visibility timeout is the
+backoff; after `WEBHOOK_MAX_RECEIVES` receives the message moves to the webhook dead-letter queue,
+whose alarm tells an operator. Every attempt lands in the job's event log (status code, latency;
+never the URL or the body). The Lambda runs outside any VPC, so it reaches public receivers only
+through the same https-and-public-address check the worker applies.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import urllib.error
+import urllib.request
+from http import HTTPStatus
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from runtime.api.context import ApiContext, iso
+from runtime.api.errors import ApiError, ApiErrorCode, not_found
+from runtime.api.models import WebhookRedeliveryQueued
+from runtime.api.observability import logger, tracer
+from runtime.api.settings import Settings
+from runtime.common.completion import completion_event
+from runtime.common.events import JobEvent, WebhookDelivery, append_event
+from runtime.common.keys import is_safe_id
+from runtime.common.names import JobsTable
+from runtime.common.records import JobRecord, job_pk
+from runtime.common.webhook_signing import check_target, sign, signing_key, webhook_id
+
+TIMEOUT_SECONDS = 10.0
+# A whole failed batch is reported item by item too: each message keeps its own receive count.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class WebhookNotDelivered(Exception):
+    """This receive's attempt failed; SQS brings the message back after its visibility timeout."""
+
+
+def request_redelivery(ctx: ApiContext, tenant: str, job_id: str) -> WebhookRedeliveryQueued:
+    """Log the request and enqueue it. Only a final job with a webhook has an event to resend."""
+    if ctx.settings.webhook_queue_url is None:
+        raise ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            ApiErrorCode.DEPENDENCY_UNAVAILABLE,
+            "webhook redelivery is not deployed in this stage",
+        )
+    record = _owned(ctx, tenant, job_id)
+    if not record.status.is_final:
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            ApiErrorCode.JOB_NOT_FINAL,
+            f"the job is {record.status.value}; its final event does not exist yet",
+            field="job_id",
+        )
+    if not record.webhook_url:
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            ApiErrorCode.NO_WEBHOOK,
+            "the job has no webhook_url (none was given, or the job was purged)",
+            field="job_id",
+        )
+    requested = JobEvent(at=iso(ctx.now()), kind="webhook.redelivery_requested")
+    if not append_event(ctx.table, job_pk(job_id), requested):
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            ApiErrorCode.EVENT_LOG_FULL,
+            "the job's event log is full; no more redeliveries can be recorded",
+            field="job_id",
+        )
+    ctx.sqs.send_message(
+        QueueUrl=ctx.settings.webhook_queue_url,
+        MessageBody=WebhookDelivery(job_id=job_id, reason="redelivery").model_dump_json(),
+    )
+    logger.info("webhook redelivery queued", extra={"job_id": job_id})
+    return WebhookRedeliveryQueued(job_id=job_id, event_type=completion_event(record).type)
+
+
+def _owned(ctx: ApiContext, tenant: str, job_id: str) -> JobRecord:
+    if not is_safe_id(job_id):
+        raise not_found("job", "job_id")
+    item = ctx.table.get_item(
+        Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True
+    ).get("Item")
+    if item is None or item.get("tenant") != tenant:
+        raise not_found("job", "job_id")
+    return JobRecord.from_item(item)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is a failed attempt (as in the worker): never follow a receiver elsewhere."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_NoRedirects())
+
+
+@tracer.capture_method(capture_response=False)
+def deliver(ctx: ApiContext, key: bytes, delivery: WebhookDelivery, attempt: int) -> bool:
+    """One signed POST of the job's final event; False when there is nothing to send (no job,
+    not final, no webhook: dropped). Raises WebhookNotDelivered for a failed attempt."""
+    item = ctx.table.get_item(
+        Key={JobsTable.PARTITION_KEY: job_pk(delivery.job_id)}, ConsistentRead=True
+    ).get("Item")
+    record = JobRecord.from_item(item) if item else None
+    if record is None or not record.status.is_final or not record.webhook_url:
+        logger.warning("webhook delivery has nothing to send", extra={"job_id": delivery.job_id})
+        return False
+    event = completion_event(record)
+    url = record.webhook_url
+    try:
+        check_target(url, allow_private=ctx.settings.webhook_allow_private)
+    except Exception as error:
+        _log_attempt(ctx, delivery.job_id, attempt, None, None, f"not sent: {type(error).__name__}")
+        logger.warning("webhook target refused", extra={"job_id": delivery.job_id})
+        return False  # retrying cannot make a refused target acceptable
+    body = event.model_dump_json().encode()
+    message_id = webhook_id(event)
+    timestamp = int(time.time())
+    request = urllib.request.Request(  # noqa: S310 (https checked by check_target)
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(key, message_id, timestamp, body),
+        },
+    )
+    started = time.monotonic()
+    status: int | None = None
+    detail: str | None = None
+    try:
+        with _opener().open(request, timeout=TIMEOUT_SECONDS) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as error:
+        status = int(error.code)
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        detail = type(error).__name__
+    latency_ms = (time.monotonic() - started) * 1000
+    _log_attempt(ctx, delivery.job_id, attempt, status, latency_ms, detail)
+    if status is None or not 200 <= status < 300:
+        raise WebhookNotDelivered(detail or f"HTTP {status}")
+    logger.info("webhook delivered", extra={"job_id": delivery.job_id, "attempt": attempt})
+    return True
+
+
+def _log_attempt(
+    ctx: ApiContext,
+    job_id: str,
+    attempt: int,
+    status: int | None,
+    latency_ms: float | None,
+    detail: str | None,
+) -> None:
+    append_event(
+        ctx.table,
+        job_pk(job_id),
+        JobEvent(
+            at=iso(ctx.now()),
+            kind="webhook",
+            attempt=attempt,
+            http_status=status,
+            latency_ms=None if latency_ms is None else round(latency_ms, 1),
+            delivered=status is not None and 200 <= status < 300,
+            detail=detail,
+        ),
+    )
+
+
+@functools.cache
+def _context() -> ApiContext:
+    return ApiContext.from_settings(Settings.from_env())
+
+
+@functools.cache
+def _secrets() -> Any:
+    return boto3.client("secretsmanager")
+
+
+def _signing_key(ctx: ApiContext) -> bytes:
+    """Read per batch (not cached for the container's life), so a rotated secret applies."""
+    if ctx.settings.webhook_secret_arn is None:
+        raise RuntimeError("MUSETALK_WEBHOOK_SECRET_ARN is not set")
+    secret = _secrets().get_secret_value(SecretId=ctx.settings.webhook_secret_arn)
+    return signing_key(str(secret["SecretString"]).strip())
+
+
+def _handle_record(record: SQSRecord, key: bytes) -> None:
+    try:
+        delivery = WebhookDelivery.model_validate_json(record.body)
+    except ValidationError:
+        logger.error("unreadable webhook delivery dropped", extra={"message_id": record.message_id})
+        return
+    attempt = int(record.attributes.approximate_receive_count)
+    deliver(_context(), key, delivery, attempt)
+
+
+@logger.inject_lambda_context(clear_state=True, log_event=False)  # never the event
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    key = _signing_key(_context())
+    return dict(
+        process_partial_response(
+            event=event,
+            record_handler=lambda record: _handle_record(record, key),
+            processor=processor,
+            context=context,
+        )
+    )

@@ -76,6 +76,7 @@ class MuseTalkEngine:
         mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
         max_avatar_frames: int = MAX_AVATAR_FRAMES,
+        compile_models: bool = False,
     ) -> None:
         self.generator = generator
         self.codec = codec
@@ -91,6 +92,9 @@ class MuseTalkEngine:
         self.max_avatar_frames = max_avatar_frames
         self._speech: SpeechDetector | None = None
         self._positional = positional_encoding().to(device=device, dtype=dtype)
+        self.compiled = compile_models
+        if compile_models:
+            compile_for_speed(generator, codec)
 
     @classmethod
     def load(
@@ -104,8 +108,14 @@ class MuseTalkEngine:
         scorer: SyncScorerLike | None = None,
         mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
+        compile_models: bool = False,
     ) -> MuseTalkEngine:
-        """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default."""
+        """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default.
+
+        `compile_models` wraps the UNet and the VAE decoder in `torch.compile` (static shapes;
+        speak pads the last batch so one graph serves a job). The first batch of each size pays
+        the compile, which Inductor's on-disk cache makes cheaper on later starts.
+        """
         # The worker's engine factory passes MUSETALK_DEVICE / MUSETALK_DTYPE as strings.
         device = torch.device(device) if isinstance(device, str) else device
         dtype = _torch_dtype(dtype) if isinstance(dtype, str) else dtype
@@ -140,6 +150,7 @@ class MuseTalkEngine:
             dtype=dtype,
             mask_blur=mask_blur,
             encoder_preset=encoder_preset,
+            compile_models=compile_models,
         )
 
     # ------------------------------------------------------------------ prepare
@@ -308,7 +319,7 @@ class MuseTalkEngine:
 
                 def step(n: int, start: int = start) -> dict[int, tuple[np.ndarray, np.ndarray]]:
                     return self._generate(
-                        avatar, tokens, weights, to_generate[start : start + n], timings
+                        avatar, tokens, weights, to_generate[start : start + n], timings, n
                     )
 
                 generated, size = halve_on_oom(
@@ -367,13 +378,17 @@ class MuseTalkEngine:
         weights: np.ndarray,
         frames: np.ndarray,
         timings: dict[str, float],
+        batch_size: int,
     ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """UNet + decode + blend for output frames `frames`: {frame: (box region, face RGB)}."""
         sources = [avatar.cycle_index(int(i)) for i in frames]
         with _timed(timings, "unet", self.device):
-            latents = torch.from_numpy(avatar.latents[sources]).to(self.device, self.dtype)
-            audio = tokens[torch.from_numpy(frames)].to(self.device, self.dtype) + self._positional
-            predicted = self.generator.step(latents, audio)
+            # A compiled model keeps one graph per shape: pad a short batch to the full size.
+            padded = np.resize(frames, batch_size) if self.compiled else frames
+            padded_sources = [avatar.cycle_index(int(i)) for i in padded]
+            latents = torch.from_numpy(avatar.latents[padded_sources]).to(self.device, self.dtype)
+            audio = tokens[torch.from_numpy(padded)].to(self.device, self.dtype) + self._positional
+            predicted = self.generator.step(latents, audio)[: len(frames)]
         with _timed(timings, "vae_decode", self.device):
             faces_rgb = self.codec.decode(predicted)  # [B, 3, 256, 256] uint8
         with _timed(timings, "blend", self.device):
@@ -424,6 +439,16 @@ class MuseTalkEngine:
     def _free_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def compile_for_speed(generator: Generator, codec: LatentCodec) -> None:
+    """`torch.compile` the UNet and the VAE decoder in place (the two per-frame models).
+
+    Measured on an H200 at batch 64 (bench/results): UNet 0.72 -> 0.49 ms/frame, decode
+    2.58 -> 1.59 ms/frame, 54 dB PSNR against eager.
+    """
+    generator.unet = torch.compile(generator.unet, dynamic=False)
+    codec.vae.decoder = torch.compile(codec.vae.decoder, dynamic=False)
 
 
 def batch_size_for_memory(free_bytes: int, dtype: torch.dtype) -> int:

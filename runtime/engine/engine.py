@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -289,54 +290,80 @@ class MuseTalkEngine:
         height, width = avatar.frames.shape[1:3]
         codec = pick_video_codec(prefer_gpu=self.device.type == "cuda")
         done = 0
-        with VideoWriter(
-            out_path,
-            width=width,
-            height=height,
-            fps=avatar.fps,
-            audio_path=audio,
-            codec=codec,
-            preset=self.encoder_preset,
-        ) as writer:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="compose") as composer,
+            VideoWriter(
+                out_path,
+                width=width,
+                height=height,
+                fps=avatar.fps,
+                audio_path=audio,
+                codec=codec,
+                preset=self.encoder_preset,
+            ) as writer,
+        ):
 
-            def emit_until(end: int, generated: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+            def compose_until(end: int, generated: dict[int, tuple[np.ndarray, np.ndarray]]) -> int:
                 nonlocal done
-                for i in range(done, end):
-                    source = avatar.frames[avatar.cycle_index(i)]
-                    frame, face = self._compose(avatar, i, source, generated.get(i))
-                    writer.write(frame)
-                    if self.scorer is not None and i < MAX_SYNC_FRAMES:
-                        sync_faces.append(face)
+                with _timed(timings, "compose"):
+                    for i in range(done, end):
+                        source = avatar.frames[avatar.cycle_index(i)]
+                        frame, face = self._compose(avatar, i, source, generated.get(i))
+                        writer.write(frame)
+                        if self.scorer is not None and i < MAX_SYNC_FRAMES:
+                            sync_faces.append(face)
                 done = end
-                if progress is not None:
-                    progress(done, total)
+                return end
+
+            # The host composes batch k (paste into full frames, queue to the encoder) on its
+            # own thread while this one runs batch k+1 on the GPU; progress is reported here.
+            pending: Future[int] | None = None
+
+            def settle() -> None:
+                nonlocal pending
+                if pending is not None:
+                    with _timed(timings, "compose_wait"):
+                        composed = pending.result()
+                    pending = None
+                    if progress is not None:
+                        progress(composed, total)
 
             position = 0
-            while position < len(to_generate):
-                if stop():
-                    raise Interrupted("stopped before the render finished")
-                start = position
+            try:
+                while position < len(to_generate):
+                    if stop():
+                        raise Interrupted("stopped before the render finished")
+                    start = position
 
-                def step(n: int, start: int = start) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-                    return self._generate(
-                        avatar, tokens, weights, to_generate[start : start + n], timings, n
+                    def step(
+                        n: int, start: int = start
+                    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                        return self._generate(
+                            avatar, tokens, weights, to_generate[start : start + n], timings, n
+                        )
+
+                    generated, size = halve_on_oom(
+                        step,
+                        batch_size=size,
+                        min_batch_size=min_batch_size,
+                        is_oom=_is_oom,
+                        free_memory=self._free_memory,
+                        on_halving=on_oom_halving,
                     )
-
-                generated, size = halve_on_oom(
-                    step,
-                    batch_size=size,
-                    min_batch_size=min_batch_size,
-                    is_oom=_is_oom,
-                    free_memory=self._free_memory,
-                    on_halving=on_oom_halving,
-                )
-                position += len(generated)
-                with _timed(timings, "compose"):
-                    emit_until(int(to_generate[position - 1]) + 1, generated)
+                    position += len(generated)
+                    settle()
+                    end = int(to_generate[position - 1]) + 1
+                    pending = composer.submit(compose_until, end, generated)
+                settle()
+            except BaseException:
+                if pending is not None:  # the writer must not be abandoned under the composer
+                    wait([pending])
+                raise
             if stop():
                 raise Interrupted("stopped before the render finished")
-            with _timed(timings, "compose"):
-                emit_until(total, {})
+            compose_until(total, {})
+            if progress is not None:
+                progress(total, total)
             with _timed(timings, "encode_flush"):
                 writer.close()
         sync_confidence, sync_offset = None, None

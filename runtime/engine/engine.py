@@ -46,8 +46,9 @@ CPU_BATCH_SIZE = 8  # the official offline batch size
 MAX_GPU_BATCH_SIZE = 64
 # Peak bytes per batch item of UNet + VAE decode at 256x256 (the decoder dominates). Estimated
 # from the full-size models' peak memory on CPU in fp32 (about 240 MB per item at batch 4),
-# halved for fp16, plus ~30% for the allocator and cuDNN workspaces. `bench/engine_gpu.py`
-# measures it on a GPU; OOM halving covers an estimate that proves too small.
+# halved for fp16, plus ~30% for the allocator and cuDNN workspaces. Measured on an H200 by
+# `bench/speak.py` (bench/results/): 134 MB per frame up to batch 32, 160 MB from 64, in fp16.
+# OOM halving covers an estimate that proves too small.
 GPU_BYTES_PER_ITEM = {torch.float16: 160 * 1024**2, torch.float32: 320 * 1024**2}
 GPU_RESERVED_BYTES = 1024**3
 # A prepared avatar holds every frame in memory (and in the cache object): 60 s at 25 fps of

@@ -416,3 +416,26 @@ def test_load_takes_device_and_dtype_as_the_worker_settings_spell_them(
     # And an unknown dtype is refused by name before any model is read
     with pytest.raises(ValueError, match="dtype 'float99'"):
         MuseTalkEngine.load(Path("/nonexistent"), "cpu", "float99")
+
+
+def test_a_compiled_engine_pads_the_last_batch_and_renders_the_same_frames(
+    engine: MuseTalkEngine, levels_avatar: PreparedAvatar, short_speech: Path, tmp_path: Path
+) -> None:
+    # Given an engine marked compiled (one graph per shape, so short batches are padded); the
+    # generator records its inputs instead of being compiled, which CPU CI cannot afford
+    recorder = RecordingGenerator(engine.generator)
+    padded = with_parts(engine, generator=recorder)
+    padded.compiled = True
+    # When 20 frames are rendered in batches of 3, padded and plain
+    padded.speak(levels_avatar, short_speech, tmp_path / "pad.mp4", options=NO_SKIP, batch_size=3)
+    engine.speak(levels_avatar, short_speech, tmp_path / "plain.mp4", options=NO_SKIP, batch_size=3)
+    # Then every UNet call saw a full batch of 3 (7 calls: 21 rows for 20 frames)
+    assert len(recorder.latents) == 21
+    # and the padding row repeats the first frame of the last batch, never a frame beyond the end
+    assert torch.equal(recorder.latents[20], recorder.latents[18])
+    # and the video is the same as without padding, frame for frame
+    padded_frames = decode_frames(tmp_path / "pad.mp4")
+    plain_frames = decode_frames(tmp_path / "plain.mp4")
+    assert len(padded_frames) == len(plain_frames) == 20
+    for ours, reference in zip(padded_frames, plain_frames, strict=True):
+        assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 2

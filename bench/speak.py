@@ -1,0 +1,599 @@
+"""End-to-end speak benchmark: our engine against a plain eager batch-20 path, in one run.
+
+Writes random weights (full size by default: the real shapes and cost; `--tiny` for the CPU smoke
+test), measures the cold start (weights on disk -> engine ready), builds a prepared avatar from
+the sample video, then renders speech to a finished mp4 (H.264 + AAC) with
+
+* the engine (`MuseTalkEngine.speak`) at each `--batch-sizes` value, and
+* the plain path: the same models eager at batch 20, faces copied to the host and blended
+  there per frame with OpenCV, one encoder thread (the official realtime loop's shape),
+
+and prints frames/s (median of `--runs`), the engine's stage breakdown, the latency of a 10 s
+clip, peak GPU memory per batch size, the batch that fits a 24 GB card, the fp16-vs-fp32 PSNR
+of the generated faces, the speed-up over the plain path and the share of the FLOP floor.
+
+The avatar is "prepared" without the face models (S3FD/DWPose/BiSeNet are irrelevant to speak
+throughput): every frame gets the same face box of the sample's real geometry and an elliptic
+blend mask; its latents come from our VAE encoder on the real crops. The output says so.
+
+    python bench/speak.py --models /tmp/models --out result.json            # GPU, full size
+    python bench/speak.py --models /tmp/tiny --tiny --device cpu --quick    # CPU smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from runtime.common.jobs import MODEL_VERSION, AvatarOptions, RenderOptions
+from runtime.engine.audio import frame_count, load_audio_16k
+from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.engine import (
+    MuseTalkEngine,
+    batch_size_for_memory,
+    compile_for_speed,
+    crop_face,
+)
+from runtime.engine.latents import Generator, LatentCodec
+from runtime.engine.layout import ModelsLayout
+from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
+from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
+
+MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
+FLOP_PER_FRAME = 800e9  # UNet ~178 GFLOP + VAE decode ~622 GFLOP at 256x256 (issue 10)
+H100_DENSE_FP16_FLOPS = 750e12  # measured 8192^3 fp16/bf16 matmul on the device machine
+PLAIN_BATCH = 20  # the official realtime script's batch
+CARD_24GB = 24 * 1024**3
+LATENCY_CLIP_S = 10.0
+
+
+class _NoFaces:
+    """Stands in for the face models: the benchmark's avatar is built without them."""
+
+    def locate(self, *args: object, **kwargs: object) -> list[None]:
+        raise RuntimeError("the speak benchmark does not locate faces")
+
+    def blend_masks(self, *args: object, **kwargs: object) -> list[None]:
+        raise RuntimeError("the speak benchmark does not parse faces")
+
+
+def write_models(root: Path, *, tiny: bool) -> float:
+    """UNet, VAE and Whisper in the official layout (no face models); seconds taken."""
+    start = time.perf_counter()
+    layout = ModelsLayout(root)
+    if not layout.unet_weights.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        _write_unet(layout, tiny=tiny, seed=0)
+        _write_vae(layout, tiny=tiny, seed=1)
+        _write_whisper(layout, tiny=tiny, seed=2)
+        layout.write_marker(tiny=tiny, seed=0)
+    return time.perf_counter() - start
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def load_engine(
+    models: Path, device: torch.device, dtype: torch.dtype | None, *, compile_models: bool = False
+) -> MuseTalkEngine:
+    return MuseTalkEngine.load(
+        models, device, dtype, locator=_NoFaces(), parser=_NoFaces(), compile_models=compile_models
+    )
+
+
+def cold_start_probe(models: Path, device: torch.device, batch: int, compiled: bool) -> None:
+    """In a fresh process: weights on disk -> engine loaded -> first batch generated (ready)."""
+    start = time.perf_counter()
+    engine = load_engine(models, device, None, compile_models=compiled)
+    synchronize(device)
+    loaded = time.perf_counter() - start
+    latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
+    audio = torch.zeros(batch, 50, 384, device=device, dtype=engine.dtype)
+    engine.codec.decode(engine.generator.step(latents, audio))
+    synchronize(device)
+    ready = time.perf_counter() - start
+    print(json.dumps({"load_s": round(loaded, 2), "ready_s": round(ready, 2)}), flush=True)
+
+
+def probe_in_subprocess(models: Path, device: torch.device, batch: int, compiled: bool) -> Any:
+    command = [
+        sys.executable,
+        __file__,
+        "--models",
+        str(models),
+        "--device",
+        str(device),
+        "--cold-start-probe",
+        str(batch),
+    ] + (["--compile"] if compiled else [])
+    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {"error": done.stderr[-500:]}
+
+
+def face_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """A face box of the sample's geometry: ~27% of the width, centred, upper third."""
+    box_w = int(width * 0.27) // 2 * 2
+    box_h = int(box_w * 1.2) // 2 * 2
+    x1 = (width - box_w) // 2
+    y1 = int(height * 0.18)
+    return x1, y1, x1 + box_w, y1 + box_h
+
+
+def elliptic_mask(box_w: int, box_h: int) -> np.ndarray:
+    """A soft mask over the lower face, like the parsing mask's shape (0..255)."""
+    yy, xx = np.mgrid[0:box_h, 0:box_w].astype(np.float32)
+    ry, rx = (yy - box_h * 0.68) / (box_h * 0.32), (xx - box_w / 2) / (box_w * 0.42)
+    inside = np.clip(1.5 - np.sqrt(rx**2 + ry**2) * 1.5, 0, 1)
+    return (inside * 255).round().astype(np.uint8)
+
+
+def prepared_avatar(engine: MuseTalkEngine, avatar_path: Path) -> PreparedAvatar:
+    video = decode_avatar(avatar_path, still_fps=25)
+    frames = np.stack(video.frames)
+    height, width = frames.shape[1:3]
+    box = face_box(width, height)
+    crops = np.stack([crop_face(frame, box) for frame in frames])
+    latents = np.concatenate(
+        [
+            engine.codec.encode_crops(crops[i : i + 16]).float().cpu().numpy()
+            for i in range(0, len(crops), 16)
+        ]
+    )
+    mask = elliptic_mask(box[2] - box[0], box[3] - box[1])
+    return PreparedAvatar(
+        frames=frames,
+        boxes=np.tile(np.array(box, dtype=np.int32), (len(frames), 1)),
+        has_face=np.ones(len(frames), dtype=bool),
+        latents=latents,
+        masks=tuple(mask for _ in frames),
+        fps=video.fps,
+        options=AvatarOptions(),
+        source_sha256="0" * 64,
+        model_version=MODEL_VERSION,
+    )
+
+
+def write_clip(source: Path, seconds: float, out: Path) -> Path:
+    """The first `seconds` of `source` as a 16 kHz mono 16-bit wav."""
+    audio = load_audio_16k(source)[: int(seconds * 16000)]
+    with wave.open(str(out), "wb") as stream:
+        stream.setnchannels(1)
+        stream.setsampwidth(2)
+        stream.setframerate(16000)
+        stream.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return out
+
+
+def plain_speak(
+    engine: MuseTalkEngine, avatar: PreparedAvatar, audio: Path, out: Path, preset: str
+) -> dict[str, float]:
+    """The official realtime loop's shape with our models: eager batch 20, faces to the host,
+    per-frame OpenCV resize + integer blend on the CPU, one encoder thread."""
+    timings: dict[str, float] = {}
+
+    def lap(stage: str, start: float) -> float:
+        synchronize(engine.device)
+        now = time.perf_counter()
+        timings[stage] = timings.get(stage, 0.0) + (now - start) * 1000
+        return now
+
+    start = time.perf_counter()
+    audio_16k = load_audio_16k(audio)
+    total = frame_count(len(audio_16k), avatar.fps)
+    tokens = engine.audio_encoder.frame_tokens(audio_16k, avatar.fps)
+    start = lap("audio", start)
+    height, width = avatar.frames.shape[1:3]
+    codec = pick_video_codec(prefer_gpu=engine.device.type == "cuda")
+    with (
+        VideoWriter(
+            out,
+            width=width,
+            height=height,
+            fps=avatar.fps,
+            audio_path=audio,
+            codec=codec,
+            preset=preset,
+        ) as writer,
+        torch.inference_mode(),
+    ):
+        for first in range(0, total, PLAIN_BATCH):
+            indices = np.arange(first, min(first + PLAIN_BATCH, total))
+            sources = [avatar.cycle_index(int(i)) for i in indices]
+            start = time.perf_counter()
+            latents = torch.from_numpy(avatar.latents[sources]).to(engine.device, engine.dtype)
+            audio_batch = tokens[torch.from_numpy(indices)].to(engine.device, engine.dtype)
+            predicted = engine.generator.step(latents, audio_batch + engine._positional)
+            start = lap("unet", start)
+            faces = engine.codec.decode(predicted).permute(0, 2, 3, 1).cpu().numpy()
+            start = lap("vae_decode", start)
+            for face_rgb, source in zip(faces, sources, strict=True):
+                x1, y1, x2, y2 = (int(v) for v in avatar.boxes[source])
+                frame = avatar.frames[source].copy()
+                face = cv2.resize(face_rgb[..., ::-1], (x2 - x1, y2 - y1))
+                mask = avatar.masks[source].astype(np.int32)[..., None]
+                mixed = frame[y1:y2, x1:x2].astype(np.int32) * (255 - mask) + face * mask
+                frame[y1:y2, x1:x2] = ((mixed + 128 + ((mixed + 128) >> 8)) >> 8).astype(np.uint8)
+                writer.write(frame)
+            start = lap("blend_and_queue", start)
+        start = time.perf_counter()
+    lap("encode_flush", start)
+    return timings
+
+
+def timed_runs(
+    fn: Callable[[], dict[str, float]], runs: int, *, warm_up: bool = True
+) -> tuple[float, dict[str, float]]:
+    """Median wall seconds of `runs` calls (after one warm-up) and the median run's timings."""
+    if warm_up:
+        fn()  # kernel selection, allocator, encoder probe
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        timings = fn()
+        samples.append((time.perf_counter() - start, timings))
+    samples.sort(key=lambda sample: sample[0])
+    wall, timings = samples[len(samples) // 2]
+    return wall, timings
+
+
+def memory_per_batch(
+    engine: MuseTalkEngine, avatar: PreparedAvatar, batch_sizes: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Peak allocated GPU memory of UNet + decode per batch size, and ms per frame of each."""
+    device = engine.device
+    rows: list[dict[str, Any]] = []
+    base = torch.cuda.memory_allocated(device)
+    for batch in batch_sizes:
+        sources = np.arange(batch) % avatar.frame_count
+        latents = torch.from_numpy(avatar.latents[sources]).to(device, engine.dtype)
+        audio = torch.randn(batch, 50, 384, device=device, dtype=engine.dtype)
+        try:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            unet_ms = _median_ms(
+                lambda latents=latents, audio=audio: engine.generator.step(latents, audio), device
+            )
+            predicted = engine.generator.step(latents, audio)
+            decode_ms = _median_ms(
+                lambda predicted=predicted: engine.codec.decode(predicted), device
+            )
+        except torch.cuda.OutOfMemoryError:
+            rows.append({"batch": batch, "oom": True})
+            break
+        peak = torch.cuda.max_memory_allocated(device) - base
+        rows.append(
+            {
+                "batch": batch,
+                "peak_mb": round(peak / 1e6),
+                "peak_mb_per_frame": round(peak / batch / 1e6, 1),
+                "unet_ms_per_frame": round(unet_ms / batch, 3),
+                "vae_decode_ms_per_frame": round(decode_ms / batch, 3),
+                "model_fps": round(1000 * batch / (unet_ms + decode_ms), 1),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    torch.cuda.empty_cache()
+    return rows
+
+
+def _median_ms(fn: Callable[[], object], device: torch.device, repeats: int = 5) -> float:
+    with torch.inference_mode():
+        fn()
+        synchronize(device)
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def model_variants(engine: MuseTalkEngine, avatar: PreparedAvatar, batch: int) -> dict[str, Any]:
+    """UNet + VAE decode ms/frame under candidate optimizations, and their PSNR to eager."""
+    device = engine.device
+    sources = np.arange(batch) % avatar.frame_count
+    latents = torch.from_numpy(avatar.latents[sources]).to(device, engine.dtype)
+    audio = torch.randn(batch, 50, 384, device=device, dtype=engine.dtype)
+    unet, vae = engine.generator.unet, engine.codec.vae
+    out: dict[str, Any] = {"batch": batch}
+    with torch.inference_mode():
+        predicted = engine.generator.step(latents, audio)
+        eager = engine.codec.decode(predicted).cpu().numpy()
+    out["eager_ms_per_frame"] = {
+        "unet": round(_median_ms(lambda: engine.generator.step(latents, audio), device) / batch, 3),
+        "vae_decode": round(_median_ms(lambda: engine.codec.decode(predicted), device) / batch, 3),
+    }
+    # Decode only the latent rows under the mouth (rows 16..31 are the lower half) plus context.
+    for context in (4, 8):
+        top = 16 - context
+        rows = predicted[:, :, top:, :]
+        ms = _median_ms(lambda rows=rows: engine.codec.decode(rows), device) / batch
+        with torch.inference_mode():
+            partial = engine.codec.decode(rows).cpu().numpy()
+        kept = partial[:, :, (128 - top * 8) :, :]
+        out[f"decode_rows_from_{top}_ms_per_frame"] = round(ms, 3)
+        out[f"decode_rows_from_{top}_psnr_lower_half_db"] = round(
+            psnr(kept, eager[:, :, 128:, :]), 2
+        )
+    unet.to(memory_format=torch.channels_last)
+    vae.to(memory_format=torch.channels_last)
+    cl_latents = latents.contiguous(memory_format=torch.channels_last)
+    out["channels_last_ms_per_frame"] = {
+        "unet": round(
+            _median_ms(lambda: engine.generator.step(cl_latents, audio), device) / batch, 3
+        ),
+        "vae_decode": round(_median_ms(lambda: engine.codec.decode(predicted), device) / batch, 3),
+    }
+    unet.to(memory_format=torch.contiguous_format)
+    vae.to(memory_format=torch.contiguous_format)
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def fp16_psnr(
+    engine: MuseTalkEngine, models: Path, avatar: PreparedAvatar, batch: int = 16
+) -> float:
+    """PSNR (dB) of the engine's generated faces against the fp32 models on the same inputs."""
+    layout = ModelsLayout(models)
+    device = engine.device
+    sources = np.arange(batch) % avatar.frame_count
+    latents = torch.from_numpy(avatar.latents[sources]).to(device)
+    audio = torch.randn(
+        batch, 50, 384, device=device, generator=torch.Generator(device).manual_seed(0)
+    )
+    with torch.inference_mode():
+        ours = engine.codec.decode(engine.generator.step(latents, audio)).cpu().numpy()
+        generator = Generator(layout.unet_config, layout.unet_weights, device, torch.float32)
+        codec = LatentCodec(layout.vae_dir, device, torch.float32)
+        reference = codec.decode(generator.step(latents, audio)).cpu().numpy()
+    del generator, codec
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return psnr(ours, reference)
+
+
+def encoder_fps(
+    avatar: PreparedAvatar, audio: Path, out: Path, preset: str, frames: int, thread_type: str
+) -> float:
+    """The mp4 writer alone (BGR -> I420 + libx264 + mux), fed frames as fast as it takes."""
+    height, width = avatar.frames.shape[1:3]
+    start = time.perf_counter()
+    with VideoWriter(
+        out,
+        width=width,
+        height=height,
+        fps=avatar.fps,
+        audio_path=audio,
+        preset=preset,
+        thread_type=thread_type,
+    ) as writer:
+        for i in range(frames):
+            writer.write(avatar.frames[avatar.cycle_index(i)])
+    return frames / (time.perf_counter() - start)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, required=True, help="written if missing")
+    parser.add_argument("--tiny", action="store_true", help="tiny weights (CPU smoke test)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["float16", "float32"], default=None)
+    parser.add_argument("--avatar", type=Path, default=MEDIA / "yongen.mp4")
+    parser.add_argument("--audio", type=Path, default=MEDIA / "eng.wav")
+    parser.add_argument("--seconds", type=float, default=60.0, help="audio used for throughput")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="20,64", help="engine batches to render with")
+    parser.add_argument("--memory-batches", default="8,16,32,64,96,128")
+    parser.add_argument("--presets", default="veryfast,superfast", help="libx264 presets")
+    parser.add_argument("--quick", action="store_true", help="1 s of audio, 1 run, no extras")
+    parser.add_argument("--variants", action="store_true", help="channels_last, row decode")
+    parser.add_argument("--compile", action="store_true", help="also render with torch.compile")
+    parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help="write the JSON report here too")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if args.cold_start_probe:
+        cold_start_probe(args.models, device, args.cold_start_probe, args.compile)
+        return {}
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    if args.quick:
+        args.seconds, args.runs = min(args.seconds, 1.0), 1
+    presets = args.presets.split(",")
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "host": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "torch": torch.__version__,
+        "weights": "random, tiny" if args.tiny else "random, full size (official shapes)",
+        "avatar": (
+            f"{args.avatar.name}: real frames; one face box of the sample's geometry and an "
+            "elliptic blend mask for every frame (no face models); latents from our VAE encoder"
+        ),
+    }
+    report["write_weights_s"] = round(write_models(args.models, tiny=args.tiny), 2)
+
+    synchronize(device)
+    start = time.perf_counter()
+    engine = load_engine(args.models, device, dtype)
+    synchronize(device)
+    report["cold_start_s"] = round(time.perf_counter() - start, 2)
+    report["dtype"] = str(engine.dtype).removeprefix("torch.")
+    if device.type == "cuda":
+        report["weights_gpu_mb"] = round(torch.cuda.memory_allocated(device) / 1e6)
+
+    start = time.perf_counter()
+    avatar = prepared_avatar(engine, args.avatar)
+    report["avatar_build_s"] = round(time.perf_counter() - start, 2)
+    height, width = avatar.frames.shape[1:3]
+    box = avatar.boxes[0].tolist()
+    report["avatar_geometry"] = {
+        "width": width,
+        "height": height,
+        "frames": avatar.frame_count,
+        "fps": avatar.fps,
+        "face_box": box,
+    }
+
+    work = Path(tempfile.mkdtemp(prefix="speak-bench-"))
+    audio = write_clip(args.audio, args.seconds, work / "speech.wav")
+    frames = frame_count(len(load_audio_16k(audio)), avatar.fps)
+    report["frames"] = frames
+    options = RenderOptions(skip_silence=False)  # every frame generated: the worst case
+
+    def engine_run(batch: int, preset: str) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            engine.encoder_preset = preset
+            rendered = engine.speak(
+                avatar, audio, work / "out.mp4", options=options, batch_size=batch
+            )
+            assert rendered.frames == frames
+            return rendered.timings_ms
+
+        return run
+
+    rows = []
+    wall, timings = timed_runs(
+        lambda: plain_speak(engine, avatar, audio, work / "plain.mp4", presets[0]),
+        args.runs,
+        warm_up=not args.quick,
+    )
+    plain_fps = frames / wall
+    rows.append(
+        {
+            "path": f"plain eager batch {PLAIN_BATCH}",
+            "preset": presets[0],
+            "fps": round(plain_fps, 1),
+            "stages_ms": _rounded(timings),
+        }
+    )
+    print(json.dumps(rows[-1]), flush=True)
+    engine_batches = [int(b) for b in args.batch_sizes.split(",")]
+    for batch in engine_batches:
+        for preset in presets:
+            wall, timings = timed_runs(engine_run(batch, preset), args.runs, warm_up=not args.quick)
+            rows.append(
+                {
+                    "path": f"engine batch {batch}",
+                    "preset": preset,
+                    "fps": round(frames / wall, 1),
+                    "stages_ms": _rounded(timings),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    if not args.quick:
+        report["encoder_only_fps"] = {
+            f"{preset} {threads} threads": round(
+                encoder_fps(avatar, audio, work / "enc.mp4", preset, 500, threads), 1
+            )
+            for preset in presets
+            for threads in ("SLICE", "FRAME")
+        }
+        report["psnr_fp16_vs_fp32_db"] = (
+            round(fp16_psnr(engine, args.models, avatar), 2)
+            if engine.dtype != torch.float32
+            else None
+        )
+    if device.type == "cuda" and args.variants:
+        report["model_variants"] = model_variants(engine, avatar, max(engine_batches))
+    if device.type == "cuda":
+        table = memory_per_batch(engine, avatar, [int(b) for b in args.memory_batches.split(",")])
+        report["memory_per_batch"] = table
+        weights_bytes = report["weights_gpu_mb"] * 1e6
+        fits = [
+            row["batch"]
+            for row in table
+            if not row.get("oom") and weights_bytes + row["peak_mb"] * 1e6 <= CARD_24GB - 1024**3
+        ]
+        report["batch_for_24gb"] = {
+            "engine_pick": batch_size_for_memory(int(CARD_24GB - weights_bytes), engine.dtype),
+            "largest_measured_that_fits": max(fits) if fits else None,
+        }
+    if args.compile:
+        batch = max(engine_batches)
+        start = time.perf_counter()
+        compile_for_speed(engine.generator, engine.codec)
+        engine.compiled = True
+        engine_run(batch, presets[-1])()
+        report["compile_first_render_s"] = round(time.perf_counter() - start, 1)
+        for preset in presets:
+            wall, timings = timed_runs(engine_run(batch, preset), args.runs, warm_up=not args.quick)
+            rows.append(
+                {
+                    "path": f"engine batch {batch} compiled",
+                    "preset": preset,
+                    "fps": round(frames / wall, 1),
+                    "stages_ms": _rounded(timings),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    report["runs"] = rows
+    best = max(rows[1:], key=lambda row: row["fps"])
+    report["best"] = {
+        "path": best["path"],
+        "preset": best["preset"],
+        "fps": best["fps"],
+        "ratio_to_plain": round(best["fps"] / plain_fps, 2),
+        "share_of_flop_floor": (
+            round(best["fps"] * FLOP_PER_FRAME / H100_DENSE_FP16_FLOPS, 3)
+            if device.type == "cuda" and not args.tiny
+            else None
+        ),
+    }
+    best_batch = int(best["path"].split()[2])
+
+    clip = write_clip(args.audio, min(LATENCY_CLIP_S, args.seconds), work / "clip.wav")
+    engine.encoder_preset = best["preset"]
+    latencies = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        engine.speak(avatar, clip, work / "clip.mp4", options=options, batch_size=best_batch)
+        latencies.append(time.perf_counter() - start)
+    report["latency_10s_clip_s"] = round(statistics.median(latencies), 3)
+
+    if device.type == "cuda":
+        report["cold_start_fresh_process"] = {
+            "eager": probe_in_subprocess(args.models, device, best_batch, compiled=False),
+            **(
+                {"compiled_warm_cache": probe_in_subprocess(args.models, device, best_batch, True)}
+                if args.compile
+                else {}
+            ),
+        }
+    text = json.dumps(report, indent=2)
+    print(text, flush=True)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return report
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {stage: round(ms, 1) for stage, ms in timings.items()}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The speak benchmark (`bench/speak.py`) runs end to end on CPU with tiny weights.
+
+A smoke test of the script, not of its figures: it must render with both paths and report every
+field the GPU results carry. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_speak", ROOT / "bench" / "speak.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_speak_benchmark_reports_every_field_on_cpu_with_tiny_weights(tmp_path: Path) -> None:
+    # Given the benchmark script, tiny random weights and a still avatar
+    bench = load_bench()
+    torch.set_num_threads(1)  # the shared 2-core CI machine: one OpenMP thread is faster
+    out = tmp_path / "result.json"
+
+    # When it runs a quick CPU pass over 0.2 s of speech
+    bench.main(
+        [
+            "--models", str(tmp_path / "models"), "--tiny", "--device", "cpu", "--quick",
+            "--seconds", "0.2", "--avatar", str(ROOT / "examples" / "media" / "musk.png"),
+            "--batch-sizes", "4", "--presets", "veryfast", "--out", str(out),
+        ]
+    )  # fmt: skip
+
+    # Then the JSON report names the setup and carries both paths' figures
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu"
+    assert report["weights"] == "random, tiny"
+    assert report["frames"] == 5  # 0.2 s at the still's 25 fps
+    assert report["avatar_geometry"]["width"] == 474
+    assert report["cold_start_s"] > 0
+    plain, engine = report["runs"]
+    assert plain["path"] == "plain eager batch 20"
+    assert engine["path"] == "engine batch 4"
+    assert {"audio", "unet", "vae_decode", "blend_and_queue"} <= plain["stages_ms"].keys()
+    assert {"audio", "unet", "vae_decode", "blend", "compose", "encode_flush"} <= engine[
+        "stages_ms"
+    ].keys()
+    assert all(row["fps"] > 0 for row in report["runs"])
+    assert report["best"]["path"] == "engine batch 4"
+    assert report["best"]["ratio_to_plain"] > 0
+    assert report["best"]["share_of_flop_floor"] is None  # meaningless for tiny weights on CPU
+    assert report["latency_10s_clip_s"] > 0
+    assert "memory_per_batch" not in report  # GPU only

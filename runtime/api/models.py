@@ -114,10 +114,9 @@ class SubmitJobRequest(_Request):
     )
 
 
-class JobAccepted(_Response):
-    job_id: str
-    status: JobStatus
-    status_url: str
+class _QueueEstimate(_Response):
+    """Where a job stands in its lane (docs/api.md, "Queue position and ETA")."""
+
     queue_position: int | None = Field(
         default=None, description="QUEUED jobs of the lane ahead of this one (0 = next)."
     )
@@ -129,7 +128,13 @@ class JobAccepted(_Response):
     )
 
 
-class Job(_Response):
+class JobAccepted(_QueueEstimate):
+    job_id: str
+    status: JobStatus
+    status_url: str
+
+
+class Job(_QueueEstimate):
     job_id: str
     status: JobStatus
     lane: Lane
@@ -156,15 +161,6 @@ class Job(_Response):
     )
     estimated_cost_usd: float | None = Field(
         default=None, description="gpu_seconds x the stage's price for the instance type."
-    )
-    queue_position: int | None = Field(
-        default=None, description="QUEUED jobs of the lane ahead of this one (0 = next)."
-    )
-    estimated_start_at: str | None = Field(
-        default=None, description="Estimate (UTC), while QUEUED; null until the lane has rates."
-    )
-    estimated_done_at: str | None = Field(
-        default=None, description="Estimate (UTC), until final; null until the lane has rates."
     )
 
 

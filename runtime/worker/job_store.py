@@ -80,6 +80,11 @@ class JobStore:
     def __init__(self, table: Any) -> None:
         self._table = table  # boto3 DynamoDB Table resource
 
+    @property
+    def table(self) -> Any:
+        """The jobs table, for the other items workers keep there (render claims)."""
+        return self._table
+
     def get(self, job_id: str) -> JobRecord | None:
         item = self._table.get_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True
@@ -122,7 +127,7 @@ class JobStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return None
             raise
         record = JobRecord.from_item(response["Attributes"])
@@ -256,12 +261,14 @@ class JobStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error_:
-            if _condition_failed(error_):
+            if condition_failed(error_):
                 return None
             raise
         return JobRecord.from_item(response["Attributes"])
 
-    def hand_back(self, lease: Lease, *, batch_size_hint: int | None = None) -> None:
+    def hand_back(
+        self, lease: Lease, *, batch_size_hint: int | None = None, reason: str | None = None
+    ) -> None:
         """Back to QUEUED for the next delivery; the attempt count stays as it is."""
         # Back in the lane's queue-position index (`lane` is the job's own attribute).
         expression = (
@@ -276,7 +283,9 @@ class JobStore:
             expression += ", batch_size_hint = :hint"
             values[":hint"] = batch_size_hint
         expression += " REMOVE lease_owner, lease_expires_at, lease_message_id"
-        detail = "handed back" if batch_size_hint is None else "handed back with a smaller batch"
+        detail = reason or (
+            "handed back" if batch_size_hint is None else "handed back with a smaller batch"
+        )
         self._fenced_update(lease, *with_status_event(expression, values, JobStatus.QUEUED, detail))
 
     def record_event(self, job_id: str, event: JobEvent) -> None:
@@ -372,10 +381,10 @@ class JobStore:
         try:
             return self._table.update_item(**request)
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 raise LeaseLost(lease.job_id) from None
             raise
 
 
-def _condition_failed(error: ClientError) -> bool:
+def condition_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -277,7 +277,9 @@ class JobRunner:
                         message, lease, record, Path(work), timings
                     )
             except ContentInProgress as waiting:
-                return self._wait_for_content(delivery, message, lease, waiting.held)
+                return self._wait_for_content(
+                    delivery, message, lease, waiting.held, attempt=record.attempt
+                )
             except MediaError as error:
                 failure = JobError(code=error.code, message=error.message)
                 return self._fail(delivery, message, lease, failure, timings, delete=True)
@@ -469,12 +471,23 @@ class JobRunner:
             logger.warning("could not extend the render claim")
 
     def _wait_for_content(
-        self, delivery: Delivery, message: JobMessage, lease: Lease, held: ClaimHeld
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        held: ClaimHeld,
+        *,
+        attempt: int,
     ) -> Outcome:
-        """Back to QUEUED as a new message due after the retry base (sooner if the claim or the
-        job's deadline ends first): the next delivery finds the render cached, takes over an
-        expired claim, or expires the job. A new message, so waiting uses up no receives."""
-        delay = min(self._settings.retry_base_seconds, _seconds_until(held.expires_at) + 1)
+        """Back to QUEUED as a new message, due after the retry base doubled per attempt (each
+        wait is one), or sooner when the claim or the job's deadline ends: the next delivery
+        finds the render cached, takes over an expired claim, or expires the job. A new message,
+        so waiting uses up no receives; the doubling bounds the waits (and their events) of a
+        job behind a long render."""
+        delay = min(
+            backoff_seconds(self._settings.retry_base_seconds, attempt),
+            _seconds_until(held.expires_at) + 1,
+        )
         if message.deadline_at is not None:
             delay = min(delay, _seconds_until(message.deadline_at, now()) + 1)
         self._store.hand_back(lease, reason="waiting for the same content rendered by another job")

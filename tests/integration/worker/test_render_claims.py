@@ -5,16 +5,20 @@ answers for the jobs that wait for it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from runtime.common.jobs import AvatarOptions, ErrorCode, JobMessage, JobStatus, MediaRef
 from runtime.common.metrics import Metric
 from runtime.common.names import JobsTable, Lane
 from runtime.common.records import render_claim_pk
+from runtime.worker import job_runner
 from runtime.worker.job_runner import Outcome, render_cache_hash
 from runtime.worker.job_store import iso, utc_now
 from runtime.worker.render_claims import RenderClaims
@@ -102,14 +106,15 @@ def test_two_workers_with_jobs_of_the_same_content_render_it_once(
     assert output_bytes(world, first.job_id) == output_bytes(world, second.job_id)
 
 
-def test_a_dead_holders_claim_expires_and_another_worker_renders(
-    world: WorkerWorld, make_worker: MakeWorker
-) -> None:
-    # Given a job whose content a worker claimed and then died with (no more heartbeats)
+def submit_claimed_elsewhere(
+    world: WorkerWorld, deadline_at: str | None = None
+) -> tuple[JobMessage, str]:
+    """A job whose content another worker (of another job) has claimed; the job and the hash."""
     avatar_file, audio_file = MEDIA / "musk.png", MEDIA / "yongen.wav"
     message = world.submit(
         avatar=world.upload("tenant-a", avatar_file, "avatar"),
         audio=world.upload("tenant-a", audio_file, "audio"),
+        deadline_at=deadline_at,
     )
     content_hash = render_cache_hash(
         engine=SmallEngine(),
@@ -118,7 +123,15 @@ def test_a_dead_holders_claim_expires_and_another_worker_renders(
         message=message,
     )
     claims = RenderClaims(world.table)
-    claims.take(content_hash, owner="dead-worker", job_id="job-of-dead", lease_seconds=300)
+    claims.take(content_hash, owner="other-worker", job_id="other-job", lease_seconds=300)
+    return message, content_hash
+
+
+def test_a_dead_holders_claim_expires_and_another_worker_renders(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job whose content a worker claimed and then died with (no more heartbeats)
+    message, content_hash = submit_claimed_elsewhere(world)
     engine = SmallEngine()
     worker = make_worker(engine)
 
@@ -170,4 +183,27 @@ def test_a_holders_media_error_fails_the_waiting_job_at_once(
         assert record.status is JobStatus.FAILED
         assert record.error is not None
         assert record.error.code is ErrorCode.NO_FACE
+    assert world.messages_in(world.queue_urls[Lane.INTERACTIVE]) == 0
+
+
+def test_a_waiting_job_still_expires_at_its_deadline(
+    world: WorkerWorld, make_worker: MakeWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job with a deadline in ten minutes, waiting for another job's render of its content
+    deadline = iso(utc_now() + timedelta(minutes=10))
+    message, _ = submit_claimed_elsewhere(world, deadline_at=deadline)
+    engine = SmallEngine()
+    worker = make_worker(engine)
+    assert worker.run_once() is Outcome.WAITING
+
+    # When its deadline passes while it waits
+    monkeypatch.setattr(job_runner, "now", lambda: utc_now() + timedelta(hours=1))
+    outcome = worker.run_once()
+
+    # Then its next delivery ends it EXPIRED, announced, and nothing rendered or left queued
+    assert outcome is Outcome.EXPIRED
+    record = world.record(message.job_id)
+    assert record.status is JobStatus.EXPIRED
+    assert engine.prepare_calls == 0
+    assert [json.loads(e["Message"])["job_id"] for e in world.events()] == [message.job_id]
     assert world.messages_in(world.queue_urls[Lane.INTERACTIVE]) == 0

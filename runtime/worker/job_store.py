@@ -196,35 +196,26 @@ class JobStore:
         )
 
     def fail(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:
-        return self._finish(
-            lease,
-            *with_status_event(
-                "SET #status = :failed, updated_at = :now, #error = :error, timings = :timings",
-                {
-                    ":failed": JobStatus.FAILED.value,
-                    ":now": iso(utc_now()),
-                    ":error": _dynamo_value(error),
-                    ":timings": _dynamo_value(timings),
-                },
-                JobStatus.FAILED,
-                error.code.value,
-            ),
-            {"#error": "error"},
-        )
+        return self._finish_with_error(lease, JobStatus.FAILED, error, timings)
 
     def cancel(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:
         """Running past its deadline: CANCELLED with the reason, announced like any outcome."""
+        return self._finish_with_error(lease, JobStatus.CANCELLED, error, timings)
+
+    def _finish_with_error(
+        self, lease: Lease, status: JobStatus, error: JobError, timings: StageTimings
+    ) -> JobRecord:
         return self._finish(
             lease,
             *with_status_event(
-                "SET #status = :cancelled, updated_at = :now, #error = :error, timings = :timings",
+                "SET #status = :final, updated_at = :now, #error = :error, timings = :timings",
                 {
-                    ":cancelled": JobStatus.CANCELLED.value,
+                    ":final": status.value,
                     ":now": iso(utc_now()),
                     ":error": _dynamo_value(error),
                     ":timings": _dynamo_value(timings),
                 },
-                JobStatus.CANCELLED,
+                status,
                 error.code.value,
             ),
             {"#error": "error"},

@@ -23,7 +23,7 @@ from runtime.worker.job_runner import Outcome, render_cache_hash
 from runtime.worker.job_store import iso, utc_now
 from runtime.worker.render_claims import RenderClaims
 from runtime.worker.service import Worker
-from tests.integration.worker.conftest import MakeWorker
+from tests.integration.worker.conftest import InBackground, MakeWorker
 from tests.support.small_engine import SmallEngine, SmallPrepared
 from tests.support.worker_world import MEDIA, WorkerWorld
 
@@ -45,20 +45,17 @@ class GatedEngine(SmallEngine):
         return super().prepare(avatar_media, options)
 
 
-class InFlight:
-    """One `run_once` of a worker on a thread, held at its engine's gate."""
+class HeldAtTheGate:
+    """A worker's `run_once` on a thread, held at its engine's gate until `finish`."""
 
     def __init__(self, worker: Worker, engine: GatedEngine) -> None:
         self._engine = engine
-        self._outcome: list[Outcome | None] = []
-        self._thread = threading.Thread(target=lambda: self._outcome.append(worker.run_once()))
-        self._thread.start()
+        self._run = InBackground(worker)
         assert engine.entered.wait(GATE_TIMEOUT_SECONDS), "the first worker never started"
 
     def finish(self) -> Outcome | None:
         self._engine.gate.set()
-        self._thread.join(GATE_TIMEOUT_SECONDS)
-        return self._outcome[0]
+        return self._run.outcome(GATE_TIMEOUT_SECONDS)
 
 
 def two_jobs_of_one_content(world: WorkerWorld, avatar: MediaRef) -> list[JobMessage]:
@@ -80,7 +77,7 @@ def test_two_workers_with_jobs_of_the_same_content_render_it_once(
         world, world.upload("tenant-a", MEDIA / "musk.png", "avatar")
     )
     holder_engine, waiter_engine = GatedEngine(), SmallEngine()
-    rendering = InFlight(make_worker(holder_engine), holder_engine)
+    rendering = HeldAtTheGate(make_worker(holder_engine), holder_engine)
     waiter = make_worker(waiter_engine)
 
     # When a second worker takes the other job while the first renders
@@ -167,7 +164,7 @@ def test_a_holders_media_error_fails_the_waiting_job_at_once(
         world, world.upload("tenant-a", flat.tobytes(), "avatar")
     )
     holder_engine, waiter_engine = GatedEngine(), SmallEngine()
-    rendering = InFlight(make_worker(holder_engine), holder_engine)
+    rendering = HeldAtTheGate(make_worker(holder_engine), holder_engine)
     waiter = make_worker(waiter_engine)
     assert waiter.run_once() is Outcome.WAITING
 

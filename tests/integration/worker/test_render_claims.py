@@ -14,14 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.common.jobs import AvatarOptions, ErrorCode, JobMessage, JobStatus, MediaRef
+from runtime.common.jobs import AvatarOptions, ErrorCode, JobError, JobMessage, JobStatus, MediaRef
 from runtime.common.metrics import Metric
 from runtime.common.names import JobsTable, Lane
 from runtime.common.records import render_claim_pk
 from runtime.worker import job_runner
 from runtime.worker.job_runner import Outcome, render_cache_hash
 from runtime.worker.job_store import iso, utc_now
-from runtime.worker.render_claims import RenderClaims
+from runtime.worker.render_claims import Claim, ClaimHeld, RenderClaims
 from runtime.worker.service import Worker
 from tests.integration.worker.conftest import InBackground, MakeWorker
 from tests.support.small_engine import SmallEngine, SmallPrepared
@@ -204,3 +204,30 @@ def test_a_waiting_job_still_expires_at_its_deadline(
     assert engine.prepare_calls == 0
     assert [json.loads(e["Message"])["job_id"] for e in world.events()] == [message.job_id]
     assert world.messages_in(world.queue_urls[Lane.INTERACTIVE]) == 0
+
+
+def test_a_holder_whose_claim_was_taken_over_cannot_end_or_extend_the_new_holders_claim(
+    world: WorkerWorld,
+) -> None:
+    # Given a claim whose holder stalled past its lease, then taken over by another job's worker
+    claims = RenderClaims(world.table)
+    stalled = claims.take("c0ffee", owner="stalled", job_id="job-1", lease_seconds=-1)
+    assert isinstance(stalled, Claim)
+    taker = claims.take("c0ffee", owner="taker", job_id="job-2", lease_seconds=300)
+    assert isinstance(taker, Claim)
+
+    # When the stalled holder wakes up and extends, fails and releases
+    extended = claims.extend(stalled, 300)
+    claims.fail(stalled, JobError(code=ErrorCode.NO_FACE, message="no face"))
+    claims.release(stalled)
+
+    # Then none of it touched the new claim: a third job still finds it held by job-2
+    assert extended is False
+    third = claims.take("c0ffee", owner="third", job_id="job-3", lease_seconds=300)
+    assert isinstance(third, ClaimHeld)
+    assert third.job_id == "job-2"
+    # And once job-2's worker releases it, the next job takes it at once
+    claims.release(taker)
+    assert isinstance(
+        claims.take("c0ffee", owner="third", job_id="job-3", lease_seconds=300), Claim
+    )

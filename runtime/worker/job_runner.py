@@ -64,6 +64,8 @@ from runtime.worker.shutdown import StopPolicy
 from runtime.worker.telemetry import MetricsSink, logger
 
 MAX_BACKOFF_SECONDS = 900
+# After the holder's last frame: muxing, upload and the cache copy, before the cache answers.
+RENDER_FINISH_MARGIN_SECONDS = 2
 PROGRESS_WRITE_SECONDS = 2.0
 
 
@@ -127,6 +129,23 @@ def render_cache_hash(
 
 def backoff_seconds(base_seconds: int, receive_count: int) -> int:
     return int(min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** max(0, receive_count - 1)))
+
+
+def recheck_seconds(
+    held: ClaimHeld, *, base_seconds: int, attempt: int, deadline_at: str | None, at: datetime
+) -> int:
+    """When a job waiting for another job's render of its content looks again: the retry base
+    doubled per attempt (bounding the waits behind a long render), but no later than just after
+    the holder expects to be done, its claim expires, or the job's deadline passes."""
+    candidates = [
+        backoff_seconds(base_seconds, attempt),
+        _seconds_until(held.expires_at, at) + 1,
+    ]
+    if held.done_by is not None:
+        candidates.append(_seconds_until(held.done_by, at) + RENDER_FINISH_MARGIN_SECONDS)
+    if deadline_at is not None:
+        candidates.append(_seconds_until(deadline_at, at) + 1)
+    return min(candidates)
 
 
 class JobRunner:
@@ -465,7 +484,10 @@ class JobRunner:
         if claim is None:
             return
         try:
-            if not self._claims.extend(claim, self._settings.visibility_timeout_seconds):
+            seconds_left = self._stop.seconds_left_estimate()
+            if not self._claims.extend(
+                claim, self._settings.visibility_timeout_seconds, seconds_left
+            ):
                 logger.warning("render claim taken over; this render may be repeated elsewhere")
         except ClientError:
             logger.warning("could not extend the render claim")
@@ -479,17 +501,16 @@ class JobRunner:
         *,
         attempt: int,
     ) -> Outcome:
-        """Back to QUEUED as a new message, due after the retry base doubled per attempt (each
-        wait is one), or sooner when the claim or the job's deadline ends: the next delivery
-        finds the render cached, takes over an expired claim, or expires the job. A new message,
-        so waiting uses up no receives; the doubling bounds the waits (and their events) of a
-        job behind a long render."""
-        delay = min(
-            backoff_seconds(self._settings.retry_base_seconds, attempt),
-            _seconds_until(held.expires_at) + 1,
+        """Back to QUEUED as a new message due at `recheck_seconds`: the next delivery finds
+        the render cached, takes over an expired claim, or expires the job. A new message, so
+        waiting uses up no receives (each wait does count as an attempt)."""
+        delay = recheck_seconds(
+            held,
+            base_seconds=self._settings.retry_base_seconds,
+            attempt=attempt,
+            deadline_at=message.deadline_at,
+            at=now(),
         )
-        if message.deadline_at is not None:
-            delay = min(delay, _seconds_until(message.deadline_at, now()) + 1)
         self._store.hand_back(lease, reason="waiting for the same content rendered by another job")
         self._poller.resend(delivery, delay)
         self._metrics.emit({Metric.RENDER_CLAIM_WAITS: 1}, lane=message.lane)

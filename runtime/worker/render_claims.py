@@ -7,7 +7,8 @@ comes back. The claim is one item in the jobs table (`pk = "RENDER#<content hash
 conditional `UpdateItem` only, as every worker write there is):
 
 - It is a lease: it expires unless the holder's heartbeat extends it, so a dead worker's claim
-  blocks nobody for longer than one lease.
+  blocks nobody for longer than one lease. Each extension also records when the holder expects
+  to be done (`claim_done_by`, from its measured frame rate), so waiting jobs look again then.
 - The holder ends it when it stops: `release` after the cached render is written (or after a
   transient failure, so a waiter may render), `fail` after a media error. A failed claim carries
   the error for `FAILED_VERDICT_SECONDS`: a poison input fails every job of the same content at
@@ -57,10 +58,11 @@ class Claim:
 @dataclass(frozen=True)
 class ClaimHeld:
     """Another job's worker renders this content; its claim lasts until `expires_at` unless
-    extended (or ended sooner)."""
+    extended (or ended sooner). `done_by`: when the holder expects to finish, once it knows."""
 
     job_id: str
     expires_at: str
+    done_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,14 +90,25 @@ class RenderClaims:
             if item.get("claim_state") == ClaimState.FAILED:
                 return ClaimFailed(_error_of(item))
             if item.get("claim_state") == ClaimState.RENDERING:
-                return ClaimHeld(str(item["claim_job_id"]), str(item["claim_expires_at"]))
+                done_by = item.get("claim_done_by")
+                return ClaimHeld(
+                    str(item["claim_job_id"]),
+                    str(item["claim_expires_at"]),
+                    None if done_by is None else str(done_by),
+                )
         # Released and taken by others over and over: a rare race; treat it as held briefly.
         return ClaimHeld("", iso(utc_now()))
 
-    def extend(self, claim: Claim, lease_seconds: float) -> bool:
-        """Push the expiry out (the holder's heartbeat); False if the claim is no longer ours."""
+    def extend(self, claim: Claim, lease_seconds: float, seconds_left: float | None = None) -> bool:
+        """Push the expiry out (the holder's heartbeat) and, once the holder can estimate it,
+        record when it expects to be done; False if the claim is no longer ours."""
+        now = utc_now()
+        done_by = None if seconds_left is None else iso(now + timedelta(seconds=seconds_left))
         return self._end_or_extend(
-            claim, ClaimState.RENDERING, iso(utc_now() + timedelta(seconds=lease_seconds))
+            claim,
+            ClaimState.RENDERING,
+            iso(now + timedelta(seconds=lease_seconds)),
+            done_by=done_by,
         )
 
     def release(self, claim: Claim) -> None:
@@ -105,7 +118,7 @@ class RenderClaims:
     def fail(self, claim: Claim, error: JobError) -> None:
         """The content is unusable: jobs that wait for it fail with the same error."""
         expires = iso(utc_now() + timedelta(seconds=FAILED_VERDICT_SECONDS))
-        self._end_or_extend(claim, ClaimState.FAILED, expires, error)
+        self._end_or_extend(claim, ClaimState.FAILED, expires, error=error)
 
     def _try_take(self, content_hash: str, owner: str, job_id: str, lease_seconds: float) -> bool:
         now = utc_now()
@@ -114,7 +127,7 @@ class RenderClaims:
                 Key={JobsTable.PARTITION_KEY: render_claim_pk(content_hash)},
                 UpdateExpression=(
                     "SET claim_state = :rendering, claim_owner = :owner, claim_job_id = :job,"
-                    " claim_expires_at = :expires, #ttl = :ttl REMOVE claim_error"
+                    " claim_expires_at = :expires, #ttl = :ttl REMOVE claim_error, claim_done_by"
                 ),
                 ConditionExpression=(
                     "attribute_not_exists(#pk) OR claim_expires_at < :now"
@@ -141,7 +154,13 @@ class RenderClaims:
         return True
 
     def _end_or_extend(
-        self, claim: Claim, state: ClaimState, expires_at: str, error: JobError | None = None
+        self,
+        claim: Claim,
+        state: ClaimState,
+        expires_at: str,
+        *,
+        error: JobError | None = None,
+        done_by: str | None = None,
     ) -> bool:
         """One write fenced on holder and job, so a claim taken over is never touched."""
         values: dict[str, Any] = {
@@ -156,6 +175,9 @@ class RenderClaims:
         if error is not None:
             expression += ", claim_error = :error"
             values[":error"] = {"code": error.code.value, "message": error.message}
+        if done_by is not None:
+            expression += ", claim_done_by = :done_by"
+            values[":done_by"] = done_by
         try:
             self._table.update_item(
                 Key={JobsTable.PARTITION_KEY: render_claim_pk(claim.content_hash)},

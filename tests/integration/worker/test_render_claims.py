@@ -225,7 +225,13 @@ def test_a_holder_whose_claim_was_taken_over_cannot_end_or_extend_the_new_holder
     assert extended is False
     third = claims.take("c0ffee", owner="third", job_id="job-3", lease_seconds=300)
     assert isinstance(third, ClaimHeld)
-    assert third.job_id == "job-2"
+    assert (third.job_id, third.done_by) == ("job-2", None)
+    # And when job-2's worker estimates its finish, waiting jobs see when
+    assert claims.extend(taker, 300, seconds_left=5) is True
+    third = claims.take("c0ffee", owner="third", job_id="job-3", lease_seconds=300)
+    assert isinstance(third, ClaimHeld)
+    assert third.done_by is not None
+    assert iso(utc_now()) < third.done_by <= iso(utc_now() + timedelta(seconds=5))
     # And once job-2's worker releases it, the next job takes it at once
     claims.release(taker)
     assert isinstance(

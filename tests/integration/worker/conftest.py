@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.common.jobs import JobStatus
+from runtime.common.jobs import ErrorCode, JobStatus
 from runtime.engine.interface import LipSyncEngine
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
@@ -76,3 +76,9 @@ def wait_for_status(world: WorkerWorld, job_id: str, status: JobStatus) -> None:
         timeout=20,
         what=f"the job to reach {status.value}",
     )
+
+
+def ended(world: WorkerWorld, job_id: str) -> tuple[JobStatus, ErrorCode | None]:
+    """The job's status and its error code (None without an error), to assert in one line."""
+    record = world.record(job_id)
+    return record.status, None if record.error is None else record.error.code

@@ -23,7 +23,7 @@ from runtime.worker.job_runner import Outcome, render_cache_hash
 from runtime.worker.job_store import iso, utc_now
 from runtime.worker.render_claims import Claim, ClaimHeld, RenderClaims
 from runtime.worker.service import Worker
-from tests.integration.worker.conftest import InBackground, MakeWorker
+from tests.integration.worker.conftest import InBackground, MakeWorker, ended
 from tests.support.small_engine import SmallEngine, SmallPrepared
 from tests.support.worker_world import MEDIA, WorkerWorld
 
@@ -176,10 +176,7 @@ def test_a_holders_media_error_fails_the_waiting_job_at_once(
     assert waiter.run_once() is Outcome.FAILED
     assert waiter_engine.prepare_calls == 0
     for job_id in (first.job_id, second.job_id):
-        record = world.record(job_id)
-        assert record.status is JobStatus.FAILED
-        assert record.error is not None
-        assert record.error.code is ErrorCode.NO_FACE
+        assert ended(world, job_id) == (JobStatus.FAILED, ErrorCode.NO_FACE)
     assert world.messages_in(world.queue_urls[Lane.INTERACTIVE]) == 0
 
 

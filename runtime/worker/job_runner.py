@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from runtime.common.cost import estimated_cost_usd, read_instance_type
@@ -476,7 +476,8 @@ class JobRunner:
                         self._claims.release(claim)
                     else:
                         self._claims.fail(claim, verdict)
-                except ClientError:
+                except (ClientError, BotoCoreError):
+                    # Best effort: an unended claim only makes waiting jobs wait out its lease.
                     logger.warning("could not end the render claim; it expires with its lease")
 
     def _extend_claim(self) -> None:
@@ -489,7 +490,7 @@ class JobRunner:
                 claim, self._settings.visibility_timeout_seconds, seconds_left
             ):
                 logger.warning("render claim taken over; this render may be repeated elsewhere")
-        except ClientError:
+        except (ClientError, BotoCoreError):
             logger.warning("could not extend the render claim")
 
     def _wait_for_content(

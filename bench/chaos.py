@@ -132,6 +132,11 @@ class ChaosReport:
     cancelled: int = 0
     lost: list[str] = field(default_factory=list)
     rendered_twice: list[str] = field(default_factory=list)
+    # Output cache keys (one per distinct render content) rendered more than once, by any jobs.
+    rendered_twice_content: list[str] = field(default_factory=list)
+    renders: int = 0
+    contents_rendered: int = 0
+    claim_waits: int = 0
     events_missing: list[str] = field(default_factory=list)
     events_duplicated: list[str] = field(default_factory=list)
     max_queue_wait_ms: float = 0.0
@@ -157,6 +162,7 @@ class ChaosReport:
         for name, values in (
             ("lost", self.lost),
             ("rendered twice", self.rendered_twice),
+            ("rendered twice (content)", self.rendered_twice_content),
             ("completion event missing", self.events_missing),
             ("completion event duplicated", self.events_duplicated),
             ("secret or personal data in logs", self.leaks),
@@ -186,7 +192,12 @@ class ChaosReport:
             ("failed, by code", _counts(self.failed)),
             ("cancelled", str(self.cancelled)),
             ("LOST (accepted, not final)", str(len(self.lost))),
-            ("RENDERED TWICE", str(len(self.rendered_twice))),
+            ("RENDERED TWICE (job)", str(len(self.rendered_twice))),
+            ("RENDERED TWICE (content)", str(len(self.rendered_twice_content))),
+            (
+                "renders / distinct contents / claim waits",
+                f"{self.renders} / {self.contents_rendered} / {self.claim_waits}",
+            ),
             (
                 "completion events missing / duplicated",
                 f"{len(self.events_missing)} / {len(self.events_duplicated)}",
@@ -772,7 +783,18 @@ def run(config: ChaosConfig, work: Path, say: Callable[[str], None] = print) -> 
             renders[str(line["job_id"])] += 1
         report.requeues += int(_metric_total(line, "JobsRequeued"))
         report.oom_halvings += int(_metric_total(line, "OomHalvings"))
+        report.claim_waits += int(_metric_total(line, "RenderClaimWaits"))
     report.rendered_twice = sorted(job_id for job_id, n in renders.items() if n > 1)
+    # Jobs of equal content share the output cache key: renders per key is renders per content.
+    by_content: Counter[str] = Counter()
+    for job_id, count in renders.items():
+        record = records.get(job_id)
+        by_content[record.output_cache_key if record and record.output_cache_key else job_id] += (
+            count
+        )
+    report.renders = sum(by_content.values())
+    report.contents_rendered = len(by_content)
+    report.rendered_twice_content = sorted(key for key, n in by_content.items() if n > 1)
 
     flood_ids = {s.job_id for s in flood if s.job_id}
     report.flood_submissions = len(flood)

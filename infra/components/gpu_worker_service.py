@@ -19,16 +19,14 @@ from dataclasses import dataclass
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.components.job_resources import JobResources
 from infra.components.nag import (
     acknowledge,
     acknowledge_kms_data_keys,
@@ -52,18 +50,10 @@ _SCALE_IN_COOLDOWN = Duration.seconds(300)
 
 
 @dataclass(frozen=True, kw_only=True)
-class WorkerResources:
+class WorkerResources(JobResources):
     """Everything the worker touches, shared by both lanes' services."""
 
-    queues: dict[Lane, sqs.IQueue]
-    jobs_table: dynamodb.ITable
-    uploads: s3.IBucket
-    outputs: s3.IBucket
     weights: s3.IBucket
-    avatar_cache: s3.IBucket
-    completion_topic: sns.ITopic
-    webhook_secret: secretsmanager.ISecret
-    webhook_queue: sqs.IQueue  # where a webhook the worker could not deliver goes on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,7 +219,8 @@ class GpuWorkerService(Construct):
     @staticmethod
     def _grant(role: iam.IRole, queue: sqs.IQueue, resources: WorkerResources) -> None:
         queue.grant_consume_messages(role)
-        # An out-of-memory job is handed back as a new message with a smaller batch hint.
+        # A job whose content another job is rendering goes back as a new, delayed message
+        # (a visibility change would use up a receive and move a waiting job towards the DLQ).
         queue.grant_send_messages(role)
         resources.jobs_table.grant(
             role,

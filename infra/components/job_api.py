@@ -28,13 +28,11 @@ from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.components.job_resources import JobResources
 from infra.components.nag import (
     acknowledge,
     acknowledge_kms_data_keys,
@@ -84,17 +82,9 @@ DEAD_LETTER_QUEUE_VISIBILITY_SECONDS = 6 * DEAD_LETTER_HANDLER_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, kw_only=True)
-class ApiResources:
-    queues: dict[Lane, sqs.IQueue]
+class ApiResources(JobResources):
     dead_letter_queues: dict[Lane, sqs.IQueue]
-    jobs_table: dynamodb.ITable
     idempotency_table: dynamodb.ITable
-    uploads: s3.IBucket
-    outputs: s3.IBucket
-    avatar_cache: s3.IBucket
-    completion_topic: sns.ITopic
-    webhook_queue: sqs.IQueue
-    webhook_secret: secretsmanager.ISecret
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,6 +31,7 @@ from infra.components.job_api import (
     JobApi,
 )
 from infra.components.job_queues import JobQueues, LaneQueueSettings, WebhookQueues
+from infra.components.job_resources import JobResources
 from infra.components.job_tables import JobTables
 from infra.components.network import Network
 from infra.components.notifications import Notifications
@@ -129,17 +130,17 @@ class MuseTalkStack(Stack):
             file="docker/Dockerfile",
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
-        worker_resources = WorkerResources(
+        job_resources = JobResources(
             queues={lane: queues.queue(lane) for lane in lanes},
             jobs_table=tables.jobs,
             uploads=storage.uploads,
             outputs=storage.outputs,
-            weights=storage.weights,
             avatar_cache=storage.avatar_cache,
             completion_topic=notifications.completion_topic,
             webhook_secret=notifications.webhook_secret,
             webhook_queue=webhook_queues.queue,
         )
+        worker_resources = WorkerResources(**job_resources.shared(), weights=storage.weights)
         services: dict[Lane, GpuWorkerService] = {}
         for lane, lane_config in lanes.items():
             services[lane] = GpuWorkerService(
@@ -179,16 +180,9 @@ class MuseTalkStack(Stack):
             self,
             "Api",
             resources=ApiResources(
-                queues={lane: queues.queue(lane) for lane in lanes},
+                **job_resources.shared(),
                 dead_letter_queues={lane: queues.dead_letter_queue(lane) for lane in lanes},
-                jobs_table=tables.jobs,
                 idempotency_table=tables.idempotency,
-                uploads=storage.uploads,
-                outputs=storage.outputs,
-                avatar_cache=storage.avatar_cache,
-                completion_topic=notifications.completion_topic,
-                webhook_queue=webhook_queues.queue,
-                webhook_secret=notifications.webhook_secret,
             ),
             settings=ApiSettings(
                 stage=config.stage,

@@ -359,27 +359,28 @@ def _field_of(loc: tuple[Any, ...]) -> str:
     return ".".join(rest) if rest else str(where)
 
 
+def _idempotency_conflict(
+    code: ApiErrorCode, message: str, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    """A 409 about the request's Idempotency-Key (the field the caller should look at)."""
+    return _error(
+        HTTPStatus.CONFLICT, error_body(code, message, IDEMPOTENCY_HEADER), headers=headers
+    )
+
+
 @app.exception_handler(IdempotencyValidationError)
 def _idempotency_mismatch(_: IdempotencyValidationError) -> Response[Any]:
-    return _error(
-        HTTPStatus.CONFLICT,
-        error_body(
-            ApiErrorCode.IDEMPOTENCY_KEY_REUSED,
-            "this Idempotency-Key was already used with a different request body",
-            IDEMPOTENCY_HEADER,
-        ),
+    return _idempotency_conflict(
+        ApiErrorCode.IDEMPOTENCY_KEY_REUSED,
+        "this Idempotency-Key was already used with a different request body",
     )
 
 
 @app.exception_handler(IdempotencyAlreadyInProgressError)
 def _idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response[Any]:
-    return _error(
-        HTTPStatus.CONFLICT,
-        error_body(
-            ApiErrorCode.IDEMPOTENCY_IN_PROGRESS,
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-            IDEMPOTENCY_HEADER,
-        ),
+    return _idempotency_conflict(
+        ApiErrorCode.IDEMPOTENCY_IN_PROGRESS,
+        "a request with this Idempotency-Key is still being processed; retry shortly",
         headers={"Retry-After": "1"},
     )
 

@@ -28,6 +28,8 @@ class Metric(StrEnum):
     JOBS_DEADLINE_CANCELLED = "JobsDeadlineCancelled"  # deadline passed while preparing/rendering
     DUPLICATES_DROPPED = "DuplicatesDropped"
     OUTPUT_CACHE_HITS = "OutputCacheHits"
+    # Handed back because another job's worker renders the same content (the cache answers later)
+    RENDER_CLAIM_WAITS = "RenderClaimWaits"
     # Worker: time (milliseconds) and speed
     QUEUE_WAIT_MS = "QueueWaitMs"
     DOWNLOAD_MS = "DownloadMs"

@@ -154,6 +154,8 @@ class JobsTable:
     QUEUED_INDEX_SORT_KEY = "created_at"
     # One item per lane (`pk = "LANE#<lane>"`) where workers publish their recent render rates.
     LANE_STATS_PREFIX = "LANE#"
+    # One item per render content hash (`pk = "RENDER#<sha256>"`): the worker's render claim.
+    RENDER_CLAIM_PREFIX = "RENDER#"
 
 
 class IdempotencyTable:

@@ -32,6 +32,10 @@ def lane_stats_pk(lane: str) -> str:
     return f"{JobsTable.LANE_STATS_PREFIX}{lane}"
 
 
+def render_claim_pk(content_hash: str) -> str:
+    return f"{JobsTable.RENDER_CLAIM_PREFIX}{content_hash}"
+
+
 def tenant_kind(tenant: str, kind: str) -> str:
     return f"{tenant}#{kind}"
 

@@ -14,12 +14,14 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from runtime.common.cost import estimated_cost_usd, read_instance_type
@@ -57,10 +59,13 @@ from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_no
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
+from runtime.worker.render_claims import Claim, ClaimFailed, ClaimHeld, RenderClaims
 from runtime.worker.shutdown import StopPolicy
 from runtime.worker.telemetry import MetricsSink, logger
 
 MAX_BACKOFF_SECONDS = 900
+# After the holder's last frame: muxing, upload and the cache copy, before the cache answers.
+RENDER_FINISH_MARGIN_SECONDS = 2
 PROGRESS_WRITE_SECONDS = 2.0
 
 
@@ -76,6 +81,15 @@ class Outcome(StrEnum):
     UNREADABLE = "unreadable"  # not a job message; left to reach the DLQ
     EXPIRED = "expired"  # its deadline passed before it started; dropped without GPU time
     CANCELLED = "cancelled"  # its deadline passed while preparing or rendering; stopped
+    WAITING = "waiting"  # same content rendering for another job; back later for the cache
+
+
+class ContentInProgress(Exception):
+    """Another job's worker holds the render claim of this job's content."""
+
+    def __init__(self, held: ClaimHeld) -> None:
+        super().__init__(f"content claimed by job {held.job_id}")
+        self.held = held
 
 
 class DeadlineExceeded(Exception):
@@ -117,6 +131,23 @@ def backoff_seconds(base_seconds: int, receive_count: int) -> int:
     return int(min(MAX_BACKOFF_SECONDS, base_seconds * 2 ** max(0, receive_count - 1)))
 
 
+def recheck_seconds(
+    held: ClaimHeld, *, base_seconds: int, attempt: int, deadline_at: str | None, at: datetime
+) -> int:
+    """When a job waiting for another job's render of its content looks again: the retry base
+    doubled per attempt (bounding the waits behind a long render), but no later than just after
+    the holder expects to be done, its claim expires, or the job's deadline passes."""
+    candidates = [
+        backoff_seconds(base_seconds, attempt),
+        _seconds_until(held.expires_at, at) + 1,
+    ]
+    if held.done_by is not None:
+        candidates.append(_seconds_until(held.done_by, at) + RENDER_FINISH_MARGIN_SECONDS)
+    if deadline_at is not None:
+        candidates.append(_seconds_until(deadline_at, at) + 1)
+    return min(candidates)
+
+
 class JobRunner:
     def __init__(
         self,
@@ -133,6 +164,7 @@ class JobRunner:
         stop: StopPolicy,
         gpu: GpuProbe,
         owner: str,
+        claims: RenderClaims | None = None,
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -146,6 +178,8 @@ class JobRunner:
         self._stop = stop
         self._gpu = gpu
         self._owner = owner
+        self._claims = claims or RenderClaims(store.table)
+        self._claim: Claim | None = None  # the content claim of the render in progress
 
     def handle(self, delivery: Delivery) -> Outcome:
         try:
@@ -210,6 +244,7 @@ class JobRunner:
             self._stop.lease_lost()
             raise
         self._protection.hold()
+        self._extend_claim()
         try:
             self._store.worker_seen(delivery.lane, self._owner)
         except ClientError:
@@ -251,12 +286,19 @@ class JobRunner:
             try:
                 # The beat stops before any settling write, so it cannot undo a hand-back's
                 # visibility 0 or extend a lease that was just released.
-                with Heartbeat(
-                    self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
+                with (
+                    Heartbeat(
+                        self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
+                    ),
+                    self._claim_ended(),
                 ):
                     metadata, cache_hit, cache_key = self._render(
                         message, lease, record, Path(work), timings
                     )
+            except ContentInProgress as waiting:
+                return self._wait_for_content(
+                    delivery, message, lease, waiting.held, attempt=record.attempt
+                )
             except MediaError as error:
                 failure = JobError(code=error.code, message=error.message)
                 return self._fail(delivery, message, lease, failure, timings, delete=True)
@@ -305,7 +347,7 @@ class JobRunner:
         )
         cache_key = rendered_cache_key(self._engine.model_version, content_hash)
         destination = output_key(message.tenant, message.job_id)
-        cached = self._copy_cached(cache_key, destination)
+        cached = self._cached_or_claimed(content_hash, cache_key, destination, message)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
             return cached, True, cache_key
@@ -391,6 +433,90 @@ class JobRunner:
         )
         check_avatar(avatar.path, self._settings.limits.max_video_pixels)
         return audio, avatar
+
+    def _cached_or_claimed(
+        self, content_hash: str, cache_key: str, destination: str, message: JobMessage
+    ) -> dict[str, str] | None:
+        """The cached render's metadata (copied to `destination`), or None once this worker holds
+        the content's claim and renders it. Raises `ContentInProgress` while another job's worker
+        holds the claim, and the content's `MediaError` when that worker found it unusable."""
+        cached = self._copy_cached(cache_key, destination)
+        if cached is not None:
+            return cached
+        taken = self._claims.take(
+            content_hash,
+            owner=self._owner,
+            job_id=message.job_id,
+            lease_seconds=self._settings.visibility_timeout_seconds,
+        )
+        if isinstance(taken, ClaimFailed):
+            raise MediaError(taken.error.code, taken.error.message)
+        if isinstance(taken, ClaimHeld):
+            raise ContentInProgress(taken)
+        self._claim = taken
+        # The previous holder may have cached it and let go between our two looks.
+        return self._copy_cached(cache_key, destination)
+
+    @contextmanager
+    def _claim_ended(self) -> Iterator[None]:
+        """Ends the claim `_render` took however the render ends: a media error is kept as the
+        content's verdict (jobs waiting for it fail at once); anything else releases it (the
+        render is cached, or another worker may try)."""
+        verdict: JobError | None = None
+        try:
+            yield
+        except MediaError as error:
+            verdict = JobError(code=error.code, message=error.message)
+            raise
+        finally:
+            claim, self._claim = self._claim, None
+            if claim is not None:
+                try:
+                    if verdict is None:
+                        self._claims.release(claim)
+                    else:
+                        self._claims.fail(claim, verdict)
+                except (ClientError, BotoCoreError):
+                    # Best effort: an unended claim only makes waiting jobs wait out its lease.
+                    logger.warning("could not end the render claim; it expires with its lease")
+
+    def _extend_claim(self) -> None:
+        claim = self._claim
+        if claim is None:
+            return
+        try:
+            seconds_left = self._stop.seconds_left_estimate()
+            if not self._claims.extend(
+                claim, self._settings.visibility_timeout_seconds, seconds_left
+            ):
+                logger.warning("render claim taken over; this render may be repeated elsewhere")
+        except (ClientError, BotoCoreError):
+            logger.warning("could not extend the render claim")
+
+    def _wait_for_content(
+        self,
+        delivery: Delivery,
+        message: JobMessage,
+        lease: Lease,
+        held: ClaimHeld,
+        *,
+        attempt: int,
+    ) -> Outcome:
+        """Back to QUEUED as a new message due at `recheck_seconds`: the next delivery finds
+        the render cached, takes over an expired claim, or expires the job. A new message, so
+        waiting uses up no receives (each wait does count as an attempt)."""
+        delay = recheck_seconds(
+            held,
+            base_seconds=self._settings.retry_base_seconds,
+            attempt=attempt,
+            deadline_at=message.deadline_at,
+            at=now(),
+        )
+        self._store.hand_back(lease, reason="waiting for the same content rendered by another job")
+        self._poller.resend(delivery, delay)
+        self._metrics.emit({Metric.RENDER_CLAIM_WAITS: 1}, lane=message.lane)
+        logger.info("same content rendering for another job; handed back", extra={"delay": delay})
+        return Outcome.WAITING
 
     def _copy_cached(self, cache_key: str, destination: str) -> dict[str, str] | None:
         """Copy a cached render to this job's output key; its metadata, or None on a miss."""
@@ -612,11 +738,11 @@ def _ms_since_iso(moment: str) -> float:
     return max(0.0, (utc_now() - then).total_seconds() * 1000)
 
 
-def _seconds_until(moment: str | None) -> int:
+def _seconds_until(moment: str | None, reference: datetime | None = None) -> int:
     if moment is None:
         return 0
     try:
         then = datetime.fromisoformat(moment)
     except ValueError:
         return 0
-    return max(0, int((then - utc_now()).total_seconds()))
+    return max(0, int((then - (reference or utc_now())).total_seconds()))

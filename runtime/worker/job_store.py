@@ -80,6 +80,11 @@ class JobStore:
     def __init__(self, table: Any) -> None:
         self._table = table  # boto3 DynamoDB Table resource
 
+    @property
+    def table(self) -> Any:
+        """The jobs table, for the other items workers keep there (render claims)."""
+        return self._table
+
     def get(self, job_id: str) -> JobRecord | None:
         item = self._table.get_item(
             Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True
@@ -122,7 +127,7 @@ class JobStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return None
             raise
         record = JobRecord.from_item(response["Attributes"])
@@ -191,35 +196,26 @@ class JobStore:
         )
 
     def fail(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:
-        return self._finish(
-            lease,
-            *with_status_event(
-                "SET #status = :failed, updated_at = :now, #error = :error, timings = :timings",
-                {
-                    ":failed": JobStatus.FAILED.value,
-                    ":now": iso(utc_now()),
-                    ":error": _dynamo_value(error),
-                    ":timings": _dynamo_value(timings),
-                },
-                JobStatus.FAILED,
-                error.code.value,
-            ),
-            {"#error": "error"},
-        )
+        return self._finish_with_error(lease, JobStatus.FAILED, error, timings)
 
     def cancel(self, lease: Lease, error: JobError, timings: StageTimings) -> JobRecord:
         """Running past its deadline: CANCELLED with the reason, announced like any outcome."""
+        return self._finish_with_error(lease, JobStatus.CANCELLED, error, timings)
+
+    def _finish_with_error(
+        self, lease: Lease, status: JobStatus, error: JobError, timings: StageTimings
+    ) -> JobRecord:
         return self._finish(
             lease,
             *with_status_event(
-                "SET #status = :cancelled, updated_at = :now, #error = :error, timings = :timings",
+                "SET #status = :final, updated_at = :now, #error = :error, timings = :timings",
                 {
-                    ":cancelled": JobStatus.CANCELLED.value,
+                    ":final": status.value,
                     ":now": iso(utc_now()),
                     ":error": _dynamo_value(error),
                     ":timings": _dynamo_value(timings),
                 },
-                JobStatus.CANCELLED,
+                status,
                 error.code.value,
             ),
             {"#error": "error"},
@@ -256,12 +252,14 @@ class JobStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error_:
-            if _condition_failed(error_):
+            if condition_failed(error_):
                 return None
             raise
         return JobRecord.from_item(response["Attributes"])
 
-    def hand_back(self, lease: Lease, *, batch_size_hint: int | None = None) -> None:
+    def hand_back(
+        self, lease: Lease, *, batch_size_hint: int | None = None, reason: str | None = None
+    ) -> None:
         """Back to QUEUED for the next delivery; the attempt count stays as it is."""
         # Back in the lane's queue-position index (`lane` is the job's own attribute).
         expression = (
@@ -276,7 +274,9 @@ class JobStore:
             expression += ", batch_size_hint = :hint"
             values[":hint"] = batch_size_hint
         expression += " REMOVE lease_owner, lease_expires_at, lease_message_id"
-        detail = "handed back" if batch_size_hint is None else "handed back with a smaller batch"
+        detail = reason or (
+            "handed back" if batch_size_hint is None else "handed back with a smaller batch"
+        )
         self._fenced_update(lease, *with_status_event(expression, values, JobStatus.QUEUED, detail))
 
     def record_event(self, job_id: str, event: JobEvent) -> None:
@@ -372,10 +372,10 @@ class JobStore:
         try:
             return self._table.update_item(**request)
         except ClientError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 raise LeaseLost(lease.job_id) from None
             raise
 
 
-def _condition_failed(error: ClientError) -> bool:
+def condition_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

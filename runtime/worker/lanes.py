@@ -52,6 +52,20 @@ class LanePoller:
     def delete(self, delivery: Delivery) -> None:
         self._sqs.delete_message(QueueUrl=delivery.queue_url, ReceiptHandle=delivery.receipt_handle)
 
+    def resend(self, delivery: Delivery, delay_seconds: int) -> None:
+        """Put the job back as a new message due in `delay_seconds`, then drop this one.
+
+        Unlike a visibility change this does not use up a receive (a wait is not a failure, so
+        it must not move the job towards the DLQ). A crash between the two calls leaves two
+        messages for one job; the lease drops the second as a duplicate.
+        """
+        self._sqs.send_message(
+            QueueUrl=delivery.queue_url,
+            MessageBody=delivery.body,
+            DelaySeconds=max(0, min(int(delay_seconds), 900)),
+        )
+        self.delete(delivery)
+
     def set_visibility(self, delivery: Delivery, seconds: int) -> None:
         self._sqs.change_message_visibility(
             QueueUrl=delivery.queue_url,

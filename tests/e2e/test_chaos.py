@@ -42,6 +42,9 @@ def test_every_accepted_job_ends_final_exactly_once(report: ChaosReport) -> None
     assert report.accepted > 0
     assert report.lost == []
     assert report.rendered_twice == []
+    # And equal content was rendered once, however many jobs asked for it
+    assert report.rendered_twice_content == []
+    assert report.renders == report.contents_rendered
     assert report.events_missing == []
     assert report.events_duplicated == []
     assert report.succeeded + sum(report.failed.values()) + report.cancelled == report.accepted
@@ -74,5 +77,12 @@ def test_another_tenant_gets_404_on_every_object(report: ChaosReport) -> None:
 
 def test_the_report_prints_the_figures(report: ChaosReport) -> None:
     table = report.table()
-    for row in ("submitted", "accepted", "LOST", "RENDERED TWICE", "max queue wait", "p50"):
+    for row in (
+        "submitted",
+        "accepted",
+        "LOST",
+        "RENDERED TWICE (content)",
+        "max queue wait",
+        "p50",
+    ):
         assert row in table

@@ -124,6 +124,8 @@ def test_worker_consumes_only_its_own_lane(dev: Synthesized, lane: Lane) -> None
     role = _role(dev, f"{lane.value.title()}WorkerTaskTaskRole")
     own = actions_on(dev.raw, role, _queue(dev, lane))
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= own
+    # A job waiting for another job's render of its content goes back as a new message.
+    assert "sqs:SendMessage" in own
     other = Lane.BATCH if lane is Lane.INTERACTIVE else Lane.INTERACTIVE
     assert actions_on(dev.raw, role, _queue(dev, other)) == set()
     for dlq_lane in Lane:

@@ -141,6 +141,32 @@ def submit_body(audio_id: str, **overrides: Any) -> dict[str, Any]:
     return {"audio_upload_id": audio_id, "lane": "interactive", **overrides}
 
 
+@pytest.fixture
+def job_body(upload: Upload, short_wav: bytes, face_png: bytes) -> dict[str, Any]:
+    """A valid job request: a short audio and a face, both uploaded through the API."""
+    return submit_body(upload("audio", short_wav), avatar_upload_id=upload("image", face_png))
+
+
+Submit = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def submit_job(call_api: Call, job_body: dict[str, Any]) -> Submit:
+    """POST /v1/jobs with `job_body` (and `overrides`) under the Idempotency-Key `key`."""
+
+    def submit(
+        key: str, *, headers: dict[str, str] | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        return call_api(
+            "POST",
+            "/v1/jobs",
+            body={**job_body, **overrides},
+            headers={"Idempotency-Key": key, **(headers or {})},
+        )
+
+    return submit
+
+
 def header(response: dict[str, Any], name: str) -> str | None:
     """A response header, from `headers` or `multiValueHeaders` (API Gateway merges both)."""
     for key, values in (response.get("multiValueHeaders") or {}).items():

@@ -11,29 +11,17 @@ import pytest
 from runtime.common.jobs import CANCEL_AFTER_MAX, JobMessage
 from runtime.common.names import Lane
 from runtime.local.resources import LocalResources
-from tests.integration.api.conftest import Call, Upload, queue_messages, submit_body
+from tests.integration.api.conftest import Call, Submit, queue_messages, submit_body
 
 
 def test_cancel_after_becomes_a_deadline_on_the_message_and_the_status(
-    call_api: Call,
-    upload: Upload,
-    deployment: LocalResources,
-    aws: Any,
-    short_wav: bytes,
-    face_png: bytes,
+    call_api: Call, submit_job: Submit, deployment: LocalResources, aws: Any
 ) -> None:
     # Given uploaded media
-    audio = upload("audio", short_wav)
-    face = upload("image", face_png)
     before = datetime.now().astimezone()
 
     # When a job is submitted with cancel_after=600
-    response = call_api(
-        "POST",
-        "/v1/jobs",
-        body=submit_body(audio, avatar_upload_id=face, cancel_after=600),
-        headers={"Idempotency-Key": "deadline-1"},
-    )
+    response = submit_job("deadline-1", cancel_after=600)
 
     # Then the status shows a deadline ten minutes after submission
     assert response["statusCode"] == 202, response["json"]

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from tests.integration.api.conftest import Call, Upload, submit_body
+from tests.integration.api.conftest import Call, Submit
 
 
 def test_submit_and_cancel_are_in_the_log_and_other_tenants_get_a_404(
-    call_api: Call, upload: Upload, short_wav: bytes, face_png: bytes
+    call_api: Call, submit_job: Submit
 ) -> None:
     # Given a submitted, then cancelled job
-    audio = upload("audio", short_wav)
-    face = upload("image", face_png)
-    accepted = call_api(
-        "POST",
-        "/v1/jobs",
-        body=submit_body(audio, avatar_upload_id=face),
-        headers={"Idempotency-Key": "events-1"},
-    )
-    job_id = accepted["json"]["job_id"]
+    job_id = submit_job("events-1")["json"]["job_id"]
     assert call_api("DELETE", f"/v1/jobs/{job_id}")["statusCode"] == 200
 
     # When its owner reads the event log

@@ -16,7 +16,14 @@ from runtime.common.keys import avatar_cache_key, rendered_cache_key
 from runtime.common.names import BucketRole, Lane
 from runtime.common.records import JobRecord
 from runtime.local.resources import LocalResources
-from tests.integration.api.conftest import Call, Upload, post_to_form, queue_messages, submit_body
+from tests.integration.api.conftest import (
+    Call,
+    Submit,
+    Upload,
+    post_to_form,
+    queue_messages,
+    submit_body,
+)
 
 
 @functools.cache
@@ -93,22 +100,12 @@ def test_an_avatar_needs_a_received_video_or_image(call_api: Call, upload: Uploa
 
 
 def test_submitted_job_is_recorded_then_queued_with_the_callers_correlation_id(
-    call_api: Call,
-    upload: Upload,
-    deployment: LocalResources,
-    aws: Any,
-    short_wav: bytes,
-    face_png: bytes,
+    call_api: Call, submit_job: Submit, deployment: LocalResources, aws: Any
 ) -> None:
     # Given an audio upload and an avatar upload
-    audio = upload("audio", short_wav)
-    face = upload("image", face_png)
     # When a job is submitted with a correlation id
-    response = call_api(
-        "POST",
-        "/v1/jobs",
-        body=submit_body(audio, avatar_upload_id=face, avatar_options={"bbox_shift": -3}),
-        headers={"Idempotency-Key": "order-1", "X-Correlation-Id": "corr-123"},
+    response = submit_job(
+        "order-1", headers={"X-Correlation-Id": "corr-123"}, avatar_options={"bbox_shift": -3}
     )
     # Then it is accepted, with where to look
     assert response["statusCode"] == 202, response["json"]
@@ -137,16 +134,9 @@ def test_submitted_job_is_recorded_then_queued_with_the_callers_correlation_id(
 
 
 def test_same_key_same_body_is_the_same_job_and_another_body_is_a_409(
-    call_api: Call,
-    upload: Upload,
-    deployment: LocalResources,
-    aws: Any,
-    short_wav: bytes,
-    face_png: bytes,
+    call_api: Call, job_body: dict[str, Any], deployment: LocalResources, aws: Any
 ) -> None:
-    audio = upload("audio", short_wav)
-    face = upload("image", face_png)
-    body = submit_body(audio, avatar_upload_id=face)
+    body = job_body
     headers = {"Idempotency-Key": "same-key"}
     first = call_api("POST", "/v1/jobs", body=body, headers=headers)
     # Same body, keys reordered: the same request
@@ -162,26 +152,16 @@ def test_same_key_same_body_is_the_same_job_and_another_body_is_a_409(
 
 
 def test_the_idempotency_guarantee_outlives_the_idempotency_record(
-    call_api: Call,
-    upload: Upload,
-    deployment: LocalResources,
-    aws: Any,
-    short_wav: bytes,
-    face_png: bytes,
+    submit_job: Submit, deployment: LocalResources, aws: Any
 ) -> None:
     # Given a job accepted under a key, and the powertools idempotency records expired (gone)
-    audio = upload("audio", short_wav)
-    face = upload("image", face_png)
-    body = submit_body(audio, avatar_upload_id=face)
-    first = call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "k"})
+    first = submit_job("k")
     idempotency = _dynamodb(deployment.endpoint_url).Table(deployment.names.idempotency_table)
     for item in idempotency.scan()["Items"]:
         idempotency.delete_item(Key={"id": item["id"]})
     # When the key is used again, with the same and with another body
-    again = call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "k"})
-    other = call_api(
-        "POST", "/v1/jobs", body={**body, "lane": "batch"}, headers={"Idempotency-Key": "k"}
-    )
+    again = submit_job("k")
+    other = submit_job("k", lane="batch")
     # Then the job record itself still decides: same job, and a 409 for the other body
     assert again["json"]["job_id"] == first["json"]["job_id"]
     assert other["statusCode"] == 409
@@ -225,22 +205,10 @@ def test_jobs_list_newest_first_with_opaque_pages_and_status_filter(
 
 
 def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
-    call_api: Call,
-    upload: Upload,
-    deployment: LocalResources,
-    aws: Any,
-    short_wav: bytes,
-    face_png: bytes,
+    call_api: Call, submit_job: Submit, deployment: LocalResources, aws: Any
 ) -> None:
     # Given a job the worker finished (output written, record SUCCEEDED with timings)
-    audio = upload("audio", short_wav)
-    face = upload("image", face_png)
-    job_id = call_api(
-        "POST",
-        "/v1/jobs",
-        body=submit_body(audio, avatar_upload_id=face),
-        headers={"Idempotency-Key": "done"},
-    )["json"]["job_id"]
+    job_id = submit_job("done")["json"]["job_id"]
     output_key = f"tenants/tenant-a/jobs/{job_id}/output.mp4"
     outputs = deployment.buckets[BucketRole.OUTPUTS]
     aws("s3").put_object(Bucket=outputs, Key=output_key, Body=b"fake-mp4-bytes")
@@ -277,20 +245,13 @@ def test_a_finished_job_links_its_output_with_a_working_short_lived_url(
 
 def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
     call_api: Call,
-    upload: Upload,
+    job_body: dict[str, Any],
+    submit_job: Submit,
     deployment: LocalResources,
     aws: Any,
-    short_wav: bytes,
-    face_png: bytes,
 ) -> None:
-    audio = upload("audio", short_wav)
-    face = upload("image", face_png)
-    job_id = call_api(
-        "POST",
-        "/v1/jobs",
-        body=submit_body(audio, avatar_upload_id=face),
-        headers={"Idempotency-Key": "purge-me"},
-    )["json"]["job_id"]
+    audio = job_body["audio_upload_id"]
+    job_id = submit_job("purge-me")["json"]["job_id"]
     record = JobRecord.from_item(_table(deployment).get_item(Key={"pk": f"JOB#{job_id}"})["Item"])
     s3 = aws("s3")
     s3.put_object(

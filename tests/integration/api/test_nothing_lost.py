@@ -24,7 +24,7 @@ from runtime.api.models import SubmitJobRequest
 from runtime.common.jobs import JobMessage
 from runtime.common.names import Lane
 from runtime.local.resources import LocalResources
-from tests.integration.api.conftest import Call, Upload, header, queue_messages, submit_body
+from tests.integration.api.conftest import Call, Submit, header, queue_messages
 from tests.support.api_events import FakeLambdaContext
 
 
@@ -46,9 +46,25 @@ def _fail_first_sends(monkeypatch: pytest.MonkeyPatch, times: int = 1) -> list[i
     return calls
 
 
-@pytest.fixture
-def body(upload: Upload, short_wav: bytes, face_png: bytes) -> dict[str, Any]:
-    return submit_body(upload("audio", short_wav), avatar_upload_id=upload("image", face_png))
+def _unsent_job(
+    submit_job: Submit,
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+    *,
+    refusals: int = 1,
+    **overrides: Any,
+) -> str:
+    """A job submitted under `key` while SQS refuses the next `refusals` sends (the API's and
+    then the sweeper's): recorded and answered 503, not on the queue."""
+    _fail_first_sends(monkeypatch, times=refusals)
+    assert submit_job(key, **overrides)["statusCode"] == 503
+    return derive_job_id("tenant-a", key)
+
+
+def _sweeper_context(ahead: timedelta = timedelta(0)) -> Any:
+    """The sweeper's context on the API's runtime, its clock `ahead` of now."""
+    ctx = handler.runtime().ctx
+    return dataclasses.replace(ctx, clock=lambda: ctx.now() + ahead)
 
 
 def _unsent(deployment: LocalResources, aws: Any, job_id: str) -> bool:
@@ -60,7 +76,7 @@ def _unsent(deployment: LocalResources, aws: Any, job_id: str) -> bool:
 
 def test_a_failed_enqueue_is_a_503_and_the_retry_with_the_same_key_completes_it(
     call_api: Call,
-    body: dict[str, Any],
+    job_body: dict[str, Any],
     deployment: LocalResources,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -68,7 +84,7 @@ def test_a_failed_enqueue_is_a_503_and_the_retry_with_the_same_key_completes_it(
     _fail_first_sends(monkeypatch)
     headers = {"Idempotency-Key": "retry-me"}
     # When SQS refuses the first send
-    failed = call_api("POST", "/v1/jobs", body=body, headers=headers)
+    failed = call_api("POST", "/v1/jobs", body=job_body, headers=headers)
     # Then the caller is told to retry, and the job is recorded as not yet sent
     assert failed["statusCode"] == 503
     assert failed["json"]["error"]["code"] == "DEPENDENCY_UNAVAILABLE"
@@ -77,7 +93,7 @@ def test_a_failed_enqueue_is_a_503_and_the_retry_with_the_same_key_completes_it(
     assert _unsent(deployment, aws, job_id)
     assert queue_messages(aws("sqs"), deployment.queue_urls[Lane.INTERACTIVE]) == []
     # When the caller retries with the same key
-    retried = call_api("POST", "/v1/jobs", body=body, headers=headers)
+    retried = call_api("POST", "/v1/jobs", body=job_body, headers=headers)
     # Then the same job is accepted and its one message is on the queue
     assert retried["statusCode"] == 202
     assert retried["json"]["job_id"] == job_id
@@ -87,27 +103,15 @@ def test_a_failed_enqueue_is_a_503_and_the_retry_with_the_same_key_completes_it(
 
 
 def test_the_sweeper_sends_a_job_whose_caller_never_retried(
-    call_api: Call,
-    body: dict[str, Any],
-    deployment: LocalResources,
-    aws: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    submit_job: Submit, deployment: LocalResources, aws: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a job whose enqueue failed and whose caller went away
-    _fail_first_sends(monkeypatch)
-    assert (
-        call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "gone"})["statusCode"]
-        == 503
-    )
-    job_id = derive_job_id("tenant-a", "gone")
-    ctx = handler.runtime().ctx
+    job_id = _unsent_job(submit_job, monkeypatch, "gone")
     # When the sweeper runs inside the grace period, it leaves the job alone
-    early = sweeper.sweep(ctx)
+    early = sweeper.sweep(_sweeper_context())
     assert early.resent == {Lane.INTERACTIVE: 0, Lane.BATCH: 0}
     # When it runs after the grace period
-    later = dataclasses.replace(
-        ctx, clock=lambda: ctx.now() + timedelta(seconds=sweeper.GRACE_SECONDS + 1)
-    )
+    later = _sweeper_context(timedelta(seconds=sweeper.GRACE_SECONDS + 1))
     result = sweeper.sweep(later)
     # Then the job is sent once and leaves the unsent index
     assert result.resent[Lane.INTERACTIVE] == 1
@@ -118,17 +122,11 @@ def test_the_sweeper_sends_a_job_whose_caller_never_retried(
 
 
 def test_a_send_the_sweeper_cannot_make_stays_flagged_for_the_next_run(
-    call_api: Call,
-    body: dict[str, Any],
-    deployment: LocalResources,
-    aws: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    submit_job: Submit, deployment: LocalResources, aws: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _fail_first_sends(monkeypatch, times=2)  # the API's send and the sweeper's first try
-    call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "stubborn"})
-    job_id = derive_job_id("tenant-a", "stubborn")
-    ctx = handler.runtime().ctx
-    later = dataclasses.replace(ctx, clock=lambda: ctx.now() + timedelta(hours=1))
+    # The API's send and the sweeper's first try are refused
+    job_id = _unsent_job(submit_job, monkeypatch, "stubborn", refusals=2)
+    later = _sweeper_context(timedelta(hours=1))
     first = sweeper.sweep(later)
     assert (first.failed, first.resent[Lane.INTERACTIVE]) == (1, 0)
     assert _unsent(deployment, aws, job_id)
@@ -139,14 +137,12 @@ def test_a_send_the_sweeper_cannot_make_stays_flagged_for_the_next_run(
 
 def test_the_sweeper_drops_the_flag_of_a_job_cancelled_before_it_was_sent(
     call_api: Call,
-    body: dict[str, Any],
+    submit_job: Submit,
     deployment: LocalResources,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _fail_first_sends(monkeypatch)
-    call_api("POST", "/v1/jobs", body=body, headers={"Idempotency-Key": "cancel-unsent"})
-    job_id = derive_job_id("tenant-a", "cancel-unsent")
+    job_id = _unsent_job(submit_job, monkeypatch, "cancel-unsent")
     # Cancelling clears the flag itself; put it back to model a cancel racing the sweeper
     call_api("DELETE", f"/v1/jobs/{job_id}")
     aws("dynamodb").update_item(
@@ -155,25 +151,20 @@ def test_the_sweeper_drops_the_flag_of_a_job_cancelled_before_it_was_sent(
         UpdateExpression="SET unsent_lane = :l",
         ExpressionAttributeValues={":l": {"S": "interactive"}},
     )
-    ctx = handler.runtime().ctx
-    later = dataclasses.replace(ctx, clock=lambda: ctx.now() + timedelta(hours=1))
-    result = sweeper.sweep(later)
+    result = sweeper.sweep(_sweeper_context(timedelta(hours=1)))
     assert (result.resent[Lane.INTERACTIVE], result.cleared) == (0, 1)
     assert queue_messages(aws("sqs"), deployment.queue_urls[Lane.INTERACTIVE]) == []
     assert not _unsent(deployment, aws, job_id)
 
 
 def test_the_sweeper_lambda_resends_and_emits_its_metric(
-    call_api: Call,
-    body: dict[str, Any],
+    submit_job: Submit,
     deployment: LocalResources,
     aws: Any,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _fail_first_sends(monkeypatch)
-    call_api("POST", "/v1/jobs", body={**body, "lane": "batch"}, headers={"Idempotency-Key": "old"})
-    job_id = derive_job_id("tenant-a", "old")
+    job_id = _unsent_job(submit_job, monkeypatch, "old", lane="batch")
     # Age the record past the grace period (the index sort key is created_at)
     aws("dynamodb").update_item(
         TableName=deployment.names.jobs_table,
@@ -199,7 +190,7 @@ def test_the_sweeper_lambda_resends_and_emits_its_metric(
 
 
 def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_per_key(
-    body: dict[str, Any], deployment: LocalResources, aws: Any
+    job_body: dict[str, Any], deployment: LocalResources, aws: Any
 ) -> None:
     # Given 5 distinct keys, each submitted 6 times by 10 concurrent "Lambda containers"
     # (threads, each with its own clients and idempotency layer, like separate containers)
@@ -208,7 +199,7 @@ def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_pe
     runtimes = [handler.build_runtime() for _ in range(10)]
     for runtime in runtimes:
         runtime.idempotency.register_lambda_context(FakeLambdaContext())
-    request = SubmitJobRequest.model_validate(body)
+    request = SubmitJobRequest.model_validate(job_body)
     results: dict[str, list[str]] = defaultdict(list)
     errors: list[BaseException] = []
     lock = threading.Lock()

@@ -17,7 +17,7 @@ from runtime.engine.interface import ProgressFn, Rendered
 from runtime.worker import job_runner
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now
-from tests.integration.worker.conftest import MakeWorker
+from tests.integration.worker.conftest import MakeWorker, ended
 from tests.support.small_engine import SmallEngine
 from tests.support.worker_world import WorkerWorld
 
@@ -58,10 +58,8 @@ def test_a_job_past_its_deadline_expires_without_download_or_gpu_work(
 
     # Then it ended EXPIRED with the reason, and the engine never ran
     assert outcome is Outcome.EXPIRED
+    assert ended(world, message.job_id) == (JobStatus.EXPIRED, ErrorCode.DEADLINE_EXCEEDED)
     record = world.record(message.job_id)
-    assert record.status is JobStatus.EXPIRED
-    assert record.error is not None
-    assert record.error.code is ErrorCode.DEADLINE_EXCEEDED
     assert record.attempt == 0  # never leased
     assert engine.prepare_calls == 0
     assert engine.speak_calls == 0
@@ -89,10 +87,8 @@ def test_a_job_rendering_past_its_deadline_is_stopped_and_cancelled_with_the_rea
 
     # Then the render stopped at the next batch and the job ended CANCELLED with the reason
     assert outcome is Outcome.CANCELLED
+    assert ended(world, message.job_id) == (JobStatus.CANCELLED, ErrorCode.DEADLINE_EXCEEDED)
     record = world.record(message.job_id)
-    assert record.status is JobStatus.CANCELLED
-    assert record.error is not None
-    assert record.error.code is ErrorCode.DEADLINE_EXCEEDED
     assert "while rendering" in record.error.message
     assert record.frames_total == 200
     assert record.frames_done is not None

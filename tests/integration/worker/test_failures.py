@@ -12,7 +12,7 @@ from runtime.common.metrics import Metric
 from runtime.common.names import EnvVar, Lane
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import JobStore
-from tests.integration.worker.conftest import MakeWorker
+from tests.integration.worker.conftest import MakeWorker, ended
 from tests.support.small_engine import SmallEngine
 from tests.support.waiting import eventually
 from tests.support.worker_world import WorkerWorld
@@ -72,10 +72,7 @@ def test_invalid_media_fails_at_once_with_its_code(
 
     # Then it is FAILED with INVALID_MEDIA, not retried, and the caller is told
     assert outcome is Outcome.FAILED
-    record = world.record(message.job_id)
-    assert record.status is JobStatus.FAILED
-    assert record.error is not None
-    assert record.error.code is ErrorCode.INVALID_MEDIA
+    assert ended(world, message.job_id) == (JobStatus.FAILED, ErrorCode.INVALID_MEDIA)
     assert engine.speak_calls == 0
     assert world.messages_in(world.queue_urls[Lane.INTERACTIVE]) == 0
     (envelope,) = world.events()
@@ -125,10 +122,8 @@ def test_a_transient_poison_job_is_retried_then_failed_and_dead_lettered(
 
     # And the last delivery marks the job FAILED with the reason
     assert eventually(worker.run_once, timeout=10, what="second delivery") is Outcome.FAILED
+    assert ended(world, message.job_id) == (JobStatus.FAILED, ErrorCode.RETRIES_EXHAUSTED)
     record = world.record(message.job_id)
-    assert record.status is JobStatus.FAILED
-    assert record.error is not None
-    assert record.error.code is ErrorCode.RETRIES_EXHAUSTED
     assert "TransientFailure" in record.error.message
 
     # Then the message itself ends in the lane's dead-letter queue

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 from runtime.common.jobs import JobStatus
 from runtime.common.metrics import Metric
 from runtime.common.names import EnvVar, Lane
 from runtime.worker.gpu import GpuProbe, GpuSample
 from runtime.worker.job_runner import Outcome
-from tests.integration.worker.conftest import MakeWorker
+from tests.integration.worker.conftest import InBackground, MakeWorker, wait_for_status
 from tests.support.small_engine import SmallEngine
-from tests.support.waiting import eventually
 from tests.support.worker_world import WorkerWorld
 
 
@@ -35,14 +32,8 @@ def test_the_heartbeat_keeps_a_long_job_from_being_redelivered(
         gpu=BusyGpu(),
         **{EnvVar.VISIBILITY_TIMEOUT_SECONDS: "2", EnvVar.HEARTBEAT_SECONDS: "0.5"},
     )
-    outcomes: list[Outcome | None] = []
-    rendering = threading.Thread(target=lambda: outcomes.append(worker.run_once()))
-    rendering.start()
-    eventually(
-        lambda: world.record(message.job_id).status is JobStatus.RENDERING,
-        timeout=20,
-        what="the job to start rendering",
-    )
+    rendering = InBackground(worker)
+    wait_for_status(world, message.job_id, JobStatus.RENDERING)
 
     # When another consumer keeps polling the lane during the render
     stolen = []
@@ -51,11 +42,10 @@ def test_the_heartbeat_keeps_a_long_job_from_being_redelivered(
             QueueUrl=world.queue_urls[Lane.INTERACTIVE], WaitTimeSeconds=1
         )
         stolen.extend(response.get("Messages", []))
-    rendering.join()
 
     # Then it never saw the message, and the job finished as its first attempt
     assert stolen == []
-    assert outcomes == [Outcome.SUCCEEDED]
+    assert rendering.outcome() is Outcome.SUCCEEDED
     record = world.record(message.job_id)
     assert (record.status, record.attempt) == (JobStatus.SUCCEEDED, 1)
     # And each beat reported the GPU as it was during the render
@@ -71,14 +61,8 @@ def test_a_job_cancelled_while_rendering_stops_at_the_next_beat_and_stays_cancel
     message = world.submit()
     engine = SmallEngine(seconds_per_frame=0.04)
     worker = make_worker(engine, **{EnvVar.HEARTBEAT_SECONDS: "0.2"})
-    outcomes: list[Outcome | None] = []
-    rendering = threading.Thread(target=lambda: outcomes.append(worker.run_once()))
-    rendering.start()
-    eventually(
-        lambda: world.record(message.job_id).status is JobStatus.RENDERING,
-        timeout=20,
-        what="the job to start rendering",
-    )
+    rendering = InBackground(worker)
+    wait_for_status(world, message.job_id, JobStatus.RENDERING)
 
     # When the API cancels it
     world.table.update_item(
@@ -87,10 +71,9 @@ def test_a_job_cancelled_while_rendering_stops_at_the_next_beat_and_stays_cancel
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":cancelled": JobStatus.CANCELLED.value},
     )
-    rendering.join(timeout=30)
 
     # Then the render stopped early, nothing was written over the cancellation, no output exists
-    assert outcomes == [Outcome.LEASE_LOST]
+    assert rendering.outcome(timeout=30) is Outcome.LEASE_LOST
     assert sum(engine.batch_sizes) < 200
     record = world.record(message.job_id)
     assert record.status is JobStatus.CANCELLED

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from runtime.engine.blend import PasteBox, blend_region, div255, paste_faces
+from runtime.engine.blend import PasteBox, blend_region, div255, paste_faces, resize_bilinear
 from runtime.engine.engine import mask_over_box
 from tests.unit.engine.standins import Box, spec_crop_box
 
@@ -74,6 +74,29 @@ def test_blend_matches_the_pil_reference_within_one_level(box: Box, size) -> Non
     outside = np.ones(size, dtype=bool)
     outside[box.y1 : box.y2, box.x1 : box.x2] = False
     assert np.array_equal(ours[outside], frame[outside])
+
+
+@pytest.mark.parametrize(
+    "size", [(171, 240), (97, 120), (63, 77), (150, 100), (256, 256), (255, 1)]
+)
+def test_shrinking_a_face_to_its_box_equals_cv2_resize_exactly(size: tuple[int, int]) -> None:
+    # Given a noisy 256x256 face (every rounding decision shows) and a box no larger than it
+    face = np.random.default_rng(sum(size)).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    # When we resize it on the device and OpenCV resizes it (the official code's call)
+    ours = resize_bilinear(torch.from_numpy(face).permute(2, 0, 1), *size).permute(1, 2, 0)
+    # Then the results are identical
+    assert np.array_equal(ours.numpy(), cv2.resize(face, size))
+
+
+@pytest.mark.parametrize("size", [(300, 333), (512, 520), (257, 400)])
+def test_enlarging_a_face_stays_within_one_level_of_cv2_on_few_values(
+    size: tuple[int, int],
+) -> None:
+    face = np.random.default_rng(sum(size)).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    ours = resize_bilinear(torch.from_numpy(face).permute(2, 0, 1), *size).permute(1, 2, 0)
+    diff = np.abs(ours.numpy().astype(int) - cv2.resize(face, size).astype(int))
+    assert diff.max() <= 1
+    assert (diff > 0).mean() < 0.005
 
 
 def test_full_mask_shows_the_face_and_zero_mask_the_frame() -> None:

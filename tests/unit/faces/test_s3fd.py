@@ -8,7 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.engine.faces.s3fd import S3FD, S3FDNet, best_box, decode_candidates, nms
+from runtime.engine.faces.s3fd import S3FD, S3FDNet, best_box, decode_candidates
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> list[int]:
+    """The reference detector's greedy NMS (`+1` areas, best score first), as spec §3.2 says."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        order = rest[inter / (areas[i] + areas[rest] - inter) <= iou]
+    return keep
 
 
 def test_given_network_when_listing_parameters_then_names_and_shapes_match_the_release() -> None:
@@ -47,7 +64,7 @@ def test_given_one_confident_cell_when_decoded_then_box_is_the_offset_anchor() -
     np.testing.assert_allclose(scores, [0.9])
 
 
-def test_given_overlapping_boxes_when_nms_then_plus_one_areas_decide_suppression() -> None:
+def test_given_overlapping_boxes_when_reference_nms_then_plus_one_areas_decide_it() -> None:
     # Given two 10x10 (+1 -> 11x11) boxes; with +1 areas IoU is 66/176 = 0.375 > 0.3
     boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [40, 40, 50, 50]], dtype=np.float32)
     scores = np.array([0.9, 0.95, 0.6], dtype=np.float32)
@@ -56,6 +73,22 @@ def test_given_overlapping_boxes_when_nms_then_plus_one_areas_decide_suppression
     # Given a shift that gives IoU = 44/198 = 0.22 with +1 areas (0.25 without them), both stay
     boxes[1] = [7, 0, 17, 10]
     assert nms(boxes, scores) == [1, 0, 2]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_given_many_candidates_when_best_box_then_it_is_the_reference_rules_answer(
+    seed: int,
+) -> None:
+    # Given thousands of overlapping candidates, scores spread over 0.05..1 (random weights)
+    rng = np.random.default_rng(seed)
+    corners = rng.uniform(0, 300, (3000, 2)).astype(np.float32)
+    boxes = np.concatenate([corners, corners + rng.uniform(8, 120, (3000, 2))], axis=1)
+    scores = rng.uniform(0.05, 1.0, 3000).astype(np.float32)
+    # When the reference rule runs: NMS at 0.3, keep > 0.5, take the first
+    kept = [i for i in nms(boxes, scores) if scores[i] > 0.5]
+    x1, y1, x2, y2 = np.clip(boxes[kept[0]], 0, None)
+    # Then best_box (no NMS) gives the same box
+    assert best_box(boxes, scores) == (int(x1), int(y1), int(x2), int(y2))
 
 
 def test_given_candidates_when_best_box_then_top_score_above_half_is_clipped_and_truncated() -> (

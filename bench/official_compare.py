@@ -51,12 +51,9 @@ from runtime.engine.media import decode_avatar
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 EXTRA_MARGIN = 10  # v1.5 default of both scripts
 CHEEK_WIDTH = 90  # both v1.5 scripts pass 90
-BBOX_SHIFTS = (
-    0,
-    -7,
-    5,
-    60,
-)  # README's example, realtime.yaml's, and one that hits the y1 = 0 clamp
+# 0 (v1.5), the README's -7, realtime.yaml's 5; -300 reaches the y1 = 0 clamp on the synthetic
+# face, +200 pushes landmark 29 below the chin, which sends the rule to its S3FD fallback.
+BBOX_SHIFTS = (0, -7, 5, -300, 200)
 
 
 # ---------------------------------------------------------------- shims for the official imports

@@ -172,7 +172,8 @@ def best_box(boxes: np.ndarray, scores: np.ndarray) -> DetectedBox | None:
     score > 0.5 and takes the first. Greedy NMS always keeps the top-scoring box first, so that
     answer is simply the top score, if it is over 0.5: no NMS needed. (With random weights tens
     of thousands of cells pass 0.5 and the NMS alone took 0.6 s per frame.) Exact ties for the
-    top score go to the first candidate in head and row-major order.
+    top score go to the first candidate in head and row-major order; the reference's unstable
+    sort may pick another of the tied cells.
     """
     strong = np.flatnonzero(scores > _KEEP_MIN_SCORE)
     if len(strong) == 0:

@@ -4,9 +4,9 @@ Inside the paste box the official result is `out = G*m + F*(1-m)` computed by PI
 blend: `div255(F*(255-m) + G*m)`, where `div255(x) = ((t >> 8) + t) >> 8` with `t = x + 128`
 is x/255 rounded to nearest (checked against Pillow in the tests). Outside the box the frame
 is untouched, so only the box region travels to the device and back. `G` is first resized to
-the box with bilinear interpolation (cv2.resize's default: half-pixel centres, no
-antialiasing), which torch's `interpolate(mode="bilinear", align_corners=False)` reproduces
-to within one level.
+the box the way `cv2.resize(G, size)` does it (INTER_LINEAR on uint8: 11-bit fixed-point taps
+and OpenCV's vectorised rounding), in integer torch ops, so the composite is bit-exact with the
+official one (tests compare against OpenCV and Pillow).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,44 @@ def div255(x: torch.Tensor) -> torch.Tensor:
     return ((t >> 8) + t) >> 8
 
 
+def _linear_taps(
+    src: int, dst: int, device: torch.device, *, horizontal: bool
+) -> tuple[torch.Tensor, ...]:
+    """cv2 INTER_LINEAR taps along one axis: first/second source index, 11-bit weights.
+
+    Half-pixel centres computed in float32 as OpenCV does, weights rounded to nearest (even) at
+    a scale of 2048. Past an edge OpenCV moves the whole weight onto the edge pixel
+    horizontally, but vertically keeps both weights and reads the edge row twice (their
+    rounded sum may differ from 2048, which shows in the result).
+    """
+    position = ((torch.arange(dst, dtype=torch.float64) + 0.5) * (src / dst) - 0.5).float()
+    first = torch.floor(position)
+    fraction = position - first
+    first = first.to(torch.int64)
+    if horizontal:
+        fraction[(first < 0) | (first >= src - 1)] = 0
+    second = (first + 1).clamp(0, src - 1)
+    first = first.clamp(0, src - 1)
+    far = torch.round(fraction * 2048).to(torch.int32)
+    near = torch.round((1 - fraction) * 2048).to(torch.int32)
+    return first.to(device), second.to(device), near.to(device), far.to(device)
+
+
 def resize_bilinear(face: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """[3, 256, 256] uint8 -> [3, height, width] uint8 like cv2.resize(..., INTER_LINEAR)."""
-    resized = F.interpolate(
-        face[None].float(), size=(height, width), mode="bilinear", align_corners=False
-    )
-    return resized[0].round().clamp(0, 255).to(torch.uint8)
+    """[3, H, W] uint8 -> [3, height, width] uint8 as `cv2.resize(..., INTER_LINEAR)` gives it.
+
+    A horizontal pass of integer taps, then a vertical pass with the rounding of OpenCV's SIMD
+    kernel: `((S0>>4)*b0 >> 16) + ((S1>>4)*b1 >> 16) + 2 >> 2`.
+    """
+    device = face.device
+    _, src_h, src_w = face.shape
+    x0, x1, wx0, wx1 = _linear_taps(src_w, width, device, horizontal=True)
+    y0, y1, wy0, wy1 = _linear_taps(src_h, height, device, horizontal=False)
+    pixels = face.to(torch.int32)
+    rows = pixels[:, :, x0] * wx0 + pixels[:, :, x1] * wx1  # [3, H, width], scale 2048
+    top, bottom = rows[:, y0] >> 4, rows[:, y1] >> 4
+    mixed = ((top * wy0[:, None]) >> 16) + ((bottom * wy1[:, None]) >> 16)
+    return ((mixed + 2) >> 2).clamp(0, 255).to(torch.uint8)
 
 
 def blend_region(

@@ -24,6 +24,7 @@ from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderO
 from runtime.engine.audio import AudioEncoder, frame_count, load_audio_16k, positional_encoding
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.blend import PasteBox, paste_faces
+from runtime.engine.hostpool import host_map
 from runtime.engine.interface import (
     Interrupted,
     MediaError,
@@ -184,7 +185,7 @@ class MuseTalkEngine:
             assert box is not None  # noqa: S101  # nosec B101 (face_at: located only)
             boxes[i] = (box.x1, box.y1, box.x2, box.y2)
         with _timed(timings, "crop"):
-            crops = np.stack([crop_face(frames[i], boxes[i]) for i in face_at])
+            crops = np.stack(host_map(lambda i: crop_face(frames[i], boxes[i]), face_at))
         latents = np.zeros((len(frames), 8, 32, 32), dtype=np.float32)
         with _timed(timings, "vae_encode"):
             # Two 256x256 images per frame (masked and reference), so half the render batch.

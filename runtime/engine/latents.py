@@ -49,7 +49,9 @@ class LatentCodec:
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Predicted latents [B, 4, 32, 32] -> uint8 RGB faces [B, 3, 256, 256] on the device."""
-        images = self.vae.decode(latents.to(self.dtype) / self.scaling_factor).sample
+        # Multiplied by the reciprocal, as upstream's decode_latents: dividing rounds differently
+        # in the last bit, enough to move some decoded pixels by one level.
+        images = self.vae.decode(latents.to(self.dtype) * (1 / self.scaling_factor)).sample
         return images_to_uint8(images)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from runtime.engine.faces.mmlab_compat import import_mmpose
+from runtime.engine.hostpool import host_map
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,17 @@ class DWPose:
             model.dataset_meta = dataset_meta
         return cls(model.to(device).eval())
 
+    def _prepare_input(self, frame: np.ndarray) -> dict[str, Any]:
+        """`inference_topdown`'s per-image steps with no person box: the whole frame is the box."""
+        height, width = frame.shape[:2]
+        info: dict[str, Any] = {
+            "img": frame,
+            "bbox": np.array([[0, 0, width, height]], dtype=np.float32),
+            "bbox_score": np.ones(1, dtype=np.float32),
+        }
+        info.update(self.model.dataset_meta)
+        return dict(self._pipeline(info))
+
     @torch.inference_mode()
     def face_landmarks(self, frames_bgr: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
         """[N, 68, 2] int32 landmark pixels (x, y), one set per frame (DWPose always answers)."""
@@ -180,16 +192,7 @@ class DWPose:
 
         out = np.zeros((len(frames_bgr), 68, 2), dtype=np.int32)
         for start in range(0, len(frames_bgr), batch_size):
-            items = []
-            for frame in frames_bgr[start : start + batch_size]:
-                height, width = frame.shape[:2]
-                info: dict[str, Any] = {
-                    "img": frame,
-                    "bbox": np.array([[0, 0, width, height]], dtype=np.float32),
-                    "bbox_score": np.ones(1, dtype=np.float32),
-                }
-                info.update(self.model.dataset_meta)
-                items.append(self._pipeline(info))
+            items = host_map(self._prepare_input, frames_bgr[start : start + batch_size])
             samples = self.model.test_step(pseudo_collate(items))
             for offset, sample in enumerate(samples):
                 keypoints = np.asarray(sample.pred_instances.keypoints)[0]

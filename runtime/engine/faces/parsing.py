@@ -20,6 +20,7 @@ from PIL import Image
 
 from runtime.engine.faces.bisenet import BiSeNet
 from runtime.engine.faces.boxes import FaceBox
+from runtime.engine.hostpool import host_map
 
 PARSER_WEIGHTS = Path("face-parse-bisent/79999_iter.pth")
 BACKBONE_WEIGHTS = Path("face-parse-bisent/resnet18-5c106cde.pth")
@@ -108,8 +109,17 @@ def region_mask(classes: np.ndarray, mode: MaskMode) -> np.ndarray:
 
 
 def crop_rgb(frame_bgr: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
-    """PIL crop semantics: the part of `box` outside the frame is black."""
-    return Image.fromarray(np.ascontiguousarray(frame_bgr[..., ::-1])).crop(box)
+    """PIL crop semantics: the part of `box` outside the frame is black.
+
+    Only the box is copied (not the whole frame, as `Image.fromarray(frame).crop(box)` would).
+    """
+    x1, y1, x2, y2 = box
+    height, width = frame_bgr.shape[:2]
+    out = np.zeros((y2 - y1, x2 - x1, 3), dtype=np.uint8)
+    vx1, vy1, vx2, vy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+    if vx2 > vx1 and vy2 > vy1:
+        out[vy1 - y1 : vy2 - y1, vx1 - x1 : vx2 - x1] = frame_bgr[vy1:vy2, vx1:vx2, ::-1]
+    return Image.fromarray(out)
 
 
 def finish_mask(
@@ -146,10 +156,7 @@ class FaceParser:
         """Class map [N, 512, 512] (argmax over 19) of RGB crops resized with PIL bilinear."""
         out = np.zeros((len(crops), PARSE_SIZE, PARSE_SIZE), dtype=np.uint8)
         for start in range(0, len(crops), batch_size):
-            resized = [
-                np.asarray(c.resize((PARSE_SIZE, PARSE_SIZE), Image.Resampling.BILINEAR))
-                for c in crops[start : start + batch_size]
-            ]
+            resized = host_map(_to_parse_size, crops[start : start + batch_size])
             pixels = torch.from_numpy(np.stack(resized)).to(self.device)
             x = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
             logits = self.net((x - self._mean) / self._std)
@@ -168,10 +175,15 @@ class FaceParser:
         if len(frames_bgr) != len(boxes):
             raise ValueError(f"{len(frames_bgr)} frames but {len(boxes)} face boxes")
         crops = [crop_box(box) for box in boxes]
-        classes = self.parse(
-            [crop_rgb(frame, c) for frame, c in zip(frames_bgr, crops, strict=True)], batch_size
-        )
-        return [
-            BlendMask(crop_box=c, mask=finish_mask(region_mask(parsed, mode), box, c, blur))
-            for parsed, box, c in zip(classes, boxes, crops, strict=True)
-        ]
+        images = host_map(lambda i: crop_rgb(frames_bgr[i], crops[i]), range(len(crops)))
+        classes = self.parse(images, batch_size)
+
+        def finish(i: int) -> BlendMask:
+            mask = finish_mask(region_mask(classes[i], mode), boxes[i], crops[i], blur)
+            return BlendMask(crop_box=crops[i], mask=mask)
+
+        return host_map(finish, range(len(crops)))
+
+
+def _to_parse_size(crop: Image.Image) -> np.ndarray:
+    return np.asarray(crop.resize((PARSE_SIZE, PARSE_SIZE), Image.Resampling.BILINEAR))

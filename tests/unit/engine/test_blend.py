@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from runtime.engine.blend import PasteBox, blend_region, div255, paste_faces
+from runtime.engine.blend import PasteBox, blend_region, div255, paste_faces, resize_bilinear
 from runtime.engine.engine import mask_over_box
 from tests.unit.engine.standins import Box, spec_crop_box
 
@@ -63,17 +63,30 @@ def synthetic_case(box: Box, size: tuple[int, int], seed: int):
         (Box(0, 0, 37, 53), (64, 64)),  # odd sizes at the corner (crop box leaves the frame)
     ],
 )
-def test_blend_matches_the_pil_reference_within_one_level(box: Box, size) -> None:
+def test_blend_matches_the_official_composite_bit_for_bit(box: Box, size) -> None:
     # Given a frame, a generated face, a box and a mask over the spec's crop box
     frame, face, crop_box, mask = synthetic_case(box, size, seed=box.x1)
     # When we blend and the reference blends
     ours = our_blend(frame, face, box, crop_box, mask)
     expected = reference_blend(frame, face, box, crop_box, mask)
-    # Then every pixel agrees within one level, and the frame outside the box is untouched
-    assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 1
+    # Then every pixel is identical, and the frame outside the box is untouched
+    assert np.array_equal(ours, expected)
     outside = np.ones(size, dtype=bool)
     outside[box.y1 : box.y2, box.x1 : box.x2] = False
     assert np.array_equal(ours[outside], frame[outside])
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(171, 240), (97, 120), (63, 77), (256, 256), (255, 1), (300, 333), (200, 300), (512, 520)],
+)
+def test_resizing_a_face_to_its_box_equals_cv2_resize_exactly(size: tuple[int, int]) -> None:
+    # Given a noisy 256x256 face (every rounding decision shows) and a box, smaller or larger
+    face = np.random.default_rng(sum(size)).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    # When we resize it on the device and OpenCV resizes it (the official code's call)
+    ours = resize_bilinear(torch.from_numpy(face).permute(2, 0, 1), *size).permute(1, 2, 0)
+    # Then the results are identical, edges included
+    assert np.array_equal(ours.numpy(), cv2.resize(face, size))
 
 
 def test_full_mask_shows_the_face_and_zero_mask_the_frame() -> None:
@@ -83,7 +96,7 @@ def test_full_mask_shows_the_face_and_zero_mask_the_frame() -> None:
     shown = our_blend(frame, face, box, crop_box, np.full((side, side), 255, np.uint8))
     hidden = our_blend(frame, face, box, crop_box, np.zeros((side, side), np.uint8))
     resized = cv2.resize(face, (32, 32))
-    assert np.abs(shown[10:42, 10:42].astype(int) - resized.astype(int)).max() <= 1
+    assert np.array_equal(shown[10:42, 10:42], resized)
     assert np.array_equal(hidden, frame)
 
 

@@ -77,6 +77,28 @@ def test_decode_gives_uint8_rgb_faces(codec: LatentCodec) -> None:
     assert faces.dtype == torch.uint8
 
 
+def test_decode_unscales_like_upstream_by_the_reciprocal(codec: LatentCodec) -> None:
+    # Given latents where x * (1/0.18215) and x / 0.18215 differ in the last bit
+    latents = torch.randn(2, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    official = latents * (1 / SCALING_FACTOR)  # upstream decode_latents
+    assert not torch.equal(official, latents / SCALING_FACTOR)
+    seen: list[torch.Tensor] = []
+    decode = codec.vae.decode
+
+    def record(x: torch.Tensor) -> object:
+        seen.append(x.clone())
+        return decode(x)
+
+    codec.vae.decode = record
+    try:
+        # When we decode
+        codec.decode(latents)
+    finally:
+        codec.vae.decode = decode
+    # Then the VAE saw exactly what upstream feeds it
+    assert torch.equal(seen[0], official)
+
+
 def test_unet_step_predicts_a_four_channel_latent(tiny_models: ModelsLayout) -> None:
     generator = Generator(
         tiny_models.unet_config, tiny_models.unet_weights, torch.device("cpu"), torch.float32

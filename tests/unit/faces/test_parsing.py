@@ -16,6 +16,7 @@ from runtime.engine.faces.parsing import (
     blur_kernel_size,
     cheek_mask,
     crop_box,
+    crop_rgb,
     finish_mask,
     jaw_dilation_kernel,
     jaw_erosion_kernel,
@@ -78,6 +79,24 @@ def test_given_skin_block_when_jaw_mode_then_it_grows_up_in_the_centre_and_drops
     classes[450:460, 0:10] = NECK
     assert region_mask(classes, "neck")[455, 5] == 255
     assert region_mask(classes, "raw")[455, 5] == 0
+
+
+@pytest.mark.parametrize(
+    "box", [(10, 20, 70, 80), (-30, -10, 50, 60), (40, 50, 140, 150), (200, 200, 260, 260)]
+)
+def test_given_box_inside_across_or_outside_the_frame_when_cropped_then_it_equals_pil_crop(
+    box: tuple[int, int, int, int],
+) -> None:
+    # Given a noisy BGR frame and a crop box (PIL fills what lies outside the frame with black)
+    from PIL import Image
+
+    frame = np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    expected = Image.fromarray(np.ascontiguousarray(frame[..., ::-1])).crop(box)
+    # When cropped without copying the whole frame
+    ours = crop_rgb(frame, box)
+    # Then the image is the same, pixel for pixel
+    assert ours.size == expected.size
+    assert np.array_equal(np.asarray(ours), np.asarray(expected))
 
 
 def test_given_2s_256_then_blur_kernels_are_13_offline_and_25_realtime() -> None:

@@ -8,7 +8,26 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.engine.faces.s3fd import S3FD, S3FDNet, best_box, decode_candidates, nms
+from runtime.engine.faces.s3fd import S3FD, S3FDNet, best_box, decode_boxes, strongest_cells
+
+STRIDES = (4, 8, 16, 32, 64, 128)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> list[int]:
+    """The reference detector's greedy NMS (`+1` areas, best score first), as spec §3.2 says."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep: list[int] = []
+    while order.size > 0:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        order = rest[inter / (areas[i] + areas[rest] - inter) <= iou]
+    return keep
 
 
 def test_given_network_when_listing_parameters_then_names_and_shapes_match_the_release() -> None:
@@ -33,21 +52,65 @@ def test_given_frame_when_run_then_heads_have_strides_4_to_128() -> None:
     assert all(loc.shape[1] == 4 for _, loc in heads)
 
 
-def test_given_one_confident_cell_when_decoded_then_box_is_the_offset_anchor() -> None:
-    # Given a stride-8 head with one cell (row 2, col 3) above 0.05 and known offsets
-    prob = torch.zeros(5, 5)
-    prob[2, 3] = 0.9
-    loc = torch.zeros(4, 5, 5)
-    loc[:, 2, 3] = torch.tensor([1.0, -0.5, 0.0, np.log(2) / 0.2])
+def test_given_one_cell_when_decoded_then_box_is_the_offset_anchor() -> None:
+    # Given a stride-8 cell (row 2, col 3) with known offsets
+    offsets = torch.tensor([[1.0, -0.5, 0.0, np.log(2) / 0.2]])
     # When
-    boxes, scores = decode_candidates(prob, loc, stride=8)
+    boxes = decode_boxes(torch.tensor([2]), torch.tensor([3]), offsets, stride=8).numpy()
     # Then centre = prior + loc*0.1*anchor, size = anchor*exp(loc*0.2), anchor = 32
     cx, cy = 4 + 3 * 8 + 1.0 * 0.1 * 32, 4 + 2 * 8 - 0.5 * 0.1 * 32
     np.testing.assert_allclose(boxes[0], [cx - 16, cy - 32, cx + 16, cy + 32], rtol=1e-5)
-    np.testing.assert_allclose(scores, [0.9])
 
 
-def test_given_overlapping_boxes_when_nms_then_plus_one_areas_decide_suppression() -> None:
+def reference_detection(heads: list[tuple[torch.Tensor, torch.Tensor]], b: int) -> object:
+    """Spec §3.2 as the reference detector does it: every cell with p > 0.05 decoded, greedy
+    NMS at 0.3, keep > 0.5, take the first, clip at 0, int()."""
+    boxes, scores = [], []
+    for (prob, loc), stride in zip(heads, STRIDES, strict=True):
+        rows, cols = torch.nonzero(prob[b] > 0.05, as_tuple=True)
+        boxes.append(decode_boxes(rows, cols, loc[b][:, rows, cols].T, stride).numpy())
+        scores.append(prob[b][rows, cols].numpy())
+    all_boxes, all_scores = np.concatenate(boxes), np.concatenate(scores)
+    kept = [i for i in nms(all_boxes, all_scores) if all_scores[i] > 0.5]
+    if not kept:
+        return None
+    x1, y1, x2, y2 = np.clip(all_boxes[kept[0]], 0, None)
+    return int(x1), int(y1), int(x2), int(y2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_given_random_heads_when_strongest_cells_then_answer_equals_the_reference_rule(
+    seed: int,
+) -> None:
+    # Given random heads of a 128x96 frame pair: many cells over 0.05 and over 0.5 (as random
+    # weights give), the second image below 0.5 everywhere but one cell on the stride-16 head
+    gen = torch.Generator().manual_seed(seed)
+    heads = []
+    for stride in STRIDES:
+        h, w = max(128 // stride, 1), max(96 // stride, 1)
+        prob = torch.rand(2, h, w, generator=gen)
+        prob[1] *= 0.5
+        heads.append((prob, torch.randn(2, 4, h, w, generator=gen)))
+    heads[2][0][1, 3, 2] = 0.75
+    # When the device path picks and decodes one cell per image
+    scores, boxes = strongest_cells(heads)
+    ours = [best_box(boxes[b : b + 1].numpy(), scores[b : b + 1].numpy()) for b in range(2)]
+    # Then each answer is the reference rule's
+    assert ours == [reference_detection(heads, 0), reference_detection(heads, 1)]
+
+
+def test_given_tied_top_scores_when_strongest_cells_then_first_head_and_cell_wins() -> None:
+    heads = [(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4, 4)) for _ in STRIDES]
+    heads[1][0][0, 2, 1] = 0.9  # stride 8
+    heads[1][0][0, 3, 3] = 0.9  # same score, later cell
+    heads[3][0][0, 0, 0] = 0.9  # same score, later head
+    scores, boxes = strongest_cells(heads)
+    expected = decode_boxes(torch.tensor([2]), torch.tensor([1]), torch.zeros(1, 4), 8)
+    assert torch.equal(boxes, expected)
+    assert float(scores[0]) == pytest.approx(0.9)
+
+
+def test_given_overlapping_boxes_when_reference_nms_then_plus_one_areas_decide_it() -> None:
     # Given two 10x10 (+1 -> 11x11) boxes; with +1 areas IoU is 66/176 = 0.375 > 0.3
     boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [40, 40, 50, 50]], dtype=np.float32)
     scores = np.array([0.9, 0.95, 0.6], dtype=np.float32)
@@ -56,6 +119,22 @@ def test_given_overlapping_boxes_when_nms_then_plus_one_areas_decide_suppression
     # Given a shift that gives IoU = 44/198 = 0.22 with +1 areas (0.25 without them), both stay
     boxes[1] = [7, 0, 17, 10]
     assert nms(boxes, scores) == [1, 0, 2]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_given_many_candidates_when_best_box_then_it_is_the_reference_rules_answer(
+    seed: int,
+) -> None:
+    # Given thousands of overlapping candidates, scores spread over 0.05..1 (random weights)
+    rng = np.random.default_rng(seed)
+    corners = rng.uniform(0, 300, (3000, 2)).astype(np.float32)
+    boxes = np.concatenate([corners, corners + rng.uniform(8, 120, (3000, 2))], axis=1)
+    scores = rng.uniform(0.05, 1.0, 3000).astype(np.float32)
+    # When the reference rule runs: NMS at 0.3, keep > 0.5, take the first
+    kept = [i for i in nms(boxes, scores) if scores[i] > 0.5]
+    x1, y1, x2, y2 = np.clip(boxes[kept[0]], 0, None)
+    # Then best_box (no NMS) gives the same box
+    assert best_box(boxes, scores) == (int(x1), int(y1), int(x2), int(y2))
 
 
 def test_given_candidates_when_best_box_then_top_score_above_half_is_clipped_and_truncated() -> (

@@ -23,7 +23,7 @@ import torch
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.audio import AudioEncoder, frame_count, load_audio_16k, positional_encoding
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.blend import PasteBox, paste_faces
+from runtime.engine.blend import PasteBox
 from runtime.engine.interface import (
     Interrupted,
     MediaError,
@@ -38,6 +38,7 @@ from runtime.engine.latents import CROP_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
 from runtime.engine.ports import BlurKind, FaceLocatorLike, FaceParserLike, SyncScorerLike
+from runtime.engine.resident import ResidentCache
 from runtime.engine.vad import SpeechDetector, generation_weights
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ GPU_RESERVED_BYTES = 1024**3
 MAX_AVATAR_FRAMES = 1500
 MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 KiB each
 SYNC_WINDOW_FRAMES = 16  # SyncNet sees 16 consecutive frames (spec §9); shorter clips get no score
+_NO_FACE = np.zeros((0, 0, 3), dtype=np.uint8)  # a generated frame the sync scorer will not see
 
 
 class MuseTalkEngine:
@@ -94,6 +96,7 @@ class MuseTalkEngine:
         self.max_avatar_frames = max_avatar_frames
         self._speech: SpeechDetector | None = None
         self._positional = positional_encoding().to(device=device, dtype=dtype)
+        self._resident = ResidentCache(device, dtype)
         self.compiled = compile_models
         if compile_models:
             compile_for_speed(generator, codec)
@@ -408,38 +411,43 @@ class MuseTalkEngine:
         timings: dict[str, float],
         batch_size: int,
     ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """UNet + decode + blend for output frames `frames`: {frame: (box region, face RGB)}."""
-        sources = [avatar.cycle_index(int(i)) for i in frames]
+        """UNet + decode + blend for output frames `frames`: {frame: (box region, face RGB)}.
+
+        Everything per source frame is already on the device (`ResidentCache`); the batch's
+        regions come back in one pinned copy. The face RGB is copied only while the sync
+        scorer still wants it (an empty array otherwise).
+        """
+        resident = self._resident.get(avatar)
+        count = len(frames)
         with _timed(timings, "unet", self.device):
             # A compiled model keeps one graph per shape: pad a short batch to the full size.
             padded = np.resize(frames, batch_size) if self.compiled else frames
-            padded_sources = [avatar.cycle_index(int(i)) for i in padded]
-            latents = torch.from_numpy(avatar.latents[padded_sources]).to(self.device, self.dtype)
-            audio = tokens[torch.from_numpy(padded)].to(self.device, self.dtype) + self._positional
-            predicted = self.generator.step(latents, audio)[: len(frames)]
+            cycle = np.array([avatar.cycle_index(int(i)) for i in padded], dtype=np.int64)
+            sources = torch.from_numpy(cycle).to(self.device)
+            audio = tokens[torch.from_numpy(padded).to(tokens.device)]
+            audio = audio.to(self.device, self.dtype) + self._positional
+            predicted = self.generator.step(resident.latents[sources], audio)[:count]
         with _timed(timings, "vae_decode", self.device):
             faces_rgb = self.codec.decode(predicted)  # [B, 3, 256, 256] uint8
         with _timed(timings, "blend", self.device):
-            paste_boxes, regions, masks = [], [], []
-            for frame_index, source in zip(frames, sources, strict=True):
-                x1, y1, x2, y2 = (int(v) for v in avatar.boxes[source])
-                height, width = avatar.frames.shape[1:3]
-                box = PasteBox(x1, y1, x2, y2, frame_width=width, frame_height=height)
-                vx1, vy1, vx2, vy2 = box.visible
-                region = avatar.frames[source, vy1:vy2, vx1:vx2]
-                mask = torch.from_numpy(avatar.masks[source]).to(self.device)
-                weight = float(weights[frame_index])
-                if weight < 1.0:
-                    mask = (mask.float() * weight).round().to(torch.uint8)
-                paste_boxes.append(box)
-                regions.append(torch.from_numpy(np.ascontiguousarray(region)).to(self.device))
-                masks.append(mask)
-            blended = paste_faces(faces_rgb.flip(1), regions, masks, paste_boxes)
-            faces_host = faces_rgb.permute(0, 2, 3, 1).cpu().numpy()
-            return {
-                int(i): (region.cpu().numpy(), face)
-                for i, region, face in zip(frames, blended, faces_host, strict=True)
-            }
+            frame_weights = weights[frames].astype(np.float32)
+            fade = (
+                torch.from_numpy(frame_weights).to(self.device)
+                if (frame_weights < 1.0).any()
+                else None
+            )
+            blended = resident.blend(faces_rgb.flip(1), sources[:count], fade)
+            regions = _to_host(blended)
+            wants_faces = self.scorer is not None and int(frames[0]) < MAX_SYNC_FRAMES
+            faces = _to_host(faces_rgb.permute(0, 2, 3, 1)) if wants_faces else None
+            if self.device.type == "cuda":
+                torch.cuda.current_stream(self.device).synchronize()
+        out = {}
+        for k, frame_index in enumerate(frames):
+            height, width = resident.sizes[cycle[k]]
+            face = faces[k] if faces is not None else _NO_FACE
+            out[int(frame_index)] = (regions[k, :height, :width], face)
+        return out
 
     def _compose(
         self,
@@ -519,6 +527,17 @@ def _timed(
         if device is not None and device.type == "cuda":
             torch.cuda.synchronize(device)
         timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+
+
+def _to_host(tensor: torch.Tensor) -> np.ndarray:
+    """One copy to host memory; from CUDA into a fresh pinned buffer, without waiting (the
+    caller synchronizes once for all copies). Fresh per batch: the composer thread may still be
+    reading the previous batch's regions."""
+    if tensor.device.type != "cuda":
+        return tensor.contiguous().numpy()
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host.numpy()
 
 
 def _is_oom(error: BaseException) -> bool:

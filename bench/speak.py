@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -47,7 +48,6 @@ from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import (
     MuseTalkEngine,
     batch_size_for_memory,
-    compile_for_speed,
     crop_face,
 )
 from runtime.engine.latents import Generator, LatentCodec
@@ -92,17 +92,33 @@ def synchronize(device: torch.device) -> None:
 
 
 def load_engine(
-    models: Path, device: torch.device, dtype: torch.dtype | None, *, compile_models: bool = False
+    models: Path,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    *,
+    compile_mode: str | None = None,
+    cache_dir: Path | None = None,
 ) -> MuseTalkEngine:
+    """The engine; compiled when `compile_mode` is given ("default" = torch's default mode)."""
     return MuseTalkEngine.load(
-        models, device, dtype, locator=_NoFaces(), parser=_NoFaces(), compile_models=compile_models
+        models,
+        device,
+        dtype,
+        locator=_NoFaces(),
+        parser=_NoFaces(),
+        compile_models=compile_mode is not None,
+        compile_mode=None if compile_mode in (None, "default") else compile_mode,
+        cache_dir=cache_dir,
     )
 
 
-def cold_start_probe(models: Path, device: torch.device, batch: int, compiled: bool) -> None:
-    """In a fresh process: weights on disk -> engine loaded -> first batch generated (ready)."""
+def cold_start_probe(
+    models: Path, device: torch.device, batch: int, compile_mode: str | None, cache_dir: Path
+) -> None:
+    """In a fresh process: weights on disk -> engine loaded (compiled, if asked) -> first batch
+    generated (ready). Imports of torch and this script come before the clock starts."""
     start = time.perf_counter()
-    engine = load_engine(models, device, None, compile_models=compiled)
+    engine = load_engine(models, device, None, compile_mode=compile_mode, cache_dir=cache_dir)
     synchronize(device)
     loaded = time.perf_counter() - start
     latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
@@ -110,10 +126,26 @@ def cold_start_probe(models: Path, device: torch.device, batch: int, compiled: b
     engine.codec.decode(engine.generator.step(latents, audio))
     synchronize(device)
     ready = time.perf_counter() - start
-    print(json.dumps({"load_s": round(loaded, 2), "ready_s": round(ready, 2)}), flush=True)
+    report = {
+        "load_s": round(loaded, 2),
+        "ready_s": round(ready, 2),
+        "load_ms": _rounded(engine.load_timings_ms),
+        "compile_artifacts_loaded": engine._artifacts_loaded,
+    }
+    print(json.dumps(report), flush=True)
 
 
-def probe_in_subprocess(models: Path, device: torch.device, batch: int, compiled: bool) -> Any:
+def probe_in_subprocess(
+    models: Path,
+    device: torch.device,
+    batch: int,
+    *,
+    compile_mode: str | None,
+    cache_dir: Path,
+    inductor_dir: Path,
+) -> Any:
+    """`cold_start_probe` in a new process, with its own Inductor/Triton cache directories
+    (empty ones = a fresh container)."""
     command = [
         sys.executable,
         __file__,
@@ -121,12 +153,52 @@ def probe_in_subprocess(models: Path, device: torch.device, batch: int, compiled
         str(models),
         "--device",
         str(device),
+        "--cache-dir",
+        str(cache_dir),
         "--cold-start-probe",
         str(batch),
-    ] + (["--compile"] if compiled else [])
-    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    ] + (["--compile", "--compile-modes", compile_mode] if compile_mode else [])
+    env = {
+        **os.environ,
+        "TORCHINDUCTOR_CACHE_DIR": str(inductor_dir / "inductor"),
+        "TRITON_CACHE_DIR": str(inductor_dir / "triton"),
+    }
+    start = time.perf_counter()
+    done = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, check=False, env=env
+    )
+    wall = round(time.perf_counter() - start, 2)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    return json.loads(lines[-1]) if lines else {"error": done.stderr[-500:]}
+    result = json.loads(lines[-1]) if lines else {"error": done.stderr[-800:]}
+    result["process_wall_s"] = wall  # including interpreter start and imports
+    print(json.dumps({"cold_start_probe": result}), flush=True)
+    return result
+
+
+def cold_starts(
+    models: Path, device: torch.device, batch: int, compile_mode: str | None, work: Path
+) -> dict[str, Any]:
+    """Fresh processes, from an empty weight cache to everything cached."""
+    cache = work / "probe-cache"
+    probes: dict[str, Any] = {}
+
+    def probe(name: str, mode: str | None, inductor: str) -> None:
+        probes[name] = probe_in_subprocess(
+            models,
+            device,
+            batch,
+            compile_mode=mode,
+            cache_dir=cache,
+            inductor_dir=work / inductor,
+        )
+
+    probe("eager_uncached_writes_cache", None, "inductor-eager")
+    probe("eager_cached", None, "inductor-eager")
+    if compile_mode is not None:
+        probe("compiled_nothing_cached", compile_mode, "inductor-1")
+        probe("compiled_artifacts_cached_fresh_inductor_dir", compile_mode, "inductor-2")
+        probe("compiled_artifacts_cached_warm_inductor_dir", compile_mode, "inductor-2")
+    return probes
 
 
 def face_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -413,12 +485,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="1 s of audio, 1 run, no extras")
     parser.add_argument("--variants", action="store_true", help="channels_last, row decode")
     parser.add_argument("--compile", action="store_true", help="also render with torch.compile")
+    parser.add_argument(
+        "--compile-modes",
+        default="default",
+        help="torch.compile modes to render with (reduce-overhead = CUDA graphs)",
+    )
+    parser.add_argument("--cache-dir", type=Path, help="weight/compile cache (default: beside)")
+    parser.add_argument("--encoder-frames", type=int, default=500)
     parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    compile_modes = args.compile_modes.split(",") if args.compile else []
     if args.cold_start_probe:
-        cold_start_probe(args.models, device, args.cold_start_probe, args.compile)
+        mode = compile_modes[0] if compile_modes else None
+        cold_start_probe(args.models, device, args.cold_start_probe, mode, args.cache_dir)
         return {}
     dtype = getattr(torch, args.dtype) if args.dtype else None
     if args.quick:
@@ -439,9 +520,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     synchronize(device)
     start = time.perf_counter()
-    engine = load_engine(args.models, device, dtype)
+    engine = load_engine(args.models, device, dtype, cache_dir=args.cache_dir)
     synchronize(device)
     report["cold_start_s"] = round(time.perf_counter() - start, 2)
+    report["cold_start_ms"] = _rounded(engine.load_timings_ms)
     report["dtype"] = str(engine.dtype).removeprefix("torch.")
     if device.type == "cuda":
         report["weights_gpu_mb"] = round(torch.cuda.memory_allocated(device) / 1e6)
@@ -465,7 +547,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report["frames"] = frames
     options = RenderOptions(skip_silence=False)  # every frame generated: the worst case
 
-    def engine_run(batch: int, preset: str) -> Callable[[], dict[str, float]]:
+    def engine_run(
+        batch: int, preset: str, engine: MuseTalkEngine = engine
+    ) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
             engine.encoder_preset = preset
             rendered = engine.speak(
@@ -508,7 +592,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not args.quick:
         report["encoder_only_fps"] = {
             f"{preset} {threads} threads": round(
-                encoder_fps(avatar, audio, work / "enc.mp4", preset, 500, threads), 1
+                encoder_fps(avatar, audio, work / "enc.mp4", preset, args.encoder_frames, threads),
+                1,
             )
             for preset in presets
             for threads in ("SLICE", "FRAME")
@@ -533,18 +618,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "engine_pick": batch_size_for_memory(int(CARD_24GB - weights_bytes), engine.dtype),
             "largest_measured_that_fits": max(fits) if fits else None,
         }
-    if args.compile:
+    engines = {"eager": engine}
+    for mode in compile_modes:
         batch = max(engine_batches)
         start = time.perf_counter()
-        compile_for_speed(engine.generator, engine.codec)
-        engine.compiled = True
-        engine_run(batch, presets[-1])()
-        report["compile_first_render_s"] = round(time.perf_counter() - start, 1)
+        compiled = load_engine(
+            args.models, device, dtype, compile_mode=mode, cache_dir=args.cache_dir
+        )
+        engine_run(batch, presets[-1], compiled)()
+        report.setdefault("compile_first_render_s", {})[mode] = round(
+            time.perf_counter() - start, 1
+        )
+        engines[f"compiled {mode}"] = compiled
         for preset in presets:
-            wall, timings = timed_runs(engine_run(batch, preset), args.runs, warm_up=not args.quick)
+            wall, timings = timed_runs(
+                engine_run(batch, preset, compiled), args.runs, warm_up=not args.quick
+            )
             rows.append(
                 {
-                    "path": f"engine batch {batch} compiled",
+                    "path": f"engine batch {batch} compiled {mode}",
                     "preset": preset,
                     "fps": round(frames / wall, 1),
                     "stages_ms": _rounded(timings),
@@ -565,25 +657,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ),
     }
     best_batch = int(best["path"].split()[2])
+    best_mode = best["path"].split(" compiled ")[1] if " compiled " in best["path"] else None
+    best_engine = engines["eager" if best_mode is None else f"compiled {best_mode}"]
 
     clip = write_clip(args.audio, min(LATENCY_CLIP_S, args.seconds), work / "clip.wav")
-    engine.encoder_preset = best["preset"]
+    best_engine.encoder_preset = best["preset"]
     latencies = []
     for _ in range(args.runs):
         start = time.perf_counter()
-        engine.speak(avatar, clip, work / "clip.mp4", options=options, batch_size=best_batch)
+        best_engine.speak(avatar, clip, work / "clip.mp4", options=options, batch_size=best_batch)
         latencies.append(time.perf_counter() - start)
     report["latency_10s_clip_s"] = round(statistics.median(latencies), 3)
 
     if device.type == "cuda":
-        report["cold_start_fresh_process"] = {
-            "eager": probe_in_subprocess(args.models, device, best_batch, compiled=False),
-            **(
-                {"compiled_warm_cache": probe_in_subprocess(args.models, device, best_batch, True)}
-                if args.compile
-                else {}
-            ),
-        }
+        report["cold_start_fresh_process"] = cold_starts(
+            args.models, device, best_batch, best_mode or (compile_modes or [None])[0], work
+        )
     text = json.dumps(report, indent=2)
     print(text, flush=True)
     if args.out:

@@ -21,9 +21,17 @@ import numpy as np
 import torch
 
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
-from runtime.engine.audio import AudioEncoder, frame_count, load_audio_16k, positional_encoding
+from runtime.engine.audio import (
+    D_MODEL,
+    TOKENS_PER_FRAME,
+    AudioEncoder,
+    frame_count,
+    load_audio_16k,
+    positional_encoding,
+)
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.blend import PasteBox
+from runtime.engine.compile_cache import artifacts_path, load_artifacts, save_artifacts
 from runtime.engine.interface import (
     Interrupted,
     MediaError,
@@ -34,12 +42,13 @@ from runtime.engine.interface import (
     WeightsKind,
     halve_on_oom,
 )
-from runtime.engine.latents import CROP_SIZE, Generator, LatentCodec
+from runtime.engine.latents import CROP_SIZE, LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
 from runtime.engine.ports import BlurKind, FaceLocatorLike, FaceParserLike, SyncScorerLike
 from runtime.engine.resident import ResidentCache
 from runtime.engine.vad import SpeechDetector, generation_weights
+from runtime.engine.weight_cache import WeightCache, default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,8 @@ class MuseTalkEngine:
         encoder_preset: str = "veryfast",
         max_avatar_frames: int = MAX_AVATAR_FRAMES,
         compile_models: bool = False,
+        compile_mode: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.generator = generator
         self.codec = codec
@@ -98,8 +109,16 @@ class MuseTalkEngine:
         self._positional = positional_encoding().to(device=device, dtype=dtype)
         self._resident = ResidentCache(device, dtype)
         self.compiled = compile_models
+        self.compile_mode = compile_mode
+        self.load_timings_ms: dict[str, float] = {}
+        self._artifacts = (
+            artifacts_path(cache_dir, device, dtype) if compile_models and cache_dir else None
+        )
+        self._artifacts_loaded = False
         if compile_models:
-            compile_for_speed(generator, codec)
+            if self._artifacts is not None:
+                self._artifacts_loaded = load_artifacts(self._artifacts)
+            compile_for_speed(generator, codec, mode=compile_mode)
 
     @classmethod
     def load(
@@ -114,12 +133,17 @@ class MuseTalkEngine:
         mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
         compile_models: bool = False,
+        compile_mode: str | None = None,
+        cache_dir: Path | None = None,
     ) -> MuseTalkEngine:
         """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default.
 
+        Weights come from a converted copy in `cache_dir` (default `<models_dir>.cache`,
+        beside the models directory; written on the first load, see `weight_cache`).
         `compile_models` wraps the UNet and the VAE decoder in `torch.compile` (static shapes;
-        speak pads the last batch so one graph serves a job). The first batch of each size pays
-        the compile, which Inductor's on-disk cache makes cheaper on later starts.
+        speak pads the last batch so one graph serves a job) and compiles them at the batch
+        size `pick_batch_size` gives before returning; the compiled code is kept in
+        `cache_dir` for the next process. `compile_mode="reduce-overhead"` adds CUDA graphs.
         """
         # Strings too: the worker and local mode pass MUSETALK_DEVICE / MUSETALK_DTYPE as set.
         device = torch.device(device) if isinstance(device, str) else device
@@ -134,6 +158,18 @@ class MuseTalkEngine:
                 models_dir,
             )
         _quiet_hub_progress()
+        cache_dir = cache_dir or default_cache_dir(models_dir)
+        cache = WeightCache(cache_dir)
+        timings: dict[str, float] = {}
+        with _timed(timings, "unet", device):
+            generator = Generator(
+                layout.unet_config, layout.unet_weights, device, dtype, cache=cache
+            )
+        with _timed(timings, "vae", device):
+            codec = LatentCodec(layout.vae_dir, device, dtype, cache=cache)
+        with _timed(timings, "whisper", device):
+            audio_encoder = AudioEncoder(layout.whisper_dir, device, dtype, cache=cache)
+        start = time.perf_counter()
         if locator is None or parser is None or (scorer is None and layout.syncnet.is_file()):
             from runtime.engine import faces
 
@@ -143,10 +179,11 @@ class MuseTalkEngine:
                 from runtime.engine import sync
 
                 scorer = sync.SyncScorer.load(models_dir, device)
-        return cls(
-            generator=Generator(layout.unet_config, layout.unet_weights, device, dtype),
-            codec=LatentCodec(layout.vae_dir, device, dtype),
-            audio_encoder=AudioEncoder(layout.whisper_dir, device, dtype),
+        timings["faces"] = (time.perf_counter() - start) * 1000
+        engine = cls(
+            generator=generator,
+            codec=codec,
+            audio_encoder=audio_encoder,
             locator=locator,
             parser=parser,
             scorer=scorer,
@@ -156,7 +193,44 @@ class MuseTalkEngine:
             mask_blur=mask_blur,
             encoder_preset=encoder_preset,
             compile_models=compile_models,
+            compile_mode=compile_mode,
+            cache_dir=cache_dir,
         )
+        if compile_models:
+            with _timed(timings, "compile", device):
+                engine.warm_up(engine.pick_batch_size())
+        engine.load_timings_ms = timings
+        log.info(
+            "engine loaded: timings %s, weight cache hits %s",
+            {k: round(v) for k, v in timings.items()},
+            cache.hits,
+        )
+        return engine
+
+    @torch.inference_mode()
+    def warm_up(self, batch_size: int) -> None:
+        """One batch through the UNet and the decoder, so a compiled engine has its graphs for
+        this size before the first job; the first compile of a cache directory saves its
+        artifacts there for the next process."""
+        latents = torch.zeros(batch_size, 8, LATENT_SIZE, LATENT_SIZE, device=self.device)
+        audio = torch.zeros(batch_size, TOKENS_PER_FRAME, D_MODEL, device=self.device)
+        # CUDA graphs record on the second call of a shape: run it twice for them.
+        for _ in range(2 if self._uses_cuda_graphs else 1):
+            self._mark_graph_step()
+            self.codec.decode(self.generator.step(latents, audio))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        if self.compiled and self._artifacts is not None and not self._artifacts_loaded:
+            self._artifacts_loaded = save_artifacts(self._artifacts)
+
+    @property
+    def _uses_cuda_graphs(self) -> bool:
+        return self.compiled and self.compile_mode in ("reduce-overhead", "max-autotune")
+
+    def _mark_graph_step(self) -> None:
+        """A new batch begins: outputs of the last CUDA-graph replay may be overwritten."""
+        if self._uses_cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
     # ------------------------------------------------------------------ prepare
 
@@ -419,6 +493,7 @@ class MuseTalkEngine:
         """
         resident = self._resident.get(avatar)
         count = len(frames)
+        self._mark_graph_step()
         with _timed(timings, "unet", self.device):
             # A compiled model keeps one graph per shape: pad a short batch to the full size.
             padded = np.resize(frames, batch_size) if self.compiled else frames
@@ -477,14 +552,14 @@ class MuseTalkEngine:
             torch.cuda.empty_cache()
 
 
-def compile_for_speed(generator: Generator, codec: LatentCodec) -> None:
+def compile_for_speed(generator: Generator, codec: LatentCodec, *, mode: str | None = None) -> None:
     """`torch.compile` the UNet and the VAE decoder in place (the two per-frame models).
 
     Measured on an H200 at batch 64 (bench/results): UNet 0.72 -> 0.49 ms/frame, decode
     2.58 -> 1.59 ms/frame, 54 dB PSNR against eager.
     """
-    generator.unet = torch.compile(generator.unet, dynamic=False)
-    codec.vae.decoder = torch.compile(codec.vae.decoder, dynamic=False)
+    generator.unet = torch.compile(generator.unet, dynamic=False, mode=mode)
+    codec.vae.decoder = torch.compile(codec.vae.decoder, dynamic=False, mode=mode)
 
 
 def batch_size_for_memory(free_bytes: int, dtype: torch.dtype) -> int:

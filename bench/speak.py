@@ -53,6 +53,7 @@ from runtime.engine.engine import (
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
+from runtime.engine.weight_cache import default_cache_dir
 from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
@@ -121,16 +122,17 @@ def cold_start_probe(
     engine = load_engine(models, device, None, compile_mode=compile_mode, cache_dir=cache_dir)
     synchronize(device)
     loaded = time.perf_counter() - start
-    latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
-    audio = torch.zeros(batch, 50, 384, device=device, dtype=engine.dtype)
-    engine.codec.decode(engine.generator.step(latents, audio))
+    with torch.inference_mode():  # as in speak (a compiled graph guards on it)
+        latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
+        audio = torch.zeros(batch, 50, 384, device=device, dtype=engine.dtype)
+        engine.codec.decode(engine.generator.step(latents, audio))
     synchronize(device)
     ready = time.perf_counter() - start
     report = {
         "load_s": round(loaded, 2),
         "ready_s": round(ready, 2),
         "load_ms": _rounded(engine.load_timings_ms),
-        "compile_artifacts_loaded": engine._artifacts_loaded,
+        "compile_artifacts_loaded": engine.compile_artifacts_loaded,
     }
     print(json.dumps(report), flush=True)
 
@@ -176,13 +178,22 @@ def probe_in_subprocess(
 
 
 def cold_starts(
-    models: Path, device: torch.device, batch: int, compile_mode: str | None, work: Path
+    models: Path,
+    device: torch.device,
+    batch: int,
+    compile_mode: str | None,
+    work: Path,
+    compiled_cache: Path,
+    *,
+    cold_compile: bool,
 ) -> dict[str, Any]:
-    """Fresh processes, from an empty weight cache to everything cached."""
-    cache = work / "probe-cache"
+    """Fresh processes: eager from an empty weight cache, then cached; compiled with the
+    artifacts this run already saved in `compiled_cache` but empty Inductor/Triton caches (a
+    new container); with `cold_compile`, also compiled with nothing cached at all."""
+    fresh = work / "probe-cache"
     probes: dict[str, Any] = {}
 
-    def probe(name: str, mode: str | None, inductor: str) -> None:
+    def probe(name: str, mode: str | None, cache: Path, inductor: str) -> None:
         probes[name] = probe_in_subprocess(
             models,
             device,
@@ -192,12 +203,12 @@ def cold_starts(
             inductor_dir=work / inductor,
         )
 
-    probe("eager_uncached_writes_cache", None, "inductor-eager")
-    probe("eager_cached", None, "inductor-eager")
+    probe("eager_uncached_writes_cache", None, fresh, "inductor-eager")
+    probe("eager_cached", None, fresh, "inductor-eager")
     if compile_mode is not None:
-        probe("compiled_nothing_cached", compile_mode, "inductor-1")
-        probe("compiled_artifacts_cached_fresh_inductor_dir", compile_mode, "inductor-2")
-        probe("compiled_artifacts_cached_warm_inductor_dir", compile_mode, "inductor-2")
+        if cold_compile:
+            probe("compiled_nothing_cached", compile_mode, work / "empty-cache", "inductor-1")
+        probe("compiled_artifacts_cached_new_container", compile_mode, compiled_cache, "inductor-2")
     return probes
 
 
@@ -492,6 +503,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--cache-dir", type=Path, help="weight/compile cache (default: beside)")
     parser.add_argument("--encoder-frames", type=int, default=500)
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="also render the last compile mode with torch.backends.cudnn.benchmark on",
+    )
+    parser.add_argument(
+        "--cold-compile", action="store_true", help="also time a compiled start from nothing"
+    )
     parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
@@ -619,30 +638,36 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "largest_measured_that_fits": max(fits) if fits else None,
         }
     engines = {"eager": engine}
-    for mode in compile_modes:
+    variants = [(mode, False) for mode in compile_modes]
+    if compile_modes and args.cudnn_benchmark:
+        variants.append((compile_modes[-1], True))
+    for mode, cudnn_benchmark in variants:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        name = f"{mode} cudnn-benchmark" if cudnn_benchmark else mode
         batch = max(engine_batches)
         start = time.perf_counter()
         compiled = load_engine(
             args.models, device, dtype, compile_mode=mode, cache_dir=args.cache_dir
         )
         engine_run(batch, presets[-1], compiled)()
-        report.setdefault("compile_first_render_s", {})[mode] = round(
+        report.setdefault("compile_first_render_s", {})[name] = round(
             time.perf_counter() - start, 1
         )
-        engines[f"compiled {mode}"] = compiled
+        engines[f"compiled {name}"] = compiled
         for preset in presets:
             wall, timings = timed_runs(
                 engine_run(batch, preset, compiled), args.runs, warm_up=not args.quick
             )
             rows.append(
                 {
-                    "path": f"engine batch {batch} compiled {mode}",
+                    "path": f"engine batch {batch} compiled {name}",
                     "preset": preset,
                     "fps": round(frames / wall, 1),
                     "stages_ms": _rounded(timings),
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
+    torch.backends.cudnn.benchmark = False
     report["runs"] = rows
     best = max(rows[1:], key=lambda row: row["fps"])
     report["best"] = {
@@ -670,8 +695,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report["latency_10s_clip_s"] = round(statistics.median(latencies), 3)
 
     if device.type == "cuda":
+        probe_mode = (best_mode or (compile_modes or [None])[0] or "").removesuffix(
+            " cudnn-benchmark"
+        )
         report["cold_start_fresh_process"] = cold_starts(
-            args.models, device, best_batch, best_mode or (compile_modes or [None])[0], work
+            args.models,
+            device,
+            best_batch,
+            probe_mode or None,
+            work,
+            args.cache_dir or default_cache_dir(args.models),
+            cold_compile=args.cold_compile,
         )
     text = json.dumps(report, indent=2)
     print(text, flush=True)

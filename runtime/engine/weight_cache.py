@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -44,6 +45,22 @@ class WeightCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.hits: list[str] = []  # names served from the cache in this process (for reports)
+        self._prefetched: dict[Path, Future[dict[str, torch.Tensor]]] = {}
+
+    def prefetch(self, names: Sequence[str], device: torch.device, dtype: torch.dtype) -> None:
+        """Start reading the cached copies of `names` onto `device` on a background thread.
+
+        A fresh process spends seconds importing diffusers and transformers; reading the
+        tensors (and the CUDA start-up the first device tensor triggers) overlaps with that.
+        Nothing is validated here: `module` checks the fingerprint and discards a stale read.
+        """
+        paths = [path for name in names if (path := self.path(name, dtype)).is_file()]
+        if not paths:
+            return
+        reader = ThreadPoolExecutor(1, thread_name_prefix="weights-prefetch")
+        for path in paths:
+            self._prefetched[path] = reader.submit(load_file, str(path), device=str(device))
+        reader.shutdown(wait=False)
 
     def path(self, name: str, dtype: torch.dtype) -> Path:
         return self.directory / f"{name}.{str(dtype).removeprefix('torch.')}.safetensors"
@@ -66,9 +83,10 @@ class WeightCache:
         """
         path = self.path(name, dtype)
         fingerprint = _fingerprint(sources, dtype)
+        prefetched = self._prefetched.pop(path, None)
         if _stored_fingerprint(path) == fingerprint:
             try:
-                module = _load_cached(path, build_empty, device)
+                module = _load_cached(path, build_empty, device, prefetched)
             except (OSError, RuntimeError, ValueError, SafetensorError) as error:
                 log.warning("weight cache %s unusable, rebuilding it: %s", path.name, error)
             else:
@@ -121,11 +139,14 @@ def _stored_fingerprint(path: Path) -> str | None:
 
 
 def _load_cached(
-    path: Path, build_empty: Callable[[], torch.nn.Module], device: torch.device
+    path: Path,
+    build_empty: Callable[[], torch.nn.Module],
+    device: torch.device,
+    prefetched: Future[dict[str, torch.Tensor]] | None,
 ) -> torch.nn.Module:
     with torch.device("meta"):
         module = build_empty()
-    state = load_file(str(path), device=str(device))
+    state = prefetched.result() if prefetched else load_file(str(path), device=str(device))
     module.load_state_dict(state, strict=True, assign=True)
     left = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
     if left:

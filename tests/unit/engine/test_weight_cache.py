@@ -168,3 +168,27 @@ def test_compile_artifacts_that_torch_rejects_are_not_counted(
     monkeypatch.setattr(torch.compiler, "load_cache_artifacts", lambda data: None)
     # Then the engine is told nothing was loaded (so it saves fresh artifacts after compiling)
     assert not compile_cache.load_artifacts(path)
+
+
+def test_prefetched_copies_are_used_and_a_stale_prefetch_is_discarded(
+    tiny_models: ModelsLayout, tmp_path: Path
+) -> None:
+    # Given a filled cache
+    reference = faces_of(*load_models(tiny_models, WeightCache(tmp_path)))
+    # When the next load prefetches both copies in the background first
+    warm = WeightCache(tmp_path)
+    warm.prefetch(["unet", "vae", "absent"], CPU, torch.float32)
+    models = load_models(tiny_models, warm)
+    # Then both came from the cache, the same models
+    assert warm.hits == ["unet", "vae"]
+    assert torch.equal(faces_of(*models), reference)
+    # And when a source changed after the copy was made, the prefetched read is not used
+    stat = tiny_models.unet_weights.stat()
+    os.utime(tiny_models.unet_weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        stale = WeightCache(tmp_path)
+        stale.prefetch(["unet"], CPU, torch.float32)
+        load_models(tiny_models, stale)
+        assert stale.hits == ["vae"]
+    finally:
+        os.utime(tiny_models.unet_weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))

@@ -108,7 +108,7 @@ def load_engine(
         locator=_NoFaces(),
         parser=_NoFaces(),
         compile_models=compile_mode is not None,
-        compile_mode=None if compile_mode in (None, "default") else compile_mode,
+        compile_mode=None if compile_mode == "default" else compile_mode,
         cache_dir=cache_dir,
     )
 

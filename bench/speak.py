@@ -34,6 +34,7 @@ import tempfile
 import time
 import wave
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -480,6 +481,33 @@ def encoder_fps(
     return frames / (time.perf_counter() - start)
 
 
+def parallel_encoder_fps(
+    avatar_path: Path, audio: Path, work: Path, preset: str, frames: int, encoders: int
+) -> float:
+    """Frames/s of `encoders` mp4 writers running at once (each its own segment of `frames`),
+    fed as fast as they take frames: the ceiling parallel segment encoders could reach."""
+    video = decode_avatar(avatar_path, still_fps=25)
+    source = np.stack(video.frames)
+    height, width = source.shape[1:3]
+
+    def encode(segment: int) -> None:
+        with VideoWriter(
+            work / f"segment-{segment}.mp4",
+            width=width,
+            height=height,
+            fps=video.fps,
+            audio_path=audio,
+            preset=preset,
+        ) as writer:
+            for i in range(frames):
+                writer.write(source[i % len(source)])
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(encoders, thread_name_prefix="segment") as pool:
+        list(pool.map(encode, range(encoders)))
+    return encoders * frames / (time.perf_counter() - start)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, required=True, help="written if missing")
@@ -511,6 +539,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--cold-compile", action="store_true", help="also time a compiled start from nothing"
     )
+    parser.add_argument(
+        "--encoder-only",
+        metavar="COUNTS",
+        help="only measure 1..n mp4 writers running at once, e.g. 1,2,3 (no models)",
+    )
     parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
@@ -520,6 +553,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         mode = compile_modes[0] if compile_modes else None
         cold_start_probe(args.models, device, args.cold_start_probe, mode, args.cache_dir)
         return {}
+    if args.encoder_only:
+        work = Path(tempfile.mkdtemp(prefix="speak-bench-"))
+        clip = write_clip(args.audio, args.seconds, work / "speech.wav")
+        result = {
+            "encoders_at_once_fps": {
+                f"{count} x {preset}": round(
+                    parallel_encoder_fps(
+                        args.avatar, clip, work, preset, args.encoder_frames, int(count)
+                    ),
+                    1,
+                )
+                for preset in args.presets.split(",")
+                for count in args.encoder_only.split(",")
+            },
+            "frames_per_encoder": args.encoder_frames,
+            "host_cpus": os.cpu_count(),
+        }
+        print(json.dumps(result), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
     dtype = getattr(torch, args.dtype) if args.dtype else None
     if args.quick:
         args.seconds, args.runs = min(args.seconds, 1.0), 1

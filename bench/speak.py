@@ -434,6 +434,43 @@ def model_variants(engine: MuseTalkEngine, avatar: PreparedAvatar, batch: int) -
     return out
 
 
+def decoder_compile_modes(
+    engine: MuseTalkEngine, models: Path, avatar: PreparedAvatar, batch: int, modes: Sequence[str]
+) -> dict[str, Any]:
+    """VAE decode ms/frame with the decoder compiled in each torch.compile mode (a fresh codec
+    per mode), compile seconds, and PSNR of its faces against eager: is autotuning worth it?"""
+    device = engine.device
+    sources = np.arange(batch) % avatar.frame_count
+    latents = torch.from_numpy(avatar.latents[sources]).to(device, engine.dtype)
+    audio = torch.randn(batch, 50, 384, device=device, dtype=engine.dtype)
+    with torch.inference_mode():
+        predicted = engine.generator.step(latents, audio)
+        eager = engine.codec.decode(predicted).cpu().numpy()
+    out: dict[str, Any] = {
+        "batch": batch,
+        "eager_ms_per_frame": round(
+            _median_ms(lambda: engine.codec.decode(predicted), device) / batch, 3
+        ),
+    }
+    for mode in modes:
+        codec = LatentCodec(ModelsLayout(models).vae_dir, device, engine.dtype)
+        codec.vae.decoder = torch.compile(
+            codec.vae.decoder, dynamic=False, mode=None if mode == "default" else mode
+        )
+        start = time.perf_counter()
+        with torch.inference_mode():
+            faces = codec.decode(predicted).cpu().numpy()
+        out[mode] = {
+            "compile_s": round(time.perf_counter() - start, 1),
+            "ms_per_frame": round(
+                _median_ms(lambda c=codec: c.decode(predicted), device) / batch, 3
+            ),
+            "psnr_vs_eager_db": round(psnr(faces, eager), 2),
+        }
+        print(json.dumps({mode: out[mode]}), flush=True)
+    return out
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
@@ -543,6 +580,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--encoder-only",
         metavar="COUNTS",
         help="only measure 1..n mp4 writers running at once, e.g. 1,2,3 (no models)",
+    )
+    parser.add_argument(
+        "--decoder-modes", help="also time the decoder compiled in these modes, e.g. default"
     )
     parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
@@ -675,6 +715,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             round(fp16_psnr(engine, args.models, avatar), 2)
             if engine.dtype != torch.float32
             else None
+        )
+    if device.type == "cuda" and args.decoder_modes:
+        report["decoder_compile_modes"] = decoder_compile_modes(
+            engine, args.models, avatar, max(engine_batches), args.decoder_modes.split(",")
         )
     if device.type == "cuda" and args.variants:
         report["model_variants"] = model_variants(engine, avatar, max(engine_batches))

@@ -17,9 +17,11 @@ import torch
 
 from runtime.engine import compile_cache
 from runtime.engine.audio import AudioEncoder
+from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
+from tests.unit.engine.standins import CentreLocator, LowerHalfParser
 
 CPU = torch.device("cpu")
 
@@ -192,3 +194,34 @@ def test_prefetched_copies_are_used_and_a_stale_prefetch_is_discarded(
         assert stale.hits == ["vae"]
     finally:
         os.utime(tiny_models.unet_weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_engine_load_fills_its_cache_beside_the_models_and_reuses_it(
+    tiny_models: ModelsLayout, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a cache directory for this test
+    cache = tmp_path / "engine-cache"
+
+    def load() -> MuseTalkEngine:
+        return MuseTalkEngine.load(
+            tiny_models.root,
+            "cpu",
+            "float32",
+            locator=CentreLocator(),
+            parser=LowerHalfParser(),
+            cache_dir=cache,
+        )
+
+    # When the engine loads twice
+    load()
+    with caplog.at_level(logging.INFO, logger="runtime.engine.engine"):
+        engine = load()
+    # Then the first load wrote one copy per model, the second read all three (prefetched)
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "unet.float32.safetensors",
+        "vae.float32.safetensors",
+        "whisper_encoder.float32.safetensors",
+    ]
+    assert "['unet', 'vae', 'whisper_encoder']" in caplog.text
+    # and the load timings show the library imports apart from each model
+    assert {"imports", "unet", "vae", "whisper"} <= engine.load_timings_ms.keys()

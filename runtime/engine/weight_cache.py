@@ -7,7 +7,8 @@ module on the meta device (no initialisation) and assign the tensors read straig
 device.
 
 The cache lives in its own directory, by default beside the models directory
-(`<models>.cache/`), never inside it: the official layout stays as published, and
+(`<models>.cache/`, or under the user's cache home where that cannot be written), never inside
+it: the official layout stays as published, and
 `upload-weights` (which uploads every file under the models directory) never sees it. Each file
 records the size and modification time of the files it was made from; a cached copy whose
 sources changed, or that cannot be read, is rebuilt from the sources.
@@ -15,6 +16,7 @@ sources changed, or that cannot be read, is rebuilt from the sources.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,9 +36,16 @@ FINGERPRINT_KEY = "musetalk_fingerprint"
 
 
 def default_cache_dir(models_dir: Path) -> Path:
-    """`<models>.cache` beside the models directory."""
+    """`<models>.cache` beside the models directory where that can be written; otherwise (e.g.
+    the worker image's `/models`, whose parent is `/`) a directory per models path under the
+    user's cache home (`$XDG_CACHE_HOME` or `~/.cache`)."""
     resolved = models_dir.resolve()
-    return resolved.with_name(resolved.name + ".cache")
+    beside = resolved.with_name(resolved.name + ".cache")
+    if os.access(beside if beside.exists() else resolved.parent, os.W_OK):
+        return beside
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    return home / "musetalk" / f"{resolved.name}-{digest}"
 
 
 class WeightCache:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.engine import compile_cache
+from runtime.engine import compile_cache, weight_cache
 from runtime.engine.audio import AudioEncoder
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.latents import Generator, LatentCodec
@@ -136,6 +136,19 @@ def test_an_unwritable_cache_only_costs_the_speed(
 def test_the_default_cache_sits_beside_the_models_directory(tmp_path: Path) -> None:
     # Given a models directory; Then its cache is a sibling, never inside it
     assert default_cache_dir(tmp_path / "models") == tmp_path.resolve() / "models.cache"
+
+
+def test_the_default_cache_moves_to_the_cache_home_when_beside_is_not_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a models directory whose parent cannot be written (the image's /models under /)
+    monkeypatch.setattr(weight_cache.os, "access", lambda path, mode: False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    # Then the cache goes under the user's cache home, one directory per models path
+    chosen = default_cache_dir(tmp_path / "models")
+    assert chosen.parent == tmp_path / "home-cache" / "musetalk"
+    assert chosen.name.startswith("models-")
+    assert chosen != default_cache_dir(tmp_path / "other" / "models")
 
 
 def test_compile_artifacts_round_trip_through_their_file(

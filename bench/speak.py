@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ import tempfile
 import time
 import wave
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,12 +49,12 @@ from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import (
     MuseTalkEngine,
     batch_size_for_memory,
-    compile_for_speed,
     crop_face,
 )
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
+from runtime.engine.weight_cache import default_cache_dir
 from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
@@ -92,28 +94,61 @@ def synchronize(device: torch.device) -> None:
 
 
 def load_engine(
-    models: Path, device: torch.device, dtype: torch.dtype | None, *, compile_models: bool = False
+    models: Path,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    *,
+    compile_mode: str | None = None,
+    cache_dir: Path | None = None,
 ) -> MuseTalkEngine:
+    """The engine; compiled when `compile_mode` is given ("default" = torch's default mode)."""
     return MuseTalkEngine.load(
-        models, device, dtype, locator=_NoFaces(), parser=_NoFaces(), compile_models=compile_models
+        models,
+        device,
+        dtype,
+        locator=_NoFaces(),
+        parser=_NoFaces(),
+        compile_models=compile_mode is not None,
+        compile_mode=None if compile_mode == "default" else compile_mode,
+        cache_dir=cache_dir,
     )
 
 
-def cold_start_probe(models: Path, device: torch.device, batch: int, compiled: bool) -> None:
-    """In a fresh process: weights on disk -> engine loaded -> first batch generated (ready)."""
+def cold_start_probe(
+    models: Path, device: torch.device, batch: int, compile_mode: str | None, cache_dir: Path
+) -> None:
+    """In a fresh process: weights on disk -> engine loaded (compiled, if asked) -> first batch
+    generated (ready). Imports of torch and this script come before the clock starts."""
     start = time.perf_counter()
-    engine = load_engine(models, device, None, compile_models=compiled)
+    engine = load_engine(models, device, None, compile_mode=compile_mode, cache_dir=cache_dir)
     synchronize(device)
     loaded = time.perf_counter() - start
-    latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
-    audio = torch.zeros(batch, 50, 384, device=device, dtype=engine.dtype)
-    engine.codec.decode(engine.generator.step(latents, audio))
+    with torch.inference_mode():  # as in speak (a compiled graph guards on it)
+        latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
+        audio = torch.zeros(batch, 50, 384, device=device, dtype=engine.dtype)
+        engine.codec.decode(engine.generator.step(latents, audio))
     synchronize(device)
     ready = time.perf_counter() - start
-    print(json.dumps({"load_s": round(loaded, 2), "ready_s": round(ready, 2)}), flush=True)
+    report = {
+        "load_s": round(loaded, 2),
+        "ready_s": round(ready, 2),
+        "load_ms": _rounded(engine.load_timings_ms),
+        "compile_artifacts_loaded": engine.compile_artifacts_loaded,
+    }
+    print(json.dumps(report), flush=True)
 
 
-def probe_in_subprocess(models: Path, device: torch.device, batch: int, compiled: bool) -> Any:
+def probe_in_subprocess(
+    models: Path,
+    device: torch.device,
+    batch: int,
+    *,
+    compile_mode: str | None,
+    cache_dir: Path,
+    inductor_dir: Path,
+) -> Any:
+    """`cold_start_probe` in a new process, with its own Inductor/Triton cache directories
+    (empty ones = a fresh container)."""
     command = [
         sys.executable,
         __file__,
@@ -121,12 +156,61 @@ def probe_in_subprocess(models: Path, device: torch.device, batch: int, compiled
         str(models),
         "--device",
         str(device),
+        "--cache-dir",
+        str(cache_dir),
         "--cold-start-probe",
         str(batch),
-    ] + (["--compile"] if compiled else [])
-    done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    ] + (["--compile", "--compile-modes", compile_mode] if compile_mode else [])
+    env = {
+        **os.environ,
+        "TORCHINDUCTOR_CACHE_DIR": str(inductor_dir / "inductor"),
+        "TRITON_CACHE_DIR": str(inductor_dir / "triton"),
+    }
+    start = time.perf_counter()
+    done = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, check=False, env=env
+    )
+    wall = round(time.perf_counter() - start, 2)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    return json.loads(lines[-1]) if lines else {"error": done.stderr[-500:]}
+    result = json.loads(lines[-1]) if lines else {"error": done.stderr[-800:]}
+    result["process_wall_s"] = wall  # including interpreter start and imports
+    print(json.dumps({"cold_start_probe": result}), flush=True)
+    return result
+
+
+def cold_starts(
+    models: Path,
+    device: torch.device,
+    batch: int,
+    compile_mode: str | None,
+    work: Path,
+    compiled_cache: Path,
+    *,
+    cold_compile: bool,
+) -> dict[str, Any]:
+    """Fresh processes: eager from an empty weight cache, then cached; compiled with the
+    artifacts this run already saved in `compiled_cache` but empty Inductor/Triton caches (a
+    new container); with `cold_compile`, also compiled with nothing cached at all."""
+    fresh = work / "probe-cache"
+    probes: dict[str, Any] = {}
+
+    def probe(name: str, mode: str | None, cache: Path, inductor: str) -> None:
+        probes[name] = probe_in_subprocess(
+            models,
+            device,
+            batch,
+            compile_mode=mode,
+            cache_dir=cache,
+            inductor_dir=work / inductor,
+        )
+
+    probe("eager_uncached_writes_cache", None, fresh, "inductor-eager")
+    probe("eager_cached", None, fresh, "inductor-eager")
+    if compile_mode is not None:
+        if cold_compile:
+            probe("compiled_nothing_cached", compile_mode, work / "empty-cache", "inductor-1")
+        probe("compiled_artifacts_cached_new_container", compile_mode, compiled_cache, "inductor-2")
+    return probes
 
 
 def face_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -350,6 +434,43 @@ def model_variants(engine: MuseTalkEngine, avatar: PreparedAvatar, batch: int) -
     return out
 
 
+def decoder_compile_modes(
+    engine: MuseTalkEngine, models: Path, avatar: PreparedAvatar, batch: int, modes: Sequence[str]
+) -> dict[str, Any]:
+    """VAE decode ms/frame with the decoder compiled in each torch.compile mode (a fresh codec
+    per mode), compile seconds, and PSNR of its faces against eager: is autotuning worth it?"""
+    device = engine.device
+    sources = np.arange(batch) % avatar.frame_count
+    latents = torch.from_numpy(avatar.latents[sources]).to(device, engine.dtype)
+    audio = torch.randn(batch, 50, 384, device=device, dtype=engine.dtype)
+    with torch.inference_mode():
+        predicted = engine.generator.step(latents, audio)
+        eager = engine.codec.decode(predicted).cpu().numpy()
+    out: dict[str, Any] = {
+        "batch": batch,
+        "eager_ms_per_frame": round(
+            _median_ms(lambda: engine.codec.decode(predicted), device) / batch, 3
+        ),
+    }
+    for mode in modes:
+        codec = LatentCodec(ModelsLayout(models).vae_dir, device, engine.dtype)
+        codec.vae.decoder = torch.compile(
+            codec.vae.decoder, dynamic=False, mode=None if mode == "default" else mode
+        )
+        start = time.perf_counter()
+        with torch.inference_mode():
+            faces = codec.decode(predicted).cpu().numpy()
+        out[mode] = {
+            "compile_s": round(time.perf_counter() - start, 1),
+            "ms_per_frame": round(
+                _median_ms(lambda c=codec: c.decode(predicted), device) / batch, 3
+            ),
+            "psnr_vs_eager_db": round(psnr(faces, eager), 2),
+        }
+        print(json.dumps({mode: out[mode]}), flush=True)
+    return out
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
@@ -397,6 +518,33 @@ def encoder_fps(
     return frames / (time.perf_counter() - start)
 
 
+def parallel_encoder_fps(
+    avatar_path: Path, audio: Path, work: Path, preset: str, frames: int, encoders: int
+) -> float:
+    """Frames/s of `encoders` mp4 writers running at once (each its own segment of `frames`),
+    fed as fast as they take frames: the ceiling parallel segment encoders could reach."""
+    video = decode_avatar(avatar_path, still_fps=25)
+    source = np.stack(video.frames)
+    height, width = source.shape[1:3]
+
+    def encode(segment: int) -> None:
+        with VideoWriter(
+            work / f"segment-{segment}.mp4",
+            width=width,
+            height=height,
+            fps=video.fps,
+            audio_path=audio,
+            preset=preset,
+        ) as writer:
+            for i in range(frames):
+                writer.write(source[i % len(source)])
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(encoders, thread_name_prefix="segment") as pool:
+        list(pool.map(encode, range(encoders)))
+    return encoders * frames / (time.perf_counter() - start)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, required=True, help="written if missing")
@@ -413,13 +561,59 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="1 s of audio, 1 run, no extras")
     parser.add_argument("--variants", action="store_true", help="channels_last, row decode")
     parser.add_argument("--compile", action="store_true", help="also render with torch.compile")
+    parser.add_argument(
+        "--compile-modes",
+        default="default",
+        help="torch.compile modes to render with (reduce-overhead = CUDA graphs)",
+    )
+    parser.add_argument("--cache-dir", type=Path, help="weight/compile cache (default: beside)")
+    parser.add_argument("--encoder-frames", type=int, default=500)
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="also render the last compile mode with torch.backends.cudnn.benchmark on",
+    )
+    parser.add_argument(
+        "--cold-compile", action="store_true", help="also time a compiled start from nothing"
+    )
+    parser.add_argument(
+        "--encoder-only",
+        metavar="COUNTS",
+        help="only measure 1..n mp4 writers running at once, e.g. 1,2,3 (no models)",
+    )
+    parser.add_argument(
+        "--decoder-modes", help="also time the decoder compiled in these modes, e.g. default"
+    )
     parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    compile_modes = args.compile_modes.split(",") if args.compile else []
     if args.cold_start_probe:
-        cold_start_probe(args.models, device, args.cold_start_probe, args.compile)
+        mode = compile_modes[0] if compile_modes else None
+        cold_start_probe(args.models, device, args.cold_start_probe, mode, args.cache_dir)
         return {}
+    if args.encoder_only:
+        work = Path(tempfile.mkdtemp(prefix="speak-bench-"))
+        clip = write_clip(args.audio, args.seconds, work / "speech.wav")
+        result = {
+            "encoders_at_once_fps": {
+                f"{count} x {preset}": round(
+                    parallel_encoder_fps(
+                        args.avatar, clip, work, preset, args.encoder_frames, int(count)
+                    ),
+                    1,
+                )
+                for preset in args.presets.split(",")
+                for count in args.encoder_only.split(",")
+            },
+            "frames_per_encoder": args.encoder_frames,
+            "host_cpus": os.cpu_count(),
+        }
+        print(json.dumps(result), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return result
     dtype = getattr(torch, args.dtype) if args.dtype else None
     if args.quick:
         args.seconds, args.runs = min(args.seconds, 1.0), 1
@@ -439,9 +633,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     synchronize(device)
     start = time.perf_counter()
-    engine = load_engine(args.models, device, dtype)
+    engine = load_engine(args.models, device, dtype, cache_dir=args.cache_dir)
     synchronize(device)
     report["cold_start_s"] = round(time.perf_counter() - start, 2)
+    report["cold_start_ms"] = _rounded(engine.load_timings_ms)
     report["dtype"] = str(engine.dtype).removeprefix("torch.")
     if device.type == "cuda":
         report["weights_gpu_mb"] = round(torch.cuda.memory_allocated(device) / 1e6)
@@ -465,7 +660,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report["frames"] = frames
     options = RenderOptions(skip_silence=False)  # every frame generated: the worst case
 
-    def engine_run(batch: int, preset: str) -> Callable[[], dict[str, float]]:
+    def engine_run(
+        batch: int, preset: str, engine: MuseTalkEngine = engine
+    ) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
             engine.encoder_preset = preset
             rendered = engine.speak(
@@ -508,7 +705,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not args.quick:
         report["encoder_only_fps"] = {
             f"{preset} {threads} threads": round(
-                encoder_fps(avatar, audio, work / "enc.mp4", preset, 500, threads), 1
+                encoder_fps(avatar, audio, work / "enc.mp4", preset, args.encoder_frames, threads),
+                1,
             )
             for preset in presets
             for threads in ("SLICE", "FRAME")
@@ -517,6 +715,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             round(fp16_psnr(engine, args.models, avatar), 2)
             if engine.dtype != torch.float32
             else None
+        )
+    if device.type == "cuda" and args.decoder_modes:
+        report["decoder_compile_modes"] = decoder_compile_modes(
+            engine, args.models, avatar, max(engine_batches), args.decoder_modes.split(",")
         )
     if device.type == "cuda" and args.variants:
         report["model_variants"] = model_variants(engine, avatar, max(engine_batches))
@@ -533,24 +735,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "engine_pick": batch_size_for_memory(int(CARD_24GB - weights_bytes), engine.dtype),
             "largest_measured_that_fits": max(fits) if fits else None,
         }
-    if args.compile:
+    engines = {"eager": engine}
+    variants = [(mode, False) for mode in compile_modes]
+    if compile_modes and args.cudnn_benchmark:
+        variants.append((compile_modes[-1], True))
+    for mode, cudnn_benchmark in variants:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        name = f"{mode} cudnn-benchmark" if cudnn_benchmark else mode
         batch = max(engine_batches)
         start = time.perf_counter()
-        compile_for_speed(engine.generator, engine.codec)
-        engine.compiled = True
-        engine_run(batch, presets[-1])()
-        report["compile_first_render_s"] = round(time.perf_counter() - start, 1)
+        compiled = load_engine(
+            args.models, device, dtype, compile_mode=mode, cache_dir=args.cache_dir
+        )
+        engine_run(batch, presets[-1], compiled)()
+        report.setdefault("compile_first_render_s", {})[name] = round(
+            time.perf_counter() - start, 1
+        )
+        engines[f"compiled {name}"] = compiled
         for preset in presets:
-            wall, timings = timed_runs(engine_run(batch, preset), args.runs, warm_up=not args.quick)
+            wall, timings = timed_runs(
+                engine_run(batch, preset, compiled), args.runs, warm_up=not args.quick
+            )
             rows.append(
                 {
-                    "path": f"engine batch {batch} compiled",
+                    "path": f"engine batch {batch} compiled {name}",
                     "preset": preset,
                     "fps": round(frames / wall, 1),
                     "stages_ms": _rounded(timings),
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
+    torch.backends.cudnn.benchmark = False
     report["runs"] = rows
     best = max(rows[1:], key=lambda row: row["fps"])
     report["best"] = {
@@ -565,25 +780,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ),
     }
     best_batch = int(best["path"].split()[2])
+    best_mode = best["path"].split(" compiled ")[1] if " compiled " in best["path"] else None
+    best_engine = engines["eager" if best_mode is None else f"compiled {best_mode}"]
 
     clip = write_clip(args.audio, min(LATENCY_CLIP_S, args.seconds), work / "clip.wav")
-    engine.encoder_preset = best["preset"]
+    best_engine.encoder_preset = best["preset"]
     latencies = []
     for _ in range(args.runs):
         start = time.perf_counter()
-        engine.speak(avatar, clip, work / "clip.mp4", options=options, batch_size=best_batch)
+        best_engine.speak(avatar, clip, work / "clip.mp4", options=options, batch_size=best_batch)
         latencies.append(time.perf_counter() - start)
     report["latency_10s_clip_s"] = round(statistics.median(latencies), 3)
 
     if device.type == "cuda":
-        report["cold_start_fresh_process"] = {
-            "eager": probe_in_subprocess(args.models, device, best_batch, compiled=False),
-            **(
-                {"compiled_warm_cache": probe_in_subprocess(args.models, device, best_batch, True)}
-                if args.compile
-                else {}
-            ),
-        }
+        probe_mode = (best_mode or (compile_modes or [None])[0] or "").removesuffix(
+            " cudnn-benchmark"
+        )
+        report["cold_start_fresh_process"] = cold_starts(
+            args.models,
+            device,
+            best_batch,
+            probe_mode or None,
+            work,
+            args.cache_dir or default_cache_dir(args.models),
+            cold_compile=args.cold_compile,
+        )
     text = json.dumps(report, indent=2)
     print(text, flush=True)
     if args.out:

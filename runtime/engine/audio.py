@@ -19,6 +19,7 @@ import torch
 
 from runtime.common.jobs import ErrorCode
 from runtime.engine.interface import MediaError
+from runtime.engine.weight_cache import WeightCache
 
 SAMPLE_RATE = 16000
 SEGMENT_SAMPLES = 480000  # 30 s, the Whisper window
@@ -95,8 +96,15 @@ class WindowPlan:
 class AudioEncoder:
     """WhisperFeatureExtractor + WhisperModel encoder; loaded once per engine."""
 
-    def __init__(self, whisper_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
-        from transformers import WhisperFeatureExtractor, WhisperModel
+    def __init__(
+        self,
+        whisper_dir: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        *,
+        cache: WeightCache | None = None,
+    ) -> None:
+        from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
         self.device = device
         self.dtype = dtype
@@ -104,9 +112,32 @@ class AudioEncoder:
         self.extractor = WhisperFeatureExtractor.from_pretrained(  # nosec B615
             whisper_dir, local_files_only=True
         )
-        model = WhisperModel.from_pretrained(whisper_dir, local_files_only=True)  # nosec B615
-        self.encoder = model.get_encoder().to(device=device, dtype=dtype).eval()
-        del model
+
+        def build() -> torch.nn.Module:
+            config = WhisperConfig.from_pretrained(whisper_dir, local_files_only=True)  # nosec B615
+            return WhisperModel(config).get_encoder()
+
+        def from_sources() -> torch.nn.Module:
+            model = WhisperModel.from_pretrained(whisper_dir, local_files_only=True)  # nosec B615
+            return model.get_encoder().to(device=device, dtype=dtype)
+
+        sources = [
+            path
+            for name in ("config.json", "pytorch_model.bin", "model.safetensors")
+            if (path := whisper_dir / name).is_file()
+        ]
+        self.encoder = (
+            cache.module(
+                "whisper_encoder",
+                sources,
+                build_empty=build,
+                load_from_sources=from_sources,
+                device=device,
+                dtype=dtype,
+            )
+            if cache is not None
+            else from_sources().eval()
+        )
 
     @torch.inference_mode()
     def features(self, audio_16k: np.ndarray, *, segments_per_batch: int = 4) -> torch.Tensor:

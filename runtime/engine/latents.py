@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.engine.weight_cache import WeightCache
+
 SCALING_FACTOR = 0.18215  # sd-vae-ft-mse has no scaling_factor key: the diffusers default
 CROP_SIZE = 256
 LATENT_SIZE = 32
@@ -25,13 +27,45 @@ LATENT_SIZE = 32
 class LatentCodec:
     """AutoencoderKL (sd-vae-ft-mse) used as the spec uses it."""
 
-    def __init__(self, vae_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        vae_dir: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        *,
+        cache: WeightCache | None = None,
+    ) -> None:
         from diffusers import AutoencoderKL
 
         # The official checkpoint is a .bin; ask for safetensors only where a copy has them.
         has_safetensors = (vae_dir / "diffusion_pytorch_model.safetensors").is_file()
-        vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=has_safetensors)
-        self.vae: Any = vae.to(device=device, dtype=dtype).eval()
+        weights = vae_dir / (
+            "diffusion_pytorch_model.safetensors"
+            if has_safetensors
+            else "diffusion_pytorch_model.bin"
+        )
+
+        def build() -> torch.nn.Module:
+            module: torch.nn.Module = AutoencoderKL.from_config(AutoencoderKL.load_config(vae_dir))
+            return module
+
+        def from_sources() -> torch.nn.Module:
+            vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=has_safetensors)
+            module: torch.nn.Module = vae.to(device=device, dtype=dtype)
+            return module
+
+        self.vae: Any = (
+            cache.module(
+                "vae",
+                [vae_dir / "config.json", weights],
+                build_empty=build,
+                load_from_sources=from_sources,
+                device=device,
+                dtype=dtype,
+            )
+            if cache is not None
+            else from_sources().eval()
+        )
         self.device = device
         self.dtype = dtype
         self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", SCALING_FACTOR))
@@ -79,17 +113,43 @@ class Generator:
     """The v1.5 UNet (`UNet2DConditionModel(**musetalk.json)`, strict state_dict load)."""
 
     def __init__(
-        self, config_path: Path, weights_path: Path, device: torch.device, dtype: torch.dtype
+        self,
+        config_path: Path,
+        weights_path: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        *,
+        cache: WeightCache | None = None,
     ) -> None:
         from diffusers import UNet2DConditionModel
 
         config: dict[str, Any] = json.loads(config_path.read_text())
-        unet: Any = UNet2DConditionModel(
-            **{k: v for k, v in config.items() if not k.startswith("_")}
+
+        def build() -> torch.nn.Module:
+            module: Any = UNet2DConditionModel(
+                **{k: v for k, v in config.items() if not k.startswith("_")}
+            )
+            return module
+
+        def from_sources() -> torch.nn.Module:
+            # Built empty and assigned the loaded tensors: no random init of 800M parameters.
+            with torch.device("meta"):
+                unet = build()
+            unet.load_state_dict(_load_pickled_state(weights_path), strict=True, assign=True)
+            return unet.to(device=device, dtype=dtype)
+
+        self.unet: Any = (
+            cache.module(
+                "unet",
+                [config_path, weights_path],
+                build_empty=build,
+                load_from_sources=from_sources,
+                device=device,
+                dtype=dtype,
+            )
+            if cache is not None
+            else from_sources().eval()
         )
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        unet.load_state_dict(state, strict=True)
-        self.unet = unet.to(device=device, dtype=dtype).eval()
         self.device = device
         self.dtype = dtype
 
@@ -104,3 +164,14 @@ class Generator:
         context = audio_tokens.to(device=self.device, dtype=self.dtype)
         timestep = torch.zeros(sample.shape[0], dtype=torch.long, device=self.device)
         return self.unet(sample, timestep, encoder_hidden_states=context).sample
+
+
+def _load_pickled_state(path: Path) -> dict[str, torch.Tensor]:
+    """The official `.pth` state dict, memory-mapped where its format allows (no full read)."""
+    try:
+        state: dict[str, torch.Tensor] = torch.load(
+            path, map_location="cpu", weights_only=True, mmap=True
+        )
+    except RuntimeError:  # a legacy (non-zip) torch.save file cannot be memory-mapped
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return state

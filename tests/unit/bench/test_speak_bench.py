@@ -62,3 +62,22 @@ def test_speak_benchmark_reports_every_field_on_cpu_with_tiny_weights(tmp_path: 
     assert report["best"]["share_of_flop_floor"] is None  # meaningless for tiny weights on CPU
     assert report["latency_10s_clip_s"] > 0
     assert "memory_per_batch" not in report  # GPU only
+
+
+def test_encoder_only_mode_reports_each_count_of_encoders_at_once(tmp_path: Path) -> None:
+    # Given the benchmark script and a still avatar (no models are needed for this mode)
+    bench = load_bench()
+    out = tmp_path / "encoders.json"
+    # When it measures one and two mp4 writers running at once on a few frames
+    bench.main(
+        [
+            "--models", str(tmp_path / "unused"), "--encoder-only", "1,2",
+            "--encoder-frames", "4", "--seconds", "0.2", "--presets", "superfast",
+            "--avatar", str(ROOT / "examples" / "media" / "musk.png"), "--out", str(out),
+        ]
+    )  # fmt: skip
+    # Then each count has a rate, and no models were written
+    report = json.loads(out.read_text())
+    assert set(report["encoders_at_once_fps"]) == {"1 x superfast", "2 x superfast"}
+    assert all(fps > 0 for fps in report["encoders_at_once_fps"].values())
+    assert not (tmp_path / "unused").exists()

@@ -30,9 +30,11 @@ from runtime.engine.interface import (
     PreparedAvatarFormatError,
     ProgressFn,
     Rendered,
+    SegmentPlan,
     WeightsKind,
     halve_on_oom,
 )
+from runtime.engine.segments import SegmentedVideoWriter
 
 SIZE = 64  # frames are tiny: the point is the pipeline, not the picture
 MAX_AVATAR_FRAMES = 25
@@ -86,6 +88,8 @@ class SmallEngine:
         self.prepare_calls = 0
         self.speak_calls = 0
         self.batch_sizes: list[int] = []
+        self.rendered_from: list[int] = []  # segmented renders: the frame each one started at
+        self.frames_rendered = 0  # segmented renders: frames drawn (not reused from segments)
 
     def prepare(self, avatar_media: Path, options: AvatarOptions) -> SmallPrepared:
         self.prepare_calls += 1
@@ -128,6 +132,7 @@ class SmallEngine:
         progress: ProgressFn | None = None,
         on_oom_halving: Callable[[int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        segments: SegmentPlan | None = None,
     ) -> Rendered:
         self.speak_calls += 1
         if self.transient_failures > 0:
@@ -140,6 +145,10 @@ class SmallEngine:
         total = max(1, math.ceil(len(samples) * fps / AUDIO_RATE))
         loudness = _loudness_per_frame(samples, total, fps)
         size = batch_size or self.default_batch_size
+        if segments is not None:
+            return self._speak_segmented(
+                prepared, audio, out_path, total, loudness, size, segments, progress, should_stop
+            )
         if progress:
             progress(0, total)
         encode_seconds = 0.0
@@ -188,6 +197,52 @@ class SmallEngine:
             batch_size=size,
             sync_confidence=0.8,
             timings_ms={"encode": encode_seconds * 1000},
+        )
+
+    def _speak_segmented(
+        self,
+        prepared: SmallPrepared,
+        audio: Path,
+        out_path: Path,
+        total: int,
+        loudness: list[float],
+        size: int,
+        segments: SegmentPlan,
+        progress: ProgressFn | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> Rendered:
+        """The real engine's segment writer over the drawn frames, from `start_frame`."""
+        done = start = min(segments.start_frame, total)
+        self.rendered_from.append(start)
+        with SegmentedVideoWriter(
+            segments,
+            out_path=out_path,
+            total_frames=total,
+            width=SIZE,
+            height=SIZE,
+            fps=25,
+            audio_path=audio,
+        ) as writer:
+            while done < total:
+                if should_stop is not None and should_stop():
+                    raise Interrupted
+                count = min(size, total - done)
+                time.sleep(self.seconds_per_frame * count)  # simulated GPU work
+                for index in range(done, done + count):
+                    image = _draw(prepared, index, loudness[index])
+                    writer.write(np.ascontiguousarray(image[..., ::-1]))  # RGB -> BGR
+                done += count
+                self.frames_rendered += count
+                if progress:
+                    progress(done, total)
+        return Rendered(
+            frames=total,
+            fps=25.0,
+            duration_s=total / 25,
+            weights=self.weights,
+            batch_size=size,
+            sync_confidence=0.8,
+            resumed_from_frame=start,
         )
 
 

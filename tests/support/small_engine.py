@@ -78,6 +78,8 @@ class SmallEngine:
         prepare_seconds: float = 0.0,
         transient_failures: int = 0,
         weights: WeightsKind = "random",
+        stop_at_frame: int | None = None,
+        fail_at_frame: int | None = None,
     ) -> None:
         self.weights: WeightsKind = weights
         self.default_batch_size = default_batch_size
@@ -88,6 +90,10 @@ class SmallEngine:
         self.prepare_calls = 0
         self.speak_calls = 0
         self.batch_sizes: list[int] = []
+        # Segmented renders: `should_stop` turns true once this many frames are drawn (as a
+        # SIGTERM would); a crash-like failure once that many are (both fire once).
+        self.stop_at_frame = stop_at_frame
+        self.fail_at_frame = fail_at_frame
         self.rendered_from: list[int] = []  # segmented renders: the frame each one started at
         self.frames_rendered = 0  # segmented renders: frames drawn (not reused from segments)
 
@@ -224,6 +230,12 @@ class SmallEngine:
             audio_path=audio,
         ) as writer:
             while done < total:
+                if self.stop_at_frame is not None and done >= self.stop_at_frame:
+                    self.stop_at_frame = None
+                    raise Interrupted
+                if self.fail_at_frame is not None and done >= self.fail_at_frame:
+                    self.fail_at_frame = None
+                    raise TransientFailure("injected crash mid-render")
                 if should_stop is not None and should_stop():
                     raise Interrupted
                 count = min(size, total - done)

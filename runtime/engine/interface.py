@@ -59,6 +59,7 @@ class Segment:
     first_frame: int
     frames: int
     path: Path
+    fps: float
 
 
 SegmentFn = Callable[[Segment], None]

@@ -84,7 +84,8 @@ class SegmentedVideoWriter:
         size = self.plan.frames_per_segment
         first = index * size
         frames = min(size, self.total_frames - first)
-        return Segment(index, first, frames, self.plan.directory / segment_file_name(index))
+        path = self.plan.directory / segment_file_name(index)
+        return Segment(index, first, frames, path, self._fps)
 
     def write(self, frame_bgr: np.ndarray) -> None:
         self._raise_failed()

@@ -428,6 +428,7 @@ class JobRunner:
                     segments_done=segment.index + 1,
                     segment_frames=size,
                     content_hash=content_hash,
+                    fps=segment.fps,
                 )
                 if not preview_logged:
                     self._store.mark_preview_ready(lease)

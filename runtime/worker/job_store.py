@@ -167,13 +167,26 @@ class JobStore:
         )
 
     def segment_done(
-        self, lease: Lease, *, segments_done: int, segment_frames: int, content_hash: str
+        self,
+        lease: Lease,
+        *,
+        segments_done: int,
+        segment_frames: int,
+        content_hash: str,
+        fps: float,
     ) -> None:
-        """Segments 0..segments_done-1 of render `content_hash` are in S3 (resume point)."""
+        """Segments 0..segments_done-1 of render `content_hash` are in S3 (resume point); the
+        fps lets the API give the preview's segments their durations."""
         self._fenced_update(
             lease,
-            "SET segments_done = :done, segment_frames = :frames, segments_hash = :hash",
-            {":done": segments_done, ":frames": segment_frames, ":hash": content_hash},
+            "SET segments_done = :done, segment_frames = :frames, segments_hash = :hash,"
+            " fps = :fps",
+            {
+                ":done": segments_done,
+                ":frames": segment_frames,
+                ":hash": content_hash,
+                ":fps": Decimal(str(fps)),
+            },
         )
 
     def reset_segments(self, lease: Lease) -> None:

@@ -50,6 +50,11 @@ def preview_playlist_key(tenant: str, job_id: str) -> str:
     return f"{job_segments_prefix(tenant, job_id)}preview.m3u8"
 
 
+# IAM resource patterns of the keys above (the worker deletes segments, the API writes playlists).
+SEGMENT_KEY_PATTERN = "tenants/*/jobs/*/segments/*"
+PREVIEW_PLAYLIST_KEY_PATTERN = "tenants/*/jobs/*/segments/preview.m3u8"
+
+
 def avatar_cache_key(model_version: str, avatar_id: str) -> str:
     """Prepared avatars are keyed by content + options (the avatar id) and model version."""
     if not is_safe_id(avatar_id):

@@ -334,7 +334,7 @@ class JobRunner:
         hint = record.batch_size_hint or message.batch_size_hint
         out_path = work / "output.mp4"
         started = time.monotonic()
-        self._stop.render_started()
+        self._stop.render_started(plan.start_frame)
         rendered = self._engine.speak(
             prepared,
             audio.path,
@@ -416,10 +416,11 @@ class JobRunner:
 
         def on_segment(segment: Segment) -> None:
             nonlocal preview_logged
+            key = segment_key(message.tenant, message.job_id, segment.index)
             self._s3.upload_file(
                 str(segment.path),
                 self._settings.outputs_bucket,
-                segment_key(message.tenant, message.job_id, segment.index),
+                key,
                 ExtraArgs={"ContentType": "video/mp2t"},
             )
             try:
@@ -434,6 +435,11 @@ class JobRunner:
                     self._store.mark_preview_ready(lease)
                     preview_logged = True
             except LeaseLost:
+                # Cancelled (maybe purged, so this upload came after the purge's delete): drop
+                # it. Taken over by another worker: leave it, it is that worker's segment too.
+                current = self._store.get(message.job_id)
+                if current is None or current.status.is_final:
+                    self._s3.delete_object(Bucket=self._settings.outputs_bucket, Key=key)
                 self._stop.lease_lost()  # the engine stops at its next should_stop check
                 raise
 

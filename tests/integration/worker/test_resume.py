@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -14,7 +15,7 @@ from runtime.common.jobs import JobStatus
 from runtime.common.keys import job_segments_prefix, segment_key
 from runtime.common.names import BucketRole, EnvVar, JobsTable
 from runtime.common.records import job_pk
-from runtime.engine.interface import SegmentPlan
+from runtime.engine.interface import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
@@ -139,3 +140,49 @@ def test_segments_of_another_render_are_not_reused(
     assert world.record(message.job_id).resumed_from_frame is None
     frames = output_frames(world, message.job_id, tmp_path)
     assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))
+
+
+class CancelledMidRender(SmallEngine):
+    """The caller cancels the job (as the API does) while segment 1 is being uploaded."""
+
+    def __init__(self, world: WorkerWorld, job_id: str) -> None:
+        super().__init__()
+        self._world, self._job_id = world, job_id
+
+    def speak(self, prepared: Any, audio: Path, out_path: Path, **kwargs: Any) -> Any:
+        plan: SegmentPlan = kwargs.pop("segments")
+        forward = plan.on_segment
+        assert forward is not None
+
+        def on_segment(segment: Segment) -> None:
+            if segment.index == 1:
+                self._world.table.update_item(
+                    Key={JobsTable.PARTITION_KEY: job_pk(self._job_id)},
+                    UpdateExpression="SET #status = :cancelled",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={":cancelled": JobStatus.CANCELLED.value},
+                )
+            forward(segment)
+
+        segments = SegmentPlan(
+            directory=plan.directory,
+            frames_per_segment=plan.frames_per_segment,
+            start_frame=plan.start_frame,
+            on_segment=on_segment,
+        )
+        return super().speak(prepared, audio, out_path, segments=segments, **kwargs)
+
+
+def test_a_segment_uploaded_after_a_cancel_is_not_left_behind(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job cancelled while its second segment uploads
+    message = world.submit()
+    worker = make_worker(CancelledMidRender(world, message.job_id), **SEGMENTED)
+    # When the worker's record write for that segment finds the job no longer its own
+    assert run_job(worker.run_once) is Outcome.LEASE_LOST
+    # Then it stopped and removed that segment; the one before stays for the purge to erase
+    assert segment_keys(world, message.tenant, message.job_id) == [
+        segment_key(message.tenant, message.job_id, 0)
+    ]
+    assert world.record(message.job_id).segments_done == 1

@@ -101,13 +101,55 @@ def pick_video_codec(prefer_gpu: bool) -> str:
     return "h264_nvenc" if _nvenc_usable else "libx264"
 
 
+@dataclass(frozen=True)
+class AudioClip:
+    """A stretch of mono 16-bit audio for one segment (the live preview's sound), starting at
+    `first_sample` on the segment timestamps' clock (1/rate)."""
+
+    samples: np.ndarray  # int16 [n]
+    rate: int
+    first_sample: int
+
+
+def decode_audio_mono(path: Path, rate: int) -> np.ndarray | None:
+    """The whole audio track as mono int16 at `rate` (None: no audio track)."""
+    with av.open(str(path)) as source:
+        if not source.streams.audio:
+            return None
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        chunks = [
+            converted.to_ndarray().reshape(-1)
+            for frame in source.decode(source.streams.audio[0])
+            for converted in resampler.resample(frame)
+        ]
+        chunks += [converted.to_ndarray().reshape(-1) for converted in resampler.resample(None)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+def mux_clip(container: av.container.OutputContainer, out: AudioStream, clip: AudioClip) -> None:
+    """Encode `clip` to AAC at its timestamps (AAC takes 1024-sample frames)."""
+    if clip.samples.size:
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(clip.samples.reshape(1, -1)), format="s16", layout="mono"
+        )
+        frame.sample_rate = clip.rate
+        frame.time_base = Fraction(1, clip.rate)
+        frame.pts = clip.first_sample
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=clip.rate, frame_size=1024)
+        for converted in [*resampler.resample(frame), *resampler.resample(None)]:
+            container.mux(out.encode(converted))
+    container.mux(out.encode(None))
+
+
 class VideoWriter:
     """Streams BGR frames to an H.264 file on a thread; `close()` muxes the audio and finishes.
 
     The container follows the suffix (`.mp4`: faststart; `.ts`: MPEG-TS, e.g. a segment).
     Without `audio_path` the file is video only. Frame timestamps start at `first_pts` (in
-    frames), so consecutive segments carry continuous times. Use as a context manager; leaving
-    it with an exception abandons the file.
+    frames), so consecutive segments carry continuous times; `audio_clip` muxes a stretch of
+    audio timed like them (a segment's preview sound). x264's output depends on its thread
+    count: pass `threads` where the bytes must not depend on the host. Use as a context
+    manager; leaving it with an exception abandons the file.
     """
 
     def __init__(
@@ -124,6 +166,9 @@ class VideoWriter:
         queue_frames: int = 64,
         thread_type: str = "FRAME",
         first_pts: int = 0,
+        audio_clip: AudioClip | None = None,
+        threads: int | None = None,
+        x264_options: dict[str, str] | None = None,
     ) -> None:
         self.out_path = out_path
         self.audio_path = audio_path
@@ -135,13 +180,20 @@ class VideoWriter:
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            self._stream.options = {"preset": preset, "crf": str(crf)}
+            self._stream.options = {"preset": preset, "crf": str(crf), **(x264_options or {})}
             # PyAV's default is SLICE (x264 sliced threads); FRAME threading keeps more cores
             # busy on long clips, at a few frames of encoder delay.
             self._stream.codec_context.thread_type = thread_type
+            if threads is not None:  # else x264 picks from the host's core count
+                self._stream.codec_context.thread_count = threads
         self._audio_stream = (
             None if audio_path is None else add_audio_stream(self._container, audio_path)
         )
+        self._clip = audio_clip
+        self._clip_stream: AudioStream | None = None
+        if audio_clip is not None:
+            self._clip_stream = self._container.add_stream("aac", rate=audio_clip.rate)
+            self._clip_stream.layout = "mono"
         # Two stages on two threads: colour conversion (OpenCV, GIL released) feeds the encoder,
         # so libx264 never waits for it (on one thread the pair ran at ~240 frames/s on an H200's
         # host, the encoder alone well above that).
@@ -213,6 +265,8 @@ class VideoWriter:
             if self._audio_stream is not None and self.audio_path is not None:
                 # Small and fast; the muxer interleaves it with the video.
                 mux_audio(self._container, self._audio_stream, self.audio_path)
+            if self._clip is not None and self._clip_stream is not None:
+                mux_clip(self._container, self._clip_stream, self._clip)
             while (item := self._queue.get()) is not _END:
                 assert isinstance(item, np.ndarray)  # noqa: S101  # nosec B101 (only the converter puts here)
                 if self._error is not None:

@@ -23,7 +23,7 @@ from types import TracebackType
 import numpy as np
 
 from runtime.engine.interface import Segment, SegmentPlan, segment_count, segment_file_name
-from runtime.engine.media import VideoWriter, remux_segments
+from runtime.engine.media import AudioClip, VideoWriter, decode_audio_mono, remux_segments
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 # first decode time a few frames before the first presentation time; were it below zero, the
 # muxer would shift that one segment's times and the segments would no longer line up.
 PTS_LEAD_FRAMES = 16
+# Each segment also carries its stretch of the audio (mono AAC at this rate), so the live preview
+# has sound; the final mp4 takes only the segments' video and re-encodes the original audio.
+PREVIEW_AUDIO_RATE = 24_000
+# Same frames in must give the same bytes out, on any worker. x264's bitstream depends on its
+# thread count, which it would otherwise pick from the host's cores: fixed. Its macroblock-tree
+# rate control is not repeatable at some sizes (176x144 and 176x304 here: about one segment in
+# 50 came out different; likely uninitialised memory where the half-resolution lookahead frame
+# is not a whole number of macroblocks, as at 1080p); off for segments, so repeatable, at the
+# cost of a few percent more bits at the same CRF.
+ENCODER_THREADS = 6
+X264_OPTIONS = {"x264-params": "mbtree=0"}
 
 
 class SegmentedVideoWriter:
@@ -66,6 +77,7 @@ class SegmentedVideoWriter:
         self._audio_path = audio_path
         self._codec = codec
         self._preset = preset
+        self._preview_audio = decode_audio_mono(audio_path, PREVIEW_AUDIO_RATE)
         self._next_frame = min(plan.start_frame, total_frames)  # past the end: all done
         self._current: tuple[Segment, VideoWriter] | None = None
         self._closers = ThreadPoolExecutor(plan.encoders, thread_name_prefix="segment-close")
@@ -166,8 +178,24 @@ class SegmentedVideoWriter:
             codec=self._codec,
             preset=self._preset,
             first_pts=segment.first_frame + PTS_LEAD_FRAMES,
+            audio_clip=self._audio_clip(segment),
+            threads=ENCODER_THREADS,
+            x264_options=X264_OPTIONS,
         )
         return segment, writer
+
+    def _audio_clip(self, segment: Segment) -> AudioClip | None:
+        """The audio under the segment's frames, timed like them."""
+        if self._preview_audio is None:
+            return None
+        per_frame = PREVIEW_AUDIO_RATE / self._fps
+        start = round(segment.first_frame * per_frame)
+        end = round((segment.first_frame + segment.frames) * per_frame)
+        return AudioClip(
+            samples=self._preview_audio[start:end],
+            rate=PREVIEW_AUDIO_RATE,
+            first_sample=start + round(PTS_LEAD_FRAMES * per_frame),
+        )
 
     def _finish_current(self) -> None:
         assert self._current is not None  # noqa: S101  # nosec B101 (called after a write)

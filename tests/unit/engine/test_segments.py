@@ -22,13 +22,12 @@ SEGMENT = 8  # frames: the 20-frame clip makes segments of 8, 8 and 4
 
 
 def synthetic_frames(count: int) -> list[np.ndarray]:
-    """Frames that differ from each other (a moving bar on a changing level). 64x64: at some
-    tiny sizes (64x48) x264's macroblock-tree reads uninitialised memory and the same input
-    does not always give the same bytes; at real frame sizes it does."""
+    """Frames that differ from each other (a moving bar on a changing level); QCIF, a size at
+    which x264's macroblock tree (off for segments) made the same input give other bytes."""
     frames = []
     for index in range(count):
-        frame = np.full((64, 64, 3), (index * 9) % 200 + 20, np.uint8)
-        frame[10:30, index : index + 16] = 230
+        frame = np.full((144, 176, 3), (index * 9) % 200 + 20, np.uint8)
+        frame[40:90, 2 * index : 2 * index + 40] = 230
         frames.append(frame)
     return frames
 
@@ -85,11 +84,20 @@ def test_segments_are_reported_in_order_as_independent_parts_of_the_output(
     for segment in segments:
         with av.open(str(segment.path)) as container:
             decoded = list(container.decode(video=0))
+        with av.open(str(segment.path)) as container:
+            sound = list(container.decode(audio=0))
         assert len(decoded) == segment.frames
         assert decoded[0].key_frame
+        # And it carries the audio under its frames (the preview's sound), timed like them
+        # (AAC adds up to one 1024-sample frame of priming before and padding after)
+        heard = sum(frame.samples for frame in sound) / sound[0].sample_rate
+        assert abs(float(sound[0].time) - float(decoded[0].time)) < 0.05
+        assert segment.frames / 25 <= heard <= segment.frames / 25 + 0.09
     # And the mp4 holds exactly the segments' frames, with the audio
     frames, has_audio, fps = count_frames(output)
     assert (frames, has_audio, fps) == (20, True, 25.0)
+    with av.open(str(output)) as container:  # the original audio, not the segments' preview
+        assert [s.codec_context.sample_rate for s in container.streams.audio] == [16000]
     joined = [frame for s in segments for frame in decode_frames(s.path)]
     assert all(np.array_equal(a, b) for a, b in zip(decode_frames(output), joined, strict=True))
 
@@ -195,8 +203,8 @@ def test_two_encoders_write_the_same_segments_reported_in_order(tmp_path: Path) 
             plan,
             out_path=tmp_path / f"e{encoders}.mp4",
             total_frames=50,
-            width=64,
-            height=64,
+            width=176,
+            height=144,
             fps=25,
             audio_path=MEDIA / "yongen.wav",
         ) as writer:
@@ -227,8 +235,8 @@ def test_a_failing_report_surfaces_on_the_writer_and_stops_later_reports(tmp_pat
         plan,
         out_path=tmp_path / "out.mp4",
         total_frames=20,
-        width=64,
-        height=64,
+        width=176,
+        height=144,
         fps=25,
         audio_path=MEDIA / "yongen.wav",
     )

@@ -163,7 +163,7 @@ class Job(_QueueEstimate):
     preview_url: str | None = Field(
         default=None,
         description=(
-            "While RENDERING with a finished segment: a short-lived HLS playlist (video only) of"
+            "While RENDERING with a finished segment: a short-lived HLS playlist of"
             " the segments so far; read the job again for newer segments."
         ),
     )

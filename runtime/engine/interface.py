@@ -53,7 +53,8 @@ class Interrupted(Exception):
 @dataclass(frozen=True)
 class Segment:
     """One finished segment of a segmented render: frames [first_frame, first_frame + frames)
-    as a video-only MPEG-TS file starting with an IDR frame (playable on its own)."""
+    as an MPEG-TS file (H.264 starting with an IDR frame, plus its stretch of the audio for
+    previews) that plays on its own."""
 
     index: int
     first_frame: int

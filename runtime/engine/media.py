@@ -4,8 +4,8 @@ Decoding gives BGR frames (the spec's OpenCV convention) and the stream's fps; a
 one frame at the caller's fps. `VideoWriter` encodes H.264 yuv420p on a background thread while
 the engine keeps generating, then muxes the original audio re-encoded to AAC, as the official
 second ffmpeg pass does; `+faststart` puts the index first so players start at once. The same
-writer produces the video-only MPEG-TS segments of a segmented render, and `remux_segments`
-joins those into the final mp4 without re-encoding.
+writer produces the MPEG-TS segments of a segmented render, and `remux_segments` joins their
+video into the final mp4 without re-encoding.
 """
 
 from __future__ import annotations
@@ -331,7 +331,8 @@ def mux_audio(container: av.container.OutputContainer, out: AudioStream, audio: 
 
 
 def remux_segments(segments: list[Path], audio: Path, out_path: Path) -> int:
-    """Join video-only H.264 segments (in order) into one faststart mp4 with `audio` as AAC.
+    """Join the H.264 video of `segments` (in order) into one faststart mp4 with `audio` as AAC
+    (the segments' own preview audio is left out).
 
     The video packets are copied as they are (no decode, no re-encode), so the mp4 holds
     exactly the frames the segments hold; times are shifted so the first frame is at zero.

@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from runtime.api.preview import playlist
 from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
@@ -257,3 +258,24 @@ def test_a_failing_report_surfaces_on_the_writer_and_stops_later_reports(tmp_pat
 def test_a_start_frame_off_a_segment_boundary_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="start_frame"):
         SegmentPlan(directory=tmp_path, frames_per_segment=8, start_frame=5)
+
+
+def test_the_segments_play_as_the_preview_playlist(
+    uninterrupted: tuple[Path, list[Segment]], tmp_path: Path
+) -> None:
+    # Given the preview playlist the API would write, over the finished segments
+    reference, segments = uninterrupted
+    text = playlist([str(s.path) for s in segments], SEGMENT, 25.0, frames_total=20)
+    (tmp_path / "preview.m3u8").write_text(text)
+    # When an HLS client (FFmpeg's HLS demuxer) plays it
+    with av.open(str(tmp_path / "preview.m3u8"), options={"protocol_whitelist": "file"}) as hls:
+        assert sorted(stream.type for stream in hls.streams) == ["audio", "video"]
+        played = [(frame.pts, frame.to_ndarray(format="bgr24")) for frame in hls.decode(video=0)]
+    # Then it shows every frame once, in order, as the final mp4 does
+    assert len(played) == 20
+    times = [pts for pts, _ in played]
+    assert times == sorted(times)
+    assert len(set(times)) == 20
+    assert all(
+        np.array_equal(a, b) for (_, a), b in zip(played, decode_frames(reference), strict=True)
+    )

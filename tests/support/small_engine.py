@@ -78,7 +78,6 @@ class SmallEngine:
         prepare_seconds: float = 0.0,
         transient_failures: int = 0,
         weights: WeightsKind = "random",
-        stop_at_frame: int | None = None,
         fail_at_frame: int | None = None,
     ) -> None:
         self.weights: WeightsKind = weights
@@ -90,10 +89,10 @@ class SmallEngine:
         self.prepare_calls = 0
         self.speak_calls = 0
         self.batch_sizes: list[int] = []
-        # Segmented renders: `should_stop` turns true once this many frames are drawn (as a
-        # SIGTERM would); a crash-like failure once that many are (both fire once).
-        self.stop_at_frame = stop_at_frame
+        # Segmented renders: a crash-like failure once this many frames are drawn (once), and a
+        # hook after each batch with the frames done (tests request a stop there, as SIGTERM).
         self.fail_at_frame = fail_at_frame
+        self.after_batch: Callable[[int], None] | None = None
         self.rendered_from: list[int] = []  # segmented renders: the frame each one started at
         self.frames_rendered = 0  # segmented renders: frames drawn (not reused from segments)
 
@@ -230,9 +229,6 @@ class SmallEngine:
             audio_path=audio,
         ) as writer:
             while done < total:
-                if self.stop_at_frame is not None and done >= self.stop_at_frame:
-                    self.stop_at_frame = None
-                    raise Interrupted
                 if self.fail_at_frame is not None and done >= self.fail_at_frame:
                     self.fail_at_frame = None
                     raise TransientFailure("injected crash mid-render")
@@ -247,6 +243,8 @@ class SmallEngine:
                 self.frames_rendered += count
                 if progress:
                     progress(done, total)
+                if self.after_batch is not None:
+                    self.after_batch(done)
         return Rendered(
             frames=total,
             fps=25.0,

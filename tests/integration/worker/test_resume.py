@@ -17,6 +17,7 @@ from runtime.common.names import BucketRole, EnvVar, JobsTable
 from runtime.common.records import job_pk
 from runtime.engine.interface import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
+from runtime.worker.service import Worker
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
 from tests.support.worker_world import MEDIA, WorkerWorld
@@ -53,6 +54,15 @@ def run_job(run_once: Callable[[], Outcome | None]) -> Outcome:
     return outcome
 
 
+def stopping_worker(make_worker: MakeWorker, frame: int) -> Worker:
+    """A worker on the small engine that is told to stop (as by SIGTERM, with no time left to
+    finish) once `frame` frames are rendered; it interrupts at the engine's next check."""
+    engine = SmallEngine()
+    worker = make_worker(engine, **SEGMENTED, **{EnvVar.STOP_TIMEOUT_SECONDS: "0"})
+    engine.after_batch = lambda done: worker.stop.request() if done >= frame else None
+    return worker
+
+
 def segment_keys(world: WorkerWorld, tenant: str, job_id: str) -> list[str]:
     listing = world.s3.list_objects_v2(
         Bucket=world.bucket(BucketRole.OUTPUTS), Prefix=job_segments_prefix(tenant, job_id)
@@ -81,10 +91,13 @@ def test_an_interrupted_job_resumes_at_the_first_missing_segment(
     frame: int,
     segments_kept: int,
 ) -> None:
-    # Given a job whose first attempt is stopped (SIGTERM's hand-back) or crashes mid-render
+    # Given a job whose first attempt is told to stop (SIGTERM: the worker's stop policy turns
+    # the engine's should_stop true) or crashes, once `frame` frames are rendered
     message = world.submit()
-    knob = {"stop_at_frame": frame} if interruption == "stop" else {"fail_at_frame": frame}
-    first = make_worker(SmallEngine(**knob), **SEGMENTED)
+    if interruption == "stop":
+        first = stopping_worker(make_worker, frame)
+    else:
+        first = make_worker(SmallEngine(fail_at_frame=frame), **SEGMENTED)
     outcome = run_job(first.run_once)
     assert outcome is (Outcome.INTERRUPTED if interruption == "stop" else Outcome.RETRY)
     # Then it is queued again with the finished segments recorded and in S3
@@ -124,7 +137,7 @@ def test_segments_of_another_render_are_not_reused(
 ) -> None:
     # Given a job interrupted after two segments, whose record then names another render
     message = world.submit()
-    first = make_worker(SmallEngine(stop_at_frame=110), **SEGMENTED)
+    first = stopping_worker(make_worker, 110)
     assert run_job(first.run_once) is Outcome.INTERRUPTED
     world.table.update_item(
         Key={JobsTable.PARTITION_KEY: job_pk(message.job_id)},

@@ -377,7 +377,6 @@ class JobRunner:
             CopySource={"Bucket": self._settings.outputs_bucket, "Key": destination},
         )
         timings["upload_ms"] = _ms_since(started)
-        self._delete_segments(message, segment_count(rendered.frames, plan.frames_per_segment))
         logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
         return metadata, False, cache_key
 
@@ -451,8 +450,8 @@ class JobRunner:
         )
 
     def _delete_segments(self, message: JobMessage, count: int) -> None:
-        """Segments and the preview playlist go once the mp4 exists (the bucket's lifecycle
-        rule removes any a failed delete leaves); best effort, never fails the job."""
+        """Segments and the preview playlist go once the mp4 exists (the outputs bucket's expiry
+        removes any a failed delete leaves); best effort, never fails the job."""
         keys = [segment_key(message.tenant, message.job_id, i) for i in range(count)]
         keys.append(preview_playlist_key(message.tenant, message.job_id))
         try:
@@ -543,6 +542,10 @@ class JobRunner:
         )
         record = self._store.succeed(lease, result)
         if not cache_hit:
+            # After the final status: from here the API shows no preview that could need them.
+            self._delete_segments(
+                message, segment_count(result.frames, self._settings.segment_frames)
+            )
             self._publish_rate(message, result.frames, timings)
         values: dict[Metric, float] = {
             Metric.JOBS_SUCCEEDED: 1,

@@ -279,3 +279,32 @@ def test_the_segments_play_as_the_preview_playlist(
     assert all(
         np.array_equal(a, b) for (_, a), b in zip(played, decode_frames(reference), strict=True)
     )
+
+
+def test_silence_skipping_resumes_to_the_same_frames(
+    engine: MuseTalkEngine, avatar: PreparedAvatar, silence_then_speech: Path, tmp_path: Path
+) -> None:
+    # Given an uninterrupted render with silence skipping (speech detected on the whole clip:
+    # 30 silent frames, a fade, then speech) in segments of 8
+    options = RenderOptions(skip_silence=True)
+    reference = SegmentPlan(directory=tmp_path / "all", frames_per_segment=SEGMENT)
+    whole = engine.speak(
+        avatar, silence_then_speech, tmp_path / "all.mp4", options=options, segments=reference
+    )
+    # When a render resumes at frame 24 (the fade into speech is in the segment it starts with)
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    for index in range(3):
+        shutil.copy(reference.directory / segment_file_name(index), resumed_dir)
+    resumed = engine.speak(
+        avatar,
+        silence_then_speech,
+        tmp_path / "resumed.mp4",
+        options=options,
+        segments=SegmentPlan(directory=resumed_dir, frames_per_segment=SEGMENT, start_frame=24),
+    )
+    # Then it skipped the same silent frames and wrote the same 50 frames
+    assert whole.frames_skipped == resumed.frames_skipped > 0
+    expected, actual = decode_frames(tmp_path / "all.mp4"), decode_frames(tmp_path / "resumed.mp4")
+    assert len(actual) == len(expected) == 50
+    assert all(np.array_equal(a, b) for a, b in zip(actual, expected, strict=True))

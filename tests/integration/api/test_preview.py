@@ -3,9 +3,11 @@ through presigned URLs while RENDERING; purge erases the segments."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -14,6 +16,7 @@ from runtime.common.names import BucketRole, JobsTable
 from runtime.common.records import job_pk
 from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import TENANTS, Call, Upload, submit_body
+from tests.integration.api.test_logs import api_log_lines  # noqa: F401  # the fixture
 
 
 def as_worker(
@@ -44,6 +47,7 @@ def test_a_rendering_job_with_segments_has_a_playable_preview_until_it_is_done(
     face_png: bytes,
     aws: Callable[[str], Any],
     deployment: LocalResources,
+    api_log_lines: io.StringIO,  # noqa: F811  # the imported fixture
 ) -> None:
     # Given a job rendering 300 frames at 25 fps in segments of 125, two of them finished
     audio, face = upload("audio", short_wav), upload("image", face_png)
@@ -96,6 +100,13 @@ def test_a_rendering_job_with_segments_has_a_playable_preview_until_it_is_done(
     assert [line for line in lines if line.startswith("#EXTINF")][-1] == "#EXTINF:2.000,"
     assert httpx.get(lines[-2]).content == b"ts2"
     assert lines[-1] == "#EXT-X-ENDLIST"
+
+    # And no log line carries a playlist or segment URL (their signatures grant access)
+    logged = api_log_lines.getvalue()
+    assert job_id in logged  # the capture works: the access lines are there
+    for url in [job["preview_url"], *entries]:
+        assert parse_qs(urlsplit(url).query)["X-Amz-Signature"][0] not in logged
+        assert urlsplit(url).path not in logged
 
     # When another tenant reads the job, it gets no preview (a 404)
     assert call_api("GET", f"/v1/jobs/{job_id}", api_key_id="key-b")["statusCode"] == 404

@@ -317,6 +317,8 @@ class JobRunner:
         cached = self._copy_cached(cache_key, destination)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
+            if record.segments_done:  # an interrupted attempt's, no longer needed
+                self._delete_segments(message, record.segments_done)
             return cached, True, cache_key
 
         _check_deadline(message, "before preparing")

@@ -32,8 +32,10 @@ from infra.components.nag import (
     acknowledge_kms_data_keys,
     acknowledge_table_indexes,
     grant_objects,
+    grant_objects_under,
 )
 from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_HOST_DIR
+from runtime.common.keys import SEGMENT_KEY_PATTERN
 from runtime.common.names import EnvVar, Lane
 
 HEALTH_PORT = 8080
@@ -238,6 +240,14 @@ class GpuWorkerService(Construct):
         # (output cache hits, avatar cache hits and refresh-by-copy).
         for bucket in (resources.outputs, resources.avatar_cache):
             grant_objects(role, bucket, "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+        # A segmented render's parts go once its mp4 exists (docs/api.md, resume and preview).
+        grant_objects_under(
+            role,
+            resources.outputs,
+            SEGMENT_KEY_PATTERN,
+            "s3:DeleteObject",
+            why="Render segments (tenants/<t>/jobs/<id>/segments/) are deleted after the mp4.",
+        )
         resources.completion_topic.grant_publish(role)
         acknowledge_kms_data_keys(role)
         resources.webhook_secret.grant_read(role)

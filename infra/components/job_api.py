@@ -38,8 +38,10 @@ from infra.components.nag import (
     acknowledge_kms_data_keys,
     acknowledge_table_indexes,
     grant_objects,
+    grant_objects_under,
 )
 from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
+from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN
 from runtime.common.metrics import NAMESPACE
 from runtime.common.names import EnvVar, Lane
 
@@ -219,6 +221,14 @@ class JobApi(Construct):
         # presigned GET on outputs; delete of a tenant's objects for purge.
         grant_objects(function, r.uploads, "s3:PutObject", "s3:GetObject", "s3:DeleteObject")
         grant_objects(function, r.outputs, "s3:GetObject", "s3:DeleteObject")
+        # The live preview's playlist is rewritten on each status read (runtime/api/preview.py).
+        grant_objects_under(
+            function,
+            r.outputs,
+            PREVIEW_PLAYLIST_KEY_PATTERN,
+            "s3:PutObject",
+            why="Only the preview playlists (tenants/<t>/jobs/<id>/segments/preview.m3u8).",
+        )
         # Purge erases the prepared avatar (a face's latents) too; the API never reads the cache.
         grant_objects(function, r.avatar_cache, "s3:DeleteObject")
         # Cancelling publishes a job.cancelled event.

@@ -38,6 +38,21 @@ def grant_objects(grantee: iam.IGrantable, bucket: s3.IBucket, *actions: str) ->
     )
 
 
+def grant_objects_under(
+    grantee: iam.IGrantable, bucket: s3.IBucket, key_pattern: str, *actions: str, why: str
+) -> None:
+    """Object-level `actions` on the keys of `bucket` matching `key_pattern` only (e.g. a
+    job's render segments), where the whole bucket would be more than the code needs."""
+    iam.Grant.add_to_principal(
+        grantee=grantee, actions=list(actions), resource_arns=[bucket.arn_for_objects(key_pattern)]
+    )
+    acknowledge(
+        _role(grantee),
+        f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/{key_pattern}]",
+        why,
+    )
+
+
 def acknowledge_table_indexes(grantee: iam.IGrantable, table: dynamodb.ITable) -> None:
     acknowledge(
         _role(grantee),

@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from runtime.api import avatars, eta, uploads
+from runtime.api import avatars, eta, preview, uploads
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
 from runtime.api.media_probe import audio_duration_seconds
@@ -56,6 +56,7 @@ from runtime.common.keys import (
     RENDERED_CACHE_PREFIX,
     avatar_cache_key,
     is_safe_id,
+    job_segments_prefix,
     output_key,
     tenant_prefix,
 )
@@ -284,6 +285,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
     if record.status == JobStatus.SUCCEEDED and record.output is not None:
         output_url, expires = _download_link(ctx, tenant, record.output)
     estimate = eta.estimate(ctx, record)
+    preview_url, preview_expires = preview.preview_link(ctx, record)
     return Job(
         job_id=record.job_id,
         status=record.status,
@@ -302,6 +304,9 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
         error=record.error,
         output_url=output_url,
         output_url_expires_at=expires,
+        resumed_from_frame=record.resumed_from_frame,
+        preview_url=preview_url,
+        preview_url_expires_at=preview_expires,
         gpu_seconds=record.gpu_seconds,
         estimated_cost_usd=record.estimated_cost_usd,
         queue_position=estimate.queue_position,
@@ -453,6 +458,7 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
     )
     if record.output is not None:
         objects.append(record.output)
+    _delete_segments(ctx, record)
     cache_key = record.output_cache_key
     if cache_key is not None and cache_key.startswith(RENDERED_CACHE_PREFIX):
         # Content-addressed, so possibly shared with identical jobs: they only lose a cache hit.
@@ -475,6 +481,18 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
         ExpressionAttributeValues={":now": iso(ctx.now())},
     )
     logger.info("job data purged", extra={"job_id": record.job_id})
+
+
+def _delete_segments(ctx: ApiContext, record: JobRecord) -> None:
+    """Whatever segments (and preview playlist) the job has: a render purged mid-way leaves
+    them, and a worker still uploading one is stopped by its next (fenced) record write; the
+    bucket's expiry removes a straggler."""
+    prefix = job_segments_prefix(record.tenant, record.job_id)
+    bucket = ctx.settings.outputs_bucket
+    for page in ctx.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            ctx.s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
 
 
 def _upload_id_of(prefix: str, key: str) -> str | None:

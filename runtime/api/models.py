@@ -156,6 +156,18 @@ class Job(_QueueEstimate):
         default=None, description="Short-lived download link, present when SUCCEEDED."
     )
     output_url_expires_at: str | None = None
+    resumed_from_frame: int | None = Field(
+        default=None,
+        description="The latest attempt reused the finished segments before this frame.",
+    )
+    preview_url: str | None = Field(
+        default=None,
+        description=(
+            "While RENDERING with a finished segment: a short-lived HLS playlist of"
+            " the segments so far; read the job again for newer segments."
+        ),
+    )
+    preview_url_expires_at: str | None = None
     gpu_seconds: float | None = Field(
         default=None, description="SUCCEEDED renders: seconds the job held its GPU task."
     )

@@ -28,7 +28,8 @@ WEBHOOK_MAX_RECEIVES = 5
 WEBHOOK_HANDLER_TIMEOUT_SECONDS = 30
 WEBHOOK_QUEUE_VISIBILITY_SECONDS = 6 * WEBHOOK_HANDLER_TIMEOUT_SECONDS
 
-EventKind = Literal["status", "webhook", "webhook.redelivery_requested"]
+# "preview_ready": the first segment of the render exists, `preview_url` plays (logged once).
+EventKind = Literal["status", "webhook", "webhook.redelivery_requested", "preview_ready"]
 
 
 class JobEvent(BaseModel):
@@ -38,6 +39,7 @@ class JobEvent(BaseModel):
     kind: EventKind
     status: JobStatus | None = None  # kind "status": the new status
     detail: str | None = None  # a short reason: an error code, "handed back", "redelivery"
+    resumed_from_frame: int | None = None  # kind "status" RENDERING: the attempt's first frame
     attempt: int | None = None  # kind "webhook": attempt number within one delivery
     http_status: int | None = None  # kind "webhook": the receiver's status; None: no response
     latency_ms: float | None = None  # kind "webhook": request to response (or to the error)

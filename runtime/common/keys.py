@@ -31,6 +31,30 @@ def output_key(tenant: str, job_id: str) -> str:
     return f"{tenant_prefix(tenant)}jobs/{job_id}/output.mp4"
 
 
+def job_segments_prefix(tenant: str, job_id: str) -> str:
+    """Where a segmented render keeps its finished segments (deleted once the mp4 exists)."""
+    if not is_safe_id(job_id):
+        raise ValueError("job id must match [A-Za-z0-9_-]{1,64}")
+    return f"{tenant_prefix(tenant)}jobs/{job_id}/segments/"
+
+
+def segment_key(tenant: str, job_id: str, index: int) -> str:
+    """`.../segments/00042.ts`: zero-padded, so keys list in play order."""
+    if index < 0:
+        raise ValueError("segment index must be non-negative")
+    return f"{job_segments_prefix(tenant, job_id)}{index:05d}.ts"
+
+
+def preview_playlist_key(tenant: str, job_id: str) -> str:
+    """The live preview's HLS playlist, rewritten by the API on each status read."""
+    return f"{job_segments_prefix(tenant, job_id)}preview.m3u8"
+
+
+# IAM resource patterns of the keys above (the worker deletes segments, the API writes playlists).
+SEGMENT_KEY_PATTERN = "tenants/*/jobs/*/segments/*"
+PREVIEW_PLAYLIST_KEY_PATTERN = "tenants/*/jobs/*/segments/preview.m3u8"
+
+
 def avatar_cache_key(model_version: str, avatar_id: str) -> str:
     """Prepared avatars are keyed by content + options (the avatar id) and model version."""
     if not is_safe_id(avatar_id):

@@ -66,6 +66,7 @@ class EnvVar(StrEnum):
     POLL_WAIT_SECONDS = "MUSETALK_POLL_WAIT_SECONDS"  # SQS long-poll wait on the first lane
     RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try
     MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt
+    SEGMENT_FRAMES = "MUSETALK_SEGMENT_FRAMES"  # frames per resumable segment (default 125)
     TASK_PROTECTION_MINUTES = "MUSETALK_TASK_PROTECTION_MINUTES"
     SPOT_NOTICE = "MUSETALK_SPOT_NOTICE"  # "true": poll IMDS for the spot interruption notice
     GPU_PRICES_JSON = "MUSETALK_GPU_PRICES_JSON"  # {"g5.xlarge": 1.006, ...} USD per hour

@@ -40,6 +40,7 @@ from runtime.engine.interface import (
     PreparedAvatarLike,
     ProgressFn,
     Rendered,
+    SegmentPlan,
     WeightsKind,
     halve_on_oom,
 )
@@ -48,6 +49,7 @@ from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
 from runtime.engine.ports import BlurKind, FaceLocatorLike, FaceParserLike, SyncScorerLike
 from runtime.engine.resident import ResidentCache
+from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.vad import SpeechDetector, generation_weights
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
 
@@ -362,7 +364,14 @@ class MuseTalkEngine:
         progress: ProgressFn | None = None,
         on_oom_halving: Callable[[int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        segments: SegmentPlan | None = None,
     ) -> Rendered:
+        """Render `audio` on the avatar into `out_path`.
+
+        With `segments`, the output is written as segments first (see `runtime.engine.segments`)
+        and generation batches are cut at segment boundaries, so a segment's frames never
+        depend on where a render started; rendering begins at `segments.start_frame`.
+        """
         if not isinstance(prepared, PreparedAvatar):
             raise TypeError("speak needs a PreparedAvatar from this engine")
         avatar = prepared
@@ -377,17 +386,19 @@ class MuseTalkEngine:
         with _timed(timings, "vad"):
             weights = self._generation_weights(audio_16k, total, avatar.fps, options)
         faced = np.array([avatar.has_face[avatar.cycle_index(i)] for i in range(total)])
+        first_frame = 0 if segments is None else min(segments.start_frame, total)
         to_generate = np.flatnonzero((weights > 0) & faced)
+        to_generate = to_generate[to_generate >= first_frame]
         frames_skipped = int(((weights == 0) & faced).sum())
 
         size = batch_size or self.pick_batch_size()
         sync_faces: list[np.ndarray] = []
         height, width = avatar.frames.shape[1:3]
         codec = pick_video_codec(prefer_gpu=self.device.type == "cuda")
-        done = 0
-        with (
-            ThreadPoolExecutor(1, thread_name_prefix="compose") as composer,
-            VideoWriter(
+        done = first_frame
+        writer: VideoWriter | SegmentedVideoWriter
+        if segments is None:
+            writer = VideoWriter(
                 out_path,
                 width=width,
                 height=height,
@@ -395,8 +406,20 @@ class MuseTalkEngine:
                 audio_path=audio,
                 codec=codec,
                 preset=self.encoder_preset,
-            ) as writer,
-        ):
+            )
+        else:
+            writer = SegmentedVideoWriter(
+                segments,
+                out_path=out_path,
+                total_frames=total,
+                width=width,
+                height=height,
+                fps=avatar.fps,
+                audio_path=audio,
+                codec=codec,
+                preset=self.encoder_preset,
+            )
+        with ThreadPoolExecutor(1, thread_name_prefix="compose") as composer, writer:
 
             def compose_until(end: int, generated: dict[int, tuple[np.ndarray, np.ndarray]]) -> int:
                 nonlocal done
@@ -429,13 +452,13 @@ class MuseTalkEngine:
                     if stop():
                         raise Interrupted("stopped before the render finished")
                     start = position
+                    limit = _frames_before_boundary(to_generate, start, segments)
 
                     def step(
-                        n: int, start: int = start
+                        n: int, start: int = start, limit: int = limit
                     ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-                        return self._generate(
-                            avatar, tokens, weights, to_generate[start : start + n], timings, n
-                        )
+                        batch = to_generate[start : start + min(n, limit)]
+                        return self._generate(avatar, tokens, weights, batch, timings, n)
 
                     generated, size = halve_on_oom(
                         step,
@@ -461,6 +484,8 @@ class MuseTalkEngine:
                 progress(total, total)
             with _timed(timings, "encode_flush"):
                 writer.close()
+            if isinstance(writer, SegmentedVideoWriter):
+                timings["remux"] = writer.remux_ms
         sync_confidence, sync_offset = None, None
         if self.scorer is not None and len(sync_faces) >= SYNC_WINDOW_FRAMES:
             with _timed(timings, "sync"):
@@ -481,6 +506,7 @@ class MuseTalkEngine:
             sync_offset_frames=sync_offset,
             low_sync=None if sync_confidence is None else sync_confidence < options.sync_threshold,
             timings_ms=timings,
+            resumed_from_frame=first_frame,
         )
 
     def _generation_weights(
@@ -567,6 +593,18 @@ class MuseTalkEngine:
     def _free_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _frames_before_boundary(
+    to_generate: np.ndarray, position: int, segments: SegmentPlan | None
+) -> int:
+    """How many of `to_generate[position:]` a batch may take without crossing into the next
+    segment (all of them when not segmented)."""
+    if segments is None:
+        return len(to_generate) - position
+    size = segments.frames_per_segment
+    boundary = (int(to_generate[position]) // size + 1) * size
+    return int(np.searchsorted(to_generate, boundary)) - position
 
 
 def compile_for_speed(generator: Generator, codec: LatentCodec, *, mode: str | None = None) -> None:

@@ -50,6 +50,56 @@ class Interrupted(Exception):
     """`should_stop` turned true during a render; nothing was written."""
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One finished segment of a segmented render: frames [first_frame, first_frame + frames)
+    as an MPEG-TS file (H.264 starting with an IDR frame, plus its stretch of the audio for
+    previews) that plays on its own."""
+
+    index: int
+    first_frame: int
+    frames: int
+    path: Path
+    fps: float
+
+
+SegmentFn = Callable[[Segment], None]
+SEGMENT_FRAMES = 125  # 5 s at 25 fps: a resume loses at most this much work
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentPlan:
+    """Render in fixed-size segments under `directory` (named by `segment_file_name`).
+
+    A render starting at `start_frame` (a multiple of `frames_per_segment`) expects the earlier
+    segments in `directory` already and renders only the rest: a segment depends only on its
+    frame range, so the joined result equals an uninterrupted render. `on_segment` is called
+    once per newly finished segment, in index order, on a thread of the writer; `encoders`
+    segments may be encoding at once.
+    """
+
+    directory: Path
+    frames_per_segment: int = SEGMENT_FRAMES
+    start_frame: int = 0
+    on_segment: SegmentFn | None = None
+    encoders: int = 1
+
+    def __post_init__(self) -> None:
+        if self.frames_per_segment < 1 or self.encoders < 1:
+            raise ValueError("frames_per_segment and encoders must be at least 1")
+        if self.start_frame < 0 or self.start_frame % self.frames_per_segment:
+            raise ValueError("start_frame must be a non-negative multiple of frames_per_segment")
+
+
+def segment_file_name(index: int) -> str:
+    """`00042.ts`: zero-padded so names sort in play order."""
+    return f"{index:05d}.ts"
+
+
+def segment_count(frames: int, frames_per_segment: int) -> int:
+    return -(-frames // frames_per_segment)
+
+
 class PreparedAvatarLike(Protocol):
     """A prepared avatar: serializable for the avatar cache, sized for the in-memory LRU."""
 
@@ -73,6 +123,7 @@ class Rendered:
     sync_offset_frames: int | None = None
     low_sync: bool | None = None  # sync_confidence below RenderOptions.sync_threshold
     timings_ms: dict[str, float] = field(default_factory=dict)  # e.g. audio, unet, decode, encode
+    resumed_from_frame: int = 0  # a segmented render that reused the segments before this frame
 
 
 class LipSyncEngine(Protocol):
@@ -95,6 +146,7 @@ class LipSyncEngine(Protocol):
         progress: ProgressFn | None = None,
         on_oom_halving: Callable[[int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        segments: SegmentPlan | None = None,
     ) -> Rendered: ...
 
 

@@ -3,7 +3,9 @@
 Decoding gives BGR frames (the spec's OpenCV convention) and the stream's fps; a still image is
 one frame at the caller's fps. `VideoWriter` encodes H.264 yuv420p on a background thread while
 the engine keeps generating, then muxes the original audio re-encoded to AAC, as the official
-second ffmpeg pass does; `+faststart` puts the index first so players start at once.
+second ffmpeg pass does; `+faststart` puts the index first so players start at once. The same
+writer produces the MPEG-TS segments of a segmented render, and `remux_segments` joins their
+video into the final mp4 without re-encoding.
 """
 
 from __future__ import annotations
@@ -99,10 +101,55 @@ def pick_video_codec(prefer_gpu: bool) -> str:
     return "h264_nvenc" if _nvenc_usable else "libx264"
 
 
-class VideoWriter:
-    """Streams BGR frames to an H.264 mp4 on a thread; `close()` muxes the audio and finishes.
+@dataclass(frozen=True)
+class AudioClip:
+    """A stretch of mono 16-bit audio for one segment (the live preview's sound), starting at
+    `first_sample` on the segment timestamps' clock (1/rate)."""
 
-    Use as a context manager; leaving it with an exception abandons the file.
+    samples: np.ndarray  # int16 [n]
+    rate: int
+    first_sample: int
+
+
+def decode_audio_mono(path: Path, rate: int) -> np.ndarray | None:
+    """The whole audio track as mono int16 at `rate` (None: no audio track)."""
+    with av.open(str(path)) as source:
+        if not source.streams.audio:
+            return None
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        chunks = [
+            converted.to_ndarray().reshape(-1)
+            for frame in source.decode(source.streams.audio[0])
+            for converted in resampler.resample(frame)
+        ]
+        chunks += [converted.to_ndarray().reshape(-1) for converted in resampler.resample(None)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+def mux_clip(container: av.container.OutputContainer, out: AudioStream, clip: AudioClip) -> None:
+    """Encode `clip` to AAC at its timestamps (AAC takes 1024-sample frames)."""
+    if clip.samples.size:
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(clip.samples.reshape(1, -1)), format="s16", layout="mono"
+        )
+        frame.sample_rate = clip.rate
+        frame.time_base = Fraction(1, clip.rate)
+        frame.pts = clip.first_sample
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=clip.rate, frame_size=1024)
+        for converted in [*resampler.resample(frame), *resampler.resample(None)]:
+            container.mux(out.encode(converted))
+    container.mux(out.encode(None))
+
+
+class VideoWriter:
+    """Streams BGR frames to an H.264 file on a thread; `close()` muxes the audio and finishes.
+
+    The container follows the suffix (`.mp4`: faststart; `.ts`: MPEG-TS, e.g. a segment).
+    Without `audio_path` the file is video only. Frame timestamps start at `first_pts` (in
+    frames), so consecutive segments carry continuous times; `audio_clip` muxes a stretch of
+    audio timed like them (a segment's preview sound). x264's output depends on its thread
+    count: pass `threads` where the bytes must not depend on the host. Use as a context
+    manager; leaving it with an exception abandons the file.
     """
 
     def __init__(
@@ -112,27 +159,41 @@ class VideoWriter:
         width: int,
         height: int,
         fps: float,
-        audio_path: Path,
+        audio_path: Path | None,
         codec: str = "libx264",
         preset: str = "veryfast",
         crf: int = 18,
         queue_frames: int = 64,
         thread_type: str = "FRAME",
+        first_pts: int = 0,
+        audio_clip: AudioClip | None = None,
+        threads: int | None = None,
+        x264_options: dict[str, str] | None = None,
     ) -> None:
         self.out_path = out_path
         self.audio_path = audio_path
         self.width, self.height = even_size(width, height)
-        self._container = av.open(str(out_path), "w", options={"movflags": "+faststart"})
+        self._first_pts = first_pts
+        self._container = av.open(str(out_path), "w", options=_container_options(out_path))
         rate = Fraction(fps).limit_denominator(1001)
         self._stream = cast(VideoStream, self._container.add_stream(codec, rate=rate))
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            self._stream.options = {"preset": preset, "crf": str(crf)}
+            self._stream.options = {"preset": preset, "crf": str(crf), **(x264_options or {})}
             # PyAV's default is SLICE (x264 sliced threads); FRAME threading keeps more cores
             # busy on long clips, at a few frames of encoder delay.
             self._stream.codec_context.thread_type = thread_type
-        self._audio_stream = self._add_audio_stream()
+            if threads is not None:  # else x264 picks from the host's core count
+                self._stream.codec_context.thread_count = threads
+        self._audio_stream = (
+            None if audio_path is None else add_audio_stream(self._container, audio_path)
+        )
+        self._clip = audio_clip
+        self._clip_stream: AudioStream | None = None
+        if audio_clip is not None:
+            self._clip_stream = self._container.add_stream("aac", rate=audio_clip.rate)
+            self._clip_stream.layout = "mono"
         # Two stages on two threads: colour conversion (OpenCV, GIL released) feeds the encoder,
         # so libx264 never waits for it (on one thread the pair ran at ~240 frames/s on an H200's
         # host, the encoder alone well above that).
@@ -201,13 +262,17 @@ class VideoWriter:
 
     def _encode_loop(self) -> None:
         try:
-            self._mux_audio()  # small and fast; the muxer interleaves it with the video
+            if self._audio_stream is not None and self.audio_path is not None:
+                # Small and fast; the muxer interleaves it with the video.
+                mux_audio(self._container, self._audio_stream, self.audio_path)
+            if self._clip is not None and self._clip_stream is not None:
+                mux_clip(self._container, self._clip_stream, self._clip)
             while (item := self._queue.get()) is not _END:
                 assert isinstance(item, np.ndarray)  # noqa: S101  # nosec B101 (only the converter puts here)
                 if self._error is not None:
                     continue  # drain so the producer never blocks on a dead encoder
                 frame = av.VideoFrame.from_ndarray(item, "yuv420p")
-                frame.pts = self.frames_written
+                frame.pts = self._first_pts + self.frames_written
                 self._container.mux(self._stream.encode(frame))
                 self.frames_written += 1
             if self._error is None:
@@ -235,26 +300,68 @@ class VideoWriter:
         finally:
             self._queue.put(_END)
 
-    def _add_audio_stream(self) -> AudioStream | None:
-        """The AAC stream must exist before the header is written, so add it up front."""
-        with av.open(str(self.audio_path)) as source:
-            if not source.streams.audio:
-                return None
-            source_context = source.streams.audio[0].codec_context
-            stream = self._container.add_stream("aac", rate=source_context.sample_rate)
-            stream.layout = "mono" if source_context.channels == 1 else "stereo"
-            return stream
 
-    def _mux_audio(self) -> None:
-        """Re-encode the original audio to AAC (content unchanged, as the official mux)."""
-        if self._audio_stream is None:
-            return
-        out = self._audio_stream
-        resampler = av.AudioResampler(format="fltp", layout=out.layout.name, rate=out.rate)
-        with av.open(str(self.audio_path)) as source:
-            for frame in source.decode(source.streams.audio[0]):
-                for converted in resampler.resample(frame):
-                    self._container.mux(out.encode(converted))
-            for converted in resampler.resample(None):
-                self._container.mux(out.encode(converted))
-            self._container.mux(out.encode(None))
+def _container_options(path: Path) -> dict[str, str]:
+    """`+faststart` for mp4 (index first, players start at once); nothing for MPEG-TS."""
+    return {"movflags": "+faststart"} if path.suffix.lower() in {".mp4", ".mov"} else {}
+
+
+def add_audio_stream(container: av.container.OutputContainer, audio: Path) -> AudioStream | None:
+    """An AAC stream for `audio`'s first track (None: it has none). Streams must all exist
+    before the header is written, so call this before muxing anything."""
+    with av.open(str(audio)) as source:
+        if not source.streams.audio:
+            return None
+        source_context = source.streams.audio[0].codec_context
+        stream = container.add_stream("aac", rate=source_context.sample_rate)
+        stream.layout = "mono" if source_context.channels == 1 else "stereo"
+        return stream
+
+
+def mux_audio(container: av.container.OutputContainer, out: AudioStream, audio: Path) -> None:
+    """Re-encode the original audio to AAC (content unchanged, as the official mux)."""
+    resampler = av.AudioResampler(format="fltp", layout=out.layout.name, rate=out.rate)
+    with av.open(str(audio)) as source:
+        for frame in source.decode(source.streams.audio[0]):
+            for converted in resampler.resample(frame):
+                container.mux(out.encode(converted))
+        for converted in resampler.resample(None):
+            container.mux(out.encode(converted))
+        container.mux(out.encode(None))
+
+
+def remux_segments(segments: list[Path], audio: Path, out_path: Path) -> int:
+    """Join the H.264 video of `segments` (in order) into one faststart mp4 with `audio` as AAC
+    (the segments' own preview audio is left out).
+
+    The video packets are copied as they are (no decode, no re-encode), so the mp4 holds
+    exactly the frames the segments hold; times are shifted so the first frame is at zero.
+    Returns the number of video packets (= frames) written.
+    """
+    if not segments:
+        raise ValueError("no segments to join")
+    packets = 0
+    with av.open(str(out_path), "w", options=_container_options(out_path)) as output:
+        with av.open(str(segments[0])) as first:
+            template = first.streams.video[0]
+            video = output.add_stream_from_template(template)
+            origin_seconds = float((template.start_time or 0) * (template.time_base or 0))
+        audio_stream = add_audio_stream(output, audio)
+        if audio_stream is not None:
+            mux_audio(output, audio_stream, audio)
+        for path in segments:
+            with av.open(str(path)) as source:
+                stream = source.streams.video[0]
+                assert stream.time_base is not None  # noqa: S101  # nosec B101 (demuxed streams)
+                shift = round(origin_seconds / stream.time_base)
+                for packet in source.demux(stream):
+                    if packet.size == 0:  # the demuxer's end-of-stream marker
+                        continue
+                    if packet.pts is not None:
+                        packet.pts -= shift
+                    if packet.dts is not None:
+                        packet.dts -= shift
+                    packet.stream = video
+                    output.mux(packet)
+                    packets += 1
+    return packets

@@ -14,6 +14,7 @@ from pathlib import Path
 from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_FILE_NAME, parse_prices
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
+from runtime.engine.interface import SEGMENT_FRAMES
 
 DEFAULT_ENGINE_FACTORY = "runtime.worker.engine_loader:musetalk_engine"
 ECS_AGENT_URI = "ECS_AGENT_URI"  # set by the ECS agent; base of the task-protection endpoint
@@ -51,6 +52,7 @@ class WorkerSettings:
     poll_wait_seconds: int = 10
     retry_base_seconds: int = 15
     min_batch_size: int = 4
+    segment_frames: int = SEGMENT_FRAMES  # resumable unit of a render (and a preview segment)
     task_protection_minutes: int = 60
     ecs_agent_uri: str | None = None
     webhook_allow_private: bool = False
@@ -117,6 +119,7 @@ class WorkerSettings:
             poll_wait_seconds=min(20, int(reader.number(EnvVar.POLL_WAIT_SECONDS, 10))),
             retry_base_seconds=int(reader.number(EnvVar.RETRY_BASE_SECONDS, 15)),
             min_batch_size=max(1, int(reader.number(EnvVar.MIN_BATCH_SIZE, 4))),
+            segment_frames=max(1, int(reader.number(EnvVar.SEGMENT_FRAMES, SEGMENT_FRAMES))),
             task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
             ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
             webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",

@@ -33,7 +33,12 @@ from runtime.common.jobs import (
     MediaRef,
     StageTimings,
 )
-from runtime.common.keys import output_key, rendered_cache_key
+from runtime.common.keys import (
+    output_key,
+    preview_playlist_key,
+    rendered_cache_key,
+    segment_key,
+)
 from runtime.common.metrics import Metric
 from runtime.common.records import JobRecord
 from runtime.engine.interface import (
@@ -43,6 +48,10 @@ from runtime.engine.interface import (
     OutOfMemory,
     ProgressFn,
     Rendered,
+    Segment,
+    SegmentPlan,
+    segment_count,
+    segment_file_name,
 )
 from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
@@ -290,7 +299,7 @@ class JobRunner:
                     Heartbeat(
                         self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
                     ),
-                    self._claim_ended(),
+                    self._claim_ended(message),
                 ):
                     metadata, cache_hit, cache_key = self._render(
                         message, lease, record, Path(work), timings
@@ -350,6 +359,8 @@ class JobRunner:
         cached = self._cached_or_claimed(content_hash, cache_key, destination, message)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
+            if record.segments_done:  # an interrupted attempt's, no longer needed
+                self._delete_segments(message, record.segments_done)
             return cached, True, cache_key
 
         _check_deadline(message, "before preparing")
@@ -360,11 +371,14 @@ class JobRunner:
             lambda: self._engine.prepare(avatar.path, message.avatar_options),
         )
         timings["prepare_ms"] = _ms_since(started)
-        self._store.start_rendering(lease)
+        plan = self._segment_plan(message, lease, record, content_hash, work / "segments")
+        self._store.start_rendering(lease, resumed_from_frame=plan.start_frame)
+        if plan.start_frame:
+            logger.info("resuming from a segment", extra={"frame": plan.start_frame})
         hint = record.batch_size_hint or message.batch_size_hint
         out_path = work / "output.mp4"
         started = time.monotonic()
-        self._stop.render_started()
+        self._stop.render_started(plan.start_frame)
         rendered = self._engine.speak(
             prepared,
             audio.path,
@@ -380,6 +394,7 @@ class JobRunner:
             should_stop=lambda: (
                 self._stop.should_interrupt() or deadline_passed(message.deadline_at)
             ),
+            segments=plan,
         )
         speak_ms = _ms_since(started)
         # Engines may split encoding ("encode", "encode_flush" for a background encoder).
@@ -408,6 +423,92 @@ class JobRunner:
         timings["upload_ms"] = _ms_since(started)
         logger.info("rendered", extra={"avatar_source": source.value, "frames": rendered.frames})
         return metadata, False, cache_key
+
+    def _segment_plan(
+        self,
+        message: JobMessage,
+        lease: Lease,
+        record: JobRecord,
+        content_hash: str,
+        directory: Path,
+    ) -> SegmentPlan:
+        """Render in segments, each uploaded as it finishes; start after the segments an earlier
+        attempt left for this same render (same content hash and segment size), if any."""
+        size = self._settings.segment_frames
+        directory.mkdir(parents=True, exist_ok=True)
+        done = record.segments_done or 0
+        if done and (record.segments_hash != content_hash or record.segment_frames != size):
+            logger.info("segments of another render found; starting over")
+            self._delete_segments(message, done)
+            self._store.reset_segments(lease)
+            done = 0
+        for index in range(done):
+            try:
+                self._s3.download_file(
+                    self._settings.outputs_bucket,
+                    segment_key(message.tenant, message.job_id, index),
+                    str(directory / segment_file_name(index)),
+                )
+            except ClientError as error:
+                if not _is_missing(error):
+                    raise
+                logger.warning("segment missing; resuming before it", extra={"segment": index})
+                done = index
+                break
+        preview_logged = record.preview_ready_at is not None
+
+        def on_segment(segment: Segment) -> None:
+            nonlocal preview_logged
+            key = segment_key(message.tenant, message.job_id, segment.index)
+            self._s3.upload_file(
+                str(segment.path),
+                self._settings.outputs_bucket,
+                key,
+                ExtraArgs={"ContentType": "video/mp2t"},
+            )
+            try:
+                self._store.segment_done(
+                    lease,
+                    segments_done=segment.index + 1,
+                    segment_frames=size,
+                    content_hash=content_hash,
+                    fps=segment.fps,
+                )
+                if not preview_logged:
+                    self._store.mark_preview_ready(lease)
+                    preview_logged = True
+            except LeaseLost:
+                # Cancelled (maybe purged, so this upload came after the purge's delete): drop
+                # it. Taken over by another worker: leave it, it is that worker's segment too.
+                current = self._store.get(message.job_id)
+                if current is None or current.status.is_final:
+                    self._s3.delete_object(Bucket=self._settings.outputs_bucket, Key=key)
+                self._stop.lease_lost()  # the engine stops at its next should_stop check
+                raise
+
+        return SegmentPlan(
+            directory=directory,
+            frames_per_segment=size,
+            start_frame=done * size,
+            on_segment=on_segment,
+        )
+
+    def _delete_segments(self, message: JobMessage, count: int) -> None:
+        """Segments and the preview playlist go once the mp4 exists (the outputs bucket's expiry
+        removes any a failed delete leaves); best effort, never fails the job."""
+        keys = [segment_key(message.tenant, message.job_id, i) for i in range(count)]
+        keys.append(preview_playlist_key(message.tenant, message.job_id))
+        try:
+            for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys a call
+                self._s3.delete_objects(
+                    Bucket=self._settings.outputs_bucket,
+                    Delete={
+                        "Objects": [{"Key": k} for k in keys[start : start + 1000]],
+                        "Quiet": True,
+                    },
+                )
+        except ClientError:
+            logger.warning("could not delete the render's segments")
 
     def _fetch_inputs(self, message: JobMessage, work: Path) -> tuple[FetchedInput, FetchedInput]:
         """Audio first: its duration check is cheap and fails long jobs before the big download."""
@@ -458,19 +559,25 @@ class JobRunner:
         return self._copy_cached(cache_key, destination)
 
     @contextmanager
-    def _claim_ended(self) -> Iterator[None]:
+    def _claim_ended(self, message: JobMessage) -> Iterator[None]:
         """Ends the claim `_render` took however the render ends: a media error is kept as the
-        content's verdict (jobs waiting for it fail at once); anything else releases it (the
-        render is cached, or another worker may try)."""
+        content's verdict (jobs waiting for it fail at once); a stop request keeps it, so this
+        job resumes from its own segments when it comes back (it may retake its own claim; the
+        claim expires with its lease if it never does); anything else releases it (the render
+        is cached, or another worker may try)."""
         verdict: JobError | None = None
+        keep = False
         try:
             yield
         except MediaError as error:
             verdict = JobError(code=error.code, message=error.message)
             raise
+        except Interrupted:
+            keep = not deadline_passed(message.deadline_at)
+            raise
         finally:
             claim, self._claim = self._claim, None
-            if claim is not None:
+            if claim is not None and not keep:
                 try:
                     if verdict is None:
                         self._claims.release(claim)
@@ -569,6 +676,10 @@ class JobRunner:
         )
         record = self._store.succeed(lease, result)
         if not cache_hit:
+            # After the final status: from here the API shows no preview that could need them.
+            self._delete_segments(
+                message, segment_count(result.frames, self._settings.segment_frames)
+            )
             self._publish_rate(message, result.frames, timings)
         values: dict[Metric, float] = {
             Metric.JOBS_SUCCEEDED: 1,
@@ -702,6 +813,10 @@ class JobRunner:
                 logger.warning("progress write failed")
 
         return progress
+
+
+def _is_missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
 
 
 def _service_seconds(timings: dict[str, float]) -> float:

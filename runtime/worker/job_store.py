@@ -47,11 +47,22 @@ def iso(moment: datetime) -> str:
 
 
 def with_status_event(
-    expression: str, values: dict[str, Any], status: JobStatus, detail: str | None = None
+    expression: str,
+    values: dict[str, Any],
+    status: JobStatus,
+    detail: str | None = None,
+    *,
+    resumed_from_frame: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Join the status event into the update that makes the change (one write, never apart)."""
     clause, event_values = append_clause(
-        JobEvent(at=iso(utc_now()), kind="status", status=status, detail=detail)
+        JobEvent(
+            at=iso(utc_now()),
+            kind="status",
+            status=status,
+            detail=detail,
+            resumed_from_frame=resumed_from_frame,
+        )
     )
     head, removal, tail = expression.partition(" REMOVE ")
     return f"{head}, {clause}{removal}{tail}", {**values, **event_values}
@@ -140,15 +151,77 @@ class JobStore:
             {":expires": iso(utc_now() + timedelta(seconds=lease_seconds))},
         )
 
-    def start_rendering(self, lease: Lease) -> None:
+    def start_rendering(self, lease: Lease, *, resumed_from_frame: int = 0) -> None:
+        """PREPARING -> RENDERING; a render that reuses earlier segments says where it starts."""
+        expression = "SET #status = :rendering, updated_at = :now"
+        values: dict[str, Any] = {":rendering": JobStatus.RENDERING.value, ":now": iso(utc_now())}
+        if resumed_from_frame > 0:
+            expression += ", resumed_from_frame = :resumed"
+            values[":resumed"] = resumed_from_frame
+        else:
+            expression += " REMOVE resumed_from_frame"
         self._fenced_update(
             lease,
             *with_status_event(
-                "SET #status = :rendering, updated_at = :now",
-                {":rendering": JobStatus.RENDERING.value, ":now": iso(utc_now())},
+                expression,
+                values,
                 JobStatus.RENDERING,
+                "resumed" if resumed_from_frame > 0 else None,
+                resumed_from_frame=resumed_from_frame or None,
             ),
         )
+
+    def segment_done(
+        self,
+        lease: Lease,
+        *,
+        segments_done: int,
+        segment_frames: int,
+        content_hash: str,
+        fps: float,
+    ) -> None:
+        """Segments 0..segments_done-1 of render `content_hash` are in S3 (resume point); the
+        fps lets the API give the preview's segments their durations."""
+        self._fenced_update(
+            lease,
+            "SET segments_done = :done, segment_frames = :frames, segments_hash = :hash,"
+            " fps = :fps",
+            {
+                ":done": segments_done,
+                ":frames": segment_frames,
+                ":hash": content_hash,
+                ":fps": Decimal(str(fps)),
+            },
+        )
+
+    def reset_segments(self, lease: Lease) -> None:
+        """Forget segments of another render (inputs or options changed): start from zero."""
+        self._fenced_update(lease, "REMOVE segments_done, segment_frames, segments_hash", {})
+
+    def mark_preview_ready(self, lease: Lease) -> bool:
+        """Log `preview_ready` once per job (False: already logged, or no longer our job)."""
+        clause, event_values = append_clause(JobEvent(at=iso(utc_now()), kind="preview_ready"))
+        now = iso(utc_now())
+        try:
+            self._table.update_item(
+                Key={JobsTable.PARTITION_KEY: job_pk(lease.job_id)},
+                UpdateExpression=f"SET preview_ready_at = :now, {clause}",
+                ConditionExpression=(
+                    "attribute_not_exists(preview_ready_at) AND lease_owner = :owner"
+                    " AND attempt = :attempt"
+                ),
+                ExpressionAttributeValues={
+                    ":now": now,
+                    ":owner": lease.owner,
+                    ":attempt": lease.attempt,
+                    **event_values,
+                },
+            )
+        except ClientError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
 
     def progress(self, lease: Lease, frames_done: int, frames_total: int) -> None:
         fraction = Decimal(str(round(frames_done / frames_total, 4))) if frames_total else 0

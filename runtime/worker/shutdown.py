@@ -52,10 +52,11 @@ class StopPolicy:
         self._frames_at_start = self._frames_done = self._frames_total = 0
         self._lease_lost.clear()
 
-    def render_started(self) -> None:
-        """Measure from here, so the first batch already gives a (conservative) rate."""
+    def render_started(self, first_frame: int = 0) -> None:
+        """Measure from here, so the first batch already gives a (conservative) rate; a resumed
+        render starts at `first_frame`, and the frames before it took no time here."""
         self._started = self._clock()
-        self._frames_at_start = 0
+        self._frames_at_start = first_frame
 
     def lease_lost(self) -> None:
         self._lease_lost.set()

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN, SEGMENT_KEY_PATTERN
 from runtime.common.names import Lane
 from tests.infra.conftest import Synthesized
 from tests.infra.template_queries import (
@@ -43,6 +44,23 @@ def _role(s: Synthesized, prefix: str) -> str:
     return _id(s, "AWS::IAM::Role", prefix)
 
 
+def _keys_granted(s: Synthesized, role: str, bucket: str, action: str) -> list[str]:
+    """The key patterns (after `<bucket arn>/`) on which `role` may take `action` in `bucket`."""
+    patterns = []
+    for statement in statements_of_role(s.raw, role):
+        if statement["Effect"] != "Allow" or action not in actions(statement):
+            continue
+        for resource in (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        ):
+            if mentions(resource, _bucket(s, bucket)):
+                joined = resource["Fn::Join"][1]
+                patterns.append(str(joined[-1]).removeprefix("/"))
+    return patterns
+
+
 # --- API handler -----------------------------------------------------------------------------
 
 
@@ -51,9 +69,11 @@ def test_api_presigns_into_uploads_and_out_of_outputs(dev: Synthesized) -> None:
     assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"} == actions_on(
         dev.raw, role, _bucket(dev, "Uploads")
     )
-    assert {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket"} == actions_on(
+    assert {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket", "s3:PutObject"} == actions_on(
         dev.raw, role, _bucket(dev, "Outputs")
     )
+    # It writes only the live preview's playlists there
+    assert _keys_granted(dev, role, "Outputs", "s3:PutObject") == [PREVIEW_PLAYLIST_KEY_PATTERN]
 
 
 def test_api_cannot_read_the_avatar_cache_or_touch_weights(dev: Synthesized) -> None:
@@ -155,10 +175,11 @@ def test_worker_bucket_access_is_exactly_what_it_uses(dev: Synthesized, lane: La
     # reads its inputs and the weights, never writes or deletes them
     assert on("Uploads") == {"s3:GetObject", "s3:ListBucket"}
     assert on("Weights") == {"s3:GetObject", "s3:ListBucket"}
-    # writes outputs and prepared avatars, never deletes
+    # writes outputs and prepared avatars; deletes only its render segments
     for bucket in ("Outputs", "AvatarCache"):
         assert {"s3:PutObject", "s3:GetObject"} <= on(bucket)
-        assert not any("Delete" in action for action in on(bucket))
+    assert not any("Delete" in action for action in on("AvatarCache"))
+    assert _keys_granted(dev, role, "Outputs", "s3:DeleteObject") == [SEGMENT_KEY_PATTERN]
     assert on("AccessLogs") == set()
 
 

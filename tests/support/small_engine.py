@@ -2,11 +2,12 @@
 
 It really decodes the avatar (video or image) with PyAV, "speaks" by drawing a mouth whose opening
 follows the audio's loudness on one frame per 1/fps of audio, and writes an H.264 (yuv420p,
-faststart) mp4 with the audio muxed as AAC. Knobs make the worker's hard paths reachable: an
+faststart) mp4 with the audio muxed as AAC; with a `SegmentPlan` it writes through the real
+engine's segment writer, from `start_frame` on. Knobs make the worker's hard paths reachable: an
 out-of-memory error above a batch size, a per-frame delay so a SIGTERM lands mid-render, a
-prepare delay so one lands mid-prepare, and a transient failure. Like the real engine it refuses
-an avatar without a face (here: frames of one flat colour) and audio without speech (here:
-digital silence), so poison inputs get their own error codes.
+prepare delay so one lands mid-prepare, and a transient failure (before or mid-render). Like the
+real engine it refuses an avatar without a face (here: frames of one flat colour) and audio
+without speech (here: digital silence), so poison inputs get their own error codes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import io
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +32,18 @@ from runtime.engine.interface import (
     PreparedAvatarFormatError,
     ProgressFn,
     Rendered,
+    SegmentPlan,
     WeightsKind,
     halve_on_oom,
 )
+from runtime.engine.segments import SegmentedVideoWriter
 
 SIZE = 64  # frames are tiny: the point is the pipeline, not the picture
 MAX_AVATAR_FRAMES = 25
 FLAT_FRAME_STD = 1.0  # pixel standard deviation below which a frame is "no face"
 SILENCE_PEAK = 1e-3  # peak amplitude below which audio is "no speech"
 AUDIO_RATE = 16_000
+FPS = 25
 AAC_FRAME_SIZE = 1024
 
 
@@ -76,6 +81,7 @@ class SmallEngine:
         prepare_seconds: float = 0.0,
         transient_failures: int = 0,
         weights: WeightsKind = "random",
+        fail_at_frame: int | None = None,
     ) -> None:
         self.weights: WeightsKind = weights
         self.default_batch_size = default_batch_size
@@ -86,6 +92,12 @@ class SmallEngine:
         self.prepare_calls = 0
         self.speak_calls = 0
         self.batch_sizes: list[int] = []
+        # Segmented renders: a crash-like failure once this many frames are drawn (once), and a
+        # hook after each batch with the frames done (tests request a stop there, as SIGTERM).
+        self.fail_at_frame = fail_at_frame
+        self.after_batch: Callable[[int], None] | None = None
+        self.rendered_from: list[int] = []  # segmented renders: the frame each one started at
+        self.frames_rendered = 0  # segmented renders: frames drawn (not reused from segments)
 
     def prepare(self, avatar_media: Path, options: AvatarOptions) -> SmallPrepared:
         self.prepare_calls += 1
@@ -128,6 +140,7 @@ class SmallEngine:
         progress: ProgressFn | None = None,
         on_oom_halving: Callable[[int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        segments: SegmentPlan | None = None,
     ) -> Rendered:
         self.speak_calls += 1
         if self.transient_failures > 0:
@@ -136,31 +149,30 @@ class SmallEngine:
         samples = _decode_mono(audio)
         if float(np.abs(samples).max()) < SILENCE_PEAK:
             raise MediaError(ErrorCode.NO_SPEECH, "audio: no speech found")
-        fps = 25
-        total = max(1, math.ceil(len(samples) * fps / AUDIO_RATE))
-        loudness = _loudness_per_frame(samples, total, fps)
+        total = max(1, math.ceil(len(samples) * FPS / AUDIO_RATE))
+        loudness = _loudness_per_frame(samples, total, FPS)
         size = batch_size or self.default_batch_size
+        done = start = 0 if segments is None else min(segments.start_frame, total)
+        if segments is not None:
+            self.rendered_from.append(start)
         if progress:
-            progress(0, total)
+            progress(done, total)
         encode_seconds = 0.0
-        done = 0
-        with av.open(str(out_path), "w", options={"movflags": "+faststart"}) as output:
-            video = output.add_stream("libx264", rate=fps)
-            video.width = video.height = SIZE
-            video.pix_fmt = "yuv420p"
-            sound = output.add_stream("aac", rate=AUDIO_RATE)
-            sound.layout = "mono"
+        with self._writer(out_path, audio, total, segments) as write:
             while done < total:
+                if self.fail_at_frame is not None and done >= self.fail_at_frame:
+                    self.fail_at_frame = None
+                    raise TransientFailure("injected crash mid-render")
                 if should_stop is not None and should_stop():
                     raise Interrupted
-                start = done
+                begin = done
 
-                def step(n: int, start: int = start) -> list[np.ndarray]:
+                def step(n: int, begin: int = begin) -> list[np.ndarray]:
                     if self.oom_above is not None and n > self.oom_above:
                         raise SmallOutOfMemory(f"batch {n} does not fit")
-                    count = min(n, total - start)
+                    count = min(n, total - begin)
                     time.sleep(self.seconds_per_frame * count)  # simulated GPU work
-                    return [_draw(prepared, start + i, loudness[start + i]) for i in range(count)]
+                    return [_draw(prepared, begin + i, loudness[begin + i]) for i in range(count)]
 
                 frames, size = halve_on_oom(
                     step,
@@ -172,23 +184,53 @@ class SmallEngine:
                 self.batch_sizes.append(size)
                 began = time.monotonic()
                 for image in frames:
-                    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                    output.mux(video.encode(frame))
+                    write(image)
                 encode_seconds += time.monotonic() - began
                 done += len(frames)
+                self.frames_rendered += len(frames)
                 if progress:
                     progress(done, total)
-            output.mux(video.encode(None))
-            _mux_audio(output, sound, audio)
+                if self.after_batch is not None:
+                    self.after_batch(done)
         return Rendered(
             frames=total,
-            fps=float(fps),
+            fps=float(FPS),
             duration_s=len(samples) / AUDIO_RATE,
             weights=self.weights,
             batch_size=size,
             sync_confidence=0.8,
             timings_ms={"encode": encode_seconds * 1000},
+            resumed_from_frame=start,
         )
+
+    @contextmanager
+    def _writer(
+        self, out_path: Path, audio: Path, total: int, segments: SegmentPlan | None
+    ) -> Iterator[Callable[[np.ndarray], None]]:
+        """Where RGB frames go: one mp4 (H.264 + AAC), or the real engine's segment writer."""
+        if segments is not None:
+            with SegmentedVideoWriter(
+                segments,
+                out_path=out_path,
+                total_frames=total,
+                width=SIZE,
+                height=SIZE,
+                fps=FPS,
+                audio_path=audio,
+            ) as segmented:
+                yield lambda image: segmented.write(np.ascontiguousarray(image[..., ::-1]))
+            return
+        with av.open(str(out_path), "w", options={"movflags": "+faststart"}) as output:
+            video = output.add_stream("libx264", rate=FPS)
+            video.width = video.height = SIZE
+            video.pix_fmt = "yuv420p"
+            sound = output.add_stream("aac", rate=AUDIO_RATE)
+            sound.layout = "mono"
+            yield lambda image: output.mux(
+                video.encode(av.VideoFrame.from_ndarray(image, format="rgb24"))
+            )
+            output.mux(video.encode(None))
+            _mux_audio(output, sound, audio)
 
 
 def load(models_dir: Path, device: str, dtype: str) -> SmallEngine:

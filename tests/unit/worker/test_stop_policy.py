@@ -87,3 +87,16 @@ def test_the_rate_counts_from_the_render_start_so_one_batch_is_enough() -> None:
     assert policy.seconds_left_estimate() == 48.0
     policy.request()
     assert policy.should_interrupt()
+
+
+def test_a_resumed_render_counts_only_the_frames_it_rendered() -> None:
+    # Given a render resumed at frame 250 whose first batch (16 frames) took 2 s
+    clock = FakeClock()
+    policy = StopPolicy(30, clock=clock)
+    policy.job_started()
+    policy.render_started(250)
+    clock.now += 2
+    policy.progress(266, 400)
+
+    # Then the rate is 0.125 s a frame (not 2 s over 266 frames): 134 frames left take 16.75 s
+    assert policy.seconds_left_estimate() == 16.75

@@ -1,0 +1,117 @@
+"""Live preview and resume fields on GET /v1/jobs/{id}: an HLS playlist of the finished segments
+through presigned URLs while RENDERING; purge erases the segments."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from runtime.common.keys import job_segments_prefix, segment_key
+from runtime.common.names import BucketRole, JobsTable
+from runtime.common.records import job_pk
+from runtime.local.resources import LocalResources
+from tests.integration.api.conftest import TENANTS, Call, Upload, submit_body
+from tests.integration.api.test_logs import api_log_lines  # noqa: F401  # the fixture
+
+
+def as_worker(
+    aws: Callable[[str], Any], deployment: LocalResources, job_id: str, **values: Any
+) -> None:
+    """Write what a rendering worker writes on the record (status, progress, segments)."""
+    table = aws("dynamodb")
+    names = {f"#{k}": k for k in values}
+    table.update_item(
+        TableName=deployment.names.jobs_table,
+        Key={JobsTable.PARTITION_KEY: {"S": job_pk(job_id)}},
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={f":{k}": _attr(v) for k, v in values.items()},
+    )
+
+
+def _attr(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        return {"S": value}
+    return {"N": str(Decimal(str(value)))}
+
+
+def test_a_rendering_job_with_segments_has_a_playable_preview_until_it_is_done(
+    call_api: Call,
+    upload: Upload,
+    short_wav: bytes,
+    face_png: bytes,
+    aws: Callable[[str], Any],
+    deployment: LocalResources,
+    api_log_lines: io.StringIO,  # noqa: F811  # the imported fixture
+) -> None:
+    # Given a job rendering 300 frames at 25 fps in segments of 125, two of them finished
+    audio, face = upload("audio", short_wav), upload("image", face_png)
+    accepted = call_api(
+        "POST",
+        "/v1/jobs",
+        body=submit_body(audio, avatar_upload_id=face),
+        headers={"Idempotency-Key": "preview-1"},
+    )
+    job_id = accepted["json"]["job_id"]
+    tenant = TENANTS["key-a"]
+    outputs = deployment.buckets[BucketRole.OUTPUTS]
+    s3 = aws("s3")
+    assert call_api("GET", f"/v1/jobs/{job_id}")["json"]["preview_url"] is None  # QUEUED
+    for index in range(3):
+        s3.put_object(Bucket=outputs, Key=segment_key(tenant, job_id, index), Body=b"ts%d" % index)
+    as_worker(
+        aws,
+        deployment,
+        job_id,
+        status="RENDERING",
+        segments_done=2,
+        segment_frames=125,
+        fps=25,
+        frames_total=300,
+        resumed_from_frame=125,
+    )
+
+    # When its owner reads the job
+    job = call_api("GET", f"/v1/jobs/{job_id}")["json"]
+
+    # Then it links an HLS EVENT playlist of the two segments, still open
+    assert job["resumed_from_frame"] == 125
+    assert job["preview_url_expires_at"] is not None
+    playlist = httpx.get(job["preview_url"]).text
+    lines = playlist.splitlines()
+    assert lines[:3] == ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-PLAYLIST-TYPE:EVENT"]
+    assert "#EXT-X-TARGETDURATION:5" in lines
+    assert [line for line in lines if line.startswith("#EXTINF")] == ["#EXTINF:5.000,"] * 2
+    assert "#EXT-X-ENDLIST" not in lines
+    # And each entry is a presigned URL of its segment
+    entries = [line for line in lines if not line.startswith("#")]
+    assert [httpx.get(url).content for url in entries] == [b"ts0", b"ts1"]
+
+    # When the last (shorter) segment is finished
+    as_worker(aws, deployment, job_id, segments_done=3)
+    text = httpx.get(call_api("GET", f"/v1/jobs/{job_id}")["json"]["preview_url"]).text
+    # Then the playlist lists it (2 s: 50 frames) and ends
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("#EXTINF")][-1] == "#EXTINF:2.000,"
+    assert httpx.get(lines[-2]).content == b"ts2"
+    assert lines[-1] == "#EXT-X-ENDLIST"
+
+    # And no log line carries a playlist or segment URL (their signatures grant access)
+    logged = api_log_lines.getvalue()
+    assert job_id in logged  # the capture works: the access lines are there
+    for url in [job["preview_url"], *entries]:
+        assert parse_qs(urlsplit(url).query)["X-Amz-Signature"][0] not in logged
+        assert urlsplit(url).path not in logged
+
+    # When another tenant reads the job, it gets no preview (a 404)
+    assert call_api("GET", f"/v1/jobs/{job_id}", api_key_id="key-b")["statusCode"] == 404
+
+    # When the job is purged, the segments and the playlist are gone
+    assert call_api("DELETE", f"/v1/jobs/{job_id}", query={"purge": "true"})["statusCode"] == 200
+    listing = s3.list_objects_v2(Bucket=outputs, Prefix=job_segments_prefix(tenant, job_id))
+    assert listing.get("KeyCount", 0) == 0

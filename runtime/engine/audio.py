@@ -19,7 +19,7 @@ import torch
 
 from runtime.common.jobs import ErrorCode
 from runtime.engine.interface import MediaError
-from runtime.engine.weight_cache import WeightCache
+from runtime.engine.weight_cache import WeightCache, load_module
 
 SAMPLE_RATE = 16000
 SEGMENT_SAMPLES = 480000  # 30 s, the Whisper window
@@ -126,17 +126,14 @@ class AudioEncoder:
             for name in ("config.json", "pytorch_model.bin", "model.safetensors")
             if (path := whisper_dir / name).is_file()
         ]
-        self.encoder = (
-            cache.module(
-                "whisper_encoder",
-                sources,
-                build_empty=build,
-                load_from_sources=from_sources,
-                device=device,
-                dtype=dtype,
-            )
-            if cache is not None
-            else from_sources().eval()
+        self.encoder = load_module(
+            cache,
+            "whisper_encoder",
+            sources,
+            build_empty=build,
+            load_from_sources=from_sources,
+            device=device,
+            dtype=dtype,
         )
 
     @torch.inference_mode()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.engine.weight_cache import WeightCache
+from runtime.engine.weight_cache import WeightCache, load_module
 
 SCALING_FACTOR = 0.18215  # sd-vae-ft-mse has no scaling_factor key: the diffusers default
 CROP_SIZE = 256
@@ -54,17 +54,14 @@ class LatentCodec:
             module: torch.nn.Module = vae.to(device=device, dtype=dtype)
             return module
 
-        self.vae: Any = (
-            cache.module(
-                "vae",
-                [vae_dir / "config.json", weights],
-                build_empty=build,
-                load_from_sources=from_sources,
-                device=device,
-                dtype=dtype,
-            )
-            if cache is not None
-            else from_sources().eval()
+        self.vae: Any = load_module(
+            cache,
+            "vae",
+            [vae_dir / "config.json", weights],
+            build_empty=build,
+            load_from_sources=from_sources,
+            device=device,
+            dtype=dtype,
         )
         self.device = device
         self.dtype = dtype
@@ -138,17 +135,14 @@ class Generator:
             unet.load_state_dict(_load_pickled_state(weights_path), strict=True, assign=True)
             return unet.to(device=device, dtype=dtype)
 
-        self.unet: Any = (
-            cache.module(
-                "unet",
-                [config_path, weights_path],
-                build_empty=build,
-                load_from_sources=from_sources,
-                device=device,
-                dtype=dtype,
-            )
-            if cache is not None
-            else from_sources().eval()
+        self.unet: Any = load_module(
+            cache,
+            "unet",
+            [config_path, weights_path],
+            build_empty=build,
+            load_from_sources=from_sources,
+            device=device,
+            dtype=dtype,
         )
         self.device = device
         self.dtype = dtype

@@ -161,3 +161,26 @@ def _load_cached(
     if left:
         raise RuntimeError(f"not in the cached state: {left[:3]}")
     return module
+
+
+def load_module(
+    cache: WeightCache | None,
+    name: str,
+    sources: Sequence[Path],
+    *,
+    build_empty: Callable[[], torch.nn.Module],
+    load_from_sources: Callable[[], torch.nn.Module],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> torch.nn.Module:
+    """The model through the weight cache when there is one, else from the official files."""
+    if cache is None:
+        return load_from_sources().eval()
+    return cache.module(
+        name,
+        sources,
+        build_empty=build_empty,
+        load_from_sources=load_from_sources,
+        device=device,
+        dtype=dtype,
+    )

@@ -17,6 +17,7 @@ from runtime.common.names import BucketRole, EnvVar, JobsTable
 from runtime.common.records import job_pk
 from runtime.engine.interface import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
+from runtime.worker.render_claims import Claim, ClaimHeld, RenderClaims
 from runtime.worker.service import Worker
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
@@ -199,3 +200,28 @@ def test_a_segment_uploaded_after_a_cancel_is_not_left_behind(
         segment_key(message.tenant, message.job_id, 0)
     ]
     assert world.record(message.job_id).segments_done == 1
+
+
+def test_a_job_stopped_by_sigterm_keeps_its_render_claim_and_resumes_under_it(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job whose render is stopped by SIGTERM after two segments
+    message = world.submit()
+    assert run_job(stopping_worker(make_worker, 110).run_once) is Outcome.INTERRUPTED
+    content_hash = world.record(message.job_id).segments_hash
+    assert content_hash is not None
+    claims = RenderClaims(world.table)
+
+    # When another job of the same content asks for the content's render claim
+    other = claims.take(content_hash, owner="worker-x", job_id="job-other", lease_seconds=60)
+
+    # Then the stopped job still holds it (no second render from frame 0 elsewhere) ...
+    assert isinstance(other, ClaimHeld)
+    assert other.job_id == message.job_id
+    # ... and the stopped job, redelivered, takes it back and resumes at its first missing segment
+    engine = SmallEngine()
+    assert run_job(make_worker(engine, **SEGMENTED).run_once) is Outcome.SUCCEEDED
+    assert engine.rendered_from == [2 * SEGMENT_FRAMES]
+    # And the claim is released once the render is cached
+    retaken = claims.take(content_hash, owner="worker-x", job_id="job-other", lease_seconds=60)
+    assert isinstance(retaken, Claim)

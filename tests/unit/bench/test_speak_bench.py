@@ -6,7 +6,6 @@ field the GPU results carry. No timing is asserted.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -14,16 +13,13 @@ from types import ModuleType
 import pytest
 import torch
 
+from tests.support.bench_scripts import load_bench_script
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_speak", ROOT / "bench" / "speak.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("speak")
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from runtime.common.jobs import CompletionEvent
@@ -42,18 +43,52 @@ class UnsafeWebhookTarget(WebhookTargetError):
     pass
 
 
-def check_target(url: str, *, allow_private: bool) -> None:
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A URL that passed the check, pinned to the address that was checked. Connect to `address`
+    (never resolve `host` again: a rebinding DNS server could answer a private address the second
+    time), and send `host` as TLS SNI, for certificate verification and as the Host header."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    address: str
+
+    @property
+    def host_header(self) -> str:
+        """`host[:port]` as the URL names it (IPv6 literals in brackets), the port only when it
+        is not the scheme's default."""
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return name if self.port == default else f"{name}:{self.port}"
+
+
+def check_target(url: str, *, allow_private: bool) -> WebhookTarget:
     """The API's admission policy again (a record may predate it), then every address the host
-    resolves to now must be public: no metadata service, no VPC neighbours."""
+    resolves to now must be public: no metadata service, no VPC neighbours. The answer is pinned
+    to the first of those addresses, resolved once here."""
     if allow_private:  # local mode and tests: receivers on localhost
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise UnsafeWebhookTarget("webhook URL must be http(s) with a host")
-        return
+        host = parts.hostname
+    else:
+        try:
+            host = check_webhook_url(url)
+        except WebhookTargetError as error:
+            raise UnsafeWebhookTarget(str(error)) from error
+        parts = urlsplit(url)
     try:
-        host = check_webhook_url(url)
-    except WebhookTargetError as error:
-        raise UnsafeWebhookTarget(str(error)) from error
-    for info in socket.getaddrinfo(host, urlsplit(url).port or 443, proto=socket.IPPROTO_TCP):
-        if not is_public_address(ipaddress.ip_address(info[4][0])):
-            raise UnsafeWebhookTarget("webhook host resolves to a non-public address")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError) as error:
+        raise UnsafeWebhookTarget("webhook host does not resolve") from error
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not addresses:
+        raise UnsafeWebhookTarget("webhook host does not resolve")
+    if not allow_private and not all(is_public_address(address) for address in addresses):
+        raise UnsafeWebhookTarget("webhook host resolves to a non-public address")
+    return WebhookTarget(
+        url=url, scheme=parts.scheme, host=host, port=port, address=str(addresses[0])
+    )

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -92,3 +94,35 @@ def check_target(url: str, *, allow_private: bool) -> WebhookTarget:
     return WebhookTarget(
         url=url, scheme=parts.scheme, host=host, port=port, address=str(addresses[0])
     )
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, target: WebhookTarget, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._address = target.address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, target: WebhookTarget, timeout: float, tls: ssl.SSLContext) -> None:
+        super().__init__(target.host, target.port, timeout=timeout, context=tls)
+        self._address = target.address
+        self._tls = tls
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+
+
+def pinned_connection(
+    target: WebhookTarget, *, timeout: float, tls: ssl.SSLContext | None = None
+) -> http.client.HTTPConnection:
+    """A standard-library connection to `target.address` that never resolves the name: the
+    name is the TLS server name (SNI; the certificate must match it) and the Host header. For
+    the Lambda, which has no httpx; the worker pins the same way with httpx. No redirects: a
+    3xx is just a status."""
+    if target.scheme == "https":
+        return _PinnedHTTPSConnection(target, timeout, tls or ssl.create_default_context())
+    return _PinnedHTTPConnection(target, timeout)

@@ -47,11 +47,11 @@ class UnsafeWebhookTarget(WebhookTargetError):
 
 @dataclass(frozen=True)
 class WebhookTarget:
-    """A URL that passed the check, pinned to the address that was checked. Connect to `address`
-    (never resolve `host` again: a rebinding DNS server could answer a private address the second
-    time), and send `host` as TLS SNI, for certificate verification and as the Host header."""
+    """Where a URL that passed the check is sent, pinned to the address that was checked.
+    Connect to `address` (never resolve `host` again: a rebinding DNS server could answer a
+    private address the second time); send `host` as TLS SNI, for certificate verification and
+    as the Host header."""
 
-    url: str
     scheme: str
     host: str
     port: int
@@ -91,9 +91,7 @@ def check_target(url: str, *, allow_private: bool) -> WebhookTarget:
         raise UnsafeWebhookTarget("webhook host does not resolve")
     if not allow_private and not all(is_public_address(address) for address in addresses):
         raise UnsafeWebhookTarget("webhook host resolves to a non-public address")
-    return WebhookTarget(
-        url=url, scheme=parts.scheme, host=host, port=port, address=str(addresses[0])
-    )
+    return WebhookTarget(scheme=parts.scheme, host=host, port=port, address=str(addresses[0]))
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

@@ -60,5 +60,5 @@ def test_the_lambda_connection_verifies_the_certificate_against_the_host_name(
 def test_the_host_header_names_the_port_only_when_it_is_not_the_default(
     host: str, port: int, header: str
 ) -> None:
-    target = WebhookTarget(url="", scheme="https", host=host, port=port, address="192.0.2.1")
+    target = WebhookTarget(scheme="https", host=host, port=port, address="192.0.2.1")
     assert target.host_header == header

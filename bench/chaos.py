@@ -132,7 +132,8 @@ class ChaosReport:
     cancelled: int = 0
     lost: list[str] = field(default_factory=list)
     rendered_twice: list[str] = field(default_factory=list)
-    # Output cache keys (one per distinct render content) rendered more than once, by any jobs.
+    # Output cache keys (one per distinct tenant and render content, renders being per tenant
+    # by default) rendered more than once, by any jobs.
     rendered_twice_content: list[str] = field(default_factory=list)
     renders: int = 0
     contents_rendered: int = 0
@@ -195,7 +196,7 @@ class ChaosReport:
             ("RENDERED TWICE (job)", str(len(self.rendered_twice))),
             ("RENDERED TWICE (content)", str(len(self.rendered_twice_content))),
             (
-                "renders / distinct contents / claim waits",
+                "renders / distinct (tenant, content) / claim waits",
                 f"{self.renders} / {self.contents_rendered} / {self.claim_waits}",
             ),
             (
@@ -208,7 +209,10 @@ class ChaosReport:
                 "flood: submissions / keys / jobs",
                 f"{self.flood_submissions} / {self.flood_keys} / {self.flood_jobs}",
             ),
-            ("flood: distinct contents / renders", f"{self.flood_contents} / {self.flood_renders}"),
+            (
+                "flood (one tenant): distinct contents / renders",
+                f"{self.flood_contents} / {self.flood_renders}",
+            ),
             ("poison -> code", ", ".join(f"{k}: {v}" for k, v in self.poison.items()) or "-"),
             ("workers killed (signal@stage)", ", ".join(self.kills) or "-"),
             ("kills not landed (stage never seen)", ", ".join(self.kills_missed) or "-"),
@@ -785,7 +789,8 @@ def run(config: ChaosConfig, work: Path, say: Callable[[str], None] = print) -> 
         report.oom_halvings += int(_metric_total(line, "OomHalvings"))
         report.claim_waits += int(_metric_total(line, "RenderClaimWaits"))
     report.rendered_twice = sorted(job_id for job_id, n in renders.items() if n > 1)
-    # Jobs of equal content share the output cache key: renders per key is renders per content.
+    # Jobs of equal content (of one tenant, unless the workers share renders across tenants)
+    # share the output cache key: renders per key is renders per (tenant, content).
     by_content: Counter[str] = Counter()
     for job_id, count in renders.items():
         record = records.get(job_id)

@@ -56,6 +56,11 @@ class StageConfig:
     sweeper_interval_minutes: int = 2
     log_retention_days: int = 30
     limits: Limits = field(default=DEFAULT_LIMITS)
+    # Equal content (avatar, audio, options) renders once per tenant: the output cache, the render
+    # claim and a media error's verdict are per tenant, so a fast cache hit or a shared failure
+    # never tells a tenant what another rendered. True shares them across tenants (fewer GPU
+    # renders; for single-tenant stages or tenants that trust each other).
+    share_render_cache_across_tenants: bool = False
     # Alarms. Addresses here are subscribed to the alarm topic (each confirms by mail).
     alarm_emails: tuple[str, ...] = ()
     failure_rate_alarm_percent: float = 10

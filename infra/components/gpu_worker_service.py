@@ -72,6 +72,7 @@ class WorkerSettings:
     avatar_cache_expire_days: int
     log_retention: logs.RetentionDays
     gpu_prices_json: str = "{}"  # runtime.common.cost: USD per instance-hour by type
+    share_render_cache_across_tenants: bool = False  # StageConfig's switch (default per tenant)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,6 +209,9 @@ class GpuWorkerService(Construct):
             EnvVar.HEALTH_PORT: str(HEALTH_PORT),
             EnvVar.DEVICE: "cuda",
             EnvVar.DTYPE: "float16",
+            EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS: (
+                "true" if settings.share_render_cache_across_tenants else "false"
+            ),
             # Containers cannot reach IMDS (hop limit 1), so the SDK learns the region here.
             "AWS_REGION": Aws.REGION,
             "AWS_DEFAULT_REGION": Aws.REGION,

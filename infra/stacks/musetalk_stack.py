@@ -163,6 +163,7 @@ class MuseTalkStack(Stack):
                     avatar_cache_expire_days=config.avatar_cache_expire_days,
                     log_retention=retention,
                     gpu_prices_json=json.dumps(dict(config.gpu_prices_usd_per_hour)),
+                    share_render_cache_across_tenants=config.share_render_cache_across_tenants,
                 ),
                 scaling=LaneScaling(
                     min_tasks=lane_config.min_tasks,

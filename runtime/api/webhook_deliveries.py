@@ -12,11 +12,11 @@ through the same https-and-public-address check the worker applies.
 from __future__ import annotations
 
 import functools
+import http.client
 import time
-import urllib.error
-import urllib.request
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from aws_lambda_powertools.utilities.batch import (
@@ -38,7 +38,13 @@ from runtime.common.events import JobEvent, WebhookDelivery, append_event
 from runtime.common.keys import is_safe_id
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk
-from runtime.common.webhook_signing import check_target, sign, signing_key, webhook_id
+from runtime.common.webhook_signing import (
+    check_target,
+    pinned_connection,
+    sign,
+    signing_key,
+    webhook_id,
+)
 
 TIMEOUT_SECONDS = 10.0
 # A whole failed batch is reported item by item too: each message keeps its own receive count.
@@ -99,18 +105,6 @@ def _owned(ctx: ApiContext, tenant: str, job_id: str) -> JobRecord:
     return JobRecord.from_item(item)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A 3xx is a failed attempt (as in the worker): never follow a receiver elsewhere."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-@functools.cache
-def _opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_NoRedirects())
-
-
 @tracer.capture_method(capture_response=False)
 def deliver(ctx: ApiContext, key: bytes, delivery: WebhookDelivery, attempt: int) -> bool:
     """One signed POST of the job's final event; False when there is nothing to send (no job,
@@ -125,7 +119,7 @@ def deliver(ctx: ApiContext, key: bytes, delivery: WebhookDelivery, attempt: int
     event = completion_event(record)
     url = record.webhook_url
     try:
-        check_target(url, allow_private=ctx.settings.webhook_allow_private)
+        target = check_target(url, allow_private=ctx.settings.webhook_allow_private)
     except Exception as error:
         _log_attempt(ctx, delivery.job_id, attempt, None, None, f"not sent: {type(error).__name__}")
         logger.warning("webhook target refused", extra={"job_id": delivery.job_id})
@@ -133,27 +127,27 @@ def deliver(ctx: ApiContext, key: bytes, delivery: WebhookDelivery, attempt: int
     body = event.model_dump_json().encode()
     message_id = webhook_id(event)
     timestamp = int(time.time())
-    request = urllib.request.Request(  # noqa: S310 (https checked by check_target)
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "content-type": "application/json",
-            "webhook-id": message_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(key, message_id, timestamp, body),
-        },
-    )
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(key, message_id, timestamp, body),
+    }
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     started = time.monotonic()
     status: int | None = None
     detail: str | None = None
+    # Connects to the address check_target resolved and judged, never resolving the name again
+    # (DNS rebinding); a redirect is just a failed status, never followed.
+    connection = pinned_connection(target, timeout=TIMEOUT_SECONDS)
     try:
-        with _opener().open(request, timeout=TIMEOUT_SECONDS) as response:
-            status = int(response.status)
-    except urllib.error.HTTPError as error:
-        status = int(error.code)
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        connection.request("POST", path, body=body, headers=headers)
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as error:
         detail = type(error).__name__
+    finally:
+        connection.close()
     latency_ms = (time.monotonic() - started) * 1000
     _log_attempt(ctx, delivery.job_id, attempt, status, latency_ms, detail)
     if status is None or not 200 <= status < 300:

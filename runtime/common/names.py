@@ -73,6 +73,9 @@ class EnvVar(StrEnum):
     HOST_INFO_FILE = "MUSETALK_HOST_INFO_FILE"  # the host's instance type (runtime.common.cost)
     # Local mode only: allow webhooks to http:// and private addresses (the emulator's hosts).
     WEBHOOK_ALLOW_PRIVATE = "MUSETALK_WEBHOOK_ALLOW_PRIVATE"
+    # "true": equal content shares one render (output cache, render claim, media-error verdict)
+    # across tenants; unset/"false": per tenant, so no tenant learns what another rendered.
+    SHARE_RENDER_CACHE_ACROSS_TENANTS = "MUSETALK_SHARE_RENDER_CACHE_ACROSS_TENANTS"
 
 
 @dataclass(frozen=True, kw_only=True)

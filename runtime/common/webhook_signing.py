@@ -8,8 +8,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import socket
+import ssl
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from runtime.common.jobs import CompletionEvent
@@ -42,18 +45,82 @@ class UnsafeWebhookTarget(WebhookTargetError):
     pass
 
 
-def check_target(url: str, *, allow_private: bool) -> None:
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where a URL that passed the check is sent, pinned to the address that was checked.
+    Connect to `address` (never resolve `host` again: a rebinding DNS server could answer a
+    private address the second time); send `host` as TLS SNI, for certificate verification and
+    as the Host header."""
+
+    scheme: str
+    host: str
+    port: int
+    address: str
+
+    @property
+    def host_header(self) -> str:
+        """`host[:port]` as the URL names it (IPv6 literals in brackets), the port only when it
+        is not the scheme's default."""
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return name if self.port == default else f"{name}:{self.port}"
+
+
+def check_target(url: str, *, allow_private: bool) -> WebhookTarget:
     """The API's admission policy again (a record may predate it), then every address the host
-    resolves to now must be public: no metadata service, no VPC neighbours."""
+    resolves to now must be public: no metadata service, no VPC neighbours. The answer is pinned
+    to the first of those addresses, resolved once here."""
     if allow_private:  # local mode and tests: receivers on localhost
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise UnsafeWebhookTarget("webhook URL must be http(s) with a host")
-        return
+        host = parts.hostname
+    else:
+        try:
+            host = check_webhook_url(url)
+        except WebhookTargetError as error:
+            raise UnsafeWebhookTarget(str(error)) from error
+        parts = urlsplit(url)
     try:
-        host = check_webhook_url(url)
-    except WebhookTargetError as error:
-        raise UnsafeWebhookTarget(str(error)) from error
-    for info in socket.getaddrinfo(host, urlsplit(url).port or 443, proto=socket.IPPROTO_TCP):
-        if not is_public_address(ipaddress.ip_address(info[4][0])):
-            raise UnsafeWebhookTarget("webhook host resolves to a non-public address")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError) as error:
+        raise UnsafeWebhookTarget("webhook host does not resolve") from error
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not addresses:
+        raise UnsafeWebhookTarget("webhook host does not resolve")
+    if not allow_private and not all(is_public_address(address) for address in addresses):
+        raise UnsafeWebhookTarget("webhook host resolves to a non-public address")
+    return WebhookTarget(scheme=parts.scheme, host=host, port=port, address=str(addresses[0]))
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, target: WebhookTarget, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._address = target.address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, target: WebhookTarget, timeout: float, tls: ssl.SSLContext) -> None:
+        super().__init__(target.host, target.port, timeout=timeout, context=tls)
+        self._address = target.address
+        self._tls = tls
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+
+
+def pinned_connection(
+    target: WebhookTarget, *, timeout: float, tls: ssl.SSLContext | None = None
+) -> http.client.HTTPConnection:
+    """A standard-library connection to `target.address` that never resolves the name: the
+    name is the TLS server name (SNI; the certificate must match it) and the Host header. For
+    the Lambda, which has no httpx; the worker pins the same way with httpx. No redirects: a
+    3xx is just a status."""
+    if target.scheme == "https":
+        return _PinnedHTTPSConnection(target, timeout, tls or ssl.create_default_context())
+    return _PinnedHTTPConnection(target, timeout)

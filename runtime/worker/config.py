@@ -56,6 +56,8 @@ class WorkerSettings:
     task_protection_minutes: int = 60
     ecs_agent_uri: str | None = None
     webhook_allow_private: bool = False
+    # Equal content of different tenants shares one render (cache, claim, verdict) only if True.
+    share_render_cache_across_tenants: bool = False
     spot_notice_endpoint: str | None = None  # None: do not poll IMDS
     webhook_queue_url: str | None = None  # where undelivered webhooks go on (None: dropped)
     gpu_prices: Mapping[str, float] = field(default_factory=dict)  # USD per instance-hour
@@ -123,6 +125,9 @@ class WorkerSettings:
             task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
             ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
             webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",
+            share_render_cache_across_tenants=reader.switch(
+                EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS
+            ),
             webhook_queue_url=source.get(EnvVar.WEBHOOK_QUEUE_URL) or None,
             gpu_prices=_prices(source.get(EnvVar.GPU_PRICES_JSON)),
             host_info_file=Path(
@@ -146,6 +151,13 @@ class _Reader:
         if not value:
             raise SettingsError(f"{name} is required")
         return value
+
+    def switch(self, name: str) -> bool:
+        """ "true" or "false" (unset: false); anything else is refused rather than guessed."""
+        raw = self._source.get(name, "").strip().lower()
+        if raw not in {"", "true", "false"}:
+            raise SettingsError(f"{name} must be true or false, got {raw!r}")
+        return raw == "true"
 
     def number(self, name: str, default: float) -> float:
         raw = self._source.get(name, "").strip()

@@ -122,9 +122,17 @@ def now() -> datetime:
 
 
 def render_cache_hash(
-    *, engine: LipSyncEngine, avatar_sha256: str, audio_sha256: str, message: JobMessage
+    *,
+    engine: LipSyncEngine,
+    avatar_sha256: str,
+    audio_sha256: str,
+    message: JobMessage,
+    shared_across_tenants: bool = False,
 ) -> str:
-    """The output depends on these and nothing else, so equal hashes mean equal videos."""
+    """The output depends on these and nothing else, so equal hashes mean equal videos. The
+    tenant is part of the hash unless renders are shared across tenants: the output cache, the
+    render claim and the media-error verdict are all keyed by it, and a shared one tells a tenant
+    (by a fast hit or a shared failure) that another tenant rendered exactly this content."""
     basis = {
         "model_version": engine.model_version,
         "weights": engine.weights,
@@ -133,6 +141,8 @@ def render_cache_hash(
         "audio": audio_sha256,
         "options": message.options.model_dump(mode="json"),
     }
+    if not shared_across_tenants:
+        basis["tenant"] = message.tenant
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
@@ -353,6 +363,7 @@ class JobRunner:
             avatar_sha256=avatar.sha256,
             audio_sha256=audio.sha256,
             message=message,
+            shared_across_tenants=self._settings.share_render_cache_across_tenants,
         )
         cache_key = rendered_cache_key(self._engine.model_version, content_hash)
         destination = output_key(message.tenant, message.job_id)

@@ -1,4 +1,5 @@
-"""A shared claim per render content, so equal content is rendered once however many jobs ask.
+"""A shared claim per render content, so equal content is rendered once however many jobs ask
+(per tenant by default: the content hash includes the tenant, see `render_cache_hash`).
 
 The output cache makes a repeat of finished content cheap, but two workers that miss the cache
 at the same moment would both render. The first worker to claim a content hash renders it; a
@@ -13,7 +14,9 @@ conditional `UpdateItem` only, as every worker write there is):
   transient failure, so a waiter may render), `fail` after a media error. A failed claim carries
   the error for `FAILED_VERDICT_SECONDS`: a poison input fails every job of the same content at
   once instead of making each wait and render in turn. Media errors past the input checks depend
-  on nothing but the content (the hash covers avatar, audio, options, model and weights).
+  on nothing but the content (the hash covers avatar, audio, options, model and weights, and the
+  tenant unless renders are shared across tenants: a verdict never tells a tenant about another
+  tenant's content by default).
 - The same job may always take its own content's claim back (its previous worker died; the job's
   own lease already says that this worker is the one running it).
 

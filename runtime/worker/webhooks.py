@@ -5,10 +5,17 @@ Headers `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMA
 without `whsec_`; see `runtime.common.webhook_signing`). Delivery runs on a small thread pool so
 a slow receiver never holds the GPU; each delivery is retried with backoff, redirects are never
 followed (a 3xx is a failed attempt), and the URL itself is never logged.
+
+The host is resolved once, by `check_target`, and every attempt connects to the address that was
+checked: the request goes to the IP while the name stays the TLS server name (SNI and certificate
+verification, httpx's `sni_hostname` extension) and the Host header. The HTTP client never
+resolves the name itself, so a DNS answer that changes after the check (rebinding to the metadata
+service or a VPC address) is never used. Proxy variables are ignored for the same reason.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -84,7 +91,10 @@ class WebhookSender:
         timeout_seconds: float = 10.0,
         on_attempt: AttemptRecorder | None = None,
         on_gave_up: Callable[[CompletionEvent], None] | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls_context`: the CAs receivers' certificates are verified against (default: the
+        system's / certifi's); certificates are always verified against the URL's host name."""
         self._on_attempt = on_attempt
         self._on_gave_up = on_gave_up
         self._key_source = key_source
@@ -92,6 +102,7 @@ class WebhookSender:
         self._attempts = attempts
         self._backoff = backoff_seconds
         self._timeout = timeout_seconds
+        self._verify: ssl.SSLContext | bool = tls_context if tls_context is not None else True
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook")
         self._stopping = threading.Event()
 
@@ -101,7 +112,7 @@ class WebhookSender:
     def deliver(self, url: str, event: CompletionEvent) -> bool:
         """POST the event; True once a 2xx came back. Never raises."""
         try:
-            check_target(url, allow_private=self._allow_private)
+            target = check_target(url, allow_private=self._allow_private)
             key = self._key_source()
         except Exception as error:
             logger.warning("webhook not sent", extra={"job_id": event.job_id, "reason": str(error)})
@@ -116,10 +127,14 @@ class WebhookSender:
             return False
         body = event.model_dump_json().encode()
         message_id = webhook_id(event)
-        with httpx.Client(follow_redirects=False, timeout=self._timeout) as client:
+        pinned = httpx.URL(url).copy_with(host=target.address)
+        with httpx.Client(
+            follow_redirects=False, timeout=self._timeout, verify=self._verify, trust_env=False
+        ) as client:
             for attempt in range(1, self._attempts + 1):
                 timestamp = int(time.time())
                 headers = {
+                    "host": target.host_header,
                     "content-type": "application/json",
                     "webhook-id": message_id,
                     "webhook-timestamp": str(timestamp),
@@ -128,7 +143,12 @@ class WebhookSender:
                 status: int | None = None
                 started = time.monotonic()
                 try:
-                    status = client.post(url, content=body, headers=headers).status_code
+                    status = client.post(
+                        pinned,
+                        content=body,
+                        headers=headers,
+                        extensions={"sni_hostname": target.host},
+                    ).status_code
                 except httpx.HTTPError as error:
                     reason = type(error).__name__
                 else:

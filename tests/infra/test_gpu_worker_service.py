@@ -88,6 +88,9 @@ def test_worker_gets_its_runtime_config_through_envvar_names(
     assert env[EnvVar.WEBHOOK_SECRET_ARN] == {
         "Ref": logical_id(synthesized.raw, "AWS::SecretsManager::Secret", "NotificationsWebhook")
     }
+    # Renders (output cache, claim, media-error verdict) are per tenant unless the stage shares them
+    assert synthesized.config.share_render_cache_across_tenants is False
+    assert env[EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS] == "false"
 
 
 def test_one_service_per_lane_with_the_configured_capacity_strategy(

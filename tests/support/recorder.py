@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,15 @@ class Recorder:
 
 
 @contextmanager
-def recorder(statuses: list[int] | None = None) -> Iterator[Recorder]:
+def recorder(
+    statuses: list[int] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[Recorder]:
+    """`host`, `port`: where to listen (any 127.x.y.z works on Linux; port 0 picks a free one);
+    `tls`: a server context to speak https with."""
     state = Recorder(url="", statuses=list(statuses or []))
     lock = threading.Lock()
 
@@ -56,8 +65,11 @@ def recorder(statuses: list[int] | None = None) -> Iterator[Recorder]:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = ThreadingHTTPServer((host, port), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
+    state.url = f"{scheme}://{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

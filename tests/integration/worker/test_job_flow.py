@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import av
+import pytest
 
 from runtime.common.jobs import JobStatus
 from runtime.common.keys import avatar_cache_key
@@ -90,28 +91,38 @@ def test_duplicate_messages_of_one_job_render_once(
     assert len(world.events()) == 1
 
 
-def test_the_same_content_renders_once_whoever_asks(
-    world: WorkerWorld, make_worker: MakeWorker
+@pytest.mark.parametrize(
+    ("share", "renders"),
+    [
+        ("", 2),  # the default: each tenant's content renders once for that tenant
+        ("true", 1),  # shared across tenants: the content renders once for everyone
+    ],
+)
+def test_equal_content_renders_once_per_tenant_unless_shared_across_tenants(
+    share: str, renders: int, world: WorkerWorld, make_worker: MakeWorker
 ) -> None:
-    # Given two tenants' jobs with the same avatar and audio content
-    first = world.submit(tenant="tenant-a")
-    second = world.submit(tenant="tenant-b")
+    # Given three jobs with the same avatar and audio content: tenant A's, tenant B's, A's again
+    jobs = [world.submit(tenant=tenant) for tenant in ("tenant-a", "tenant-b", "tenant-a")]
     engine = SmallEngine()
-    worker = make_worker(engine)
+    worker = make_worker(engine, **{EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS.value: share})
 
-    # When both are processed
-    assert worker.run_once() is Outcome.SUCCEEDED
-    assert worker.run_once() is Outcome.SUCCEEDED
+    # When all are processed
+    for _ in jobs:
+        assert worker.run_once() is Outcome.SUCCEEDED
 
-    # Then the second was copied from the output cache into its own tenant's prefix
-    assert engine.speak_calls == 1
-    assert worker.metrics.count(Metric.OUTPUT_CACHE_HITS) == 1
-    record = world.record(second.job_id)
-    assert record.output is not None
-    assert record.output.key.startswith("tenants/tenant-b/")
-    assert record.frames_total == world.record(first.job_id).frames_total
-    head = world.s3.head_object(Bucket=record.output.bucket, Key=record.output.key)
-    assert head["ContentLength"] > 0
+    # Then the content rendered once per tenant (or once in all when shared); the rest were
+    # copied from the output cache, each into its own tenant's prefix
+    assert engine.speak_calls == renders
+    assert worker.metrics.count(Metric.OUTPUT_CACHE_HITS) == len(jobs) - renders
+    records = [world.record(job.job_id) for job in jobs]
+    cache_keys = {record.output_cache_key for record in records}
+    assert len(cache_keys) == renders
+    for job, record in zip(jobs, records, strict=True):
+        assert record.output is not None
+        assert record.output.key.startswith(f"tenants/{job.tenant}/")
+        assert record.frames_total == records[0].frames_total
+        head = world.s3.head_object(Bucket=record.output.bucket, Key=record.output.key)
+        assert head["ContentLength"] > 0
 
 
 def test_prepared_avatars_are_reused_from_memory_and_from_the_bucket(

@@ -234,3 +234,44 @@ def test_a_holder_whose_claim_was_taken_over_cannot_end_or_extend_the_new_holder
     assert isinstance(
         claims.take("c0ffee", owner="third", job_id="job-3", lease_seconds=300), Claim
     )
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_media_error_verdict_answers_for_its_own_tenant_unless_renders_are_shared(
+    shared: bool, world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given tenant A's and tenant B's jobs of the same content, each uploaded by its tenant
+    avatar_file, audio_file = MEDIA / "musk.png", MEDIA / "yongen.wav"
+    jobs = {
+        tenant: world.submit(
+            tenant=tenant,
+            avatar=world.upload(tenant, avatar_file, "avatar"),
+            audio=world.upload(tenant, audio_file, "audio"),
+        )
+        for tenant in ("tenant-a", "tenant-b")
+    }
+    # And a verdict, moments old, that tenant A's render of this content found no face
+    content_hash = render_cache_hash(
+        engine=SmallEngine(),
+        avatar_sha256=hashlib.sha256(avatar_file.read_bytes()).hexdigest(),
+        audio_sha256=hashlib.sha256(audio_file.read_bytes()).hexdigest(),
+        message=jobs["tenant-a"],
+        shared_across_tenants=shared,
+    )
+    claims = RenderClaims(world.table)
+    claim = claims.take(content_hash, owner="other-worker", job_id="other-job", lease_seconds=300)
+    assert isinstance(claim, Claim)
+    claims.fail(claim, JobError(code=ErrorCode.NO_FACE, message="no face"))
+
+    # When a worker (sharing renders across tenants or not) processes both jobs
+    engine = SmallEngine()
+    worker = make_worker(engine, MUSETALK_SHARE_RENDER_CACHE_ACROSS_TENANTS=str(shared).lower())
+    assert worker.run_once() is not None
+    assert worker.run_once() is not None
+
+    # Then tenant A's job takes the verdict; tenant B's job is judged on its own (the face is
+    # there: it renders) unless renders are shared, when the verdict answers for it too
+    assert ended(world, jobs["tenant-a"].job_id) == (JobStatus.FAILED, ErrorCode.NO_FACE)
+    expected_b = (JobStatus.FAILED, ErrorCode.NO_FACE) if shared else (JobStatus.SUCCEEDED, None)
+    assert ended(world, jobs["tenant-b"].job_id) == expected_b
+    assert engine.speak_calls == (0 if shared else 1)

@@ -32,6 +32,12 @@ def test_lanes_keep_the_configured_priority_order_and_defaults_apply() -> None:
     assert settings.engine_factory == DEFAULT_ENGINE_FACTORY
     assert settings.device == "cuda"
     assert settings.weights_bucket is None
+    assert settings.share_render_cache_across_tenants is False  # renders are per tenant
+
+
+def test_renders_are_shared_across_tenants_only_when_switched_on() -> None:
+    on = {**{str(k): v for k, v in BASE.items()}, EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS: "true"}
+    assert WorkerSettings.from_env(on).share_render_cache_across_tenants is True
 
 
 @pytest.mark.parametrize(
@@ -43,6 +49,10 @@ def test_lanes_keep_the_configured_priority_order_and_defaults_apply() -> None:
         ({EnvVar.LANES: "batch", EnvVar.BATCH_QUEUE_URL: ""}, EnvVar.BATCH_QUEUE_URL),
         ({EnvVar.LIMITS_JSON: '{"lanes": 3}'}, EnvVar.LIMITS_JSON),
         ({EnvVar.HEARTBEAT_SECONDS: "120"}, EnvVar.HEARTBEAT_SECONDS),
+        (
+            {EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS: "yes"},
+            EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS,
+        ),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_variable(change: dict[str, str], named: str) -> None:

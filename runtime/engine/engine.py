@@ -51,7 +51,7 @@ from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
 from runtime.engine.ports import BlurKind, FaceLocatorLike, FaceParserLike, SyncScorerLike
 from runtime.engine.resident import ResidentCache
-from runtime.engine.segments import SegmentedVideoWriter, default_segment_encoders
+from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.vad import SpeechDetector, generation_weights
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
 
@@ -74,10 +74,11 @@ MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 K
 # at batch 64 (bench/results/2026-11-26-h100.md): 426 frames/s end to end against 380 for the
 # default mode, the UNet stage 0.54 ms/frame against 0.84.
 DEFAULT_COMPILE_MODE = "reduce-overhead"
-# `speak` without a SegmentPlan splits a clip longer than this into segments encoded side by
-# side (`segment_encoders`); a shorter one goes to one mp4 writer (a split would add a remux and
-# leave the extra encoders little to do).
+# With `segment_encoders` > 1, `speak` without a SegmentPlan splits a clip longer than this into
+# segments encoded side by side; a shorter one goes to one mp4 writer (a split adds a remux and
+# would leave the extra encoders little to do).
 SPLIT_MIN_FRAMES = 2 * SEGMENT_FRAMES
+SPLIT_SEGMENT_FRAMES = SEGMENT_FRAMES
 SYNC_WINDOW_FRAMES = 16  # SyncNet sees 16 consecutive frames (spec §9); shorter clips get no score
 _NO_FACE = np.zeros((0, 0, 3), dtype=np.uint8)  # a generated frame the sync scorer will not see
 
@@ -105,7 +106,7 @@ class MuseTalkEngine:
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
         cache_dir: Path | None = None,
-        segment_encoders: int | None = None,
+        segment_encoders: int = 1,
     ) -> None:
         self.generator = generator
         self.codec = codec
@@ -119,9 +120,10 @@ class MuseTalkEngine:
         self.mask_blur: BlurKind = mask_blur
         self.encoder_preset = encoder_preset
         self.max_avatar_frames = max_avatar_frames
-        # Encoders run side by side when `speak` splits a long clip itself (given no plan; a
-        # worker's SegmentPlan carries its own count).
-        self.segment_encoders = segment_encoders or default_segment_encoders()
+        # Encoders side by side when `speak`, given no plan, splits a long clip itself (a
+        # worker's SegmentPlan carries its own count). Off by default: on an H100 host the split
+        # measured no faster than one writer (bench/results/2026-11-26-h100-encoders.md).
+        self.segment_encoders = max(1, segment_encoders)
         self._speech: SpeechDetector | None = None
         self._positional = positional_encoding().to(device=device, dtype=dtype)
         self._resident = ResidentCache(device, dtype)
@@ -154,7 +156,7 @@ class MuseTalkEngine:
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
         cache_dir: Path | None = None,
-        segment_encoders: int | None = None,
+        segment_encoders: int = 1,
     ) -> MuseTalkEngine:
         """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default.
 
@@ -164,8 +166,8 @@ class MuseTalkEngine:
         speak pads the last batch so one graph serves a job) and compiles them at the batch
         size `pick_batch_size` gives before returning; the compiled code is kept in
         `cache_dir` for the next process. `compile_mode` is torch's (default: reduce-overhead,
-        i.e. CUDA graphs; None for torch's default mode). `segment_encoders`: how many
-        encoders `speak` runs side by side on a long clip (default: from the host's cores).
+        i.e. CUDA graphs; None for torch's default mode). `segment_encoders` > 1: `speak`
+        splits a long clip across that many encoders (default 1: one writer).
         """
         # Strings too: the worker and local mode pass MUSETALK_DEVICE / MUSETALK_DTYPE as set.
         device = torch.device(device) if isinstance(device, str) else device
@@ -386,7 +388,7 @@ class MuseTalkEngine:
         depend on where a render started; rendering begins at `segments.start_frame`. Without
         it, a clip longer than `SPLIT_MIN_FRAMES` is still written as segments in a scratch
         directory beside `out_path` when `segment_encoders` > 1, so that many encoders share
-        the work (one libx264 is as fast as the GPU path on an H100); the mp4 is the same kind.
+        the work (for hosts where one encoder is slower than the GPU path).
         """
         if not isinstance(prepared, PreparedAvatar):
             raise TypeError("speak needs a PreparedAvatar from this engine")
@@ -420,7 +422,11 @@ class MuseTalkEngine:
             directory = scratch.enter_context(
                 tempfile.TemporaryDirectory(prefix=".segments-", dir=out_path.parent)
             )
-            plan = SegmentPlan(directory=Path(directory), encoders=self.segment_encoders)
+            plan = SegmentPlan(
+                directory=Path(directory),
+                frames_per_segment=SPLIT_SEGMENT_FRAMES,
+                encoders=self.segment_encoders,
+            )
         writer: VideoWriter | SegmentedVideoWriter
         if plan is None:
             writer = VideoWriter(

@@ -16,8 +16,9 @@ from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
 from runtime.engine.interface import SEGMENT_FRAMES
 from runtime.engine.segments import default_segment_encoders
+from runtime.worker.engine_loader import DEFAULT_FACTORY
 
-DEFAULT_ENGINE_FACTORY = "runtime.worker.engine_loader:musetalk_engine"
+DEFAULT_ENGINE_FACTORY = DEFAULT_FACTORY
 ECS_AGENT_URI = "ECS_AGENT_URI"  # set by the ECS agent; base of the task-protection endpoint
 IMDS_ENDPOINT = "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # the AWS SDKs' override of the IMDS address
 DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"

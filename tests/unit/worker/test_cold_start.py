@@ -34,7 +34,7 @@ def test_only_the_default_factory_preloads_and_it_imports_the_model_libraries() 
 
 
 def test_start_up_preloads_while_the_weights_sync_and_loads_after_both(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a worker with a weights bucket, whose preload waits until the sync has begun
     settings = WorkerSettings.from_env(

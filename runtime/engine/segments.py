@@ -41,18 +41,21 @@ log = logging.getLogger(__name__)
 # muxer would shift that one segment's times and the segments would no longer line up.
 PTS_LEAD_FRAMES = 16
 # Each segment also carries its stretch of the audio (mono AAC at this rate), so the live preview
-# has sound; the final mp4 takes only the segments' video and re-encodes the original audio.
+# has sound; the final mp4 takes only the segments' video and the original audio as AAC.
 PREVIEW_AUDIO_RATE = 24_000
 # Same frames in must give the same bytes out, on any worker. x264's bitstream depends on its
 # thread count, which it would otherwise pick from the host's cores: fixed. Its macroblock-tree
 # rate control is not repeatable at some sizes (176x144 and 176x304 here: about one segment in
 # 50 came out different; likely uninitialised memory where the half-resolution lookahead frame
 # is not a whole number of macroblocks, as at 1080p); off for segments, so repeatable, at the
-# cost of a few percent more bits at the same CRF.
+# cost of a few percent more bits at the same CRF. 8 threads: on the H100's 16-core host one
+# segment encoder did 491 frames/s (6 threads: 417) and two at once 650 (634), so 2 x 8 fills
+# the host (bench/results/2026-11-26-h100-encoders.md); a smaller host runs fewer at once.
 ENCODER_THREADS = 8
 X264_OPTIONS = {"x264-params": "mbtree=0"}
-# Segment encoders at once by default: one libx264 (frame threads) does ~400-440 frames/s at
-# 1216x704 on a 16-core host, as fast as an H100's model path; two at once ~565 (bench/results).
+# Segment encoders at once by default. With one, the producer waits at every segment boundary
+# while the last segment flushes: the worker's path on an H100 went 280 -> 369 frames/s from
+# one to two (veryfast); three were no faster (344: 24 x264 threads on 16 cores).
 # One more encoder per this many cores (a 4-core host gets one: parallel encoders there only
 # contend for the cores), up to the maximum.
 CORES_PER_EXTRA_ENCODER = 8

@@ -35,10 +35,9 @@ import time
 import wave
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -68,8 +67,7 @@ CARD_24GB = 24 * 1024**3
 LATENCY_CLIP_S = 10.0
 
 
-@dataclass(frozen=True)
-class Writer:
+class Writer(NamedTuple):
     """How a render is encoded: one mp4 writer ("one"), the worker's path (a SegmentPlan,
     batches cut at segment boundaries: "segments"), or `speak` splitting a long clip itself
     ("split"); with `encoders` segment encoders of `threads` x264 threads each."""
@@ -83,6 +81,9 @@ class Writer:
         if self.kind == "one":
             return ""
         return f", {self.kind} {self.encoders} encoders x {self.threads} threads"
+
+
+ONE_WRITER = Writer()
 
 
 class _NoFaces:
@@ -710,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         batch: int,
         preset: str,
         engine: MuseTalkEngine = engine,
-        writer: Writer = Writer(),
+        writer: Writer = ONE_WRITER,
         speech: Path = audio,
         out: Path = work / "out.mp4",
     ) -> Callable[[], dict[str, float]]:
@@ -779,7 +780,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "stages_ms": _rounded(timings),
                 "batch": batch,
                 "compile_mode": mode,
-                "writer": writer.__dict__,
+                "writer": writer._asdict(),
             }
         )
         print(json.dumps(rows[-1]), flush=True)

@@ -37,13 +37,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import torch
 
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, RenderOptions
+from runtime.engine import segments as segmented
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import (
@@ -51,6 +52,7 @@ from runtime.engine.engine import (
     batch_size_for_memory,
     crop_face,
 )
+from runtime.engine.interface import SegmentPlan
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
@@ -63,6 +65,25 @@ H100_DENSE_FP16_FLOPS = 750e12  # measured 8192^3 fp16/bf16 matmul on the device
 PLAIN_BATCH = 20  # the official realtime script's batch
 CARD_24GB = 24 * 1024**3
 LATENCY_CLIP_S = 10.0
+
+
+class Writer(NamedTuple):
+    """How a render is encoded: one mp4 writer ("one"), the worker's path (a SegmentPlan,
+    batches cut at segment boundaries: "segments"), or `speak` splitting a long clip itself
+    ("split"); with `encoders` segment encoders of `threads` x264 threads each."""
+
+    kind: str = "one"
+    encoders: int = 1
+    threads: int = segmented.ENCODER_THREADS
+
+    @property
+    def label(self) -> str:
+        if self.kind == "one":
+            return ""
+        return f", {self.kind} {self.encoders} encoders x {self.threads} threads"
+
+
+ONE_WRITER = Writer()
 
 
 class _NoFaces:
@@ -519,22 +540,32 @@ def encoder_fps(
 
 
 def parallel_encoder_fps(
-    avatar_path: Path, audio: Path, work: Path, preset: str, frames: int, encoders: int
+    avatar_path: Path,
+    audio: Path,
+    work: Path,
+    preset: str,
+    frames: int,
+    encoders: int,
+    threads: int | None = None,
 ) -> float:
     """Frames/s of `encoders` mp4 writers running at once (each its own segment of `frames`),
-    fed as fast as they take frames: the ceiling parallel segment encoders could reach."""
+    fed as fast as they take frames: the ceiling parallel segment encoders could reach. With
+    `threads`, each is a segment encoder (that many x264 threads, the segments' x264 options,
+    MPEG-TS, no audio); else x264 picks its threads and the file is an mp4 with audio."""
     video = decode_avatar(avatar_path, still_fps=25)
     source = np.stack(video.frames)
     height, width = source.shape[1:3]
 
     def encode(segment: int) -> None:
         with VideoWriter(
-            work / f"segment-{segment}.mp4",
+            work / (f"segment-{segment}.ts" if threads else f"segment-{segment}.mp4"),
             width=width,
             height=height,
             fps=video.fps,
-            audio_path=audio,
+            audio_path=None if threads else audio,
             preset=preset,
+            threads=threads,
+            x264_options=segmented.X264_OPTIONS if threads else None,
         ) as writer:
             for i in range(frames):
                 writer.write(source[i % len(source)])
@@ -583,6 +614,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--decoder-modes", help="also time the decoder compiled in these modes, e.g. default"
+    )
+    parser.add_argument(
+        "--segment-encoders",
+        default="",
+        metavar="COUNTS",
+        help="also render through segment encoders, e.g. 1,2,3 (the worker's path; compiled "
+        "engines also through speak's own split of a long clip)",
+    )
+    parser.add_argument(
+        "--segment-threads",
+        default=str(segmented.ENCODER_THREADS),
+        help="x264 threads per segment encoder: the first for every row, the others for compiled "
+        "rows at the first preset",
+    )
+    parser.add_argument(
+        "--skip-cold-start", action="store_true", help="no fresh-process cold start probes"
     )
     parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
@@ -661,17 +708,43 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     options = RenderOptions(skip_silence=False)  # every frame generated: the worst case
 
     def engine_run(
-        batch: int, preset: str, engine: MuseTalkEngine = engine
+        batch: int,
+        preset: str,
+        engine: MuseTalkEngine = engine,
+        writer: Writer = ONE_WRITER,
+        speech: Path = audio,
+        out: Path = work / "out.mp4",
     ) -> Callable[[], dict[str, float]]:
         def run() -> dict[str, float]:
             engine.encoder_preset = preset
-            rendered = engine.speak(
-                avatar, audio, work / "out.mp4", options=options, batch_size=batch
+            segmented.ENCODER_THREADS = writer.threads
+            engine.segment_encoders = writer.encoders if writer.kind == "split" else 1
+            plan = (
+                SegmentPlan(directory=work / "segments", encoders=writer.encoders)
+                if writer.kind == "segments"
+                else None
             )
-            assert rendered.frames == frames
+            rendered = engine.speak(
+                avatar, speech, out, options=options, batch_size=batch, segments=plan
+            )
+            assert speech != audio or rendered.frames == frames
             return rendered.timings_ms
 
         return run
+
+    segment_counts = [int(n) for n in args.segment_encoders.split(",") if n]
+    segment_threads = [int(n) for n in args.segment_threads.split(",") if n]
+
+    def segment_writers(compiled: bool, preset: str) -> list[Writer]:
+        """The worker's segmented path per count of encoders (per thread count too for a
+        compiled engine at the first preset), then `speak`'s own split (compiled only)."""
+        every_thread_count = compiled and preset == presets[0]
+        chosen = []
+        for threads in segment_threads if every_thread_count else segment_threads[:1]:
+            chosen += [Writer("segments", n, threads) for n in segment_counts]
+        if compiled:
+            chosen += [Writer("split", n, segment_threads[0]) for n in segment_counts if n > 1]
+        return chosen
 
     rows = []
     wall, timings = timed_runs(
@@ -690,18 +763,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     print(json.dumps(rows[-1]), flush=True)
     engine_batches = [int(b) for b in args.batch_sizes.split(",")]
+
+    def measure(
+        batch: int, preset: str, engine: MuseTalkEngine, mode: str | None, writer: Writer
+    ) -> None:
+        """One row: the median of `--runs` renders of the whole clip."""
+        wall, timings = timed_runs(
+            engine_run(batch, preset, engine, writer), args.runs, warm_up=not args.quick
+        )
+        compiled = f" compiled {mode}" if mode else ""
+        rows.append(
+            {
+                "path": f"engine batch {batch}{compiled}{writer.label}",
+                "preset": preset,
+                "fps": round(frames / wall, 1),
+                "stages_ms": _rounded(timings),
+                "batch": batch,
+                "compile_mode": mode,
+                "writer": writer._asdict(),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+
     for batch in engine_batches:
         for preset in presets:
-            wall, timings = timed_runs(engine_run(batch, preset), args.runs, warm_up=not args.quick)
-            rows.append(
-                {
-                    "path": f"engine batch {batch}",
-                    "preset": preset,
-                    "fps": round(frames / wall, 1),
-                    "stages_ms": _rounded(timings),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            measure(batch, preset, engine, None, Writer())
+    for writer in segment_writers(False, presets[0]):
+        measure(max(engine_batches), presets[0], engine, None, writer)
     if not args.quick:
         report["encoder_only_fps"] = {
             f"{preset} {threads} threads": round(
@@ -711,6 +799,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for preset in presets
             for threads in ("SLICE", "FRAME")
         }
+        if segment_counts:
+            # Segment encoders alone (the segments' settings), fed as fast as they take frames.
+            report["segment_encoders_at_once_fps"] = {
+                f"{count} x {threads} threads": round(
+                    parallel_encoder_fps(
+                        args.avatar, audio, work, presets[0], args.encoder_frames, count, threads
+                    ),
+                    1,
+                )
+                for threads in sorted({*segment_threads, 4, 6, 8})
+                for count in segment_counts
+            }
         report["psnr_fp16_vs_fp32_db"] = (
             round(fp16_psnr(engine, args.models, avatar), 2)
             if engine.dtype != torch.float32
@@ -753,18 +853,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         engines[f"compiled {name}"] = compiled
         for preset in presets:
-            wall, timings = timed_runs(
-                engine_run(batch, preset, compiled), args.runs, warm_up=not args.quick
-            )
-            rows.append(
-                {
-                    "path": f"engine batch {batch} compiled {name}",
-                    "preset": preset,
-                    "fps": round(frames / wall, 1),
-                    "stages_ms": _rounded(timings),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            measure(batch, preset, compiled, name, Writer())
+            for writer in segment_writers(True, preset):
+                measure(batch, preset, compiled, name, writer)
     torch.backends.cudnn.benchmark = False
     report["runs"] = rows
     best = max(rows[1:], key=lambda row: row["fps"])
@@ -779,20 +870,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             else None
         ),
     }
-    best_batch = int(best["path"].split()[2])
-    best_mode = best["path"].split(" compiled ")[1] if " compiled " in best["path"] else None
+    best_batch = int(best["batch"])
+    best_mode = best["compile_mode"]
     best_engine = engines["eager" if best_mode is None else f"compiled {best_mode}"]
+    best_writer = Writer(**best["writer"])
+    report["best"]["writer"] = best["writer"]
 
     clip = write_clip(args.audio, min(LATENCY_CLIP_S, args.seconds), work / "clip.wav")
-    best_engine.encoder_preset = best["preset"]
     latencies = []
     for _ in range(args.runs):
+        render = engine_run(
+            best_batch, best["preset"], best_engine, best_writer, clip, work / "clip.mp4"
+        )
         start = time.perf_counter()
-        best_engine.speak(avatar, clip, work / "clip.mp4", options=options, batch_size=best_batch)
+        render()
         latencies.append(time.perf_counter() - start)
     report["latency_10s_clip_s"] = round(statistics.median(latencies), 3)
 
-    if device.type == "cuda":
+    if device.type == "cuda" and not args.skip_cold_start:
         probe_mode = (best_mode or (compile_modes or [None])[0] or "").removesuffix(
             " cudnn-benchmark"
         )

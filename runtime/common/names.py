@@ -67,6 +67,8 @@ class EnvVar(StrEnum):
     RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try
     MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt
     SEGMENT_FRAMES = "MUSETALK_SEGMENT_FRAMES"  # frames per resumable segment (default 125)
+    # Segment encoders running at once (default from the host's cores: 2 from 8 cores up).
+    SEGMENT_ENCODERS = "MUSETALK_SEGMENT_ENCODERS"
     TASK_PROTECTION_MINUTES = "MUSETALK_TASK_PROTECTION_MINUTES"
     SPOT_NOTICE = "MUSETALK_SPOT_NOTICE"  # "true": poll IMDS for the spot interruption notice
     GPU_PRICES_JSON = "MUSETALK_GPU_PRICES_JSON"  # {"g5.xlarge": 1.006, ...} USD per hour

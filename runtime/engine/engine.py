@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import cv2
@@ -34,6 +35,7 @@ from runtime.engine.blend import PasteBox
 from runtime.engine.compile_cache import artifacts_path, load_artifacts, save_artifacts
 from runtime.engine.hostpool import host_map
 from runtime.engine.interface import (
+    SEGMENT_FRAMES,
     Interrupted,
     MediaError,
     PreparedAvatarFormatError,
@@ -72,6 +74,11 @@ MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 K
 # at batch 64 (bench/results/2026-11-26-h100.md): 426 frames/s end to end against 380 for the
 # default mode, the UNet stage 0.54 ms/frame against 0.84.
 DEFAULT_COMPILE_MODE = "reduce-overhead"
+# With `segment_encoders` > 1, `speak` without a SegmentPlan splits a clip longer than this into
+# segments encoded side by side; a shorter one goes to one mp4 writer (a split adds a remux and
+# would leave the extra encoders little to do).
+SPLIT_MIN_FRAMES = 2 * SEGMENT_FRAMES
+SPLIT_SEGMENT_FRAMES = SEGMENT_FRAMES
 SYNC_WINDOW_FRAMES = 16  # SyncNet sees 16 consecutive frames (spec §9); shorter clips get no score
 _NO_FACE = np.zeros((0, 0, 3), dtype=np.uint8)  # a generated frame the sync scorer will not see
 
@@ -99,6 +106,7 @@ class MuseTalkEngine:
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
         cache_dir: Path | None = None,
+        segment_encoders: int = 1,
     ) -> None:
         self.generator = generator
         self.codec = codec
@@ -112,6 +120,10 @@ class MuseTalkEngine:
         self.mask_blur: BlurKind = mask_blur
         self.encoder_preset = encoder_preset
         self.max_avatar_frames = max_avatar_frames
+        # Encoders side by side when `speak`, given no plan, splits a long clip itself (a
+        # worker's SegmentPlan carries its own count). Off by default: on an H100 host the split
+        # measured no faster than one writer (bench/results/2026-11-26-h100-encoders.md).
+        self.segment_encoders = max(1, segment_encoders)
         self._speech: SpeechDetector | None = None
         self._positional = positional_encoding().to(device=device, dtype=dtype)
         self._resident = ResidentCache(device, dtype)
@@ -144,6 +156,7 @@ class MuseTalkEngine:
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
         cache_dir: Path | None = None,
+        segment_encoders: int = 1,
     ) -> MuseTalkEngine:
         """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default.
 
@@ -153,7 +166,8 @@ class MuseTalkEngine:
         speak pads the last batch so one graph serves a job) and compiles them at the batch
         size `pick_batch_size` gives before returning; the compiled code is kept in
         `cache_dir` for the next process. `compile_mode` is torch's (default: reduce-overhead,
-        i.e. CUDA graphs; None for torch's default mode).
+        i.e. CUDA graphs; None for torch's default mode). `segment_encoders` > 1: `speak`
+        splits a long clip across that many encoders (default 1: one writer).
         """
         # Strings too: the worker and local mode pass MUSETALK_DEVICE / MUSETALK_DTYPE as set.
         device = torch.device(device) if isinstance(device, str) else device
@@ -208,6 +222,7 @@ class MuseTalkEngine:
             compile_models=compile_models,
             compile_mode=compile_mode,
             cache_dir=cache_dir,
+            segment_encoders=segment_encoders,
         )
         if compile_models:
             with _timed(timings, "compile", device):
@@ -370,7 +385,10 @@ class MuseTalkEngine:
 
         With `segments`, the output is written as segments first (see `runtime.engine.segments`)
         and generation batches are cut at segment boundaries, so a segment's frames never
-        depend on where a render started; rendering begins at `segments.start_frame`.
+        depend on where a render started; rendering begins at `segments.start_frame`. Without
+        it, a clip longer than `SPLIT_MIN_FRAMES` is still written as segments in a scratch
+        directory beside `out_path` when `segment_encoders` > 1, so that many encoders share
+        the work (for hosts where one encoder is slower than the GPU path).
         """
         if not isinstance(prepared, PreparedAvatar):
             raise TypeError("speak needs a PreparedAvatar from this engine")
@@ -396,8 +414,21 @@ class MuseTalkEngine:
         height, width = avatar.frames.shape[1:3]
         codec = pick_video_codec(prefer_gpu=self.device.type == "cuda")
         done = first_frame
+        scratch = ExitStack()
+        plan = segments
+        if plan is None and total > SPLIT_MIN_FRAMES and self.segment_encoders > 1:
+            # Split for parallel encoders only: no resume, so batches need not stop at segment
+            # boundaries (they follow `segments`, None here) and the segments need no preview audio.
+            directory = scratch.enter_context(
+                tempfile.TemporaryDirectory(prefix=".segments-", dir=out_path.parent)
+            )
+            plan = SegmentPlan(
+                directory=Path(directory),
+                frames_per_segment=SPLIT_SEGMENT_FRAMES,
+                encoders=self.segment_encoders,
+            )
         writer: VideoWriter | SegmentedVideoWriter
-        if segments is None:
+        if plan is None:
             writer = VideoWriter(
                 out_path,
                 width=width,
@@ -409,7 +440,7 @@ class MuseTalkEngine:
             )
         else:
             writer = SegmentedVideoWriter(
-                segments,
+                plan,
                 out_path=out_path,
                 total_frames=total,
                 width=width,
@@ -418,8 +449,9 @@ class MuseTalkEngine:
                 audio_path=audio,
                 codec=codec,
                 preset=self.encoder_preset,
+                preview_audio=segments is not None,
             )
-        with ThreadPoolExecutor(1, thread_name_prefix="compose") as composer, writer:
+        with scratch, ThreadPoolExecutor(1, thread_name_prefix="compose") as composer, writer:
 
             def compose_until(end: int, generated: dict[int, tuple[np.ndarray, np.ndarray]]) -> int:
                 nonlocal done

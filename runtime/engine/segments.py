@@ -6,14 +6,17 @@ starts with an IDR frame and depends on nothing before it; with the same frames 
 the same bytes out, so a segment rendered after a resume is the segment an uninterrupted render
 would have written. The final mp4 is a remux of the segments (no re-encode) plus the audio.
 
-Several segments may be encoding at once (`SegmentPlan.encoders`): while one encoder flushes
-its last frames, the next segment's encoder already takes frames. Finished segments are reported
-in index order on one reporter thread, so a slow consumer (an upload) never stalls encoding.
+Several segments may be encoding at once (`SegmentPlan.encoders`): a finished segment's frames
+wait in its writer's queues (a segment of up to ~128 frames fits in them whole) while the next
+segment's encoder already takes new ones, so N encoders run side by side and the producer waits
+only when all N are busy. Finished segments are reported in index order on one reporter thread,
+so a slow consumer (an upload) never stalls encoding.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +26,13 @@ from types import TracebackType
 import numpy as np
 
 from runtime.engine.interface import Segment, SegmentPlan, segment_count, segment_file_name
-from runtime.engine.media import AudioClip, VideoWriter, decode_audio_mono, remux_segments
+from runtime.engine.media import (
+    AudioClip,
+    VideoWriter,
+    decode_audio_mono,
+    encode_audio,
+    remux_segments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +41,35 @@ log = logging.getLogger(__name__)
 # muxer would shift that one segment's times and the segments would no longer line up.
 PTS_LEAD_FRAMES = 16
 # Each segment also carries its stretch of the audio (mono AAC at this rate), so the live preview
-# has sound; the final mp4 takes only the segments' video and re-encodes the original audio.
+# has sound; the final mp4 takes only the segments' video and the original audio as AAC.
 PREVIEW_AUDIO_RATE = 24_000
 # Same frames in must give the same bytes out, on any worker. x264's bitstream depends on its
 # thread count, which it would otherwise pick from the host's cores: fixed. Its macroblock-tree
 # rate control is not repeatable at some sizes (176x144 and 176x304 here: about one segment in
 # 50 came out different; likely uninitialised memory where the half-resolution lookahead frame
 # is not a whole number of macroblocks, as at 1080p); off for segments, so repeatable, at the
-# cost of a few percent more bits at the same CRF.
-ENCODER_THREADS = 6
+# cost of a few percent more bits at the same CRF. 8 threads: on the H100's 16-core host one
+# segment encoder did 491 frames/s (6 threads: 417) and two at once 650 (634), so 2 x 8 fills
+# the host (bench/results/2026-11-26-h100-encoders.md); a smaller host runs fewer at once.
+ENCODER_THREADS = 8
 X264_OPTIONS = {"x264-params": "mbtree=0"}
+# Segment encoders at once by default. With one, the producer waits at every segment boundary
+# while the last segment flushes: the worker's path on an H100 went 280 -> 369 frames/s from
+# one to two (veryfast); three were no faster (344: 24 x264 threads on 16 cores).
+# One more encoder per this many cores (a 4-core host gets one: parallel encoders there only
+# contend for the cores), up to the maximum.
+CORES_PER_EXTRA_ENCODER = 8
+MAX_DEFAULT_ENCODERS = 2
+
+
+def default_segment_encoders(cpus: int | None = None) -> int:
+    """How many segment encoders to run at once on a host of `cpus` cores (default: this one).
+
+    Only how many run at once depends on the host: each encoder's thread count is fixed
+    (`ENCODER_THREADS`), so the bytes of a segment do not.
+    """
+    cores = cpus if cpus is not None else (os.cpu_count() or 1)
+    return max(1, min(MAX_DEFAULT_ENCODERS, 1 + cores // CORES_PER_EXTRA_ENCODER))
 
 
 class SegmentedVideoWriter:
@@ -65,6 +93,7 @@ class SegmentedVideoWriter:
         audio_path: Path,
         codec: str = "libx264",
         preset: str = "veryfast",
+        preview_audio: bool = True,
     ) -> None:
         if plan.start_frame >= total_frames + plan.frames_per_segment:
             raise ValueError(f"start_frame {plan.start_frame} is past the last segment")
@@ -77,7 +106,17 @@ class SegmentedVideoWriter:
         self._audio_path = audio_path
         self._codec = codec
         self._preset = preset
-        self._preview_audio = decode_audio_mono(audio_path, PREVIEW_AUDIO_RATE)
+        # The audio work runs beside the first frames, off the producer's path: the mp4's AAC
+        # track (encoded once, copied by the remux) and, for the live preview only, each
+        # segment's own stretch of audio (a render nobody watches leaves it out).
+        self._audio = ThreadPoolExecutor(1, thread_name_prefix="segment-audio")
+        self._encoded_audio_path = out_path.with_name(f".{out_path.name}.audio.m4a")
+        self._encoded_audio = self._audio.submit(encode_audio, audio_path, self._encoded_audio_path)
+        self._preview_audio: Future[np.ndarray | None] | None = (
+            self._audio.submit(decode_audio_mono, audio_path, PREVIEW_AUDIO_RATE)
+            if preview_audio
+            else None
+        )
         self._next_frame = min(plan.start_frame, total_frames)  # past the end: all done
         self._current: tuple[Segment, VideoWriter] | None = None
         self._closers = ThreadPoolExecutor(plan.encoders, thread_name_prefix="segment-close")
@@ -117,17 +156,21 @@ class SegmentedVideoWriter:
             return
         self._finished = True
         try:
-            if self._next_frame != self.total_frames:
-                raise ValueError(f"closed at frame {self._next_frame} of {self.total_frames}")
-            self._drain()
+            try:
+                if self._next_frame != self.total_frames:
+                    raise ValueError(f"closed at frame {self._next_frame} of {self.total_frames}")
+                self._drain()
+            finally:
+                self._shutdown()
+            paths = [self.segment(i).path for i in range(self.segment_total)]
+            missing = [path.name for path in paths if not path.is_file()]
+            if missing:
+                raise FileNotFoundError(f"segments missing: {', '.join(missing)}")
+            started = time.perf_counter()
+            encoded = self._encoded_audio_path if self._encoded_audio.result() else None
+            written = remux_segments(paths, self._audio_path, self.out_path, encoded_audio=encoded)
         finally:
-            self._shutdown()
-        paths = [self.segment(i).path for i in range(self.segment_total)]
-        missing = [path.name for path in paths if not path.is_file()]
-        if missing:
-            raise FileNotFoundError(f"segments missing: {', '.join(missing)}")
-        started = time.perf_counter()
-        written = remux_segments(paths, self._audio_path, self.out_path)
+            self._encoded_audio_path.unlink(missing_ok=True)
         self.remux_ms = (time.perf_counter() - started) * 1000
         if written != self.total_frames:
             raise ValueError(f"the segments hold {written} frames, not {self.total_frames}")
@@ -147,6 +190,7 @@ class SegmentedVideoWriter:
             log.warning("a finished segment could not be reported while aborting", exc_info=True)
         finally:
             self._shutdown()
+        self._encoded_audio_path.unlink(missing_ok=True)
         self.out_path.unlink(missing_ok=True)
 
     def __enter__(self) -> SegmentedVideoWriter:
@@ -186,13 +230,14 @@ class SegmentedVideoWriter:
 
     def _audio_clip(self, segment: Segment) -> AudioClip | None:
         """The audio under the segment's frames, timed like them."""
-        if self._preview_audio is None:
+        samples = None if self._preview_audio is None else self._preview_audio.result()
+        if samples is None:
             return None
         per_frame = PREVIEW_AUDIO_RATE / self._fps
         start = round(segment.first_frame * per_frame)
         end = round((segment.first_frame + segment.frames) * per_frame)
         return AudioClip(
-            samples=self._preview_audio[start:end],
+            samples=samples[start:end],
             rate=PREVIEW_AUDIO_RATE,
             first_sample=start + round(PTS_LEAD_FRAMES * per_frame),
         )
@@ -239,3 +284,4 @@ class SegmentedVideoWriter:
     def _shutdown(self) -> None:
         self._closers.shutdown(wait=True)
         self._reporter.shutdown(wait=True)
+        self._audio.shutdown(wait=True)

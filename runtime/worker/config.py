@@ -15,8 +15,10 @@ from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_FILE_NAME, pa
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
 from runtime.engine.interface import SEGMENT_FRAMES
+from runtime.engine.segments import default_segment_encoders
+from runtime.worker.engine_loader import DEFAULT_FACTORY
 
-DEFAULT_ENGINE_FACTORY = "runtime.worker.engine_loader:musetalk_engine"
+DEFAULT_ENGINE_FACTORY = DEFAULT_FACTORY
 ECS_AGENT_URI = "ECS_AGENT_URI"  # set by the ECS agent; base of the task-protection endpoint
 IMDS_ENDPOINT = "AWS_EC2_METADATA_SERVICE_ENDPOINT"  # the AWS SDKs' override of the IMDS address
 DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
@@ -53,6 +55,7 @@ class WorkerSettings:
     retry_base_seconds: int = 15
     min_batch_size: int = 4
     segment_frames: int = SEGMENT_FRAMES  # resumable unit of a render (and a preview segment)
+    segment_encoders: int = 1  # segments encoding at once (from_env: from the host's cores)
     task_protection_minutes: int = 60
     ecs_agent_uri: str | None = None
     webhook_allow_private: bool = False
@@ -122,6 +125,9 @@ class WorkerSettings:
             retry_base_seconds=int(reader.number(EnvVar.RETRY_BASE_SECONDS, 15)),
             min_batch_size=max(1, int(reader.number(EnvVar.MIN_BATCH_SIZE, 4))),
             segment_frames=max(1, int(reader.number(EnvVar.SEGMENT_FRAMES, SEGMENT_FRAMES))),
+            segment_encoders=max(
+                1, int(reader.number(EnvVar.SEGMENT_ENCODERS, default_segment_encoders()))
+            ),
             task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
             ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
             webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",

@@ -502,6 +502,7 @@ class JobRunner:
             frames_per_segment=size,
             start_frame=done * size,
             on_segment=on_segment,
+            encoders=self._settings.segment_encoders,
         )
 
     def _delete_segments(self, message: JobMessage, count: int) -> None:

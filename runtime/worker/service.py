@@ -26,7 +26,7 @@ from runtime.common.metrics import Metric
 from runtime.engine.interface import LipSyncEngine
 from runtime.worker.avatar_cache import AvatarCache, ByteBoundedLru
 from runtime.worker.config import SettingsError, WorkerSettings
-from runtime.worker.engine_loader import load_engine
+from runtime.worker.engine_loader import load_engine, start_preload
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.health import HealthServer, create_app
 from runtime.worker.job_runner import JobRunner, Outcome
@@ -223,7 +223,9 @@ def main() -> None:
 
 
 def _start(settings: WorkerSettings, metrics: MetricsSink, stop: StopPolicy) -> Worker:
-    """Weights, then the engine: timed separately, because they fail and scale differently."""
+    """Weights, then the engine: timed separately, because they fail and scale differently.
+    The model libraries import on a thread meanwhile (most of a cold start otherwise)."""
+    preloading = start_preload(settings.engine_factory)
     clients = AwsClients.create()
     started = time.monotonic()
     if settings.weights_bucket:
@@ -239,6 +241,8 @@ def _start(settings: WorkerSettings, metrics: MetricsSink, stop: StopPolicy) -> 
         )
     download_ms = (time.monotonic() - started) * 1000
     started = time.monotonic()
+    if preloading is not None:
+        preloading.join()  # the factory needs these imports anyway
     engine = load_engine(
         settings.engine_factory,
         models_dir=settings.models_dir,

@@ -4,16 +4,25 @@ The manifest (written last by `upload-weights`) lists every file with its checks
 missing locally or with another checksum are downloaded, so a warm restart on the same instance
 downloads nothing. Each file lands under a temporary name and is renamed only once its checksum
 matches, so a half-downloaded file is never loaded.
+
+Hashing every local file on every start would cost seconds (the UNet alone is 3.4 GB), so a
+stamp beside the weights records, per file, the size and modification time it had when its
+checksum last matched the manifest: a file whose size, mtime and manifest digest still match
+its stamp is trusted without reading it; anything else is hashed again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.common.weights_manifest import MANIFEST_NAME, WeightsManifest, file_sha256
+from runtime.worker.telemetry import logger
+
+STAMP_NAME = ".verified.json"  # in the models directory: {path: [size, mtime_ns, sha256]}
 
 
 class WeightsError(RuntimeError):
@@ -36,7 +45,8 @@ def sync_weights(s3: Any, *, bucket: str, model_version: str, models_dir: Path) 
         )
     models_dir.mkdir(parents=True, exist_ok=True)
     root = models_dir.resolve()
-    stale = manifest.stale_files(models_dir)
+    stamps = _read_stamps(models_dir / STAMP_NAME)
+    stale = _stale_files(manifest, models_dir, stamps)
     for relative in stale:
         target = (models_dir / relative).resolve()
         if not target.is_relative_to(root):
@@ -49,5 +59,49 @@ def sync_weights(s3: Any, *, bucket: str, model_version: str, models_dir: Path) 
             partial.unlink()
             raise WeightsError(f"checksum mismatch for {relative!r} in the weights bucket")
         partial.replace(target)
+    _write_stamps(models_dir / STAMP_NAME, manifest, models_dir)
     kept = tuple(name for name in manifest.files if name not in stale)
     return SyncResult(downloaded=tuple(stale), kept=kept)
+
+
+def _stamp(path: Path, sha256: str) -> list[object]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, sha256]
+
+
+def _stale_files(
+    manifest: WeightsManifest, models_dir: Path, stamps: dict[str, list[object]]
+) -> list[str]:
+    """Files missing or differing from the manifest; a stamped, unchanged file is not read."""
+    stale = []
+    for relative, entry in manifest.files.items():
+        local = models_dir / relative
+        if not local.is_file() or local.stat().st_size != entry.size:
+            stale.append(relative)
+        elif stamps.get(relative) == _stamp(local, entry.sha256):
+            continue  # verified against this digest before, and untouched since
+        elif file_sha256(local) != entry.sha256:
+            stale.append(relative)
+    return stale
+
+
+def _read_stamps(path: Path) -> dict[str, list[object]]:
+    try:
+        stamps = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        logger.warning("unreadable weights stamp; every file is checked again")
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _write_stamps(path: Path, manifest: WeightsManifest, models_dir: Path) -> None:
+    """Every manifest file is verified now: stamp it (written whole, then renamed in place)."""
+    stamps = {
+        relative: _stamp(models_dir / relative, entry.sha256)
+        for relative, entry in manifest.files.items()
+    }
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(stamps))
+    os.replace(partial, path)

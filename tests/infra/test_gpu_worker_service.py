@@ -215,3 +215,14 @@ def test_weights_cache_survives_task_restarts_on_a_host(synthesized: Synthesized
         ]
         env = _env(task["Properties"]["ContainerDefinitions"][0])
         assert mount["ContainerPath"] == env[EnvVar.MODELS_DIR]
+        # and so does the engine's fp16 weight cache, where the engine looks for it first
+        # (`<models>.cache` beside the models dir: runtime.engine.weight_cache.default_cache_dir)
+        (cache,) = [v for v in task["Properties"]["Volumes"] if v["Name"] == "models-cache"]
+        assert cache["DockerVolumeConfiguration"]["Scope"] == "shared"
+        (cache_mount,) = [
+            m
+            for m in task["Properties"]["ContainerDefinitions"][0]["MountPoints"]
+            if m["SourceVolume"] == "models-cache"
+        ]
+        assert cache_mount["ContainerPath"] == env[EnvVar.MODELS_DIR] + ".cache"
+        assert cache_mount["ReadOnly"] is False

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from runtime.common.names import BucketRole
-from runtime.common.weights_manifest import WeightsManifest
-from runtime.worker.weights import WeightsError, sync_weights
+from runtime.common.weights_manifest import WeightsManifest, file_sha256
+from runtime.worker.weights import STAMP_NAME, SyncResult, WeightsError, sync_weights
 from tests.support.worker_world import WorkerWorld
 
 VERSION = "musetalk-v1.5"
@@ -70,3 +72,43 @@ def test_an_object_that_does_not_match_the_manifest_is_refused(
         sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local)
     assert not (local / "musetalkV15" / "unet.pth").exists()
     assert not list(local.rglob("*.partial"))
+
+
+def test_a_restart_trusts_the_stamp_and_hashes_only_a_touched_file(
+    world: WorkerWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given weights synced once (every file verified and stamped)
+    _publish(world, _models(tmp_path))
+    local = tmp_path / "cache"
+    bucket = world.bucket(BucketRole.WEIGHTS)
+    sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local)
+    hashed: list[str] = []
+
+    def counting_sha256(path: Path) -> str:
+        hashed.append(path.name)
+        return file_sha256(path)
+
+    monkeypatch.setattr("runtime.worker.weights.file_sha256", counting_sha256)
+
+    # When the worker restarts, no file is read to be hashed
+    assert sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local) == (
+        SyncResult(downloaded=(), kept=("musetalkV15/unet.pth", "sd-vae/config.json"))
+    )
+    assert hashed == []
+
+    # When one file was rewritten with the same size (a new mtime), only it is hashed again
+    config = local / "sd-vae" / "config.json"
+    config.write_text('{"latent_channels": 4}')
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 1_000_000))
+    assert sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local).kept
+    assert hashed == ["config.json"]
+
+    # When the stamp is unreadable, every file is checked again and the stamp rewritten
+    (local / STAMP_NAME).write_text("{not json")
+    hashed.clear()
+    sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local)
+    assert sorted(hashed) == ["config.json", "unet.pth"]
+    assert set(json.loads((local / STAMP_NAME).read_text())) == {
+        "musetalkV15/unet.pth",
+        "sd-vae/config.json",
+    }

@@ -35,6 +35,7 @@ def test_speak_benchmark_reports_every_field_on_cpu_with_tiny_weights(tmp_path: 
             "--models", str(tmp_path / "models"), "--tiny", "--device", "cpu", "--quick",
             "--seconds", "0.2", "--avatar", str(ROOT / "examples" / "media" / "musk.png"),
             "--batch-sizes", "4", "--presets", "veryfast", "--out", str(out),
+            "--segment-encoders", "2",
         ]
     )  # fmt: skip
 
@@ -45,15 +46,18 @@ def test_speak_benchmark_reports_every_field_on_cpu_with_tiny_weights(tmp_path: 
     assert report["frames"] == 5  # 0.2 s at the still's 25 fps
     assert report["avatar_geometry"]["width"] == 474
     assert report["cold_start_s"] > 0
-    plain, engine = report["runs"]
+    plain, engine, segmented = report["runs"]
     assert plain["path"] == "plain eager batch 20"
     assert engine["path"] == "engine batch 4"
+    # and the worker's segmented path, named by its writer
+    assert segmented["writer"] == {"kind": "segments", "encoders": 2, "threads": 8}
+    assert "remux" in segmented["stages_ms"]
     assert {"audio", "unet", "vae_decode", "blend_and_queue"} <= plain["stages_ms"].keys()
     assert {"audio", "unet", "vae_decode", "blend", "compose", "encode_flush"} <= engine[
         "stages_ms"
     ].keys()
     assert all(row["fps"] > 0 for row in report["runs"])
-    assert report["best"]["path"] == "engine batch 4"
+    assert report["best"]["path"] in {engine["path"], segmented["path"]}
     assert report["best"]["ratio_to_plain"] > 0
     assert report["best"]["share_of_flop_floor"] is None  # meaningless for tiny weights on CPU
     assert report["latency_10s_clip_s"] > 0

@@ -113,3 +113,11 @@ def test_the_lock_checker_accepts_only_wheels_the_image_can_install() -> None:
         "py-too-new==1.0",
         "gone==1.0",
     ]
+
+
+def test_the_worker_user_owns_the_models_dir_and_the_weight_cache_beside_it() -> None:
+    # The engine writes its fp16 weight cache to `<models>.cache` (default_cache_dir): the image
+    # must create it for the non-root user, or the cache falls back inside the container.
+    text = DOCKERFILE.read_text()
+    (owned,) = re.findall(r"chown worker:worker ([^\n\\]+)", text)
+    assert set(owned.split()) >= {"/models", "/models.cache"}

@@ -106,3 +106,21 @@ def test_the_default_factory_refuses_an_unknown_dtype_by_name(tmp_path: Path) ->
     # Then start-up fails naming it (before any model is read)
     with pytest.raises(ValueError, match="dtype 'float99'"):
         load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float99")
+
+
+def test_segment_encoders_default_from_the_host_and_can_be_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a 16-core host and a 4-core host
+    env = {str(k): v for k, v in BASE.items()}
+    monkeypatch.setattr("runtime.engine.segments.os.cpu_count", lambda: 16)
+    assert WorkerSettings.from_env(env).segment_encoders == 2
+    monkeypatch.setattr("runtime.engine.segments.os.cpu_count", lambda: 4)
+    assert WorkerSettings.from_env(env).segment_encoders == 1
+
+    # When the variable is set / Then it wins, and a bad value is named
+    env[EnvVar.SEGMENT_ENCODERS] = "3"
+    assert WorkerSettings.from_env(env).segment_encoders == 3
+    env[EnvVar.SEGMENT_ENCODERS] = "many"
+    with pytest.raises(SettingsError, match=EnvVar.SEGMENT_ENCODERS):
+        WorkerSettings.from_env(env)

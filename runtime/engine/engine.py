@@ -428,28 +428,23 @@ class MuseTalkEngine:
                 encoders=self.segment_encoders,
             )
         writer: VideoWriter | SegmentedVideoWriter
+        stream = {
+            "width": width,
+            "height": height,
+            "fps": avatar.fps,
+            "audio_path": audio,
+            "codec": codec,
+            "preset": self.encoder_preset,
+        }
         if plan is None:
-            writer = VideoWriter(
-                out_path,
-                width=width,
-                height=height,
-                fps=avatar.fps,
-                audio_path=audio,
-                codec=codec,
-                preset=self.encoder_preset,
-            )
+            writer = VideoWriter(out_path, **stream)
         else:
             writer = SegmentedVideoWriter(
                 plan,
                 out_path=out_path,
                 total_frames=total,
-                width=width,
-                height=height,
-                fps=avatar.fps,
-                audio_path=audio,
-                codec=codec,
-                preset=self.encoder_preset,
                 preview_audio=segments is not None,
+                **stream,
             )
         with scratch, ThreadPoolExecutor(1, thread_name_prefix="compose") as composer, writer:
 

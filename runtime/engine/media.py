@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import Self, cast
 
 import av
 import cv2
@@ -141,7 +141,32 @@ def mux_clip(container: av.container.OutputContainer, out: AudioStream, clip: Au
     container.mux(out.encode(None))
 
 
-class VideoWriter:
+class EncoderSession:
+    """A writer's context-manager protocol: leaving the block normally finishes the file
+    (`close`), leaving it with an exception abandons it (`abort`)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class VideoWriter(EncoderSession):
     """Streams BGR frames to an H.264 file on a thread; `close()` muxes the audio and finishes.
 
     The container follows the suffix (`.mp4`: faststart; `.ts`: MPEG-TS, e.g. a segment).
@@ -245,20 +270,6 @@ class VideoWriter:
         self._thread.join()
         self._container.close()
         self.out_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
     def _encode_loop(self) -> None:
         try:

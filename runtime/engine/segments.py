@@ -21,13 +21,13 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from runtime.engine.interface import Segment, SegmentPlan, segment_count, segment_file_name
 from runtime.engine.media import (
     AudioClip,
+    EncoderSession,
     VideoWriter,
     decode_audio_mono,
     encode_audio,
@@ -72,7 +72,7 @@ def default_segment_encoders(cpus: int | None = None) -> int:
     return max(1, min(MAX_DEFAULT_ENCODERS, 1 + cores // CORES_PER_EXTRA_ENCODER))
 
 
-class SegmentedVideoWriter:
+class SegmentedVideoWriter(EncoderSession):
     """`VideoWriter`'s interface (write, close, abort) over a sequence of segments.
 
     Frames are written from `plan.start_frame` on; the segments before it must already be in
@@ -192,20 +192,6 @@ class SegmentedVideoWriter:
             self._shutdown()
         self._encoded_audio_path.unlink(missing_ok=True)
         self.out_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> SegmentedVideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
     def _open(self, index: int) -> tuple[Segment, VideoWriter]:
         # At most `encoders` encoders at once: wait for the oldest flush before opening another.

@@ -190,6 +190,13 @@ class Observability(Construct):
                     worker(Metric.OOM_HALVINGS, "Sum"),
                 ],
             ),
+            _graph(
+                "Output cache hits / render-claim waits",
+                [
+                    worker(Metric.OUTPUT_CACHE_HITS, "Sum"),
+                    worker(Metric.RENDER_CLAIM_WAITS, "Sum"),
+                ],
+            ),
         )
 
         self._alarm(

@@ -94,6 +94,9 @@ def test_dashboard_shows_the_issue_widgets(synthesized: Synthesized) -> None:
         # deadlines (issue 9)
         Metric.JOBS_EXPIRED,
         Metric.JOBS_DEADLINE_CANCELLED,
+        # equal content rendered once: cache hits and jobs waiting on another's render (issue 6)
+        Metric.OUTPUT_CACHE_HITS,
+        Metric.RENDER_CLAIM_WAITS,
         # cost per output minute by lane (issue 9)
         Metric.ESTIMATED_COST_USD,
         Metric.OUTPUT_SECONDS,

@@ -47,7 +47,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import cv2
 import httpx
 
@@ -58,7 +57,7 @@ from runtime.cli.weights import upload_weights
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, JobStatus, RenderOptions
 from runtime.common.names import BucketRole, EnvVar, JobsTable, Lane, ResourceNames
 from runtime.common.records import JobRecord
-from runtime.local.emulator import LOCAL_CREDENTIALS, moto_server
+from runtime.local.emulator import local_session, moto_server
 from runtime.local.processes import ManagedProcess, free_port, port_open, wait_until
 from runtime.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalResources, provision
 from runtime.local.stack import (
@@ -258,11 +257,7 @@ def chaos_stack(config: ChaosConfig, work: Path) -> Iterator[Stack]:
     logs = work / "logs"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
-    session = boto3.Session(
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=LOCAL_REGION,
-    )
+    session = local_session(LOCAL_REGION)
     with ExitStack() as cleanup:
         endpoint = cleanup.enter_context(moto_server())
         stage = stage_config("dev")

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import boto3
 from moto.server import ThreadedMotoServer
 
 # Dummy credentials: the emulator accepts any, and real ones must never reach it or leave with it.
@@ -17,6 +18,15 @@ LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",  # nosec B105 (the emulator's dummy credential)
 }
+
+
+def local_session(region_name: str) -> boto3.Session:
+    """A session with the emulator's dummy credentials, whatever the host's environment says."""
+    return boto3.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=region_name,
+    )
 
 
 @contextmanager

@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from infra.config import stage_config
 from runtime.cli.weights import upload_weights
 from runtime.common.jobs import MODEL_VERSION
 from runtime.common.names import BucketRole, EnvVar, ResourceNames
-from runtime.local.emulator import LOCAL_CREDENTIALS, moto_server
+from runtime.local.emulator import LOCAL_CREDENTIALS, local_session, moto_server
 from runtime.local.processes import (
     LocalModeError,
     ManagedProcess,
@@ -91,11 +89,7 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
     for stale in (logs, work / "models-tiny"):
         shutil.rmtree(stale, ignore_errors=True)
     logs.mkdir(parents=True)
-    session = boto3.Session(
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=LOCAL_REGION,
-    )
+    session = local_session(LOCAL_REGION)
     with ExitStack() as cleanup:
         say("starting the local AWS emulator (moto server)")
         endpoint = cleanup.enter_context(moto_server())

@@ -24,6 +24,7 @@ import pytest
 from infra.config import StageConfig, stage_config
 from runtime.common.names import ResourceNames
 from runtime.local.emulator import LOCAL_CREDENTIALS, moto_server
+from runtime.local.emulator import local_session as emulator_session
 from runtime.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalResources, provision
 
 REGION = LOCAL_REGION
@@ -90,11 +91,7 @@ def provision_stage(
 
 def local_session() -> boto3.Session:
     """A session with the emulator's dummy credentials, whatever the host's environment says."""
-    return boto3.Session(
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=REGION,
-    )
+    return emulator_session(REGION)
 
 
 @functools.cache

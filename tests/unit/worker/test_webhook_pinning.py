@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.common.jobs import CompletionEvent, JobStatus
-from runtime.common.names import Lane
 from runtime.worker.webhooks import WebhookSender
+from tests.support.completion_events import succeeded_event
 from tests.support.rebinding import HOST, rebinding_dns
 
 KEY = b"k" * 32  # the HMAC key; its value does not matter here
-
-
-def _event() -> CompletionEvent:
-    return CompletionEvent(
-        type="job.succeeded",
-        job_id="job-1",
-        tenant="tenant-a",
-        status=JobStatus.SUCCEEDED,
-        lane=Lane.INTERACTIVE,
-        correlation_id="corr-1",
-        finished_at="2026-01-01T00:00:00.000Z",
-    )
 
 
 def test_a_rebinding_answer_after_the_check_is_never_connected_to(
@@ -35,7 +22,7 @@ def test_a_rebinding_answer_after_the_check_is_never_connected_to(
             lambda: KEY, attempts=2, backoff_seconds=0.01, tls_context=dns.tls.client
         )
         # When the worker delivers to https://HOST:port/hook
-        delivered = sender.deliver(f"https://{HOST}:{dns.port}/hook", _event())
+        delivered = sender.deliver(f"https://{HOST}:{dns.port}/hook", succeeded_event())
 
     # Then both attempts went to the checked address and none to the rebound one
     assert delivered
@@ -61,7 +48,7 @@ def test_the_certificate_is_verified_against_the_host_name_not_the_address(
             on_attempt=lambda _, attempt: attempts.append(attempt.detail),
         )
         # When the worker delivers to it
-        delivered = sender.deliver(f"https://other.example.com:{dns.port}/hook", _event())
+        delivered = sender.deliver(f"https://other.example.com:{dns.port}/hook", succeeded_event())
 
     # Then the TLS handshake fails (the certificate does not name other.example.com): no request
     assert not delivered
@@ -75,4 +62,4 @@ def test_a_name_that_does_not_resolve_is_refused_without_a_request() -> None:
     # Given a name under the reserved .invalid domain (never resolves)
     sender = WebhookSender(lambda: KEY, attempts=1)
     # Then it is not sent
-    assert not sender.deliver("https://hooks.example.invalid/hook", _event())
+    assert not sender.deliver("https://hooks.example.invalid/hook", succeeded_event())

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from runtime.common.jobs import CompletionEvent, JobStatus
-from runtime.common.names import Lane
+from runtime.common.jobs import CompletionEvent
 from runtime.common.webhook_signing import UnsafeWebhookTarget
 from runtime.local.resources import webhook_signing_secret
 from runtime.worker.webhooks import (
@@ -18,21 +17,10 @@ from runtime.worker.webhooks import (
     check_target,
     signing_key,
 )
+from tests.support.completion_events import succeeded_event
 from tests.support.recorder import recorder
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-
-
-def _event() -> CompletionEvent:
-    return CompletionEvent(
-        type="job.succeeded",
-        job_id="job-1",
-        tenant="tenant-a",
-        status=JobStatus.SUCCEEDED,
-        lane=Lane.INTERACTIVE,
-        correlation_id="corr-1",
-        finished_at="2026-01-01T00:00:00.000Z",
-    )
 
 
 def _sender(**kwargs: Any) -> WebhookSender:
@@ -45,7 +33,7 @@ def test_the_delivered_webhook_verifies_with_the_reference_library() -> None:
     # Given a receiver
     with recorder() as receiver:
         # When the event is delivered
-        delivered = _sender().deliver(receiver.url + "/hook", _event())
+        delivered = _sender().deliver(receiver.url + "/hook", succeeded_event())
 
     # Then the reference verifier accepts its signature and the body is the event
     assert delivered
@@ -61,7 +49,7 @@ def test_the_delivered_webhook_verifies_with_the_reference_library() -> None:
 def test_failed_attempts_are_retried_with_the_same_id() -> None:
     # Given a receiver that fails twice
     with recorder(statuses=[503, 500]) as receiver:
-        delivered = _sender().deliver(receiver.url, _event())
+        delivered = _sender().deliver(receiver.url, succeeded_event())
 
     # Then the third attempt succeeded and every attempt carried the same webhook-id
     assert delivered
@@ -72,7 +60,7 @@ def test_failed_attempts_are_retried_with_the_same_id() -> None:
 def test_a_redirect_is_a_failed_attempt_and_is_not_followed() -> None:
     # Given a receiver that always redirects
     with recorder(statuses=[302, 302, 302, 302]) as receiver:
-        delivered = _sender().deliver(receiver.url + "/hook", _event())
+        delivered = _sender().deliver(receiver.url + "/hook", succeeded_event())
 
     # Then no attempt succeeded and the redirect target was never requested
     assert not delivered
@@ -108,7 +96,7 @@ def test_a_secret_as_the_stack_generates_it_signs_what_receivers_verify_as_whsec
     # When the worker signs with it as stored
     with recorder() as receiver:
         sender = WebhookSender(lambda: signing_key(stored), allow_private=True)
-        assert sender.deliver(receiver.url + "/hook", _event())
+        assert sender.deliver(receiver.url + "/hook", succeeded_event())
     # Then a receiver given `whsec_<stored>` verifies the delivery
     (request,) = receiver.requests
     assert Webhook("whsec_" + stored).verify(request.body, request.headers)["job_id"] == "job-1"
@@ -164,16 +152,16 @@ def test_a_delivery_that_exhausts_its_attempts_is_handed_on_and_every_attempt_re
             on_gave_up=handed_on.append,
         )
         # When the event is delivered
-        delivered = sender.deliver(receiver.url, _event())
+        delivered = sender.deliver(receiver.url, succeeded_event())
     # Then it was not, each attempt was recorded, and the delivery was handed on once
     assert delivered is False
     assert attempts == [(500, False), (503, False)]
-    assert [event.job_id for event in handed_on] == [_event().job_id]
+    assert [event.job_id for event in handed_on] == [succeeded_event().job_id]
 
 
 def test_a_delivered_event_is_not_handed_on() -> None:
     handed_on: list[CompletionEvent] = []
     with recorder(statuses=[500, 200]) as receiver:
         sender = _sender(attempts=2, on_gave_up=handed_on.append)
-        assert sender.deliver(receiver.url, _event()) is True
+        assert sender.deliver(receiver.url, succeeded_event()) is True
     assert handed_on == []

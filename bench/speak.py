@@ -475,8 +475,11 @@ def decoder_compile_modes(
     }
     for mode in modes:
         codec = LatentCodec(ModelsLayout(models).vae_dir, device, engine.dtype)
+        torch_mode, _, layout = mode.partition("+")  # "default+channels_last"
+        if layout == "channels_last":
+            codec.vae.to(memory_format=torch.channels_last)
         codec.vae.decoder = torch.compile(
-            codec.vae.decoder, dynamic=False, mode=None if mode == "default" else mode
+            codec.vae.decoder, dynamic=False, mode=None if torch_mode == "default" else torch_mode
         )
         start = time.perf_counter()
         with torch.inference_mode():
@@ -492,15 +495,59 @@ def decoder_compile_modes(
     return out
 
 
+def gpu_path(
+    engine: MuseTalkEngine, avatar: PreparedAvatar, audio: Path, batch: int
+) -> dict[str, Any]:
+    """The GPU part of `speak` alone (no compose, no encoder): every frame of `audio` through
+    the engine's own launch/collect loop at its `pipeline_depth`, as frames/s of the loop's wall
+    time, against the GPU time of its stages (CUDA events): the gap is GPU idle."""
+    from collections import deque
+
+    with torch.inference_mode():
+        tokens = engine.audio_encoder.frame_tokens(load_audio_16k(audio), avatar.fps)
+    total = len(tokens)
+    weights = np.ones(total, dtype=np.float32)
+    frames = np.arange(total)
+
+    def loop() -> tuple[float, dict[str, float]]:
+        timings: dict[str, float] = {}
+        in_flight: deque[Any] = deque()
+        synchronize(engine.device)
+        start = time.perf_counter()
+        for first in range(0, total, batch):
+            in_flight.append(engine._launch(avatar, tokens, weights, frames[first:][:batch], batch))
+            if len(in_flight) >= engine.pipeline_depth:
+                engine._collect(in_flight.popleft(), timings)
+        while in_flight:
+            engine._collect(in_flight.popleft(), timings)
+        return time.perf_counter() - start, timings
+
+    loop()  # warm-up
+    wall, timings = sorted((loop() for _ in range(3)), key=lambda sample: sample[0])[1]
+    gpu_ms = sum(timings.values())
+    return {
+        "pipeline_depth": engine.pipeline_depth,
+        "fps": round(total / wall, 1),
+        "wall_ms": round(wall * 1000, 1),
+        "gpu_stages_ms": _rounded(timings),
+        "gpu_busy_share": round(gpu_ms / (wall * 1000), 3),
+    }
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def fp16_psnr(
-    engine: MuseTalkEngine, models: Path, avatar: PreparedAvatar, batch: int = 16
+    engine: MuseTalkEngine,
+    models: Path,
+    avatar: PreparedAvatar,
+    batch: int = 16,
+    dtype: torch.dtype | None = None,
 ) -> float:
-    """PSNR (dB) of the engine's generated faces against the fp32 models on the same inputs."""
+    """PSNR (dB) of the engine's generated faces (or, with `dtype`, of fresh eager models in
+    that dtype) against the fp32 models on the same inputs."""
     layout = ModelsLayout(models)
     device = engine.device
     sources = np.arange(batch) % avatar.frame_count
@@ -509,7 +556,13 @@ def fp16_psnr(
         batch, 50, 384, device=device, generator=torch.Generator(device).manual_seed(0)
     )
     with torch.inference_mode():
-        ours = engine.codec.decode(engine.generator.step(latents, audio)).cpu().numpy()
+        if dtype is None:
+            ours = engine.codec.decode(engine.generator.step(latents, audio)).cpu().numpy()
+        else:
+            unet = Generator(layout.unet_config, layout.unet_weights, device, dtype)
+            vae = LatentCodec(layout.vae_dir, device, dtype)
+            ours = vae.decode(unet.step(latents, audio)).cpu().numpy()
+            del unet, vae
         generator = Generator(layout.unet_config, layout.unet_weights, device, torch.float32)
         codec = LatentCodec(layout.vae_dir, device, torch.float32)
         reference = codec.decode(generator.step(latents, audio)).cpu().numpy()
@@ -630,6 +683,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument(
         "--skip-cold-start", action="store_true", help="no fresh-process cold start probes"
+    )
+    parser.add_argument(
+        "--pipeline-depths",
+        default="",
+        metavar="DEPTHS",
+        help="compiled rows at each `pipeline_depth` (batches in flight), e.g. 1,2; and the GPU "
+        "path alone (no compose, no encoder) at each",
+    )
+    parser.add_argument(
+        "--bf16", action="store_true", help="also the PSNR of bfloat16 models against fp32"
     )
     parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
@@ -765,16 +828,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     engine_batches = [int(b) for b in args.batch_sizes.split(",")]
 
     def measure(
-        batch: int, preset: str, engine: MuseTalkEngine, mode: str | None, writer: Writer
+        batch: int,
+        preset: str,
+        engine: MuseTalkEngine,
+        mode: str | None,
+        writer: Writer,
+        depth: int | None = None,
     ) -> None:
         """One row: the median of `--runs` renders of the whole clip."""
         wall, timings = timed_runs(
             engine_run(batch, preset, engine, writer), args.runs, warm_up=not args.quick
         )
         compiled = f" compiled {mode}" if mode else ""
+        in_flight = f", depth {depth}" if depth is not None else ""
         rows.append(
             {
-                "path": f"engine batch {batch}{compiled}{writer.label}",
+                "path": f"engine batch {batch}{compiled}{in_flight}{writer.label}",
+                "pipeline_depth": engine.pipeline_depth,
                 "preset": preset,
                 "fps": round(frames / wall, 1),
                 "stages_ms": _rounded(timings),
@@ -816,6 +886,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if engine.dtype != torch.float32
             else None
         )
+        if args.bf16:
+            report["psnr_bf16_vs_fp32_db"] = round(
+                fp16_psnr(engine, args.models, avatar, dtype=torch.bfloat16), 2
+            )
     if device.type == "cuda" and args.decoder_modes:
         report["decoder_compile_modes"] = decoder_compile_modes(
             engine, args.models, avatar, max(engine_batches), args.decoder_modes.split(",")
@@ -839,23 +913,36 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     variants = [(mode, False) for mode in compile_modes]
     if compile_modes and args.cudnn_benchmark:
         variants.append((compile_modes[-1], True))
+    depths = [int(n) for n in args.pipeline_depths.split(",") if n] or [engine.pipeline_depth]
     for mode, cudnn_benchmark in variants:
         torch.backends.cudnn.benchmark = cudnn_benchmark
         name = f"{mode} cudnn-benchmark" if cudnn_benchmark else mode
         batch = max(engine_batches)
         start = time.perf_counter()
-        compiled = load_engine(
-            args.models, device, dtype, compile_mode=mode, cache_dir=args.cache_dir
-        )
+        # Each mode its own cache directory: compile artifacts are saved only by a process that
+        # loaded none, so a second mode sharing the first one's file would never save its own.
+        mode_cache = compile_cache_dir(args.cache_dir or default_cache_dir(args.models), mode)
+        compiled = load_engine(args.models, device, dtype, compile_mode=mode, cache_dir=mode_cache)
         engine_run(batch, presets[-1], compiled)()
         report.setdefault("compile_first_render_s", {})[name] = round(
             time.perf_counter() - start, 1
         )
+        report.setdefault("compile_artifacts", {})[name] = {
+            "loaded": compiled.compile_artifacts_loaded,
+            "directory": str(mode_cache),
+        }
         engines[f"compiled {name}"] = compiled
-        for preset in presets:
-            measure(batch, preset, compiled, name, Writer())
-            for writer in segment_writers(True, preset):
-                measure(batch, preset, compiled, name, writer)
+        for depth in depths:
+            compiled.pipeline_depth = depth
+            if device.type == "cuda":
+                report.setdefault("gpu_path", {})[f"{name} depth {depth}"] = gpu_path(
+                    compiled, avatar, audio, batch
+                )
+                print(json.dumps(report["gpu_path"][f"{name} depth {depth}"]), flush=True)
+            for preset in presets:
+                measure(batch, preset, compiled, name, Writer(), depth)
+                for writer in segment_writers(True, preset):
+                    measure(batch, preset, compiled, name, writer, depth)
     torch.backends.cudnn.benchmark = False
     report["runs"] = rows
     best = max(rows[1:], key=lambda row: row["fps"])
@@ -874,6 +961,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     best_mode = best["compile_mode"]
     best_engine = engines["eager" if best_mode is None else f"compiled {best_mode}"]
     best_writer = Writer(**best["writer"])
+    best_engine.pipeline_depth = best["pipeline_depth"]
     report["best"]["writer"] = best["writer"]
 
     clip = write_clip(args.audio, min(LATENCY_CLIP_S, args.seconds), work / "clip.wav")
@@ -897,7 +985,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             best_batch,
             probe_mode or None,
             work,
-            args.cache_dir or default_cache_dir(args.models),
+            compile_cache_dir(args.cache_dir or default_cache_dir(args.models), probe_mode)
+            if probe_mode
+            else args.cache_dir or default_cache_dir(args.models),
             cold_compile=args.cold_compile,
         )
     text = json.dumps(report, indent=2)
@@ -905,6 +995,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.out:
         args.out.write_text(text + "\n")
     return report
+
+
+def compile_cache_dir(root: Path, mode: str) -> Path:
+    """Where the benchmark keeps one compile mode's artifacts (and a weight cache)."""
+    return root.with_name(f"{root.name}-{mode.replace('/', '+').replace(' ', '-')}")
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:

@@ -9,12 +9,15 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -74,6 +77,12 @@ MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 K
 # at batch 64 (bench/results/2026-11-26-h100.md): 426 frames/s end to end against 380 for the
 # default mode, the UNet stage 0.54 ms/frame against 0.84.
 DEFAULT_COMPILE_MODE = "reduce-overhead"
+COMPILE_MODES = frozenset(
+    {"default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"}
+)
+CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})
+# Batches queued on the GPU before `speak` waits for the oldest (1: launch, wait, hand over).
+PIPELINE_DEPTH = 2
 # With `segment_encoders` > 1, `speak` without a SegmentPlan splits a clip longer than this into
 # segments encoded side by side; a shorter one goes to one mp4 writer (a split adds a remux and
 # would leave the extra encoders little to do).
@@ -87,6 +96,8 @@ class MuseTalkEngine:
     """The `LipSyncEngine` for MuseTalk v1.5. Build with `load`, or inject parts for tests."""
 
     model_version = MODEL_VERSION
+    # Batches in flight on the device in `speak` (see PIPELINE_DEPTH); 1 waits for each batch.
+    pipeline_depth = PIPELINE_DEPTH
 
     def __init__(
         self,
@@ -258,7 +269,7 @@ class MuseTalkEngine:
         return (
             self.compiled
             and self.device.type == "cuda"
-            and self.compile_mode in ("reduce-overhead", "max-autotune")
+            and any(mode in CUDA_GRAPH_MODES for mode in split_compile_mode(self.compile_mode))
         )
 
     def _mark_graph_step(self) -> None:
@@ -473,6 +484,20 @@ class MuseTalkEngine:
                     if progress is not None:
                         progress(composed, total)
 
+            # Up to `pipeline_depth` batches are queued on the GPU before the oldest one is
+            # waited for: batch k+1's UNet and decode are enqueued before this thread blocks on
+            # batch k's blend and copy, so the GPU does not idle while the host gathers a batch.
+            in_flight: deque[_Batch] = deque()
+
+            def hand_over_oldest() -> None:
+                nonlocal pending
+                batch = in_flight.popleft()
+                with _timed(timings, "gpu_wait"):
+                    generated = self._collect(batch, timings)
+                settle()
+                end = int(batch.frames[-1]) + 1
+                pending = composer.submit(compose_until, end, generated)
+
             position = 0
             try:
                 while position < len(to_generate):
@@ -481,24 +506,24 @@ class MuseTalkEngine:
                     start = position
                     limit = _frames_before_boundary(to_generate, start, segments)
 
-                    def step(
-                        n: int, start: int = start, limit: int = limit
-                    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-                        batch = to_generate[start : start + min(n, limit)]
-                        return self._generate(avatar, tokens, weights, batch, timings, n)
+                    def launch(n: int, start: int = start, limit: int = limit) -> _Batch:
+                        chosen = to_generate[start : start + min(n, limit)]
+                        return self._launch(avatar, tokens, weights, chosen, n)
 
-                    generated, size = halve_on_oom(
-                        step,
+                    launched, size = halve_on_oom(
+                        launch,
                         batch_size=size,
                         min_batch_size=min_batch_size,
                         is_oom=_is_oom,
                         free_memory=self._free_memory,
                         on_halving=on_oom_halving,
                     )
-                    position += len(generated)
-                    settle()
-                    end = int(to_generate[position - 1]) + 1
-                    pending = composer.submit(compose_until, end, generated)
+                    position += len(launched.frames)
+                    in_flight.append(launched)
+                    if len(in_flight) >= max(1, self.pipeline_depth):
+                        hand_over_oldest()
+                while in_flight:
+                    hand_over_oldest()
                 settle()
             except BaseException:
                 if pending is not None:  # the writer must not be abandoned under the composer
@@ -546,52 +571,60 @@ class MuseTalkEngine:
         return generation_weights(total, int(fps), self._speech.speech_spans(audio_16k))
 
     @torch.inference_mode()
-    def _generate(
+    def _launch(
         self,
         avatar: PreparedAvatar,
         tokens: torch.Tensor,
         weights: np.ndarray,
         frames: np.ndarray,
-        timings: dict[str, float],
         batch_size: int,
-    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """UNet + decode + blend for output frames `frames`: {frame: (box region, face RGB)}.
+    ) -> _Batch:
+        """Queue UNet + decode + blend + the copy to the host for output frames `frames`;
+        returns without waiting for the GPU (`_collect` waits).
 
         Everything per source frame is already on the device (`ResidentCache`); the batch's
         regions come back in one pinned copy. The face RGB is copied only while the sync
-        scorer still wants it (an empty array otherwise).
+        scorer still wants it.
         """
         resident = self._resident.get(avatar)
         count = len(frames)
+        marks = _StageMarks(self.device)
         self._mark_graph_step()
-        with _timed(timings, "unet", self.device):
-            # A compiled model keeps one graph per shape: pad a short batch to the full size.
-            padded = np.resize(frames, batch_size) if self.compiled else frames
-            cycle = np.array([avatar.cycle_index(int(i)) for i in padded], dtype=np.int64)
-            sources = torch.from_numpy(cycle).to(self.device)
-            audio = tokens[torch.from_numpy(padded).to(tokens.device)]
-            audio = audio.to(self.device, self.dtype) + self._positional
-            predicted = self.generator.step(resident.latents[sources], audio)[:count]
-        with _timed(timings, "vae_decode", self.device):
-            faces_rgb = self.codec.decode(predicted)  # [B, 3, 256, 256] uint8
-        with _timed(timings, "blend", self.device):
-            frame_weights = weights[frames].astype(np.float32)
-            fade = (
-                torch.from_numpy(frame_weights).to(self.device)
-                if (frame_weights < 1.0).any()
-                else None
-            )
-            blended = resident.blend(faces_rgb.flip(1), sources[:count], fade)
-            regions = _to_host(blended)
-            wants_faces = self.scorer is not None and int(frames[0]) < MAX_SYNC_FRAMES
-            faces = _to_host(faces_rgb.permute(0, 2, 3, 1)) if wants_faces else None
-            if self.device.type == "cuda":
-                torch.cuda.current_stream(self.device).synchronize()
+        marks.begin()
+        # A compiled model keeps one graph per shape: pad a short batch to the full size.
+        padded = np.resize(frames, batch_size) if self.compiled else frames
+        cycle = np.array([avatar.cycle_index(int(i)) for i in padded], dtype=np.int64)
+        sources = torch.from_numpy(cycle).to(self.device)
+        audio = tokens[torch.from_numpy(padded).to(tokens.device)]
+        audio = audio.to(self.device, self.dtype) + self._positional
+        predicted = self.generator.step(resident.latents[sources], audio)[:count]
+        marks.end("unet")
+        faces_rgb = self.codec.decode(predicted)  # [B, 3, 256, 256] uint8
+        marks.end("vae_decode")
+        frame_weights = weights[frames].astype(np.float32)
+        fade = (
+            torch.from_numpy(frame_weights).to(self.device) if (frame_weights < 1.0).any() else None
+        )
+        blended = resident.blend(faces_rgb.flip(1), sources[:count], fade)
+        regions = _to_host(blended)
+        wants_faces = self.scorer is not None and int(frames[0]) < MAX_SYNC_FRAMES
+        faces = _to_host(faces_rgb.permute(0, 2, 3, 1)) if wants_faces else None
+        marks.end("blend")
+        sizes = resident.sizes[cycle[:count]]
+        return _Batch(frames=frames, sizes=sizes, regions=regions, faces=faces, marks=marks)
+
+    def _collect(
+        self, batch: _Batch, timings: dict[str, float]
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Wait for a launched batch: {frame: (box region, face RGB or an empty array)}; its
+        GPU time per stage is added to `timings`."""
+        batch.marks.wait()
+        batch.marks.add_to(timings)
         out = {}
-        for k, frame_index in enumerate(frames):
-            height, width = resident.sizes[cycle[k]]
-            face = faces[k] if faces is not None else _NO_FACE
-            out[int(frame_index)] = (regions[k, :height, :width], face)
+        for k, frame_index in enumerate(batch.frames):
+            height, width = batch.sizes[k]
+            face = batch.faces[k] if batch.faces is not None else _NO_FACE
+            out[int(frame_index)] = (batch.regions[k, :height, :width], face)
         return out
 
     def _compose(
@@ -622,6 +655,54 @@ class MuseTalkEngine:
             torch.cuda.empty_cache()
 
 
+@dataclass(frozen=True, eq=False)
+class _Batch:
+    """A batch queued on the device by `_launch`; its host arrays are valid once `marks.wait()`
+    returned."""
+
+    frames: np.ndarray  # output frame indices
+    sizes: np.ndarray  # [B, 2] visible (height, width) of each frame's region
+    regions: np.ndarray  # [B, H, W, 3] uint8 blended regions (padded), host memory
+    faces: np.ndarray | None  # [B, 256, 256, 3] uint8 RGB faces, if the sync scorer wants them
+    marks: _StageMarks
+
+
+class _StageMarks:
+    """Stage boundaries of one batch: CUDA events on a GPU (read once the batch is done, so
+    timing never makes the host wait between stages), the wall clock on the CPU (where every
+    stage runs to completion when called)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._cuda = device.type == "cuda"
+        self._marks: list[tuple[str, torch.cuda.Event | float]] = []
+
+    def begin(self) -> None:
+        self._marks.append(("", self._now()))
+
+    def end(self, stage: str) -> None:
+        self._marks.append((stage, self._now()))
+
+    def wait(self) -> None:
+        last = self._marks[-1][1]
+        if isinstance(last, torch.cuda.Event):
+            last.synchronize()
+
+    def add_to(self, timings: dict[str, float]) -> None:
+        for (_, start), (stage, end) in itertools.pairwise(self._marks):
+            if isinstance(start, torch.cuda.Event) and isinstance(end, torch.cuda.Event):
+                elapsed = start.elapsed_time(end)
+            else:
+                elapsed = (float(end) - float(start)) * 1000  # type: ignore[arg-type]
+            timings[stage] = timings.get(stage, 0.0) + elapsed
+
+    def _now(self) -> torch.cuda.Event | float:
+        if not self._cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+
 def _frames_before_boundary(
     to_generate: np.ndarray, position: int, segments: SegmentPlan | None
 ) -> int:
@@ -634,14 +715,29 @@ def _frames_before_boundary(
     return int(np.searchsorted(to_generate, boundary)) - position
 
 
+def split_compile_mode(mode: str | None) -> tuple[str | None, str | None]:
+    """`compile_mode` -> (UNet mode, VAE decoder mode). One torch.compile mode applies to
+    both; "UNET/DECODER" gives each its own (e.g. "reduce-overhead/max-autotune"). "default"
+    and None are torch's default mode."""
+    parts = (mode or "default").split("/")
+    if len(parts) > 2 or not all(part in COMPILE_MODES for part in parts):
+        raise ValueError(
+            f"compile mode {mode!r}: expected one of {sorted(COMPILE_MODES)} or UNET/DECODER"
+        )
+    unet, decoder = parts[0], parts[-1]
+    return (None if unet == "default" else unet, None if decoder == "default" else decoder)
+
+
 def compile_for_speed(generator: Generator, codec: LatentCodec, *, mode: str | None = None) -> None:
-    """`torch.compile` the UNet and the VAE decoder in place (the two per-frame models).
+    """`torch.compile` the UNet and the VAE decoder in place (the two per-frame models), each
+    in its mode of `split_compile_mode(mode)`.
 
     Measured on an H200 at batch 64 (bench/results): UNet 0.72 -> 0.49 ms/frame, decode
     2.58 -> 1.59 ms/frame, 54 dB PSNR against eager.
     """
-    generator.unet = torch.compile(generator.unet, dynamic=False, mode=mode)
-    codec.vae.decoder = torch.compile(codec.vae.decoder, dynamic=False, mode=mode)
+    unet_mode, decoder_mode = split_compile_mode(mode)
+    generator.unet = torch.compile(generator.unet, dynamic=False, mode=unet_mode)
+    codec.vae.decoder = torch.compile(codec.vae.decoder, dynamic=False, mode=decoder_mode)
 
 
 def batch_size_for_memory(free_bytes: int, dtype: torch.dtype) -> int:

@@ -491,6 +491,8 @@ class MuseTalkEngine:
 
             def hand_over_oldest() -> None:
                 nonlocal pending
+                if stop():  # batches still on the GPU are dropped, as unlaunched ones are
+                    raise Interrupted("stopped before the render finished")
                 batch = in_flight.popleft()
                 with _timed(timings, "gpu_wait"):
                     generated = self._collect(batch, timings)
@@ -597,9 +599,12 @@ class MuseTalkEngine:
         sources = torch.from_numpy(cycle).to(self.device)
         audio = tokens[torch.from_numpy(padded).to(tokens.device)]
         audio = audio.to(self.device, self.dtype) + self._positional
-        predicted = self.generator.step(resident.latents[sources], audio)[:count]
+        predicted = self.generator.step(resident.latents[sources], audio)
         marks.end("unet")
-        faces_rgb = self.codec.decode(predicted)  # [B, 3, 256, 256] uint8
+        # Decoded padded too: one decoder graph for every batch of every job. Sliced first, a
+        # job's short last batch compiled a graph per length (minutes under max-autotune) and,
+        # past torch's recompile limit (8 shapes), ran the decoder eager.
+        faces_rgb = self.codec.decode(predicted)[:count]  # [B, 3, 256, 256] uint8
         marks.end("vae_decode")
         frame_weights = weights[frames].astype(np.float32)
         fade = (

@@ -10,7 +10,8 @@ Several segments may be encoding at once (`SegmentPlan.encoders`): a finished se
 wait in its writer's queues (a segment of up to ~128 frames fits in them whole) while the next
 segment's encoder already takes new ones, so N encoders run side by side and the producer waits
 only when all N are busy. Finished segments are reported in index order on one reporter thread,
-so a slow consumer (an upload) never stalls encoding.
+so a slow consumer (an upload) never stalls encoding, and joined into the final mp4 as they
+finish on another, so the remux is not all left for the end.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from runtime.engine.interface import Segment, SegmentPlan, segment_count, segmen
 from runtime.engine.media import (
     AudioClip,
     EncoderSession,
+    SegmentJoiner,
     VideoWriter,
     decode_audio_mono,
     encode_audio,
-    remux_segments,
 )
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,12 @@ class SegmentedVideoWriter(EncoderSession):
         self._reporter = ThreadPoolExecutor(1, thread_name_prefix="segment-report")
         self._closing: deque[Future[None]] = deque()  # encoders flushing, oldest first
         self._reports: list[Future[None]] = []
+        # Each finished segment is joined into the mp4 at once, in order, on its own thread:
+        # what is left for `close()` is the last segment and the index, not the whole remux.
+        self._joiner = SegmentJoiner(out_path, audio_path, encoded_audio=self._audio_for_mp4)
+        self._joining = ThreadPoolExecutor(1, thread_name_prefix="segment-join")
+        self._joins: list[Future[None]] = []
+        self._joined = 0  # segments [0, _joined) are in the mp4
         self._finished = False
         self._report_failed = False
         plan.directory.mkdir(parents=True, exist_ok=True)
@@ -167,8 +174,13 @@ class SegmentedVideoWriter(EncoderSession):
             if missing:
                 raise FileNotFoundError(f"segments missing: {', '.join(missing)}")
             started = time.perf_counter()
-            encoded = self._encoded_audio_path if self._encoded_audio.result() else None
-            written = remux_segments(paths, self._audio_path, self.out_path, encoded_audio=encoded)
+            for join in self._joins:
+                join.result()
+            self._join_through(self.segment_total - 1)
+            written = self._joiner.close()
+        except BaseException:
+            self._joiner.abort()
+            raise
         finally:
             self._encoded_audio_path.unlink(missing_ok=True)
         self.remux_ms = (time.perf_counter() - started) * 1000
@@ -190,6 +202,7 @@ class SegmentedVideoWriter(EncoderSession):
             log.warning("a finished segment could not be reported while aborting", exc_info=True)
         finally:
             self._shutdown()
+        self._joiner.abort()
         self._encoded_audio_path.unlink(missing_ok=True)
         self.out_path.unlink(missing_ok=True)
 
@@ -242,6 +255,22 @@ class SegmentedVideoWriter(EncoderSession):
         closing = self._closers.submit(finish)
         self._closing.append(closing)
         self._reports.append(self._reporter.submit(self._report, segment, closing))
+        self._joins.append(self._joining.submit(self._join_when_closed, segment, closing))
+
+    def _join_when_closed(self, segment: Segment, closing: Future[None]) -> None:
+        closing.result()
+        self._join_through(segment.index)
+
+    def _join_through(self, index: int) -> None:
+        """Join segments up to `index` into the mp4, from the first one not joined yet (a
+        resumed render's earlier segments too)."""
+        for earlier in range(self._joined, index + 1):
+            self._joiner.add(self.segment(earlier).path)
+            self._joined = earlier + 1
+
+    def _audio_for_mp4(self) -> Path | None:
+        """The mp4's AAC track, once encoded (None: the audio has no track to encode)."""
+        return self._encoded_audio_path if self._encoded_audio.result() else None
 
     def _report(self, segment: Segment, closing: Future[None]) -> None:
         """In index order; after a failure, later segments are not reported (the consumer can
@@ -258,7 +287,7 @@ class SegmentedVideoWriter(EncoderSession):
 
     def _raise_failed(self) -> None:
         """Surface an encoder's or a report's failure on the producer's thread."""
-        for future in (*self._closing, *self._reports):
+        for future in (*self._closing, *self._reports, *self._joins):
             error = future.exception() if future.done() else None
             if error is not None:
                 raise error
@@ -270,4 +299,5 @@ class SegmentedVideoWriter(EncoderSession):
     def _shutdown(self) -> None:
         self._closers.shutdown(wait=True)
         self._reporter.shutdown(wait=True)
+        self._joining.shutdown(wait=True)
         self._audio.shutdown(wait=True)

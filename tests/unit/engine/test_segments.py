@@ -15,6 +15,7 @@ from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import Interrupted, Segment, SegmentPlan, segment_file_name
+from runtime.engine.media import encode_audio, remux_segments
 from runtime.engine.segments import SegmentedVideoWriter
 from tests.unit.engine.conftest import MEDIA, count_frames, decode_frames
 
@@ -308,3 +309,18 @@ def test_silence_skipping_resumes_to_the_same_frames(
     expected, actual = decode_frames(tmp_path / "all.mp4"), decode_frames(tmp_path / "resumed.mp4")
     assert len(actual) == len(expected) == 50
     assert all(np.array_equal(a, b) for a, b in zip(actual, expected, strict=True))
+
+
+def test_segments_joined_as_they_finish_make_the_mp4_a_remux_at_the_end_makes(
+    uninterrupted: tuple[Path, list[Segment]], short_speech: Path, tmp_path: Path
+) -> None:
+    # Given a segmented render, whose mp4 was joined segment by segment while it rendered
+    output, segments = uninterrupted
+    # When its segments are joined again in one go at the end, with the same AAC track
+    encoded = tmp_path / "audio.m4a"
+    assert encode_audio(short_speech, encoded)
+    again = tmp_path / "again.mp4"
+    written = remux_segments([s.path for s in segments], short_speech, again, encoded_audio=encoded)
+    # Then both hold every frame and are the same file, byte for byte
+    assert written == 20
+    assert again.read_bytes() == output.read_bytes()

@@ -17,17 +17,19 @@ import copy
 import json
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.engine.configs import VAE_CONFIG, TINY_VAE_OVERRIDES  # noqa: E402
-from runtime.engine.latents import images_to_uint8  # noqa: E402
-from runtime.engine.upsample import FoldedUpsampleConv, fold_upsamplers, fold_weight  # noqa: E402
+from runtime.engine.configs import TINY_VAE_OVERRIDES, VAE_CONFIG
+from runtime.engine.latents import images_to_uint8
+from runtime.engine.upsample import FoldedUpsampleConv, fold_upsamplers, fold_weight
 
 
 def timed_ms(fn: Callable[[], object], runs: int, device: torch.device) -> float:
@@ -77,14 +79,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="tiny VAE (CPU smoke test)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
@@ -93,7 +95,7 @@ def main() -> None:
     config = {**VAE_CONFIG, **(TINY_VAE_OVERRIDES if args.tiny else {})}
     vae = AutoencoderKL(**config).to(device=device, dtype=dtype).eval()
     decoder = vae.decoder
-    report: dict[str, object] = {
+    report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "batch": args.batch,
@@ -109,9 +111,13 @@ def main() -> None:
             conv = block.upsamplers[0].conv
             x = torch.randn(args.batch, conv.in_channels, size, size, device=device, dtype=dtype)
             folded = FoldedUpsampleConv(conv)
-            original = timed_ms(lambda: conv(F.interpolate(x, scale_factor=2.0)), args.runs, device)
-            transposed = timed_ms(lambda: folded(x), args.runs, device)
-            phases = timed_ms(lambda: four_phase(x, conv), args.runs, device)
+            original = timed_ms(
+                partial(lambda c, h: c(F.interpolate(h, scale_factor=2.0)), conv, x),
+                args.runs,
+                device,
+            )
+            transposed = timed_ms(partial(folded, x), args.runs, device)
+            phases = timed_ms(partial(four_phase, x, conv), args.runs, device)
             reference = conv(F.interpolate(x, scale_factor=2.0)).float()
             row = {
                 "channels": conv.in_channels,
@@ -123,7 +129,7 @@ def main() -> None:
                 "max_abs_diff_folded": (folded(x).float() - reference).abs().max().item(),
                 "max_abs_diff_four": (four_phase(x, conv).float() - reference).abs().max().item(),
             }
-            report["layers"].append(row)  # type: ignore[union-attr]
+            report["layers"].append(row)
             print(json.dumps(row))
             size *= 2
 
@@ -153,6 +159,7 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ original up to the order of additions (tests: equal within float tolerance, bord
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 
 # Which 3x3 taps (row or column) land on each of the 4 transposed-kernel positions.
 _TAPS_PER_POSITION = ((2,), (1, 2), (0, 1), (0,))
@@ -52,7 +52,10 @@ class FoldedUpsampleConv(torch.nn.Module):
         height, width = hidden_states.shape[-2:]
         if output_size is not None and tuple(output_size) != (2 * height, 2 * width):
             raise ValueError(f"folded upsampling only doubles: {output_size} from {height}x{width}")
-        return F.conv_transpose2d(hidden_states, self.weight, self.bias, stride=2, padding=1)
+        folded = F.conv_transpose2d(hidden_states, self.weight, self.bias, stride=2, padding=1)
+        # cuDNN may hand the result back channels-last; the decoder's next layers run slower
+        # on that layout in eager mode, so keep the layout the unfolded module produced.
+        return folded.contiguous()
 
 
 def fold_upsamplers(model: torch.nn.Module) -> int:

@@ -157,6 +157,11 @@ class DWPose:
 
         self.model = model
         self.dtype = check_face_dtype(dtype, next(model.parameters()).device)
+        if self.dtype != torch.float32:
+            # mmpose decodes the SimCC vectors in numpy, which has no bfloat16: hand its
+            # decoder fp32 (the head calls its own `forward` directly, so no hook would see it).
+            head, decode = model.head, type(model.head).decode
+            head.decode = lambda outputs: decode(head, tuple(o.float() for o in outputs))
         self._pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
 
     @classmethod

@@ -159,6 +159,7 @@ class FaceParser:
     def load(
         cls, models_dir: Path, device: torch.device, dtype: torch.dtype | None = None
     ) -> FaceParser:
+        dtype = resolve_face_dtype(dtype, device)  # refuse before reading any weights
         net = BiSeNet.load(models_dir / PARSER_WEIGHTS, models_dir / BACKBONE_WEIGHTS)
         return cls(net, device, dtype)
 

@@ -76,7 +76,7 @@ GPU_RESERVED_BYTES = 1024**3
 # 1080p is about 9 GB. Longer avatars are refused rather than exhausting the host.
 MAX_AVATAR_FRAMES = 1500
 # Preparation on CUDA: frames per chunk through the overlapped stages (preparing.py), and the
-# BiSeNet batch (the official 8 elsewhere). bench/results/*-h100-prepare-fp16.md measured it.
+# BiSeNet batch (the official 8 elsewhere); bench/results/2026-11-26-h100-prepare-fp16.md.
 PREPARE_CHUNK_FRAMES = 32
 PARSE_BATCH_SIZE = 8
 MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 KiB each

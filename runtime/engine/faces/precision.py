@@ -1,10 +1,11 @@
 """Which floating-point type the face models (S3FD, DWPose, BiSeNet) run in.
 
-Upstream runs them in fp32. On a GPU, fp16 makes S3FD (VGG16 on the full frame) several times
-faster; the detection rule and the decoded boxes stay in fp32 (see `s3fd.py`), so what changes
-is only the last bits of each network's activations. bench/prepare.py measures how far boxes,
-latents and masks move against the fp32 path (bench/results/). On CPU the models stay fp32:
-half-precision convolutions there are slow, and bf16 is offered for completeness only.
+Upstream runs them in fp32, and so do we by default. fp16 (or bf16) is an option for a GPU:
+S3FD alone runs about 1.5x faster in fp16 on an H100, but the whole preparation is bound by
+its host work and measured no faster, while with random weights a few boxes moved
+(bench/results/2026-11-26-h100-prepare-fp16.md). In reduced precision the detection rule and
+the decoded boxes stay fp32 (see `s3fd.py`), so only the networks' last bits change. On CPU
+fp16 is refused: half-precision convolutions there are slow.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import torch
 
 FACE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-# What `FaceLocator.load` / `FaceParser.load` use when given no dtype.
-DEFAULT_CUDA_FACE_DTYPE = torch.float16
+# What `FaceLocator.load` / `FaceParser.load` use on CUDA when given no dtype.
+DEFAULT_CUDA_FACE_DTYPE = torch.float32
 
 
 def default_face_dtype(device: torch.device) -> torch.dtype:

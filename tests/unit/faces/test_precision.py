@@ -18,10 +18,8 @@ DWPOSE = Path("dwpose/dw-ll_ucoco_384.pth")
 CUDA = torch.device("cuda")
 
 
-def test_given_devices_then_fp16_is_the_cuda_default_and_fp32_the_cpu_one(
-    cpu: torch.device,
-) -> None:
-    assert default_face_dtype(CUDA) is torch.float16
+def test_given_devices_then_fp32_is_the_default_as_upstream(cpu: torch.device) -> None:
+    assert default_face_dtype(CUDA) is torch.float32
     assert default_face_dtype(cpu) is torch.float32
 
 

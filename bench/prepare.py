@@ -1,20 +1,25 @@
-"""Preparation benchmark: our batched `MuseTalkEngine.prepare` against a per-frame path shaped
-like the official code, on the same avatar and the same random weights, in one run.
+"""Preparation benchmark: our `MuseTalkEngine.prepare` against a per-frame path shaped like the
+official code, on the same avatar and the same random weights, in one run.
 
 The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps) looped to
-`--seconds` (30 s = 750 frames by default). Both paths decode it the same way (PyAV), then
+`--seconds` (30 s = 750 frames by default). Every path decodes it the same way (PyAV), then
 
-* **batched** (ours): `engine.prepare` - S3FD in batches of same-sized frames, DWPose on
-  batches of whole-frame crops, VAE encoding of masked + reference crops in batches, BiSeNet in
-  batches, the per-frame host work (crops, resizes, mask morphology) on a thread pool;
-* **per-frame** (the official order, `scripts/realtime_inference.py` preparation): for each
-  frame DWPose then S3FD on that one frame, then for each frame the crop and two VAE encodes
-  (masked, then reference) of batch 1, then for each frame its BiSeNet parse and mask.
+* **ours**, in one or more `--variants` `MODE:DTYPE`: MODE `pipelined` (the default on CUDA:
+  chunks of frames through locate / encode / parse stages overlapped on threads and CUDA
+  streams, `preparing.py`) or `sequential` (the same chunks, stage after stage: per-stage times
+  that do not overlap); DTYPE the face models' (S3FD, DWPose, BiSeNet; the VAE is the engine's);
+* **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
+  models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
+  the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its
+  BiSeNet parse and mask.
 
-It prints per-stage ms/frame for both, total seconds, the speed-up, and how far the two paths'
-results agree (boxes, latents, masks). Weights: full-size random VAE and face models
-(`make-weights`' writers); the UNet and Whisper are written tiny because preparation does not
-run them. `--smoke` is a CPU check of the script itself: tiny VAE, a downscaled 2-frame clip.
+It prints per-stage ms/frame, total seconds, the speed-up of each variant over the per-frame
+path, and how far each variant's results agree with it: S3FD boxes, DWPose landmarks, the face
+boxes, the 256 crops where boxes differ, latents, masks. In `pipelined` variants the stage
+times overlap (each is that stage's busy time); their sum exceeds the total. Weights:
+full-size random VAE and face models (`make-weights`' writers); the UNet and Whisper are written
+tiny because preparation does not run them. `--smoke` is a CPU check of the script itself:
+tiny VAE, a downscaled 2-frame clip, fp32.
 
     python bench/prepare.py --models /tmp/prep-models --out result.json       # GPU
     python bench/prepare.py --smoke --models /tmp/prep-tiny --out smoke.json   # CPU smoke
@@ -28,11 +33,11 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import av
 import cv2
@@ -40,8 +45,10 @@ import numpy as np
 import torch
 
 from runtime.common.jobs import AvatarOptions
-from runtime.engine.engine import MuseTalkEngine, crop_face, mask_over_box
+from runtime.engine.engine import PREPARE_CHUNK_FRAMES, MuseTalkEngine, crop_face, mask_over_box
+from runtime.engine.faces import FaceLocator, FaceParser
 from runtime.engine.faces.boxes import FaceBox, landmark_box, overlaps_frame, with_extra_margin
+from runtime.engine.faces.precision import default_face_dtype
 from runtime.engine.faces.weights import (
     write_random_bisenet,
     write_random_dwpose,
@@ -53,9 +60,8 @@ from runtime.engine.media import decode_avatar
 from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
-STAGES = ("decode", "s3fd", "dwpose", "crop", "vae_encode", "parse")
+STAGES = ("decode", "locate", "s3fd", "dwpose", "crop", "vae_encode", "parse")
 WARMUP_FRAMES = 8
-T = TypeVar("T")
 
 
 def write_models(root: Path, *, tiny_vae: bool) -> None:
@@ -113,51 +119,92 @@ def lap(timings: dict[str, float], stage: str, device: torch.device) -> Iterator
     timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
 
 
-def timed(fn: Callable[..., T], timings: dict[str, float], stage: str, device: torch.device):  # type: ignore[no-untyped-def]
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        with lap(timings, stage, device):
-            return fn(*args, **kwargs)
+class Recorded:
+    """What the face models answered, in frame order (S3FD boxes, DWPose landmarks)."""
 
-    return wrapper
+    def __init__(self) -> None:  # not a dataclass: the tests load this script without a module
+        self.detections: list[Any] = []
+        self.landmarks: list[np.ndarray] = []
 
 
-def batched(engine: MuseTalkEngine, avatar: Path) -> tuple[Any, dict[str, float], float]:
-    """`engine.prepare` with S3FD and DWPose timed apart inside its `locate` stage."""
-    timings: dict[str, float] = {}
-    locator: Any = engine.locator
+@contextmanager
+def recording(
+    locator: Any, timings: dict[str, float] | None, device: torch.device
+) -> Iterator[Recorded]:
+    """Record the locator's answers; with `timings`, also time S3FD and DWPose apart (that
+    synchronizes the device, so only for paths whose stages do not overlap)."""
+    record = Recorded()
     detect, landmarks = locator.detector.detect, locator.landmarker.face_landmarks
-    locator.detector.detect = timed(detect, timings, "s3fd", engine.device)
-    locator.landmarker.face_landmarks = timed(landmarks, timings, "dwpose", engine.device)
+
+    def detect_recorded(*args: Any, **kwargs: Any) -> Any:
+        if timings is None:
+            found = detect(*args, **kwargs)
+        else:
+            with lap(timings, "s3fd", device):
+                found = detect(*args, **kwargs)
+        record.detections.extend(found)
+        return found
+
+    def landmarks_recorded(*args: Any, **kwargs: Any) -> Any:
+        if timings is None:
+            points = landmarks(*args, **kwargs)
+        else:
+            with lap(timings, "dwpose", device):
+                points = landmarks(*args, **kwargs)
+        record.landmarks.extend(points)
+        return points
+
+    locator.detector.detect, locator.landmarker.face_landmarks = (
+        detect_recorded,
+        landmarks_recorded,
+    )
     try:
-        synchronize(engine.device)
-        start = time.perf_counter()
-        prepared = engine.prepare(avatar, AvatarOptions())
-        synchronize(engine.device)
-        total = time.perf_counter() - start
+        yield record
     finally:
         locator.detector.detect, locator.landmarker.face_landmarks = detect, landmarks
+
+
+def ours(
+    engine: MuseTalkEngine, avatar: Path, mode: str
+) -> tuple[Any, dict[str, float], float, Recorded]:
+    """`engine.prepare` in `mode`; a sequential run also splits `locate` into S3FD and DWPose."""
+    overlap = mode == "pipelined"
+    chunk = PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else None
+    timings: dict[str, float] = {}
+    with recording(engine.locator, None if overlap else timings, engine.device) as record:
+        synchronize(engine.device)
+        start = time.perf_counter()
+        prepared = engine.prepare(avatar, AvatarOptions(), overlap=overlap, chunk_frames=chunk)
+        synchronize(engine.device)
+        total = time.perf_counter() - start
     stages = dict(prepared.timings_ms)
-    stages.pop("locate", None)
+    stages.pop("total", None)
+    if not overlap:
+        stages.pop("locate", None)
     stages.update(timings)
-    return prepared, stages, total
+    return prepared, stages, total, record
 
 
 @torch.inference_mode()
-def per_frame(engine: MuseTalkEngine, avatar: Path) -> tuple[dict[str, Any], dict[str, float]]:
-    """The official preparation order, one frame at a time per model, with our models."""
+def per_frame(
+    engine: MuseTalkEngine, locator: Any, parser: Any, avatar: Path
+) -> tuple[dict[str, Any], dict[str, float], Recorded]:
+    """The official preparation order, one frame at a time per model, with fp32 face models."""
     device, timings = engine.device, {}
-    locator: Any = engine.locator
     with lap(timings, "decode", device):
         frames = decode_avatar(avatar, still_fps=25).frames
     boxes: list[FaceBox | None] = []
+    record = Recorded()
     for frame in frames:
         with lap(timings, "dwpose", device):
             lm = locator.landmarker.face_landmarks([frame], batch_size=1)[0]
         with lap(timings, "s3fd", device):
             detected = locator.detector.detect([frame], batch_size=1)[0]
+        record.detections.append(detected)
         if detected is None:
             boxes.append(None)
             continue
+        record.landmarks.append(lm)
         height, width = frame.shape[:2]
         box = with_extra_margin(
             landmark_box(lm, detected, bbox_shift=0), extra_margin=10, frame_height=height
@@ -182,50 +229,74 @@ def per_frame(engine: MuseTalkEngine, avatar: Path) -> tuple[dict[str, Any], dic
         if box is None:
             continue
         with lap(timings, "parse", device):
-            blend = engine.parser.blend_masks([frame], [box], blur=engine.mask_blur, batch_size=1)
+            blend = parser.blend_masks([frame], [box], blur=engine.mask_blur, batch_size=1)
             masks[i] = mask_over_box(
                 blend[0].mask, blend[0].crop_box, (box.x1, box.y1, box.x2, box.y2)
             )
-    return {"boxes": boxes, "latents": latents, "masks": masks}, timings
+    result = {"boxes": boxes, "latents": latents, "masks": masks}
+    return result, timings, record
 
 
-def agreement(prepared: Any, reference: dict[str, Any]) -> dict[str, Any]:
-    """How far the batched result differs from the per-frame one (same models, same frames)."""
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+
+
+def agreement(
+    prepared: Any, reference: dict[str, Any], ours_seen: Recorded, theirs_seen: Recorded
+) -> dict[str, Any]:
+    """How far a variant's result differs from the per-frame one (same weights, same frames)."""
     ref_face = np.array([b is not None for b in reference["boxes"]])
     both = np.flatnonzero(ref_face & prepared.has_face)
     ref_boxes = np.array(
         [(b.x1, b.y1, b.x2, b.y2) if b is not None else (0, 0, 0, 0) for b in reference["boxes"]]
     )
-    same_masks = sum(
-        1
-        for i in both
-        if reference["masks"][i] is not None
-        and np.array_equal(reference["masks"][i], prepared.masks[i])
-    )
-    mask_diff = max(
-        (
-            int(np.abs(reference["masks"][i].astype(int) - prepared.masks[i].astype(int)).max())
-            for i in both
-            if reference["masks"][i] is not None
-            and reference["masks"][i].shape == prepared.masks[i].shape
-            and reference["masks"][i].size
-        ),
-        default=0,
-    )
+    box_diff = np.abs(ref_boxes[both] - prepared.boxes[both]).max(axis=1)
+    moved = both[box_diff > 0]
+    crop_diffs = [
+        np.abs(
+            crop_face(prepared.frames[i], ref_boxes[i]).astype(int)
+            - crop_face(prepared.frames[i], prepared.boxes[i]).astype(int)
+        )
+        for i in moved
+    ]
+    detected = [
+        (a, b)
+        for a, b in zip(ours_seen.detections, theirs_seen.detections, strict=True)
+        if a is not None and b is not None
+    ]
+    det_diff = [int(np.abs(np.subtract(a, b)).max()) for a, b in detected]
+    ours_lm, theirs_lm = np.array(ours_seen.landmarks), np.array(theirs_seen.landmarks)
+    same_masks, mask_max, mask_mean = 0, 0, []
+    for i in both:
+        theirs_mask, ours_mask = reference["masks"][i], prepared.masks[i]
+        if theirs_mask is None or theirs_mask.shape != ours_mask.shape:
+            continue
+        same_masks += int(np.array_equal(theirs_mask, ours_mask))
+        if theirs_mask.size:
+            diff = np.abs(theirs_mask.astype(int) - ours_mask.astype(int))
+            mask_max = max(mask_max, int(diff.max()))
+            mask_mean.append(float(diff.mean()))
+    latent_diff = np.abs(reference["latents"][both] - prepared.latents[both])
     return {
-        "faces_batched": int(prepared.has_face.sum()),
+        "faces": int(prepared.has_face.sum()),
         "faces_per_frame": int(ref_face.sum()),
         "same_face_frames": bool(np.array_equal(ref_face, prepared.has_face)),
-        "boxes_max_abs_diff": int(np.abs(ref_boxes[both] - prepared.boxes[both]).max())
-        if len(both)
-        else 0,
-        "latents_max_abs_diff": float(
-            np.abs(reference["latents"][both] - prepared.latents[both]).max()
-        )
-        if len(both)
+        "s3fd_boxes_max_abs_diff_px": max(det_diff, default=0),
+        "s3fd_boxes_differing": f"{sum(d > 0 for d in det_diff)}/{len(det_diff)}",
+        "landmarks_max_abs_diff_px": _max_abs(ours_lm, theirs_lm)
+        if ours_lm.shape == theirs_lm.shape
+        else None,
+        "boxes_max_abs_diff_px": int(box_diff.max()) if len(both) else 0,
+        "boxes_differing": f"{len(moved)}/{len(both)}",
+        "moved_crops_max_abs_diff": max((int(d.max()) for d in crop_diffs), default=0),
+        "moved_crops_mean_abs_diff": round(float(np.mean([d.mean() for d in crop_diffs])), 3)
+        if crop_diffs
         else 0.0,
+        "latents_max_abs_diff": float(latent_diff.max()) if len(both) else 0.0,
+        "latents_mean_abs_diff": float(latent_diff.mean()) if len(both) else 0.0,
         "masks_identical": f"{same_masks}/{len(both)}",
-        "masks_max_abs_diff": mask_diff,
+        "masks_max_abs_diff": mask_max,
+        "masks_mean_abs_diff": round(float(np.mean(mask_mean)), 4) if mask_mean else 0.0,
     }
 
 
@@ -239,36 +310,67 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def parse_variant(text: str) -> tuple[str, torch.dtype]:
+    mode, _, dtype = text.partition(":")
+    if mode not in ("pipelined", "sequential") or dtype not in ("float32", "float16", "bfloat16"):
+        raise argparse.ArgumentTypeError(f"variant {text!r}: MODE:DTYPE, e.g. pipelined:float16")
+    return mode, getattr(torch, dtype)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, required=True, help="written here if missing")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--scale", type=float, default=1.0, help="downscale the avatar frames")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--variants",
+        type=lambda text: [parse_variant(v) for v in text.split(",")],
+        help="MODE:DTYPE,... (default: pipelined and sequential in the device's face dtype)",
+    )
     parser.add_argument("--smoke", action="store_true", help="CPU check: tiny VAE, 2 small frames")
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.scale = min(args.seconds, 2 / 25), min(args.scale, 0.25)
     device = torch.device(args.device)
+    variants = args.variants or [
+        (mode, default_face_dtype(device)) for mode in ("pipelined", "sequential")
+    ]
     write_models(args.models, tiny_vae=args.smoke)
     engine = MuseTalkEngine.load(args.models, device)
+    faces: dict[torch.dtype, tuple[Any, Any]] = {}
+    for dtype in {torch.float32, *(dtype for _, dtype in variants)}:
+        faces[dtype] = (
+            FaceLocator.load(args.models, device, dtype),
+            FaceParser.load(args.models, device, dtype),
+        )
     say(f"weights written and loaded on {device}")
     frames = round(args.seconds * 25)
+    runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         avatar = write_avatar(Path(tmp) / "avatar.mp4", frames=frames, scale=args.scale)
-        warm_frames = min(WARMUP_FRAMES, frames)
+        warm_frames = min(WARMUP_FRAMES * 4, frames)
         warm = write_avatar(Path(tmp) / "warm.mp4", frames=warm_frames, scale=args.scale)
-        batched(engine, warm)  # allocator, cuDNN and mmpose first-call costs, both paths
-        per_frame(engine, warm)
-        say(f"warmed up; preparing {frames} frames batched")
-        prepared, ours, total_batched = batched(engine, avatar)
-        say(f"batched: {total_batched:.1f} s; now per frame")
+        # allocator, cuDNN autotuning and mmpose first-call costs of every path
+        per_frame(engine, *faces[torch.float32], warm)
+        for mode, dtype in variants:
+            engine.locator, engine.parser = faces[dtype]
+            ours(engine, warm, mode)
+        for mode, dtype in variants:
+            name = f"{mode}:{str(dtype).removeprefix('torch.')}"
+            say(f"preparing {frames} frames: {name}")
+            engine.locator, engine.parser = faces[dtype]
+            prepared, stages, total, seen = ours(engine, avatar, mode)
+            runs[name] = {"prepared": prepared, "stages": stages, "total": total, "seen": seen}
+            say(f"{name}: {total:.2f} s")
+        say("now per frame")
         synchronize(device)
         start = time.perf_counter()
-        reference, theirs = per_frame(engine, avatar)
+        reference, theirs, theirs_seen = per_frame(engine, *faces[torch.float32], avatar)
         total_per_frame = time.perf_counter() - start
-    height, width = prepared.frames.shape[1:3]
+    first = next(iter(runs.values()))["prepared"]
+    height, width = first.frames.shape[1:3]
     result = {
         "benchmark": "prepare",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -279,23 +381,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not args.smoke
         else "random: tiny VAE, full-size S3FD/DWPose/BiSeNet",
         "vae_dtype": str(engine.dtype).removeprefix("torch."),
-        "face_models_dtype": "float32",
-        "avatar": {"frames": frames, "width": width, "height": height, "fps": prepared.fps},
-        "batched_ms_per_frame": per_frame_ms(ours, frames),
-        "per_frame_ms_per_frame": per_frame_ms(theirs, frames),
-        "batched_total_s": round(total_batched, 2),
-        "per_frame_total_s": round(total_per_frame, 2),
-        "speedup": round(total_per_frame / total_batched, 2),
-        "agreement": agreement(prepared, reference),
+        "avatar": {"frames": frames, "width": width, "height": height, "fps": first.fps},
+        "per_frame": {
+            "face_models_dtype": "float32",
+            "ms_per_frame": per_frame_ms(theirs, frames),
+            "total_s": round(total_per_frame, 2),
+        },
+        "variants": {
+            name: {
+                "ms_per_frame": per_frame_ms(run["stages"], frames),
+                "total_s": round(run["total"], 2),
+                "speedup": round(total_per_frame / run["total"], 2),
+                "agreement": agreement(run["prepared"], reference, run["seen"], theirs_seen),
+            }
+            for name, run in runs.items()
+        },
     }
     print(f"prepare benchmark: {frames} frames {width}x{height}, {result['device']}")
-    print(f"{'stage (ms/frame)':<18}{'batched':>10}{'per-frame':>11}")
+    names = list(result["variants"])
+    print(f"{'stage (ms/frame)':<18}" + "".join(f"{n:>20}" for n in names) + f"{'per-frame':>12}")
     for stage in STAGES:
-        a, b = result["batched_ms_per_frame"][stage], result["per_frame_ms_per_frame"][stage]
-        print(f"{stage:<18}{a:>10.2f}{b:>11.2f}")
-    print(f"{'total (s)':<18}{total_batched:>10.2f}{total_per_frame:>11.2f}")
-    print(f"speed-up (per-frame / batched): {result['speedup']}x")
-    print("agreement:", json.dumps(result["agreement"]))
+        row = [result["variants"][n]["ms_per_frame"][stage] for n in names]
+        theirs_ms = result["per_frame"]["ms_per_frame"][stage]
+        print(f"{stage:<18}" + "".join(f"{v:>20.2f}" for v in row) + f"{theirs_ms:>12.2f}")
+    totals = [result["variants"][n]["total_s"] for n in names]
+    print(
+        f"{'total (s)':<18}" + "".join(f"{v:>20.2f}" for v in totals) + f"{total_per_frame:>12.2f}"
+    )
+    for name in names:
+        variant = result["variants"][name]
+        print(
+            f"{name}: speed-up {variant['speedup']}x; agreement", json.dumps(variant["agreement"])
+        )
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -36,7 +36,6 @@ from runtime.engine.audio import (
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.blend import PasteBox
 from runtime.engine.compile_cache import artifacts_path, load_artifacts, save_artifacts
-from runtime.engine.hostpool import host_map
 from runtime.engine.interface import (
     SEGMENT_FRAMES,
     Interrupted,
@@ -51,8 +50,15 @@ from runtime.engine.interface import (
 )
 from runtime.engine.latents import CROP_SIZE, LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
-from runtime.engine.ports import BlurKind, FaceLocatorLike, FaceParserLike, SyncScorerLike
+from runtime.engine.media import AvatarReader, VideoWriter, pick_video_codec
+from runtime.engine.ports import (
+    BlurKind,
+    BoxLike,
+    FaceLocatorLike,
+    FaceParserLike,
+    SyncScorerLike,
+)
+from runtime.engine.preparing import Stages, prepare_frames
 from runtime.engine.resident import ResidentCache
 from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.upsample import fold_upsamplers
@@ -73,6 +79,10 @@ GPU_RESERVED_BYTES = 1024**3
 # A prepared avatar holds every frame in memory (and in the cache object): 60 s at 25 fps of
 # 1080p is about 9 GB. Longer avatars are refused rather than exhausting the host.
 MAX_AVATAR_FRAMES = 1500
+# Preparation on CUDA: frames per chunk through the overlapped stages (preparing.py), and the
+# BiSeNet batch (the official 8 elsewhere); bench/results/2026-11-26-h100-prepare-fp16.md.
+PREPARE_CHUNK_FRAMES = 32
+PARSE_BATCH_SIZE = 8
 MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 KiB each
 # torch.compile mode of `compile_models`: CUDA graphs on top of Inductor. Measured on an H100
 # at batch 64 (bench/results/2026-11-26-h100.md): 426 frames/s end to end against 380 for the
@@ -280,85 +290,107 @@ class MuseTalkEngine:
 
     # ------------------------------------------------------------------ prepare
 
-    def prepare(self, avatar_media: Path, options: AvatarOptions) -> PreparedAvatar:
-        timings: dict[str, float] = {}
-        with _timed(timings, "decode"):
-            source_sha256 = _file_sha256(avatar_media)
-            video = decode_avatar(
-                avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
+    def prepare(
+        self,
+        avatar_media: Path,
+        options: AvatarOptions,
+        *,
+        overlap: bool | None = None,
+        chunk_frames: int | None = None,
+    ) -> PreparedAvatar:
+        """Decode, locate, crop, encode and mask every frame (`preparing.prepare_frames`).
+
+        On CUDA by default the avatar goes through in chunks of PREPARE_CHUNK_FRAMES with the
+        stages overlapped on threads; on CPU one chunk, stage after stage (the models there use
+        every core already). `overlap` / `chunk_frames` override that (tests, benchmark).
+        """
+        on_gpu = self.device.type == "cuda"
+        overlap = on_gpu if overlap is None else overlap
+        chunk_frames = chunk_frames or (PREPARE_CHUNK_FRAMES if on_gpu else self.max_avatar_frames)
+        reader = AvatarReader(
+            avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
+        )
+        with ThreadPoolExecutor(1, thread_name_prefix="prepare-sha256") as hasher:
+            source_sha256 = hasher.submit(_file_sha256, avatar_media)
+            start = time.perf_counter()
+            prepared = prepare_frames(
+                reader.frames(),
+                self._prepare_stages(options, chunk_frames),
+                chunk_frames=chunk_frames,
+                overlap=overlap,
+                device=self.device,
             )
-        # One contiguous copy for the avatar; the decoded list goes before the slow stages run.
-        stacked = np.stack(video.frames)
-        frames = list(stacked)  # views into `stacked`
-        fps = video.fps
-        del video
-        with _timed(timings, "locate"):
-            located = list(
-                self.locator.locate(
-                    frames, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin
-                )
-            )
-        face_at = [i for i, box in enumerate(located) if box is not None]
-        if not face_at:
+            elapsed_ms = (time.perf_counter() - start) * 1000
+        if not prepared.has_face.any():
             raise MediaError(ErrorCode.NO_FACE, "no face found in any avatar frame")
-        boxes = np.zeros((len(frames), 4), dtype=np.int32)
-        for i in face_at:
-            box = located[i]
-            assert box is not None  # noqa: S101  # nosec B101 (face_at: located only)
-            boxes[i] = (box.x1, box.y1, box.x2, box.y2)
-        with _timed(timings, "crop"):
-            crops = np.stack(host_map(lambda i: crop_face(frames[i], boxes[i]), face_at))
-        latents = np.zeros((len(frames), 8, 32, 32), dtype=np.float32)
-        with _timed(timings, "vae_encode"):
-            # Two 256x256 images per frame (masked and reference), so half the render batch.
-            size = max(1, self.pick_batch_size() // 2)
-            start = 0
-            while start < len(face_at):
-
-                def encode(n: int, start: int = start) -> np.ndarray:
-                    encoded = self.codec.encode_crops(crops[start : start + n])
-                    return encoded.float().cpu().numpy()
-
-                encoded, size = halve_on_oom(
-                    encode,
-                    batch_size=size,
-                    min_batch_size=1,
-                    is_oom=_is_oom,
-                    free_memory=self._free_memory,
-                )
-                latents[face_at[start : start + len(encoded)]] = encoded
-                start += len(encoded)
-        with _timed(timings, "parse"):
-            blend_masks = self.parser.blend_masks(
-                [frames[i] for i in face_at],
-                [located[i] for i in face_at],
-                mode=options.blend_mode,
-                blur=self.mask_blur,
-            )
-        masks = [np.zeros((0, 0), dtype=np.uint8)] * len(frames)
-        for i, blend in zip(face_at, blend_masks, strict=True):
-            masks[i] = mask_over_box(blend.mask, blend.crop_box, boxes[i])
-        has_face = np.zeros(len(frames), dtype=bool)
-        has_face[face_at] = True
+        timings = prepared.timings_ms | {"total": elapsed_ms}
         log.info(
             "prepared avatar: %d frames, %d with a face, timings %s",
-            len(frames),
-            len(face_at),
+            len(prepared.frames),
+            int(prepared.has_face.sum()),
             {k: round(v, 1) for k, v in timings.items()},
         )
-        prepared = PreparedAvatar(
-            frames=stacked,
-            boxes=boxes,
-            has_face=has_face,
-            latents=latents,
-            masks=tuple(masks),
-            fps=fps,
+        avatar = PreparedAvatar(
+            frames=prepared.frames,
+            boxes=prepared.boxes,
+            has_face=prepared.has_face,
+            latents=prepared.latents,
+            masks=tuple(prepared.masks),
+            fps=reader.fps,
             options=options,
-            source_sha256=source_sha256,
+            source_sha256=source_sha256.result(),
             model_version=self.model_version,
         )
-        prepared.timings_ms.update(timings)
-        return prepared
+        avatar.timings_ms.update(timings)
+        return avatar
+
+    def _prepare_stages(self, options: AvatarOptions, chunk_frames: int) -> Stages:
+        """The engine's models bound to one avatar's options, per chunk of frames."""
+
+        def locate(frames: Sequence[np.ndarray]) -> Sequence[BoxLike | None]:
+            return self.locator.locate(
+                frames, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin
+            )
+
+        def masks(
+            frames: Sequence[np.ndarray], boxes: Sequence[BoxLike], rows: np.ndarray
+        ) -> list[np.ndarray]:
+            blends = self.parser.blend_masks(
+                frames,
+                boxes,
+                mode=options.blend_mode,
+                blur=self.mask_blur,
+                batch_size=chunk_frames if self.device.type == "cuda" else PARSE_BATCH_SIZE,
+            )
+            return [
+                mask_over_box(blend.mask, blend.crop_box, row)
+                for blend, row in zip(blends, rows, strict=True)
+            ]
+
+        return Stages(locate=locate, crop=crop_face, encode=self._encode_crops, masks=masks)
+
+    def _encode_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Latents of 256x256 crops in batches, halving the batch on GPU out-of-memory."""
+        # Two 256x256 images per frame (masked and reference), so half the render batch.
+        size = max(1, self.pick_batch_size() // 2)
+        parts: list[np.ndarray] = []
+        done = 0
+        while done < len(crops):
+
+            def encode(n: int, start: int = done) -> np.ndarray:
+                encoded = self.codec.encode_crops(crops[start : start + n])
+                return encoded.float().cpu().numpy()
+
+            encoded, size = halve_on_oom(
+                encode,
+                batch_size=size,
+                min_batch_size=1,
+                is_oom=_is_oom,
+                free_memory=self._free_memory,
+            )
+            parts.append(encoded)
+            done += len(encoded)
+        return np.concatenate(parts)
 
     def load_prepared(self, data: bytes) -> PreparedAvatar:
         """A cached avatar; `PreparedAvatarFormatError` (re-prepare) if another format or model

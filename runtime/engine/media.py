@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -48,32 +48,50 @@ def decode_avatar(path: Path, *, still_fps: int, max_frames: int | None = None) 
     A video longer than `max_frames` is refused (MEDIA_TOO_LARGE) as soon as the decoder
     passes the limit: a prepared avatar keeps every frame in memory.
     """
-    is_still = path.suffix.lower() in IMAGE_SUFFIXES
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            frames: list[np.ndarray] = []
-            for frame in container.decode(stream):
-                if max_frames is not None and len(frames) == max_frames:
-                    raise MediaError(
-                        ErrorCode.MEDIA_TOO_LARGE,
-                        f"the avatar video has more than {max_frames} frames",
-                    )
-                frames.append(frame.to_ndarray(format="bgr24"))
-                if is_still:
-                    break
-            rate = stream.average_rate or stream.guessed_rate
-    except av.error.FFmpegError as error:
-        raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar cannot be decoded") from error
-    if not frames:
-        raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no frames")
-    fps = float(still_fps) if is_still or not rate else float(rate)
-    if fps < 1:  # the audio windows use int(fps) frames per second
-        raise MediaError(ErrorCode.INVALID_MEDIA, f"the avatar's frame rate {fps:g} is below 1")
-    return DecodedVideo(frames=frames, fps=fps, is_still=is_still)
+    reader = AvatarReader(path, still_fps=still_fps, max_frames=max_frames)
+    frames = list(reader.frames())
+    return DecodedVideo(frames=frames, fps=reader.fps, is_still=reader.is_still)
+
+
+class AvatarReader:
+    """`decode_avatar` one frame at a time, so preparation can work on the first frames while
+    the decoder reads the rest. `fps` is known once `frames()` is exhausted."""
+
+    def __init__(self, path: Path, *, still_fps: int, max_frames: int | None = None) -> None:
+        self.path = path
+        self.still_fps = still_fps
+        self.max_frames = max_frames
+        self.is_still = path.suffix.lower() in IMAGE_SUFFIXES
+        self.fps = 0.0
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """BGR uint8 [H, W, 3] frames; MediaError for bad media, too many frames or none."""
+        count = 0
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no video stream")
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    if self.max_frames is not None and count == self.max_frames:
+                        raise MediaError(
+                            ErrorCode.MEDIA_TOO_LARGE,
+                            f"the avatar video has more than {self.max_frames} frames",
+                        )
+                    yield frame.to_ndarray(format="bgr24")
+                    count += 1
+                    if self.is_still:
+                        break
+                rate = stream.average_rate or stream.guessed_rate
+        except av.error.FFmpegError as error:
+            raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar cannot be decoded") from error
+        if not count:
+            raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no frames")
+        fps = float(self.still_fps) if self.is_still or not rate else float(rate)
+        if fps < 1:  # the audio windows use int(fps) frames per second
+            raise MediaError(ErrorCode.INVALID_MEDIA, f"the avatar's frame rate {fps:g} is below 1")
+        self.fps = fps
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:

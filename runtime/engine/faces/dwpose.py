@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from runtime.engine.faces.mmlab_compat import import_mmpose
+from runtime.engine.faces.precision import check_face_dtype
 from runtime.engine.hostpool import host_map
 
 logger = logging.getLogger(__name__)
@@ -149,14 +150,24 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 class DWPose:
     """68 face landmarks per BGR frame from the whole-body pose model (int32, truncated)."""
 
-    def __init__(self, model: Any) -> None:  # an mmpose TopdownPoseEstimator
+    def __init__(self, model: Any, dtype: torch.dtype = torch.float32) -> None:
+        """`model`: an mmpose TopdownPoseEstimator. `dtype` other than fp32 runs the network
+        under autocast (mmpose's preprocessing and keypoint decoding stay fp32)."""
         from mmengine.dataset import Compose
 
         self.model = model
+        self.dtype = check_face_dtype(dtype, next(model.parameters()).device)
+        if self.dtype != torch.float32:
+            # mmpose decodes the SimCC vectors in numpy, which has no bfloat16: hand its
+            # decoder fp32 (the head calls its own `forward` directly, so no hook would see it).
+            head, decode = model.head, type(model.head).decode
+            head.decode = lambda outputs: decode(head, tuple(o.float() for o in outputs))
         self._pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
 
     @classmethod
-    def load(cls, checkpoint: Path, device: torch.device) -> DWPose:
+    def load(
+        cls, checkpoint: Path, device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> DWPose:
         from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
         model = build_model(torch.device("cpu"))
@@ -172,7 +183,7 @@ class DWPose:
         dataset_meta = ckpt.get("meta", {}).get("dataset_meta")
         if dataset_meta is not None:  # mmpose prefers the checkpoint's meta over the config's
             model.dataset_meta = dataset_meta
-        return cls(model.to(device).eval())
+        return cls(model.to(device).eval(), dtype)
 
     def _prepare_input(self, frame: np.ndarray) -> dict[str, Any]:
         """`inference_topdown`'s per-image steps with no person box: the whole frame is the box."""
@@ -185,6 +196,10 @@ class DWPose:
         info.update(self.model.dataset_meta)
         return dict(self._pipeline(info))
 
+    def _autocast(self) -> torch.autocast:
+        device_type = next(self.model.parameters()).device.type
+        return torch.autocast(device_type, self.dtype, enabled=self.dtype != torch.float32)
+
     @torch.inference_mode()
     def face_landmarks(self, frames_bgr: Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
         """[N, 68, 2] int32 landmark pixels (x, y), one set per frame (DWPose always answers)."""
@@ -193,7 +208,8 @@ class DWPose:
         out = np.zeros((len(frames_bgr), 68, 2), dtype=np.int32)
         for start in range(0, len(frames_bgr), batch_size):
             items = host_map(self._prepare_input, frames_bgr[start : start + batch_size])
-            samples = self.model.test_step(pseudo_collate(items))
+            with self._autocast():
+                samples = self.model.test_step(pseudo_collate(items))
             for offset, sample in enumerate(samples):
                 keypoints = np.asarray(sample.pred_instances.keypoints)[0]
                 out[start + offset] = keypoints[FACE_KEYPOINTS].astype(np.int32)

@@ -10,6 +10,7 @@ import torch
 
 from runtime.engine.faces.boxes import FaceBox, landmark_box, overlaps_frame, with_extra_margin
 from runtime.engine.faces.dwpose import DWPose
+from runtime.engine.faces.precision import resolve_face_dtype
 from runtime.engine.faces.s3fd import S3FD
 
 S3FD_WEIGHTS = Path("s3fd/s3fd-619a316812.pth")
@@ -30,10 +31,14 @@ class FaceLocator:
         self.landmark_batch_factor = landmark_batch_factor
 
     @classmethod
-    def load(cls, models_dir: Path, device: torch.device) -> FaceLocator:
+    def load(
+        cls, models_dir: Path, device: torch.device, dtype: torch.dtype | None = None
+    ) -> FaceLocator:
+        """Both networks in `dtype` (default: `faces.precision`'s for the device)."""
+        dtype = resolve_face_dtype(dtype, device)
         return cls(
-            S3FD.load(models_dir / S3FD_WEIGHTS, device),
-            DWPose.load(models_dir / DWPOSE_WEIGHTS, device),
+            S3FD.load(models_dir / S3FD_WEIGHTS, device, dtype),
+            DWPose.load(models_dir / DWPOSE_WEIGHTS, device, dtype),
             landmark_batch_factor=GPU_LANDMARK_BATCH_FACTOR if device.type == "cuda" else 1,
         )
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from runtime.engine.faces.bisenet import BiSeNet
 from runtime.engine.faces.boxes import FaceBox
+from runtime.engine.faces.precision import resolve_face_dtype
 from runtime.engine.hostpool import host_map
 
 PARSER_WEIGHTS = Path("face-parse-bisent/79999_iter.pth")
@@ -141,15 +142,26 @@ def finish_mask(
 class FaceParser:
     """BiSeNet parsing of the expanded crop around each face box, turned into blend masks."""
 
-    def __init__(self, net: BiSeNet, device: torch.device) -> None:
-        self.net = net.to(device).eval()
+    def __init__(
+        self, net: BiSeNet, device: torch.device, dtype: torch.dtype | None = None
+    ) -> None:
+        """`dtype` of the network (default: `faces.precision`'s for the device). Reduced
+        precision also runs channels-last (the tensor-core layout); fp32 keeps upstream's."""
+        self.dtype = resolve_face_dtype(dtype, device)
+        self.net = net.to(device=device, dtype=self.dtype).eval()
+        if self.dtype != torch.float32:
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.device = device
         self._mean = torch.tensor(_MEAN, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(_STD, device=device).view(1, 3, 1, 1)
 
     @classmethod
-    def load(cls, models_dir: Path, device: torch.device) -> FaceParser:
-        return cls(BiSeNet.load(models_dir / PARSER_WEIGHTS, models_dir / BACKBONE_WEIGHTS), device)
+    def load(
+        cls, models_dir: Path, device: torch.device, dtype: torch.dtype | None = None
+    ) -> FaceParser:
+        dtype = resolve_face_dtype(dtype, device)  # refuse before reading any weights
+        net = BiSeNet.load(models_dir / PARSER_WEIGHTS, models_dir / BACKBONE_WEIGHTS)
+        return cls(net, device, dtype)
 
     @torch.inference_mode()
     def parse(self, crops: Sequence[Image.Image], batch_size: int = 8) -> np.ndarray:
@@ -159,7 +171,7 @@ class FaceParser:
             resized = host_map(_to_parse_size, crops[start : start + batch_size])
             pixels = torch.from_numpy(np.stack(resized)).to(self.device)
             x = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-            logits = self.net((x - self._mean) / self._std)
+            logits = self.net(((x - self._mean) / self._std).to(self.dtype))
             out[start : start + len(resized)] = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
         return out
 

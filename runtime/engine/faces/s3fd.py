@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from runtime.engine.faces.precision import check_face_dtype
+
 # Per-channel values subtracted after the channel reversal (spec §3.2: RGB order, these values).
 _PIXEL_MEAN = (104.0, 117.0, 123.0)
 _KEEP_MIN_SCORE = 0.5
@@ -35,8 +37,10 @@ class L2Norm(nn.Module):
         self.eps = 1e-10
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
-        return x / norm * self.weight.view(1, -1, 1, 1)
+        # In fp32 whatever the network's dtype: squares of VGG activations overflow fp16.
+        x32 = x.float()
+        norm = x32.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
+        return (x32 / norm * self.weight.float().view(1, -1, 1, 1)).to(x.dtype)
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, stride: int = 1, padding: int = 1) -> nn.Conv2d:
@@ -88,7 +92,8 @@ class S3FDNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Return per head (face probability [B,H,W], box regression [B,4,H,W])."""
+        """Return per head (face probability [B,H,W], box regression [B,4,H,W]), in fp32 whatever
+        the network's dtype, so that the top-score pick sees no extra ties from rounding."""
         h = F.max_pool2d(self._stage(x, "conv1", 2), 2, 2)
         h = F.max_pool2d(self._stage(h, "conv2", 2), 2, 2)
         f3 = self._stage(h, "conv3", 3)
@@ -108,12 +113,12 @@ class S3FDNet(nn.Module):
         ]
         outputs = []
         for name, feature in zip(self._head_names, features, strict=True):
-            logits = getattr(self, f"{name}_mbox_conf")(feature)
+            logits = getattr(self, f"{name}_mbox_conf")(feature).float()
             if logits.shape[1] == 4:
                 background = logits[:, :3].amax(dim=1, keepdim=True)
                 logits = torch.cat([background, logits[:, 3:]], dim=1)
             face_prob = F.softmax(logits, dim=1)[:, 1]
-            outputs.append((face_prob, getattr(self, f"{name}_mbox_loc")(feature)))
+            outputs.append((face_prob, getattr(self, f"{name}_mbox_loc")(feature).float()))
         return outputs
 
 
@@ -196,23 +201,34 @@ def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
 class S3FD:
     """Batched S3FD detection on full-resolution BGR frames; one best face box or None each."""
 
-    def __init__(self, net: S3FDNet, device: torch.device, *, max_batch: int | None = None) -> None:
-        """`max_batch` caps `detect`'s batch size; by default 1 on CPU (see `detect`).
+    def __init__(
+        self,
+        net: S3FDNet,
+        device: torch.device,
+        *,
+        max_batch: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        """`max_batch` caps `detect`'s batch size; by default 1 on CPU (see `detect`). `dtype`:
+        the network's (see `faces.precision`); the input and the answer pick stay fp32.
 
         Channels-last layout: about 20% less CPU time for this VGG trunk at full resolution.
         """
-        self.net = net.to(device).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
+        self.dtype = check_face_dtype(dtype, device)
+        self.net = net.to(device=device, dtype=dtype).to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
         self.device = device
         self.max_batch = (
             max_batch if max_batch is not None else (1 if device.type == "cpu" else None)
         )
 
     @classmethod
-    def load(cls, checkpoint: Path, device: torch.device) -> S3FD:
+    def load(
+        cls, checkpoint: Path, device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> S3FD:
         net = S3FDNet()
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
-        return cls(net, device)
+        return cls(net, device, dtype=dtype)
 
     @torch.inference_mode()
     def detect(
@@ -240,7 +256,7 @@ class S3FD:
         rgb = torch.from_numpy(np.stack(frames_bgr)).to(self.device).flip(-1)
         mean = torch.tensor(_PIXEL_MEAN, device=self.device)
         # NHWC memory viewed as NCHW is exactly the channels-last layout: no copy needed.
-        x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2)
+        x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2).to(self.dtype)
         # Full-resolution frames of one avatar share a shape: let cuDNN pick its fastest
         # kernels for it (as the reference detector does, though it sets it process-wide).
         with _cudnn_benchmark(self.device.type == "cuda"):

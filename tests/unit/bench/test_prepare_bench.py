@@ -22,7 +22,7 @@ def load_bench() -> ModuleType:
 
 
 @pytest.mark.slow
-def test_prepare_benchmark_smoke_mode_agrees_batched_with_per_frame(tmp_path: Path) -> None:
+def test_prepare_benchmark_smoke_mode_agrees_each_variant_with_per_frame(tmp_path: Path) -> None:
     # Given the benchmark script in its CPU smoke mode (tiny VAE, two downscaled frames)
     bench = load_bench()
     torch.set_num_threads(1)
@@ -31,18 +31,27 @@ def test_prepare_benchmark_smoke_mode_agrees_batched_with_per_frame(tmp_path: Pa
     # When it prepares the clip both ways
     bench.main(["--smoke", "--device", "cpu", "--models", str(tmp_path / "m"), "--out", str(out)])
 
-    # Then the report names the setup, times every stage of both paths ...
+    # Then the report names the setup and times every stage of each path ...
     report = json.loads(out.read_text())
     assert report["avatar"]["frames"] == 2
     assert report["weights"].startswith("random")
-    for path in ("batched_ms_per_frame", "per_frame_ms_per_frame"):
-        assert set(report[path]) == {"decode", "s3fd", "dwpose", "crop", "vae_encode", "parse"}
-        assert all(ms > 0 for ms in report[path].values())
-    assert report["speedup"] > 0
-    # ... and the batched result equals the per-frame one
-    agreement = report["agreement"]
-    assert agreement["same_face_frames"] is True
-    assert agreement["faces_batched"] == 2
-    assert agreement["boxes_max_abs_diff"] == 0
-    assert agreement["masks_identical"] == "2/2"
-    assert agreement["latents_max_abs_diff"] < 1e-3
+    per_frame_stages = {"decode", "s3fd", "dwpose", "crop", "vae_encode", "parse"}
+    assert all(report["per_frame"]["ms_per_frame"][s] > 0 for s in per_frame_stages)
+    assert set(report["variants"]) == {"pipelined:float32", "sequential:float32"}
+    pipelined = report["variants"]["pipelined:float32"]
+    sequential = report["variants"]["sequential:float32"]
+    assert all(pipelined["ms_per_frame"][s] > 0 for s in per_frame_stages - {"s3fd", "dwpose"})
+    assert pipelined["ms_per_frame"]["locate"] > 0
+    assert all(sequential["ms_per_frame"][s] > 0 for s in per_frame_stages)
+    # ... and both variants' results equal the per-frame one (fp32 faces on both sides)
+    for variant in (pipelined, sequential):
+        assert variant["speedup"] > 0
+        agreement = variant["agreement"]
+        assert agreement["same_face_frames"] is True
+        assert agreement["faces"] == 2
+        assert agreement["s3fd_boxes_max_abs_diff_px"] == 0
+        assert agreement["landmarks_max_abs_diff_px"] == 0
+        assert agreement["boxes_max_abs_diff_px"] == 0
+        assert agreement["boxes_differing"] == "0/2"
+        assert agreement["masks_identical"] == "2/2"
+        assert agreement["latents_max_abs_diff"] < 1e-3

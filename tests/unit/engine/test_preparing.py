@@ -1,0 +1,101 @@
+"""Preparation in chunks with its stages overlapped on threads (`preparing.py`), on CPU with
+tiny weights: the overlapped path must give exactly what the stage-after-stage path gives."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.common.jobs import AvatarOptions, ErrorCode
+from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.interface import MediaError
+from tests.unit.engine.standins import Box, CentreLocator, LowerHalfParser
+from tests.unit.engine.test_engine import with_parts
+
+
+class RunningLocator(CentreLocator):
+    """CentreLocator whose faceless frames are counted across calls (chunks), not per call."""
+
+    def __init__(self, faceless: Sequence[int] = (), fail_after: int | None = None) -> None:
+        super().__init__()
+        self.faceless_frames = set(faceless)
+        self.fail_after = fail_after
+        self.seen = 0
+
+    def locate(
+        self,
+        frames_bgr: Sequence[np.ndarray],
+        *,
+        bbox_shift: int,
+        extra_margin: int,
+        batch_size: int = 8,
+    ) -> list[Box | None]:
+        if self.fail_after is not None and self.seen >= self.fail_after:
+            raise RuntimeError("detector broke")
+        boxes = super().locate(
+            frames_bgr, bbox_shift=bbox_shift, extra_margin=extra_margin, batch_size=batch_size
+        )
+        first, self.seen = self.seen, self.seen + len(frames_bgr)
+        return [None if first + i in self.faceless_frames else b for i, b in enumerate(boxes)]
+
+
+def assert_same_avatar(a: PreparedAvatar, b: PreparedAvatar) -> None:
+    assert np.array_equal(a.frames, b.frames)
+    assert np.array_equal(a.boxes, b.boxes)
+    assert np.array_equal(a.has_face, b.has_face)
+    assert np.array_equal(a.latents, b.latents)
+    assert len(a.masks) == len(b.masks)
+    assert all(np.array_equal(x, y) for x, y in zip(a.masks, b.masks, strict=True))
+    assert (a.fps, a.source_sha256, a.options) == (b.fps, b.source_sha256, b.options)
+
+
+def test_overlapped_chunks_give_the_same_avatar_as_stage_after_stage(
+    engine: MuseTalkEngine, short_video: Path
+) -> None:
+    # Given an engine whose locator finds no face in frames 2 and 9 of the 12-frame clip
+    def prepare(**how: object) -> PreparedAvatar:
+        custom = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
+        return custom.prepare(short_video, AvatarOptions(), **how)  # type: ignore[arg-type]
+
+    # When it is prepared in chunks of 5 overlapped on threads, in the same chunks one stage
+    # after another, and as the CPU default (one chunk, in order)
+    overlapped = prepare(overlap=True, chunk_frames=5)
+    in_order = prepare(overlap=False, chunk_frames=5)
+    default = prepare()
+
+    # Then the overlapped avatar is exactly the in-order one, faceless frames in their places
+    assert_same_avatar(overlapped, in_order)
+    assert overlapped.has_face.tolist() == [i not in (2, 9) for i in range(12)]
+    assert not overlapped.latents[[2, 9]].any()
+    assert overlapped.latents[[0, 11]].any()
+    assert overlapped.masks[2].size == 0
+    # and the one-chunk default differs from the chunked runs only by the VAE's batch size
+    assert np.array_equal(default.boxes, overlapped.boxes)
+    assert np.allclose(default.latents, overlapped.latents, atol=1e-4)
+    # and every stage reported its time
+    assert {"decode", "locate", "crop", "vae_encode", "parse", "total"} <= set(
+        overlapped.timings_ms
+    )
+
+
+def test_a_failing_stage_fails_the_overlapped_preparation(
+    engine: MuseTalkEngine, short_video: Path
+) -> None:
+    # Given a locator that breaks on the second chunk
+    custom = with_parts(engine, locator=RunningLocator(fail_after=4), parser=LowerHalfParser())
+    # When the clip is prepared in overlapped chunks of 4, Then its error reaches the caller
+    with pytest.raises(RuntimeError, match="detector broke"):
+        custom.prepare(short_video, AvatarOptions(), overlap=True, chunk_frames=4)
+
+
+def test_no_face_in_any_chunk_is_refused(engine: MuseTalkEngine, short_video: Path) -> None:
+    # Given a locator that finds no face anywhere
+    custom = with_parts(engine, locator=RunningLocator(faceless=range(12)))
+    # When it is prepared overlapped, Then NO_FACE
+    with pytest.raises(MediaError) as raised:
+        custom.prepare(short_video, AvatarOptions(), overlap=True, chunk_frames=5)
+    assert raised.value.code is ErrorCode.NO_FACE

@@ -151,13 +151,13 @@ def backoff_seconds(base_seconds: int, receive_count: int) -> int:
 
 
 def recheck_seconds(
-    held: ClaimHeld, *, base_seconds: int, attempt: int, deadline_at: str | None, at: datetime
+    held: ClaimHeld, *, base_seconds: int, wait_number: int, deadline_at: str | None, at: datetime
 ) -> int:
     """When a job waiting for another job's render of its content looks again: the retry base
-    doubled per attempt (bounding the waits behind a long render), but no later than just after
-    the holder expects to be done, its claim expires, or the job's deadline passes."""
+    doubled per wait of this job (bounding the rechecks behind a long render), but no later
+    than just after the holder expects to be done, its claim expires, or the deadline passes."""
     candidates = [
-        backoff_seconds(base_seconds, attempt),
+        backoff_seconds(base_seconds, wait_number),
         _seconds_until(held.expires_at, at) + 1,
     ]
     if held.done_by is not None:
@@ -315,9 +315,7 @@ class JobRunner:
                         message, lease, record, Path(work), timings
                     )
             except ContentInProgress as waiting:
-                return self._wait_for_content(
-                    delivery, message, lease, waiting.held, attempt=record.attempt
-                )
+                return self._wait_for_content(delivery, message, lease, waiting.held)
             except MediaError as error:
                 failure = JobError(code=error.code, message=error.message)
                 return self._fail(delivery, message, lease, failure, timings, delete=True)
@@ -613,25 +611,22 @@ class JobRunner:
             logger.warning("could not extend the render claim")
 
     def _wait_for_content(
-        self,
-        delivery: Delivery,
-        message: JobMessage,
-        lease: Lease,
-        held: ClaimHeld,
-        *,
-        attempt: int,
+        self, delivery: Delivery, message: JobMessage, lease: Lease, held: ClaimHeld
     ) -> Outcome:
         """Back to QUEUED as a new message due at `recheck_seconds`: the next delivery finds
-        the render cached, takes over an expired claim, or expires the job. A new message, so
-        waiting uses up no receives (each wait does count as an attempt)."""
+        the render cached, takes over an expired claim, or expires the job. A wait is not a
+        failed attempt: a new message, so it uses up no receives (a job behind a long render is
+        never dead-lettered), and the job's `attempt` stays as it was (`claim_waits` counts)."""
+        waits = self._store.wait_for_content(
+            lease, "waiting for the same content rendered by another job"
+        )
         delay = recheck_seconds(
             held,
             base_seconds=self._settings.retry_base_seconds,
-            attempt=attempt,
+            wait_number=waits,
             deadline_at=message.deadline_at,
             at=now(),
         )
-        self._store.hand_back(lease, reason="waiting for the same content rendered by another job")
         self._poller.resend(delivery, delay)
         self._metrics.emit({Metric.RENDER_CLAIM_WAITS: 1}, lane=message.lane)
         logger.info("same content rendering for another job; handed back", extra={"delay": delay})

@@ -40,6 +40,7 @@ from runtime.common.keys import (
     segment_key,
 )
 from runtime.common.metrics import Metric
+from runtime.common.preview import write_playlist
 from runtime.common.records import JobRecord
 from runtime.engine.interface import (
     Interrupted,
@@ -486,6 +487,7 @@ class JobRunner:
                 if not preview_logged:
                     self._store.mark_preview_ready(lease)
                     preview_logged = True
+                self._write_preview(message, segment, size)
             except LeaseLost:
                 # Cancelled (maybe purged, so this upload came after the purge's delete): drop
                 # it. Taken over by another worker: leave it, it is that worker's segment too.
@@ -502,6 +504,25 @@ class JobRunner:
             on_segment=on_segment,
             encoders=self._settings.segment_encoders,
         )
+
+    def _write_preview(self, message: JobMessage, segment: Segment, segment_frames: int) -> None:
+        """Rewrite the preview playlist to end at `segment`: players poll the playlist, not the
+        status, so it must be current as segments land. Best effort: a failed write leaves the
+        previous listing, and the next segment (or a status read) rewrites it."""
+        try:
+            write_playlist(
+                self._s3,
+                bucket=self._settings.outputs_bucket,
+                tenant=message.tenant,
+                job_id=message.job_id,
+                segments_done=segment.index + 1,
+                segment_frames=segment_frames,
+                fps=segment.fps,
+                frames_total=self._stop.frames_total,
+                expiry_seconds=self._settings.limits.download_url_expiry_seconds,
+            )
+        except (ClientError, BotoCoreError):
+            logger.warning("could not write the preview playlist", extra={"segment": segment.index})
 
     def _delete_segments(self, message: JobMessage, count: int) -> None:
         """Segments and the preview playlist go once the mp4 exists (the outputs bucket's expiry

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -51,6 +52,7 @@ from runtime.engine.interface import (
     Rendered,
     Segment,
     SegmentPlan,
+    SyncSums,
     segment_count,
     segment_file_name,
 )
@@ -77,6 +79,7 @@ MAX_BACKOFF_SECONDS = 900
 # After the holder's last frame: muxing, upload and the cache copy, before the cache answers.
 RENDER_FINISH_MARGIN_SECONDS = 2
 PROGRESS_WRITE_SECONDS = 2.0
+SYNC_SUMS_METADATA = "sync-sums"  # S3 user metadata of a segment: its sync-score sums (JSON)
 
 
 class Outcome(StrEnum):
@@ -452,12 +455,12 @@ class JobRunner:
             self._delete_segments(message, done)
             self._store.reset_segments(lease)
             done = 0
+        sums_before: SyncSums | None = None
         for index in range(done):
             try:
-                self._s3.download_file(
-                    self._settings.outputs_bucket,
+                sums = self._download_segment(
                     segment_key(message.tenant, message.job_id, index),
-                    str(directory / segment_file_name(index)),
+                    directory / segment_file_name(index),
                 )
             except ClientError as error:
                 if not _is_missing(error):
@@ -465,16 +468,18 @@ class JobRunner:
                 logger.warning("segment missing; resuming before it", extra={"segment": index})
                 done = index
                 break
+            if sums is not None:
+                sums_before = sums if sums_before is None else sums_before.plus(sums)
         preview_logged = record.preview_ready_at is not None
 
         def on_segment(segment: Segment) -> None:
             nonlocal preview_logged
             key = segment_key(message.tenant, message.job_id, segment.index)
+            extra: dict[str, Any] = {"ContentType": "video/mp2t"}
+            if segment.sync_sums is not None:  # kept with the segment for a resumed score
+                extra["Metadata"] = {SYNC_SUMS_METADATA: sync_sums_json(segment.sync_sums)}
             self._s3.upload_file(
-                str(segment.path),
-                self._settings.outputs_bucket,
-                key,
-                ExtraArgs={"ContentType": "video/mp2t"},
+                str(segment.path), self._settings.outputs_bucket, key, ExtraArgs=extra
             )
             try:
                 self._store.segment_done(
@@ -503,7 +508,16 @@ class JobRunner:
             start_frame=done * size,
             on_segment=on_segment,
             encoders=self._settings.segment_encoders,
+            sync_sums_before=sums_before,
         )
+
+    def _download_segment(self, key: str, path: Path) -> SyncSums | None:
+        """An earlier attempt's segment to `path`; the sync-score sums kept with it, if any."""
+        response = self._s3.get_object(Bucket=self._settings.outputs_bucket, Key=key)
+        with path.open("wb") as file:
+            shutil.copyfileobj(response["Body"], file)
+        stored = response.get("Metadata", {}).get(SYNC_SUMS_METADATA)
+        return None if stored is None else parse_sync_sums(stored)
 
     def _write_preview(self, message: JobMessage, segment: Segment, segment_frames: int) -> None:
         """Rewrite the preview playlist to end at `segment`: players poll the playlist, not the
@@ -841,6 +855,21 @@ class JobRunner:
                 logger.warning("progress write failed")
 
         return progress
+
+
+def sync_sums_json(sums: SyncSums) -> str:
+    """Compact JSON for S3 user metadata (2 KB a object: 31 offsets of repr floats fit)."""
+    return json.dumps({"s": list(sums.similarity), "n": sums.windows}, separators=(",", ":"))
+
+
+def parse_sync_sums(stored: str) -> SyncSums | None:
+    """The sums kept with a segment; None (no score from it) when unreadable."""
+    try:
+        value = json.loads(stored)
+        return SyncSums(tuple(float(v) for v in value["s"]), int(value["n"]))
+    except (ValueError, KeyError, TypeError):
+        logger.warning("unreadable sync sums on a segment; the score leaves it out")
+        return None
 
 
 def _is_missing(error: ClientError) -> bool:

@@ -14,6 +14,10 @@ from runtime.local.stack import worker_env
 from runtime.worker.config import WorkerSettings
 
 
+def arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{resource}"
+
+
 def local_resources(*, share_renders: bool) -> LocalResources:
     config = dataclasses.replace(
         stage_config("dev"), share_render_cache_across_tenants=share_renders
@@ -27,9 +31,9 @@ def local_resources(*, share_renders: bool) -> LocalResources:
         buckets={role: f"bucket-{role.value}" for role in BucketRole},
         queue_urls=lanes,
         dead_letter_queue_urls=lanes,
-        completion_topic_arn="arn:aws:sns:us-east-1:123456789012:completion",
-        alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:alarms",
-        webhook_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:hook",  # noqa: S106
+        completion_topic_arn=arn("sns", "completion"),
+        alarm_topic_arn=arn("sns", "alarms"),
+        webhook_secret_arn=arn("secretsmanager", "secret:hook"),
         webhook_queue_url="http://127.0.0.1:9/webhooks",
     )
 

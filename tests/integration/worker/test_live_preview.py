@@ -4,6 +4,9 @@ the API)."""
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,11 +18,25 @@ from runtime.common.keys import preview_playlist_key, segment_key
 from runtime.common.names import BucketRole, EnvVar
 from runtime.engine.interface import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
+from runtime.worker.telemetry import logger as worker_logger
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
 from tests.support.worker_world import WorkerWorld
 
 SEGMENT_FRAMES = 50  # yongen.wav is 200 frames at 25 fps: 4 segments
+WORKER_SERVICE = worker_logger.service
+
+
+@pytest.fixture
+def worker_log_lines() -> Iterator[io.StringIO]:
+    """Every line the worker's logger writes, formatted as in the task's log stream (JSON)."""
+    worker_logger = logging.getLogger(WORKER_SERVICE)
+    sink = io.StringIO()
+    capture = logging.StreamHandler(sink)
+    capture.setFormatter(worker_logger.handlers[0].formatter)
+    worker_logger.addHandler(capture)
+    yield sink
+    worker_logger.removeHandler(capture)
 
 
 @dataclass(frozen=True)
@@ -74,7 +91,7 @@ class PlaylistWatcher(SmallEngine):
 
 
 def test_the_playlist_lists_each_segment_as_soon_as_it_uploads(
-    world: WorkerWorld, make_worker: MakeWorker, capsys: pytest.CaptureFixture[str]
+    world: WorkerWorld, make_worker: MakeWorker, worker_log_lines: io.StringIO
 ) -> None:
     # Given a job rendered in four segments, and nobody reading its status
     message = world.submit()
@@ -104,6 +121,6 @@ def test_the_playlist_lists_each_segment_as_soon_as_it_uploads(
     )
     assert listing.get("KeyCount", 0) == 0
     # And no signature reached the worker's log
-    logged = capsys.readouterr().out
+    logged = worker_log_lines.getvalue()
     assert message.job_id in logged  # the capture works
     assert "X-Amz-Signature" not in logged

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from runtime.common.jobs import AvatarOptions, RenderOptions
@@ -19,9 +20,17 @@ from runtime.engine.interface import (
     SyncSums,
     segment_file_name,
 )
+from tests.unit.engine.conftest import write_wav
 
 NO_SKIP = RenderOptions(skip_silence=False)
-SEGMENT = 20  # frames: the 50-frame clip makes segments of 20, 20 and 10
+SEGMENT = 16  # frames (one SyncNet window): the 36-frame clip makes segments of 16, 16 and 4
+
+
+@pytest.fixture(scope="module")
+def speech(speech_16k: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1.44 s of speech: 36 frames at 25 fps."""
+    path = tmp_path_factory.mktemp("speech") / "speech-1.44s.wav"
+    return write_wav(path, speech_16k[6400 : 6400 + 23040], 16000)
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +73,19 @@ def render(
 
 
 def test_an_interrupted_and_resumed_render_scores_like_an_uninterrupted_one(
-    engine: MuseTalkEngine, avatar: PreparedAvatar, silence_then_speech: Path, tmp_path: Path
+    engine: MuseTalkEngine, avatar: PreparedAvatar, speech: Path, tmp_path: Path
 ) -> None:
-    # Given the real engine with its SyncNet scorer (tiny random weights) and a 50-frame clip
+    # Given the real engine with its SyncNet scorer (tiny random weights) and a 36-frame clip
     assert engine.scorer is not None
-    whole, whole_segments = render(engine, avatar, silence_then_speech, tmp_path / "whole")
+    whole, whole_segments = render(engine, avatar, speech, tmp_path / "whole")
     assert whole is not None
     assert whole.sync_confidence is not None
-    # And each full segment reported its sums (the 10-frame one is shorter than a window)
+    # And each full segment reported its sums (the 4-frame one is shorter than a window)
     assert [s.sync_sums is not None for s in whole_segments] == [True, True, False]
 
     # When a render is stopped after its first segment
     first, first_segments = render(
-        engine, avatar, silence_then_speech, tmp_path / "first", stop_after_frames=SEGMENT
+        engine, avatar, speech, tmp_path / "first", stop_after_frames=SEGMENT
     )
     assert first is None
     assert [s.index for s in first_segments] == [0]
@@ -89,7 +98,7 @@ def test_an_interrupted_and_resumed_render_scores_like_an_uninterrupted_one(
     resumed, _ = render(
         engine,
         avatar,
-        silence_then_speech,
+        speech,
         resumed_dir,
         start_frame=SEGMENT,
         sums_before=kept,

@@ -56,10 +56,10 @@ def run_demo(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> 
             str(tmp_path / "work"),
             "--out",
             str(out),
-            # Small enough for the 2-core CI budget: 5 avatar frames (each prepared by the full-size
-            # face models on CPU, ~1 s a frame), 25 output frames cycling over them.
+            # Small enough for the 2-core CI budget: 2 avatar frames (a video all the same; the
+            # full-size face models take 1-3 s a frame on CPU), 25 output frames cycling over them.
             "--avatar-seconds",
-            "0.2",
+            "0.08",
             "--max-side",
             "360",
             "--audio-seconds",

@@ -65,7 +65,9 @@ from runtime.local.stack import (
     ENV_LOCAL_DEAD_LETTER_QUEUES,
     _child_env,
     _subscribe_completion_queue,
-    _worker_env,
+)
+from runtime.local.stack import (
+    worker_env as stage_worker_env,
 )
 from tests.support.poison_media import flat_png, huge_png, silent_wav, tone_wav
 
@@ -321,7 +323,7 @@ def chaos_stack(config: ChaosConfig, work: Path) -> Iterator[Stack]:
             counter[0] += 1
             worker_env = {
                 **worker_base,
-                **_worker_env(resources, models),
+                **stage_worker_env(resources, models),
                 # Short leases so a SIGKILLed worker's job is taken over within seconds.
                 EnvVar.VISIBILITY_TIMEOUT_SECONDS: "4",
                 EnvVar.HEARTBEAT_SECONDS: "1",

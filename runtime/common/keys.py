@@ -46,7 +46,7 @@ def segment_key(tenant: str, job_id: str, index: int) -> str:
 
 
 def preview_playlist_key(tenant: str, job_id: str) -> str:
-    """The live preview's HLS playlist, rewritten by the API on each status read."""
+    """The live preview's HLS playlist, rewritten by the worker per segment and the API per read."""
     return f"{job_segments_prefix(tenant, job_id)}preview.m3u8"
 
 

@@ -58,7 +58,9 @@ class JobRecord(BaseModel):
     audio: MediaRef
     options: RenderOptions = RenderOptions()
     webhook_url: str | None = None
-    attempt: int = 0
+    attempt: int = 0  # delivery attempts (retries, crashes, hand-backs); never a claim wait
+    # Times this job went back to the queue to wait for another job's render of its content.
+    claim_waits: int | None = None
     lease_owner: str | None = None
     lease_expires_at: str | None = None
     # SQS message id the lease was taken with: a redelivery of that same message must not be

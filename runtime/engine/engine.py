@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -471,6 +471,21 @@ class MuseTalkEngine:
                 frames_per_segment=SPLIT_SEGMENT_FRAMES,
                 encoders=self.segment_encoders,
             )
+        scores = None
+        if segments is not None and self.scorer is not None:
+            # Resumable: scored segment by segment, so a resumed render scores the whole clip.
+            from runtime.engine.sync.segmented import segment_scores
+
+            scores = segment_scores(
+                self.scorer,
+                audio_16k,
+                avatar.fps,
+                segments,
+                total_frames=total,
+                max_frames=MAX_SYNC_FRAMES,
+            )
+            if scores is not None:
+                plan = replace(segments, on_segment=scores.reporting(segments.on_segment))
         writer: VideoWriter | SegmentedVideoWriter
         stream = {
             "width": width,
@@ -498,9 +513,11 @@ class MuseTalkEngine:
                     for i in range(done, end):
                         source = avatar.frames[avatar.cycle_index(i)]
                         frame, face = self._compose(avatar, i, source, generated.get(i))
-                        writer.write(frame)
-                        if self.scorer is not None and i < MAX_SYNC_FRAMES:
+                        if scores is not None:  # before the write: sums precede the segment
+                            scores.add(i, face)
+                        elif self.scorer is not None and i < MAX_SYNC_FRAMES:
                             sync_faces.append(face)
+                        writer.write(frame)
                 done = end
                 return end
 
@@ -574,7 +591,12 @@ class MuseTalkEngine:
             if isinstance(writer, SegmentedVideoWriter):
                 timings["remux"] = writer.remux_ms
         sync_confidence, sync_offset = None, None
-        if self.scorer is not None and len(sync_faces) >= SYNC_WINDOW_FRAMES:
+        if scores is not None:
+            with _timed(timings, "sync"):
+                whole = scores.score()
+            if whole is not None:
+                sync_confidence, sync_offset = whole.confidence, whole.offset_frames
+        elif self.scorer is not None and len(sync_faces) >= SYNC_WINDOW_FRAMES:
             with _timed(timings, "sync"):
                 try:
                     score = self.scorer.score(np.stack(sync_faces), audio_16k, avatar.fps)

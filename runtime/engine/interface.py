@@ -51,16 +51,38 @@ class Interrupted(Exception):
 
 
 @dataclass(frozen=True)
+class SyncSums:
+    """The sync scorer's similarity sums, one per audio offset, over the SyncNet windows of some
+    frames (`windows` of them). Sums of separate segments add up, so a render resumed at a
+    segment scores the whole clip from the earlier segments' sums plus its own."""
+
+    similarity: tuple[float, ...]
+    windows: int
+
+    def plus(self, other: SyncSums | None) -> SyncSums:
+        if other is None:
+            return self
+        if len(other.similarity) != len(self.similarity):
+            raise ValueError("sync sums over different offset ranges do not add up")
+        return SyncSums(
+            tuple(a + b for a, b in zip(self.similarity, other.similarity, strict=True)),
+            self.windows + other.windows,
+        )
+
+
+@dataclass(frozen=True)
 class Segment:
     """One finished segment of a segmented render: frames [first_frame, first_frame + frames)
     as an MPEG-TS file (H.264 starting with an IDR frame, plus its stretch of the audio for
-    previews) that plays on its own."""
+    previews) that plays on its own. `sync_sums`: its frames' sync-score sums (None when the
+    engine scores none of them), to keep with the segment for a resumed render's score."""
 
     index: int
     first_frame: int
     frames: int
     path: Path
     fps: float
+    sync_sums: SyncSums | None = None
 
 
 SegmentFn = Callable[[Segment], None]
@@ -83,6 +105,9 @@ class SegmentPlan:
     start_frame: int = 0
     on_segment: SegmentFn | None = None
     encoders: int = 1
+    # The `sync_sums` of the segments before `start_frame` added in index order (kept from the
+    # earlier attempt), so the render's sync score covers the whole clip.
+    sync_sums_before: SyncSums | None = None
 
     def __post_init__(self) -> None:
         if self.frames_per_segment < 1 or self.encoders < 1:

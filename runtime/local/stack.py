@@ -150,7 +150,7 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
             cleanup,
             "worker",
             [sys.executable, "-m", "runtime.worker"],
-            env={**env, **_worker_env(resources, models)},
+            env={**env, **worker_env(resources, models)},
             log_path=logs / "worker.log",
             grace_seconds=config.task_stop_timeout_seconds,
         )
@@ -241,7 +241,9 @@ def _child_env(resources: LocalResources) -> dict[str, str]:
     return env
 
 
-def _worker_env(resources: LocalResources, models_cache: Path) -> dict[str, str]:
+def worker_env(resources: LocalResources, models_cache: Path) -> dict[str, str]:
+    """The worker's own variables on top of `runtime_env`: the stage's settings as the stack
+    passes them to the worker task, plus local-only knobs (CPU, short polls)."""
     config = resources.config
     return {
         EnvVar.MODELS_DIR: str(models_cache),
@@ -250,6 +252,9 @@ def _worker_env(resources: LocalResources, models_cache: Path) -> dict[str, str]
         EnvVar.VISIBILITY_TIMEOUT_SECONDS: str(config.visibility_timeout_seconds),
         EnvVar.STOP_TIMEOUT_SECONDS: str(config.task_stop_timeout_seconds),
         EnvVar.MAX_RECEIVE_COUNT: str(config.interactive.max_receive_count),
+        EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS: (
+            "true" if config.share_render_cache_across_tenants else "false"
+        ),
         EnvVar.AVATAR_CACHE_MEMORY_BYTES: str(1024**3),
         EnvVar.HEALTH_PORT: str(free_port()),
         EnvVar.DEVICE: "cpu",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -40,6 +41,7 @@ from runtime.common.keys import (
     segment_key,
 )
 from runtime.common.metrics import Metric
+from runtime.common.preview import write_playlist
 from runtime.common.records import JobRecord
 from runtime.engine.interface import (
     Interrupted,
@@ -50,6 +52,7 @@ from runtime.engine.interface import (
     Rendered,
     Segment,
     SegmentPlan,
+    SyncSums,
     segment_count,
     segment_file_name,
 )
@@ -76,6 +79,7 @@ MAX_BACKOFF_SECONDS = 900
 # After the holder's last frame: muxing, upload and the cache copy, before the cache answers.
 RENDER_FINISH_MARGIN_SECONDS = 2
 PROGRESS_WRITE_SECONDS = 2.0
+SYNC_SUMS_METADATA = "sync-sums"  # S3 user metadata of a segment: its sync-score sums (JSON)
 
 
 class Outcome(StrEnum):
@@ -151,13 +155,13 @@ def backoff_seconds(base_seconds: int, receive_count: int) -> int:
 
 
 def recheck_seconds(
-    held: ClaimHeld, *, base_seconds: int, attempt: int, deadline_at: str | None, at: datetime
+    held: ClaimHeld, *, base_seconds: int, wait_number: int, deadline_at: str | None, at: datetime
 ) -> int:
     """When a job waiting for another job's render of its content looks again: the retry base
-    doubled per attempt (bounding the waits behind a long render), but no later than just after
-    the holder expects to be done, its claim expires, or the job's deadline passes."""
+    doubled per wait of this job (bounding the rechecks behind a long render), but no later
+    than just after the holder expects to be done, its claim expires, or the deadline passes."""
     candidates = [
-        backoff_seconds(base_seconds, attempt),
+        backoff_seconds(base_seconds, wait_number),
         _seconds_until(held.expires_at, at) + 1,
     ]
     if held.done_by is not None:
@@ -315,9 +319,7 @@ class JobRunner:
                         message, lease, record, Path(work), timings
                     )
             except ContentInProgress as waiting:
-                return self._wait_for_content(
-                    delivery, message, lease, waiting.held, attempt=record.attempt
-                )
+                return self._wait_for_content(delivery, message, lease, waiting.held)
             except MediaError as error:
                 failure = JobError(code=error.code, message=error.message)
                 return self._fail(delivery, message, lease, failure, timings, delete=True)
@@ -453,12 +455,12 @@ class JobRunner:
             self._delete_segments(message, done)
             self._store.reset_segments(lease)
             done = 0
+        sums_before: SyncSums | None = None
         for index in range(done):
             try:
-                self._s3.download_file(
-                    self._settings.outputs_bucket,
+                sums = self._download_segment(
                     segment_key(message.tenant, message.job_id, index),
-                    str(directory / segment_file_name(index)),
+                    directory / segment_file_name(index),
                 )
             except ClientError as error:
                 if not _is_missing(error):
@@ -466,16 +468,18 @@ class JobRunner:
                 logger.warning("segment missing; resuming before it", extra={"segment": index})
                 done = index
                 break
+            if sums is not None:
+                sums_before = sums if sums_before is None else sums_before.plus(sums)
         preview_logged = record.preview_ready_at is not None
 
         def on_segment(segment: Segment) -> None:
             nonlocal preview_logged
             key = segment_key(message.tenant, message.job_id, segment.index)
+            extra: dict[str, Any] = {"ContentType": "video/mp2t"}
+            if segment.sync_sums is not None:  # kept with the segment for a resumed score
+                extra["Metadata"] = {SYNC_SUMS_METADATA: sync_sums_json(segment.sync_sums)}
             self._s3.upload_file(
-                str(segment.path),
-                self._settings.outputs_bucket,
-                key,
-                ExtraArgs={"ContentType": "video/mp2t"},
+                str(segment.path), self._settings.outputs_bucket, key, ExtraArgs=extra
             )
             try:
                 self._store.segment_done(
@@ -488,6 +492,7 @@ class JobRunner:
                 if not preview_logged:
                     self._store.mark_preview_ready(lease)
                     preview_logged = True
+                self._write_preview(message, segment, size)
             except LeaseLost:
                 # Cancelled (maybe purged, so this upload came after the purge's delete): drop
                 # it. Taken over by another worker: leave it, it is that worker's segment too.
@@ -503,7 +508,35 @@ class JobRunner:
             start_frame=done * size,
             on_segment=on_segment,
             encoders=self._settings.segment_encoders,
+            sync_sums_before=sums_before,
         )
+
+    def _download_segment(self, key: str, path: Path) -> SyncSums | None:
+        """An earlier attempt's segment to `path`; the sync-score sums kept with it, if any."""
+        response = self._s3.get_object(Bucket=self._settings.outputs_bucket, Key=key)
+        with path.open("wb") as file:
+            shutil.copyfileobj(response["Body"], file)
+        stored = response.get("Metadata", {}).get(SYNC_SUMS_METADATA)
+        return None if stored is None else parse_sync_sums(stored)
+
+    def _write_preview(self, message: JobMessage, segment: Segment, segment_frames: int) -> None:
+        """Rewrite the preview playlist to end at `segment`: players poll the playlist, not the
+        status, so it must be current as segments land. Best effort: a failed write leaves the
+        previous listing, and the next segment (or a status read) rewrites it."""
+        try:
+            write_playlist(
+                self._s3,
+                bucket=self._settings.outputs_bucket,
+                tenant=message.tenant,
+                job_id=message.job_id,
+                segments_done=segment.index + 1,
+                segment_frames=segment_frames,
+                fps=segment.fps,
+                frames_total=self._stop.frames_total,
+                expiry_seconds=self._settings.limits.download_url_expiry_seconds,
+            )
+        except (ClientError, BotoCoreError):
+            logger.warning("could not write the preview playlist", extra={"segment": segment.index})
 
     def _delete_segments(self, message: JobMessage, count: int) -> None:
         """Segments and the preview playlist go once the mp4 exists (the outputs bucket's expiry
@@ -613,25 +646,22 @@ class JobRunner:
             logger.warning("could not extend the render claim")
 
     def _wait_for_content(
-        self,
-        delivery: Delivery,
-        message: JobMessage,
-        lease: Lease,
-        held: ClaimHeld,
-        *,
-        attempt: int,
+        self, delivery: Delivery, message: JobMessage, lease: Lease, held: ClaimHeld
     ) -> Outcome:
         """Back to QUEUED as a new message due at `recheck_seconds`: the next delivery finds
-        the render cached, takes over an expired claim, or expires the job. A new message, so
-        waiting uses up no receives (each wait does count as an attempt)."""
+        the render cached, takes over an expired claim, or expires the job. A wait is not a
+        failed attempt: a new message, so it uses up no receives (a job behind a long render is
+        never dead-lettered), and the job's `attempt` stays as it was (`claim_waits` counts)."""
+        waits = self._store.wait_for_content(
+            lease, "waiting for the same content rendered by another job"
+        )
         delay = recheck_seconds(
             held,
             base_seconds=self._settings.retry_base_seconds,
-            attempt=attempt,
+            wait_number=waits,
             deadline_at=message.deadline_at,
             at=now(),
         )
-        self._store.hand_back(lease, reason="waiting for the same content rendered by another job")
         self._poller.resend(delivery, delay)
         self._metrics.emit({Metric.RENDER_CLAIM_WAITS: 1}, lane=message.lane)
         logger.info("same content rendering for another job; handed back", extra={"delay": delay})
@@ -825,6 +855,21 @@ class JobRunner:
                 logger.warning("progress write failed")
 
         return progress
+
+
+def sync_sums_json(sums: SyncSums) -> str:
+    """Compact JSON for S3 user metadata (2 KB a object: 31 offsets of repr floats fit)."""
+    return json.dumps({"s": list(sums.similarity), "n": sums.windows}, separators=(",", ":"))
+
+
+def parse_sync_sums(stored: str) -> SyncSums | None:
+    """The sums kept with a segment; None (no score from it) when unreadable."""
+    try:
+        value = json.loads(stored)
+        return SyncSums(tuple(float(v) for v in value["s"]), int(value["n"]))
+    except (ValueError, KeyError, TypeError):
+        logger.warning("unreadable sync sums on a segment; the score leaves it out")
+        return None
 
 
 def _is_missing(error: ClientError) -> bool:

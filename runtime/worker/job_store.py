@@ -17,7 +17,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from runtime.common.events import JobEvent, append_clause, append_event
+from runtime.common.events import (
+    EVENTS_ATTRIBUTE,
+    JobEvent,
+    append_clause,
+    append_event,
+    event_item,
+)
 from runtime.common.jobs import JobError, JobStatus, MediaRef, StageTimings
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk, lane_stats_pk
@@ -35,6 +41,9 @@ class Lease:
     job_id: str
     owner: str
     attempt: int
+    # Index in the job's event log of the PREPARING event the acquire appended (a wait for
+    # another job's render replaces it, so a wait logs one event, not two).
+    acquired_event: int | None = None
 
 
 def utc_now() -> datetime:
@@ -141,8 +150,10 @@ class JobStore:
             if condition_failed(error):
                 return None
             raise
-        record = JobRecord.from_item(response["Attributes"])
-        return Lease(job_id, owner, record.attempt), record
+        attributes = response["Attributes"]
+        record = JobRecord.from_item(attributes)
+        acquired_event = len(attributes.get(EVENTS_ATTRIBUTE) or []) - 1
+        return Lease(job_id, owner, record.attempt, acquired_event), record
 
     def extend(self, lease: Lease, lease_seconds: float) -> None:
         self._fenced_update(
@@ -334,23 +345,39 @@ class JobStore:
         self, lease: Lease, *, batch_size_hint: int | None = None, reason: str | None = None
     ) -> None:
         """Back to QUEUED for the next delivery; the attempt count stays as it is."""
-        # Back in the lane's queue-position index (`lane` is the job's own attribute).
-        expression = (
-            "SET #status = :queued, updated_at = :now, progress = :zero, queued_lane = lane"
-        )
-        values: dict[str, Any] = {
-            ":queued": JobStatus.QUEUED.value,
-            ":now": iso(utc_now()),
-            ":zero": 0,
-        }
+        expression, values = _queued_again()
         if batch_size_hint is not None:
             expression += ", batch_size_hint = :hint"
             values[":hint"] = batch_size_hint
-        expression += " REMOVE lease_owner, lease_expires_at, lease_message_id"
+        expression += _UNLEASE
         detail = reason or (
             "handed back" if batch_size_hint is None else "handed back with a smaller batch"
         )
         self._fenced_update(lease, *with_status_event(expression, values, JobStatus.QUEUED, detail))
+
+    def wait_for_content(self, lease: Lease, detail: str) -> int:
+        """Back to QUEUED to wait for another job's render of the same content. A wait is not a
+        delivery attempt: `attempt` goes back to what it was before this delivery's acquire
+        (the lease it fenced ends with this very write and nothing writes under it after: the
+        heartbeat has stopped, no render started), `claim_waits` counts the wait, and the
+        acquire's PREPARING event is replaced by this wait's QUEUED event, so each wait logs one
+        event. Returns the waits so far."""
+        expression, values = _queued_again()
+        expression += (
+            ", attempt = attempt - :one, claim_waits = if_not_exists(claim_waits, :zero) + :one"
+        )
+        values[":one"] = 1
+        event = JobEvent(at=iso(utc_now()), kind="status", status=JobStatus.QUEUED, detail=detail)
+        if lease.acquired_event is not None and lease.acquired_event >= 0:
+            expression += f", {EVENTS_ATTRIBUTE}[{lease.acquired_event}] = :wait_event"
+            values[":wait_event"] = event_item(event)
+        else:  # an acquire that logged nothing (cannot happen today): log the wait itself
+            clause, event_values = append_clause(event)
+            expression += f", {clause}"
+            values.update(event_values)
+        expression += _UNLEASE
+        response = self._fenced_update(lease, expression, values, return_new=True)
+        return int(response["Attributes"]["claim_waits"])
 
     def record_event(self, job_id: str, event: JobEvent) -> None:
         """Append to the job's event log (bounded; a full log drops the event)."""
@@ -410,7 +437,7 @@ class JobStore:
         self, lease: Lease, expression: str, values: dict[str, Any], names: dict[str, str]
     ) -> JobRecord:
         expression += ", completion_pending = :pending"
-        expression += " REMOVE lease_owner, lease_expires_at, lease_message_id"
+        expression += _UNLEASE
         values = {**values, ":pending": True}
         response = self._fenced_update(lease, expression, values, names, return_new=True)
         return JobRecord.from_item(response["Attributes"])
@@ -448,6 +475,21 @@ class JobStore:
             if condition_failed(error):
                 raise LeaseLost(lease.job_id) from None
             raise
+
+
+_UNLEASE = " REMOVE lease_owner, lease_expires_at, lease_message_id"
+
+
+def _queued_again() -> tuple[str, dict[str, Any]]:
+    """The start of a hand-back: QUEUED, no progress, back in the lane's queue-position index
+    (`lane` is the job's own attribute)."""
+    expression = "SET #status = :queued, updated_at = :now, progress = :zero, queued_lane = lane"
+    values: dict[str, Any] = {
+        ":queued": JobStatus.QUEUED.value,
+        ":now": iso(utc_now()),
+        ":zero": 0,
+    }
+    return expression, values
 
 
 def condition_failed(error: ClientError) -> bool:

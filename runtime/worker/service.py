@@ -53,9 +53,11 @@ class AwsClients:
     secrets: Any
 
     @classmethod
-    def create(cls) -> AwsClients:
-        """Clients for the default session; `AWS_ENDPOINT_URL` (local mode) is honoured by boto3."""
-        session = boto3.session.Session()
+    def create(cls, session: boto3.session.Session | None = None) -> AwsClients:
+        """Clients of a new session (or of `session`: building a session's first clients loads
+        the service models, which in-process tests share instead of paying per worker);
+        `AWS_ENDPOINT_URL` (local mode) is honoured by boto3."""
+        session = session or boto3.session.Session()
         return cls(
             s3=session.client("s3", config=_AWS_CONFIG),
             sqs=session.client("sqs", config=_AWS_CONFIG),

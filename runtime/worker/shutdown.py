@@ -72,6 +72,11 @@ class StopPolicy:
         self._frames_done = frames_done
         self._frames_total = frames_total
 
+    @property
+    def frames_total(self) -> int | None:
+        """The running render's frame count; None until the engine reports progress."""
+        return self._frames_total or None
+
     def seconds_left_estimate(self) -> float | None:
         """Frames left times seconds per frame measured so far; None before any rate is known."""
         if self._started is None:

@@ -175,7 +175,8 @@ def test_worker_bucket_access_is_exactly_what_it_uses(dev: Synthesized, lane: La
     # reads its inputs and the weights, never writes or deletes them
     assert on("Uploads") == {"s3:GetObject", "s3:ListBucket"}
     assert on("Weights") == {"s3:GetObject", "s3:ListBucket"}
-    # writes outputs and prepared avatars; deletes only its render segments
+    # writes outputs and prepared avatars (and the preview playlist, presigning its segments'
+    # GETs with this role); deletes only its render segments
     for bucket in ("Outputs", "AvatarCache"):
         assert {"s3:PutObject", "s3:GetObject"} <= on(bucket)
     assert not any("Delete" in action for action in on("AvatarCache"))

@@ -89,8 +89,12 @@ def provision_stage(
     return provision(local_session(), names=names, config=config, endpoint_url=endpoint)
 
 
+@functools.cache
 def local_session() -> boto3.Session:
-    """A session with the emulator's dummy credentials, whatever the host's environment says."""
+    """One session with the emulator's dummy credentials, whatever the host's environment says,
+    for the whole test session: a new session parses the service models again (about 0.1 s per
+    client), which per test would cost more than most tests. Create clients from it on the
+    test's thread only (sessions are not thread-safe; the clients they make are)."""
     return emulator_session(REGION)
 
 

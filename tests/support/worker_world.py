@@ -7,6 +7,7 @@ The server listens on localhost over HTTP, so worker subprocesses reach it too.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import uuid
@@ -58,17 +59,23 @@ class WorkerWorld:
     def dlq_urls(self) -> dict[Lane, str]:
         return self.resources.dead_letter_queue_urls
 
-    @property
+    # One client each per world (made on first use, from boto3's default session): a test reads
+    # records and objects many times, and a client per read adds up across the suite.
+    @functools.cached_property
     def s3(self) -> Any:
         return boto3.client("s3")
 
-    @property
+    @functools.cached_property
     def sqs(self) -> Any:
         return boto3.client("sqs")
 
+    @functools.cached_property
+    def _dynamodb(self) -> Any:
+        return boto3.resource("dynamodb")
+
     @property
     def table(self) -> Any:
-        return boto3.resource("dynamodb").Table(self.names.jobs_table)
+        return self._dynamodb.Table(self.names.jobs_table)
 
     def bucket(self, role: BucketRole) -> str:
         return self.resources.buckets[role]

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.engine.interface import SyncSums
 from runtime.engine.sync.mel import SILENCE, WINDOW_FRAMES, mel_start, melspectrogram
 from runtime.engine.sync.syncnet import SyncNet, SyncNetConfig
 
@@ -38,7 +39,20 @@ class SyncScore:
 
 def best_offset(similarity: np.ndarray, offsets: np.ndarray) -> SyncScore:
     """similarity [windows, offsets] -> the clip's best offset and its mean similarity."""
-    means = similarity.mean(axis=0)
+    return best_mean_offset(similarity.mean(axis=0), offsets)
+
+
+def score_of_sums(sums: SyncSums) -> SyncScore | None:
+    """The score of windows summed segment by segment (`window_sums`); None without windows."""
+    if sums.windows == 0:
+        return None
+    max_offset = (len(sums.similarity) - 1) // 2
+    means = np.asarray(sums.similarity, dtype=np.float64) / sums.windows
+    return best_mean_offset(means, np.arange(-max_offset, max_offset + 1))
+
+
+def best_mean_offset(means: np.ndarray, offsets: np.ndarray) -> SyncScore:
+    """Mean similarity per offset -> the best offset (ties: smallest |o|) and its mean."""
     best = max(
         range(len(offsets)), key=lambda i: (round(float(means[i]), 6), -abs(int(offsets[i])))
     )
@@ -70,20 +84,42 @@ class SyncScorer:
     @torch.inference_mode()
     def score(self, faces_rgb: np.ndarray, audio_16k: np.ndarray, fps: float) -> SyncScore:
         """faces_rgb: uint8 [T, 256, 256, 3] generated crops (T >= 16); mono float 16 kHz audio."""
+        return best_offset(self._similarity(faces_rgb, audio_16k, fps, 0), self._offsets())
+
+    @torch.inference_mode()
+    def window_sums(
+        self, faces_rgb: np.ndarray, audio_16k: np.ndarray, fps: float, first_frame: int
+    ) -> SyncSums:
+        """The similarity sums of the windows inside `faces_rgb`, the crops of frames
+        first_frame.. (one segment): windows never span two segments, so each segment's sums
+        depend on its own frames only and add up to the same total however a render resumed."""
+        similarity = self._similarity(faces_rgb, audio_16k, fps, first_frame)
+        return SyncSums(tuple(float(v) for v in similarity.sum(axis=0)), len(similarity))
+
+    def _offsets(self) -> np.ndarray:
+        return np.arange(-self.max_offset, self.max_offset + 1)
+
+    def _similarity(
+        self, faces_rgb: np.ndarray, audio_16k: np.ndarray, fps: float, first_frame: int
+    ) -> np.ndarray:
+        """sim(s, o) [windows, offsets] for windows at faces_rgb[0::window_step]; the audio of
+        window s is read at clip frame first_frame + s + o."""
         frames = len(faces_rgb)
         if faces_rgb.shape[1:] != (FACE_SIZE, FACE_SIZE, 3):
             raise ValueError(f"faces_rgb must be [T, 256, 256, 3], got {list(faces_rgb.shape)}")
         if frames < CLIP_FRAMES:
             raise ValueError(f"sync scoring needs at least {CLIP_FRAMES} frames, got {frames}")
         starts = np.arange(0, frames - CLIP_FRAMES + 1, self.window_step)
-        offsets = np.arange(-self.max_offset, self.max_offset + 1)
+        offsets = self._offsets()
         visual = self._visual_embeddings(faces_rgb, starts)
-        audio_starts = np.arange(starts[0] - self.max_offset, starts[-1] + self.max_offset + 1)
+        audio_starts = first_frame + np.arange(
+            starts[0] - self.max_offset, starts[-1] + self.max_offset + 1
+        )
         audio = self._audio_embeddings(audio_16k, audio_starts, fps)
-        # audio row for (window s, offset o) is (s + o) - audio_starts[0]
-        rows = starts[:, None] + offsets[None, :] - audio_starts[0]
-        similarity = np.einsum("wd,wod->wo", visual, audio[rows])
-        return best_offset(similarity, offsets)
+        # audio row for (window s, offset o) is (first_frame + s + o) - audio_starts[0]
+        rows = starts[:, None] + offsets[None, :] - (audio_starts[0] - first_frame)
+        similarity: np.ndarray = np.einsum("wd,wod->wo", visual, audio[rows])
+        return similarity
 
     def _visual_embeddings(
         self, faces_rgb: np.ndarray, starts: np.ndarray, batch: int = 8

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from runtime.common.jobs import ErrorCode, JobStatus
@@ -29,8 +30,18 @@ def world(moto_env: str) -> WorkerWorld:
     return create_world(moto_env)
 
 
+@pytest.fixture(scope="session")
+def worker_session() -> boto3.session.Session:
+    """The workers' boto3 session, shared by every in-process worker of the test session: each
+    still gets its own clients, without parsing the service models again. It reads the endpoint,
+    region and dummy credentials from the environment `moto_env` sets (the same in every test)."""
+    return boto3.session.Session()
+
+
 @pytest.fixture
-def make_worker(world: WorkerWorld, tmp_path: Path) -> Iterator[MakeWorker]:
+def make_worker(
+    world: WorkerWorld, tmp_path: Path, worker_session: boto3.session.Session
+) -> Iterator[MakeWorker]:
     workers: list[Worker] = []
 
     def make(
@@ -40,7 +51,7 @@ def make_worker(world: WorkerWorld, tmp_path: Path) -> Iterator[MakeWorker]:
         worker = Worker(
             settings=settings,
             engine=engine or SmallEngine(),
-            clients=AwsClients.create(),
+            clients=AwsClients.create(worker_session),
             metrics=MetricsSink(stream=io.StringIO()),
             gpu=gpu,
         )

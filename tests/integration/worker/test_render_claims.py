@@ -14,10 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime.common.events import JobEvent, events_of
 from runtime.common.jobs import AvatarOptions, ErrorCode, JobError, JobMessage, JobStatus, MediaRef
 from runtime.common.metrics import Metric
 from runtime.common.names import JobsTable, Lane
-from runtime.common.records import render_claim_pk
+from runtime.common.records import job_pk, render_claim_pk
 from runtime.worker import job_runner
 from runtime.worker.job_runner import Outcome, render_cache_hash
 from runtime.worker.job_store import iso, utc_now
@@ -25,7 +26,7 @@ from runtime.worker.render_claims import Claim, ClaimHeld, RenderClaims
 from runtime.worker.service import Worker
 from tests.integration.worker.conftest import InBackground, MakeWorker, ended
 from tests.support.small_engine import SmallEngine, SmallPrepared
-from tests.support.worker_world import MEDIA, WorkerWorld
+from tests.support.worker_world import MAX_RECEIVE_COUNT, MEDIA, WorkerWorld
 
 GATE_TIMEOUT_SECONDS = 60
 
@@ -275,3 +276,47 @@ def test_a_media_error_verdict_answers_for_its_own_tenant_unless_renders_are_sha
     expected_b = (JobStatus.FAILED, ErrorCode.NO_FACE) if shared else (JobStatus.SUCCEEDED, None)
     assert ended(world, jobs["tenant-b"].job_id) == expected_b
     assert engine.speak_calls == (0 if shared else 1)
+
+
+def test_waiting_for_another_jobs_render_is_not_an_attempt_and_never_dead_letters(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job whose content another job's worker renders
+    message, content_hash = submit_claimed_elsewhere(world)
+    engine = SmallEngine()
+    worker = make_worker(engine)
+
+    # When it waits more times than its lane's deliveries before the dead-letter queue
+    waits = MAX_RECEIVE_COUNT + 1
+    assert [worker.run_once() for _ in range(waits)] == [Outcome.WAITING] * waits
+
+    # Then no wait counted as a delivery attempt; each counted as a wait and logged one event
+    record = world.record(message.job_id)
+    assert (record.status, record.attempt, record.claim_waits) == (JobStatus.QUEUED, 0, waits)
+    assert [(e.status, e.detail) for e in world_events(world, message.job_id)] == [
+        (JobStatus.QUEUED, "waiting for the same content rendered by another job")
+    ] * waits
+    # And the job is still in its queue, nothing dead-lettered
+    assert world.messages_in(world.dlq_urls[Lane.INTERACTIVE]) == 0
+    assert world.messages_in(world.queue_urls[Lane.INTERACTIVE]) == 1
+
+    # When the holder's claim ends and the job comes back
+    RenderClaims(world.table).release(Claim(content_hash, "other-worker", "other-job"))
+    assert worker.run_once() is Outcome.SUCCEEDED
+
+    # Then the render is its first attempt
+    record = world.record(message.job_id)
+    assert (record.attempt, record.claim_waits) == (1, waits)
+    statuses = [e.status for e in world_events(world, message.job_id) if e.kind == "status"]
+    assert statuses[waits:] == [
+        JobStatus.PREPARING,
+        JobStatus.RENDERING,
+        JobStatus.SUCCEEDED,
+    ]
+
+
+def world_events(world: WorkerWorld, job_id: str) -> list[JobEvent]:
+    item = world.table.get_item(Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True)[
+        "Item"
+    ]
+    return events_of(item)

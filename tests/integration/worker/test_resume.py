@@ -65,10 +65,11 @@ def stopping_worker(make_worker: MakeWorker, frame: int) -> Worker:
 
 
 def segment_keys(world: WorkerWorld, tenant: str, job_id: str) -> list[str]:
+    """The render's segment objects (not the preview playlist next to them)."""
     listing = world.s3.list_objects_v2(
         Bucket=world.bucket(BucketRole.OUTPUTS), Prefix=job_segments_prefix(tenant, job_id)
     )
-    return [item["Key"] for item in listing.get("Contents", [])]
+    return [item["Key"] for item in listing.get("Contents", []) if item["Key"].endswith(".ts")]
 
 
 def output_frames(world: WorkerWorld, job_id: str, tmp_path: Path) -> list[np.ndarray]:

@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from runtime.api.preview import playlist
 from runtime.common.jobs import AvatarOptions, RenderOptions
+from runtime.common.preview import playlist
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import Interrupted, Segment, SegmentPlan, segment_file_name

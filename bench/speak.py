@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, RenderOptions
+from runtime.engine import engine as engine_module
 from runtime.engine import segments as segmented
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
@@ -67,6 +68,10 @@ CARD_24GB = 24 * 1024**3
 LATENCY_CLIP_S = 10.0
 
 
+# The engine's own segment length for a split, before any row overrides it.
+SPLIT_SEGMENT_FRAMES = engine_module.SPLIT_SEGMENT_FRAMES
+
+
 class Writer(NamedTuple):
     """How a render is encoded: one mp4 writer ("one"), the worker's path (a SegmentPlan,
     batches cut at segment boundaries: "segments"), or `speak` splitting a long clip itself
@@ -75,12 +80,23 @@ class Writer(NamedTuple):
     kind: str = "one"
     encoders: int = 1
     threads: int = segmented.ENCODER_THREADS
+    split_frames: int = SPLIT_SEGMENT_FRAMES  # frames per segment of a "split"
+
+    def as_report(self) -> dict[str, object]:
+        """The fields that describe this writer (segment length only for a split)."""
+        fields = self._asdict()
+        if self.kind != "split":
+            del fields["split_frames"]
+        return fields
 
     @property
     def label(self) -> str:
         if self.kind == "one":
             return ""
-        return f", {self.kind} {self.encoders} encoders x {self.threads} threads"
+        label = f", {self.kind} {self.encoders} encoders x {self.threads} threads"
+        if self.kind == "split" and self.split_frames != SPLIT_SEGMENT_FRAMES:
+            label += f", {self.split_frames}-frame segments"
+        return label
 
 
 ONE_WRITER = Writer()
@@ -682,6 +698,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "rows at the first preset",
     )
     parser.add_argument(
+        "--split-frames",
+        default=str(SPLIT_SEGMENT_FRAMES),
+        metavar="FRAMES",
+        help="frames per segment when speak splits a clip itself, e.g. 125,32 (each a row)",
+    )
+    parser.add_argument(
         "--skip-cold-start", action="store_true", help="no fresh-process cold start probes"
     )
     parser.add_argument(
@@ -781,6 +803,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         def run() -> dict[str, float]:
             engine.encoder_preset = preset
             segmented.ENCODER_THREADS = writer.threads
+            engine_module.SPLIT_SEGMENT_FRAMES = writer.split_frames
             engine.segment_encoders = writer.encoders if writer.kind == "split" else 1
             plan = (
                 SegmentPlan(directory=work / "segments", encoders=writer.encoders)
@@ -797,6 +820,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     segment_counts = [int(n) for n in args.segment_encoders.split(",") if n]
     segment_threads = [int(n) for n in args.segment_threads.split(",") if n]
+    split_frames = [int(n) for n in args.split_frames.split(",") if n]
 
     def segment_writers(compiled: bool, preset: str) -> list[Writer]:
         """The worker's segmented path per count of encoders (per thread count too for a
@@ -806,7 +830,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for threads in segment_threads if every_thread_count else segment_threads[:1]:
             chosen += [Writer("segments", n, threads) for n in segment_counts]
         if compiled:
-            chosen += [Writer("split", n, segment_threads[0]) for n in segment_counts if n > 1]
+            chosen += [
+                Writer("split", n, segment_threads[0], frames)
+                for frames in split_frames
+                for n in segment_counts
+                if n > 1
+            ]
         return chosen
 
     rows = []
@@ -850,7 +879,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "stages_ms": _rounded(timings),
                 "batch": batch,
                 "compile_mode": mode,
-                "writer": writer._asdict(),
+                "writer": writer.as_report(),
             }
         )
         print(json.dumps(rows[-1]), flush=True)

@@ -9,6 +9,7 @@ container; they share one weight-cache directory, whose contents each state sets
 * `compiled_cached`  torch.compile with the mega-cache artifacts `compiled_first` saved
 * `aot_build`        AOT packages absent: built in this start (minutes), then loaded
 * `aot`              AOT packages present (`python -m runtime.engine build-artifacts`)
+* `aot_no_graphs`    the same without CUDA graphs around the packages
 
 "Ready" = `MuseTalkEngine.load` returned and one batch went through the UNet and the decoder.
 Each probe reports seconds from interpreter start (the parent's clock just before it spawns the
@@ -36,7 +37,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-STATES = ("eager_uncached", "eager_cached", "compiled_first", "compiled_cached", "aot_build", "aot")
+STATES = (
+    "eager_uncached",
+    "eager_cached",
+    "compiled_first",
+    "compiled_cached",
+    "aot_build",
+    "aot",
+    "aot_no_graphs",
+)
 DEFAULT_STATES = "eager_uncached,eager_cached,aot,aot"
 COMPILE_MODE = "reduce-overhead"
 # The engine's own imports, then the model libraries the eager path needs (timed one by one).
@@ -161,8 +170,20 @@ def time_imports() -> None:
     print(json.dumps({"import_s": seconds, "errors": scope.get("errors", {})}), flush=True)
 
 
+COMPARE_VARIANTS = {
+    "no_graphs": (),
+    "unet_graph": ("unet",),
+    "both_graphs": ("unet", "vae_decoder"),
+}
+
+
 def compare_with_eager(
-    models: Path, device_name: str, cache_dir: Path, *, iterations: int = 20
+    models: Path,
+    device_name: str,
+    cache_dir: Path,
+    variants: Sequence[str] = tuple(COMPARE_VARIANTS),
+    *,
+    iterations: int = 20,
 ) -> dict[str, Any]:
     """The AOT packages against the eager models in this process: ms/frame of the UNet and the
     decoder (with and without CUDA graphs around the packages), PSNR of the decoded faces and
@@ -215,8 +236,9 @@ def compare_with_eager(
             "unet_ms_per_frame": per_frame_ms(lambda: generator.step(latents, audio)),
             "decoder_ms_per_frame": per_frame_ms(lambda: codec.decode(predicted)),
         }
-        variants = {"no_graphs": (), "unet_graph": (aot.UNET,), "both_graphs": aot.MODELS[:2]}
-        for name, graphs in variants.items():
+        print(json.dumps({"eager": report["eager"]}), flush=True)
+        for name in variants:
+            graphs = COMPARE_VARIANTS[name]
             start = time.perf_counter()
             packaged = aot.load_models(
                 directory, device, dtype, batch, eager_codec=lambda: codec, cuda_graphs=graphs
@@ -236,6 +258,7 @@ def compare_with_eager(
                 "faces_psnr_db_unet_and_decoder": psnr(decode(aot_predicted), faces),
                 "whisper_features_max_abs_diff": float((aot_features - features).abs().max()),
             }
+            print(json.dumps({name: report[name]}), flush=True)
             del packaged, step, decode
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -264,6 +287,8 @@ def run_probe(
         "TRITON_CACHE_DIR": str(inductor_dir / "triton"),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    if state == "aot_no_graphs":
+        env["MUSETALK_AOT_CUDA_GRAPHS"] = ""
     launched_at = time.time()
     command = [python, __file__, "--probe", state, "--models", str(models), "--device", device]
     command += ["--cache-dir", str(cache_dir), "--launched-at", repr(launched_at)]
@@ -382,7 +407,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--imports", action="store_true", help="also time the imports alone")
     parser.add_argument("--minimal-env", type=Path, help="build a minimal venv here, time it too")
     parser.add_argument(
-        "--compare", action="store_true", help="AOT vs eager in-process: ms/frame and PSNR"
+        "--compare",
+        metavar="VARIANTS",
+        help=f"AOT vs eager in-process (ms/frame, PSNR), some of {','.join(COMPARE_VARIANTS)}",
     )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--probe", choices=STATES, help=argparse.SUPPRESS)
@@ -405,7 +432,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         report["imports_minimal_env"] = imports_in(env["python"], inherit_path=False)
     if args.compare:
         report["aot_vs_eager"] = compare_with_eager(
-            args.models, args.device, args.cache_dir or _default_cache(args.models)
+            args.models,
+            args.device,
+            args.cache_dir or _default_cache(args.models),
+            args.compare.split(","),
         )
     if args.models and args.states:
         states = [state for state in args.states.split(",") if state]

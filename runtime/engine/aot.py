@@ -64,6 +64,8 @@ LATENT_SIZE = 32
 MEL_FRAMES = 3000  # 30 s at a 10 ms hop
 # CUDA graphs around the loaded package: measured on an H100 (bench/results/...-coldstart.md).
 DEFAULT_CUDA_GRAPHS = (UNET,)
+# Overrides DEFAULT_CUDA_GRAPHS: comma-separated model names, empty for none.
+CUDA_GRAPHS_ENV = "MUSETALK_AOT_CUDA_GRAPHS"
 
 
 class AotUnavailableError(RuntimeError):
@@ -468,7 +470,7 @@ def load_models(
     batch_size: int,
     *,
     eager_codec: Callable[[], Any],
-    cuda_graphs: Sequence[str] = DEFAULT_CUDA_GRAPHS,
+    cuda_graphs: Sequence[str] | None = None,
 ) -> AotModels:
     """The three packages as the engine's generator, codec and audio encoder.
 
@@ -476,12 +478,18 @@ def load_models(
     package fails now, in `load`, not in the first job. `eager_codec` builds the diffusers VAE
     for preparation, on first use.
     """
+    graphs: Sequence[str]
+    if cuda_graphs is None:
+        setting = os.environ.get(CUDA_GRAPHS_ENV)
+        graphs = DEFAULT_CUDA_GRAPHS if setting is None else setting.split(",")
+    else:
+        graphs = cuda_graphs
     timings: dict[str, float] = {}
     manifest = json.loads((directory / MANIFEST).read_text())
 
     def runner(name: str, example: tuple[torch.Tensor, ...]) -> StaticRunner:
         start = time.perf_counter()
-        graph = name in cuda_graphs and device.type == "cuda"
+        graph = name in graphs and device.type == "cuda"
         loaded = load_runner(directory / f"{name}.pt2", device, single_threaded=graph)
         try:
             static = StaticRunner(loaded, example, cuda_graph=graph)

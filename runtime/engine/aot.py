@@ -156,6 +156,24 @@ def source_files(layout: ModelsLayout) -> dict[str, list[Path]]:
     }
 
 
+def missing_toolchain(device: torch.device) -> str | None:
+    """What this host lacks to build packages (or to torch.compile), None when nothing: a C++
+    compiler, and for CUDA the toolkit's headers. The worker image has neither; its workers
+    only load packages built elsewhere (downloaded from the weights bucket)."""
+    compiler = os.environ.get("CXX") or "c++"
+    if shutil.which(compiler) is None and shutil.which("g++") is None:
+        return "no C++ compiler"
+    if device.type == "cuda":
+        from torch.utils.cpp_extension import CUDA_HOME
+
+        includes = [Path(CUDA_HOME) / "include"] if CUDA_HOME else []
+        if os.environ.get("CUDA_INC_PATH"):
+            includes.append(Path(os.environ["CUDA_INC_PATH"]))
+        if not any((include / "cuda.h").is_file() for include in includes):
+            return "no CUDA toolkit headers (cuda.h)"
+    return None
+
+
 def packages_dir(cache_dir: Path, key: AotKey) -> Path:
     return cache_dir / "aot" / key.digest
 

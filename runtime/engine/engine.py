@@ -208,6 +208,9 @@ class MuseTalkEngine:
             generator, codec = packaged.generator, packaged.codec
             audio_encoder = packaged.audio_encoder
         else:
+            if compile_models and (lacking := aot.missing_toolchain(device)):
+                log.warning("cannot compile here (%s): the models run eager", lacking)
+                compile_models = False
             # The cached tensors stream onto the device while the model libraries import.
             cache.prefetch(["unet", "vae", "whisper_encoder"], device, dtype)
             with _timed(timings, "imports"):
@@ -720,6 +723,9 @@ def _aot_models(
     batch = static_batch_size(device, dtype)
     key = aot.AotKey.for_models(layout, device, dtype, batch)
     directory = aot.find_packages(cache.directory, key)
+    if directory is None and (lacking := aot.missing_toolchain(device)):
+        log.warning("no AOT packages for %s and none can be built here (%s)", key, lacking)
+        return None
     if directory is None:
         log.info("building AOT packages for %s (once per card, torch and weights)", key)
         try:

@@ -314,3 +314,19 @@ def test_a_package_built_here_loads_in_a_fresh_process_and_equals_eager(tmp_path
     damaged.write_bytes((tmp_path / "small.pt2").read_bytes()[:1000])
     with pytest.raises(aot.AotUnavailableError):
         aot.load_runner(damaged, CPU, single_threaded=False)
+
+
+def test_without_a_toolchain_and_without_packages_the_engine_runs_eager(
+    tiny_models: ModelsLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a host that cannot compile (the worker image: no C++ compiler, no CUDA headers)
+    monkeypatch.setattr(aot, "missing_toolchain", lambda device: "no C++ compiler")
+    # When a compiled engine is asked for, with no packages to load
+    engine = MuseTalkEngine.load(
+        tiny_models.root, "cpu", compile_models=True, cache_dir=tmp_path / "cache"
+    )
+    # Then it runs eager rather than failing in a build or in torch.compile, and built nothing
+    assert not engine.aot
+    assert not engine.compiled
+    assert "aot_build" not in engine.load_timings_ms
+    assert not (tmp_path / "cache" / "aot").exists()

@@ -48,14 +48,16 @@ STATES = (
 )
 DEFAULT_STATES = "eager_uncached,eager_cached,aot,aot"
 COMPILE_MODE = "reduce-overhead"
-# The engine's own imports, then the model libraries the eager path needs (timed one by one).
+# The engine's own imports, then what the eager path adds (timed one by one, in this order).
 IMPORT_STEPS = (
     ("torch", "import torch"),
     ("cuda_init", "torch.cuda.is_available() and torch.zeros(1, device='cuda').sum().item()"),
     ("engine", "import runtime.engine.engine"),
-    ("diffusers_models", "from diffusers import AutoencoderKL, UNet2DConditionModel"),
+    ("aoti_loader", "torch._C._aoti.AOTIModelPackageLoader"),
     ("transformers_extractor", "from transformers import WhisperFeatureExtractor"),
     ("transformers_model", "from transformers import WhisperModel"),
+    ("diffusers_models", "from diffusers import AutoencoderKL, UNet2DConditionModel"),
+    ("inductor_package_api", "from torch._inductor.package import load_package"),
 )
 # Requirements of the worker image that the engine's import path touches (plus torch).
 MINIMAL_REQUIREMENTS = (

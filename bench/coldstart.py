@@ -295,7 +295,12 @@ def run_probe(
     command = [python, __file__, "--probe", state, "--models", str(models), "--device", device]
     command += ["--cache-dir", str(cache_dir), "--launched-at", repr(launched_at)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)  # noqa: S603
-    result = _last_json(done.stdout) or {"state": state, "error": done.stderr[-1500:]}
+    result = _last_json(done.stdout) or {
+        "state": state,
+        "returncode": done.returncode,
+        "error": done.stderr[-1500:],
+    }
+    result["loader"] = os.environ.get("MUSETALK_AOT_LOADER", "package_api")
     result["process_wall_s"] = round(time.time() - launched_at, 2)
     print(json.dumps({"cold_start": result}), flush=True)
     return result

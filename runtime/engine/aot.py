@@ -66,6 +66,7 @@ MEL_FRAMES = 3000  # 30 s at a 10 ms hop
 DEFAULT_CUDA_GRAPHS = (UNET,)
 # Overrides DEFAULT_CUDA_GRAPHS: comma-separated model names, empty for none.
 CUDA_GRAPHS_ENV = "MUSETALK_AOT_CUDA_GRAPHS"
+LOADER_ENV = "MUSETALK_AOT_LOADER"  # "package_api" (default) or "direct" (see load_runner)
 
 
 class AotUnavailableError(RuntimeError):
@@ -452,24 +453,28 @@ def _pad_batch(tensor: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def load_runner(path: Path, device: torch.device, *, single_threaded: bool) -> Callable[..., Any]:
-    """One package, loaded with torch's C++ package loader: `aoti_load_package` would import
-    torch._inductor and Dynamo (seconds) only to wrap the same loader in pytree handling that a
-    one-tensor-out package does not need."""
+    """One package, loaded. By default through torch's documented `aoti_load_package` (which
+    imports torch._inductor and Dynamo: seconds of a cold start); `MUSETALK_AOT_LOADER=direct`
+    constructs torch's C++ package loader itself, without those imports (fast on CPU; it
+    crashed the process on the H100 with torch 2.11, see bench/results/*-coldstart.md)."""
     index = device.index if device.index is not None else -1
-    if device.type == "cuda" and index < 0:
-        index = torch.cuda.current_device()
     try:
-        loader = torch._C._aoti.AOTIModelPackageLoader(
-            str(path), "model", single_threaded, 1, index
+        if os.environ.get(LOADER_ENV, "package_api") == "direct":
+            loader = torch._C._aoti.AOTIModelPackageLoader(
+                str(path), "model", single_threaded, 1, index
+            )
+
+            def run(*inputs: torch.Tensor) -> torch.Tensor:
+                (output,) = loader.boxed_run(list(inputs))
+                return output
+
+            return run
+        compiled: Callable[..., Any] = torch._inductor.aoti_load_package(
+            str(path), run_single_threaded=single_threaded, device_index=index
         )
     except Exception as error:  # a damaged zip, a missing symbol, a driver mismatch, ...
         raise AotUnavailableError(f"AOT package {path.name} not loadable: {error}") from error
-
-    def run(*inputs: torch.Tensor) -> torch.Tensor:
-        (output,) = loader.boxed_run(list(inputs))
-        return output
-
-    return run
+    return compiled
 
 
 @dataclass

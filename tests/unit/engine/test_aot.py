@@ -282,7 +282,7 @@ print(sorted(m for m in ("torch._dynamo", "diffusers", "transformers") if m in s
 """
 
 
-@pytest.mark.slow  # one AOTInductor build with g++ (~25 s on 2 cores)
+@pytest.mark.slow  # one AOTInductor build with g++ (~25 s on 2 cores), two fresh processes
 def test_a_package_built_here_loads_in_a_fresh_process_and_equals_eager(tmp_path: Path) -> None:
     # Given a small decoder-like module exported and packaged as the engine's models are
     torch.manual_seed(0)
@@ -297,18 +297,23 @@ def test_a_package_built_here_loads_in_a_fresh_process_and_equals_eager(tmp_path
         torch.save(module(inputs), tmp_path / "expected.pt")
     # When a fresh interpreter loads and runs it
     files = [tmp_path / name for name in ("small.pt2", "inputs.pt", "expected.pt")]
-    done = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS_CHECK, *map(str, files)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    max_difference, imported = done.stdout.split("\n")[:2]
-    # Then its output equals eager (uint8 levels, at most one off from float rounding) and it
-    # needed neither Dynamo nor the model libraries
-    assert int(max_difference) <= 1
-    assert imported == "[]"
+
+    def fresh_process(loader: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", FRESH_PROCESS_CHECK, *map(str, files)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), aot.LOADER_ENV: loader},
+        )
+        return done.stdout.split("\n")[:2]
+
+    # Then with either loader its output equals eager (uint8 levels, at most one off from
+    # float rounding), neither needs the model libraries, and the direct one not even Dynamo
+    for loader, imports in (("direct", "[]"), ("package_api", "['torch._dynamo']")):
+        max_difference, imported = fresh_process(loader)
+        assert int(max_difference) <= 1
+        assert imported == imports
     # And a damaged copy is refused with the error the engine falls back on
     damaged = tmp_path / "damaged.pt2"
     damaged.write_bytes((tmp_path / "small.pt2").read_bytes()[:1000])

@@ -63,8 +63,8 @@ class EnvVar(StrEnum):
     DEVICE = "MUSETALK_DEVICE"  # "cuda" in the image, "cpu" in tests
     DTYPE = "MUSETALK_DTYPE"  # "float16" on CUDA
     ENGINE_FACTORY = "MUSETALK_ENGINE_FACTORY"  # "module:callable"; default the MuseTalk engine
-    # "aot" (default): compiled models from AOTInductor packages, shared through the weights
-    # bucket; "off": eager models (docs/worker.md, cold start).
+    # "off" (default): eager models; "aot": compiled models from AOTInductor packages, shared
+    # through the weights bucket (docs/worker.md, start-up).
     COMPILE = "MUSETALK_COMPILE"
     POLL_WAIT_SECONDS = "MUSETALK_POLL_WAIT_SECONDS"  # SQS long-poll wait on the first lane
     RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try

@@ -57,6 +57,7 @@ DECODER = "vae_decoder"
 WHISPER = "whisper_encoder"
 MODELS = (UNET, DECODER, WHISPER)
 MANIFEST = "manifest.json"
+LOAD_ATTEMPT = ".load-attempt"  # pid of a load in progress; left behind if the process died
 MEL_FILTERS = "mel_filters.npy"
 LATENT_CHANNELS_IN = 8
 LATENT_CHANNELS_OUT = 4
@@ -387,6 +388,40 @@ def find_packages(cache_dir: Path, key: AotKey) -> Path | None:
             log.warning("AOT package %s missing or truncated; ignored", path)
             return None
     return directory
+
+
+def begin_load_attempt(directory: Path) -> bool:
+    """Mark a load of the packages in `directory` as begun; False when an earlier load never
+    finished because its process died (a crash in a native loader cannot be caught: this way
+    it costs one restart, not every one)."""
+    marker = directory / LOAD_ATTEMPT
+    try:
+        pid = int(marker.read_text())
+    except FileNotFoundError:
+        pid = None
+    except (OSError, ValueError):
+        return False
+    if pid is not None and pid != os.getpid() and not _alive(pid):
+        return False
+    try:
+        marker.write_text(str(os.getpid()))
+    except OSError:  # a read-only cache: load anyway, without the guard
+        log.warning("AOT load marker %s not written", marker)
+    return True
+
+
+def end_load_attempt(directory: Path) -> None:
+    (directory / LOAD_ATTEMPT).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 class StaticRunner:

@@ -166,7 +166,7 @@ class MuseTalkEngine:
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
         cache_dir: Path | None = None,
         segment_encoders: int = 1,
-        aot_packages: bool = True,
+        aot_packages: bool = False,
     ) -> MuseTalkEngine:
         """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default.
 
@@ -179,11 +179,12 @@ class MuseTalkEngine:
         i.e. CUDA graphs; None for torch's default mode). `segment_encoders` > 1: `speak`
         splits a long clip across that many encoders (default 1: one writer).
 
-        With `compile_models` and `aot_packages` (the default) the UNet, decoder and Whisper
-        encoder come from AOTInductor packages in `cache_dir` (see `aot`): built on the first
-        such load (minutes), loaded in about a second afterwards, without importing diffusers
-        or transformers (preparation imports them on first use). Where packages cannot be
-        built or loaded, the models are compiled with `torch.compile` as above.
+        With `compile_models` and `aot_packages` the UNet, decoder and Whisper encoder come
+        from AOTInductor packages in `cache_dir` (see `aot`): built on the first such load
+        (minutes), then loaded without importing diffusers or transformers (preparation
+        imports them on first use). Where packages cannot be built or loaded, the models are
+        compiled with `torch.compile` as above. Off by default: on the benchmark's H100 image
+        (torch 2.11, CUDA 13.0) loading a CUDA package crashed the process (docs/engine.md).
         """
         device, dtype = _device_and_dtype(device, dtype)
         layout = ModelsLayout(models_dir)
@@ -740,9 +741,18 @@ def _aot_models(
     def eager_codec() -> LatentCodec:
         return LatentCodec(layout.vae_dir, device, dtype, cache=cache)
 
+    if not aot.begin_load_attempt(directory):
+        log.warning(
+            "an earlier load of the AOT packages in %s never finished (the process died): "
+            "not loading them again; using torch.compile (rebuild with build-artifacts --force)",
+            directory,
+        )
+        return None
     try:
         with _timed(timings, "aot_load", device):
-            return aot.load_models(directory, device, dtype, batch, eager_codec=eager_codec)
+            models = aot.load_models(directory, device, dtype, batch, eager_codec=eager_codec)
+        aot.end_load_attempt(directory)
+        return models
     except aot.AotUnavailableError as error:
         log.warning(
             "AOT packages in %s unusable (%s); removed, using torch.compile", directory, error

@@ -6,11 +6,12 @@ below, loads the MuseTalk engine. It is imported only when the worker starts, so
 imports torch, and tests (or a different model) plug in another engine without touching the
 worker.
 
-The default engine is compiled from AOTInductor packages (`MUSETALK_COMPILE`, default `aot`;
-`off` for eager models). Packages depend on the card, the torch build and the weights, and
-building them takes minutes, so they are shared through the weights bucket under
-`aot-artifacts/<model version>/<key digest>/`: a worker downloads them before it loads the
-engine, and the first worker of a combination, which had to build them, uploads them after.
+With `MUSETALK_COMPILE=aot` the default engine is compiled from AOTInductor packages (default
+`off`: eager models; AOT loading crashed on the benchmark's H100 image, docs/engine.md).
+Packages depend on the card, the torch build and the weights, and building them takes minutes,
+so they are shared through the weights bucket under `aot-artifacts/<model version>/<key
+digest>/`: a worker downloads them before it loads the engine, and the first worker of a
+combination, which had to build them, uploads them after.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class EngineFactoryError(ValueError):
 
 
 def compile_mode() -> str:
-    mode = os.environ.get(EnvVar.COMPILE, "aot").strip().lower() or "aot"
+    mode = os.environ.get(EnvVar.COMPILE, "off").strip().lower() or "off"
     if mode not in COMPILE_MODES:
         raise EngineFactoryError(f"{EnvVar.COMPILE} must be one of {COMPILE_MODES}, got {mode!r}")
     return mode
@@ -54,7 +55,9 @@ def musetalk_engine(models_dir: Path, device: str, dtype: str) -> LipSyncEngine:
     artifacts = ArtifactSync.for_engine(bucket, models_dir, device, dtype) if compiled else None
     if artifacts is not None:
         artifacts.download()
-    engine = MuseTalkEngine.load(models_dir, device, dtype, compile_models=compiled)
+    engine = MuseTalkEngine.load(
+        models_dir, device, dtype, compile_models=compiled, aot_packages=compiled
+    )
     if artifacts is not None and engine.aot and "aot_build" in engine.load_timings_ms:
         artifacts.upload()
     return cast(LipSyncEngine, engine)
@@ -141,8 +144,8 @@ class ArtifactSync:
 def start_preload(spec: str) -> threading.Thread | None:
     """For the default factory, import the model libraries (torch, diffusers, transformers: ~9 s
     of a cold start on the benchmark's image) on a thread, so that they load while the weights
-    sync; None for any other factory, and for the compiled engine, whose packages need neither
-    library (importing them would only compete with the load). A failure is only logged:
+    sync; None for any other factory, and for the AOT-compiled engine, whose packages need
+    neither library (importing them would only compete with the load). A failure is only logged:
     `load_engine` meets it again."""
     if spec != DEFAULT_FACTORY or compile_mode() == "aot":
         return None

@@ -335,3 +335,31 @@ def test_without_a_toolchain_and_without_packages_the_engine_runs_eager(
     assert not engine.compiled
     assert "aot_build" not in engine.load_timings_ms
     assert not (tmp_path / "cache" / "aot").exists()
+
+
+def test_packages_whose_last_load_killed_the_process_are_not_loaded_again(
+    tiny_models: ModelsLayout, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given packages whose last load began in a process that died during it (a native crash
+    # cannot be caught; its marker stays behind)
+    directory = fake_packages(tmp_path, key_for(tiny_models))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (directory / aot.LOAD_ATTEMPT).write_text(dead)
+    # When the engine asks for its AOT models
+    timings: dict[str, float] = {}
+    models = _aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, timings)
+    # Then it does not load them (nor rebuild them) and says why
+    assert models is None
+    assert "never finished" in caplog.text
+    assert "aot_load" not in timings
+    assert "aot_build" not in timings
+    assert directory.exists()
+    # And a load that finishes clears its marker
+    assert aot.begin_load_attempt(tmp_path) is True
+    aot.end_load_attempt(tmp_path)
+    assert not (tmp_path / aot.LOAD_ATTEMPT).exists()

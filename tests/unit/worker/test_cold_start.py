@@ -24,13 +24,14 @@ def test_only_the_eager_default_factory_preloads_and_it_imports_the_model_librar
 ) -> None:
     # Given another engine factory / When preloading starts / Then nothing is started
     assert start_preload("tests.support.small_engine:load") is None
-    # Given the default factory compiled from AOT packages (the default), which needs neither
-    # library / Then nothing is started either
-    monkeypatch.delenv(EnvVar.COMPILE, raising=False)
+    # Given the default factory compiled from AOT packages, which needs neither library
+    # Then nothing is started either
+    monkeypatch.setenv(EnvVar.COMPILE, "aot")
     assert start_preload(DEFAULT_ENGINE_FACTORY) is None
 
-    # Given the default factory with eager models / When preloading starts and finishes
-    monkeypatch.setenv(EnvVar.COMPILE, "off")
+    # Given the default factory with eager models (the default) / When preloading starts and
+    # finishes
+    monkeypatch.delenv(EnvVar.COMPILE)
     thread = start_preload(DEFAULT_ENGINE_FACTORY)
     assert thread is not None
     thread.join(timeout=300)

@@ -300,7 +300,7 @@ def run_probe(
         "returncode": done.returncode,
         "error": done.stderr[-1500:],
     }
-    result["loader"] = os.environ.get("MUSETALK_AOT_LOADER", "package_api")
+    result["loader"] = os.environ.get("MUSETALK_AOT_LOADER", "direct")
     result["process_wall_s"] = round(time.time() - launched_at, 2)
     print(json.dumps({"cold_start": result}), flush=True)
     return result

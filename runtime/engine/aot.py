@@ -67,7 +67,7 @@ MEL_FRAMES = 3000  # 30 s at a 10 ms hop
 DEFAULT_CUDA_GRAPHS = (UNET,)
 # Overrides DEFAULT_CUDA_GRAPHS: comma-separated model names, empty for none.
 CUDA_GRAPHS_ENV = "MUSETALK_AOT_CUDA_GRAPHS"
-LOADER_ENV = "MUSETALK_AOT_LOADER"  # "package_api" (default) or "direct" (see load_runner)
+LOADER_ENV = "MUSETALK_AOT_LOADER"  # "direct" (default) or "package_api" (see load_runner)
 
 
 class AotUnavailableError(RuntimeError):
@@ -488,13 +488,14 @@ def _pad_batch(tensor: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def load_runner(path: Path, device: torch.device, *, single_threaded: bool) -> Callable[..., Any]:
-    """One package, loaded. By default through torch's documented `aoti_load_package` (which
-    imports torch._inductor and Dynamo: seconds of a cold start); `MUSETALK_AOT_LOADER=direct`
-    constructs torch's C++ package loader itself, without those imports (fast on CPU; it
-    crashed the process on the H100 with torch 2.11, see bench/results/*-coldstart.md)."""
+    """One package, loaded. By default with torch's C++ package loader constructed here:
+    `aoti_load_package` (`MUSETALK_AOT_LOADER=package_api`) wraps the same loader but imports
+    torch._inductor and Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s
+    against 2.3 s). Both crashed the process on the H100 image with torch 2.11.0+cu130
+    (bench/results/2026-11-26-h100-coldstart.md)."""
     index = device.index if device.index is not None else -1
     try:
-        if os.environ.get(LOADER_ENV, "package_api") == "direct":
+        if os.environ.get(LOADER_ENV, "direct") != "package_api":
             loader = torch._C._aoti.AOTIModelPackageLoader(
                 str(path), "model", single_threaded, 1, index
             )

@@ -363,3 +363,19 @@ def test_packages_whose_last_load_killed_the_process_are_not_loaded_again(
     assert aot.begin_load_attempt(tmp_path) is True
     aot.end_load_attempt(tmp_path)
     assert not (tmp_path / aot.LOAD_ATTEMPT).exists()
+
+
+def test_build_artifacts_names_unknown_models_and_keeps_packages_in_place(
+    tiny_models: ModelsLayout, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runtime.engine.cli import main
+
+    common = ["build-artifacts", "--models", str(tiny_models.root), "--device", "cpu"]
+    common += ["--cache-dir", str(tmp_path)]
+    # Given an unknown model name for --max-autotune / Then it is refused by name
+    assert main([*common, "--max-autotune", "vae_decoder,nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    # Given packages already in place for this card and weights / Then nothing is rebuilt
+    directory = fake_packages(tmp_path, key_for(tiny_models))
+    assert main(common) == 0
+    assert json.loads(capsys.readouterr().out) == {"directory": str(directory), "built": False}

@@ -4,8 +4,11 @@
 (10.7 s of a 23.8 s compiled start on an H100), and the diffusers/transformers imports cost
 another ~9 s on the benchmark image. An AOTInductor package is the compiled model itself: a
 shared library plus its weights, exported once with `torch.export` at the engine's static batch
-size and loaded later with `torch._inductor.aoti_load_package`, which needs neither Dynamo nor
-diffusers nor transformers.
+size and loaded later with torch's C++ package loader, which needs neither Dynamo nor diffusers
+nor transformers. On CPU a fresh process is ready in 2.3 s this way; on the benchmark's H100
+image (torch 2.11.0+cu130) loading a CUDA package crashed the process, so the engine uses this
+module only when asked (`MuseTalkEngine.load(..., aot_packages=True)`), see
+bench/results/2026-11-26-h100-coldstart.md.
 
 Three packages, one per model the speak path runs: the UNet step (timestep 0), the VAE decoder
 including the uint8 conversion, and the Whisper encoder (one static 30 s window) with the five
@@ -63,7 +66,9 @@ LATENT_CHANNELS_IN = 8
 LATENT_CHANNELS_OUT = 4
 LATENT_SIZE = 32
 MEL_FRAMES = 3000  # 30 s at a 10 ms hop
-# CUDA graphs around the loaded package: measured on an H100 (bench/results/...-coldstart.md).
+# CUDA graphs around the loaded package. Not measured with packages yet (they did not load on the
+# H100); under torch.compile CUDA graphs took the UNet from 629 to 406 ms per 750 frames and did
+# not help the decoder (bench/results/2026-11-26-h100.md).
 DEFAULT_CUDA_GRAPHS = (UNET,)
 # Overrides DEFAULT_CUDA_GRAPHS: comma-separated model names, empty for none.
 CUDA_GRAPHS_ENV = "MUSETALK_AOT_CUDA_GRAPHS"

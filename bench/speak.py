@@ -23,13 +23,12 @@ blend mask; its latents come from our VAE encoder on the real crops. The output 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import wave
@@ -37,6 +36,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import cv2
@@ -138,7 +138,8 @@ def load_engine(
     compile_mode: str | None = None,
     cache_dir: Path | None = None,
 ) -> MuseTalkEngine:
-    """The engine; compiled when `compile_mode` is given ("default" = torch's default mode)."""
+    """The engine; compiled when `compile_mode` is given ("default" = torch's default mode,
+    "aot" = the AOTInductor packages, built on first use)."""
     return MuseTalkEngine.load(
         models,
         device,
@@ -146,108 +147,23 @@ def load_engine(
         locator=_NoFaces(),
         parser=_NoFaces(),
         compile_models=compile_mode is not None,
-        compile_mode=None if compile_mode == "default" else compile_mode,
+        compile_mode=None if compile_mode in ("default", "aot") else compile_mode,
         cache_dir=cache_dir,
+        aot_packages=compile_mode == "aot",
     )
 
 
-def cold_start_probe(
-    models: Path, device: torch.device, batch: int, compile_mode: str | None, cache_dir: Path
-) -> None:
-    """In a fresh process: weights on disk -> engine loaded (compiled, if asked) -> first batch
-    generated (ready). Imports of torch and this script come before the clock starts."""
-    start = time.perf_counter()
-    engine = load_engine(models, device, None, compile_mode=compile_mode, cache_dir=cache_dir)
-    synchronize(device)
-    loaded = time.perf_counter() - start
-    with torch.inference_mode():  # as in speak (a compiled graph guards on it)
-        latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
-        audio = torch.zeros(batch, 50, 384, device=device, dtype=engine.dtype)
-        engine.codec.decode(engine.generator.step(latents, audio))
-    synchronize(device)
-    ready = time.perf_counter() - start
-    report = {
-        "load_s": round(loaded, 2),
-        "ready_s": round(ready, 2),
-        "load_ms": _rounded(engine.load_timings_ms),
-        "compile_artifacts_loaded": engine.compile_artifacts_loaded,
-    }
-    print(json.dumps(report), flush=True)
-
-
-def probe_in_subprocess(
-    models: Path,
-    device: torch.device,
-    batch: int,
-    *,
-    compile_mode: str | None,
-    cache_dir: Path,
-    inductor_dir: Path,
-) -> Any:
-    """`cold_start_probe` in a new process, with its own Inductor/Triton cache directories
-    (empty ones = a fresh container)."""
-    command = [
-        sys.executable,
-        __file__,
-        "--models",
-        str(models),
-        "--device",
-        str(device),
-        "--cache-dir",
-        str(cache_dir),
-        "--cold-start-probe",
-        str(batch),
-    ] + (["--compile", "--compile-modes", compile_mode] if compile_mode else [])
-    env = {
-        **os.environ,
-        "TORCHINDUCTOR_CACHE_DIR": str(inductor_dir / "inductor"),
-        "TRITON_CACHE_DIR": str(inductor_dir / "triton"),
-    }
-    start = time.perf_counter()
-    done = subprocess.run(  # noqa: S603
-        command, capture_output=True, text=True, check=False, env=env
+def coldstart_script() -> ModuleType:
+    """bench/coldstart.py, which owns the fresh-process cold-start probes (a script, not a
+    package: loaded by path)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_coldstart", Path(__file__).with_name("coldstart.py")
     )
-    wall = round(time.perf_counter() - start, 2)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {"error": done.stderr[-800:]}
-    result["process_wall_s"] = wall  # including interpreter start and imports
-    print(json.dumps({"cold_start_probe": result}), flush=True)
-    return result
-
-
-def cold_starts(
-    models: Path,
-    device: torch.device,
-    batch: int,
-    compile_mode: str | None,
-    work: Path,
-    compiled_cache: Path,
-    *,
-    cold_compile: bool,
-) -> dict[str, Any]:
-    """Fresh processes: eager from an empty weight cache, then cached; compiled with the
-    artifacts this run already saved in `compiled_cache` but empty Inductor/Triton caches (a
-    new container); with `cold_compile`, also compiled with nothing cached at all."""
-    fresh = work / "probe-cache"
-    probes: dict[str, Any] = {}
-
-    def probe(name: str, mode: str | None, cache: Path, inductor: str) -> None:
-        probes[name] = probe_in_subprocess(
-            models,
-            device,
-            batch,
-            compile_mode=mode,
-            cache_dir=cache,
-            inductor_dir=work / inductor,
-        )
-
-    probe("eager_uncached_writes_cache", None, fresh, "inductor-eager")
-    probe("eager_cached", None, fresh, "inductor-eager")
-    if compile_mode is not None:
-        if cold_compile:
-            probe("compiled_nothing_cached", compile_mode, work / "empty-cache", "inductor-1")
-        probe("compiled_artifacts_cached_new_container", compile_mode, compiled_cache, "inductor-2")
-    return probes
+    if spec is None or spec.loader is None:
+        raise ImportError("bench/coldstart.py not found beside bench/speak.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def face_box(width: int, height: int) -> tuple[int, int, int, int]:
@@ -674,7 +590,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="also render the last compile mode with torch.backends.cudnn.benchmark on",
     )
     parser.add_argument(
-        "--cold-compile", action="store_true", help="also time a compiled start from nothing"
+        "--cold-compile",
+        action="store_true",
+        help="also time torch.compile starts: from nothing, then from its cached artifacts",
     )
     parser.add_argument(
         "--encoder-only",
@@ -716,15 +634,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--bf16", action="store_true", help="also the PSNR of bfloat16 models against fp32"
     )
-    parser.add_argument("--cold-start-probe", type=int, metavar="BATCH", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cold-states",
+        default="eager_uncached,eager_cached",
+        help="fresh-process cold starts to time (bench/coldstart.py STATES; aot_build,aot for "
+        "the AOT packages, minutes to build)",
+    )
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     compile_modes = args.compile_modes.split(",") if args.compile else []
-    if args.cold_start_probe:
-        mode = compile_modes[0] if compile_modes else None
-        cold_start_probe(args.models, device, args.cold_start_probe, mode, args.cache_dir)
-        return {}
     if args.encoder_only:
         work = Path(tempfile.mkdtemp(prefix="speak-bench-"))
         clip = write_clip(args.audio, args.seconds, work / "speech.wav")
@@ -1005,19 +924,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report["latency_10s_clip_s"] = round(statistics.median(latencies), 3)
 
     if device.type == "cuda" and not args.skip_cold_start:
-        probe_mode = (best_mode or (compile_modes or [None])[0] or "").removesuffix(
-            " cudnn-benchmark"
-        )
-        report["cold_start_fresh_process"] = cold_starts(
-            args.models,
-            device,
-            best_batch,
-            probe_mode or None,
-            work,
-            compile_cache_dir(args.cache_dir or default_cache_dir(args.models), probe_mode)
-            if probe_mode
-            else args.cache_dir or default_cache_dir(args.models),
-            cold_compile=args.cold_compile,
+        states = args.cold_states.split(",")
+        if args.cold_compile:
+            states += ["compiled_first", "compiled_cached"]
+        report["cold_start_fresh_process"] = coldstart_script().cold_starts(
+            args.models, str(device), states, work
         )
     text = json.dumps(report, indent=2)
     print(text, flush=True)

@@ -35,7 +35,7 @@ from infra.components.nag import (
     grant_objects_under,
 )
 from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_HOST_DIR
-from runtime.common.keys import SEGMENT_KEY_PATTERN
+from runtime.common.keys import AOT_ARTIFACTS_KEY_PATTERN, SEGMENT_KEY_PATTERN
 from runtime.common.names import EnvVar, Lane
 
 HEALTH_PORT = 8080
@@ -255,6 +255,16 @@ class GpuWorkerService(Construct):
         acknowledge_table_indexes(role, resources.jobs_table)
         grant_objects(role, resources.uploads, "s3:GetObject")
         grant_objects(role, resources.weights, "s3:GetObject")
+        # Compiled-model packages: the first worker of a (GPU, torch, weights) combination builds
+        # them and shares them under this prefix only (docs/worker.md, cold start).
+        grant_objects_under(
+            role,
+            resources.weights,
+            AOT_ARTIFACTS_KEY_PATTERN,
+            "s3:PutObject",
+            "s3:AbortMultipartUpload",
+            why="Compiled-model packages (aot-artifacts/) are shared by the first worker per key.",
+        )
         # Outputs and prepared avatars are written (multipart for large files) and read back
         # (output cache hits, avatar cache hits and refresh-by-copy).
         for bucket in (resources.outputs, resources.avatar_cache):

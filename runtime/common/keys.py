@@ -70,3 +70,15 @@ def rendered_cache_key(model_version: str, content_hash: str) -> str:
     if not is_safe_id(content_hash):
         raise ValueError("content hash must match [A-Za-z0-9_-]{1,64}")
     return f"{RENDERED_CACHE_PREFIX}{model_version}/{content_hash}.mp4"
+
+
+AOT_ARTIFACTS_PREFIX = "aot-artifacts/"
+AOT_ARTIFACTS_KEY_PATTERN = f"{AOT_ARTIFACTS_PREFIX}*"  # what the worker may write in weights
+
+
+def aot_artifacts_prefix(model_version: str, key_digest: str) -> str:
+    """Compiled-model packages in the weights bucket, one prefix per (card, torch, weights) key:
+    the first worker of a combination builds and uploads, the others download."""
+    if not is_safe_id(key_digest):
+        raise ValueError("package key digest must match [A-Za-z0-9_-]{1,64}")
+    return f"{AOT_ARTIFACTS_PREFIX}{model_version}/{key_digest}/"

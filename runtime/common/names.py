@@ -63,6 +63,9 @@ class EnvVar(StrEnum):
     DEVICE = "MUSETALK_DEVICE"  # "cuda" in the image, "cpu" in tests
     DTYPE = "MUSETALK_DTYPE"  # "float16" on CUDA
     ENGINE_FACTORY = "MUSETALK_ENGINE_FACTORY"  # "module:callable"; default the MuseTalk engine
+    # "off" (default): eager models; "aot": compiled models from AOTInductor packages, shared
+    # through the weights bucket (docs/worker.md, start-up).
+    COMPILE = "MUSETALK_COMPILE"
     POLL_WAIT_SECONDS = "MUSETALK_POLL_WAIT_SECONDS"  # SQS long-poll wait on the first lane
     RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try
     MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt

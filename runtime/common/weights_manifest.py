@@ -14,6 +14,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 MANIFEST_NAME = "manifest.json"
+# In the local models directory: {path: [size, mtime_ns, sha256]} of the files the worker's
+# sync verified (the engine's AOT packages key on these digests).
+VERIFIED_STAMP_NAME = ".verified.json"
 _CHUNK = 8 * 1024 * 1024
 
 

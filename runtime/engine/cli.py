@@ -2,6 +2,7 @@
 
 python -m runtime.engine render --avatar A --audio B --out C.mp4 [--models DIR]
 python -m runtime.engine make-weights DIR [--tiny]
+python -m runtime.engine build-artifacts --models DIR [--max-autotune vae_decoder]
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_render(commands.add_parser("render", help="render one lip-synced mp4"))
     _add_make_weights(commands.add_parser("make-weights", help="write random weights"))
+    _add_build_artifacts(
+        commands.add_parser("build-artifacts", help="build the AOTInductor packages ahead")
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return int(args.run(args))
@@ -58,6 +62,64 @@ def _add_make_weights(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true", help="small configs for CPU tests")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=_make_weights)
+
+
+def _add_build_artifacts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="models dir")
+    parser.add_argument("--cache-dir", type=Path, help="default: the weight cache's directory")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    parser.add_argument("--dtype", default=None, help="default: float16 on CUDA, float32 on CPU")
+    parser.add_argument(
+        "--max-autotune",
+        default="",
+        metavar="MODELS",
+        help="comma-separated models to build with Inductor's max_autotune (unet, vae_decoder, "
+        "whisper_encoder): faster kernels, a much longer build",
+    )
+    parser.add_argument("--force", action="store_true", help="rebuild even if present")
+    parser.set_defaults(run=_build_artifacts)
+
+
+def _build_artifacts(args: argparse.Namespace) -> int:
+    """Build the packages `MuseTalkEngine.load(compile_models=True)` loads, for this card."""
+    import shutil
+
+    import torch
+
+    from runtime.engine import aot
+    from runtime.engine.engine import static_batch_size
+    from runtime.engine.layout import ModelsLayout
+    from runtime.engine.weight_cache import default_cache_dir
+
+    layout = ModelsLayout(args.models)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+    autotuned = [name for name in args.max_autotune.split(",") if name]
+    unknown = sorted(set(autotuned) - set(aot.MODELS))
+    if unknown:
+        print(f"--max-autotune: unknown models {unknown} (of {aot.MODELS})", file=sys.stderr)
+        return 2
+    cache_dir = args.cache_dir or default_cache_dir(args.models)
+    key = aot.AotKey.for_models(layout, device, dtype, static_batch_size(device, dtype))
+    existing = aot.find_packages(cache_dir, key)
+    if existing is not None and args.force:
+        shutil.rmtree(existing)
+        existing = None
+    if existing is not None:
+        print(json.dumps({"directory": str(existing), "built": False}))
+        return 0
+    report = aot.build_packages(
+        layout,
+        cache_dir,
+        key,
+        device,
+        dtype,
+        inductor_options={name: {"max_autotune": True} for name in autotuned},
+    )
+    summary = {"directory": str(report.directory), "built": True, "key": key.__dict__}
+    print(json.dumps({**summary, "build_s": report.seconds}, indent=2))
+    return 0
 
 
 def _render(args: argparse.Namespace) -> int:

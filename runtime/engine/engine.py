@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import shutil
 import tempfile
 import time
 from collections import deque
@@ -19,12 +20,14 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
 import torch
 
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
+from runtime.engine import aot
 from runtime.engine.audio import (
     D_MODEL,
     TOKENS_PER_FRAME,
@@ -76,6 +79,9 @@ MAX_GPU_BATCH_SIZE = 64
 # OOM halving covers an estimate that proves too small.
 GPU_BYTES_PER_ITEM = {torch.float16: 160 * 1024**2, torch.float32: 320 * 1024**2}
 GPU_RESERVED_BYTES = 1024**3
+# What the packaged models hold on the card before any batch (fp16 UNet ~1.7 GB, decoder,
+# Whisper, and the face models): taken off the card's total for the AOT batch size.
+AOT_MODELS_BYTES = 3 * 1024**3
 # A prepared avatar holds every frame in memory (and in the cache object): 60 s at 25 fps of
 # 1080p is about 9 GB. Longer avatars are refused rather than exhausting the host.
 MAX_AVATAR_FRAMES = 1500
@@ -113,9 +119,9 @@ class MuseTalkEngine:
     def __init__(
         self,
         *,
-        generator: Generator,
-        codec: LatentCodec,
-        audio_encoder: AudioEncoder,
+        generator: Generator | aot.AotGenerator,
+        codec: LatentCodec | aot.AotCodec,
+        audio_encoder: AudioEncoder | aot.AotAudioEncoder,
         locator: FaceLocatorLike,
         parser: FaceParserLike,
         scorer: SyncScorerLike | None,
@@ -149,19 +155,22 @@ class MuseTalkEngine:
         self._speech: SpeechDetector | None = None
         self._positional = positional_encoding().to(device=device, dtype=dtype)
         self._resident = ResidentCache(device, dtype)
-        self.compiled = compile_models
-        self.compile_mode = compile_mode
+        # AOTInductor packages (see `aot`): compiled already, at a static batch size.
+        self.aot = isinstance(generator, aot.AotGenerator)
+        self.compiled = compile_models or self.aot
+        self.compile_mode = None if self.aot else compile_mode
         self.load_timings_ms: dict[str, float] = {}
-        self._artifacts = (
-            artifacts_path(cache_dir, device, dtype) if compile_models and cache_dir else None
-        )
+        jit = compile_models and not self.aot
+        self._artifacts = artifacts_path(cache_dir, device, dtype) if jit and cache_dir else None
         self._artifacts_saved = False
         # Whether this process started from cached compile artifacts (reported by the bench).
         self.compile_artifacts_loaded = False
-        if compile_models:
+        if jit:
             if self._artifacts is not None:
                 self.compile_artifacts_loaded = load_artifacts(self._artifacts)
-            compile_for_speed(generator, codec, mode=compile_mode)
+            compile_for_speed(
+                cast(Generator, generator), cast(LatentCodec, codec), mode=compile_mode
+            )
 
     @classmethod
     def load(
@@ -179,6 +188,7 @@ class MuseTalkEngine:
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
         cache_dir: Path | None = None,
         segment_encoders: int = 1,
+        aot_packages: bool = False,
     ) -> MuseTalkEngine:
         """Load every model from the official layout; fp16 on CUDA, fp32 on CPU by default.
 
@@ -190,12 +200,15 @@ class MuseTalkEngine:
         `cache_dir` for the next process. `compile_mode` is torch's (default: reduce-overhead,
         i.e. CUDA graphs; None for torch's default mode). `segment_encoders` > 1: `speak`
         splits a long clip across that many encoders (default 1: one writer).
+
+        With `compile_models` and `aot_packages` the UNet, decoder and Whisper encoder come
+        from AOTInductor packages in `cache_dir` (see `aot`): built on the first such load
+        (minutes), then loaded without importing diffusers or transformers (preparation
+        imports them on first use). Where packages cannot be built or loaded, the models are
+        compiled with `torch.compile` as above. Off by default: on the benchmark's H100 image
+        (torch 2.11, CUDA 13.0) loading a CUDA package crashed the process (docs/engine.md).
         """
-        # Strings too: the worker and local mode pass MUSETALK_DEVICE / MUSETALK_DTYPE as set.
-        device = torch.device(device) if isinstance(device, str) else device
-        dtype = _torch_dtype(dtype) if isinstance(dtype, str) else dtype
-        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+        device, dtype = _device_and_dtype(device, dtype)
         layout = ModelsLayout(models_dir)
         weights = layout.weights_kind()
         if weights == "random":
@@ -205,19 +218,34 @@ class MuseTalkEngine:
             )
         cache_dir = cache_dir or default_cache_dir(models_dir)
         cache = WeightCache(cache_dir)
-        # The cached tensors stream onto the device while the model libraries import.
-        cache.prefetch(["unet", "vae", "whisper_encoder"], device, dtype)
         timings: dict[str, float] = {}
-        with _timed(timings, "imports"):
-            preload_libraries()
-        with _timed(timings, "unet", device):
-            generator = Generator(
-                layout.unet_config, layout.unet_weights, device, dtype, cache=cache
-            )
-        with _timed(timings, "vae", device):
-            codec = LatentCodec(layout.vae_dir, device, dtype, cache=cache)
-        with _timed(timings, "whisper", device):
-            audio_encoder = AudioEncoder(layout.whisper_dir, device, dtype, cache=cache)
+        packaged = (
+            _aot_models(layout, cache, device, dtype, timings)
+            if compile_models and aot_packages
+            else None
+        )
+        generator: Generator | aot.AotGenerator
+        codec: LatentCodec | aot.AotCodec
+        audio_encoder: AudioEncoder | aot.AotAudioEncoder
+        if packaged is not None:
+            generator, codec = packaged.generator, packaged.codec
+            audio_encoder = packaged.audio_encoder
+        else:
+            if compile_models and (lacking := aot.missing_toolchain(device)):
+                log.warning("cannot compile here (%s): the models run eager", lacking)
+                compile_models = False
+            # The cached tensors stream onto the device while the model libraries import.
+            cache.prefetch(["unet", "vae", "whisper_encoder"], device, dtype)
+            with _timed(timings, "imports"):
+                preload_libraries()
+            with _timed(timings, "unet", device):
+                generator = Generator(
+                    layout.unet_config, layout.unet_weights, device, dtype, cache=cache
+                )
+            with _timed(timings, "vae", device):
+                codec = LatentCodec(layout.vae_dir, device, dtype, cache=cache)
+            with _timed(timings, "whisper", device):
+                audio_encoder = AudioEncoder(layout.whisper_dir, device, dtype, cache=cache)
         start = time.perf_counter()
         if locator is None or parser is None or (scorer is None and layout.syncnet.is_file()):
             from runtime.engine import faces
@@ -246,7 +274,7 @@ class MuseTalkEngine:
             cache_dir=cache_dir,
             segment_encoders=segment_encoders,
         )
-        if compile_models:
+        if compile_models and not engine.aot:  # packages ran (and captured graphs) on load
             with _timed(timings, "compile", device):
                 engine.warm_up(engine.pick_batch_size())
         engine.load_timings_ms = timings
@@ -277,8 +305,10 @@ class MuseTalkEngine:
 
     @property
     def _uses_cuda_graphs(self) -> bool:
+        """torch.compile's CUDA graphs (AOT packages replay their own, see `aot.StaticRunner`)."""
         return (
             self.compiled
+            and not self.aot
             and self.device.type == "cuda"
             and any(mode in CUDA_GRAPH_MODES for mode in split_compile_mode(self.compile_mode))
         )
@@ -406,6 +436,8 @@ class MuseTalkEngine:
 
     def pick_batch_size(self) -> int:
         """Largest batch the free GPU memory holds (CPU: the official default of 8)."""
+        if isinstance(self.generator, aot.AotGenerator):
+            return self.generator.batch_size  # the packages' static batch
         if self.device.type != "cuda":
             return CPU_BATCH_SIZE
         free, _total = torch.cuda.mem_get_info(self.device)
@@ -801,6 +833,91 @@ def compile_for_speed(generator: Generator, codec: LatentCodec, *, mode: str | N
     fold_upsamplers(codec.vae.decoder)
     generator.unet = torch.compile(generator.unet, dynamic=False, mode=unet_mode)
     codec.vae.decoder = torch.compile(codec.vae.decoder, dynamic=False, mode=decoder_mode)
+
+
+def static_batch_size(device: torch.device, dtype: torch.dtype) -> int:
+    """The batch AOT packages are built for: what the card's whole memory holds beside the
+    models (its free memory would vary with what else runs, and so would the packages' key)."""
+    if device.type != "cuda":
+        return CPU_BATCH_SIZE
+    total = torch.cuda.get_device_properties(device).total_memory
+    return batch_size_for_memory(total - AOT_MODELS_BYTES, dtype)
+
+
+def aot_packages_dir(
+    models_dir: Path,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> tuple[aot.AotKey, Path]:
+    """The key and local directory of the AOT packages `load(models_dir, device, dtype,
+    compile_models=True)` uses (with the default cache directory): where a worker puts the
+    packages it downloads."""
+    device, dtype = _device_and_dtype(device, dtype)
+    key = aot.AotKey.for_models(
+        ModelsLayout(models_dir), device, dtype, static_batch_size(device, dtype)
+    )
+    return key, aot.packages_dir(default_cache_dir(models_dir), key)
+
+
+def _device_and_dtype(
+    device: torch.device | str | None, dtype: torch.dtype | str | None
+) -> tuple[torch.device, torch.dtype]:
+    """Strings too: the worker and local mode pass MUSETALK_DEVICE / MUSETALK_DTYPE as set."""
+    device = torch.device(device) if isinstance(device, str) else device
+    dtype = _torch_dtype(dtype) if isinstance(dtype, str) else dtype
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+    return device, dtype
+
+
+def _aot_models(
+    layout: ModelsLayout,
+    cache: WeightCache,
+    device: torch.device,
+    dtype: torch.dtype,
+    timings: dict[str, float],
+) -> aot.AotModels | None:
+    """The AOT packages for this card, built first when absent; None (torch.compile instead)
+    where they cannot be built or loaded. A package that does not load is removed, so the next
+    start builds it again."""
+    batch = static_batch_size(device, dtype)
+    key = aot.AotKey.for_models(layout, device, dtype, batch)
+    directory = aot.find_packages(cache.directory, key)
+    if directory is None and (lacking := aot.missing_toolchain(device)):
+        log.warning("no AOT packages for %s and none can be built here (%s)", key, lacking)
+        return None
+    if directory is None:
+        log.info("building AOT packages for %s (once per card, torch and weights)", key)
+        try:
+            with _timed(timings, "aot_build", device):
+                directory = aot.build_packages(
+                    layout, cache.directory, key, device, dtype
+                ).directory
+        except Exception:  # export/Inductor/C++ compiler errors take many types
+            log.warning("AOT packages not built; compiling with torch.compile", exc_info=True)
+            return None
+
+    def eager_codec() -> LatentCodec:
+        return LatentCodec(layout.vae_dir, device, dtype, cache=cache)
+
+    if not aot.begin_load_attempt(directory):
+        log.warning(
+            "an earlier load of the AOT packages in %s never finished (the process died): "
+            "not loading them again; using torch.compile (rebuild with build-artifacts --force)",
+            directory,
+        )
+        return None
+    try:
+        with _timed(timings, "aot_load", device):
+            models = aot.load_models(directory, device, dtype, batch, eager_codec=eager_codec)
+        aot.end_load_attempt(directory)
+        return models
+    except aot.AotUnavailableError as error:
+        log.warning(
+            "AOT packages in %s unusable (%s); removed, using torch.compile", directory, error
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+        return None
 
 
 def batch_size_for_memory(free_bytes: int, dtype: torch.dtype) -> int:

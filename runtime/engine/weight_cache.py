@@ -91,9 +91,9 @@ class WeightCache:
         in `dtype`. The cached copy is used only while `sources` are unchanged.
         """
         path = self.path(name, dtype)
-        fingerprint = _fingerprint(sources, dtype)
+        stamp = fingerprint(sources, dtype)
         prefetched = self._prefetched.pop(path, None)
-        if _stored_fingerprint(path) == fingerprint:
+        if _stored_fingerprint(path) == stamp:
             try:
                 module = _load_cached(path, build_empty, device, prefetched)
             except (OSError, RuntimeError, ValueError, SafetensorError) as error:
@@ -102,10 +102,10 @@ class WeightCache:
                 self.hits.append(name)
                 return module.eval()
         module = load_from_sources().eval()
-        self._store(path, module, fingerprint)
+        self._store(path, module, stamp)
         return module
 
-    def _store(self, path: Path, module: torch.nn.Module, fingerprint: str) -> None:
+    def _store(self, path: Path, module: torch.nn.Module, stamp: str) -> None:
         """Write atomically (temp file + rename): a crash never leaves a half file in place."""
         state = {key: value.detach().contiguous() for key, value in module.state_dict().items()}
         try:
@@ -115,7 +115,7 @@ class WeightCache:
             ) as partial:
                 temporary = Path(partial.name)
             try:
-                save_file(state, str(temporary), metadata={FINGERPRINT_KEY: fingerprint})
+                save_file(state, str(temporary), metadata={FINGERPRINT_KEY: stamp})
                 os.replace(temporary, path)
             finally:
                 temporary.unlink(missing_ok=True)
@@ -124,7 +124,8 @@ class WeightCache:
             log.warning("weight cache %s not written: %s", path.name, error)
 
 
-def _fingerprint(sources: Sequence[Path], dtype: torch.dtype) -> str:
+def fingerprint(sources: Sequence[Path], dtype: torch.dtype) -> str:
+    """The stamp a cached copy was made from: format, dtype, each source's name, size, mtime."""
     files = [
         {"name": source.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         for source in sources

@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.common.weights_manifest import MANIFEST_NAME, WeightsManifest, file_sha256
+from runtime.common.weights_manifest import (
+    MANIFEST_NAME,
+    VERIFIED_STAMP_NAME,
+    WeightsManifest,
+    file_sha256,
+)
 from runtime.worker.telemetry import logger
 
-STAMP_NAME = ".verified.json"  # in the models directory: {path: [size, mtime_ns, sha256]}
+STAMP_NAME = VERIFIED_STAMP_NAME  # in the models directory: {path: [size, mtime_ns, sha256]}
 
 
 class WeightsError(RuntimeError):

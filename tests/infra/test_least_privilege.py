@@ -7,7 +7,11 @@ import json
 
 import pytest
 
-from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN, SEGMENT_KEY_PATTERN
+from runtime.common.keys import (
+    AOT_ARTIFACTS_KEY_PATTERN,
+    PREVIEW_PLAYLIST_KEY_PATTERN,
+    SEGMENT_KEY_PATTERN,
+)
 from runtime.common.names import Lane
 from tests.infra.conftest import Synthesized
 from tests.infra.template_queries import (
@@ -172,9 +176,15 @@ def test_worker_bucket_access_is_exactly_what_it_uses(dev: Synthesized, lane: La
     def on(bucket: str) -> set[str]:
         return actions_on(dev.raw, role, _bucket(dev, bucket))
 
-    # reads its inputs and the weights, never writes or deletes them
+    # reads its inputs and the weights, never deletes them; writes compiled packages only
     assert on("Uploads") == {"s3:GetObject", "s3:ListBucket"}
-    assert on("Weights") == {"s3:GetObject", "s3:ListBucket"}
+    assert on("Weights") == {
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+    }
+    assert _keys_granted(dev, role, "Weights", "s3:PutObject") == [AOT_ARTIFACTS_KEY_PATTERN]
     # writes outputs and prepared avatars (and the preview playlist, presigning its segments'
     # GETs with this role); deletes only its render segments
     for bucket in ("Outputs", "AvatarCache"):

@@ -19,11 +19,19 @@ from tests.support.small_engine import SmallEngine
 from tests.unit.worker.test_settings_and_engine_seam import BASE
 
 
-def test_only_the_default_factory_preloads_and_it_imports_the_model_libraries() -> None:
+def test_only_the_eager_default_factory_preloads_and_it_imports_the_model_libraries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given another engine factory / When preloading starts / Then nothing is started
     assert start_preload("tests.support.small_engine:load") is None
+    # Given the default factory compiled from AOT packages, which needs neither library
+    # Then nothing is started either
+    monkeypatch.setenv(EnvVar.COMPILE, "aot")
+    assert start_preload(DEFAULT_ENGINE_FACTORY) is None
 
-    # Given the default factory / When preloading starts and finishes
+    # Given the default factory with eager models (the default) / When preloading starts and
+    # finishes
+    monkeypatch.delenv(EnvVar.COMPILE)
     thread = start_preload(DEFAULT_ENGINE_FACTORY)
     assert thread is not None
     thread.join(timeout=300)

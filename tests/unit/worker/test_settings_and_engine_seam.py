@@ -84,20 +84,32 @@ def test_the_default_factory_hands_the_settings_to_the_musetalk_engine(
 
     class RecordingEngine:
         @classmethod
-        def load(cls, *args: object) -> str:
-            calls.append(args)
+        def load(cls, *args: object, **kwargs: object) -> str:
+            calls.append((*args, kwargs))
             return "engine"
 
     module = types.ModuleType("runtime.engine.engine")
     module.MuseTalkEngine = RecordingEngine  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "runtime.engine.engine", module)
 
-    # When the worker loads the default factory with its string settings
+    monkeypatch.delenv(EnvVar.WEIGHTS_BUCKET, raising=False)  # no packages to share
+    monkeypatch.delenv(EnvVar.COMPILE, raising=False)
+    # When the worker loads the default factory with its string settings, by default and with
+    # AOT compilation switched on
     engine = load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
+    monkeypatch.setenv(EnvVar.COMPILE, "aot")
+    load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
 
-    # Then MuseTalkEngine.load got them (it turns strings into torch objects itself)
+    # Then MuseTalkEngine.load got them (it turns strings into torch objects itself), eager
+    # unless AOT packages are asked for
     assert engine == "engine"
-    assert calls == [(tmp_path, "cpu", "float16")]
+    off = {"compile_models": False, "aot_packages": False}
+    on = {"compile_models": True, "aot_packages": True}
+    assert calls == [(tmp_path, "cpu", "float16", off), (tmp_path, "cpu", "float16", on)]
+    # and a value it does not know stops the start naming the variable
+    monkeypatch.setenv(EnvVar.COMPILE, "jit")
+    with pytest.raises(EngineFactoryError, match=EnvVar.COMPILE):
+        load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
 
 
 def test_the_default_factory_refuses_an_unknown_dtype_by_name(tmp_path: Path) -> None:

@@ -1,0 +1,460 @@
+"""Cold start: weights on local disk -> engine ready, each in a fresh process, per cache state.
+
+States (a new interpreter each, with its own empty Inductor/Triton cache directories, as in a new
+container; they share one weight-cache directory, whose contents each state sets up):
+
+* `eager_uncached`   eager engine, empty cache: reads the official files, writes the weight cache
+* `eager_cached`     eager engine, weight cache filled
+* `compiled_first`   torch.compile (CUDA graphs), nothing compiled yet: compiles, saves mega-cache
+* `compiled_cached`  torch.compile with the mega-cache artifacts `compiled_first` saved
+* `aot_build`        AOT packages absent: built in this start (minutes), then loaded
+* `aot`              AOT packages present (`python -m runtime.engine build-artifacts`)
+* `aot_no_graphs`    the same without CUDA graphs around the packages
+
+"Ready" = `MuseTalkEngine.load` returned and one batch went through the UNet and the decoder.
+Each probe reports seconds from interpreter start (the parent's clock just before it spawns the
+process) and from after `import torch`, which model libraries were imported by then, and the
+first audio features after ready. `--imports` times the imports alone, optionally in a minimal
+environment (`--minimal-env`: a venv that sees only torch and the engine's requirements, as the
+worker image would) to compare with the machine's full image.
+
+    python bench/coldstart.py --models /tmp/models --out coldstart.json
+    python bench/coldstart.py --models /tmp/tiny --device cpu --states eager_uncached,eager_cached
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+STATES = (
+    "eager_uncached",
+    "eager_cached",
+    "compiled_first",
+    "compiled_cached",
+    "aot_build",
+    "aot",
+    "aot_no_graphs",
+)
+DEFAULT_STATES = "eager_uncached,eager_cached,aot,aot"
+COMPILE_MODE = "reduce-overhead"
+# The engine's own imports, then what the eager path adds (timed one by one, in this order).
+IMPORT_STEPS = (
+    ("torch", "import torch"),
+    ("cuda_init", "torch.cuda.is_available() and torch.zeros(1, device='cuda').sum().item()"),
+    ("engine", "import runtime.engine.engine"),
+    ("aoti_loader", "torch._C._aoti.AOTIModelPackageLoader"),
+    ("transformers_extractor", "from transformers import WhisperFeatureExtractor"),
+    ("transformers_model", "from transformers import WhisperModel"),
+    ("diffusers_models", "from diffusers import AutoencoderKL, UNet2DConditionModel"),
+    ("inductor_package_api", "from torch._inductor.package import load_package"),
+)
+# Requirements of the worker image that the engine's import path touches (plus torch).
+MINIMAL_REQUIREMENTS = (
+    "torch",
+    "numpy",
+    "opencv-python",
+    "opencv-python-headless",
+    "av",
+    "soxr",
+    "safetensors",
+    "diffusers",
+    "transformers",
+    "scipy",
+    "pydantic",
+)
+
+
+class _NoFaces:
+    """The face models are not part of the ready path measured here (preparation loads them)."""
+
+    def locate(self, *args: object, **kwargs: object) -> list[None]:
+        raise RuntimeError("the cold-start probe does not locate faces")
+
+    def blend_masks(self, *args: object, **kwargs: object) -> list[None]:
+        raise RuntimeError("the cold-start probe does not parse faces")
+
+
+# ------------------------------------------------------------------------------ in the probe
+
+
+def probe(state: str, models: Path, device_name: str, cache_dir: Path, launched_at: float) -> None:
+    """One cold start in this (fresh) process; prints one JSON line."""
+    began = time.time()
+    import torch
+
+    torch_done = time.time()
+    import numpy as np
+
+    from runtime.engine.engine import MuseTalkEngine
+
+    device = torch.device(device_name)
+    compiled = state.startswith("compiled")
+    aot = state.startswith("aot")
+    engine = MuseTalkEngine.load(
+        models,
+        device,
+        locator=_NoFaces(),
+        parser=_NoFaces(),
+        compile_models=compiled or aot,
+        compile_mode=COMPILE_MODE if device.type == "cuda" else None,
+        aot_packages=aot,
+        cache_dir=cache_dir,
+    )
+    _synchronize(torch, device)
+    loaded = time.time()
+    batch = engine.pick_batch_size()
+    with torch.inference_mode():  # as in speak (a compiled graph guards on it)
+        latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
+        audio = torch.zeros(batch, 50, 384, device=device, dtype=engine.dtype)
+        engine.codec.decode(engine.generator.step(latents, audio))
+    _synchronize(torch, device)
+    ready = time.time()
+    libraries_at_ready = _model_libraries()
+    engine.audio_encoder.frame_tokens(np.zeros(16000, dtype=np.float32), 25)
+    _synchronize(torch, device)
+    first_audio = time.time()
+    report = {
+        "state": state,
+        "aot": engine.aot,
+        "batch": batch,
+        "interpreter_to_torch_s": round(torch_done - launched_at, 2),
+        "from_interpreter_start": {
+            "load_s": round(loaded - launched_at, 2),
+            "ready_s": round(ready - launched_at, 2),
+        },
+        "from_after_import_torch": {
+            "load_s": round(loaded - torch_done, 2),
+            "ready_s": round(ready - torch_done, 2),
+        },
+        "python_start_s": round(began - launched_at, 3),
+        "first_audio_tokens_after_ready_s": round(first_audio - ready, 2),
+        "load_ms": {stage: round(ms, 1) for stage, ms in engine.load_timings_ms.items()},
+        "model_libraries_imported_at_ready": libraries_at_ready,
+        "model_libraries_imported_after_audio": _model_libraries(),
+        "compile_artifacts_loaded": engine.compile_artifacts_loaded,
+    }
+    print(json.dumps(report), flush=True)
+
+
+def _model_libraries() -> list[str]:
+    return [name for name in ("diffusers", "transformers", "torch._dynamo") if name in sys.modules]
+
+
+def _synchronize(torch: Any, device: Any) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_imports() -> None:
+    """Each of `IMPORT_STEPS` in order, in this fresh process; prints one JSON line."""
+    seconds: dict[str, float] = {}
+    scope: dict[str, Any] = {}
+    for name, statement in IMPORT_STEPS:
+        start = time.perf_counter()
+        try:
+            exec(statement, scope)  # noqa: S102  # nosec B102 (constant statements above)
+        except Exception as error:  # report a missing library, keep timing the rest
+            seconds[name] = -1.0
+            scope.setdefault("errors", {})[name] = repr(error)[:200]
+            continue
+        seconds[name] = round(time.perf_counter() - start, 2)
+    print(json.dumps({"import_s": seconds, "errors": scope.get("errors", {})}), flush=True)
+
+
+COMPARE_VARIANTS = {
+    "no_graphs": (),
+    "unet_graph": ("unet",),
+    "both_graphs": ("unet", "vae_decoder"),
+}
+
+
+def compare_with_eager(
+    models: Path,
+    device_name: str,
+    cache_dir: Path,
+    variants: Sequence[str] = tuple(COMPARE_VARIANTS),
+    *,
+    iterations: int = 20,
+) -> dict[str, Any]:
+    """The AOT packages against the eager models in this process: ms/frame of the UNet and the
+    decoder (with and without CUDA graphs around the packages), PSNR of the decoded faces and
+    the Whisper features' largest difference. The packages must be built already."""
+    import numpy as np
+    import torch
+
+    from runtime.engine import aot
+    from runtime.engine.audio import AudioEncoder
+    from runtime.engine.engine import static_batch_size
+    from runtime.engine.latents import Generator, LatentCodec
+    from runtime.engine.layout import ModelsLayout
+    from runtime.engine.weight_cache import WeightCache
+
+    device = torch.device(device_name)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    layout = ModelsLayout(models)
+    batch = static_batch_size(device, dtype)
+    directory = aot.find_packages(cache_dir, aot.AotKey.for_models(layout, device, dtype, batch))
+    if directory is None:
+        raise RuntimeError(f"no AOT packages in {cache_dir} for this card and weights")
+    cache = WeightCache(cache_dir)
+    generator = Generator(layout.unet_config, layout.unet_weights, device, dtype, cache=cache)
+    codec = LatentCodec(layout.vae_dir, device, dtype, cache=cache)
+    audio_encoder = AudioEncoder(layout.whisper_dir, device, dtype, cache=cache)
+    seed = torch.Generator().manual_seed(0)
+    latents = torch.randn(batch, 8, 32, 32, generator=seed).to(device, dtype)
+    audio = torch.randn(batch, 50, 384, generator=seed).to(device, dtype)
+    speech = np.random.default_rng(0).standard_normal(16000 * 40).astype(np.float32) * 0.1
+
+    def per_frame_ms(run: Any) -> float:
+        run()
+        _synchronize(torch, device)
+        start = time.perf_counter()
+        for _ in range(iterations):
+            run()
+        _synchronize(torch, device)
+        return round((time.perf_counter() - start) / iterations / batch * 1000, 4)
+
+    def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+        mse = float(((a.float() - b.float()) ** 2).mean())
+        return round(10 * np.log10(255**2 / mse), 2) if mse > 0 else float("inf")
+
+    report: dict[str, Any] = {"batch": batch, "device": device_name}
+    with torch.inference_mode():
+        predicted = generator.step(latents, audio)
+        faces = codec.decode(predicted)
+        features = audio_encoder.features(speech)
+        report["eager"] = {
+            "unet_ms_per_frame": per_frame_ms(lambda: generator.step(latents, audio)),
+            "decoder_ms_per_frame": per_frame_ms(lambda: codec.decode(predicted)),
+        }
+        print(json.dumps({"eager": report["eager"]}), flush=True)
+        for name in variants:
+            graphs = COMPARE_VARIANTS[name]
+            start = time.perf_counter()
+            packaged = aot.load_models(
+                directory, device, dtype, batch, eager_codec=lambda: codec, cuda_graphs=graphs
+            )
+            load_s = time.perf_counter() - start
+            step, decode = packaged.generator.step, packaged.codec.decode
+            aot_predicted = step(latents, audio).clone()
+            aot_faces = decode(predicted).clone()
+            aot_features = packaged.audio_encoder.features(speech)
+            report[name] = {
+                "load_s": round(load_s, 2),
+                "load_ms": {k: round(v, 1) for k, v in packaged.load_ms.items()},
+                "unet_ms_per_frame": per_frame_ms(lambda step=step: step(latents, audio)),
+                "decoder_ms_per_frame": per_frame_ms(lambda decode=decode: decode(predicted)),
+                "unet_latent_max_abs_diff": float((aot_predicted - predicted).abs().max()),
+                "faces_psnr_db_decoder_only": psnr(aot_faces, faces),
+                "faces_psnr_db_unet_and_decoder": psnr(decode(aot_predicted), faces),
+                "whisper_features_max_abs_diff": float((aot_features - features).abs().max()),
+            }
+            print(json.dumps({name: report[name]}), flush=True)
+            del packaged, step, decode
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    manifest = json.loads((directory / aot.MANIFEST).read_text())
+    report["build_s"] = manifest["build_s"]
+    report["package_bytes"] = manifest["files"]
+    return report
+
+
+# -------------------------------------------------------------------------------- the parent
+
+
+def run_probe(
+    state: str,
+    models: Path,
+    device: str,
+    cache_dir: Path,
+    inductor_dir: Path,
+    *,
+    python: str = sys.executable,
+) -> dict[str, Any]:
+    """`probe` in a new interpreter with empty Inductor/Triton caches of its own."""
+    env = {
+        **os.environ,
+        "TORCHINDUCTOR_CACHE_DIR": str(inductor_dir / "inductor"),
+        "TRITON_CACHE_DIR": str(inductor_dir / "triton"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    if state == "aot_no_graphs":
+        env["MUSETALK_AOT_CUDA_GRAPHS"] = ""
+    launched_at = time.time()
+    command = [python, __file__, "--probe", state, "--models", str(models), "--device", device]
+    command += ["--cache-dir", str(cache_dir), "--launched-at", repr(launched_at)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)  # noqa: S603
+    result = _last_json(done.stdout) or {
+        "state": state,
+        "returncode": done.returncode,
+        "error": done.stderr[-1500:],
+    }
+    result["loader"] = os.environ.get("MUSETALK_AOT_LOADER", "direct")
+    result["process_wall_s"] = round(time.time() - launched_at, 2)
+    print(json.dumps({"cold_start": result}), flush=True)
+    return result
+
+
+def prepare_state(state: str, cache_dir: Path) -> None:
+    """Leave in `cache_dir` exactly what `state` starts from."""
+    if state == "eager_uncached":
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    elif state == "compiled_first":
+        for artifacts in cache_dir.glob("compiled-*.bin"):
+            artifacts.unlink()
+    elif state == "aot_build":
+        shutil.rmtree(cache_dir / "aot", ignore_errors=True)
+
+
+def cold_starts(
+    models: Path,
+    device: str,
+    states: Sequence[str],
+    work: Path,
+    *,
+    cache_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Every state in order (repeats allowed) in fresh processes sharing `cache_dir`."""
+    cache = cache_dir or work / "cache"
+    results = []
+    for number, state in enumerate(states):
+        if state not in STATES:
+            raise ValueError(f"unknown cold-start state {state!r} (one of {', '.join(STATES)})")
+        prepare_state(state, cache)
+        results.append(run_probe(state, models, device, cache, work / f"inductor-{number}"))
+    return results
+
+
+def imports_in(python: str, *, inherit_path: bool) -> dict[str, Any]:
+    """`time_imports` in a fresh `python`; `inherit_path`: keep this process's PYTHONPATH (the
+    full image's extra wheels), else only the repository (a minimal venv sees nothing else)."""
+    extra = os.environ.get("PYTHONPATH", "") if inherit_path else ""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), extra])}
+    start = time.time()
+    done = subprocess.run(  # noqa: S603
+        [python, __file__, "--time-imports"], capture_output=True, text=True, check=False, env=env
+    )
+    result = _last_json(done.stdout) or {"error": done.stderr[-1500:]}
+    result["process_wall_s"] = round(time.time() - start, 2)
+    return result
+
+
+def make_minimal_env(directory: Path, requirements: Sequence[str] = MINIMAL_REQUIREMENTS) -> dict:
+    """A venv without system site-packages that sees only `requirements` and what they need
+    (symlinks to this interpreter's installed distributions): the worker image's view."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    site = directory / "linked"
+    site.mkdir(parents=True, exist_ok=True)
+    wanted, seen, missing = list(requirements), set(), []
+    while wanted:
+        name = wanted.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        for requirement in dist.requires or []:
+            parsed = Requirement(requirement)
+            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
+                wanted.append(parsed.name)
+        for file in dist.files or []:
+            top = file.parts[0]
+            if top in ("..", "__pycache__") or top.endswith(".pth"):
+                continue
+            link = site / top
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(Path(str(dist.locate_file(top))))
+    subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "venv", "--without-pip", str(directory / "venv")], check=True
+    )
+    python = directory / "venv" / "bin" / "python"
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (directory / "venv" / "lib" / version / "site-packages" / "linked.pth").write_text(f"{site}\n")
+    return {
+        "python": str(python),
+        "distributions": len(seen) - len(missing),
+        "not_installed": sorted(missing),
+    }
+
+
+def _default_cache(models: Path) -> Path:
+    from runtime.engine.weight_cache import default_cache_dir
+
+    return default_cache_dir(models)
+
+
+def _last_json(stdout: str) -> dict[str, Any] | None:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--states", default=DEFAULT_STATES, help=f"of {', '.join(STATES)}")
+    parser.add_argument("--cache-dir", type=Path, help="weight/compile/AOT cache for the states")
+    parser.add_argument("--imports", action="store_true", help="also time the imports alone")
+    parser.add_argument("--minimal-env", type=Path, help="build a minimal venv here, time it too")
+    parser.add_argument(
+        "--compare",
+        metavar="VARIANTS",
+        help=f"AOT vs eager in-process (ms/frame, PSNR), some of {','.join(COMPARE_VARIANTS)}",
+    )
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--probe", choices=STATES, help=argparse.SUPPRESS)
+    parser.add_argument("--launched-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--time-imports", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.time_imports:
+        time_imports()
+        return {}
+    if args.probe:
+        probe(args.probe, args.models, args.device, args.cache_dir, args.launched_at)
+        return {}
+    report: dict[str, Any] = {"device": args.device}
+    work = Path(tempfile.mkdtemp(prefix="coldstart-"))
+    if args.imports:
+        report["imports_full_image"] = imports_in(sys.executable, inherit_path=True)
+    if args.minimal_env:
+        env = make_minimal_env(args.minimal_env)
+        report["minimal_env"] = env
+        report["imports_minimal_env"] = imports_in(env["python"], inherit_path=False)
+    if args.compare:
+        report["aot_vs_eager"] = compare_with_eager(
+            args.models,
+            args.device,
+            args.cache_dir or _default_cache(args.models),
+            args.compare.split(","),
+        )
+    if args.models and args.states:
+        states = [state for state in args.states.split(",") if state]
+        report["cold_starts"] = cold_starts(
+            args.models, args.device, states, work, cache_dir=args.cache_dir
+        )
+    text = json.dumps(report, indent=2)
+    print(text, flush=True)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -113,8 +113,23 @@ def _up(options: StackOptions) -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        threading.Event().wait()
+        wait_for_interrupt()
     return int(ExitCode.OK)
+
+
+SIGNAL_CHECK_SECONDS = 1.0
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C (or SIGTERM, see `_raise_on_sigterm`) raises KeyboardInterrupt.
+
+    Wakes every second: the kernel may deliver the signal to any thread (the in-process moto
+    server has many), and Python runs its handler only when the main thread next wakes, so an
+    untimed wait could sleep through Ctrl-C for good (seen once in CI).
+    """
+    never = threading.Event()
+    while not never.wait(SIGNAL_CHECK_SECONDS):
+        pass
 
 
 def _serve_gateway(port: int) -> int:

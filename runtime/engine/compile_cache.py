@@ -7,8 +7,8 @@ after the first compiled batch into the weight cache directory and loaded before
 process compiles, which then finds every kernel ready. Dynamo still traces the models on the
 first call; that part is not cached.
 
-The file is keyed by torch version, GPU name and dtype: artifacts from another build or card
-are never loaded (they would only miss).
+The file is keyed by torch version, GPU name, dtype and compile mode: artifacts from another
+build or card are never loaded (they would only miss).
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def artifacts_path(directory: Path, device: torch.device, dtype: torch.dtype) -> Path:
+def artifacts_path(
+    directory: Path, device: torch.device, dtype: torch.dtype, mode: str | None = None
+) -> Path:
+    """One file per torch build, card, dtype and compile mode: a process that loaded artifacts
+    saves none, so modes sharing a file would leave every mode but the first uncached."""
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    key = f"{torch.__version__}-{card}-{dtype}".lower()
+    key = f"{torch.__version__}-{card}-{dtype}-{mode or 'default'}".lower()
     return directory / f"compiled-{re.sub(r'[^a-z0-9.]+', '_', key)}.bin"
 
 

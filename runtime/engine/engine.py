@@ -161,7 +161,9 @@ class MuseTalkEngine:
         self.compile_mode = None if self.aot else compile_mode
         self.load_timings_ms: dict[str, float] = {}
         jit = compile_models and not self.aot
-        self._artifacts = artifacts_path(cache_dir, device, dtype) if jit and cache_dir else None
+        self._artifacts = (
+            artifacts_path(cache_dir, device, dtype, compile_mode) if jit and cache_dir else None
+        )
         self._artifacts_saved = False
         # Whether this process started from cached compile artifacts (reported by the bench).
         self.compile_artifacts_loaded = False

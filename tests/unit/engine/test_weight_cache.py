@@ -158,19 +158,23 @@ def test_compile_artifacts_round_trip_through_their_file(
     loaded: list[bytes] = []
     monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"kernels", None))
     monkeypatch.setattr(torch.compiler, "load_cache_artifacts", lambda data: loaded.append(data))
-    path = compile_cache.artifacts_path(tmp_path / "cache", CPU, torch.float16)
+    path = compile_cache.artifacts_path(tmp_path / "cache", CPU, torch.float16, "reduce-overhead")
     # When nothing is saved yet, then saved, then loaded
     assert not compile_cache.load_artifacts(path)
     assert compile_cache.save_artifacts(path)
     monkeypatch.setattr(
         torch.compiler, "load_cache_artifacts", lambda data: loaded.append(data) or object()
     )
-    # Then the file holds the artifacts, keyed by torch version, card and dtype
+    # Then the file holds the artifacts, keyed by torch version, card, dtype and mode
     assert compile_cache.load_artifacts(path)
     assert loaded == [b"kernels"]
     assert torch.__version__.lower().split("+")[0] in path.name
     assert "cpu" in path.name
     assert "float16" in path.name
+    assert "reduce_overhead" in path.name
+    other_mode = compile_cache.artifacts_path(tmp_path / "cache", CPU, torch.float16, None)
+    assert other_mode != path
+    assert not compile_cache.load_artifacts(other_mode)  # another mode's file is not this one
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
 
 

@@ -867,8 +867,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         name = f"{mode} cudnn-benchmark" if cudnn_benchmark else mode
         batch = max(engine_batches)
         start = time.perf_counter()
-        # Each mode its own cache directory: its first compiled render (`compile_first_render_s`)
-        # starts from an empty Inductor state, not from kernels another mode left behind.
+        # Each mode its own cache directory (weight cache and compile artifacts): the artifacts
+        # `compile_artifacts` reports for a mode are that mode's alone.
         mode_cache = compile_cache_dir(args.cache_dir or default_cache_dir(args.models), mode)
         compiled = load_engine(args.models, device, dtype, compile_mode=mode, cache_dir=mode_cache)
         engine_run(batch, presets[-1], compiled)()

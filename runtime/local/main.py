@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "gateway":
         return _serve_gateway(args.port)
-    _raise_on_sigterm()
+    interrupt_on_signals()
     options = StackOptions(
         work_dir=args.work_dir.resolve(), models_dir=args.models, stage=args.stage
     )
@@ -121,7 +121,7 @@ SIGNAL_CHECK_SECONDS = 1.0
 
 
 def wait_for_interrupt() -> None:
-    """Block until Ctrl-C (or SIGTERM, see `_raise_on_sigterm`) raises KeyboardInterrupt.
+    """Block until Ctrl-C (or SIGTERM, see `interrupt_on_signals`) raises KeyboardInterrupt.
 
     Wakes every second: the kernel may deliver the signal to any thread (the in-process moto
     server has many), and Python runs its handler only when the main thread next wakes, so an
@@ -161,12 +161,15 @@ def _serve_gateway(port: int) -> int:
     return 0
 
 
-def _raise_on_sigterm() -> None:
-    """SIGTERM (e.g. from a test runner) unwinds like Ctrl-C, so children are stopped too."""
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM (e.g. from a test runner) unwind as KeyboardInterrupt, so everything
+    local mode started is stopped. SIGINT is set explicitly: a process started in the
+    background by a non-interactive shell inherits it ignored, and Python keeps it so."""
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
 
 

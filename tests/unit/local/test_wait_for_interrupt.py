@@ -1,4 +1,5 @@
-"""`runtime.local up` notices Ctrl-C even when the kernel hands the signal to another thread."""
+"""`runtime.local up` notices Ctrl-C even when the kernel hands the signal to another thread,
+and even when it was started with SIGINT ignored (a background job of a non-interactive shell)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[3]
 # untimed `threading.Event().wait()` this program never ends.)
 PROGRAM = """
 import signal, threading, time
-from runtime.local.main import wait_for_interrupt
+from runtime.local.main import interrupt_on_signals, wait_for_interrupt
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job's parent leaves it
+interrupt_on_signals()  # what `main` does first
 
 def interrupt_from_this_thread():
     time.sleep(0.5)  # let the main thread block in the wait first

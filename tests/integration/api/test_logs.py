@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from runtime.api.observability import SERVICE
 from runtime.common.names import BucketRole
 from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import Call, post_to_form, submit_body, wav_bytes
+from tests.support.log_lines import captured_log_lines
 
 WEBHOOK = "https://hooks.example.com/musetalk/callback?token=WEBHOOK-TOKEN-123"
 
@@ -21,13 +21,8 @@ WEBHOOK = "https://hooks.example.com/musetalk/callback?token=WEBHOOK-TOKEN-123"
 @pytest.fixture
 def api_log_lines() -> Iterator[io.StringIO]:
     """Every line the API logger writes, formatted exactly as in Lambda (JSON)."""
-    api_logger = logging.getLogger(SERVICE)
-    sink = io.StringIO()
-    capture = logging.StreamHandler(sink)
-    capture.setFormatter(api_logger.handlers[0].formatter)
-    api_logger.addHandler(capture)
-    yield sink
-    api_logger.removeHandler(capture)
+    with captured_log_lines(SERVICE) as sink:
+        yield sink
 
 
 def test_no_presigned_url_signature_webhook_or_api_key_in_any_log_line(

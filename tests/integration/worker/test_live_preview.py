@@ -5,7 +5,6 @@ the API)."""
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from runtime.engine.interface import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
 from runtime.worker.telemetry import logger as worker_logger
 from tests.integration.worker.conftest import MakeWorker
+from tests.support.log_lines import captured_log_lines
 from tests.support.small_engine import SmallEngine
 from tests.support.worker_world import WorkerWorld
 
@@ -30,13 +30,8 @@ WORKER_SERVICE = worker_logger.service
 @pytest.fixture
 def worker_log_lines() -> Iterator[io.StringIO]:
     """Every line the worker's logger writes, formatted as in the task's log stream (JSON)."""
-    worker_logger = logging.getLogger(WORKER_SERVICE)
-    sink = io.StringIO()
-    capture = logging.StreamHandler(sink)
-    capture.setFormatter(worker_logger.handlers[0].formatter)
-    worker_logger.addHandler(capture)
-    yield sink
-    worker_logger.removeHandler(capture)
+    with captured_log_lines(WORKER_SERVICE) as sink:
+        yield sink
 
 
 @dataclass(frozen=True)

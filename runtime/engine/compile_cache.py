@@ -25,12 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def artifacts_path(
-    directory: Path, device: torch.device, dtype: torch.dtype, mode: str | None = None
+    directory: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    mode: str | None = None,
+    *,
+    graphs: str = "",
 ) -> Path:
-    """One file per torch build, card, dtype and compile mode: a process that loaded artifacts
-    saves none, so modes sharing a file would leave every mode but the first uncached."""
+    """One file per torch build, card, dtype, compile mode and set of `graphs` the engine
+    warms up: a process that loaded artifacts saves none, so modes (or an older engine's
+    graph set) sharing a file would leave the graphs missing from it compiled on every start."""
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    key = f"{torch.__version__}-{card}-{dtype}-{mode or 'default'}".lower()
+    key = f"{torch.__version__}-{card}-{dtype}-{mode or 'default'}-{graphs}".lower()
     return directory / f"compiled-{re.sub(r'[^a-z0-9.]+', '_', key)}.bin"
 
 

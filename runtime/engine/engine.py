@@ -105,6 +105,10 @@ PIPELINE_DEPTH = 2
 # would leave the extra encoders little to do).
 SPLIT_MIN_FRAMES = 2 * SEGMENT_FRAMES
 SPLIT_SEGMENT_FRAMES = SEGMENT_FRAMES
+# A compiled engine also keeps graphs at this batch size, for a job's last frames: padded to the
+# full batch, the last batch cost up to a whole batch of GPU time for a few frames (a 30 s clip at
+# 64: 18 padded frames, ~35 ms on an H100) and the tail after the GPU finished grew with it.
+TAIL_BATCH_SIZE = 16
 SYNC_WINDOW_FRAMES = 16  # SyncNet sees 16 consecutive frames (spec §9); shorter clips get no score
 _NO_FACE = np.zeros((0, 0, 3), dtype=np.uint8)  # a generated frame the sync scorer will not see
 
@@ -162,7 +166,9 @@ class MuseTalkEngine:
         self.load_timings_ms: dict[str, float] = {}
         jit = compile_models and not self.aot
         self._artifacts = (
-            artifacts_path(cache_dir, device, dtype, compile_mode) if jit and cache_dir else None
+            artifacts_path(cache_dir, device, dtype, compile_mode, graphs=f"tail{TAIL_BATCH_SIZE}")
+            if jit and cache_dir
+            else None
         )
         self._artifacts_saved = False
         # Whether this process started from cached compile artifacts (reported by the bench).
@@ -290,14 +296,16 @@ class MuseTalkEngine:
     @torch.inference_mode()
     def warm_up(self, batch_size: int) -> None:
         """One batch through the UNet and the decoder, so a compiled engine has its graphs for
-        this size before the first job; the first compile of a cache directory saves its
-        artifacts there for the next process."""
-        latents = torch.zeros(batch_size, 8, LATENT_SIZE, LATENT_SIZE, device=self.device)
-        audio = torch.zeros(batch_size, TOKENS_PER_FRAME, D_MODEL, device=self.device)
-        # CUDA graphs record on the second call of a shape: run it twice for them.
-        for _ in range(2 if self._uses_cuda_graphs else 1):
-            self._mark_graph_step()
-            self.codec.decode(self.generator.step(latents, audio))
+        this size (and the tail size `speak` ends a job with) before the first job; the first
+        compile of a cache directory saves its artifacts there for the next process."""
+        tail = self._tail_batch_size(batch_size)
+        for size in [batch_size] if tail is None else [batch_size, tail]:
+            latents = torch.zeros(size, 8, LATENT_SIZE, LATENT_SIZE, device=self.device)
+            audio = torch.zeros(size, TOKENS_PER_FRAME, D_MODEL, device=self.device)
+            # CUDA graphs record on the second call of a shape: run it twice for them.
+            for _ in range(2 if self._uses_cuda_graphs else 1):
+                self._mark_graph_step()
+                self.codec.decode(self.generator.step(latents, audio))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         if self._artifacts is not None and not (
@@ -596,14 +604,17 @@ class MuseTalkEngine:
                         chosen = to_generate[start : start + min(n, limit)]
                         return self._launch(avatar, tokens, weights, chosen, n)
 
-                    launched, size = halve_on_oom(
+                    wanted = self._launch_size(size, min(limit, len(to_generate) - start))
+                    launched, fitted = halve_on_oom(
                         launch,
-                        batch_size=size,
-                        min_batch_size=min_batch_size,
+                        batch_size=wanted,
+                        min_batch_size=min(min_batch_size, wanted),
                         is_oom=_is_oom,
                         free_memory=self._free_memory,
                         on_halving=on_oom_halving,
                     )
+                    if fitted < wanted:  # out of memory: every later batch at the halved size
+                        size = min(size, fitted)
                     position += len(launched.frames)
                     in_flight.append(launched)
                     if len(in_flight) >= max(1, self.pipeline_depth):
@@ -651,6 +662,19 @@ class MuseTalkEngine:
             timings_ms=timings,
             resumed_from_frame=first_frame,
         )
+
+    def _launch_size(self, size: int, available: int) -> int:
+        """How many frames the next batch is launched with (a compiled engine pads it to that):
+        `size`, or for a compiled engine's last `available` frames the tail graphs' size where
+        padding to `size` would waste more than a tail batch."""
+        tail = self._tail_batch_size(size)
+        return size if tail is None or available > size - tail else tail
+
+    def _tail_batch_size(self, size: int) -> int | None:
+        """The second graph size of a torch.compile'd engine (AOT packages have one batch)."""
+        if not self.compiled or self.aot or size <= TAIL_BATCH_SIZE:
+            return None
+        return TAIL_BATCH_SIZE
 
     def _generation_weights(
         self, audio_16k: np.ndarray, total: int, fps: float, options: RenderOptions

@@ -13,7 +13,12 @@ import torch
 from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.audio import load_audio_16k, positional_encoding
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.engine import MuseTalkEngine, batch_size_for_memory, crop_face
+from runtime.engine.engine import (
+    TAIL_BATCH_SIZE,
+    MuseTalkEngine,
+    batch_size_for_memory,
+    crop_face,
+)
 from runtime.engine.interface import (
     Interrupted,
     MediaError,
@@ -374,8 +379,10 @@ class RecordingGenerator:
         self.generator = generator
         self.latents: list[torch.Tensor] = []
         self.audio: list[torch.Tensor] = []
+        self.batches: list[int] = []  # rows per call
 
     def step(self, latents: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        self.batches.append(len(latents))
         self.latents.extend(latents.clone())
         self.audio.extend(audio.clone())
         return self.generator.step(latents, audio)  # type: ignore[attr-defined]
@@ -439,3 +446,43 @@ def test_a_compiled_engine_pads_the_last_batch_and_renders_the_same_frames(
     assert len(padded_frames) == len(plain_frames) == 20
     for ours, reference in zip(padded_frames, plain_frames, strict=True):
         assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 2
+
+
+def test_a_compiled_engine_ends_a_job_with_tail_batches_instead_of_one_padded_full_batch(
+    engine: MuseTalkEngine, levels_avatar: PreparedAvatar, short_speech: Path, tmp_path: Path
+) -> None:
+    # Given an engine marked compiled, rendering at batch 48: the 20 frames of the clip would
+    # be one batch padded with 28 copies
+    recorder = RecordingGenerator(engine.generator)
+    compiled = with_parts(engine, generator=recorder)
+    compiled.compiled = True
+    # When the clip is rendered
+    compiled.speak(
+        levels_avatar, short_speech, tmp_path / "tail.mp4", options=NO_SKIP, batch_size=48
+    )
+    # Then it went through the tail graphs' size: two batches of 16, 12 padded rows, not 28
+    assert recorder.batches == [TAIL_BATCH_SIZE, TAIL_BATCH_SIZE]
+    # and the video is the one an uncompiled engine renders
+    engine.speak(levels_avatar, short_speech, tmp_path / "plain.mp4", options=NO_SKIP)
+    tail_frames = decode_frames(tmp_path / "tail.mp4")
+    plain_frames = decode_frames(tmp_path / "plain.mp4")
+    assert len(tail_frames) == len(plain_frames) == 20
+    for ours, reference in zip(tail_frames, plain_frames, strict=True):
+        assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 2
+
+
+def test_a_compiled_engine_warms_up_its_tail_graphs_with_the_full_batch(
+    engine: MuseTalkEngine,
+) -> None:
+    # Given a compiled engine (recording generator) and an uncompiled one
+    recorder = RecordingGenerator(engine.generator)
+    compiled = with_parts(engine, generator=recorder)
+    compiled.compiled = True
+    plain_recorder = RecordingGenerator(engine.generator)
+    plain = with_parts(engine, generator=plain_recorder)
+    # When each warms up for batch 24
+    compiled.warm_up(24)
+    plain.warm_up(24)
+    # Then the compiled one ran both graph sizes it will use, the plain one only the batch
+    assert recorder.batches == [24, TAIL_BATCH_SIZE]
+    assert plain_recorder.batches == [24]

@@ -5,8 +5,9 @@ test), measures the cold start (weights on disk -> engine ready), builds a prepa
 the sample video, then renders speech to a finished mp4 (H.264 + AAC) with
 
 * the engine (`MuseTalkEngine.speak`) at each `--batch-sizes` value, and
-* the plain path: the same models eager at batch 20, faces copied to the host and blended
-  there per frame with OpenCV, one encoder thread (the official realtime loop's shape),
+* the plain path: the same weights eager at batch 20 in diffusers' modules as they are (no
+  folded upsampling), faces copied to the host and blended there per frame with OpenCV, one
+  encoder thread (the official realtime loop's shape),
 
 and prints frames/s (median of `--runs`), the engine's stage breakdown, the latency of a 10 s
 clip, peak GPU memory per batch size, the batch that fits a 24 GB card, the fp16-vs-fp32 PSNR
@@ -35,6 +36,7 @@ import wave
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -57,7 +59,7 @@ from runtime.engine.interface import SegmentPlan
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
-from runtime.engine.weight_cache import default_cache_dir
+from runtime.engine.weight_cache import WeightCache, default_cache_dir
 from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
@@ -220,11 +222,40 @@ def write_clip(source: Path, seconds: float, out: Path) -> Path:
     return out
 
 
+class PlainModels(NamedTuple):
+    generator: Generator
+    codec: LatentCodec
+
+
+def plain_models(engine: MuseTalkEngine, models: Path, cache_dir: Path | None) -> PlainModels:
+    """The UNet and the VAE as diffusers builds them (the engine's come with folded
+    upsamplers), from the engine's weight cache, for the plain baseline."""
+    layout = ModelsLayout(models)
+    cache = WeightCache(cache_dir or default_cache_dir(models))
+    device, dtype = engine.device, engine.dtype
+    return PlainModels(
+        Generator(
+            layout.unet_config,
+            layout.unet_weights,
+            device,
+            dtype,
+            cache=cache,
+            fold_upsampling=False,
+        ),
+        LatentCodec(layout.vae_dir, device, dtype, cache=cache, fold_upsampling=False),
+    )
+
+
 def plain_speak(
-    engine: MuseTalkEngine, avatar: PreparedAvatar, audio: Path, out: Path, preset: str
+    engine: MuseTalkEngine,
+    plain: PlainModels,
+    avatar: PreparedAvatar,
+    audio: Path,
+    out: Path,
+    preset: str,
 ) -> dict[str, float]:
-    """The official realtime loop's shape with our models: eager batch 20, faces to the host,
-    per-frame OpenCV resize + integer blend on the CPU, one encoder thread."""
+    """The official realtime loop's shape with the plain models: eager batch 20, faces to the
+    host, per-frame OpenCV resize + integer blend on the CPU, one encoder thread."""
     timings: dict[str, float] = {}
 
     def lap(stage: str, start: float) -> float:
@@ -258,9 +289,9 @@ def plain_speak(
             start = time.perf_counter()
             latents = torch.from_numpy(avatar.latents[sources]).to(engine.device, engine.dtype)
             audio_batch = tokens[torch.from_numpy(indices)].to(engine.device, engine.dtype)
-            predicted = engine.generator.step(latents, audio_batch + engine._positional)
+            predicted = plain.generator.step(latents, audio_batch + engine._positional)
             start = lap("unet", start)
-            faces = engine.codec.decode(predicted).permute(0, 2, 3, 1).cpu().numpy()
+            faces = plain.codec.decode(predicted).permute(0, 2, 3, 1).cpu().numpy()
             start = lap("vae_decode", start)
             for face_rgb, source in zip(faces, sources, strict=True):
                 x1, y1, x2, y2 = (int(v) for v in avatar.boxes[source])
@@ -366,8 +397,8 @@ def model_variants(engine: MuseTalkEngine, avatar: PreparedAvatar, batch: int) -
         rows = predicted[:, :, top:, :]
         ms = _median_ms(lambda rows=rows: engine.codec.decode(rows), device) / batch
         with torch.inference_mode():
-            partial = engine.codec.decode(rows).cpu().numpy()
-        kept = partial[:, :, (128 - top * 8) :, :]
+            decoded_rows = engine.codec.decode(rows).cpu().numpy()
+        kept = decoded_rows[:, :, (128 - top * 8) :, :]
         out[f"decode_rows_from_{top}_ms_per_frame"] = round(ms, 3)
         out[f"decode_rows_from_{top}_psnr_lower_half_db"] = round(
             psnr(kept, eager[:, :, 128:, :]), 2
@@ -479,7 +510,7 @@ def fp16_psnr(
     dtype: torch.dtype | None = None,
 ) -> float:
     """PSNR (dB) of the engine's generated faces (or, with `dtype`, of fresh eager models in
-    that dtype) against the fp32 models on the same inputs."""
+    that dtype) against diffusers' fp32 models on the same inputs."""
     layout = ModelsLayout(models)
     device = engine.device
     sources = np.arange(batch) % avatar.frame_count
@@ -495,8 +526,12 @@ def fp16_psnr(
             vae = LatentCodec(layout.vae_dir, device, dtype)
             ours = vae.decode(unet.step(latents, audio)).cpu().numpy()
             del unet, vae
-        generator = Generator(layout.unet_config, layout.unet_weights, device, torch.float32)
-        codec = LatentCodec(layout.vae_dir, device, torch.float32)
+        # The reference is diffusers' modules in fp32 (no folded upsampling): the figure is
+        # everything the engine's models differ by.
+        generator = Generator(
+            layout.unet_config, layout.unet_weights, device, torch.float32, fold_upsampling=False
+        )
+        codec = LatentCodec(layout.vae_dir, device, torch.float32, fold_upsampling=False)
         reference = codec.decode(generator.step(latents, audio)).cpu().numpy()
     del generator, codec
     if device.type == "cuda":
@@ -758,11 +793,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return chosen
 
     rows = []
+    plain = plain_models(engine, args.models, args.cache_dir)
     wall, timings = timed_runs(
-        lambda: plain_speak(engine, avatar, audio, work / "plain.mp4", presets[0]),
+        partial(plain_speak, engine, plain, avatar, audio, work / "plain.mp4", presets[0]),
         args.runs,
         warm_up=not args.quick,
     )
+    del plain
     plain_fps = frames / wall
     rows.append(
         {

@@ -271,7 +271,6 @@ def build_packages(
     """
     from runtime.engine.audio import AudioEncoder
     from runtime.engine.latents import Generator, LatentCodec
-    from runtime.engine.upsample import fold_upsamplers
     from runtime.engine.weight_cache import WeightCache
 
     final = packages_dir(cache_dir, key)
@@ -283,7 +282,6 @@ def build_packages(
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key.digest}."))
     try:
         generator = Generator(layout.unet_config, layout.unet_weights, device, dtype, cache=cache)
-        fold_upsamplers(generator.unet)  # the graph torch.compile runs too (compile_for_speed)
         _package(
             UNetStep(generator.unet),
             example_inputs(UNET, batch, device, dtype),
@@ -293,7 +291,6 @@ def build_packages(
         )
         del generator
         codec = LatentCodec(layout.vae_dir, device, dtype, cache=cache)
-        fold_upsamplers(codec.vae.decoder)
         _package(
             DecoderStep(codec.vae, codec.scaling_factor),
             example_inputs(DECODER, batch, device, dtype),

@@ -9,8 +9,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.models.upsampling import Upsample2D
 
 from runtime.engine.configs import TINY_VAE_OVERRIDES, VAE_CONFIG, unet_config
-from runtime.engine.engine import compile_for_speed
-from runtime.engine.latents import Generator, LatentCodec
+from runtime.engine.latents import LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.upsample import FoldedUpsampleConv, fold_upsamplers
 
@@ -72,15 +71,27 @@ def test_folding_the_unet_keeps_its_output() -> None:
     torch.testing.assert_close(folded, expected, rtol=0, atol=1e-4)
 
 
-def test_compiling_for_speed_folds_both_models_first(tiny_models: ModelsLayout) -> None:
-    # Given the tiny UNet and VAE as the engine loads them
+def test_the_engines_models_come_folded_unless_the_baseline_asks_for_diffusers_modules(
+    tiny_models: ModelsLayout,
+) -> None:
+    # Given the tiny UNet and VAE built as the engine builds them, and as the benchmark's plain
+    # baseline does (fold_upsampling off)
     cpu = torch.device("cpu")
-    generator = Generator(tiny_models.unet_config, tiny_models.unet_weights, cpu, torch.float32)
+    layout = (tiny_models.unet_config, tiny_models.unet_weights, cpu, torch.float32)
+    generator, plain_generator = Generator(*layout), Generator(*layout, fold_upsampling=False)
     codec = LatentCodec(tiny_models.vae_dir, cpu, torch.float32)
-    # When they are wrapped for torch.compile (compiling itself happens on the first call)
-    compile_for_speed(generator, codec, mode=None)
-    # Then the modules under the wrappers have folded upsamplers and no diffusers ones
-    for compiled in (generator.unet, codec.vae.decoder):
-        modules = list(compiled._orig_mod.modules())
-        assert any(isinstance(m, FoldedUpsampleConv) for m in modules)
-        assert not any(isinstance(m, Upsample2D) for m in modules)
+    plain_codec = LatentCodec(tiny_models.vae_dir, cpu, torch.float32, fold_upsampling=False)
+    # Then the engine's modules have folded upsamplers and no diffusers ones; the plain ones
+    # are diffusers' as they are
+    for folded, plain in ((generator.unet, plain_generator.unet), (codec.vae, plain_codec.vae)):
+        assert any(isinstance(m, FoldedUpsampleConv) for m in folded.modules())
+        assert not any(isinstance(m, Upsample2D) for m in folded.modules())
+        assert not any(isinstance(m, FoldedUpsampleConv) for m in plain.modules())
+    # And the two compute the same faces from the same inputs
+    torch.manual_seed(5)
+    latents = torch.randn(2, 8, LATENT_SIZE, LATENT_SIZE)
+    audio = torch.randn(2, 50, generator.unet.config.cross_attention_dim)
+    predicted = generator.step(latents, audio)
+    torch.testing.assert_close(predicted, plain_generator.step(latents, audio), rtol=0, atol=1e-4)
+    faces = codec.decode(predicted).int()
+    assert (faces - plain_codec.decode(predicted).int()).abs().max() <= 1

@@ -29,7 +29,9 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 import wave
@@ -477,8 +479,11 @@ def gpu_path(
         in_flight: deque[Any] = deque()
         synchronize(engine.device)
         start = time.perf_counter()
-        for first in range(0, total, batch):
-            in_flight.append(engine._launch(avatar, tokens, weights, frames[first:][:batch], batch))
+        first = 0
+        while first < total:
+            size = engine._launch_size(batch, total - first)  # speak's batches, tail included
+            in_flight.append(engine._launch(avatar, tokens, weights, frames[first:][:size], size))
+            first += size
             if len(in_flight) >= engine.pipeline_depth:
                 engine._collect(in_flight.popleft(), timings)
         while in_flight:
@@ -495,6 +500,22 @@ def gpu_path(
         "gpu_stages_ms": _rounded(timings),
         "gpu_busy_share": round(gpu_ms / (wall * 1000), 3),
     }
+
+
+def host_activity() -> dict[str, Any]:
+    """Load average and other processes on the GPU: a shared or leftover-busy machine slows
+    every row (compose and encode most), so a report says whether it ran alone."""
+    other: list[str] = []
+    if nvidia_smi := shutil.which("nvidia-smi"):
+        listed = subprocess.run(  # noqa: S603 - the resolved nvidia-smi, fixed arguments
+            [nvidia_smi, "--query-compute-apps=pid,used_memory", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        mine = str(os.getpid())
+        other = [line for line in listed.splitlines() if line.split(",")[0].strip() != mine]
+    return {"load_1min": round(os.getloadavg()[0], 2), "other_gpu_processes": other}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -707,7 +728,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "host": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "busy_before": host_activity(),
         "torch": torch.__version__,
         "weights": "random, tiny" if args.tiny else "random, full size (official shapes)",
         "avatar": (
@@ -930,6 +952,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     measure(batch, preset, compiled, name, writer, depth)
     torch.backends.cudnn.benchmark = False
     report["runs"] = rows
+    report["busy_after"] = host_activity()
     best = max(rows[1:], key=lambda row: row["fps"])
     report["best"] = {
         "path": best["path"],

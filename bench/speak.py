@@ -681,6 +681,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--skip-cold-start", action="store_true", help="no fresh-process cold start probes"
     )
     parser.add_argument(
+        "--compiled-only",
+        action="store_true",
+        help="only the plain baseline and the compiled rows (no eager rows, encoder or PSNR "
+        "extras): the short run for a compiled-path change",
+    )
+    parser.add_argument(
         "--pipeline-depths",
         default="",
         metavar="DEPTHS",
@@ -862,12 +868,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         print(json.dumps(rows[-1]), flush=True)
 
-    for batch in engine_batches:
-        for preset in presets:
-            measure(batch, preset, engine, None, Writer())
-    for writer in segment_writers(False, presets[0]):
-        measure(max(engine_batches), presets[0], engine, None, writer)
-    if not args.quick:
+    if not args.compiled_only:
+        for batch in engine_batches:
+            for preset in presets:
+                measure(batch, preset, engine, None, Writer())
+        for writer in segment_writers(False, presets[0]):
+            measure(max(engine_batches), presets[0], engine, None, writer)
+    if not (args.quick or args.compiled_only):
         report["encoder_only_fps"] = {
             f"{preset} {threads} threads": round(
                 encoder_fps(avatar, audio, work / "enc.mp4", preset, args.encoder_frames, threads),

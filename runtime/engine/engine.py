@@ -66,6 +66,7 @@ from runtime.engine.resident import ResidentCache
 from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.vad import SpeechDetector, generation_weights
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
+from runtime.engine.yuv import I420Frame, paste_region
 
 log = logging.getLogger(__name__)
 
@@ -547,13 +548,17 @@ class MuseTalkEngine:
                 **stream,
             )
         with scratch, ThreadPoolExecutor(1, thread_name_prefix="compose") as composer, writer:
+            # The source frames in the encoder's layout (see `yuv`), kept with the avatar.
+            sources_i420 = self._resident.get(avatar).frames_i420
 
             def compose_until(end: int, generated: dict[int, tuple[np.ndarray, np.ndarray]]) -> int:
                 nonlocal done
                 with _timed(timings, "compose"):
                     for i in range(done, end):
-                        source = avatar.frames[avatar.cycle_index(i)]
-                        frame, face = self._compose(avatar, i, source, generated.get(i))
+                        index = avatar.cycle_index(i)
+                        frame, face = self._compose(
+                            avatar, i, I420Frame(sources_i420[index]), generated.get(i)
+                        )
                         if scores is not None:  # before the write: sums precede the segment
                             scores.add(i, face)
                         elif self.scorer is not None and i < MAX_SYNC_FRAMES:
@@ -748,24 +753,23 @@ class MuseTalkEngine:
         self,
         avatar: PreparedAvatar,
         output_frame: int,
-        source: np.ndarray,
+        source_i420: I420Frame,
         generated: tuple[np.ndarray, np.ndarray] | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The output frame, and the 256x256 RGB mouth crop the sync scorer sees for it."""
+    ) -> tuple[I420Frame, np.ndarray]:
+        """The output frame (I420), and the 256x256 RGB mouth crop the sync scorer sees for it."""
         index = avatar.cycle_index(output_frame)
+        source = avatar.frames[index]
         box = avatar.boxes[index]
         if generated is None:
             if self.scorer is None:
-                return source, source
+                return source_i420, source
             face = crop_face(source, box) if avatar.has_face[index] else _resize_256(source)
-            return source, np.ascontiguousarray(face[..., ::-1])
+            return source_i420, np.ascontiguousarray(face[..., ::-1])
         region, face_rgb = generated
         height, width = source.shape[:2]
         x1, y1, x2, y2 = (int(v) for v in box)
-        vx1, vy1, vx2, vy2 = PasteBox(x1, y1, x2, y2, width, height).visible
-        frame = source.copy()
-        frame[vy1:vy2, vx1:vx2] = region
-        return frame, face_rgb
+        vx1, vy1, _vx2, _vy2 = PasteBox(x1, y1, x2, y2, width, height).visible
+        return paste_region(source_i420, source, region, vx1, vy1), face_rgb
 
     def _free_memory(self) -> None:
         if self.device.type == "cuda":

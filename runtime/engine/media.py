@@ -21,13 +21,13 @@ from types import TracebackType
 from typing import Self, cast
 
 import av
-import cv2
 import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
 from runtime.common.jobs import ErrorCode
 from runtime.engine.interface import MediaError
+from runtime.engine.yuv import I420Frame, to_i420
 
 log = logging.getLogger(__name__)
 
@@ -253,11 +253,16 @@ class VideoWriter(EncoderSession):
         self._converter.start()
         self._thread.start()
 
-    def write(self, frame_bgr: np.ndarray) -> None:
-        """Queue one frame (blocks when the encoder is behind, which bounds memory)."""
+    def write(self, frame: np.ndarray | I420Frame) -> None:
+        """Queue one frame, BGR or already I420 at the stream's size (blocks when the encoder
+        is behind, which bounds memory)."""
         if self._error is not None:
             raise self._error
-        self._raw.put(frame_bgr)
+        if isinstance(frame, I420Frame) and frame.size != (self.width, self.height):
+            raise ValueError(
+                f"I420 frame of {frame.size}, the stream is {self.width}x{self.height}"
+            )
+        self._raw.put(frame)
 
     def close(self) -> None:
         """Flush video, write the index (idempotent). Raises what the encoder thread hit."""
@@ -313,16 +318,19 @@ class VideoWriter(EncoderSession):
                 pass
 
     def _convert_loop(self) -> None:
-        """BGR frames -> I420 planes for the encoder thread; always forwards the end marker."""
+        """BGR frames -> I420 planes for the encoder thread (I420 frames pass through, in
+        order); always forwards the end marker."""
         try:
             while (item := self._raw.get()) is not _END:
-                assert isinstance(item, np.ndarray)  # noqa: S101  # nosec B101 (only write() puts here)
                 if self._error is not None:
                     continue  # drain so the producer never blocks on a dead encoder
+                if isinstance(item, I420Frame):
+                    self._queue.put(item.data)
+                    continue
+                assert isinstance(item, np.ndarray)  # noqa: S101  # nosec B101 (only write() puts here)
                 # OpenCV's BT.601 limited-range conversion round-trips exactly through the
                 # decoder; swscale's default (fast, unrounded) shifts levels by up to 4.
-                yuv = cv2.cvtColor(item[: self.height, : self.width], cv2.COLOR_BGR2YUV_I420)
-                self._queue.put(yuv.astype(np.uint8, copy=False))
+                self._queue.put(to_i420(item[: self.height, : self.width]).data)
         except BaseException as error:  # re-raised on the caller's thread by write()/close()
             self._error = error
             while self._raw.get() is not _END:

@@ -34,6 +34,7 @@ from runtime.engine.media import (
     decode_audio_mono,
     encode_audio,
 )
+from runtime.engine.yuv import I420Frame
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +146,14 @@ class SegmentedVideoWriter(EncoderSession):
         path = self.plan.directory / segment_file_name(index)
         return Segment(index, first, frames, path, self._fps)
 
-    def write(self, frame_bgr: np.ndarray) -> None:
+    def write(self, frame: np.ndarray | I420Frame) -> None:
         self._raise_failed()
         if self._next_frame >= self.total_frames:
             raise ValueError("more frames than the render has")
         if self._current is None:
             self._current = self._open(self._next_frame // self.plan.frames_per_segment)
         segment, writer = self._current
-        writer.write(frame_bgr)
+        writer.write(frame)
         self._next_frame += 1
         if self._next_frame == segment.first_frame + segment.frames:
             self._finish_current()

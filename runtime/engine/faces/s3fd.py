@@ -251,15 +251,37 @@ class S3FD:
                 results.extend(self._detect_batch(batch))
         return results
 
+    @torch.inference_mode()
+    def detect_on_device(
+        self, frames: torch.Tensor, batch_size: int = 8
+    ) -> list[DetectedBox | None]:
+        """`detect` for uint8 [N, H, W, 3] BGR frames already on the network's device; one
+        host sync for all of them (the five numbers per frame come back together)."""
+        picks = [
+            self._strongest(frames[start : start + batch_size])
+            for start in range(0, len(frames), batch_size)
+        ]
+        if not picks:
+            return []
+        scores = torch.cat([s for s, _ in picks]).cpu().numpy()
+        boxes = torch.cat([b for _, b in picks]).cpu().numpy()
+        return [best_box(boxes[i : i + 1], scores[i : i + 1]) for i in range(len(scores))]
+
     def _detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[DetectedBox | None]:
         # Channels reversed on the device: the host only stacks the frames.
-        rgb = torch.from_numpy(np.stack(frames_bgr)).to(self.device).flip(-1)
+        scores, boxes = self._strongest(torch.from_numpy(np.stack(frames_bgr)).to(self.device))
+        scores_host, boxes_host = scores.cpu().numpy(), boxes.cpu().numpy()
+        return [
+            best_box(boxes_host[b : b + 1], scores_host[b : b + 1]) for b in range(len(boxes_host))
+        ]
+
+    def _strongest(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 BGR [B, H, W, 3] on the device -> each frame's top score and its box."""
+        rgb = frames.flip(-1)
         mean = torch.tensor(_PIXEL_MEAN, device=self.device)
         # NHWC memory viewed as NCHW is exactly the channels-last layout: no copy needed.
         x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2).to(self.dtype)
         # Full-resolution frames of one avatar share a shape: let cuDNN pick its fastest
         # kernels for it (as the reference detector does, though it sets it process-wide).
         with _cudnn_benchmark(self.device.type == "cuda"):
-            scores, boxes = strongest_cells(self.net(x))
-        scores_host, boxes_host = scores.cpu().numpy(), boxes.cpu().numpy()
-        return [best_box(boxes_host[b : b + 1], scores_host[b : b + 1]) for b in range(len(x))]
+            return strongest_cells(self.net(x))

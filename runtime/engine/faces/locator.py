@@ -66,9 +66,12 @@ class FaceLocator:
         # Upstream runs DWPose on faceless frames too and then ignores it; skipping them is free.
         found = [(i, detected) for i, detected in enumerate(detections) if detected is not None]
         if isinstance(frames_bgr, torch.Tensor):
-            index = torch.tensor([i for i, _ in found], device=frames_bgr.device, dtype=torch.long)
+            with_face = frames_bgr
+            if len(found) < len(frames_bgr):
+                index = [i for i, _ in found]
+                with_face = frames_bgr[torch.tensor(index, device=frames_bgr.device)]
             landmarks = self.landmarker.face_landmarks_on_device(
-                frames_bgr[index], batch_size=landmark_batch
+                with_face, batch_size=landmark_batch
             )
         else:
             landmarks = self.landmarker.face_landmarks(

@@ -88,7 +88,7 @@ class S3FDNet(nn.Module):
 
     def _stage(self, x: torch.Tensor, stage: str, layers: int) -> torch.Tensor:
         for i in range(1, layers + 1):
-            x = F.relu(getattr(self, f"{stage}_{i}")(x))
+            x = F.relu(getattr(self, f"{stage}_{i}")(x), inplace=True)  # memory-bound: no copy
         return x
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -99,10 +99,10 @@ class S3FDNet(nn.Module):
         f3 = self._stage(h, "conv3", 3)
         f4 = self._stage(F.max_pool2d(f3, 2, 2), "conv4", 3)
         f5 = self._stage(F.max_pool2d(f4, 2, 2), "conv5", 3)
-        h = F.relu(self.fc6(F.max_pool2d(f5, 2, 2)))
-        f7 = F.relu(self.fc7(h))
-        f62 = F.relu(self.conv6_2(F.relu(self.conv6_1(f7))))
-        f72 = F.relu(self.conv7_2(F.relu(self.conv7_1(f62))))
+        h = F.relu(self.fc6(F.max_pool2d(f5, 2, 2)), inplace=True)
+        f7 = F.relu(self.fc7(h), inplace=True)
+        f62 = F.relu(self.conv6_2(F.relu(self.conv6_1(f7), inplace=True)), inplace=True)
+        f72 = F.relu(self.conv7_2(F.relu(self.conv7_1(f62), inplace=True)), inplace=True)
         features = [
             self.conv3_3_norm(f3),
             self.conv4_3_norm(f4),

@@ -166,6 +166,12 @@ class DWPose:
             head.decode = lambda outputs: decode(head, tuple(o.float() for o in outputs))
         self._pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
         self._crops: dict[tuple[int, int], _WholeFrameCrop] = {}
+        # On CUDA channels-last, cuDNN's tensor-core layout: no layout conversion around each
+        # convolution (the batched crops are made in it, see `_landmarks_batch`).
+        self._memory_format = torch.contiguous_format
+        if next(model.parameters()).device.type == "cuda":
+            self._memory_format = torch.channels_last
+            model.to(memory_format=self._memory_format)
 
     @classmethod
     def load(
@@ -268,9 +274,11 @@ class DWPose:
         if preprocessor._channel_conversion:
             x = x[:, [2, 1, 0]]
         x = (x - preprocessor.mean) / preprocessor.std
+        mirrored = x.flip(-1).contiguous(memory_format=self._memory_format)
+        x = x.contiguous(memory_format=self._memory_format)
         with self._autocast():
             pred_x, pred_y = self.model.head.forward(self.model.extract_feat(x))
-            flip_x, flip_y = self.model.head.forward(self.model.extract_feat(x.flip(-1)))
+            flip_x, flip_y = self.model.head.forward(self.model.extract_feat(mirrored))
         # RTMCCHead.predict's flip test, for the face points only: a face point's mirror is
         # another face point.
         simcc_x = (

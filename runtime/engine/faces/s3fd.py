@@ -257,15 +257,21 @@ class S3FD:
     ) -> list[DetectedBox | None]:
         """`detect` for uint8 [N, H, W, 3] BGR frames already on the network's device; one
         host sync for all of them (the five numbers per frame come back together)."""
-        picks = [
-            self._strongest(frames[start : start + batch_size])
-            for start in range(0, len(frames), batch_size)
-        ]
+        picks = []
+        for start in range(0, len(frames), batch_size):
+            part = frames[start : start + batch_size]
+            short = batch_size - len(part)
+            if short and self.device.type == "cuda":
+                # A short last batch padded to the full one: cuDNN's autotuner (on for S3FD)
+                # then never re-tunes every layer for a new shape at the end of an avatar.
+                part = torch.cat([part, part.new_zeros((short, *part.shape[1:]))])
+            scores, boxes = self._strongest(part)
+            picks.append((scores[: batch_size - short], boxes[: batch_size - short]))
         if not picks:
             return []
-        scores = torch.cat([s for s, _ in picks]).cpu().numpy()
-        boxes = torch.cat([b for _, b in picks]).cpu().numpy()
-        return [best_box(boxes[i : i + 1], scores[i : i + 1]) for i in range(len(scores))]
+        scores_host = torch.cat([s for s, _ in picks]).cpu().numpy()
+        boxes_host = torch.cat([b for _, b in picks]).cpu().numpy()
+        return [best_box(boxes_host[i : i + 1], scores_host[i : i + 1]) for i in range(len(frames))]
 
     def _detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[DetectedBox | None]:
         # Channels reversed on the device: the host only stacks the frames.

@@ -24,6 +24,8 @@ tiny because preparation does not run them. `--smoke` is a CPU check of the scri
 tiny VAE, a downscaled 2-frame clip, fp32.
 
     python bench/prepare.py --models /tmp/prep-models --out result.json       # GPU
+    python bench/prepare.py --models /tmp/prep-models --variants \
+        pipelined:float32:device,pipelined:float32:host --profile prof/     # + thread samples
     python bench/prepare.py --smoke --models /tmp/prep-tiny --out smoke.json   # CPU smoke
 """
 

@@ -8,6 +8,11 @@ pipeline's warps, the crops, the mask morphology) and the decoder reads the next
 on an H100 host is most of the preparation time (bench/results/). Without it the same stages
 run one after another on the calling thread: the same results, and per-stage times that do not
 overlap (the benchmark reports both).
+
+With `Stages.upload` (the engine's device ops, the CUDA default) each chunk goes to the device
+once, in the locate stage, and locate and parse work on that tensor: the models' pre- and
+post-processing is then batched tensor work there, and the GPU rather than the host bounds
+preparation (bench/results/2026-11-26-h100-prepare-gpu.md).
 """
 
 from __future__ import annotations
@@ -156,6 +161,7 @@ def _encode(crops: np.ndarray, stages: Stages) -> np.ndarray:
 
 def _masks(chunk: _Chunk, stages: Stages) -> list[np.ndarray]:
     if not chunk.faces:
+        chunk.pixels = None  # nothing to parse: free the device copy now
         return []
     boxes = [chunk.boxes[i] for i in chunk.faces]
     frames: Frames
@@ -163,7 +169,7 @@ def _masks(chunk: _Chunk, stages: Stages) -> list[np.ndarray]:
         frames = [chunk.frames[i] for i in chunk.faces]
     else:
         frames = chunk.pixels
-        if torch.cuda.is_available() and frames.is_cuda:  # uploaded on the locate stage's stream
+        if frames.is_cuda:  # uploaded on the locate stage's stream, read on this one
             frames.record_stream(torch.cuda.current_stream(frames.device))
         if len(chunk.faces) < len(chunk.frames):
             frames = frames[torch.tensor(chunk.faces, device=frames.device)]

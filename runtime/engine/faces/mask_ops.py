@@ -22,7 +22,6 @@ from runtime.engine.faces.parsing import (
     MOUTH_AND_LIPS,
     NECK,
     NOSE,
-    PARSE_SIZE,
     SKIN,
     UPPER_BOUNDARY_RATIO,
     BlurMode,
@@ -169,6 +168,3 @@ def finish_mask(
     blur_matrix = _blur_matrix(side, blur_kernel_size(side, blur), region.device)
     blurred = blur_matrix @ inside @ blur_matrix.T  # rows (x) then columns (y): separable
     return blurred.round().clamp(0, 255).to(torch.uint8)
-
-
-__all__ = ["PARSE_SIZE", "crop_rgb_levels", "finish_mask", "pil_resize", "region_masks"]

@@ -208,12 +208,13 @@ class FaceParser:
                 masks.append(
                     mask_ops.finish_mask(region, (box.x1, box.y1, box.x2, box.y2), crops[i], blur)
                 )
+        if not masks:
+            return []
         # One copy back for all masks: flattened into one buffer on the device first.
-        flat = torch.cat([m.reshape(-1) for m in masks]).cpu().numpy() if masks else None
+        flat = torch.cat([m.reshape(-1) for m in masks]).cpu().numpy()
         out, at = [], 0
         for crop, mask in zip(crops, masks, strict=True):
             size = mask.numel()
-            assert flat is not None  # noqa: S101  # nosec B101 (masks: not empty here)
             out.append(BlendMask(crop_box=crop, mask=flat[at : at + size].reshape(mask.shape)))
             at += size
         return out

@@ -4,10 +4,12 @@ official code, on the same avatar and the same random weights, in one run.
 The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps) looped to
 `--seconds` (30 s = 750 frames by default). Every path decodes it the same way (PyAV), then
 
-* **ours**, in one or more `--variants` `MODE:DTYPE`: MODE `pipelined` (the default on CUDA:
-  chunks of frames through locate / encode / parse stages overlapped on threads and CUDA
+* **ours**, in one or more `--variants` `MODE:DTYPE[:OPS]`: MODE `pipelined` (the default on
+  CUDA: chunks of frames through locate / encode / parse stages overlapped on threads and CUDA
   streams, `preparing.py`) or `sequential` (the same chunks, stage after stage: per-stage times
   that do not overlap); DTYPE the face models' (S3FD, DWPose, BiSeNet; the VAE is the engine's);
+  OPS `device` (each chunk uploaded once; the models' pre/post-processing as batched tensor
+  work there, the default on CUDA) or `host` (OpenCV/PIL/mmpose per image, the default on CPU);
 * **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
   models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
   the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its
@@ -22,6 +24,8 @@ tiny because preparation does not run them. `--smoke` is a CPU check of the scri
 tiny VAE, a downscaled 2-frame clip, fp32.
 
     python bench/prepare.py --models /tmp/prep-models --out result.json       # GPU
+    python bench/prepare.py --models /tmp/prep-models --variants \
+        pipelined:float32:device,pipelined:float32:host --profile prof/     # + thread samples
     python bench/prepare.py --smoke --models /tmp/prep-tiny --out smoke.json   # CPU smoke
 """
 
@@ -32,6 +36,7 @@ import json
 import platform
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,47 +139,58 @@ def recording(
     """Record the locator's answers; with `timings`, also time S3FD and DWPose apart (that
     synchronizes the device, so only for paths whose stages do not overlap)."""
     record = Recorded()
-    detect, landmarks = locator.detector.detect, locator.landmarker.face_landmarks
 
-    def detect_recorded(*args: Any, **kwargs: Any) -> Any:
-        if timings is None:
-            found = detect(*args, **kwargs)
-        else:
-            with lap(timings, "s3fd", device):
-                found = detect(*args, **kwargs)
-        record.detections.extend(found)
-        return found
+    def recorded(model: Any, method: str, stage: str, into: list[Any]) -> None:
+        original = getattr(model, method)
 
-    def landmarks_recorded(*args: Any, **kwargs: Any) -> Any:
-        if timings is None:
-            points = landmarks(*args, **kwargs)
-        else:
-            with lap(timings, "dwpose", device):
-                points = landmarks(*args, **kwargs)
-        record.landmarks.extend(points)
-        return points
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if timings is None:
+                answer = original(*args, **kwargs)
+            else:
+                with lap(timings, stage, device):
+                    answer = original(*args, **kwargs)
+            into.extend(answer)
+            return answer
 
-    locator.detector.detect, locator.landmarker.face_landmarks = (
-        detect_recorded,
-        landmarks_recorded,
-    )
+        setattr(model, method, call)
+
+    # the host-frame methods and the device-tensor ones (`device_ops`)
+    for method in ("detect", "detect_on_device"):
+        recorded(locator.detector, method, "s3fd", record.detections)
+    for method in ("face_landmarks", "face_landmarks_on_device"):
+        recorded(locator.landmarker, method, "dwpose", record.landmarks)
     try:
         yield record
     finally:
-        locator.detector.detect, locator.landmarker.face_landmarks = detect, landmarks
+        for model in (locator.detector, locator.landmarker):  # the class's methods again
+            for method in (
+                "detect",
+                "detect_on_device",
+                "face_landmarks",
+                "face_landmarks_on_device",
+            ):
+                model.__dict__.pop(method, None)
 
 
 def ours(
-    engine: MuseTalkEngine, avatar: Path, mode: str
+    engine: MuseTalkEngine, avatar: Path, mode: str, ops: str = "host"
 ) -> tuple[Any, dict[str, float], float, Recorded]:
-    """`engine.prepare` in `mode`; a sequential run also splits `locate` into S3FD and DWPose."""
+    """`engine.prepare` in `mode` with the face models' pre/post-processing `ops` ("host":
+    OpenCV/PIL/mmpose per image; "device": batched tensor work on the device); a sequential run
+    also splits `locate` into S3FD and DWPose."""
     overlap = mode == "pipelined"
     chunk = PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else None
     timings: dict[str, float] = {}
     with recording(engine.locator, None if overlap else timings, engine.device) as record:
         synchronize(engine.device)
         start = time.perf_counter()
-        prepared = engine.prepare(avatar, AvatarOptions(), overlap=overlap, chunk_frames=chunk)
+        prepared = engine.prepare(
+            avatar,
+            AvatarOptions(),
+            overlap=overlap,
+            chunk_frames=chunk,
+            device_ops=ops == "device",
+        )
         synchronize(engine.device)
         total = time.perf_counter() - start
     stages = dict(prepared.timings_ms)
@@ -310,11 +326,88 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def parse_variant(text: str) -> tuple[str, torch.dtype]:
-    mode, _, dtype = text.partition(":")
-    if mode not in ("pipelined", "sequential") or dtype not in ("float32", "float16", "bfloat16"):
-        raise argparse.ArgumentTypeError(f"variant {text!r}: MODE:DTYPE, e.g. pipelined:float16")
-    return mode, getattr(torch, dtype)
+def parse_variant(text: str) -> tuple[str, torch.dtype, str]:
+    mode, dtype, ops = [*text.split(":"), "device"][:3]
+    if (
+        mode not in ("pipelined", "sequential")
+        or dtype not in ("float32", "float16", "bfloat16")
+        or ops not in ("host", "device")
+    ):
+        raise argparse.ArgumentTypeError(
+            f"variant {text!r}: MODE:DTYPE[:OPS], e.g. pipelined:float16:device"
+        )
+    return mode, getattr(torch, dtype), ops
+
+
+def variant_name(mode: str, dtype: torch.dtype, ops: str) -> str:
+    return f"{mode}:{str(dtype).removeprefix('torch.')}:{ops}"
+
+
+# Innermost frames of a thread that waits for work or for another thread: not sampled.
+_IDLE = ("threading.py:wait", "thread.py:_worker", "hashlib", "engine.py:_file_sha256")
+
+
+class ThreadSampler:
+    """Where each Python thread is, sampled every few milliseconds (a poor man's `py-spy`):
+    counts of (thread, innermost frame of ours or a library's) while a run is sampled."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.counts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        names = {}
+        while not self._stop.wait(self.interval_s):
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == self._thread.ident:
+                    continue
+                stack = []
+                while frame is not None and len(stack) < 3:
+                    code = frame.f_code
+                    stack.append(f"{Path(code.co_filename).name}:{code.co_name}:{frame.f_lineno}")
+                    frame = frame.f_back
+                if any(idle in stack[0] for idle in _IDLE):
+                    continue
+                key = f"{names.get(ident, ident)} | " + " < ".join(stack)
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def __enter__(self) -> ThreadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def top(self, n: int = 60) -> list[tuple[str, int]]:
+        return sorted(self.counts.items(), key=lambda kv: -kv[1])[:n]
+
+
+def profile(engine: MuseTalkEngine, avatar: Path, ops: str, out: Path) -> None:
+    """One pipelined preparation of `avatar` under torch.profiler and the thread sampler:
+    the top operators by host time and the threads' most sampled lines, written to `out`."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU]
+    if engine.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with ThreadSampler() as sampler:
+        ours(engine, avatar, "pipelined", ops)
+    with torch_profile(activities=activities) as prof:
+        ours(engine, avatar, "pipelined", ops)
+    lines = [f"# pipelined, {ops} ops: thread samples (5 ms), most frequent first"]
+    lines += [f"{count:6d}  {key}" for key, count in sampler.top()]
+    for sort in ("self_cpu_time_total", "cuda_time_total"):
+        lines += ["", f"# torch.profiler, sorted by {sort}"]
+        try:
+            lines.append(prof.key_averages().table(sort_by=sort, row_limit=30))
+        except Exception as error:  # a sort key this build lacks
+            lines.append(f"({error})")
+    out.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -326,21 +419,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--variants",
         type=lambda text: [parse_variant(v) for v in text.split(",")],
-        help="MODE:DTYPE,... (default: pipelined and sequential in the device's face dtype)",
+        help="MODE:DTYPE[:OPS],... (default: pipelined and sequential, the device's defaults)",
     )
     parser.add_argument("--smoke", action="store_true", help="CPU check: tiny VAE, 2 small frames")
+    parser.add_argument(
+        "--profile", type=Path, help="profile the warm-up clip per ops kind into this directory"
+    )
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.scale = min(args.seconds, 2 / 25), min(args.scale, 0.25)
     device = torch.device(args.device)
+    default_ops = "device" if device.type == "cuda" else "host"
     variants = args.variants or [
-        (mode, default_face_dtype(device)) for mode in ("pipelined", "sequential")
+        (mode, default_face_dtype(device), default_ops) for mode in ("pipelined", "sequential")
     ]
     write_models(args.models, tiny_vae=args.smoke)
     engine = MuseTalkEngine.load(args.models, device)
     faces: dict[torch.dtype, tuple[Any, Any]] = {}
-    for dtype in {torch.float32, *(dtype for _, dtype in variants)}:
+    for dtype in {torch.float32, *(dtype for _, dtype, _ in variants)}:
         faces[dtype] = (
             FaceLocator.load(args.models, device, dtype),
             FaceParser.load(args.models, device, dtype),
@@ -354,14 +451,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         warm = write_avatar(Path(tmp) / "warm.mp4", frames=warm_frames, scale=args.scale)
         # allocator, cuDNN autotuning and mmpose first-call costs of every path
         per_frame(engine, *faces[torch.float32], warm)
-        for mode, dtype in variants:
+        for mode, dtype, ops in variants:
             engine.locator, engine.parser = faces[dtype]
-            ours(engine, warm, mode)
-        for mode, dtype in variants:
-            name = f"{mode}:{str(dtype).removeprefix('torch.')}"
+            ours(engine, warm, mode, ops)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for ops in sorted({ops for _, _, ops in variants}):
+                engine.locator, engine.parser = faces[default_face_dtype(device)]
+                say(f"profiling {warm_frames} frames, {ops} ops")
+                profile(engine, warm, ops, args.profile / f"profile-{ops}.txt")
+        for mode, dtype, ops in variants:
+            name = variant_name(mode, dtype, ops)
             say(f"preparing {frames} frames: {name}")
             engine.locator, engine.parser = faces[dtype]
-            prepared, stages, total, seen = ours(engine, avatar, mode)
+            prepared, stages, total, seen = ours(engine, avatar, mode, ops)
             runs[name] = {"prepared": prepared, "stages": stages, "total": total, "seen": seen}
             say(f"{name}: {total:.2f} s")
         say("now per frame")

@@ -61,7 +61,7 @@ from runtime.engine.ports import (
     FaceParserLike,
     SyncScorerLike,
 )
-from runtime.engine.preparing import Stages, prepare_frames
+from runtime.engine.preparing import Frames, Stages, prepare_frames
 from runtime.engine.resident import ResidentCache
 from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.vad import SpeechDetector, generation_weights
@@ -337,15 +337,19 @@ class MuseTalkEngine:
         *,
         overlap: bool | None = None,
         chunk_frames: int | None = None,
+        device_ops: bool | None = None,
     ) -> PreparedAvatar:
         """Decode, locate, crop, encode and mask every frame (`preparing.prepare_frames`).
 
         On CUDA by default the avatar goes through in chunks of PREPARE_CHUNK_FRAMES with the
-        stages overlapped on threads; on CPU one chunk, stage after stage (the models there use
-        every core already). `overlap` / `chunk_frames` override that (tests, benchmark).
+        stages overlapped on threads, and each chunk goes to the device once, where the face
+        models' pre- and post-processing runs batched (`device_ops`); on CPU one chunk, stage
+        after stage, with the host (OpenCV/PIL) pre- and post-processing of upstream.
+        `overlap` / `chunk_frames` / `device_ops` override that (tests, benchmark).
         """
         on_gpu = self.device.type == "cuda"
         overlap = on_gpu if overlap is None else overlap
+        device_ops = on_gpu if device_ops is None else device_ops
         chunk_frames = chunk_frames or (PREPARE_CHUNK_FRAMES if on_gpu else self.max_avatar_frames)
         reader = AvatarReader(
             avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
@@ -355,7 +359,7 @@ class MuseTalkEngine:
             start = time.perf_counter()
             prepared = prepare_frames(
                 reader.frames(),
-                self._prepare_stages(options, chunk_frames),
+                self._prepare_stages(options, chunk_frames, device_ops=device_ops),
                 chunk_frames=chunk_frames,
                 overlap=overlap,
                 device=self.device,
@@ -384,17 +388,17 @@ class MuseTalkEngine:
         avatar.timings_ms.update(timings)
         return avatar
 
-    def _prepare_stages(self, options: AvatarOptions, chunk_frames: int) -> Stages:
+    def _prepare_stages(
+        self, options: AvatarOptions, chunk_frames: int, *, device_ops: bool = False
+    ) -> Stages:
         """The engine's models bound to one avatar's options, per chunk of frames."""
 
-        def locate(frames: Sequence[np.ndarray]) -> Sequence[BoxLike | None]:
+        def locate(frames: Frames) -> Sequence[BoxLike | None]:
             return self.locator.locate(
                 frames, bbox_shift=options.bbox_shift, extra_margin=options.extra_margin
             )
 
-        def masks(
-            frames: Sequence[np.ndarray], boxes: Sequence[BoxLike], rows: np.ndarray
-        ) -> list[np.ndarray]:
+        def masks(frames: Frames, boxes: Sequence[BoxLike], rows: np.ndarray) -> list[np.ndarray]:
             blends = self.parser.blend_masks(
                 frames,
                 boxes,
@@ -407,7 +411,21 @@ class MuseTalkEngine:
                 for blend, row in zip(blends, rows, strict=True)
             ]
 
-        return Stages(locate=locate, crop=crop_face, encode=self._encode_crops, masks=masks)
+        return Stages(
+            locate=locate,
+            crop=crop_face,
+            encode=self._encode_crops,
+            masks=masks,
+            upload=self._upload_frames if device_ops else None,
+        )
+
+    def _upload_frames(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """A chunk's frames to the device in one copy, from pinned memory on CUDA (stacked
+        straight into it), without waiting for the copy: the stream orders what reads it."""
+        pinned = self.device.type == "cuda"
+        staged = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=pinned)
+        np.stack(frames, out=staged.numpy())
+        return staged.to(self.device, non_blocking=pinned)
 
     def _encode_crops(self, crops: np.ndarray) -> np.ndarray:
         """Latents of 256x256 crops in batches, halving the batch on GPU out-of-memory."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import torch
 
 BlurKind = Literal["offline", "realtime"]
 ParsingMode = Literal["jaw", "raw", "neck"]
@@ -41,7 +42,7 @@ class BlendMaskLike(Protocol):
 class FaceLocatorLike(Protocol):
     def locate(
         self,
-        frames_bgr: Sequence[np.ndarray],
+        frames_bgr: Sequence[np.ndarray] | torch.Tensor,  # a tensor: on the device, uint8 NHWC
         *,
         bbox_shift: int,
         extra_margin: int,
@@ -54,7 +55,7 @@ class FaceParserLike(Protocol):
     # parser may require its own box type, so the protocol cannot promise more than Any.
     def blend_masks(
         self,
-        frames_bgr: Sequence[np.ndarray],
+        frames_bgr: Sequence[np.ndarray] | torch.Tensor,  # a tensor: on the device, uint8 NHWC
         boxes: Sequence[Any],
         *,
         mode: ParsingMode = "jaw",

@@ -8,6 +8,11 @@ pipeline's warps, the crops, the mask morphology) and the decoder reads the next
 on an H100 host is most of the preparation time (bench/results/). Without it the same stages
 run one after another on the calling thread: the same results, and per-stage times that do not
 overlap (the benchmark reports both).
+
+With `Stages.upload` (the engine's device ops, the CUDA default) each chunk goes to the device
+once, in the locate stage, and locate and parse work on that tensor: the models' pre- and
+post-processing is then batched tensor work there, and the GPU rather than the host bounds
+preparation (bench/results/2026-11-26-h100-prepare-gpu.md).
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ from runtime.engine.ports import BoxLike
 
 T = TypeVar("T")
 
-LocateFn = Callable[[Sequence[np.ndarray]], Sequence[BoxLike | None]]
+# Frames of a chunk: the host arrays, or (with `Stages.upload`) one uint8 [n, H, W, 3] tensor
+# on the device.
+Frames = Sequence[np.ndarray] | torch.Tensor
+LocateFn = Callable[[Frames], Sequence[BoxLike | None]]
 CropFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 EncodeFn = Callable[[np.ndarray], np.ndarray]
 # (frames with a face, their boxes, the boxes as int rows) -> the mask under each box
-MaskFn = Callable[[Sequence[np.ndarray], Sequence[BoxLike], np.ndarray], list[np.ndarray]]
+MaskFn = Callable[[Frames, Sequence[BoxLike], np.ndarray], list[np.ndarray]]
+UploadFn = Callable[[Sequence[np.ndarray]], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,9 @@ class Stages:
     crop: CropFn  # (frame, box row) -> 256x256 crop
     encode: EncodeFn  # crops [n, 256, 256, 3] -> latents [n, 8, 32, 32] float32
     masks: MaskFn
+    # When set, each chunk goes to the device once (in the locate stage) and locate and masks
+    # get that tensor, so their pre- and post-processing runs there, batched.
+    upload: UploadFn | None = None
 
 
 @dataclass
@@ -81,6 +93,7 @@ class _Chunk:
     boxes: Sequence[BoxLike | None] = ()
     rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int32))
     faces: list[int] = field(default_factory=list)  # indices into `frames` with a face
+    pixels: torch.Tensor | None = None  # the frames on the device (`Stages.upload`)
 
 
 def prepare_frames(
@@ -125,7 +138,9 @@ def _take(source: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
 
 
 def _locate(chunk: _Chunk, stages: Stages) -> _Chunk:
-    chunk.boxes = list(stages.locate(chunk.frames))
+    if stages.upload is not None:
+        chunk.pixels = stages.upload(chunk.frames)
+    chunk.boxes = list(stages.locate(chunk.frames if chunk.pixels is None else chunk.pixels))
     chunk.faces = [i for i, box in enumerate(chunk.boxes) if box is not None]
     chunk.rows = np.zeros((len(chunk.frames), 4), np.int32)
     for i in chunk.faces:
@@ -146,13 +161,25 @@ def _encode(crops: np.ndarray, stages: Stages) -> np.ndarray:
 
 def _masks(chunk: _Chunk, stages: Stages) -> list[np.ndarray]:
     if not chunk.faces:
+        chunk.pixels = None  # nothing to parse: free the device copy now
         return []
     boxes = [chunk.boxes[i] for i in chunk.faces]
-    return stages.masks(
-        [chunk.frames[i] for i in chunk.faces],
+    frames: Frames
+    if chunk.pixels is None:
+        frames = [chunk.frames[i] for i in chunk.faces]
+    else:
+        frames = chunk.pixels
+        if frames.is_cuda:  # uploaded on the locate stage's stream, read on this one
+            frames.record_stream(torch.cuda.current_stream(frames.device))
+        if len(chunk.faces) < len(chunk.frames):
+            frames = frames[torch.tensor(chunk.faces, device=frames.device)]
+    masks = stages.masks(
+        frames,
         boxes,  # type: ignore[arg-type]  # faces: not None
         chunk.rows[chunk.faces],
     )
+    chunk.pixels = None  # the device copy is done with: free it before the chunk is assembled
+    return masks
 
 
 @dataclass

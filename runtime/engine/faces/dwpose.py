@@ -12,12 +12,14 @@ import importlib.util
 import logging
 import pickle  # nosec B403 (see _load_checkpoint: trusted weights only)
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from runtime.engine.faces.affine import WarpPlan, warp_batch, warp_plan
 from runtime.engine.faces.mmlab_compat import import_mmpose
 from runtime.engine.faces.precision import check_face_dtype
 from runtime.engine.hostpool import host_map
@@ -163,6 +165,13 @@ class DWPose:
             head, decode = model.head, type(model.head).decode
             head.decode = lambda outputs: decode(head, tuple(o.float() for o in outputs))
         self._pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
+        self._crops: dict[tuple[int, int], _WholeFrameCrop] = {}
+        # On CUDA channels-last, cuDNN's tensor-core layout: no layout conversion around each
+        # convolution (the batched crops are made in it, see `_landmarks_batch`).
+        self._memory_format = torch.contiguous_format
+        if next(model.parameters()).device.type == "cuda":
+            self._memory_format = torch.channels_last
+            model.to(memory_format=self._memory_format)
 
     @classmethod
     def load(
@@ -214,3 +223,89 @@ class DWPose:
                 keypoints = np.asarray(sample.pred_instances.keypoints)[0]
                 out[start + offset] = keypoints[FACE_KEYPOINTS].astype(np.int32)
         return out
+
+    @torch.inference_mode()
+    def face_landmarks_on_device(self, frames: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+        """`face_landmarks` for uint8 [N, H, W, 3] BGR frames already on the model's device.
+
+        The same steps as mmpose's per-image pipeline and decoder, as batched tensor work:
+        the whole-frame affine crop (one gather, `faces.affine`), the data preprocessor's
+        channel order and normalisation, the flip test (the backbone on the crops and on their
+        mirror, as `TopdownPoseEstimator.predict`), SimCC's argmax and the inverse transform.
+        Only the 68 face points come back to the host.
+        """
+        out = np.zeros((len(frames), 68, 2), dtype=np.int32)
+        if not len(frames):
+            return out
+        crop = self._whole_frame_crop(frames.shape[1], frames.shape[2])
+        parts = [
+            self._landmarks_batch(frames[start : start + batch_size], crop)
+            for start in range(0, len(frames), batch_size)
+        ]
+        out[:] = torch.cat(parts).cpu().numpy()
+        return out
+
+    def _whole_frame_crop(self, height: int, width: int) -> _WholeFrameCrop:
+        """The pipeline's box, centre, scale and warp for a frame size, taken from the pipeline
+        itself (run once on a blank frame), so they are mmpose's numbers."""
+        if (height, width) not in self._crops:
+            from mmpose.structures.bbox import get_warp_matrix
+
+            info = self._prepare_input(np.zeros((height, width, 3), np.uint8))
+            meta = info["data_samples"].metainfo
+            center = np.asarray(meta["input_center"], np.float32)
+            scale = np.asarray(meta["input_scale"], np.float32)
+            size = tuple(int(v) for v in meta["input_size"])
+            matrix = get_warp_matrix(center, scale, 0.0, output_size=size)
+            device = next(self.model.parameters()).device
+            flip = torch.as_tensor(meta["flip_indices"], device=device)
+            self._crops[(height, width)] = _WholeFrameCrop(
+                plan=warp_plan(matrix, (height, width), size, device),  # type: ignore[arg-type]
+                center=torch.from_numpy(center).to(device),
+                scale=torch.from_numpy(scale).to(device),
+                size=torch.tensor(size, dtype=torch.float32, device=device),
+                face_flip=flip[FACE_KEYPOINTS],
+            )
+        return self._crops[(height, width)]
+
+    def _landmarks_batch(self, frames: torch.Tensor, crop: _WholeFrameCrop) -> torch.Tensor:
+        preprocessor = self.model.data_preprocessor
+        x = warp_batch(frames, crop.plan)  # [B, 3, h, w] BGR levels
+        if preprocessor._channel_conversion:
+            x = x[:, [2, 1, 0]]
+        x = (x - preprocessor.mean) / preprocessor.std
+        mirrored = x.flip(-1).contiguous(memory_format=self._memory_format)
+        x = x.contiguous(memory_format=self._memory_format)
+        with self._autocast():
+            pred_x, pred_y = self.model.head.forward(self.model.extract_feat(x))
+            flip_x, flip_y = self.model.head.forward(self.model.extract_feat(mirrored))
+        # RTMCCHead.predict's flip test, for the face points only: a face point's mirror is
+        # another face point.
+        simcc_x = (
+            pred_x[:, FACE_KEYPOINTS].float() + flip_x[:, crop.face_flip].float().flip(-1)
+        ) * 0.5
+        simcc_y = (pred_y[:, FACE_KEYPOINTS].float() + flip_y[:, crop.face_flip].float()) * 0.5
+        return decode_simcc(simcc_x, simcc_y, crop)
+
+
+@dataclass(frozen=True)
+class _WholeFrameCrop:
+    plan: WarpPlan
+    center: torch.Tensor  # [2] float32, the pipeline's input_center
+    scale: torch.Tensor  # [2] float32, input_scale (aspect fixed to the input size)
+    size: torch.Tensor  # [2] float32, input_size (w, h)
+    face_flip: torch.Tensor  # [68] indices of each face point's mirror among the 133
+
+
+def decode_simcc(
+    simcc_x: torch.Tensor, simcc_y: torch.Tensor, crop: _WholeFrameCrop
+) -> torch.Tensor:
+    """mmpose's `get_simcc_maximum` + split ratio + `add_pred_to_datasample`, in float32 as
+    there: [B, K, Wx], [B, K, Wy] -> int32 [B, K, 2] frame pixels (truncated, as the landmarks
+    are cast)."""
+    # argmax: the first of tied maxima, as numpy's
+    locs = torch.stack([simcc_x.argmax(dim=-1), simcc_y.argmax(dim=-1)], dim=-1).float()
+    locs[torch.minimum(simcc_x.amax(dim=-1), simcc_y.amax(dim=-1)) <= 0] = -1
+    keypoints = locs / _CODEC["simcc_split_ratio"]
+    keypoints = keypoints / crop.size * crop.scale + crop.center - 0.5 * crop.scale
+    return keypoints.to(torch.int32)

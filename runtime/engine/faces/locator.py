@@ -44,7 +44,7 @@ class FaceLocator:
 
     def locate(
         self,
-        frames_bgr: Sequence[np.ndarray],
+        frames_bgr: Sequence[np.ndarray] | torch.Tensor,
         *,
         bbox_shift: int,
         extra_margin: int,
@@ -52,15 +52,31 @@ class FaceLocator:
     ) -> list[FaceBox | None]:
         """One box per frame. S3FD decides whether there is a face; the landmarks shape the box.
 
+        `frames_bgr`: host frames, or one uint8 [N, H, W, 3] tensor on the models' device, for
+        which the networks' pre- and post-processing runs there too, batched
+        (`S3FD.detect_on_device`, `DWPose.face_landmarks_on_device`).
         A box that misses the frame entirely (possible only with nonsense detections) is also
         reported as None, where upstream would crash on the empty crop.
         """
-        detections = self.detector.detect(frames_bgr, batch_size=batch_size)
+        landmark_batch = batch_size * self.landmark_batch_factor
+        if isinstance(frames_bgr, torch.Tensor):
+            detections = self.detector.detect_on_device(frames_bgr, batch_size=batch_size)
+        else:
+            detections = self.detector.detect(frames_bgr, batch_size=batch_size)
         # Upstream runs DWPose on faceless frames too and then ignores it; skipping them is free.
         found = [(i, detected) for i, detected in enumerate(detections) if detected is not None]
-        landmarks = self.landmarker.face_landmarks(
-            [frames_bgr[i] for i, _ in found], batch_size=batch_size * self.landmark_batch_factor
-        )
+        if isinstance(frames_bgr, torch.Tensor):
+            with_face = frames_bgr
+            if len(found) < len(frames_bgr):
+                index = [i for i, _ in found]
+                with_face = frames_bgr[torch.tensor(index, device=frames_bgr.device)]
+            landmarks = self.landmarker.face_landmarks_on_device(
+                with_face, batch_size=landmark_batch
+            )
+        else:
+            landmarks = self.landmarker.face_landmarks(
+                [frames_bgr[i] for i, _ in found], batch_size=landmark_batch
+            )
         boxes: list[FaceBox | None] = [None] * len(frames_bgr)
         for (i, detected), lm in zip(found, landmarks, strict=True):
             height, width = frames_bgr[i].shape[:2]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+import importlib.util
 import sys
 import types
 from collections.abc import Iterator
@@ -57,8 +58,18 @@ def _missing(module: str, attribute: str) -> bool:
         return True
 
 
+def _probe_before_standing_in() -> None:
+    """transformers asks once whether torchvision exists and caches the answer (`lru_cache`),
+    and importing mmpose reaches that probe: it must be asked before a stand-in exists, or it
+    keeps a fake yes and later breaks transformers' image models (the engine's Whisper load)."""
+    if importlib.util.find_spec("transformers") is not None:
+        import_utils = importlib.import_module("transformers.utils.import_utils")
+        import_utils.is_torchvision_available()
+
+
 @contextmanager
 def _stand_ins() -> Iterator[list[str]]:
+    _probe_before_standing_in()
     registered: dict[str, types.ModuleType] = {}
     if _missing("torchvision.transforms", "ToPILImage"):
         transforms = _module(

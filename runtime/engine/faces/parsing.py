@@ -145,11 +145,14 @@ class FaceParser:
     def __init__(
         self, net: BiSeNet, device: torch.device, dtype: torch.dtype | None = None
     ) -> None:
-        """`dtype` of the network (default: `faces.precision`'s for the device). Reduced
-        precision also runs channels-last (the tensor-core layout); fp32 keeps upstream's."""
+        """`dtype` of the network (default: `faces.precision`'s for the device). On CUDA
+        and in reduced precision it runs channels-last (cuDNN's tensor-core layout, no layout
+        conversion around each convolution); fp32 on CPU keeps upstream's."""
         self.dtype = resolve_face_dtype(dtype, device)
         self.net = net.to(device=device, dtype=self.dtype).eval()
-        if self.dtype != torch.float32:
+        self._memory_format = torch.contiguous_format
+        if self.dtype != torch.float32 or device.type == "cuda":
+            self._memory_format = torch.channels_last
             self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.device = device
         self._mean = torch.tensor(_MEAN, device=device).view(1, 3, 1, 1)
@@ -170,23 +173,75 @@ class FaceParser:
         for start in range(0, len(crops), batch_size):
             resized = host_map(_to_parse_size, crops[start : start + batch_size])
             pixels = torch.from_numpy(np.stack(resized)).to(self.device)
-            x = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-            logits = self.net(((x - self._mean) / self._std).to(self.dtype))
-            out[start : start + len(resized)] = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
+            classes = self._classes(pixels.permute(0, 3, 1, 2).to(torch.float32))
+            out[start : start + len(resized)] = classes.cpu().numpy()
         return out
+
+    @torch.inference_mode()
+    def _blend_masks_on_device(
+        self,
+        frames: torch.Tensor,
+        boxes: Sequence[FaceBox],
+        crops: list[tuple[int, int, int, int]],
+        mode: MaskMode,
+        blur: BlurMode,
+        batch_size: int,
+    ) -> list[BlendMask]:
+        from runtime.engine.faces import mask_ops  # it builds on this module's rules
+
+        masks: list[torch.Tensor] = []
+        for start in range(0, len(crops), batch_size):
+            part = range(start, min(start + batch_size, len(crops)))
+            levels = torch.stack(
+                [
+                    mask_ops.pil_resize(
+                        mask_ops.crop_rgb_levels(frames[i], crops[i]),
+                        (PARSE_SIZE, PARSE_SIZE),
+                        "bilinear",
+                    )
+                    for i in part
+                ]
+            )
+            regions = mask_ops.region_masks(self._classes(levels), mode)
+            for i, region in zip(part, regions, strict=True):
+                box = boxes[i]
+                masks.append(
+                    mask_ops.finish_mask(region, (box.x1, box.y1, box.x2, box.y2), crops[i], blur)
+                )
+        if not masks:
+            return []
+        # One copy back for all masks: flattened into one buffer on the device first.
+        flat = torch.cat([m.reshape(-1) for m in masks]).cpu().numpy()
+        out, at = [], 0
+        for crop, mask in zip(crops, masks, strict=True):
+            size = mask.numel()
+            out.append(BlendMask(crop_box=crop, mask=flat[at : at + size].reshape(mask.shape)))
+            at += size
+        return out
+
+    def _classes(self, levels: torch.Tensor) -> torch.Tensor:
+        """RGB levels [B, 3, 512, 512] float32 on the device -> class map [B, 512, 512] uint8."""
+        x = ((levels / 255.0 - self._mean) / self._std).to(self.dtype)
+        logits = self.net(x.contiguous(memory_format=self._memory_format))
+        return logits.argmax(dim=1).to(torch.uint8)
 
     def blend_masks(
         self,
-        frames_bgr: Sequence[np.ndarray],
+        frames_bgr: Sequence[np.ndarray] | torch.Tensor,
         boxes: Sequence[FaceBox],
         *,
         mode: MaskMode = "jaw",
         blur: BlurMode = "realtime",
         batch_size: int = 8,
     ) -> list[BlendMask]:
+        """One mask per (frame, box). `frames_bgr`: host frames, or one uint8 [N, H, W, 3]
+        tensor on the parser's device, for which the crops, resizes and mask rules run there
+        too (`faces.mask_ops`); only the finished masks come back."""
         if len(frames_bgr) != len(boxes):
             raise ValueError(f"{len(frames_bgr)} frames but {len(boxes)} face boxes")
         crops = [crop_box(box) for box in boxes]
+        if isinstance(frames_bgr, torch.Tensor):
+            return self._blend_masks_on_device(frames_bgr, boxes, crops, mode, blur, batch_size)
         images = host_map(lambda i: crop_rgb(frames_bgr[i], crops[i]), range(len(crops)))
         classes = self.parse(images, batch_size)
 

@@ -88,7 +88,7 @@ class S3FDNet(nn.Module):
 
     def _stage(self, x: torch.Tensor, stage: str, layers: int) -> torch.Tensor:
         for i in range(1, layers + 1):
-            x = F.relu(getattr(self, f"{stage}_{i}")(x))
+            x = F.relu(getattr(self, f"{stage}_{i}")(x), inplace=True)  # memory-bound: no copy
         return x
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -99,10 +99,10 @@ class S3FDNet(nn.Module):
         f3 = self._stage(h, "conv3", 3)
         f4 = self._stage(F.max_pool2d(f3, 2, 2), "conv4", 3)
         f5 = self._stage(F.max_pool2d(f4, 2, 2), "conv5", 3)
-        h = F.relu(self.fc6(F.max_pool2d(f5, 2, 2)))
-        f7 = F.relu(self.fc7(h))
-        f62 = F.relu(self.conv6_2(F.relu(self.conv6_1(f7))))
-        f72 = F.relu(self.conv7_2(F.relu(self.conv7_1(f62))))
+        h = F.relu(self.fc6(F.max_pool2d(f5, 2, 2)), inplace=True)
+        f7 = F.relu(self.fc7(h), inplace=True)
+        f62 = F.relu(self.conv6_2(F.relu(self.conv6_1(f7), inplace=True)), inplace=True)
+        f72 = F.relu(self.conv7_2(F.relu(self.conv7_1(f62), inplace=True)), inplace=True)
         features = [
             self.conv3_3_norm(f3),
             self.conv4_3_norm(f4),
@@ -251,15 +251,43 @@ class S3FD:
                 results.extend(self._detect_batch(batch))
         return results
 
+    @torch.inference_mode()
+    def detect_on_device(
+        self, frames: torch.Tensor, batch_size: int = 8
+    ) -> list[DetectedBox | None]:
+        """`detect` for uint8 [N, H, W, 3] BGR frames already on the network's device; one
+        host sync for all of them (the five numbers per frame come back together)."""
+        picks = []
+        for start in range(0, len(frames), batch_size):
+            part = frames[start : start + batch_size]
+            short = batch_size - len(part)
+            if short and self.device.type == "cuda":
+                # A short last batch padded to the full one: cuDNN's autotuner (on for S3FD)
+                # then never re-tunes every layer for a new shape at the end of an avatar.
+                part = torch.cat([part, part.new_zeros((short, *part.shape[1:]))])
+            scores, boxes = self._strongest(part)
+            picks.append((scores[: batch_size - short], boxes[: batch_size - short]))
+        if not picks:
+            return []
+        scores_host = torch.cat([s for s, _ in picks]).cpu().numpy()
+        boxes_host = torch.cat([b for _, b in picks]).cpu().numpy()
+        return [best_box(boxes_host[i : i + 1], scores_host[i : i + 1]) for i in range(len(frames))]
+
     def _detect_batch(self, frames_bgr: Sequence[np.ndarray]) -> list[DetectedBox | None]:
         # Channels reversed on the device: the host only stacks the frames.
-        rgb = torch.from_numpy(np.stack(frames_bgr)).to(self.device).flip(-1)
+        scores, boxes = self._strongest(torch.from_numpy(np.stack(frames_bgr)).to(self.device))
+        scores_host, boxes_host = scores.cpu().numpy(), boxes.cpu().numpy()
+        return [
+            best_box(boxes_host[b : b + 1], scores_host[b : b + 1]) for b in range(len(boxes_host))
+        ]
+
+    def _strongest(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 BGR [B, H, W, 3] on the device -> each frame's top score and its box."""
+        rgb = frames.flip(-1)
         mean = torch.tensor(_PIXEL_MEAN, device=self.device)
         # NHWC memory viewed as NCHW is exactly the channels-last layout: no copy needed.
         x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2).to(self.dtype)
         # Full-resolution frames of one avatar share a shape: let cuDNN pick its fastest
         # kernels for it (as the reference detector does, though it sets it process-wide).
         with _cudnn_benchmark(self.device.type == "cuda"):
-            scores, boxes = strongest_cells(self.net(x))
-        scores_host, boxes_host = scores.cpu().numpy(), boxes.cpu().numpy()
-        return [best_box(boxes_host[b : b + 1], scores_host[b : b + 1]) for b in range(len(x))]
+            return strongest_cells(self.net(x))

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from runtime.common.jobs import AvatarOptions, ErrorCode
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import MediaError
-from tests.unit.engine.standins import Box, CentreLocator, LowerHalfParser
+from tests.unit.engine.standins import Box, CentreLocator, LowerHalfParser, Mask
 from tests.unit.engine.test_engine import with_parts
 
 
@@ -99,3 +100,51 @@ def test_no_face_in_any_chunk_is_refused(engine: MuseTalkEngine, short_video: Pa
     with pytest.raises(MediaError) as raised:
         custom.prepare(short_video, AvatarOptions(), overlap=True, chunk_frames=5)
     assert raised.value.code is ErrorCode.NO_FACE
+
+
+class FramesSeen(LowerHalfParser):
+    """LowerHalfParser that records what frames each call was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[object] = []
+
+    def blend_masks(self, frames_bgr: object, *args: object, **kwargs: object) -> list[Mask]:
+        self.frames.append(frames_bgr)
+        return super().blend_masks(frames_bgr, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_device_ops_hand_each_chunk_over_once_as_a_tensor_and_give_the_same_avatar(
+    engine: MuseTalkEngine, short_video: Path
+) -> None:
+    # Given an engine whose locator finds no face in frames 2 and 9 of the 12-frame clip, and a
+    # parser that records what it is given
+    def prepare(device_ops: bool) -> tuple[PreparedAvatar, list[object], list[object]]:
+        locator, parser = RunningLocator(faceless=(2, 9)), FramesSeen()
+        given: list[object] = []
+        locate = locator.locate
+
+        def locate_seen(frames_bgr: Sequence[np.ndarray], **kwargs: int) -> list[Box | None]:
+            given.append(frames_bgr)
+            return locate(frames_bgr, **kwargs)
+
+        locator.locate = locate_seen  # type: ignore[method-assign,assignment]
+        custom = with_parts(engine, locator=locator, parser=parser)
+        prepared = custom.prepare(
+            short_video, AvatarOptions(), overlap=True, chunk_frames=5, device_ops=device_ops
+        )
+        return prepared, given, parser.frames
+
+    # When it is prepared in overlapped chunks of 5 with and without the device ops
+    on_device, located, parsed = prepare(device_ops=True)
+    on_host, located_on_host, _ = prepare(device_ops=False)
+
+    # Then with them, locate got each chunk as one uint8 NHWC tensor, and the parser only the
+    # frames with a face, taken from that tensor
+    assert [tuple(t.shape[:1]) for t in located] == [(5,), (5,), (2,)]  # type: ignore[attr-defined]
+    assert all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in located)
+    assert [t.shape[0] for t in parsed] == [4, 4, 2]  # type: ignore[attr-defined]
+    assert torch.equal(parsed[0][2], located[0][3])  # type: ignore[index]
+    assert all(isinstance(frames, list) for frames in located_on_host)
+    # and the avatar is exactly the host path's
+    assert_same_avatar(on_device, on_host)

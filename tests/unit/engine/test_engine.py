@@ -389,6 +389,15 @@ class RecordingGenerator:
         return self.generator.step(latents, audio)  # type: ignore[attr-defined]
 
 
+def marked_compiled(engine: MuseTalkEngine) -> tuple[MuseTalkEngine, RecordingGenerator]:
+    """The engine's models behind an engine marked compiled, its generator recording its
+    inputs (compiling for real is more than CPU CI can afford)."""
+    recorder = RecordingGenerator(engine.generator)
+    compiled = with_parts(engine, generator=recorder)
+    compiled.compiled = True
+    return compiled, recorder
+
+
 def test_each_frame_gets_its_cycle_latent_and_its_audio_window_plus_pe(
     engine: MuseTalkEngine, levels_avatar: PreparedAvatar, short_speech: Path, tmp_path: Path
 ) -> None:
@@ -429,11 +438,8 @@ def test_load_takes_device_and_dtype_as_the_worker_settings_spell_them(
 def test_a_compiled_engine_pads_the_last_batch_and_renders_the_same_frames(
     engine: MuseTalkEngine, levels_avatar: PreparedAvatar, short_speech: Path, tmp_path: Path
 ) -> None:
-    # Given an engine marked compiled (one graph per shape, so short batches are padded); the
-    # generator records its inputs instead of being compiled, which CPU CI cannot afford
-    recorder = RecordingGenerator(engine.generator)
-    padded = with_parts(engine, generator=recorder)
-    padded.compiled = True
+    # Given an engine marked compiled (one graph per shape, so short batches are padded)
+    padded, recorder = marked_compiled(engine)
     # When 20 frames are rendered in batches of 3, padded and plain
     padded.speak(levels_avatar, short_speech, tmp_path / "pad.mp4", options=NO_SKIP, batch_size=3)
     engine.speak(levels_avatar, short_speech, tmp_path / "plain.mp4", options=NO_SKIP, batch_size=3)
@@ -451,9 +457,7 @@ def test_a_compiled_engine_ends_a_job_with_tail_batches_instead_of_one_padded_fu
 ) -> None:
     # Given an engine marked compiled, rendering at batch 48: the 20 frames of the clip would
     # be one batch padded with 28 copies
-    recorder = RecordingGenerator(engine.generator)
-    compiled = with_parts(engine, generator=recorder)
-    compiled.compiled = True
+    compiled, recorder = marked_compiled(engine)
     # When the clip is rendered
     compiled.speak(
         levels_avatar, short_speech, tmp_path / "tail.mp4", options=NO_SKIP, batch_size=48
@@ -470,9 +474,7 @@ def test_a_compiled_engine_warms_up_its_tail_graphs_with_the_full_batch(
     engine: MuseTalkEngine,
 ) -> None:
     # Given a compiled engine (recording generator) and an uncompiled one
-    recorder = RecordingGenerator(engine.generator)
-    compiled = with_parts(engine, generator=recorder)
-    compiled.compiled = True
+    compiled, recorder = marked_compiled(engine)
     plain_recorder = RecordingGenerator(engine.generator)
     plain = with_parts(engine, generator=plain_recorder)
     # When each warms up for batch 24

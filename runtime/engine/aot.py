@@ -33,12 +33,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from runtime.common.weights_manifest import VERIFIED_STAMP_NAME
 from runtime.engine.audio import (
@@ -54,8 +56,9 @@ from runtime.engine.weight_cache import fingerprint
 
 log = logging.getLogger(__name__)
 
-# Bumped whenever the exported graphs change (2: upsamplers folded, runtime/engine/upsample.py).
-PACKAGE_FORMAT = 2
+# Bumped whenever the exported graphs or the files change (2: upsamplers folded,
+# runtime/engine/upsample.py; 3: weights beside the library, see CONSTANTS_SUFFIX).
+PACKAGE_FORMAT = 3
 UNET = "unet"
 DECODER = "vae_decoder"
 WHISPER = "whisper_encoder"
@@ -63,6 +66,11 @@ MODELS = (UNET, DECODER, WHISPER)
 MANIFEST = "manifest.json"
 LOAD_ATTEMPT = ".load-attempt"  # pid of a load in progress; left behind if the process died
 MEL_FILTERS = "mel_filters.npy"
+# Each package's weights, in a safetensors file beside it, handed to the runner on load (user
+# managed: no copy). Inductor's default embeds them in the shared library (1.7 GB for the UNet,
+# written out again from the archive on every load).
+CONSTANTS_SUFFIX = ".constants.safetensors"
+WEIGHTS_OUTSIDE = {"aot_inductor.package_constants_in_so": False}
 LATENT_CHANNELS_IN = 8
 LATENT_CHANNELS_OUT = 4
 LATENT_SIZE = 32
@@ -346,13 +354,30 @@ def _package(
     seconds[f"{name}_export"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
     torch._inductor.aoti_compile_and_package(
-        exported, package_path=str(path), inductor_configs=dict(options)
+        exported, package_path=str(path), inductor_configs={**options, **WEIGHTS_OUTSIDE}
     )
+    save_file(exported_constants(exported), str(constants_path(path)))
     seconds[f"{name}_compile"] = round(time.perf_counter() - start, 2)
 
 
+def exported_constants(exported: torch.export.ExportedProgram) -> dict[str, torch.Tensor]:
+    """Every tensor the exported graph reads besides its inputs, by the name the runner asks
+    for (`get_constant_fqns`): parameters, buffers and lifted constants."""
+    named = {**exported.state_dict, **exported.constants}
+    return {
+        name: tensor.detach().clone().contiguous()  # one storage each, as safetensors needs
+        for name, tensor in named.items()
+        if isinstance(tensor, torch.Tensor)
+    }
+
+
+def constants_path(package: Path) -> Path:
+    return package.with_name(package.stem + CONSTANTS_SUFFIX)
+
+
 def _package_files() -> list[str]:
-    return [f"{name}.pt2" for name in MODELS] + [MEL_FILTERS]
+    packages = [f"{name}.pt2" for name in MODELS]
+    return [*packages, *(f"{name}{CONSTANTS_SUFFIX}" for name in MODELS), MEL_FILTERS]
 
 
 def package_files(directory: Path) -> dict[str, str]:
@@ -496,30 +521,82 @@ def _pad_batch(tensor: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([tensor, padding])
 
 
-def load_runner(path: Path, device: torch.device, *, single_threaded: bool) -> Callable[..., Any]:
-    """One package, loaded. By default with torch's C++ package loader constructed here:
-    `aoti_load_package` (`MUSETALK_AOT_LOADER=package_api`) wraps the same loader but imports
-    torch._inductor and Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s
-    against 2.3 s). Both crashed the process on the H100 image with torch 2.11.0+cu130
-    (bench/results/2026-11-26-h100-coldstart.md)."""
+def load_runner(
+    path: Path,
+    device: torch.device,
+    *,
+    single_threaded: bool,
+    constants: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+) -> Callable[..., Any]:
+    """One package, loaded, with its weights: `constants()` gives them by name once the loader
+    is built (their read overlaps its work); the runner uses these tensors in place, so they
+    must be on `device` and stay alive with it.
+
+    By default with torch's C++ package loader constructed here: `aoti_load_package`
+    (`MUSETALK_AOT_LOADER=package_api`) wraps the same loader but imports torch._inductor and
+    Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s against 2.3 s).
+    """
     index = device.index if device.index is not None else -1
+    weights: dict[str, torch.Tensor] = {}  # referenced by `run`: alive as long as the runner
     try:
         if os.environ.get(LOADER_ENV, "direct") != "package_api":
             loader = torch._C._aoti.AOTIModelPackageLoader(
                 str(path), "model", single_threaded, 1, index
             )
-
-            def run(*inputs: torch.Tensor) -> torch.Tensor:
-                (output,) = loader.boxed_run(list(inputs))
-                return output
-
-            return run
-        compiled: Callable[..., Any] = torch._inductor.aoti_load_package(
-            str(path), run_single_threaded=single_threaded, device_index=index
-        )
+            if constants is not None:
+                weights = _constants_for(path, loader.get_constant_fqns(), constants())
+                # (map, use the inactive buffer, check that every constant is given, use the
+                # tensors as they are instead of copying them)
+                loader.load_constants(weights, False, True, True)
+            forward: Callable[[list[torch.Tensor]], list[torch.Tensor]] = loader.boxed_run
+        else:
+            compiled: Any = torch._inductor.aoti_load_package(
+                str(path), run_single_threaded=single_threaded, device_index=index
+            )
+            if constants is not None:
+                weights = _constants_for(path, compiled.get_constant_fqns(), constants())
+                compiled.load_constants(weights, check_full_update=True, user_managed=True)
+            forward = compiled.loader.boxed_run
     except Exception as error:  # a damaged zip, a missing symbol, a driver mismatch, ...
         raise AotUnavailableError(f"AOT package {path.name} not loadable: {error}") from error
-    return compiled
+
+    def run(*inputs: torch.Tensor, _weights: dict[str, torch.Tensor] = weights) -> torch.Tensor:
+        (output,) = forward(list(inputs))
+        return output
+
+    return run
+
+
+def _constants_for(
+    path: Path, names: Sequence[str], constants: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    missing = [name for name in names if name not in constants]
+    if missing:
+        raise AotUnavailableError(f"{constants_path(path).name} lacks {missing[:3]}")
+    return {name: constants[name] for name in names}
+
+
+class ConstantsReader:
+    """Reads the packages' weight files onto the device on one background thread, in the
+    order asked, so the reads overlap the loader's work (extracting, dlopen, CUDA modules)."""
+
+    def __init__(self, directory: Path, names: Sequence[str], device: torch.device) -> None:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="aot-constants")
+        self._reads: dict[str, Future[dict[str, torch.Tensor]]] = {
+            name: pool.submit(
+                load_file, str(constants_path(directory / f"{name}.pt2")), device=str(device)
+            )
+            for name in names
+        }
+        pool.shutdown(wait=False)
+
+    def constants(self, name: str) -> dict[str, torch.Tensor]:
+        try:
+            return self._reads.pop(name).result()
+        except (OSError, RuntimeError, ValueError) as error:  # absent, damaged, no memory
+            raise AotUnavailableError(
+                f"weights of AOT package {name} unreadable: {error}"
+            ) from error
 
 
 @dataclass
@@ -554,11 +631,17 @@ def load_models(
         graphs = cuda_graphs
     timings: dict[str, float] = {}
     manifest = json.loads((directory / MANIFEST).read_text())
+    reader = ConstantsReader(directory, MODELS, device)
 
     def runner(name: str, example: tuple[torch.Tensor, ...]) -> StaticRunner:
         start = time.perf_counter()
         graph = name in graphs and device.type == "cuda"
-        loaded = load_runner(directory / f"{name}.pt2", device, single_threaded=graph)
+        loaded = load_runner(
+            directory / f"{name}.pt2",
+            device,
+            single_threaded=graph,
+            constants=lambda: reader.constants(name),
+        )
         try:
             static = StaticRunner(loaded, example, cuda_graph=graph)
             if not graph:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.common.weights_manifest import VERIFIED_STAMP_NAME, file_sha256
@@ -39,7 +40,7 @@ def fake_packages(cache_dir: Path, key: aot.AotKey, content: bytes = b"not a zip
     directory = aot.packages_dir(cache_dir, key)
     directory.mkdir(parents=True)
     files = {}
-    for name in [f"{model}.pt2" for model in aot.MODELS] + [aot.MEL_FILTERS]:
+    for name in aot._package_files():
         (directory / name).write_bytes(content)
         files[name] = len(content)
     manifest = {"key": key.__dict__, "files": files, "sha256": {}, "mel": {}}
@@ -144,6 +145,19 @@ def test_a_failed_build_falls_back(
 
 
 # -------------------------------------------------------------------------------- runtime parts
+
+
+def test_package_weights_are_read_in_the_background_and_a_missing_file_is_named(
+    tmp_path: Path,
+) -> None:
+    # Given one package's weights file beside it and another package without one
+    save_file({"conv.weight": torch.ones(2, 2)}, str(aot.constants_path(tmp_path / "a.pt2")))
+    # When a reader is started for both
+    reader = aot.ConstantsReader(tmp_path, ["a", "b"], CPU)
+    # Then the first comes back whole, and the second fails with the engine's fallback error
+    assert torch.equal(reader.constants("a")["conv.weight"], torch.ones(2, 2))
+    with pytest.raises(aot.AotUnavailableError, match="b"):
+        reader.constants("b")
 
 
 def test_static_runner_pads_short_batches_and_splits_long_ones() -> None:
@@ -273,8 +287,12 @@ class SmallDecoder(torch.nn.Module):
 FRESH_PROCESS_CHECK = """
 import sys, torch
 from pathlib import Path
+from safetensors.torch import load_file
 from runtime.engine import aot
-runner = aot.load_runner(Path(sys.argv[1]), torch.device("cpu"), single_threaded=False)
+package = Path(sys.argv[1])
+weights = load_file(aot.constants_path(package))
+cpu = torch.device("cpu")
+runner = aot.load_runner(package, cpu, single_threaded=False, constants=lambda: weights)
 inputs = torch.load(sys.argv[2])
 output = runner(inputs)
 print(int((output.int() - torch.load(sys.argv[3]).int()).abs().max()))
@@ -314,11 +332,14 @@ def test_a_package_built_here_loads_in_a_fresh_process_and_equals_eager(tmp_path
         max_difference, imported = fresh_process(loader)
         assert int(max_difference) <= 1
         assert imported == imports
-    # And a damaged copy is refused with the error the engine falls back on
+    # And a damaged copy, or no weights for a package that needs them (they live beside the
+    # library, not in it), are refused with the error the engine falls back on
     damaged = tmp_path / "damaged.pt2"
     damaged.write_bytes((tmp_path / "small.pt2").read_bytes()[:1000])
     with pytest.raises(aot.AotUnavailableError):
         aot.load_runner(damaged, CPU, single_threaded=False)
+    with pytest.raises(aot.AotUnavailableError, match="lacks"):
+        aot.load_runner(tmp_path / "small.pt2", CPU, single_threaded=False, constants=dict)
 
 
 def test_without_a_toolchain_and_without_packages_the_engine_runs_eager(

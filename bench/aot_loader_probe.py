@@ -15,6 +15,11 @@ Variants (each one step = one fresh process unless it says "same"):
                    handed to the loader with `load_constants` (what the engine does now)
          `legacy`  `torch._export.aot_compile` to a bare .so, loaded with `torch._export.aot_load`
 * load   `fresh` (a new process) or `same` (in the process that built it)
+* flags  optional, `+`-joined: extra compiler/linker flags for the generated library, through a
+         `g++` wrapper (`FLAG_SETS`): `hidden` (-fvisibility-inlines-hidden: its inline template
+         code, e.g. std::regex, cannot be bound to another library's copy), `symbolic`
+         (-Wl,-Bsymbolic: its references bind to its own definitions), `noasneeded`
+         (-Wl,--no-as-needed: libstdc++ stays a dependency under Ubuntu's default --as-needed)
 
     python bench/aot_loader_probe.py --out probe.json [--models /tmp/models] [--device cuda]
 """
@@ -35,7 +40,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# (model, device, build, load); device "cuda" is replaced by --device
+FLAG_SETS = {
+    "hidden": ["-fvisibility-inlines-hidden"],
+    "symbolic": ["-Wl,-Bsymbolic"],
+    "noasneeded": ["-Wl,--no-as-needed"],
+}
+# (model, device, build, load[, flags]); device "cuda" is replaced by --device
 DEFAULT_MATRIX = (
     ("small", "cuda", "inside", "fresh"),
     ("small", "cuda", "inside", "same"),
@@ -152,6 +162,9 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
     torch.save([tensor.cpu() for tensor in inputs], directory / "inputs.pt")
     torch.save(expected.cpu(), directory / "expected.pt")
     report: dict[str, Any] = {}
+    if args.flags:
+        extra = [flag for name in args.flags.split("+") for flag in FLAG_SETS[name]]
+        torch._inductor.config.cpp.cxx = (str(compiler_wrapper(directory, extra)),)
     start = time.perf_counter()
     if args.build == "legacy":
         with torch.no_grad():
@@ -174,6 +187,23 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
     if args.load == "same":
         report.update(step_load(args))
     return report
+
+
+def compiler_wrapper(directory: Path, flags: Sequence[str]) -> Path:
+    """A `g++` (Inductor recognises the name) that runs the real one with `flags` appended:
+    linker flags (-Wl,...) only where it links a shared library."""
+    real = shutil.which("g++") or "g++"
+    compile_flags = " ".join(flag for flag in flags if not flag.startswith("-Wl,"))
+    link_flags = " ".join(flag for flag in flags if flag.startswith("-Wl,"))
+    wrapper = directory / "bin" / "g++"
+    wrapper.parent.mkdir(exist_ok=True)
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -shared "*) exec {real} "$@" {compile_flags} {link_flags} ;; esac\n'
+        f'exec {real} "$@" {compile_flags}\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def step_load(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,15 +258,16 @@ def _package_listing(package: Path) -> dict[str, int]:
 
 def run_step(
     step: str,
-    variant: tuple[str, str, str, str],
+    variant: Sequence[str],
     directory: Path,
     shim: Path | None,
     models: Path | None,
 ) -> dict[str, Any]:
-    model, device, build, load = variant
+    model, device, build, load, *flags = variant
     command = [sys.executable, "-X", "faulthandler", __file__, "--step", step, "--dir"]
     command += [str(directory), "--model", model, "--device", device, "--build", build]
     command += ["--load", load] + (["--models", str(models)] if models else [])
+    command += ["--flags", flags[0]] if flags else []
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -257,17 +288,30 @@ def run_step(
     return result
 
 
-def _crash_excerpt(stderr: str) -> str:
-    """The Python stack and the native backtrace (demangled where c++filt exists), or the
-    last lines of an ordinary error."""
+def _crash_excerpt(stderr: str, frames: int = 28) -> str:
+    """The Python stack and the innermost native frames (demangled where c++filt exists, each
+    line shortened to the library's file name and 240 characters), or the last lines of an
+    ordinary error."""
     marker = stderr.find("Fatal Python error")
-    text = stderr[marker:] if marker >= 0 else stderr[-3000:]
+    if marker < 0:
+        return stderr[-3000:]
+    text = stderr[marker:]
     demangler = shutil.which("c++filt")
     if demangler:
         text = subprocess.run(  # noqa: S603
             [demangler], input=text, capture_output=True, text=True, check=False
         ).stdout
-    return text[-6000:]
+    python_stack, _, native = text.partition("*** native signal")
+    lines = native.splitlines()
+    shortened = [lines[0], *(_short_frame(line) for line in lines[1 : frames + 1])]
+    return python_stack[:2500] + "*** native signal" + "\n".join(shortened)
+
+
+def _short_frame(line: str) -> str:
+    """`/long/path/lib.so(symbol+0x1)[0x2]` -> `lib.so(symbol+0x1)`, at most 240 characters."""
+    library, _, rest = line.partition("(")
+    short = f"{library.rsplit('/', 1)[-1]}({rest.rsplit('[', 1)[0]}" if rest else line
+    return short[:240]
 
 
 def environment() -> dict[str, Any]:
@@ -289,6 +333,9 @@ def environment() -> dict[str, Any]:
         if path := shutil.which(tool):
             lines = _output([path, argument]).strip().splitlines()
             info[f"{tool}_version"] = lines[-1] if tool == "nvcc" else lines[0]
+    libtorch = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    if libtorch.is_file():
+        info["libtorch_cpu"] = _symbol_facts(libtorch)
     mounts = Path("/proc/mounts").read_text().splitlines() if Path("/proc/mounts").exists() else []
     info["tmp_mount"] = [line for line in mounts if " /tmp " in line]
     return info
@@ -299,17 +346,32 @@ def _output(command: list[str]) -> str:
     return done.stdout
 
 
-def linked_libraries(package: Path, work: Path) -> list[str]:
-    """`ldd` of the package's shared library: which CUDA runtime and libtorch it binds."""
-    ldd = shutil.which("ldd")
-    if ldd is None or not package.is_file():
-        return []
+def library_facts(package: Path, work: Path) -> dict[str, Any]:
+    """What the package's shared library links (`ldd`, its NEEDED entries) and how many
+    std::regex/std::locale symbols it defines and exports (which another library's copy could
+    take the place of, or which could take the place of another's)."""
     with zipfile.ZipFile(package) as archive:
         names = [name for name in archive.namelist() if name.endswith(".so")]
         if not names:
-            return []
+            return {}
         library = Path(archive.extract(names[0], work / "extracted"))
-    return [line.strip() for line in _output([ldd, str(library)]).splitlines()]
+    return {"ldd": _lines(["ldd", str(library)]), **_symbol_facts(library)}
+
+
+def _symbol_facts(library: Path) -> dict[str, Any]:
+    needed = [line.split("[")[-1].rstrip("]") for line in _lines(["readelf", "-d", str(library)])]
+    exported = _lines(["nm", "-D", "--defined-only", "-C", str(library)])
+    return {
+        "needed": [name for name in needed if name.endswith((".so", ".so.6", ".so.1", ".so.2"))],
+        "exports_regex_symbols": sum("regex_traits<char>" in line for line in exported),
+        "exports_locale_symbols": sum("std::locale" in line for line in exported),
+    }
+
+
+def _lines(command: list[str]) -> list[str]:
+    if shutil.which(command[0]) is None:
+        return []
+    return [line.strip() for line in _output(command).splitlines() if line.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -323,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--build", help=argparse.SUPPRESS)
     parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--flags", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step == "build":
         print(json.dumps(step_build(args)), flush=True)
@@ -338,10 +401,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.only
         else list(DEFAULT_MATRIX)
     )
-    for model, device, build, load in matrix:
+    for model, device, build, load, *flags in matrix:
         if model == "whisper" and args.models is None:
             continue
-        variant = (model, args.device if device == "cuda" else device, build, load)
+        variant = (model, args.device if device == "cuda" else device, build, load, *flags)
         directory = work / "-".join(variant)
         directory.mkdir()
         entry: dict[str, Any] = {"variant": "/".join(variant)}
@@ -349,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if load == "fresh" and entry["build"]["returncode"] == 0:
             entry["load"] = run_step("load", variant, directory, shim, args.models)
             if build != "legacy":
-                entry["ldd"] = linked_libraries(directory / "model.pt2", directory)
+                entry["library"] = library_facts(directory / "model.pt2", directory)
         report["variants"].append(entry)
         print(json.dumps(entry), flush=True)
         if args.out:

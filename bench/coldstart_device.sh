@@ -13,6 +13,12 @@ MODELS=${MODELS:-/tmp/models} CACHE=${CACHE:-/tmp/cache} EAGER_CACHE=${EAGER_CAC
 begin=$(date +%s)
 mark() { echo "== +$(($(date +%s) - begin)) s: $*"; }
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
+# The engine's packages are built only where the probe (when it ran) loaded that kind.
+outside_loads() {
+  [[ ! -f "$OUT/probe_small.json" ]] || python3 -c "import json, sys
+summary = json.load(open('$OUT/probe_small.json')).get('summary', {})
+sys.exit(0 if summary.get('small/$DEVICE/outside/fresh') is True else 1)"
+}
 
 mkdir -p "$OUT"
 mark "bytecode for our wheels and the repository (as the image build does)"
@@ -27,7 +33,7 @@ weights=$!
 if wants probe; then
   mark "AOT loader probe: small model"
   python3 bench/aot_loader_probe.py --device "$DEVICE" --out "$OUT/probe_small.json" \
-    --only small/cuda/inside/fresh,small/cuda/inside/same,small/cuda/outside/fresh,small/cpu/inside/fresh,small/cuda/legacy/fresh
+    --only ${PROBES:-small/cuda/inside/fresh,small/cuda/outside/fresh,small/cpu/inside/fresh}
 fi
 wait $weights
 mark "weights written"
@@ -37,7 +43,7 @@ if wants probe; then
     --only whisper/cuda/outside/fresh
 fi
 
-if wants build; then
+if wants build && outside_loads; then
   mark "build-artifacts (weights beside the libraries)"
   time python3 -m runtime.engine build-artifacts --models "$MODELS" --cache-dir "$CACHE" \
     --device "$DEVICE" \

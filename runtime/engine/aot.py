@@ -2,13 +2,14 @@
 
 `torch.compile` with cached kernels still traces every model with Dynamo in each new process
 (10.7 s of a 23.8 s compiled start on an H100), and the diffusers/transformers imports cost
-another ~9 s on the benchmark image. An AOTInductor package is the compiled model itself: a
-shared library plus its weights, exported once with `torch.export` at the engine's static batch
-size and loaded later with torch's C++ package loader, which needs neither Dynamo nor diffusers
-nor transformers. On CPU a fresh process is ready in 2.3 s this way; on the benchmark's H100
-image (torch 2.11.0+cu130) loading a CUDA package crashed the process, so the engine uses this
-module only when asked (`MuseTalkEngine.load(..., aot_packages=True)`), see
-bench/results/2026-11-26-h100-coldstart.md.
+another 6-8 s on the benchmark image. An AOTInductor package is the compiled model itself: a
+shared library exported once with `torch.export` at the engine's static batch size, its weights
+in a safetensors file beside it, loaded later with torch's C++ package loader, which needs
+neither Dynamo nor diffusers nor transformers. On CPU a fresh process is ready in about 3 s this
+way; on the benchmark's H100 image (torch 2.11.0+cu130, Ubuntu g++ 13.3) loading any package
+crashes the process inside std::regex in the generated library, so the engine uses this module
+only when asked (`MuseTalkEngine.load(..., aot_packages=True)`), see
+bench/results/2026-11-26-h100-coldstart-2.md.
 
 Three packages, one per model the speak path runs: the UNet step (timestep 0), the VAE decoder
 including the uint8 conversion, and the Whisper encoder (one static 30 s window) with the five
@@ -322,8 +323,8 @@ def build_packages(
         np.save(staging / MEL_FILTERS, np.asarray(extractor.mel_filters, dtype=np.float32))
         manifest = {
             "key": asdict(key),
-            "files": {name: (staging / name).stat().st_size for name in _package_files()},
-            "sha256": {name: file_sha256(staging / name) for name in _package_files()},
+            "files": {name: (staging / name).stat().st_size for name in package_file_names()},
+            "sha256": {name: file_sha256(staging / name) for name in package_file_names()},
             "mel": {"n_fft": extractor.n_fft, "hop_length": extractor.hop_length},
             "inductor_options": {name: dict(value) for name, value in options.items()},
             "build_s": seconds,
@@ -375,7 +376,9 @@ def constants_path(package: Path) -> Path:
     return package.with_name(package.stem + CONSTANTS_SUFFIX)
 
 
-def _package_files() -> list[str]:
+def package_file_names() -> list[str]:
+    """What a package directory holds besides its manifest: each model's package and weights,
+    and the mel filters."""
     packages = [f"{name}.pt2" for name in MODELS]
     return [*packages, *(f"{name}{CONSTANTS_SUFFIX}" for name in MODELS), MEL_FILTERS]
 
@@ -415,7 +418,7 @@ def find_packages(cache_dir: Path, key: AotKey) -> Path | None:
     if manifest.get("key") != asdict(key):
         log.warning("AOT packages in %s were built for another key; ignored", directory)
         return None
-    for name in _package_files():
+    for name in package_file_names():
         expected = manifest.get("files", {}).get(name)
         path = directory / name
         if expected is None or not path.is_file() or path.stat().st_size != expected:
@@ -534,7 +537,8 @@ def load_runner(
 
     By default with torch's C++ package loader constructed here: `aoti_load_package`
     (`MUSETALK_AOT_LOADER=package_api`) wraps the same loader but imports torch._inductor and
-    Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s against 2.3 s).
+    Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s against 2.3 s). Both
+    crash the process on the H100 image (bench/results/2026-11-26-h100-coldstart-2.md).
     """
     index = device.index if device.index is not None else -1
     weights: dict[str, torch.Tensor] = {}  # referenced by `run`: alive as long as the runner

@@ -208,7 +208,7 @@ class MuseTalkEngine:
         (minutes), then loaded without importing diffusers or transformers (preparation
         imports them on first use). Where packages cannot be built or loaded, the models are
         compiled with `torch.compile` as above. Off by default: on the benchmark's H100 image
-        (torch 2.11, CUDA 13.0) loading a CUDA package crashed the process (docs/engine.md).
+        (torch 2.11, CUDA 13.0) loading any package crashes the process (docs/engine.md).
         """
         device, dtype = _device_and_dtype(device, dtype)
         layout = ModelsLayout(models_dir)

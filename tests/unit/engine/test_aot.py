@@ -40,7 +40,7 @@ def fake_packages(cache_dir: Path, key: aot.AotKey, content: bytes = b"not a zip
     directory = aot.packages_dir(cache_dir, key)
     directory.mkdir(parents=True)
     files = {}
-    for name in aot._package_files():
+    for name in aot.package_file_names():
         (directory / name).write_bytes(content)
         files[name] = len(content)
     manifest = {"key": key.__dict__, "files": files, "sha256": {}, "mel": {}}

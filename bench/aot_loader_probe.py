@@ -164,7 +164,9 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {}
     if args.flags:
         extra = [flag for name in args.flags.split("+") for flag in FLAG_SETS[name]]
-        torch._inductor.config.cpp.cxx = (str(compiler_wrapper(directory, extra)),)
+        from runtime.engine.aot import compiler_wrapper
+
+        torch._inductor.config.cpp.cxx = (str(compiler_wrapper(directory / "bin", extra)),)
     start = time.perf_counter()
     if args.build == "legacy":
         with torch.no_grad():
@@ -187,23 +189,6 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
     if args.load == "same":
         report.update(step_load(args))
     return report
-
-
-def compiler_wrapper(directory: Path, flags: Sequence[str]) -> Path:
-    """A `g++` (Inductor recognises the name) that runs the real one with `flags` appended:
-    linker flags (-Wl,...) only where it links a shared library."""
-    real = shutil.which("g++") or "g++"
-    compile_flags = " ".join(flag for flag in flags if not flag.startswith("-Wl,"))
-    link_flags = " ".join(flag for flag in flags if flag.startswith("-Wl,"))
-    wrapper = directory / "bin" / "g++"
-    wrapper.parent.mkdir(exist_ok=True)
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f'case " $* " in *" -shared "*) exec {real} "$@" {compile_flags} {link_flags} ;; esac\n'
-        f'exec {real} "$@" {compile_flags}\n'
-    )
-    wrapper.chmod(0o755)
-    return wrapper
 
 
 def step_load(args: argparse.Namespace) -> dict[str, Any]:

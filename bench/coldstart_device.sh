@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# One device call for the cold-start figures (bench/results/*-coldstart-2.md): why AOT packages
-# crashed, then fresh-process cold starts with bytecode compiled (as an image build does), in
-# the machine's full image and in a minimal venv (torch + the worker's requirements only).
+# One device call for the cold-start figures (bench/results/*-coldstart-2.md): which AOT package
+# builds load (bench/aot_loader_probe.py), the engine's packages built the first way that loaded,
+# then fresh-process cold starts with bytecode compiled (as an image build does), in the
+# machine's full image and in a minimal venv (torch + the worker's requirements only).
 # Run from the repository root with our wheels installed in /tmp/site; results under $OUT.
 #   STEPS="probe build aot eager compare" bash bench/coldstart_device.sh
+# PROBES: the probe's variants (model/device/weights/load[/flags]); WHISPER_PROBES likewise for
+# the full-size Whisper encoder (default: none); AOT_CXX_FLAGS: g++ flags for the build when the
+# probe did not run.
 set -o pipefail
 OUT=${OUT:-/tmp/coldstart-out}
 STEPS=${STEPS:-probe build aot eager compare}
@@ -13,11 +17,22 @@ MODELS=${MODELS:-/tmp/models} CACHE=${CACHE:-/tmp/cache} EAGER_CACHE=${EAGER_CAC
 begin=$(date +%s)
 mark() { echo "== +$(($(date +%s) - begin)) s: $*"; }
 wants() { [[ " $STEPS " == *" $1 "* ]]; }
-# The engine's packages are built only where the probe (when it ran) loaded that kind.
-outside_loads() {
-  [[ ! -f "$OUT/probe_small.json" ]] || python3 -c "import json, sys
-summary = json.load(open('$OUT/probe_small.json')).get('summary', {})
-sys.exit(0 if summary.get('small/$DEVICE/outside/fresh') is True else 1)"
+# The g++ flags of the first probe variant with weights outside that loaded ("default": none
+# needed, "none": nothing loaded); without a probe, $AOT_CXX_FLAGS.
+build_flags() {
+  if [[ ! -f "$OUT/probe_small.json" ]]; then echo "${AOT_CXX_FLAGS:-default}"; return; fi
+  python3 - "$OUT/probe_small.json" <<'PY'
+import json, sys
+sys.path.insert(0, "bench")
+from aot_loader_probe import FLAG_SETS
+for variant, loaded in json.load(open(sys.argv[1])).get("summary", {}).items():
+    model, device, weights, load, *flags = variant.split("/")
+    if loaded is True and weights == "outside":
+        names = flags[0].split("+") if flags else []
+        print(" ".join(flag for name in names for flag in FLAG_SETS[name]) or "default")
+        sys.exit()
+print("none")
+PY
 }
 
 mkdir -p "$OUT"
@@ -33,21 +48,24 @@ weights=$!
 if wants probe; then
   mark "AOT loader probe: small model"
   python3 bench/aot_loader_probe.py --device "$DEVICE" --out "$OUT/probe_small.json" \
-    --only ${PROBES:-small/cuda/inside/fresh,small/cuda/outside/fresh,small/cpu/inside/fresh}
+    --only "${PROBES:-small/cuda/outside/fresh/hidden,small/cuda/outside/fresh/noasneeded,small/cuda/outside/fresh/symbolic}"
 fi
 wait $weights
 mark "weights written"
-if wants probe; then
+WHISPER_PROBES=${WHISPER_PROBES:-}
+if wants probe && [[ -n "$WHISPER_PROBES" ]]; then
   mark "AOT loader probe: Whisper encoder, weights outside the library"
   python3 bench/aot_loader_probe.py --device "$DEVICE" --models "$MODELS" --out "$OUT/probe_whisper.json" \
-    --only whisper/cuda/outside/fresh
+    --only "$WHISPER_PROBES"
 fi
 
-if wants build && outside_loads; then
-  mark "build-artifacts (weights beside the libraries)"
+flags=$(build_flags)
+if wants build && [[ "$flags" != none ]]; then
+  cxx=()
+  [[ "$flags" != default ]] && cxx=(--cxx-flags "$flags")
+  mark "build-artifacts (weights beside the libraries; g++ flags: $flags)"
   time python3 -m runtime.engine build-artifacts --models "$MODELS" --cache-dir "$CACHE" \
-    --device "$DEVICE" \
-    >/tmp/build.txt 2>&1
+    --device "$DEVICE" "${cxx[@]}" >/tmp/build.txt 2>&1
   tail -25 /tmp/build.txt
 fi
 

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -72,6 +73,10 @@ MEL_FILTERS = "mel_filters.npy"
 # written out again from the archive on every load).
 CONSTANTS_SUFFIX = ".constants.safetensors"
 WEIGHTS_OUTSIDE = {"aot_inductor.package_constants_in_so": False}
+# Extra g++ flags for the generated libraries (shell words), e.g. "-fvisibility-inlines-hidden":
+# on the H100 image every package crashed in std::regex inside its library, and which flag (if
+# any) avoids that is the next thing to measure (bench/aot_loader_probe.py).
+CXX_FLAGS_ENV = "MUSETALK_AOT_CXX_FLAGS"
 LATENT_CHANNELS_IN = 8
 LATENT_CHANNELS_OUT = 4
 LATENT_SIZE = 32
@@ -271,11 +276,13 @@ def build_packages(
     dtype: torch.dtype,
     *,
     inductor_options: Mapping[str, Mapping[str, Any]] | None = None,
+    compiler_flags: Sequence[str] = (),
 ) -> BuildReport:
     """Export, compile and package the three models into `packages_dir(cache_dir, key)`.
 
     Loads the eager models (diffusers, transformers) through the weight cache. Minutes on a
-    GPU; `inductor_options` per model name (e.g. {"vae_decoder": {"max_autotune": True}}).
+    GPU; `inductor_options` per model name (e.g. {"vae_decoder": {"max_autotune": True}});
+    `compiler_flags` are appended to every g++ command (see `compiler_wrapper`).
     A directory already in place (another process won the race) is kept as it is.
     """
     from runtime.engine.audio import AudioEncoder
@@ -299,6 +306,7 @@ def build_packages(
             staging / f"{UNET}.pt2",
             options.get(UNET, {}),
             seconds,
+            compiler_flags=compiler_flags,
         )
         del generator
         codec = LatentCodec(layout.vae_dir, device, dtype, cache=cache)
@@ -309,6 +317,7 @@ def build_packages(
             staging / f"{DECODER}.pt2",
             options.get(DECODER, {}),
             seconds,
+            compiler_flags=compiler_flags,
         )
         del codec
         audio = AudioEncoder(layout.whisper_dir, device, dtype, cache=cache)
@@ -319,6 +328,7 @@ def build_packages(
             staging / f"{WHISPER}.pt2",
             options.get(WHISPER, {}),
             seconds,
+            compiler_flags=compiler_flags,
         )
         np.save(staging / MEL_FILTERS, np.asarray(extractor.mel_filters, dtype=np.float32))
         manifest = {
@@ -327,6 +337,7 @@ def build_packages(
             "sha256": {name: file_sha256(staging / name) for name in package_file_names()},
             "mel": {"n_fft": extractor.n_fft, "hop_length": extractor.hop_length},
             "inductor_options": {name: dict(value) for name, value in options.items()},
+            "compiler_flags": list(compiler_flags),
             "build_s": seconds,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -347,6 +358,8 @@ def _package(
     path: Path,
     options: Mapping[str, Any],
     seconds: dict[str, float],
+    *,
+    compiler_flags: Sequence[str] = (),
 ) -> None:
     name = path.stem
     start = time.perf_counter()
@@ -354,11 +367,38 @@ def _package(
         exported = torch.export.export(module.eval(), inputs)
     seconds[f"{name}_export"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
-    torch._inductor.aoti_compile_and_package(
-        exported, package_path=str(path), inductor_configs={**options, **WEIGHTS_OUTSIDE}
-    )
+    configs: dict[str, Any] = {**options, **WEIGHTS_OUTSIDE}
+    with tempfile.TemporaryDirectory(prefix="aot-cxx-") as scratch:
+        if compiler_flags:
+            configs["cpp.cxx"] = (str(compiler_wrapper(Path(scratch), compiler_flags)),)
+        torch._inductor.aoti_compile_and_package(
+            exported, package_path=str(path), inductor_configs=configs
+        )
     save_file(exported_constants(exported), str(constants_path(path)))
     seconds[f"{name}_compile"] = round(time.perf_counter() - start, 2)
+
+
+def compiler_flags_from_env() -> list[str]:
+    """`MUSETALK_AOT_CXX_FLAGS` as a list of flags (empty when unset)."""
+    return shlex.split(os.environ.get(CXX_FLAGS_ENV, ""))
+
+
+def compiler_wrapper(directory: Path, flags: Sequence[str], real: str | None = None) -> Path:
+    """`directory/g++`: runs the real compiler with `flags` appended (linker flags, -Wl,...,
+    only where it links a shared library). Named g++ because Inductor picks its options by the
+    compiler's name."""
+    compiler = real or shutil.which("g++") or "g++"
+    compile_flags = shlex.join(flag for flag in flags if not flag.startswith("-Wl,"))
+    link_flags = shlex.join(flag for flag in flags if flag.startswith("-Wl,"))
+    wrapper = directory / "g++"
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -shared "*) exec {compiler} "$@" {compile_flags} {link_flags} ;; esac\n'
+        f'exec {compiler} "$@" {compile_flags}\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def exported_constants(exported: torch.export.ExportedProgram) -> dict[str, torch.Tensor]:

@@ -893,7 +893,12 @@ def _aot_models(
         try:
             with _timed(timings, "aot_build", device):
                 directory = aot.build_packages(
-                    layout, cache.directory, key, device, dtype
+                    layout,
+                    cache.directory,
+                    key,
+                    device,
+                    dtype,
+                    compiler_flags=aot.compiler_flags_from_env(),
                 ).directory
         except Exception:  # export/Inductor/C++ compiler errors take many types
             log.warning("AOT packages not built; compiling with torch.compile", exc_info=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.common.weights_manifest import VERIFIED_STAMP_NAME, file_sha256
@@ -400,3 +400,77 @@ def test_build_artifacts_names_unknown_models_and_keeps_packages_in_place(
     directory = fake_packages(tmp_path, key_for(tiny_models))
     assert main(common) == 0
     assert json.loads(capsys.readouterr().out) == {"directory": str(directory), "built": False}
+
+
+# ------------------------------------------------------------------- extra flags for the compiler
+
+
+def test_the_compiler_wrapper_adds_link_flags_only_where_it_links(tmp_path: Path) -> None:
+    # Given a stand-in compiler that records its arguments, wrapped with one compile flag and
+    # one linker flag
+    log = tmp_path / "args.txt"
+    real = tmp_path / "real-compiler"
+    real.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    real.chmod(0o755)
+    wrapper = aot.compiler_wrapper(
+        tmp_path / "bin", ["-fvisibility-inlines-hidden", "-Wl,-Bsymbolic"], real=str(real)
+    )
+    # When Inductor compiles an object, then links the shared library
+    subprocess.run([wrapper, "-c", "a.cpp", "-o", "a.o"], check=True)
+    subprocess.run([wrapper, "a.o", "-shared", "-o", "a.so"], check=True)
+    # Then the compile got the compile flag only, the link both; the name says g++ (Inductor
+    # chooses its options by the compiler's name)
+    compile_line, link_line = log.read_text().splitlines()
+    assert compile_line == "-c a.cpp -o a.o -fvisibility-inlines-hidden"
+    assert link_line == "a.o -shared -o a.so -fvisibility-inlines-hidden -Wl,-Bsymbolic"
+    assert wrapper.name == "g++"
+
+
+def test_packages_are_built_with_the_wrapper_and_the_weights_beside_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given Inductor's packaging step replaced by one that records its configuration
+    seen: dict[str, object] = {}
+
+    def record(exported: object, package_path: str, inductor_configs: dict) -> None:
+        seen.update(inductor_configs)
+        seen["wrapper_exists"] = Path(inductor_configs["cpp.cxx"][0]).is_file()
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", record)
+    monkeypatch.setenv(aot.CXX_FLAGS_ENV, "-fvisibility-inlines-hidden -Wl,--no-as-needed")
+    # When a module is packaged with the flags the environment names
+    module = SmallDecoder().eval()
+    seconds: dict[str, float] = {}
+    flags = aot.compiler_flags_from_env()
+    inputs = (torch.zeros(2, 4, 8, 8),)
+    aot._package(module, inputs, tmp_path / "small.pt2", {}, seconds, compiler_flags=flags)
+    # Then Inductor compiled through the wrapper (present while it ran), kept the weights out of
+    # the library, and they were written beside the package, every one of them
+    assert flags == ["-fvisibility-inlines-hidden", "-Wl,--no-as-needed"]
+    assert seen["wrapper_exists"] is True
+    assert seen["aot_inductor.package_constants_in_so"] is False
+    weights = load_file(aot.constants_path(tmp_path / "small.pt2"))
+    assert set(weights) == set(module.state_dict())
+
+
+def test_build_artifacts_passes_its_compiler_flags_to_the_build(
+    tiny_models: ModelsLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.engine.cli import main
+
+    # Given a build that records what it was asked for
+    asked: dict[str, object] = {}
+
+    def build(*args: object, **kwargs: object) -> aot.BuildReport:
+        asked.update(kwargs)
+        return aot.BuildReport(tmp_path, {})
+
+    monkeypatch.setattr(aot, "build_packages", build)
+    monkeypatch.setenv(aot.CXX_FLAGS_ENV, "-Wl,-Bsymbolic")
+    common = ["build-artifacts", "--models", str(tiny_models.root), "--device", "cpu"]
+    common += ["--cache-dir", str(tmp_path)]
+    # When it runs with --cxx-flags, then those flags are used; without, the environment's
+    assert main([*common, "--cxx-flags", "-fvisibility-inlines-hidden -O2"]) == 0
+    assert asked["compiler_flags"] == ["-fvisibility-inlines-hidden", "-O2"]
+    assert main(common) == 0
+    assert asked["compiler_flags"] == ["-Wl,-Bsymbolic"]

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from runtime.common.weights_manifest import VERIFIED_STAMP_NAME
@@ -637,7 +638,8 @@ class ConstantsReader:
     def constants(self, name: str) -> dict[str, torch.Tensor]:
         try:
             return self._reads.pop(name).result()
-        except (OSError, RuntimeError, ValueError) as error:  # absent, damaged, no memory
+        # absent, damaged, out of device memory
+        except (OSError, RuntimeError, ValueError, SafetensorError) as error:
             raise AotUnavailableError(
                 f"weights of AOT package {name} unreadable: {error}"
             ) from error

@@ -150,14 +150,18 @@ def test_a_failed_build_falls_back(
 def test_package_weights_are_read_in_the_background_and_a_missing_file_is_named(
     tmp_path: Path,
 ) -> None:
-    # Given one package's weights file beside it and another package without one
+    # Given one package's weights file beside it, another package without one, and a third
+    # whose file is damaged
     save_file({"conv.weight": torch.ones(2, 2)}, str(aot.constants_path(tmp_path / "a.pt2")))
-    # When a reader is started for both
-    reader = aot.ConstantsReader(tmp_path, ["a", "b"], CPU)
-    # Then the first comes back whole, and the second fails with the engine's fallback error
+    aot.constants_path(tmp_path / "c.pt2").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{")
+    # When a reader is started for all three
+    reader = aot.ConstantsReader(tmp_path, ["a", "b", "c"], CPU)
+    # Then the first comes back whole, and the others fail with the engine's fallback error
     assert torch.equal(reader.constants("a")["conv.weight"], torch.ones(2, 2))
     with pytest.raises(aot.AotUnavailableError, match="b"):
         reader.constants("b")
+    with pytest.raises(aot.AotUnavailableError, match="c"):
+        reader.constants("c")
 
 
 def test_static_runner_pads_short_batches_and_splits_long_ones() -> None:

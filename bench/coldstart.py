@@ -16,10 +16,14 @@ Each probe reports seconds from interpreter start (the parent's clock just befor
 process) and from after `import torch`, which model libraries were imported by then, and the
 first audio features after ready. `--imports` times the imports alone, optionally in a minimal
 environment (`--minimal-env`: a venv that sees only torch and the engine's requirements, as the
-worker image would) to compare with the machine's full image.
+worker image would) to compare with the machine's full image; `--probes-in-minimal-env` runs
+the states there too, and `--importtime` runs each probe under `-X importtime` and reports its
+slowest imports. `bench/coldstart_device.sh` chains the whole experiment for one device call.
 
     python bench/coldstart.py --models /tmp/models --out coldstart.json
     python bench/coldstart.py --models /tmp/tiny --device cpu --states eager_uncached,eager_cached
+    python bench/coldstart.py --models /tmp/models --states eager_cached,aot --importtime \
+        --minimal-env /tmp/minenv --probes-in-minimal-env
 """
 
 from __future__ import annotations

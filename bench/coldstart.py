@@ -16,10 +16,14 @@ Each probe reports seconds from interpreter start (the parent's clock just befor
 process) and from after `import torch`, which model libraries were imported by then, and the
 first audio features after ready. `--imports` times the imports alone, optionally in a minimal
 environment (`--minimal-env`: a venv that sees only torch and the engine's requirements, as the
-worker image would) to compare with the machine's full image.
+worker image would) to compare with the machine's full image; `--probes-in-minimal-env` runs
+the states there too, and `--importtime` runs each probe under `-X importtime` and reports its
+slowest imports. `bench/coldstart_device.sh` chains the whole experiment for one device call.
 
     python bench/coldstart.py --models /tmp/models --out coldstart.json
     python bench/coldstart.py --models /tmp/tiny --device cpu --states eager_uncached,eager_cached
+    python bench/coldstart.py --models /tmp/models --states eager_cached,aot --importtime \
+        --minimal-env /tmp/minenv --probes-in-minimal-env
 """
 
 from __future__ import annotations
@@ -281,29 +285,66 @@ def run_probe(
     inductor_dir: Path,
     *,
     python: str = sys.executable,
+    inherit_path: bool = True,
+    importtime: bool = False,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
-    """`probe` in a new interpreter with empty Inductor/Triton caches of its own."""
+    """`probe` in a new interpreter with empty Inductor/Triton caches of its own; `python` and
+    `inherit_path` as for `imports_in`; `importtime`: with `-X importtime`, whose slowest
+    imports are reported (the tracing itself adds a little to the clock)."""
+    extra = os.environ.get("PYTHONPATH", "") if inherit_path else ""
     env = {
         **os.environ,
         "TORCHINDUCTOR_CACHE_DIR": str(inductor_dir / "inductor"),
         "TRITON_CACHE_DIR": str(inductor_dir / "triton"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), extra]),
     }
     if state == "aot_no_graphs":
         env["MUSETALK_AOT_CUDA_GRAPHS"] = ""
     launched_at = time.time()
-    command = [python, __file__, "--probe", state, "--models", str(models), "--device", device]
+    command = [python, *(["-X", "importtime"] if importtime else []), __file__, "--probe", state]
+    command += ["--models", str(models), "--device", device]
     command += ["--cache-dir", str(cache_dir), "--launched-at", repr(launched_at)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)  # noqa: S603
+    try:
+        done = subprocess.run(  # noqa: S603
+            command, capture_output=True, text=True, check=False, env=env, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:  # e.g. a fallback to torch.compile: minutes
+        result = {"state": state, "error": f"no result within {timeout_s} s"}
+        print(json.dumps({"cold_start": result}), flush=True)
+        return result
     result = _last_json(done.stdout) or {
         "state": state,
         "returncode": done.returncode,
         "error": done.stderr[-1500:],
     }
+    if importtime:
+        result["slowest_imports"] = slowest_imports(done.stderr)
+    result["environment"] = "full image" if inherit_path else "minimal"
     result["loader"] = os.environ.get("MUSETALK_AOT_LOADER", "direct")
     result["process_wall_s"] = round(time.time() - launched_at, 2)
     print(json.dumps({"cold_start": result}), flush=True)
     return result
+
+
+def slowest_imports(stderr: str, count: int = 12) -> dict[str, dict[str, float]]:
+    """From `-X importtime` output: the top-level imports by cumulative seconds, and the
+    modules that cost most themselves (self seconds)."""
+    rows = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "[us]" in line:
+            continue
+        own, cumulative, name = line.removeprefix("import time:").split("|", 2)
+        rows.append((int(own), int(cumulative), name.rstrip()))
+    top_level = [row for row in rows if not row[2].startswith("  ")]
+    by_total = sorted(top_level, key=lambda row: -row[1])[:count]
+    by_self = sorted(rows, key=lambda row: -row[0])[:count]
+    return {
+        "top_level_cumulative_s": {
+            name.strip(): round(total / 1e6, 3) for _, total, name in by_total
+        },
+        "self_s": {name.strip(): round(own / 1e6, 3) for own, _, name in by_self},
+    }
 
 
 def prepare_state(state: str, cache_dir: Path) -> None:
@@ -324,6 +365,10 @@ def cold_starts(
     work: Path,
     *,
     cache_dir: Path | None = None,
+    python: str = sys.executable,
+    inherit_path: bool = True,
+    importtime: bool = False,
+    timeout_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """Every state in order (repeats allowed) in fresh processes sharing `cache_dir`."""
     cache = cache_dir or work / "cache"
@@ -332,7 +377,20 @@ def cold_starts(
         if state not in STATES:
             raise ValueError(f"unknown cold-start state {state!r} (one of {', '.join(STATES)})")
         prepare_state(state, cache)
-        results.append(run_probe(state, models, device, cache, work / f"inductor-{number}"))
+        inductor = work / f"inductor-{number}"
+        results.append(
+            run_probe(
+                state,
+                models,
+                device,
+                cache,
+                inductor,
+                python=python,
+                inherit_path=inherit_path,
+                importtime=importtime,
+                timeout_s=timeout_s,
+            )
+        )
     return results
 
 
@@ -352,19 +410,34 @@ def imports_in(python: str, *, inherit_path: bool) -> dict[str, Any]:
 
 def make_minimal_env(directory: Path, requirements: Sequence[str] = MINIMAL_REQUIREMENTS) -> dict:
     """A venv without system site-packages that sees only `requirements` and what they need
-    (symlinks to this interpreter's installed distributions): the worker image's view."""
+    (symlinks to this interpreter's installed distributions): the worker image's view. torch's
+    CUDA libraries (nvidia-*, cuda-*) and triton are linked whatever their markers and extras
+    say (they vary by build)."""
     from importlib import metadata
 
     from packaging.requirements import Requirement
 
     site = directory / "linked"
     site.mkdir(parents=True, exist_ok=True)
-    wanted, seen, missing = list(requirements), set(), []
+    runtime_libraries = [
+        name
+        for dist in metadata.distributions()
+        if (name := (dist.metadata["Name"] or ""))
+        .lower()
+        .startswith(("nvidia-", "cuda-", "triton"))
+    ]
+    wanted: list[tuple[str, frozenset[str]]] = [
+        (name, frozenset()) for name in [*requirements, *runtime_libraries]
+    ]
+    seen: set[str] = set()
+    followed: set[tuple[str, frozenset[str]]] = set()
+    missing: list[str] = []
     while wanted:
-        name = wanted.pop().lower().replace("_", "-")
-        if name in seen:
+        name, extras = wanted.pop()
+        name = name.lower().replace("_", "-")
+        if (name, extras) in followed:
             continue
-        seen.add(name)
+        followed.add((name, extras))
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
@@ -372,8 +445,12 @@ def make_minimal_env(directory: Path, requirements: Sequence[str] = MINIMAL_REQU
             continue
         for requirement in dist.requires or []:
             parsed = Requirement(requirement)
-            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
-                wanted.append(parsed.name)
+            environments = [{"extra": extra} for extra in extras or {""}]
+            if parsed.marker is None or any(map(parsed.marker.evaluate, environments)):
+                wanted.append((parsed.name, frozenset(parsed.extras)))
+        if name in seen:
+            continue
+        seen.add(name)
         for file in dist.files or []:
             top = file.parts[0]
             if top in ("..", "__pycache__") or top.endswith(".pth"):
@@ -381,17 +458,31 @@ def make_minimal_env(directory: Path, requirements: Sequence[str] = MINIMAL_REQU
             link = site / top
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(Path(str(dist.locate_file(top))))
-    subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "venv", "--without-pip", str(directory / "venv")], check=True
-    )
-    python = directory / "venv" / "bin" / "python"
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    (directory / "venv" / "lib" / version / "site-packages" / "linked.pth").write_text(f"{site}\n")
+    python = _venv_python(directory, site)
     return {
         "python": str(python),
-        "distributions": len(seen) - len(missing),
-        "not_installed": sorted(missing),
+        "distributions": len(seen),
+        "not_installed": sorted(set(missing)),
     }
+
+
+def _venv_python(directory: Path, site: Path) -> Path:
+    """A venv's interpreter whose only site directory is `site`; where `venv` is unavailable,
+    a wrapper that runs this interpreter without its site-packages (-S) and with `site`."""
+    venv = directory / "venv"
+    created = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=False
+    )
+    if created.returncode == 0:
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        (venv / "lib" / version / "site-packages" / "linked.pth").write_text(f"{site}\n")
+        return venv / "bin" / "python"
+    wrapper = directory / "python"
+    wrapper.write_text(
+        f'#!/bin/sh\nPYTHONPATH="${{PYTHONPATH}}:{site}" exec {sys.executable} -S "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def _default_cache(models: Path) -> Path:
@@ -414,6 +505,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--imports", action="store_true", help="also time the imports alone")
     parser.add_argument("--minimal-env", type=Path, help="build a minimal venv here, time it too")
     parser.add_argument(
+        "--probes-in-minimal-env",
+        action="store_true",
+        help="run the cold-start states in the --minimal-env venv (not the full image)",
+    )
+    parser.add_argument("--importtime", action="store_true", help="probes with -X importtime")
+    parser.add_argument("--probe-timeout", type=float, help="seconds before a probe is given up")
+    parser.add_argument(
         "--compare",
         metavar="VARIANTS",
         help=f"AOT vs eager in-process (ms/frame, PSNR), some of {','.join(COMPARE_VARIANTS)}",
@@ -433,10 +531,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="coldstart-"))
     if args.imports:
         report["imports_full_image"] = imports_in(sys.executable, inherit_path=True)
+    probe_python, inherit_path = sys.executable, True
     if args.minimal_env:
         env = make_minimal_env(args.minimal_env)
         report["minimal_env"] = env
         report["imports_minimal_env"] = imports_in(env["python"], inherit_path=False)
+        if args.probes_in_minimal_env:
+            probe_python, inherit_path = env["python"], False
     if args.compare:
         report["aot_vs_eager"] = compare_with_eager(
             args.models,
@@ -447,7 +548,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.models and args.states:
         states = [state for state in args.states.split(",") if state]
         report["cold_starts"] = cold_starts(
-            args.models, args.device, states, work, cache_dir=args.cache_dir
+            args.models,
+            args.device,
+            states,
+            work,
+            cache_dir=args.cache_dir,
+            python=probe_python,
+            inherit_path=inherit_path,
+            importtime=args.importtime,
+            timeout_s=args.probe_timeout,
         )
     text = json.dumps(report, indent=2)
     print(text, flush=True)

@@ -2,13 +2,14 @@
 
 `torch.compile` with cached kernels still traces every model with Dynamo in each new process
 (10.7 s of a 23.8 s compiled start on an H100), and the diffusers/transformers imports cost
-another ~9 s on the benchmark image. An AOTInductor package is the compiled model itself: a
-shared library plus its weights, exported once with `torch.export` at the engine's static batch
-size and loaded later with torch's C++ package loader, which needs neither Dynamo nor diffusers
-nor transformers. On CPU a fresh process is ready in 2.3 s this way; on the benchmark's H100
-image (torch 2.11.0+cu130) loading a CUDA package crashed the process, so the engine uses this
-module only when asked (`MuseTalkEngine.load(..., aot_packages=True)`), see
-bench/results/2026-11-26-h100-coldstart.md.
+another 6-8 s on the benchmark image. An AOTInductor package is the compiled model itself: a
+shared library exported once with `torch.export` at the engine's static batch size, its weights
+in a safetensors file beside it, loaded later with torch's C++ package loader, which needs
+neither Dynamo nor diffusers nor transformers. On CPU a fresh process is ready in about 3 s this
+way; on the benchmark's H100 image (torch 2.11.0+cu130, Ubuntu g++ 13.3) loading any package
+crashes the process inside std::regex in the generated library, so the engine uses this module
+only when asked (`MuseTalkEngine.load(..., aot_packages=True)`), see
+bench/results/2026-11-26-h100-coldstart-2.md.
 
 Three packages, one per model the speak path runs: the UNet step (timestep 0), the VAE decoder
 including the uint8 conversion, and the Whisper encoder (one static 30 s window) with the five
@@ -29,16 +30,20 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from runtime.common.weights_manifest import VERIFIED_STAMP_NAME
 from runtime.engine.audio import (
@@ -54,8 +59,9 @@ from runtime.engine.weight_cache import fingerprint
 
 log = logging.getLogger(__name__)
 
-# Bumped whenever the exported graphs change (2: upsamplers folded, runtime/engine/upsample.py).
-PACKAGE_FORMAT = 2
+# Bumped whenever the exported graphs or the files change (2: upsamplers folded,
+# runtime/engine/upsample.py; 3: weights beside the library, see CONSTANTS_SUFFIX).
+PACKAGE_FORMAT = 3
 UNET = "unet"
 DECODER = "vae_decoder"
 WHISPER = "whisper_encoder"
@@ -63,6 +69,15 @@ MODELS = (UNET, DECODER, WHISPER)
 MANIFEST = "manifest.json"
 LOAD_ATTEMPT = ".load-attempt"  # pid of a load in progress; left behind if the process died
 MEL_FILTERS = "mel_filters.npy"
+# Each package's weights, in a safetensors file beside it, handed to the runner on load (user
+# managed: no copy). Inductor's default embeds them in the shared library (1.7 GB for the UNet,
+# written out again from the archive on every load).
+CONSTANTS_SUFFIX = ".constants.safetensors"
+WEIGHTS_OUTSIDE = {"aot_inductor.package_constants_in_so": False}
+# Extra g++ flags for the generated libraries (shell words), e.g. "-fvisibility-inlines-hidden":
+# on the H100 image every package crashed in std::regex inside its library, and which flag (if
+# any) avoids that is the next thing to measure (bench/aot_loader_probe.py).
+CXX_FLAGS_ENV = "MUSETALK_AOT_CXX_FLAGS"
 LATENT_CHANNELS_IN = 8
 LATENT_CHANNELS_OUT = 4
 LATENT_SIZE = 32
@@ -262,11 +277,13 @@ def build_packages(
     dtype: torch.dtype,
     *,
     inductor_options: Mapping[str, Mapping[str, Any]] | None = None,
+    compiler_flags: Sequence[str] = (),
 ) -> BuildReport:
     """Export, compile and package the three models into `packages_dir(cache_dir, key)`.
 
     Loads the eager models (diffusers, transformers) through the weight cache. Minutes on a
-    GPU; `inductor_options` per model name (e.g. {"vae_decoder": {"max_autotune": True}}).
+    GPU; `inductor_options` per model name (e.g. {"vae_decoder": {"max_autotune": True}});
+    `compiler_flags` are appended to every g++ command (see `compiler_wrapper`).
     A directory already in place (another process won the race) is kept as it is.
     """
     from runtime.engine.audio import AudioEncoder
@@ -288,6 +305,7 @@ def build_packages(
             staging / f"{UNET}.pt2",
             options.get(UNET, {}),
             seconds,
+            compiler_flags=compiler_flags,
         )
         del generator
         codec = LatentCodec(layout.vae_dir, device, dtype, cache=cache)
@@ -297,6 +315,7 @@ def build_packages(
             staging / f"{DECODER}.pt2",
             options.get(DECODER, {}),
             seconds,
+            compiler_flags=compiler_flags,
         )
         del codec
         audio = AudioEncoder(layout.whisper_dir, device, dtype, cache=cache)
@@ -307,14 +326,16 @@ def build_packages(
             staging / f"{WHISPER}.pt2",
             options.get(WHISPER, {}),
             seconds,
+            compiler_flags=compiler_flags,
         )
         np.save(staging / MEL_FILTERS, np.asarray(extractor.mel_filters, dtype=np.float32))
         manifest = {
             "key": asdict(key),
-            "files": {name: (staging / name).stat().st_size for name in _package_files()},
-            "sha256": {name: file_sha256(staging / name) for name in _package_files()},
+            "files": {name: (staging / name).stat().st_size for name in package_file_names()},
+            "sha256": {name: file_sha256(staging / name) for name in package_file_names()},
             "mel": {"n_fft": extractor.n_fft, "hop_length": extractor.hop_length},
             "inductor_options": {name: dict(value) for name, value in options.items()},
+            "compiler_flags": list(compiler_flags),
             "build_s": seconds,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -335,6 +356,8 @@ def _package(
     path: Path,
     options: Mapping[str, Any],
     seconds: dict[str, float],
+    *,
+    compiler_flags: Sequence[str] = (),
 ) -> None:
     name = path.stem
     start = time.perf_counter()
@@ -342,14 +365,60 @@ def _package(
         exported = torch.export.export(module.eval(), inputs)
     seconds[f"{name}_export"] = round(time.perf_counter() - start, 2)
     start = time.perf_counter()
-    torch._inductor.aoti_compile_and_package(
-        exported, package_path=str(path), inductor_configs=dict(options)
-    )
+    configs: dict[str, Any] = {**options, **WEIGHTS_OUTSIDE}
+    with tempfile.TemporaryDirectory(prefix="aot-cxx-") as scratch:
+        if compiler_flags:
+            configs["cpp.cxx"] = (str(compiler_wrapper(Path(scratch), compiler_flags)),)
+        torch._inductor.aoti_compile_and_package(
+            exported, package_path=str(path), inductor_configs=configs
+        )
+    save_file(exported_constants(exported), str(constants_path(path)))
     seconds[f"{name}_compile"] = round(time.perf_counter() - start, 2)
 
 
-def _package_files() -> list[str]:
-    return [f"{name}.pt2" for name in MODELS] + [MEL_FILTERS]
+def compiler_flags_from_env() -> list[str]:
+    """`MUSETALK_AOT_CXX_FLAGS` as a list of flags (empty when unset)."""
+    return shlex.split(os.environ.get(CXX_FLAGS_ENV, ""))
+
+
+def compiler_wrapper(directory: Path, flags: Sequence[str], real: str | None = None) -> Path:
+    """`directory/g++`: runs the real compiler with `flags` appended (linker flags, -Wl,...,
+    only where it links a shared library). Named g++ because Inductor picks its options by the
+    compiler's name."""
+    compiler = real or shutil.which("g++") or "g++"
+    compile_flags = shlex.join(flag for flag in flags if not flag.startswith("-Wl,"))
+    link_flags = shlex.join(flag for flag in flags if flag.startswith("-Wl,"))
+    wrapper = directory / "g++"
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" -shared "*) exec {compiler} "$@" {compile_flags} {link_flags} ;; esac\n'
+        f'exec {compiler} "$@" {compile_flags}\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def exported_constants(exported: torch.export.ExportedProgram) -> dict[str, torch.Tensor]:
+    """Every tensor the exported graph reads besides its inputs, by the name the runner asks
+    for (`get_constant_fqns`): parameters, buffers and lifted constants."""
+    named = {**exported.state_dict, **exported.constants}
+    return {
+        name: tensor.detach().clone().contiguous()  # one storage each, as safetensors needs
+        for name, tensor in named.items()
+        if isinstance(tensor, torch.Tensor)
+    }
+
+
+def constants_path(package: Path) -> Path:
+    return package.with_name(package.stem + CONSTANTS_SUFFIX)
+
+
+def package_file_names() -> list[str]:
+    """What a package directory holds besides its manifest: each model's package and weights,
+    and the mel filters."""
+    packages = [f"{name}.pt2" for name in MODELS]
+    return [*packages, *(f"{name}{CONSTANTS_SUFFIX}" for name in MODELS), MEL_FILTERS]
 
 
 def package_files(directory: Path) -> dict[str, str]:
@@ -387,7 +456,7 @@ def find_packages(cache_dir: Path, key: AotKey) -> Path | None:
     if manifest.get("key") != asdict(key):
         log.warning("AOT packages in %s were built for another key; ignored", directory)
         return None
-    for name in _package_files():
+    for name in package_file_names():
         expected = manifest.get("files", {}).get(name)
         path = directory / name
         if expected is None or not path.is_file() or path.stat().st_size != expected:
@@ -493,30 +562,84 @@ def _pad_batch(tensor: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([tensor, padding])
 
 
-def load_runner(path: Path, device: torch.device, *, single_threaded: bool) -> Callable[..., Any]:
-    """One package, loaded. By default with torch's C++ package loader constructed here:
-    `aoti_load_package` (`MUSETALK_AOT_LOADER=package_api`) wraps the same loader but imports
-    torch._inductor and Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s
-    against 2.3 s). Both crashed the process on the H100 image with torch 2.11.0+cu130
-    (bench/results/2026-11-26-h100-coldstart.md)."""
+def load_runner(
+    path: Path,
+    device: torch.device,
+    *,
+    single_threaded: bool,
+    constants: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+) -> Callable[..., Any]:
+    """One package, loaded, with its weights: `constants()` gives them by name once the loader
+    is built (their read overlaps its work); the runner uses these tensors in place, so they
+    must be on `device` and stay alive with it.
+
+    By default with torch's C++ package loader constructed here: `aoti_load_package`
+    (`MUSETALK_AOT_LOADER=package_api`) wraps the same loader but imports torch._inductor and
+    Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s against 2.3 s). Both
+    crash the process on the H100 image (bench/results/2026-11-26-h100-coldstart-2.md).
+    """
     index = device.index if device.index is not None else -1
+    weights: dict[str, torch.Tensor] = {}  # referenced by `run`: alive as long as the runner
     try:
         if os.environ.get(LOADER_ENV, "direct") != "package_api":
             loader = torch._C._aoti.AOTIModelPackageLoader(
                 str(path), "model", single_threaded, 1, index
             )
-
-            def run(*inputs: torch.Tensor) -> torch.Tensor:
-                (output,) = loader.boxed_run(list(inputs))
-                return output
-
-            return run
-        compiled: Callable[..., Any] = torch._inductor.aoti_load_package(
-            str(path), run_single_threaded=single_threaded, device_index=index
-        )
+            if constants is not None:
+                weights = _constants_for(path, loader.get_constant_fqns(), constants())
+                # (map, use the inactive buffer, check that every constant is given, use the
+                # tensors as they are instead of copying them)
+                loader.load_constants(weights, False, True, True)
+            forward: Callable[[list[torch.Tensor]], list[torch.Tensor]] = loader.boxed_run
+        else:
+            compiled: Any = torch._inductor.aoti_load_package(
+                str(path), run_single_threaded=single_threaded, device_index=index
+            )
+            if constants is not None:
+                weights = _constants_for(path, compiled.get_constant_fqns(), constants())
+                compiled.load_constants(weights, check_full_update=True, user_managed=True)
+            forward = compiled.loader.boxed_run
     except Exception as error:  # a damaged zip, a missing symbol, a driver mismatch, ...
         raise AotUnavailableError(f"AOT package {path.name} not loadable: {error}") from error
-    return compiled
+
+    def run(*inputs: torch.Tensor, _weights: dict[str, torch.Tensor] = weights) -> torch.Tensor:
+        (output,) = forward(list(inputs))
+        return output
+
+    return run
+
+
+def _constants_for(
+    path: Path, names: Sequence[str], constants: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    missing = [name for name in names if name not in constants]
+    if missing:
+        raise AotUnavailableError(f"{constants_path(path).name} lacks {missing[:3]}")
+    return {name: constants[name] for name in names}
+
+
+class ConstantsReader:
+    """Reads the packages' weight files onto the device on one background thread, in the
+    order asked, so the reads overlap the loader's work (extracting, dlopen, CUDA modules)."""
+
+    def __init__(self, directory: Path, names: Sequence[str], device: torch.device) -> None:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="aot-constants")
+        self._reads: dict[str, Future[dict[str, torch.Tensor]]] = {
+            name: pool.submit(
+                load_file, str(constants_path(directory / f"{name}.pt2")), device=str(device)
+            )
+            for name in names
+        }
+        pool.shutdown(wait=False)
+
+    def constants(self, name: str) -> dict[str, torch.Tensor]:
+        try:
+            return self._reads.pop(name).result()
+        # absent, damaged, out of device memory
+        except (OSError, RuntimeError, ValueError, SafetensorError) as error:
+            raise AotUnavailableError(
+                f"weights of AOT package {name} unreadable: {error}"
+            ) from error
 
 
 @dataclass
@@ -551,11 +674,17 @@ def load_models(
         graphs = cuda_graphs
     timings: dict[str, float] = {}
     manifest = json.loads((directory / MANIFEST).read_text())
+    reader = ConstantsReader(directory, MODELS, device)
 
     def runner(name: str, example: tuple[torch.Tensor, ...]) -> StaticRunner:
         start = time.perf_counter()
         graph = name in graphs and device.type == "cuda"
-        loaded = load_runner(directory / f"{name}.pt2", device, single_threaded=graph)
+        loaded = load_runner(
+            directory / f"{name}.pt2",
+            device,
+            single_threaded=graph,
+            constants=lambda: reader.constants(name),
+        )
         try:
             static = StaticRunner(loaded, example, cuda_graph=graph)
             if not graph:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -76,6 +77,11 @@ def _add_build_artifacts(parser: argparse.ArgumentParser) -> None:
         help="comma-separated models to build with Inductor's max_autotune (unet, vae_decoder, "
         "whisper_encoder): faster kernels, a much longer build",
     )
+    parser.add_argument(
+        "--cxx-flags",
+        default=None,
+        help="extra g++ flags for the generated libraries (default: $MUSETALK_AOT_CXX_FLAGS)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if present")
     parser.set_defaults(run=_build_artifacts)
 
@@ -116,6 +122,11 @@ def _build_artifacts(args: argparse.Namespace) -> int:
         device,
         dtype,
         inductor_options={name: {"max_autotune": True} for name in autotuned},
+        compiler_flags=(
+            shlex.split(args.cxx_flags)
+            if args.cxx_flags is not None
+            else aot.compiler_flags_from_env()
+        ),
     )
     summary = {"directory": str(report.directory), "built": True, "key": key.__dict__}
     print(json.dumps({**summary, "build_s": report.seconds}, indent=2))

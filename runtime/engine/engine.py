@@ -214,7 +214,7 @@ class MuseTalkEngine:
         (minutes), then loaded without importing diffusers or transformers (preparation
         imports them on first use). Where packages cannot be built or loaded, the models are
         compiled with `torch.compile` as above. Off by default: on the benchmark's H100 image
-        (torch 2.11, CUDA 13.0) loading a CUDA package crashed the process (docs/engine.md).
+        (torch 2.11, CUDA 13.0) loading any package crashes the process (docs/engine.md).
         """
         device, dtype = _device_and_dtype(device, dtype)
         layout = ModelsLayout(models_dir)
@@ -936,7 +936,12 @@ def _aot_models(
         try:
             with _timed(timings, "aot_build", device):
                 directory = aot.build_packages(
-                    layout, cache.directory, key, device, dtype
+                    layout,
+                    cache.directory,
+                    key,
+                    device,
+                    dtype,
+                    compiler_flags=aot.compiler_flags_from_env(),
                 ).directory
         except Exception:  # export/Inductor/C++ compiler errors take many types
             log.warning("AOT packages not built; compiling with torch.compile", exc_info=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.common.weights_manifest import VERIFIED_STAMP_NAME, file_sha256
@@ -39,7 +40,7 @@ def fake_packages(cache_dir: Path, key: aot.AotKey, content: bytes = b"not a zip
     directory = aot.packages_dir(cache_dir, key)
     directory.mkdir(parents=True)
     files = {}
-    for name in [f"{model}.pt2" for model in aot.MODELS] + [aot.MEL_FILTERS]:
+    for name in aot.package_file_names():
         (directory / name).write_bytes(content)
         files[name] = len(content)
     manifest = {"key": key.__dict__, "files": files, "sha256": {}, "mel": {}}
@@ -144,6 +145,23 @@ def test_a_failed_build_falls_back(
 
 
 # -------------------------------------------------------------------------------- runtime parts
+
+
+def test_package_weights_are_read_in_the_background_and_a_missing_file_is_named(
+    tmp_path: Path,
+) -> None:
+    # Given one package's weights file beside it, another package without one, and a third
+    # whose file is damaged
+    save_file({"conv.weight": torch.ones(2, 2)}, str(aot.constants_path(tmp_path / "a.pt2")))
+    aot.constants_path(tmp_path / "c.pt2").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{")
+    # When a reader is started for all three
+    reader = aot.ConstantsReader(tmp_path, ["a", "b", "c"], CPU)
+    # Then the first comes back whole, and the others fail with the engine's fallback error
+    assert torch.equal(reader.constants("a")["conv.weight"], torch.ones(2, 2))
+    with pytest.raises(aot.AotUnavailableError, match="b"):
+        reader.constants("b")
+    with pytest.raises(aot.AotUnavailableError, match="c"):
+        reader.constants("c")
 
 
 def test_static_runner_pads_short_batches_and_splits_long_ones() -> None:
@@ -271,8 +289,12 @@ class SmallDecoder(torch.nn.Module):
 FRESH_PROCESS_CHECK = """
 import sys, torch
 from pathlib import Path
+from safetensors.torch import load_file
 from runtime.engine import aot
-runner = aot.load_runner(Path(sys.argv[1]), torch.device("cpu"), single_threaded=False)
+package = Path(sys.argv[1])
+weights = load_file(aot.constants_path(package))
+cpu = torch.device("cpu")
+runner = aot.load_runner(package, cpu, single_threaded=False, constants=lambda: weights)
 inputs = torch.load(sys.argv[2])
 output = runner(inputs)
 print(int((output.int() - torch.load(sys.argv[3]).int()).abs().max()))
@@ -312,11 +334,14 @@ def test_a_package_built_here_loads_in_a_fresh_process_and_equals_eager(tmp_path
         max_difference, imported = fresh_process(loader)
         assert int(max_difference) <= 1
         assert imported == imports
-    # And a damaged copy is refused with the error the engine falls back on
+    # And a damaged copy, or no weights for a package that needs them (they live beside the
+    # library, not in it), are refused with the error the engine falls back on
     damaged = tmp_path / "damaged.pt2"
     damaged.write_bytes((tmp_path / "small.pt2").read_bytes()[:1000])
     with pytest.raises(aot.AotUnavailableError):
         aot.load_runner(damaged, CPU, single_threaded=False)
+    with pytest.raises(aot.AotUnavailableError, match="lacks"):
+        aot.load_runner(tmp_path / "small.pt2", CPU, single_threaded=False, constants=dict)
 
 
 def test_without_a_toolchain_and_without_packages_the_engine_runs_eager(
@@ -377,3 +402,77 @@ def test_build_artifacts_names_unknown_models_and_keeps_packages_in_place(
     directory = fake_packages(tmp_path, key_for(tiny_models))
     assert main(common) == 0
     assert json.loads(capsys.readouterr().out) == {"directory": str(directory), "built": False}
+
+
+# ------------------------------------------------------------------- extra flags for the compiler
+
+
+def test_the_compiler_wrapper_adds_link_flags_only_where_it_links(tmp_path: Path) -> None:
+    # Given a stand-in compiler that records its arguments, wrapped with one compile flag and
+    # one linker flag
+    log = tmp_path / "args.txt"
+    real = tmp_path / "real-compiler"
+    real.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    real.chmod(0o755)
+    wrapper = aot.compiler_wrapper(
+        tmp_path / "bin", ["-fvisibility-inlines-hidden", "-Wl,-Bsymbolic"], real=str(real)
+    )
+    # When Inductor compiles an object, then links the shared library
+    subprocess.run([wrapper, "-c", "a.cpp", "-o", "a.o"], check=True)
+    subprocess.run([wrapper, "a.o", "-shared", "-o", "a.so"], check=True)
+    # Then the compile got the compile flag only, the link both; the name says g++ (Inductor
+    # chooses its options by the compiler's name)
+    compile_line, link_line = log.read_text().splitlines()
+    assert compile_line == "-c a.cpp -o a.o -fvisibility-inlines-hidden"
+    assert link_line == "a.o -shared -o a.so -fvisibility-inlines-hidden -Wl,-Bsymbolic"
+    assert wrapper.name == "g++"
+
+
+def test_packages_are_built_with_the_wrapper_and_the_weights_beside_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given Inductor's packaging step replaced by one that records its configuration
+    seen: dict[str, object] = {}
+
+    def record(exported: object, package_path: str, inductor_configs: dict) -> None:
+        seen.update(inductor_configs)
+        seen["wrapper_exists"] = Path(inductor_configs["cpp.cxx"][0]).is_file()
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", record)
+    monkeypatch.setenv(aot.CXX_FLAGS_ENV, "-fvisibility-inlines-hidden -Wl,--no-as-needed")
+    # When a module is packaged with the flags the environment names
+    module = SmallDecoder().eval()
+    seconds: dict[str, float] = {}
+    flags = aot.compiler_flags_from_env()
+    inputs = (torch.zeros(2, 4, 8, 8),)
+    aot._package(module, inputs, tmp_path / "small.pt2", {}, seconds, compiler_flags=flags)
+    # Then Inductor compiled through the wrapper (present while it ran), kept the weights out of
+    # the library, and they were written beside the package, every one of them
+    assert flags == ["-fvisibility-inlines-hidden", "-Wl,--no-as-needed"]
+    assert seen["wrapper_exists"] is True
+    assert seen["aot_inductor.package_constants_in_so"] is False
+    weights = load_file(aot.constants_path(tmp_path / "small.pt2"))
+    assert set(weights) == set(module.state_dict())
+
+
+def test_build_artifacts_passes_its_compiler_flags_to_the_build(
+    tiny_models: ModelsLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.engine.cli import main
+
+    # Given a build that records what it was asked for
+    asked: dict[str, object] = {}
+
+    def build(*args: object, **kwargs: object) -> aot.BuildReport:
+        asked.update(kwargs)
+        return aot.BuildReport(tmp_path, {})
+
+    monkeypatch.setattr(aot, "build_packages", build)
+    monkeypatch.setenv(aot.CXX_FLAGS_ENV, "-Wl,-Bsymbolic")
+    common = ["build-artifacts", "--models", str(tiny_models.root), "--device", "cpu"]
+    common += ["--cache-dir", str(tmp_path)]
+    # When it runs with --cxx-flags, then those flags are used; without, the environment's
+    assert main([*common, "--cxx-flags", "-fvisibility-inlines-hidden -O2"]) == 0
+    assert asked["compiler_flags"] == ["-fvisibility-inlines-hidden", "-O2"]
+    assert main(common) == 0
+    assert asked["compiler_flags"] == ["-Wl,-Bsymbolic"]

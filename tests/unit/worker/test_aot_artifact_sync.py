@@ -31,7 +31,7 @@ def s3() -> Iterator[Any]:
 def built_packages(directory: Path) -> Path:
     """A package directory as `aot.build_packages` leaves it: files, then the manifest."""
     directory.mkdir(parents=True)
-    names = [f"{model}.pt2" for model in aot.MODELS] + [aot.MEL_FILTERS]
+    names = aot.package_file_names()
     for number, name in enumerate(names):
         (directory / name).write_bytes(bytes([number]) * (1000 + number))
     manifest = {

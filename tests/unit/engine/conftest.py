@@ -144,9 +144,13 @@ def assert_same_video(ours: Path, reference: Path) -> None:
     move by more: at most 0.1% of a frame's values by more than 2 levels, and 0.05 on average.
     A wrong frame, window or blend moves far more.
     """
-    ours_frames, reference_frames = decode_frames(ours), decode_frames(reference)
-    assert len(ours_frames) == len(reference_frames)
-    for index, (a, b) in enumerate(zip(ours_frames, reference_frames, strict=True)):
+    assert_same_frames(decode_frames(ours), decode_frames(reference))
+
+
+def assert_same_frames(ours: list[np.ndarray], reference: list[np.ndarray]) -> None:
+    """`assert_same_video` for decoded frames."""
+    assert len(ours) == len(reference)
+    for index, (a, b) in enumerate(zip(ours, reference, strict=True)):
         difference = np.abs(a.astype(int) - b.astype(int))
         assert (difference > 2).mean() <= 0.001, f"frame {index}"
         assert difference.mean() <= 0.05, f"frame {index}"

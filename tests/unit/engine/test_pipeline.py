@@ -21,7 +21,7 @@ from runtime.engine.engine import (
     split_compile_mode,
 )
 from runtime.engine.interface import SegmentPlan
-from tests.unit.engine.conftest import decode_frames
+from tests.unit.engine.conftest import assert_same_frames, decode_frames
 
 NO_SKIP = RenderOptions(skip_silence=False)
 
@@ -75,9 +75,10 @@ def test_batches_in_flight_render_the_frames_one_batch_at_a_time_renders(
     queued, timings, progress = render(
         engine, avatar, short_speech, tmp_path / "queued.mp4", 3, plan("queued")
     )
-    # Then every frame is the same, progress still climbs in order to the end
-    assert len(queued) == len(simple) == 20
-    assert all(np.array_equal(a, b) for a, b in zip(queued, simple, strict=True))
+    # Then every frame is the same (up to x264's own run-to-run noise with frame threads),
+    # progress still climbs in order to the end
+    assert len(queued) == 20
+    assert_same_frames(queued, simple)
     assert progress == sorted(progress)
     assert progress[-1] == 20
     assert progress == simple_progress

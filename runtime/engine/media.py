@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -145,8 +146,9 @@ def decode_audio_mono(path: Path, rate: int) -> np.ndarray | None:
     return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
 
 
-def mux_clip(container: av.container.OutputContainer, out: AudioStream, clip: AudioClip) -> None:
-    """Encode `clip` to AAC at its timestamps (AAC takes 1024-sample frames)."""
+def clip_packets(out: AudioStream, clip: AudioClip) -> list[av.Packet]:
+    """`clip` encoded to AAC at its timestamps (AAC takes 1024-sample frames), for `out`."""
+    packets: list[av.Packet] = []
     if clip.samples.size:
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(clip.samples.reshape(1, -1)), format="s16", layout="mono"
@@ -156,8 +158,8 @@ def mux_clip(container: av.container.OutputContainer, out: AudioStream, clip: Au
         frame.pts = clip.first_sample
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=clip.rate, frame_size=1024)
         for converted in [*resampler.resample(frame), *resampler.resample(None)]:
-            container.mux(out.encode(converted))
-    container.mux(out.encode(None))
+            packets += out.encode(converted)
+    return packets + out.encode(None)
 
 
 class EncoderSession:
@@ -218,7 +220,11 @@ class VideoWriter(EncoderSession):
         self.audio_path = audio_path
         self.width, self.height = even_size(width, height)
         self._first_pts = first_pts
-        self._container = av.open(str(out_path), "w", options=_container_options(out_path))
+        # The audio is muxed when its encoder thread has it (below): the muxer waits for it
+        # rather than write a long stretch of video first (its default gives up after 10 s).
+        self._container = av.open(
+            str(out_path), "w", options=_container_options(out_path) | {"max_interleave_delta": "0"}
+        )
         rate = Fraction(fps).limit_denominator(1001)
         self._stream = cast(VideoStream, self._container.add_stream(codec, rate=rate))
         self._stream.width, self._stream.height = self.width, self.height
@@ -238,6 +244,17 @@ class VideoWriter(EncoderSession):
         if audio_clip is not None:
             self._clip_stream = self._container.add_stream("aac", rate=audio_clip.rate)
             self._clip_stream.layout = "mono"
+        # The audio (the whole track, or a preview segment's clip) is encoded to AAC on its own
+        # thread beside the first video frames and muxed as soon as it is ready (the muxer
+        # interleaves): encoded first on the encoder thread, it held back every video frame
+        # (~0.15 s for 30 s of speech, on hosts where the encoder sets the pace). Every codec
+        # is opened here, before the two threads use their own streams.
+        self._audio_work: ThreadPoolExecutor | None = None
+        self._audio_packets: Future[list[av.Packet]] | None = None
+        if self._audio_stream is not None or self._clip_stream is not None:
+            self._container.start_encoding()
+            self._audio_work = ThreadPoolExecutor(1, thread_name_prefix="video-writer-audio")
+            self._audio_packets = self._audio_work.submit(self._encode_audio)
         # Two stages on two threads: colour conversion (OpenCV, GIL released) feeds the encoder,
         # so libx264 never waits for it (on one thread the pair ran at ~240 frames/s on an H200's
         # host, the encoder alone well above that).
@@ -272,6 +289,7 @@ class VideoWriter(EncoderSession):
         self._raw.put(_END)
         self._converter.join()
         self._thread.join()
+        self._stop_audio()
         try:
             if self._error is not None:
                 raise self._error
@@ -292,26 +310,45 @@ class VideoWriter(EncoderSession):
         self._raw.put(_END)
         self._converter.join()
         self._thread.join()
+        self._stop_audio()
         self._container.close()
         self.out_path.unlink(missing_ok=True)
 
+    def _encode_audio(self) -> list[av.Packet]:
+        packets: list[av.Packet] = []
+        if self._audio_stream is not None and self.audio_path is not None:
+            packets += audio_packets(self._audio_stream, self.audio_path)
+        if self._clip is not None and self._clip_stream is not None:
+            packets += clip_packets(self._clip_stream, self._clip)
+        return packets
+
+    def _mux_audio(self, *, wait: bool) -> None:
+        """Mux the encoded audio once it is ready (`wait`: wait for it); then never again."""
+        pending = self._audio_packets
+        if pending is None or not (wait or pending.done()):
+            return
+        self._audio_packets = None
+        for packet in pending.result():
+            self._container.mux(packet)
+
+    def _stop_audio(self) -> None:
+        if self._audio_work is not None:
+            self._audio_work.shutdown(wait=True, cancel_futures=True)
+
     def _encode_loop(self) -> None:
         try:
-            if self._audio_stream is not None and self.audio_path is not None:
-                # Small and fast; the muxer interleaves it with the video.
-                mux_audio(self._container, self._audio_stream, self.audio_path)
-            if self._clip is not None and self._clip_stream is not None:
-                mux_clip(self._container, self._clip_stream, self._clip)
             while (item := self._queue.get()) is not _END:
                 assert isinstance(item, np.ndarray)  # noqa: S101  # nosec B101 (only the converter puts here)
                 if self._error is not None:
                     continue  # drain so the producer never blocks on a dead encoder
+                self._mux_audio(wait=False)
                 frame = av.VideoFrame.from_ndarray(item, "yuv420p")
                 frame.pts = self._first_pts + self.frames_written
                 self._container.mux(self._stream.encode(frame))
                 self.frames_written += 1
             if self._error is None:
                 self._container.mux(self._stream.encode(None))
+                self._mux_audio(wait=True)
         except BaseException as error:  # re-raised on the caller's thread by write()/close()
             self._error = error
             while self._queue.get() is not _END:
@@ -356,16 +393,23 @@ def add_audio_stream(container: av.container.OutputContainer, audio: Path) -> Au
         return stream
 
 
-def mux_audio(container: av.container.OutputContainer, out: AudioStream, audio: Path) -> None:
-    """Re-encode the original audio to AAC (content unchanged, as the official mux)."""
+def audio_packets(out: AudioStream, audio: Path) -> list[av.Packet]:
+    """The original audio re-encoded to AAC for `out` (content unchanged, as the official mux)."""
     resampler = av.AudioResampler(format="fltp", layout=out.layout.name, rate=out.rate)
+    packets: list[av.Packet] = []
     with av.open(str(audio)) as source:
         for frame in source.decode(source.streams.audio[0]):
             for converted in resampler.resample(frame):
-                container.mux(out.encode(converted))
+                packets += out.encode(converted)
         for converted in resampler.resample(None):
-            container.mux(out.encode(converted))
-        container.mux(out.encode(None))
+            packets += out.encode(converted)
+    return packets + out.encode(None)
+
+
+def mux_audio(container: av.container.OutputContainer, out: AudioStream, audio: Path) -> None:
+    """Re-encode the original audio to AAC into `container` (see `audio_packets`)."""
+    for packet in audio_packets(out, audio):
+        container.mux(packet)
 
 
 def encode_audio(audio: Path, out_path: Path) -> bool:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from runtime.common.jobs import ErrorCode
+from runtime.engine.audio import load_audio_16k
 from runtime.engine.interface import MediaError
 from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
 from tests.unit.engine.conftest import (
@@ -100,6 +101,14 @@ def test_writer_streams_h264_with_the_audio_muxed(tmp_path: Path, short_speech: 
         assert container.streams.audio[0].codec_context.name == "aac"
     # and the levels survive encoding (frame 10 is grey 100)
     assert abs(float(decode_frames(out)[10].mean()) - 100) < 1
+    # and the whole speech is there (encoded beside the video), interleaved with the video
+    with av.open(str(out)) as container:
+        kinds = [packet.stream.type for packet in container.demux() if packet.size]
+        audio = container.streams.audio[0]
+        audio_seconds = float(audio.duration * audio.time_base)
+    assert kinds.index("audio") < len(kinds) - 1 - kinds[::-1].index("video")
+    speech_seconds = len(load_audio_16k(short_speech)) / 16000
+    assert audio_seconds == pytest.approx(speech_seconds, abs=0.1)
 
 
 def test_writer_error_in_the_with_block_removes_the_partial_file(

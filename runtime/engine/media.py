@@ -247,14 +247,12 @@ class VideoWriter(EncoderSession):
         # The audio (the whole track, or a preview segment's clip) is encoded to AAC on its own
         # thread beside the first video frames and muxed as soon as it is ready (the muxer
         # interleaves): encoded first on the encoder thread, it held back every video frame
-        # (~0.15 s for 30 s of speech, on hosts where the encoder sets the pace). Every codec
-        # is opened here, before the two threads use their own streams.
+        # (~0.15 s for 30 s of speech, on hosts where the encoder sets the pace). The encoder
+        # thread opens every codec before it hands the audio over (see `_encode_loop`).
         self._audio_work: ThreadPoolExecutor | None = None
         self._audio_packets: Future[list[av.Packet]] | None = None
         if self._audio_stream is not None or self._clip_stream is not None:
-            self._container.start_encoding()
             self._audio_work = ThreadPoolExecutor(1, thread_name_prefix="video-writer-audio")
-            self._audio_packets = self._audio_work.submit(self._encode_audio)
         # Two stages on two threads: colour conversion (OpenCV, GIL released) feeds the encoder,
         # so libx264 never waits for it (on one thread the pair ran at ~240 frames/s on an H200's
         # host, the encoder alone well above that).
@@ -337,6 +335,11 @@ class VideoWriter(EncoderSession):
 
     def _encode_loop(self) -> None:
         try:
+            # Codecs opened (and the header written) here, off the caller's thread, before the
+            # audio thread encodes with its own stream.
+            self._container.start_encoding()
+            if self._audio_work is not None:
+                self._audio_packets = self._audio_work.submit(self._encode_audio)
             while (item := self._queue.get()) is not _END:
                 assert isinstance(item, np.ndarray)  # noqa: S101  # nosec B101 (only the converter puts here)
                 if self._error is not None:

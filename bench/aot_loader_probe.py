@@ -19,7 +19,9 @@ Variants (each one step = one fresh process unless it says "same"):
          `g++` wrapper (`FLAG_SETS`): `hidden` (-fvisibility-inlines-hidden: its inline template
          code, e.g. std::regex, cannot be bound to another library's copy), `symbolic`
          (-Wl,-Bsymbolic: its references bind to its own definitions), `noasneeded`
-         (-Wl,--no-as-needed: libstdc++ stays a dependency under Ubuntu's default --as-needed)
+         (-Wl,--no-as-needed: libstdc++ stays a dependency under Ubuntu's default --as-needed),
+         `isolated` (-static-libstdc++ with its symbols kept local: the library carries its own
+         C++ runtime and binds to no other copy)
 
     python bench/aot_loader_probe.py --out probe.json [--models /tmp/models] [--device cuda]
 """
@@ -44,6 +46,7 @@ FLAG_SETS = {
     "hidden": ["-fvisibility-inlines-hidden"],
     "symbolic": ["-Wl,-Bsymbolic"],
     "noasneeded": ["-Wl,--no-as-needed"],
+    "isolated": ["-static-libstdc++", "-Wl,--exclude-libs,ALL"],
 }
 # (model, device, build, load[, flags]); device "cuda" is replaced by --device
 DEFAULT_MATRIX = (

@@ -48,7 +48,7 @@ weights=$!
 if wants probe; then
   mark "AOT loader probe: small model"
   python3 bench/aot_loader_probe.py --device "$DEVICE" --out "$OUT/probe_small.json" \
-    --only "${PROBES:-small/cuda/outside/fresh/hidden,small/cuda/outside/fresh/noasneeded,small/cuda/outside/fresh/symbolic}"
+    --only "${PROBES:-small/cuda/outside/fresh/hidden,small/cuda/outside/fresh/noasneeded,small/cuda/outside/fresh/symbolic,small/cuda/outside/fresh/isolated}"
 fi
 wait $weights
 mark "weights written"

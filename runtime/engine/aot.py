@@ -382,12 +382,13 @@ def compiler_flags_from_env() -> list[str]:
 
 
 def compiler_wrapper(directory: Path, flags: Sequence[str], real: str | None = None) -> Path:
-    """`directory/g++`: runs the real compiler with `flags` appended (linker flags, -Wl,...,
-    only where it links a shared library). Named g++ because Inductor picks its options by the
-    compiler's name."""
+    """`directory/g++`: runs the real compiler with `flags` appended (linker flags, -Wl,... and
+    -static-lib..., only where it links a shared library: on a precompiled header they make g++
+    link). Named g++ because Inductor picks its options by the compiler's name."""
     compiler = real or shutil.which("g++") or "g++"
-    compile_flags = shlex.join(flag for flag in flags if not flag.startswith("-Wl,"))
-    link_flags = shlex.join(flag for flag in flags if flag.startswith("-Wl,"))
+    linking = [flag for flag in flags if flag.startswith(("-Wl,", "-static-lib"))]
+    compile_flags = shlex.join(flag for flag in flags if flag not in linking)
+    link_flags = shlex.join(linking)
     wrapper = directory / "g++"
     directory.mkdir(parents=True, exist_ok=True)
     wrapper.write_text(

@@ -409,13 +409,15 @@ def test_build_artifacts_names_unknown_models_and_keeps_packages_in_place(
 
 def test_the_compiler_wrapper_adds_link_flags_only_where_it_links(tmp_path: Path) -> None:
     # Given a stand-in compiler that records its arguments, wrapped with one compile flag and
-    # one linker flag
+    # two linker flags
     log = tmp_path / "args.txt"
     real = tmp_path / "real-compiler"
     real.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     real.chmod(0o755)
     wrapper = aot.compiler_wrapper(
-        tmp_path / "bin", ["-fvisibility-inlines-hidden", "-Wl,-Bsymbolic"], real=str(real)
+        tmp_path / "bin",
+        ["-fvisibility-inlines-hidden", "-Wl,-Bsymbolic", "-static-libstdc++"],
+        real=str(real),
     )
     # When Inductor compiles an object, then links the shared library
     subprocess.run([wrapper, "-c", "a.cpp", "-o", "a.o"], check=True)
@@ -424,7 +426,9 @@ def test_the_compiler_wrapper_adds_link_flags_only_where_it_links(tmp_path: Path
     # chooses its options by the compiler's name)
     compile_line, link_line = log.read_text().splitlines()
     assert compile_line == "-c a.cpp -o a.o -fvisibility-inlines-hidden"
-    assert link_line == "a.o -shared -o a.so -fvisibility-inlines-hidden -Wl,-Bsymbolic"
+    assert link_line == (
+        "a.o -shared -o a.so -fvisibility-inlines-hidden -Wl,-Bsymbolic -static-libstdc++"
+    )
     assert wrapper.name == "g++"
 
 

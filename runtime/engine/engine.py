@@ -567,7 +567,7 @@ class MuseTalkEngine:
             )
         with scratch, ThreadPoolExecutor(1, thread_name_prefix="compose") as composer, writer:
             # The source frames in the encoder's layout (see `yuv`), kept with the avatar.
-            sources_i420 = self._resident.get(avatar).frames_i420
+            sources_i420 = self._resident.get(avatar).source_i420
 
             def compose_until(end: int, generated: dict[int, tuple[np.ndarray, np.ndarray]]) -> int:
                 nonlocal done
@@ -575,7 +575,7 @@ class MuseTalkEngine:
                     for i in range(done, end):
                         index = avatar.cycle_index(i)
                         frame, face = self._compose(
-                            avatar, i, I420Frame(sources_i420[index]), generated.get(i)
+                            avatar, i, sources_i420[index], generated.get(i)
                         )
                         if scores is not None:  # before the write: sums precede the segment
                             scores.add(i, face)

@@ -5,8 +5,8 @@ box region of each frame, its blend mask and the resize taps of its box. Copying
 device per frame and per job cost ~0.4 ms a frame on an H200 (pageable copies, small kernels);
 `ResidentAvatar` uploads them once, padded to the largest box, so a whole batch is gathered and
 blended with a few kernels (`blend.blend_batch`) and comes back in one pinned copy. It also keeps
-the source frames converted once to the encoder's I420 layout on the host (`yuv`), so composing
-an output frame converts only the pasted box.
+the source frames converted to the encoder's I420 layout on the host, each once on first use
+(`yuv.SourceFrames`), so composing an output frame converts only the pasted box.
 
 `ResidentCache` holds a few avatars (least recently used out first, bounded by count and bytes)
 and lets go of an avatar's tensors as soon as the avatar itself is garbage collected, so the
@@ -28,7 +28,7 @@ import torch
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.blend import AxisTaps, PasteBox, blend_batch, scale_mask
 from runtime.engine.latents import CROP_SIZE
-from runtime.engine.yuv import to_i420
+from runtime.engine.yuv import SourceFrames
 
 DEFAULT_MAX_AVATARS = 4
 # Device tensors and host I420 frames: a 30 s 1216x704 avatar is ~0.25 GB + ~1 GB.
@@ -45,7 +45,7 @@ class ResidentAvatar:
     rows: AxisTaps  # [N, H] resize taps of each frame's visible rows
     cols: AxisTaps  # [N, W] resize taps of each frame's visible columns
     sizes: np.ndarray  # [N, 2] int: visible (height, width) per frame; 0 where no face
-    frames_i420: np.ndarray  # [N, H * 3 / 2, W] uint8 host: the source frames as `yuv.to_i420`
+    source_i420: SourceFrames  # host: the source frames in the encoder's layout, on first use
 
     @classmethod
     def build(
@@ -87,7 +87,7 @@ class ResidentAvatar:
             rows=AxisTaps.stack(row_taps, height).to(device),
             cols=AxisTaps.stack(col_taps, width).to(device),
             sizes=sizes,
-            frames_i420=np.stack([to_i420(frame).data for frame in avatar.frames]),
+            source_i420=SourceFrames(avatar.frames),
         )
 
     @property
@@ -95,7 +95,7 @@ class ResidentAvatar:
         """Device tensors and host I420 frames together: what keeping this avatar costs."""
         taps = [t for axis in (self.rows, self.cols) for t in (axis.i0, axis.i1, axis.w0, axis.w1)]
         tensors = [self.latents, self.regions, self.masks, *taps]
-        return sum(t.numel() * t.element_size() for t in tensors) + self.frames_i420.nbytes
+        return sum(t.numel() * t.element_size() for t in tensors) + self.source_i420.nbytes
 
     def blend(
         self, faces_bgr: torch.Tensor, sources: torch.Tensor, weights: torch.Tensor | None

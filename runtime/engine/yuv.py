@@ -40,6 +40,34 @@ def to_i420(frame_bgr: np.ndarray) -> I420Frame:
     return I420Frame(cv2.cvtColor(even_crop(frame_bgr), cv2.COLOR_BGR2YUV_I420))
 
 
+class SourceFrames:
+    """An avatar's source frames in I420, each converted the first time a render composes it
+    (a job touches only the frames its clip cycles through, a 10 s clip 250 of a long avatar's)
+    and kept for the jobs after it."""
+
+    def __init__(self, frames_bgr: np.ndarray) -> None:
+        self._frames = frames_bgr
+        height, width = (size & ~1 for size in frames_bgr.shape[1:3])
+        self._i420 = np.empty((len(frames_bgr), height * 3 // 2, width), dtype=np.uint8)
+        self._ready = np.zeros(len(frames_bgr), dtype=bool)
+
+    def __getitem__(self, index: int) -> I420Frame:
+        # Two threads converting one frame at once write the same bytes: no lock needed.
+        if not self._ready[index]:
+            self._i420[index] = to_i420(self._frames[index]).data
+            self._ready[index] = True
+        return I420Frame(self._i420[index])
+
+    @property
+    def converted(self) -> int:
+        return int(self._ready.sum())
+
+    @property
+    def nbytes(self) -> int:
+        """Host bytes once every frame is converted (reserved, filled on use)."""
+        return self._i420.nbytes
+
+
 def paste_region(
     base: I420Frame, source_bgr: np.ndarray, region_bgr: np.ndarray, x: int, y: int
 ) -> I420Frame:

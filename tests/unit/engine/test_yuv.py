@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from runtime.engine.media import VideoWriter
-from runtime.engine.yuv import I420Frame, paste_region, to_i420
+from runtime.engine.yuv import I420Frame, SourceFrames, paste_region, to_i420
 
 
 def composed_then_converted(source: np.ndarray, region: np.ndarray, x: int, y: int) -> np.ndarray:
@@ -62,3 +62,16 @@ def test_a_writer_refuses_an_i420_frame_of_another_size(tmp_path: Path) -> None:
     writer = VideoWriter(tmp_path / "out.mp4", width=64, height=48, fps=25, audio_path=None)
     with writer, pytest.raises(ValueError, match="64x48"):
         writer.write(I420Frame(np.zeros((48 * 3 // 2, 96), np.uint8)))
+
+
+def test_source_frames_convert_each_frame_once_on_first_use() -> None:
+    # Given three odd-sized source frames
+    frames = np.random.default_rng(7).integers(0, 256, (3, 9, 11, 3), dtype=np.uint8)
+    sources = SourceFrames(frames)
+    # When frame 2 is asked for twice
+    first, again = sources[2], sources[2]
+    # Then only it was converted, once, to what a whole-frame conversion gives
+    assert sources.converted == 1
+    assert np.array_equal(first.data, to_i420(frames[2]).data)
+    assert np.shares_memory(first.data, again.data)
+    assert first.size == (10, 8)

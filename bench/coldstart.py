@@ -309,8 +309,16 @@ def run_probe(
         done = subprocess.run(  # noqa: S603
             command, capture_output=True, text=True, check=False, env=env, timeout=timeout_s
         )
-    except subprocess.TimeoutExpired:  # e.g. a fallback to torch.compile: minutes
-        result = {"state": state, "error": f"no result within {timeout_s} s"}
+    except subprocess.TimeoutExpired as expired:  # e.g. a fallback to torch.compile: minutes
+        stderr = expired.stderr or b""  # bytes even with text=True
+        stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+        result = {
+            "state": state,
+            "error": f"no result within {timeout_s} s",
+            "stderr_tail": "\n".join(
+                line for line in stderr.splitlines() if "import time" not in line
+            )[-3000:],
+        }
         print(json.dumps({"cold_start": result}), flush=True)
         return result
     result = _last_json(done.stdout) or {

@@ -6,10 +6,11 @@ another 6-8 s on the benchmark image. An AOTInductor package is the compiled mod
 shared library exported once with `torch.export` at the engine's static batch size, its weights
 in a safetensors file beside it, loaded later with torch's C++ package loader, which needs
 neither Dynamo nor diffusers nor transformers. On CPU a fresh process is ready in about 3 s this
-way; on the benchmark's H100 image (torch 2.11.0+cu130, Ubuntu g++ 13.3) loading any package
-crashes the process inside std::regex in the generated library, so the engine uses this module
-only when asked (`MuseTalkEngine.load(..., aot_packages=True)`), see
-bench/results/2026-11-26-h100-coldstart-2.md.
+way, and on an H100 about 2.5 s after `import torch` (bench/results/2026-11-26-h100-coldstart-3.md).
+Libraries built with Inductor's default g++ command crashed on the benchmark's H100 image
+(torch 2.11.0+cu130, Ubuntu g++ 13.3) inside std::regex; built through `compiler_wrapper` with
+`DEFAULT_CXX_FLAGS` they load (bench/results/2026-11-26-h100-coldstart-2.md, -3.md). The engine
+uses this module when asked (`MuseTalkEngine.load(..., aot_packages=True)`).
 
 Three packages, one per model the speak path runs: the UNet step (timestep 0), the VAE decoder
 including the uint8 conversion, and the Whisper encoder (one static 30 s window) with the five
@@ -60,8 +61,9 @@ from runtime.engine.weight_cache import fingerprint
 log = logging.getLogger(__name__)
 
 # Bumped whenever the exported graphs or the files change (2: upsamplers folded,
-# runtime/engine/upsample.py; 3: weights beside the library, see CONSTANTS_SUFFIX).
-PACKAGE_FORMAT = 3
+# runtime/engine/upsample.py; 3: weights beside the library, see CONSTANTS_SUFFIX; 4: built
+# with DEFAULT_CXX_FLAGS, format 3 libraries crash on the H100 image).
+PACKAGE_FORMAT = 4
 UNET = "unet"
 DECODER = "vae_decoder"
 WHISPER = "whisper_encoder"
@@ -74,10 +76,12 @@ MEL_FILTERS = "mel_filters.npy"
 # written out again from the archive on every load).
 CONSTANTS_SUFFIX = ".constants.safetensors"
 WEIGHTS_OUTSIDE = {"aot_inductor.package_constants_in_so": False}
-# Extra g++ flags for the generated libraries (shell words), e.g. "-fvisibility-inlines-hidden":
-# on the H100 image every package crashed in std::regex inside its library, and which flag (if
-# any) avoids that is the next thing to measure (bench/aot_loader_probe.py).
+# Extra g++ flags for the generated libraries (shell words); set but empty: Inductor's own
+# command, no wrapper. On the H100 image a library built with Inductor's command crashed in
+# std::regex inside itself (its C++ runtime symbols bound against torch's); each of four flag
+# sets through the wrapper loaded (bench/aot_loader_probe.py), this one changes least.
 CXX_FLAGS_ENV = "MUSETALK_AOT_CXX_FLAGS"
+DEFAULT_CXX_FLAGS = ("-fvisibility-inlines-hidden",)
 LATENT_CHANNELS_IN = 8
 LATENT_CHANNELS_OUT = 4
 LATENT_SIZE = 32
@@ -277,7 +281,7 @@ def build_packages(
     dtype: torch.dtype,
     *,
     inductor_options: Mapping[str, Mapping[str, Any]] | None = None,
-    compiler_flags: Sequence[str] = (),
+    compiler_flags: Sequence[str] = DEFAULT_CXX_FLAGS,
 ) -> BuildReport:
     """Export, compile and package the three models into `packages_dir(cache_dir, key)`.
 
@@ -377,8 +381,9 @@ def _package(
 
 
 def compiler_flags_from_env() -> list[str]:
-    """`MUSETALK_AOT_CXX_FLAGS` as a list of flags (empty when unset)."""
-    return shlex.split(os.environ.get(CXX_FLAGS_ENV, ""))
+    """`MUSETALK_AOT_CXX_FLAGS` as a list of flags; `DEFAULT_CXX_FLAGS` when unset."""
+    setting = os.environ.get(CXX_FLAGS_ENV)
+    return list(DEFAULT_CXX_FLAGS) if setting is None else shlex.split(setting)
 
 
 def compiler_wrapper(directory: Path, flags: Sequence[str], real: str | None = None) -> Path:

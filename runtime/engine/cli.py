@@ -80,7 +80,8 @@ def _add_build_artifacts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cxx-flags",
         default=None,
-        help="extra g++ flags for the generated libraries (default: $MUSETALK_AOT_CXX_FLAGS)",
+        help="extra g++ flags for the generated libraries, as one word: --cxx-flags='-O2 -g' "
+        "('' for none; default: $MUSETALK_AOT_CXX_FLAGS, else -fvisibility-inlines-hidden)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if present")
     parser.set_defaults(run=_build_artifacts)

@@ -475,8 +475,18 @@ def test_build_artifacts_passes_its_compiler_flags_to_the_build(
     monkeypatch.setenv(aot.CXX_FLAGS_ENV, "-Wl,-Bsymbolic")
     common = ["build-artifacts", "--models", str(tiny_models.root), "--device", "cpu"]
     common += ["--cache-dir", str(tmp_path)]
-    # When it runs with --cxx-flags, then those flags are used; without, the environment's
+    # When it runs with --cxx-flags, then those flags are used (one flag too, given with "=");
+    # without, the environment's; with neither, the default set
     assert main([*common, "--cxx-flags", "-fvisibility-inlines-hidden -O2"]) == 0
     assert asked["compiler_flags"] == ["-fvisibility-inlines-hidden", "-O2"]
+    assert main([*common, "--cxx-flags=-Wl,--no-as-needed"]) == 0
+    assert asked["compiler_flags"] == ["-Wl,--no-as-needed"]
     assert main(common) == 0
     assert asked["compiler_flags"] == ["-Wl,-Bsymbolic"]
+    monkeypatch.delenv(aot.CXX_FLAGS_ENV)
+    assert main(common) == 0
+    assert asked["compiler_flags"] == list(aot.DEFAULT_CXX_FLAGS)
+    # and an empty setting means Inductor's own command
+    monkeypatch.setenv(aot.CXX_FLAGS_ENV, "")
+    assert main(common) == 0
+    assert asked["compiler_flags"] == []

@@ -29,6 +29,7 @@ slowest imports. `bench/coldstart_device.sh` chains the whole experiment for one
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import shutil
@@ -305,6 +306,8 @@ def run_probe(
     command = [python, *(["-X", "importtime"] if importtime else []), __file__, "--probe", state]
     command += ["--models", str(models), "--device", device]
     command += ["--cache-dir", str(cache_dir), "--launched-at", repr(launched_at)]
+    if timeout_s:
+        command += ["--dump-after", repr(max(timeout_s - 5, 1))]
     try:
         done = subprocess.run(  # noqa: S603
             command, capture_output=True, text=True, check=False, env=env, timeout=timeout_s
@@ -527,12 +530,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--probe", choices=STATES, help=argparse.SUPPRESS)
     parser.add_argument("--launched-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--dump-after", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--time-imports", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.time_imports:
         time_imports()
         return {}
     if args.probe:
+        if args.dump_after:  # every thread's stack on stderr, which a timed-out run reports
+            faulthandler.dump_traceback_later(args.dump_after)
         probe(args.probe, args.models, args.device, args.cache_dir, args.launched_at)
         return {}
     report: dict[str, Any] = {"device": args.device}

@@ -71,31 +71,31 @@ fi
 
 if wants aot && ls "$CACHE"/aot/*/manifest.json >/dev/null 2>&1; then
   mark "AOT cold starts, minimal env"
-  python3 bench/coldstart.py --device "$DEVICE" --models "$MODELS" --cache-dir "$CACHE" --probe-timeout 90 \
+  python3 bench/coldstart.py --device "$DEVICE" --models "$MODELS" --cache-dir "$CACHE" --probe-timeout 75 \
     --states aot,aot,aot,aot_no_graphs --minimal-env ${MENV:-/tmp/menv} --probes-in-minimal-env \
-    --importtime --imports --out "$OUT/cs_aot_minimal.json" | grep '^{"cold_start"'
+    --importtime --imports --out "$OUT/cs_aot_minimal.json" | grep --line-buffered '^{"cold_start"'
 fi
 
 if wants eager; then
   mark "eager cold starts, full image"
   python3 bench/coldstart.py --device "$DEVICE" --models "$MODELS" --cache-dir "$EAGER_CACHE" --probe-timeout 120 \
     --states eager_uncached,eager_cached --importtime --imports \
-    --out "$OUT/cs_eager_full.json" | grep '^{"cold_start"'
+    --out "$OUT/cs_eager_full.json" | grep --line-buffered '^{"cold_start"'
   mark "eager cold starts, minimal env"
   python3 bench/coldstart.py --device "$DEVICE" --models "$MODELS" --cache-dir "$EAGER_CACHE" --probe-timeout 120 \
     --states eager_cached,eager_cached --minimal-env ${MENV:-/tmp/menv}2 --probes-in-minimal-env \
-    --importtime --out "$OUT/cs_eager_minimal.json" | grep '^{"cold_start"'
+    --importtime --out "$OUT/cs_eager_minimal.json" | grep --line-buffered '^{"cold_start"'
 fi
 
 if wants compare && ls "$CACHE"/aot/*/manifest.json >/dev/null 2>&1; then
   mark "AOT against eager in one process (speed, PSNR)"
   python3 bench/coldstart.py --device "$DEVICE" --models "$MODELS" --cache-dir "$CACHE" --states "" \
-    --compare unet_graph,no_graphs --out "$OUT/compare.json" | grep -E '^\{"(eager|unet_graph|no_graphs)"'
+    --compare unet_graph,no_graphs --out "$OUT/compare.json" | grep --line-buffered -E '^\{"(eager|unet_graph|no_graphs)"'
 fi
 # Last: a package that fails to load is removed (the engine rebuilds it on its next start).
 if wants aot && ls "$CACHE"/aot/*/manifest.json >/dev/null 2>&1; then
   mark "AOT cold start, full image"
-  python3 bench/coldstart.py --device "$DEVICE" --models "$MODELS" --cache-dir "$CACHE" --probe-timeout 90 \
-    --states aot --importtime --out "$OUT/cs_aot_full.json" | grep '^{"cold_start"'
+  python3 bench/coldstart.py --device "$DEVICE" --models "$MODELS" --cache-dir "$CACHE" --probe-timeout 75 \
+    --states aot --importtime --out "$OUT/cs_aot_full.json" | grep --line-buffered '^{"cold_start"'
 fi
 mark "done"

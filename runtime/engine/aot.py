@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -638,6 +639,12 @@ class ConstantsReader:
         }
         pool.shutdown(wait=False)
 
+    def wait_for_all(self) -> None:
+        """Until every read has finished (a failed one raises later, in `constants`): a CUDA
+        graph must not be captured while this thread copies weights to the device (another
+        thread's work invalidates the capture; the engine would then drop the packages)."""
+        futures_wait(list(self._reads.values()))
+
     def constants(self, name: str) -> dict[str, torch.Tensor]:
         try:
             return self._reads.pop(name).result()
@@ -685,6 +692,8 @@ def load_models(
     def runner(name: str, example: tuple[torch.Tensor, ...]) -> StaticRunner:
         start = time.perf_counter()
         graph = name in graphs and device.type == "cuda"
+        if graph:
+            reader.wait_for_all()
         loaded = load_runner(
             directory / f"{name}.pt2",
             device,

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,28 @@ def test_package_weights_are_read_in_the_background_and_a_missing_file_is_named(
         reader.constants("b")
     with pytest.raises(aot.AotUnavailableError, match="c"):
         reader.constants("c")
+
+
+def test_the_weights_reader_can_be_waited_for_before_a_graph_capture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a reader whose first read is held back until another thread lets it go
+    released = threading.Event()
+    reads: list[str] = []
+
+    def held_load(path: str, device: str) -> dict[str, torch.Tensor]:
+        if not reads:
+            released.wait()
+        reads.append(Path(path).name)
+        return {}
+
+    monkeypatch.setattr(aot, "load_file", held_load)
+    reader = aot.ConstantsReader(tmp_path, ["a", "b"], CPU)
+    threading.Timer(0.05, released.set).start()
+    # When the loader waits for all of them (as it does before capturing a CUDA graph)
+    reader.wait_for_all()
+    # Then both reads have finished, in order
+    assert reads == [aot.constants_path(tmp_path / f"{name}.pt2").name for name in "ab"]
 
 
 def test_static_runner_pads_short_batches_and_splits_long_ones() -> None:

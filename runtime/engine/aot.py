@@ -6,11 +6,10 @@ another 6-8 s on the benchmark image. An AOTInductor package is the compiled mod
 shared library exported once with `torch.export` at the engine's static batch size, its weights
 in a safetensors file beside it, loaded later with torch's C++ package loader, which needs
 neither Dynamo nor diffusers nor transformers. On CPU a fresh process is ready in about 3 s this
-way, and on an H100 about 2.5 s after `import torch` (bench/results/2026-11-26-h100-coldstart-3.md).
-Libraries built with Inductor's default g++ command crashed on the benchmark's H100 image
-(torch 2.11.0+cu130, Ubuntu g++ 13.3) inside std::regex; built through `compiler_wrapper` with
-`DEFAULT_CXX_FLAGS` they load (bench/results/2026-11-26-h100-coldstart-2.md, -3.md). The engine
-uses this module when asked (`MuseTalkEngine.load(..., aot_packages=True)`).
+way, and on an H100 2.5-3.1 s after `import torch`.
+Libraries built with the H100 image's `$CXX` crashed there on load inside std::regex; built with
+the system g++ (`compiler_wrapper`) they load (bench/results/2026-11-26-h100-coldstart-2.md,
+-3.md). The engine uses this module when asked (`MuseTalkEngine.load(..., aot_packages=True)`).
 
 Three packages, one per model the speak path runs: the UNet step (timestep 0), the VAE decoder
 including the uint8 conversion, and the Whisper encoder (one static 30 s window) with the five
@@ -63,7 +62,7 @@ log = logging.getLogger(__name__)
 
 # Bumped whenever the exported graphs or the files change (2: upsamplers folded,
 # runtime/engine/upsample.py; 3: weights beside the library, see CONSTANTS_SUFFIX; 4: built
-# with DEFAULT_CXX_FLAGS, format 3 libraries crash on the H100 image).
+# with the system g++, see compiler_wrapper: format 3 libraries crash on the H100 image).
 PACKAGE_FORMAT = 4
 UNET = "unet"
 DECODER = "vae_decoder"
@@ -77,10 +76,11 @@ MEL_FILTERS = "mel_filters.npy"
 # written out again from the archive on every load).
 CONSTANTS_SUFFIX = ".constants.safetensors"
 WEIGHTS_OUTSIDE = {"aot_inductor.package_constants_in_so": False}
-# Extra g++ flags for the generated libraries (shell words); set but empty: Inductor's own
-# command, no wrapper. On the H100 image a library built with Inductor's command crashed in
-# std::regex inside itself (its C++ runtime symbols bound against torch's); each of four flag
-# sets through the wrapper loaded (bench/aot_loader_probe.py), this one changes least.
+# Extra g++ flags for the generated libraries (shell words; set but empty: none). What made
+# packages load on the H100 image was the compiler (see compiler_wrapper), not a flag: Inductor's
+# own command with the system g++ loads too. The default is the flag the full-size packages
+# were measured with there (bench/results/2026-11-26-h100-coldstart-3.md); it hides the
+# library's inline C++ template code from other libraries.
 CXX_FLAGS_ENV = "MUSETALK_AOT_CXX_FLAGS"
 DEFAULT_CXX_FLAGS = ("-fvisibility-inlines-hidden",)
 LATENT_CHANNELS_IN = 8
@@ -340,6 +340,7 @@ def build_packages(
             "sha256": {name: file_sha256(staging / name) for name in package_file_names()},
             "mel": {"n_fft": extractor.n_fft, "hop_length": extractor.hop_length},
             "inductor_options": {name: dict(value) for name, value in options.items()},
+            "compiler": build_compiler(),
             "compiler_flags": list(compiler_flags),
             "build_s": seconds,
         }
@@ -372,13 +373,17 @@ def _package(
     start = time.perf_counter()
     configs: dict[str, Any] = {**options, **WEIGHTS_OUTSIDE}
     with tempfile.TemporaryDirectory(prefix="aot-cxx-") as scratch:
-        if compiler_flags:
-            configs["cpp.cxx"] = (str(compiler_wrapper(Path(scratch), compiler_flags)),)
+        configs["cpp.cxx"] = (str(compiler_wrapper(Path(scratch), compiler_flags)),)
         torch._inductor.aoti_compile_and_package(
             exported, package_path=str(path), inductor_configs=configs
         )
     save_file(exported_constants(exported), str(constants_path(path)))
     seconds[f"{name}_compile"] = round(time.perf_counter() - start, 2)
+
+
+def build_compiler() -> str:
+    """The system `g++` on PATH (links libstdc++ dynamically, as torch does)."""
+    return shutil.which("g++") or "g++"
 
 
 def compiler_flags_from_env() -> list[str]:
@@ -390,8 +395,14 @@ def compiler_flags_from_env() -> list[str]:
 def compiler_wrapper(directory: Path, flags: Sequence[str], real: str | None = None) -> Path:
     """`directory/g++`: runs the real compiler with `flags` appended (linker flags, -Wl,... and
     -static-lib..., only where it links a shared library: on a precompiled header they make g++
-    link). Named g++ because Inductor picks its options by the compiler's name."""
-    compiler = real or shutil.which("g++") or "g++"
+    link). Named g++ because Inductor picks its options by the compiler's name.
+
+    The real compiler is `build_compiler()`, never Inductor's default `$CXX`: the H100 image
+    sets CXX to a g++ wrapper whose libraries carry a static libstdc++ with its symbols
+    exported, and every package built that way crashed on load (std::regex, binding against
+    torch's own libstdc++); the same package built with the system g++ loads.
+    """
+    compiler = real or build_compiler()
     linking = [flag for flag in flags if flag.startswith(("-Wl,", "-static-lib"))]
     compile_flags = shlex.join(flag for flag in flags if flag not in linking)
     link_flags = shlex.join(linking)
@@ -582,8 +593,7 @@ def load_runner(
 
     By default with torch's C++ package loader constructed here: `aoti_load_package`
     (`MUSETALK_AOT_LOADER=package_api`) wraps the same loader but imports torch._inductor and
-    Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s against 2.3 s). Both
-    crash the process on the H100 image (bench/results/2026-11-26-h100-coldstart-2.md).
+    Dynamo and validates the archive (CPU, tiny weights: ready in 12.4 s against 2.3 s).
     """
     index = device.index if device.index is not None else -1
     weights: dict[str, torch.Tensor] = {}  # referenced by `run`: alive as long as the runner

@@ -213,8 +213,8 @@ class MuseTalkEngine:
         from AOTInductor packages in `cache_dir` (see `aot`): built on the first such load
         (minutes), then loaded without importing diffusers or transformers (preparation
         imports them on first use). Where packages cannot be built or loaded, the models are
-        compiled with `torch.compile` as above. Off by default: on the benchmark's H100 image
-        (torch 2.11, CUDA 13.0) loading any package crashes the process (docs/engine.md).
+        compiled with `torch.compile` as above. Off by default: building needs a C++ compiler
+        and CUDA headers (the worker image has neither) and minutes per card (docs/engine.md).
         """
         device, dtype = _device_and_dtype(device, dtype)
         layout = ModelsLayout(models_dir)

@@ -7,7 +7,8 @@ imports torch, and tests (or a different model) plug in another engine without t
 worker.
 
 With `MUSETALK_COMPILE=aot` the default engine is compiled from AOTInductor packages (default
-`off`: eager models; AOT loading crashed on the benchmark's H100 image, docs/engine.md).
+`off`: eager models; this image cannot build packages, so they must be built elsewhere first,
+docs/engine.md).
 Packages depend on the card, the torch build and the weights, and building them takes minutes,
 so they are shared through the weights bucket under `aot-artifacts/<model version>/<key
 digest>/`: a worker downloads them before it loads the engine, and the first worker of a

@@ -4,12 +4,16 @@ official code, on the same avatar and the same random weights, in one run.
 The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps) looped to
 `--seconds` (30 s = 750 frames by default). Every path decodes it the same way (PyAV), then
 
-* **ours**, in one or more `--variants` `MODE:DTYPE[:OPS]`: MODE `pipelined` (the default on
-  CUDA: chunks of frames through locate / encode / parse stages overlapped on threads and CUDA
-  streams, `preparing.py`) or `sequential` (the same chunks, stage after stage: per-stage times
-  that do not overlap); DTYPE the face models' (S3FD, DWPose, BiSeNet; the VAE is the engine's);
+* **ours**, in one or more `--variants` `MODE:DTYPE[:OPS][+FLAG...]`: MODE `pipelined` (chunks
+  of frames through locate / encode / parse stages overlapped on threads and CUDA streams,
+  `preparing.py`), `sequential` (the same chunks, stage after stage: per-stage times that do
+  not overlap) or `serial` (stage after stage on one stream, the decoding on its own thread
+  ahead of them); DTYPE the face models' (S3FD, DWPose, BiSeNet; the VAE is the engine's);
   OPS `device` (each chunk uploaded once; the models' pre/post-processing as batched tensor
   work there, the default on CUDA) or `host` (OpenCV/PIL/mmpose per image, the default on CPU);
+  FLAGs `onepass` (DWPose's crops and mirror as one batch), `vae` (the VAE encoder
+  channels-last in fixed, autotuned batches), `compile` (S3FD and the VAE encoder compiled;
+  the variant's warm-up time includes the compilation), see `configure`;
 * **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
   models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
   the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its
@@ -65,7 +69,7 @@ from runtime.engine.media import decode_avatar
 from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
-STAGES = ("decode", "locate", "s3fd", "dwpose", "crop", "vae_encode", "parse")
+STAGES = ("decode", "decode_wait", "locate", "s3fd", "dwpose", "crop", "vae_encode", "parse")
 WARMUP_FRAMES = 8
 
 
@@ -176,8 +180,8 @@ def ours(
     engine: MuseTalkEngine, avatar: Path, mode: str, ops: str = "host"
 ) -> tuple[Any, dict[str, float], float, Recorded]:
     """`engine.prepare` in `mode` with the face models' pre/post-processing `ops` ("host":
-    OpenCV/PIL/mmpose per image; "device": batched tensor work on the device); a sequential run
-    also splits `locate` into S3FD and DWPose."""
+    OpenCV/PIL/mmpose per image; "device": batched tensor work on the device); a sequential or
+    serial run also splits `locate` into S3FD and DWPose."""
     overlap = mode == "pipelined"
     chunk = PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else None
     timings: dict[str, float] = {}
@@ -190,6 +194,7 @@ def ours(
             overlap=overlap,
             chunk_frames=chunk,
             device_ops=ops == "device",
+            decode_ahead=mode == "serial",
         )
         synchronize(engine.device)
         total = time.perf_counter() - start
@@ -326,21 +331,56 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def parse_variant(text: str) -> tuple[str, torch.dtype, str]:
-    mode, dtype, ops = [*text.split(":"), "device"][:3]
+MODES = ("pipelined", "sequential", "serial")
+# +FLAG switches of a variant (see `configure`)
+FLAGS = ("onepass", "vae", "compile")
+
+
+def parse_variant(text: str) -> tuple[str, torch.dtype, str, frozenset[str]]:
+    spec, *flags = text.split("+")
+    mode, dtype, ops = [*spec.split(":"), "device"][:3]
     if (
-        mode not in ("pipelined", "sequential")
+        mode not in MODES
         or dtype not in ("float32", "float16", "bfloat16")
         or ops not in ("host", "device")
+        or any(flag not in FLAGS for flag in flags)
     ):
         raise argparse.ArgumentTypeError(
-            f"variant {text!r}: MODE:DTYPE[:OPS], e.g. pipelined:float16:device"
+            f"variant {text!r}: MODE:DTYPE[:OPS][+FLAG...], e.g. serial:float16:device+onepass; "
+            f"MODE one of {', '.join(MODES)}, FLAG one of {', '.join(FLAGS)}"
         )
-    return mode, getattr(torch, dtype), ops
+    return mode, getattr(torch, dtype), ops, frozenset(flags)
 
 
-def variant_name(mode: str, dtype: torch.dtype, ops: str) -> str:
-    return f"{mode}:{str(dtype).removeprefix('torch.')}:{ops}"
+def variant_name(
+    mode: str, dtype: torch.dtype, ops: str, flags: frozenset[str] = frozenset()
+) -> str:
+    name = f"{mode}:{str(dtype).removeprefix('torch.')}:{ops}"
+    return name + "".join(f"+{flag}" for flag in FLAGS if flag in flags)
+
+
+def configure(engine: MuseTalkEngine, flags: frozenset[str], compiled: dict[int, Any]) -> None:
+    """Set the engine's models as a variant's flags say (each flag off unless named):
+    `onepass` DWPose's crops and their mirror as one batch; `vae` the VAE encoder
+    channels-last in fixed batches of a chunk's frames (cuDNN autotuned); `compile` S3FD and
+    the VAE encoder through torch.compile (Inductor, default mode), compiled once per model
+    (`compiled` keeps them) on the variant's warm-up."""
+    detector, landmarker = engine.locator.detector, engine.locator.landmarker
+    landmarker.flip_in_one_batch = "onepass" in flags
+    fixed = "vae" in flags or "compile" in flags
+    backend = "inductor" if engine.device.type == "cuda" else "eager"  # CPU smoke: Dynamo only
+    engine.codec.tune_encoder(
+        channels_last=fixed,
+        batch=(PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else 1) if fixed else None,
+        compile_backend=backend if "compile" in flags else None,
+    )
+    if "compile" in flags:
+        if id(detector) not in compiled:
+            detector.compile(backend=backend)
+            compiled[id(detector)] = detector.run_net
+        detector.run_net = compiled[id(detector)]
+    else:
+        detector.run_net = detector.net
 
 
 # Innermost frames of a thread that waits for work or for another thread: not sampled.
@@ -432,12 +472,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device(args.device)
     default_ops = "device" if device.type == "cuda" else "host"
     variants = args.variants or [
-        (mode, default_face_dtype(device), default_ops) for mode in ("pipelined", "sequential")
+        (mode, default_face_dtype(device), default_ops, frozenset())
+        for mode in ("pipelined", "sequential")
     ]
     write_models(args.models, tiny_vae=args.smoke)
     engine = MuseTalkEngine.load(args.models, device)
     faces: dict[torch.dtype, tuple[Any, Any]] = {}
-    for dtype in {torch.float32, *(dtype for _, dtype, _ in variants)}:
+    for dtype in {torch.float32, *(dtype for _, dtype, _, _ in variants)}:
         faces[dtype] = (
             FaceLocator.load(args.models, device, dtype),
             FaceParser.load(args.models, device, dtype),
@@ -449,24 +490,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         avatar = write_avatar(Path(tmp) / "avatar.mp4", frames=frames, scale=args.scale)
         warm_frames = min(WARMUP_FRAMES * 4, frames)
         warm = write_avatar(Path(tmp) / "warm.mp4", frames=warm_frames, scale=args.scale)
-        # allocator, cuDNN autotuning and mmpose first-call costs of every path
+        # allocator, cuDNN autotuning and mmpose first-call costs of every path; the
+        # compilation of a compiled variant (its warm-up time says how long that took)
         per_frame(engine, *faces[torch.float32], warm)
-        for mode, dtype, ops in variants:
+        compiled: dict[int, Any] = {}
+        warmup_s: dict[str, float] = {}
+        failed: dict[str, str] = {}
+        for mode, dtype, ops, flags in variants:
+            name = variant_name(mode, dtype, ops, flags)
             engine.locator, engine.parser = faces[dtype]
-            ours(engine, warm, mode, ops)
+            start = time.perf_counter()
+            try:
+                configure(engine, flags, compiled)
+                ours(engine, warm, mode, ops)
+            except Exception as error:  # one variant's failure (a compiler's) ends only it
+                failed[name] = f"{type(error).__name__}: {error}"[:500]
+                say(f"{name} failed: {failed[name]}")
+                continue
+            warmup_s[name] = round(time.perf_counter() - start, 2)
+            say(f"{name}: warm-up ({warm_frames} frames) {warmup_s[name]:.1f} s")
         if args.profile is not None:
             args.profile.mkdir(parents=True, exist_ok=True)
-            for ops in sorted({ops for _, _, ops in variants}):
+            for ops in sorted({ops for _, _, ops, _ in variants}):
                 engine.locator, engine.parser = faces[default_face_dtype(device)]
+                configure(engine, frozenset(), compiled)
                 say(f"profiling {warm_frames} frames, {ops} ops")
                 profile(engine, warm, ops, args.profile / f"profile-{ops}.txt")
-        for mode, dtype, ops in variants:
-            name = variant_name(mode, dtype, ops)
+        for mode, dtype, ops, flags in variants:
+            name = variant_name(mode, dtype, ops, flags)
+            if name in failed:
+                continue
             say(f"preparing {frames} frames: {name}")
             engine.locator, engine.parser = faces[dtype]
+            configure(engine, flags, compiled)
             prepared, stages, total, seen = ours(engine, avatar, mode, ops)
             runs[name] = {"prepared": prepared, "stages": stages, "total": total, "seen": seen}
             say(f"{name}: {total:.2f} s")
+        engine.locator, engine.parser = faces[torch.float32]
+        configure(engine, frozenset(), compiled)  # the per-frame path as it was warmed up
         say("now per frame")
         synchronize(device)
         start = time.perf_counter()
@@ -493,12 +554,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "variants": {
             name: {
                 "ms_per_frame": per_frame_ms(run["stages"], frames),
+                "warmup_s": warmup_s[name],
                 "total_s": round(run["total"], 2),
                 "speedup": round(total_per_frame / run["total"], 2),
                 "agreement": agreement(run["prepared"], reference, run["seen"], theirs_seen),
             }
             for name, run in runs.items()
         },
+        "failed": failed,
     }
     print(f"prepare benchmark: {frames} frames {width}x{height}, {result['device']}")
     names = list(result["variants"])

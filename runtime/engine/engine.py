@@ -338,6 +338,7 @@ class MuseTalkEngine:
         overlap: bool | None = None,
         chunk_frames: int | None = None,
         device_ops: bool | None = None,
+        decode_ahead: bool | None = None,
     ) -> PreparedAvatar:
         """Decode, locate, crop, encode and mask every frame (`preparing.prepare_frames`).
 
@@ -345,11 +346,13 @@ class MuseTalkEngine:
         stages overlapped on threads, and each chunk goes to the device once, where the face
         models' pre- and post-processing runs batched (`device_ops`); on CPU one chunk, stage
         after stage, with the host (OpenCV/PIL) pre- and post-processing of upstream.
-        `overlap` / `chunk_frames` / `device_ops` override that (tests, benchmark).
+        `overlap` / `chunk_frames` / `device_ops` / `decode_ahead` (decoding on its own thread
+        while the stages run in order, see `prepare_frames`) override that (tests, benchmark).
         """
         on_gpu = self.device.type == "cuda"
         overlap = on_gpu if overlap is None else overlap
         device_ops = on_gpu if device_ops is None else device_ops
+        decode_ahead = False if decode_ahead is None else decode_ahead
         chunk_frames = chunk_frames or (PREPARE_CHUNK_FRAMES if on_gpu else self.max_avatar_frames)
         reader = AvatarReader(
             avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
@@ -363,6 +366,7 @@ class MuseTalkEngine:
                 chunk_frames=chunk_frames,
                 overlap=overlap,
                 device=self.device,
+                decode_ahead=decode_ahead,
             )
             elapsed_ms = (time.perf_counter() - start) * 1000
         if not prepared.has_face.any():

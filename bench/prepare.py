@@ -426,9 +426,9 @@ class ThreadSampler:
         return sorted(self.counts.items(), key=lambda kv: -kv[1])[:n]
 
 
-def profile(engine: MuseTalkEngine, avatar: Path, ops: str, out: Path) -> None:
-    """One pipelined preparation of `avatar` under torch.profiler and the thread sampler:
-    the top operators by host time and the threads' most sampled lines, written to `out`."""
+def profile(engine: MuseTalkEngine, avatar: Path, mode: str, ops: str, out: Path) -> None:
+    """One preparation of `avatar` in `mode` under torch.profiler and the thread sampler:
+    the top operators by host and by GPU time and the threads' most sampled lines, to `out`."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -436,12 +436,12 @@ def profile(engine: MuseTalkEngine, avatar: Path, ops: str, out: Path) -> None:
     if engine.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     with ThreadSampler() as sampler:
-        ours(engine, avatar, "pipelined", ops)
+        ours(engine, avatar, mode, ops)
     with torch_profile(activities=activities) as prof:
-        ours(engine, avatar, "pipelined", ops)
-    lines = [f"# pipelined, {ops} ops: thread samples (5 ms), most frequent first"]
+        ours(engine, avatar, mode, ops)
+    lines = [f"# {mode}, {ops} ops: thread samples (5 ms), most frequent first"]
     lines += [f"{count:6d}  {key}" for key, count in sampler.top()]
-    for sort in ("self_cpu_time_total", "cuda_time_total"):
+    for sort in ("self_cpu_time_total", "self_device_time_total"):
         lines += ["", f"# torch.profiler, sorted by {sort}"]
         try:
             lines.append(prof.key_averages().table(sort_by=sort, row_limit=30))
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--smoke", action="store_true", help="CPU check: tiny VAE, 2 small frames")
     parser.add_argument(
-        "--profile", type=Path, help="profile the warm-up clip per ops kind into this directory"
+        "--profile", type=Path, help="profile the last variant on the warm-up clip, into this dir"
     )
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args(argv)
@@ -485,57 +485,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     say(f"weights written and loaded on {device}")
     frames = round(args.seconds * 25)
-    runs: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        avatar = write_avatar(Path(tmp) / "avatar.mp4", frames=frames, scale=args.scale)
-        warm_frames = min(WARMUP_FRAMES * 4, frames)
-        warm = write_avatar(Path(tmp) / "warm.mp4", frames=warm_frames, scale=args.scale)
-        # allocator, cuDNN autotuning and mmpose first-call costs of every path; the
-        # compilation of a compiled variant (its warm-up time says how long that took)
-        per_frame(engine, *faces[torch.float32], warm)
-        compiled: dict[int, Any] = {}
-        warmup_s: dict[str, float] = {}
-        failed: dict[str, str] = {}
-        for mode, dtype, ops, flags in variants:
-            name = variant_name(mode, dtype, ops, flags)
-            engine.locator, engine.parser = faces[dtype]
-            start = time.perf_counter()
-            try:
-                configure(engine, flags, compiled)
-                ours(engine, warm, mode, ops)
-            except Exception as error:  # one variant's failure (a compiler's) ends only it
-                failed[name] = f"{type(error).__name__}: {error}"[:500]
-                say(f"{name} failed: {failed[name]}")
-                continue
-            warmup_s[name] = round(time.perf_counter() - start, 2)
-            say(f"{name}: warm-up ({warm_frames} frames) {warmup_s[name]:.1f} s")
-        if args.profile is not None:
-            args.profile.mkdir(parents=True, exist_ok=True)
-            for ops in sorted({ops for _, _, ops, _ in variants}):
-                engine.locator, engine.parser = faces[default_face_dtype(device)]
-                configure(engine, frozenset(), compiled)
-                say(f"profiling {warm_frames} frames, {ops} ops")
-                profile(engine, warm, ops, args.profile / f"profile-{ops}.txt")
-        for mode, dtype, ops, flags in variants:
-            name = variant_name(mode, dtype, ops, flags)
-            if name in failed:
-                continue
-            say(f"preparing {frames} frames: {name}")
-            engine.locator, engine.parser = faces[dtype]
-            configure(engine, flags, compiled)
-            prepared, stages, total, seen = ours(engine, avatar, mode, ops)
-            runs[name] = {"prepared": prepared, "stages": stages, "total": total, "seen": seen}
-            say(f"{name}: {total:.2f} s")
-        engine.locator, engine.parser = faces[torch.float32]
-        configure(engine, frozenset(), compiled)  # the per-frame path as it was warmed up
-        say("now per frame")
-        synchronize(device)
-        start = time.perf_counter()
-        reference, theirs, theirs_seen = per_frame(engine, *faces[torch.float32], avatar)
-        total_per_frame = time.perf_counter() - start
-    first = next(iter(runs.values()))["prepared"]
-    height, width = first.frames.shape[1:3]
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "prepare",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "device": device_name(device),
@@ -545,26 +495,81 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not args.smoke
         else "random: tiny VAE, full-size S3FD/DWPose/BiSeNet",
         "vae_dtype": str(engine.dtype).removeprefix("torch."),
-        "avatar": {"frames": frames, "width": width, "height": height, "fps": first.fps},
-        "per_frame": {
+        "avatar": {"frames": frames},
+        "variants": {},
+        "failed": {},
+    }
+
+    def save() -> None:  # after each path: a run cut short keeps what it measured
+        if args.out is not None:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        avatar = write_avatar(Path(tmp) / "avatar.mp4", frames=frames, scale=args.scale)
+        warm_frames = min(WARMUP_FRAMES * 4, frames)
+        warm = write_avatar(Path(tmp) / "warm.mp4", frames=warm_frames, scale=args.scale)
+        # The baseline first, after a warm-up (allocator, cuDNN autotuning, mmpose first calls).
+        per_frame(engine, *faces[torch.float32], warm)
+        say(f"preparing {frames} frames per frame")
+        synchronize(device)
+        start = time.perf_counter()
+        reference, theirs, theirs_seen = per_frame(engine, *faces[torch.float32], avatar)
+        total_per_frame = time.perf_counter() - start
+        result["per_frame"] = {
             "face_models_dtype": "float32",
             "ms_per_frame": per_frame_ms(theirs, frames),
             "total_s": round(total_per_frame, 2),
-        },
-        "variants": {
-            name: {
-                "ms_per_frame": per_frame_ms(run["stages"], frames),
-                "warmup_s": warmup_s[name],
-                "total_s": round(run["total"], 2),
-                "speedup": round(total_per_frame / run["total"], 2),
-                "agreement": agreement(run["prepared"], reference, run["seen"], theirs_seen),
+        }
+        say(f"per frame: {total_per_frame:.2f} s")
+        save()
+        compiled: dict[int, Any] = {}
+        for mode, dtype, ops, flags in variants:
+            name = variant_name(mode, dtype, ops, flags)
+            engine.locator, engine.parser = faces[dtype]
+            try:
+                # each variant warmed up first; a compiled one compiles here (its warm-up time)
+                start = time.perf_counter()
+                configure(engine, flags, compiled)
+                ours(engine, warm, mode, ops)
+                warmup_s = time.perf_counter() - start
+                say(f"{name}: warm-up ({warm_frames} frames) {warmup_s:.1f} s")
+                prepared, stages, total, seen = ours(engine, avatar, mode, ops)
+            except Exception as error:  # one variant's failure (a compiler's) ends only it
+                result["failed"][name] = f"{type(error).__name__}: {error}"[:500]
+                say(f"{name} failed: {result['failed'][name]}")
+                continue
+            height, width = prepared.frames.shape[1:3]
+            result["avatar"].update(width=width, height=height, fps=prepared.fps)
+            result["variants"][name] = {
+                "ms_per_frame": per_frame_ms(stages, frames),
+                "warmup_s": round(warmup_s, 2),
+                "total_s": round(total, 2),
+                "speedup": round(total_per_frame / total, 2),
+                "agreement": agreement(prepared, reference, seen, theirs_seen),
             }
-            for name, run in runs.items()
-        },
-        "failed": failed,
-    }
-    print(f"prepare benchmark: {frames} frames {width}x{height}, {result['device']}")
-    names = list(result["variants"])
+            del prepared
+            say(f"{name}: {total:.2f} s, {result['variants'][name]['speedup']}x")
+            save()
+        if args.profile is not None and result["variants"]:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            mode, dtype, ops, flags = next(
+                v for v in reversed(variants) if variant_name(*v) in result["variants"]
+            )
+            engine.locator, engine.parser = faces[dtype]
+            configure(engine, flags, compiled)
+            say(f"profiling {warm_frames} frames, {variant_name(mode, dtype, ops, flags)}")
+            profile(engine, warm, mode, ops, args.profile / "profile.txt")
+    print_report(result)
+    save()
+    return result
+
+
+def print_report(result: dict[str, Any]) -> None:
+    avatar, names = result["avatar"], list(result["variants"])
+    print(
+        f"prepare benchmark: {avatar['frames']} frames {avatar.get('width')}x"
+        f"{avatar.get('height')}, {result['device']}"
+    )
     print(f"{'stage (ms/frame)':<18}" + "".join(f"{n:>20}" for n in names) + f"{'per-frame':>12}")
     for stage in STAGES:
         row = [result["variants"][n]["ms_per_frame"][stage] for n in names]
@@ -572,16 +577,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{stage:<18}" + "".join(f"{v:>20.2f}" for v in row) + f"{theirs_ms:>12.2f}")
     totals = [result["variants"][n]["total_s"] for n in names]
     print(
-        f"{'total (s)':<18}" + "".join(f"{v:>20.2f}" for v in totals) + f"{total_per_frame:>12.2f}"
+        f"{'total (s)':<18}"
+        + "".join(f"{v:>20.2f}" for v in totals)
+        + f"{result['per_frame']['total_s']:>12.2f}"
     )
     for name in names:
         variant = result["variants"][name]
         print(
-            f"{name}: speed-up {variant['speedup']}x; agreement", json.dumps(variant["agreement"])
+            f"{name}: speed-up {variant['speedup']}x, warm-up {variant['warmup_s']} s; agreement",
+            json.dumps(variant["agreement"]),
         )
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    for name, error in result["failed"].items():
+        print(f"{name}: FAILED {error}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class LatentCodec:
         self.dtype = dtype
         self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", SCALING_FACTOR))
         # How `encode_crops` runs the encoder; see `tune_encoder`.
-        self.encoder_layout = torch.contiguous_format
+        self.encoder_channels_last = False
         self.encode_batch: int | None = None
         self._moments: Callable[[torch.Tensor], torch.Tensor] = self._encoder_moments
 
@@ -104,7 +104,7 @@ class LatentCodec:
         for module in (self.vae.encoder, self.vae.quant_conv):
             if module is not None:
                 module.to(memory_format=layout)
-        self.encoder_layout = layout
+        self.encoder_channels_last = channels_last
         self.encode_batch = batch
         self._moments = self._encoder_moments
         if compile_backend is not None:
@@ -137,8 +137,10 @@ class LatentCodec:
         if self.encode_batch is not None and count < batch:  # a fixed shape: pad the last batch
             pixels = torch.cat([pixels, pixels.new_zeros((batch - count, *pixels.shape[1:]))])
         masked = mask_lower_half(pixels)
+        # The crops come NHWC in memory, so the images are channels-last already unless padded.
         both = torch.cat([masked, pixels]).to(dtype=self.dtype)
-        both = both.contiguous(memory_format=self.encoder_layout)
+        if self.encoder_channels_last:
+            both = both.contiguous(memory_format=torch.channels_last)
         with cudnn_benchmark(self.encode_batch is not None and self.device.type == "cuda"):
             moments = self._moments(both)
         mean = moments[:, :4] * self.scaling_factor  # DiagonalGaussianDistribution's mean

@@ -3,7 +3,8 @@ tiny weights: the overlapped path must give exactly what the stage-after-stage p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from runtime.common.jobs import AvatarOptions, ErrorCode
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import MediaError
+from runtime.engine.preparing import Stages, prepare_frames
 from tests.unit.engine.standins import Box, CentreLocator, LowerHalfParser, Mask
 from tests.unit.engine.test_engine import with_parts
 
@@ -148,3 +150,67 @@ def test_device_ops_hand_each_chunk_over_once_as_a_tensor_and_give_the_same_avat
     assert all(isinstance(frames, list) for frames in located_on_host)
     # and the avatar is exactly the host path's
     assert_same_avatar(on_device, on_host)
+
+
+def test_decoding_ahead_gives_the_same_avatar_as_stage_after_stage(
+    engine: MuseTalkEngine, short_video: Path
+) -> None:
+    # Given an engine whose locator finds no face in frames 2 and 9 of the 12-frame clip
+    def prepare(**how: object) -> PreparedAvatar:
+        custom = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
+        return custom.prepare(short_video, AvatarOptions(), **how)  # type: ignore[arg-type]
+
+    # When it is prepared in chunks of 5 in order, with and without decoding ahead on a thread
+    ahead = prepare(overlap=False, chunk_frames=5, decode_ahead=True)
+    in_order = prepare(overlap=False, chunk_frames=5)
+
+    # Then the avatars are the same, and the decoder's own time and the stages' wait for it
+    # are both reported
+    assert_same_avatar(ahead, in_order)
+    assert ahead.has_face.tolist() == [i not in (2, 9) for i in range(12)]
+    assert {"decode", "decode_wait", "locate", "vae_encode", "parse"} <= set(ahead.timings_ms)
+
+
+def decoder_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "prepare-decode"]
+
+
+def test_a_failing_stage_while_decoding_ahead_reaches_the_caller_and_stops_the_decoder(
+    engine: MuseTalkEngine, short_video: Path
+) -> None:
+    # Given a locator that breaks on the second chunk
+    custom = with_parts(engine, locator=RunningLocator(fail_after=4), parser=LowerHalfParser())
+    # When the clip is prepared in chunks of 4, decoding ahead, Then its error reaches the
+    # caller, and the decoding thread has ended
+    with pytest.raises(RuntimeError, match="detector broke"):
+        custom.prepare(
+            short_video, AvatarOptions(), overlap=False, chunk_frames=4, decode_ahead=True
+        )
+    assert decoder_threads() == []
+
+
+def test_a_decoding_error_while_decoding_ahead_reaches_the_caller() -> None:
+    # Given frames whose decoding fails after five, and stages that find no face
+    def frames() -> Iterator[np.ndarray]:
+        for _ in range(5):
+            yield np.zeros((8, 8, 3), np.uint8)
+        raise ValueError("corrupt packet")
+
+    def unused(*_: object) -> np.ndarray:
+        raise AssertionError("no face, nothing to crop, encode or mask")
+
+    stages = Stages(
+        locate=lambda chunk: [None] * len(chunk), crop=unused, encode=unused, masks=unused
+    )
+    # When they are prepared in chunks of 2, decoding ahead, Then the decoder's error reaches
+    # the caller, after the chunks decoded before it went through the stages
+    with pytest.raises(ValueError, match="corrupt packet"):
+        prepare_frames(
+            frames(),
+            stages,
+            chunk_frames=2,
+            overlap=False,
+            device=torch.device("cpu"),
+            decode_ahead=True,
+        )
+    assert decoder_threads() == []

@@ -12,8 +12,9 @@ The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps)
   OPS `device` (each chunk uploaded once; the models' pre/post-processing as batched tensor
   work there, the default on CUDA) or `host` (OpenCV/PIL/mmpose per image, the default on CPU);
   FLAGs `onepass` (DWPose's crops and mirror as one batch), `vae` (the VAE encoder
-  channels-last in fixed, autotuned batches), `compile` (S3FD and the VAE encoder compiled;
-  the variant's warm-up time includes the compilation), see `configure`;
+  channels-last in fixed, autotuned batches), `autotune` (cuDNN's autotuner for every model),
+  `compile` (S3FD and the VAE encoder compiled; the variant's warm-up time includes the
+  compilation), see `configure`;
 * **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
   models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
   the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its
@@ -333,7 +334,7 @@ def device_name(device: torch.device) -> str:
 
 MODES = ("pipelined", "sequential", "serial")
 # +FLAG switches of a variant (see `configure`)
-FLAGS = ("onepass", "vae", "compile")
+FLAGS = ("onepass", "vae", "autotune", "compile")
 
 
 def parse_variant(text: str) -> tuple[str, torch.dtype, str, frozenset[str]]:
@@ -362,10 +363,12 @@ def variant_name(
 def configure(engine: MuseTalkEngine, flags: frozenset[str], compiled: dict[int, Any]) -> None:
     """Set the engine's models as a variant's flags say (each flag off unless named):
     `onepass` DWPose's crops and their mirror as one batch; `vae` the VAE encoder
-    channels-last in fixed batches of a chunk's frames (cuDNN autotuned); `compile` S3FD and
+    channels-last in fixed batches of a chunk's frames (cuDNN autotuned); `autotune` cuDNN's
+    autotuner on for every model (S3FD has it always, the VAE with `vae`); `compile` S3FD and
     the VAE encoder through torch.compile (Inductor, default mode), compiled once per model
     (`compiled` keeps them) on the variant's warm-up."""
     detector, landmarker = engine.locator.detector, engine.locator.landmarker
+    torch.backends.cudnn.benchmark = "autotune" in flags
     landmarker.flip_in_one_batch = "onepass" in flags
     fixed = "vae" in flags or "compile" in flags
     backend = "inductor" if engine.device.type == "cuda" else "eager"  # CPU smoke: Dynamo only

@@ -7,14 +7,14 @@ The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps)
 * **ours**, in one or more `--variants` `MODE:DTYPE[:OPS][+FLAG...]`: MODE `pipelined` (chunks
   of frames through locate / encode / parse stages overlapped on threads and CUDA streams,
   `preparing.py`), `sequential` (the same chunks, stage after stage: per-stage times that do
-  not overlap) or `serial` (stage after stage on one stream, the decoding on its own thread
-  ahead of them); DTYPE the face models' (S3FD, DWPose, BiSeNet; the VAE is the engine's);
-  OPS `device` (each chunk uploaded once; the models' pre/post-processing as batched tensor
-  work there, the default on CUDA) or `host` (OpenCV/PIL/mmpose per image, the default on CPU);
+  not overlap) or `serial` (the default on CUDA: stage after stage on one stream, the
+  decoding on its own thread ahead of them); DTYPE the face models' (S3FD, DWPose, BiSeNet;
+  the VAE is the engine's); OPS `device` (each chunk uploaded once; the models' pre- and
+  post-processing as batched tensor work there, the default on CUDA) or `host`
+  (OpenCV/PIL/mmpose per image, the default on CPU);
   FLAGs `onepass` (DWPose's crops and mirror as one batch), `vae` (the VAE encoder
-  channels-last in fixed, autotuned batches), `autotune` (cuDNN's autotuner for every model),
-  `compile` (S3FD and the VAE encoder compiled; the variant's warm-up time includes the
-  compilation), see `configure`;
+  channels-last in fixed batches), `compile` (S3FD and the VAE encoder compiled; the
+  variant's warm-up time includes the compilation), see `configure`;
 * **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
   models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
   the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its
@@ -334,7 +334,7 @@ def device_name(device: torch.device) -> str:
 
 MODES = ("pipelined", "sequential", "serial")
 # +FLAG switches of a variant (see `configure`)
-FLAGS = ("onepass", "vae", "autotune", "compile")
+FLAGS = ("onepass", "vae", "compile")
 
 
 def parse_variant(text: str) -> tuple[str, torch.dtype, str, frozenset[str]]:
@@ -363,12 +363,12 @@ def variant_name(
 def configure(engine: MuseTalkEngine, flags: frozenset[str], compiled: dict[int, Any]) -> None:
     """Set the engine's models as a variant's flags say (each flag off unless named):
     `onepass` DWPose's crops and their mirror as one batch; `vae` the VAE encoder
-    channels-last in fixed batches of a chunk's frames (cuDNN autotuned); `autotune` cuDNN's
-    autotuner on for every model (S3FD has it always, the VAE with `vae`); `compile` S3FD and
-    the VAE encoder through torch.compile (Inductor, default mode), compiled once per model
-    (`compiled` keeps them) on the variant's warm-up."""
+    channels-last in fixed batches of a chunk's frames; `compile` S3FD and the VAE encoder
+    through torch.compile (Inductor, default mode, as `MuseTalkEngine.compile_preparation`),
+    compiled once per model (`compiled` keeps them) on the variant's warm-up. (cuDNN's
+    autotuner is on in every CUDA preparation since the 2026-11-26 fast run, where it was a
+    flag: DWPose 1.7 -> 0.7 ms/frame.)"""
     detector, landmarker = engine.locator.detector, engine.locator.landmarker
-    torch.backends.cudnn.benchmark = "autotune" in flags
     landmarker.flip_in_one_batch = "onepass" in flags
     fixed = "vae" in flags or "compile" in flags
     backend = "inductor" if engine.device.type == "cuda" else "eager"  # CPU smoke: Dynamo only
@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--variants",
         type=lambda text: [parse_variant(v) for v in text.split(",")],
-        help="MODE:DTYPE[:OPS],... (default: pipelined and sequential, the device's defaults)",
+        help="MODE:DTYPE[:OPS][+FLAG...],... (default: serial and pipelined, default dtype/ops)",
     )
     parser.add_argument("--smoke", action="store_true", help="CPU check: tiny VAE, 2 small frames")
     parser.add_argument(
@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     default_ops = "device" if device.type == "cuda" else "host"
     variants = args.variants or [
         (mode, default_face_dtype(device), default_ops, frozenset())
-        for mode in ("pipelined", "sequential")
+        for mode in ("serial", "pipelined")
     ]
     write_models(args.models, tiny_vae=args.smoke)
     engine = MuseTalkEngine.load(args.models, device)

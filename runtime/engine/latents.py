@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.engine.faces.s3fd import cudnn_benchmark
+from runtime.engine.cudnn import cudnn_benchmark
 from runtime.engine.upsample import fold_upsamplers
 from runtime.engine.weight_cache import WeightCache, load_module
 

@@ -7,8 +7,7 @@ Detection is batched: one forward pass for a batch of same-sized frames; the ans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from runtime.engine.cudnn import cudnn_benchmark
 from runtime.engine.faces.precision import check_face_dtype
 
 # Per-channel values subtracted after the channel reversal (spec §3.2: RGB order, these values).
@@ -186,17 +186,6 @@ def best_box(boxes: np.ndarray, scores: np.ndarray) -> DetectedBox | None:
     first = strong[int(np.argmax(scores[strong]))]
     x1, y1, x2, y2 = np.clip(boxes[first], 0, None)
     return int(x1), int(y1), int(x2), int(y2)
-
-
-@contextmanager
-def cudnn_benchmark(enabled: bool) -> Iterator[None]:
-    """cuDNN's autotuner on while inside, where the shapes are fixed (never switched off)."""
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = enabled or previous
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
 
 
 class S3FD:

@@ -15,6 +15,8 @@ from runtime.common.jobs import AvatarOptions, ErrorCode
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import MediaError
+from runtime.engine.latents import LatentCodec
+from runtime.engine.layout import ModelsLayout
 from runtime.engine.preparing import Stages, prepare_frames
 from tests.unit.engine.standins import Box, CentreLocator, LowerHalfParser, Mask
 from tests.unit.engine.test_engine import with_parts
@@ -214,3 +216,22 @@ def test_a_decoding_error_while_decoding_ahead_reaches_the_caller() -> None:
             decode_ahead=True,
         )
     assert decoder_threads() == []
+
+
+def test_a_compiled_preparation_gives_the_same_avatar(
+    engine: MuseTalkEngine, short_video: Path, tiny_models: ModelsLayout, tmp_path: Path
+) -> None:
+    # Given an engine with a codec of its own, its preparation compiled (Dynamo only on CPU)
+    codec = LatentCodec(tiny_models.vae_dir, engine.device, engine.dtype)
+    compiled = with_parts(engine, codec=codec, locator=RunningLocator(faceless=(2, 9)))
+    compiled.compile_preparation(backend="eager", cache_dir=tmp_path)
+    plain = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
+    # When both prepare the clip
+    ours = compiled.prepare(short_video, AvatarOptions(), chunk_frames=5)
+    theirs = plain.prepare(short_video, AvatarOptions(), chunk_frames=5)
+    # Then the compiled encoder ran in fixed batches and gave the same latents
+    assert codec.encode_batch is not None
+    assert codec.encoder_channels_last
+    assert np.array_equal(ours.boxes, theirs.boxes)
+    assert np.allclose(ours.latents, theirs.latents, atol=1e-5)
+    assert all(np.array_equal(x, y) for x, y in zip(ours.masks, theirs.masks, strict=True))

@@ -1,13 +1,17 @@
-"""Avatar preparation in chunks of frames, its stages overlapped on threads (spec §3-§6).
+"""Avatar preparation in chunks of frames (spec §3-§6).
 
-The avatar decodes on the calling thread. Each chunk of frames then goes through three stages,
-in chunk order: locate (S3FD + DWPose -> face boxes), encode (256x256 crops -> VAE latents) and
-parse (BiSeNet -> blend masks). With `overlap`, each stage has its own thread (and on CUDA its
-own stream): while the GPU runs one stage's batch, the others do their host work (the pose
-pipeline's warps, the crops, the mask morphology) and the decoder reads the next frames, which
-on an H100 host is most of the preparation time (bench/results/). Without it the same stages
-run one after another on the calling thread: the same results, and per-stage times that do not
-overlap (the benchmark reports both).
+Each chunk of frames goes through three stages, in chunk order: locate (S3FD + DWPose -> face
+boxes), encode (256x256 crops -> VAE latents) and parse (BiSeNet -> blend masks). Three ways
+to run them, the same results:
+- in order on the calling thread, decoding between chunks (the CPU default, one chunk);
+- in order, the decoding a chunk ahead on its own thread (`decode_ahead`, the CUDA default):
+  the GPU work of the stages queues on one stream with nothing beside it, and only the
+  decoding (host work) overlaps it;
+- overlapped (`overlap`): each stage on its own thread and, on CUDA, its own stream. That paid
+  while host work (mmpose's warps, crops, mask morphology) bound preparation; once it moved
+  to the GPU (`Stages.upload`) the stages' kernels slowed each other down there, 17.2 against
+  9.0 s for 750 frames on an H100 (bench/results/2026-11-26-h100-prepare-fast.md).
+The per-stage times are reported; overlapped, they are busy times that overlap.
 
 With `Stages.upload` (the engine's device ops, the CUDA default) each chunk goes to the device
 once, in the locate stage, and locate and parse work on that tensor: the models' pre- and

@@ -416,7 +416,7 @@ class MuseTalkEngine:
         Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last) are
         padded to full ones, so one graph each serves every avatar of a frame size. On an H100
         (750 frames, bench/results/2026-11-26-h100-prepare-fast.md) S3FD went from 4.1 to
-        2.9 ms/frame (fp32; fp16 2.9 -> 1.6) and the encoder from 4.1 to 1.6: 5.7 s in all
+        2.9 ms/frame (fp32; fp16 2.9 -> 1.6) and the encoder from 3.6 to 1.6: 5.7 s in all
         with fp32 face models (9.2x the per-frame path, the same boxes) and 4.7 s with fp16
         (11.1x). The first preparation compiles (about 30 s there); with `cache_dir` the
         compiled code is saved there after it and loaded before the next process compiles
@@ -424,13 +424,15 @@ class MuseTalkEngine:
         """
         from runtime.engine.faces.s3fd import S3FD
 
-        if cache_dir is not None:
-            path = artifacts_path(
-                cache_dir, self.device, self.dtype, mode, graphs=f"prepare{PREPARE_CHUNK_FRAMES}"
-            )
-            self._prepare_artifacts = None if load_artifacts(path) else path
         detector = getattr(self.locator, "detector", None)
-        if isinstance(detector, S3FD):
+        detector = detector if isinstance(detector, S3FD) else None
+        if cache_dir is not None:
+            # keyed by the face models' dtype too: S3FD's compiled code differs with it
+            faces = str(detector.dtype).removeprefix("torch.") if detector else "none"
+            graphs = f"prepare{PREPARE_CHUNK_FRAMES}-s3fd-{faces}"
+            path = artifacts_path(cache_dir, self.device, self.dtype, mode, graphs=graphs)
+            self._prepare_artifacts = None if load_artifacts(path) else path
+        if detector is not None:
             detector.compile(mode, backend)
         self.codec.tune_encoder(
             channels_last=True,

@@ -97,6 +97,9 @@ class LatentCodec:
         shapes are fixed: cuDNN's autotuner is on for them, and a compiled encoder has one graph.
         `compile_backend` (with `batch`): the encoder through `torch.compile` in `compile_mode`.
         The decoder is untouched. Off again with `channels_last=False, batch=None`.
+        On an H100 (bench/results/2026-11-26-h100-prepare-fast.md) channels-last fixed batches
+        were slower eager (4.1 against 3.6 ms/frame) and 1.6 ms/frame compiled: only
+        `MuseTalkEngine.compile_preparation` uses this.
         """
         if compile_backend is not None and batch is None:
             raise ValueError("a compiled encoder needs a fixed batch")

@@ -410,8 +410,10 @@ class MuseTalkEngine:
         *,
         cache_dir: Path | None = None,
         backend: str = "inductor",
-    ) -> None:
-        """S3FD and the VAE encoder through `torch.compile` for `prepare` on CUDA.
+    ) -> bool:
+        """S3FD and the VAE encoder through `torch.compile` for `prepare` on CUDA; False (and
+        the models stay eager) where this host cannot compile (no C++ compiler or CUDA headers,
+        as in the worker image).
 
         Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last) are
         padded to full ones, so one graph each serves every avatar of a frame size. On an H100
@@ -424,6 +426,9 @@ class MuseTalkEngine:
         """
         from runtime.engine.faces.s3fd import S3FD
 
+        if backend == "inductor" and (lacking := aot.missing_toolchain(self.device)):
+            log.warning("cannot compile preparation here (%s): its models run eager", lacking)
+            return False
         detector = getattr(self.locator, "detector", None)
         detector = detector if isinstance(detector, S3FD) else None
         if cache_dir is not None:
@@ -440,6 +445,7 @@ class MuseTalkEngine:
             compile_mode=mode,
             compile_backend=backend,
         )
+        return True
 
     def _prepare_stages(
         self, options: AvatarOptions, chunk_frames: int, *, device_ops: bool = False

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from runtime.common.jobs import AvatarOptions, ErrorCode
+from runtime.engine import aot
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import MediaError
@@ -224,7 +225,7 @@ def test_a_compiled_preparation_gives_the_same_avatar(
     # Given an engine with a codec of its own, its preparation compiled (Dynamo only on CPU)
     codec = LatentCodec(tiny_models.vae_dir, engine.device, engine.dtype)
     compiled = with_parts(engine, codec=codec, locator=RunningLocator(faceless=(2, 9)))
-    compiled.compile_preparation(backend="eager", cache_dir=tmp_path)
+    assert compiled.compile_preparation(backend="eager", cache_dir=tmp_path)
     plain = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
     # When both prepare the clip
     ours = compiled.prepare(short_video, AvatarOptions(), chunk_frames=5)
@@ -235,3 +236,17 @@ def test_a_compiled_preparation_gives_the_same_avatar(
     assert np.array_equal(ours.boxes, theirs.boxes)
     assert np.allclose(ours.latents, theirs.latents, atol=1e-5)
     assert all(np.array_equal(x, y) for x, y in zip(ours.masks, theirs.masks, strict=True))
+
+
+def test_preparation_stays_eager_where_the_host_cannot_compile(
+    engine: MuseTalkEngine, tiny_models: ModelsLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a host without a C++ compiler (as the worker image)
+    monkeypatch.setattr(aot, "missing_toolchain", lambda device: "no C++ compiler")
+    codec = LatentCodec(tiny_models.vae_dir, engine.device, engine.dtype)
+    custom = with_parts(engine, codec=codec)
+    # When preparation is to be compiled with Inductor, Then it is not, and the encoder is
+    # left as it was
+    assert custom.compile_preparation() is False
+    assert codec.encode_batch is None
+    assert not codec.encoder_channels_last

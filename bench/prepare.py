@@ -4,12 +4,17 @@ official code, on the same avatar and the same random weights, in one run.
 The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps) looped to
 `--seconds` (30 s = 750 frames by default). Every path decodes it the same way (PyAV), then
 
-* **ours**, in one or more `--variants` `MODE:DTYPE[:OPS]`: MODE `pipelined` (the default on
-  CUDA: chunks of frames through locate / encode / parse stages overlapped on threads and CUDA
-  streams, `preparing.py`) or `sequential` (the same chunks, stage after stage: per-stage times
-  that do not overlap); DTYPE the face models' (S3FD, DWPose, BiSeNet; the VAE is the engine's);
-  OPS `device` (each chunk uploaded once; the models' pre/post-processing as batched tensor
-  work there, the default on CUDA) or `host` (OpenCV/PIL/mmpose per image, the default on CPU);
+* **ours**, in one or more `--variants` `MODE:DTYPE[:OPS][+FLAG...]`: MODE `pipelined` (chunks
+  of frames through locate / encode / parse stages overlapped on threads and CUDA streams,
+  `preparing.py`), `sequential` (the same chunks, stage after stage: per-stage times that do
+  not overlap) or `serial` (the default on CUDA: stage after stage on one stream, the
+  decoding on its own thread ahead of them); DTYPE the face models' (S3FD, DWPose, BiSeNet;
+  the VAE is the engine's); OPS `device` (each chunk uploaded once; the models' pre- and
+  post-processing as batched tensor work there, the default on CUDA) or `host`
+  (OpenCV/PIL/mmpose per image, the default on CPU);
+  FLAGs `onepass` (DWPose's crops and mirror as one batch), `vae` (the VAE encoder
+  channels-last in fixed batches), `compile` (S3FD and the VAE encoder compiled; the
+  variant's warm-up time includes the compilation), see `configure`;
 * **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
   models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
   the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its
@@ -65,7 +70,7 @@ from runtime.engine.media import decode_avatar
 from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
-STAGES = ("decode", "locate", "s3fd", "dwpose", "crop", "vae_encode", "parse")
+STAGES = ("decode", "decode_wait", "locate", "s3fd", "dwpose", "crop", "vae_encode", "parse")
 WARMUP_FRAMES = 8
 
 
@@ -176,8 +181,8 @@ def ours(
     engine: MuseTalkEngine, avatar: Path, mode: str, ops: str = "host"
 ) -> tuple[Any, dict[str, float], float, Recorded]:
     """`engine.prepare` in `mode` with the face models' pre/post-processing `ops` ("host":
-    OpenCV/PIL/mmpose per image; "device": batched tensor work on the device); a sequential run
-    also splits `locate` into S3FD and DWPose."""
+    OpenCV/PIL/mmpose per image; "device": batched tensor work on the device); a sequential or
+    serial run also splits `locate` into S3FD and DWPose."""
     overlap = mode == "pipelined"
     chunk = PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else None
     timings: dict[str, float] = {}
@@ -190,6 +195,7 @@ def ours(
             overlap=overlap,
             chunk_frames=chunk,
             device_ops=ops == "device",
+            decode_ahead=mode == "serial",
         )
         synchronize(engine.device)
         total = time.perf_counter() - start
@@ -326,21 +332,58 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def parse_variant(text: str) -> tuple[str, torch.dtype, str]:
-    mode, dtype, ops = [*text.split(":"), "device"][:3]
+MODES = ("pipelined", "sequential", "serial")
+# +FLAG switches of a variant (see `configure`)
+FLAGS = ("onepass", "vae", "compile")
+
+
+def parse_variant(text: str) -> tuple[str, torch.dtype, str, frozenset[str]]:
+    spec, *flags = text.split("+")
+    mode, dtype, ops = [*spec.split(":"), "device"][:3]
     if (
-        mode not in ("pipelined", "sequential")
+        mode not in MODES
         or dtype not in ("float32", "float16", "bfloat16")
         or ops not in ("host", "device")
+        or any(flag not in FLAGS for flag in flags)
     ):
         raise argparse.ArgumentTypeError(
-            f"variant {text!r}: MODE:DTYPE[:OPS], e.g. pipelined:float16:device"
+            f"variant {text!r}: MODE:DTYPE[:OPS][+FLAG...], e.g. serial:float16:device+onepass; "
+            f"MODE one of {', '.join(MODES)}, FLAG one of {', '.join(FLAGS)}"
         )
-    return mode, getattr(torch, dtype), ops
+    return mode, getattr(torch, dtype), ops, frozenset(flags)
 
 
-def variant_name(mode: str, dtype: torch.dtype, ops: str) -> str:
-    return f"{mode}:{str(dtype).removeprefix('torch.')}:{ops}"
+def variant_name(
+    mode: str, dtype: torch.dtype, ops: str, flags: frozenset[str] = frozenset()
+) -> str:
+    name = f"{mode}:{str(dtype).removeprefix('torch.')}:{ops}"
+    return name + "".join(f"+{flag}" for flag in FLAGS if flag in flags)
+
+
+def configure(engine: MuseTalkEngine, flags: frozenset[str], compiled: dict[int, Any]) -> None:
+    """Set the engine's models as a variant's flags say (each flag off unless named):
+    `onepass` DWPose's crops and their mirror as one batch; `vae` the VAE encoder
+    channels-last in fixed batches of a chunk's frames; `compile` S3FD and the VAE encoder
+    through torch.compile (Inductor, default mode, as `MuseTalkEngine.compile_preparation`),
+    compiled once per model (`compiled` keeps them) on the variant's warm-up. (cuDNN's
+    autotuner is on in every CUDA preparation since the 2026-11-26 fast run, where it was a
+    flag: DWPose 1.7 -> 0.7 ms/frame.)"""
+    detector, landmarker = engine.locator.detector, engine.locator.landmarker
+    landmarker.flip_in_one_batch = "onepass" in flags
+    fixed = "vae" in flags or "compile" in flags
+    backend = "inductor" if engine.device.type == "cuda" else "eager"  # CPU smoke: Dynamo only
+    engine.codec.tune_encoder(
+        channels_last=fixed,
+        batch=(PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else 1) if fixed else None,
+        compile_backend=backend if "compile" in flags else None,
+    )
+    if "compile" in flags:
+        if id(detector) not in compiled:
+            detector.compile(backend=backend)
+            compiled[id(detector)] = detector.run_net
+        detector.run_net = compiled[id(detector)]
+    else:
+        detector.run_net = detector.net
 
 
 # Innermost frames of a thread that waits for work or for another thread: not sampled.
@@ -386,9 +429,9 @@ class ThreadSampler:
         return sorted(self.counts.items(), key=lambda kv: -kv[1])[:n]
 
 
-def profile(engine: MuseTalkEngine, avatar: Path, ops: str, out: Path) -> None:
-    """One pipelined preparation of `avatar` under torch.profiler and the thread sampler:
-    the top operators by host time and the threads' most sampled lines, written to `out`."""
+def profile(engine: MuseTalkEngine, avatar: Path, mode: str, ops: str, out: Path) -> None:
+    """One preparation of `avatar` in `mode` under torch.profiler and the thread sampler:
+    the top operators by host and by GPU time and the threads' most sampled lines, to `out`."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -396,12 +439,12 @@ def profile(engine: MuseTalkEngine, avatar: Path, ops: str, out: Path) -> None:
     if engine.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     with ThreadSampler() as sampler:
-        ours(engine, avatar, "pipelined", ops)
+        ours(engine, avatar, mode, ops)
     with torch_profile(activities=activities) as prof:
-        ours(engine, avatar, "pipelined", ops)
-    lines = [f"# pipelined, {ops} ops: thread samples (5 ms), most frequent first"]
+        ours(engine, avatar, mode, ops)
+    lines = [f"# {mode}, {ops} ops: thread samples (5 ms), most frequent first"]
     lines += [f"{count:6d}  {key}" for key, count in sampler.top()]
-    for sort in ("self_cpu_time_total", "cuda_time_total"):
+    for sort in ("self_cpu_time_total", "self_device_time_total"):
         lines += ["", f"# torch.profiler, sorted by {sort}"]
         try:
             lines.append(prof.key_averages().table(sort_by=sort, row_limit=30))
@@ -419,11 +462,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--variants",
         type=lambda text: [parse_variant(v) for v in text.split(",")],
-        help="MODE:DTYPE[:OPS],... (default: pipelined and sequential, the device's defaults)",
+        help="MODE:DTYPE[:OPS][+FLAG...],... (default: serial and pipelined, default dtype/ops)",
     )
     parser.add_argument("--smoke", action="store_true", help="CPU check: tiny VAE, 2 small frames")
     parser.add_argument(
-        "--profile", type=Path, help="profile the warm-up clip per ops kind into this directory"
+        "--profile", type=Path, help="profile the last variant on the warm-up clip, into this dir"
     )
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args(argv)
@@ -432,49 +475,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device(args.device)
     default_ops = "device" if device.type == "cuda" else "host"
     variants = args.variants or [
-        (mode, default_face_dtype(device), default_ops) for mode in ("pipelined", "sequential")
+        (mode, default_face_dtype(device), default_ops, frozenset())
+        for mode in ("serial", "pipelined")
     ]
     write_models(args.models, tiny_vae=args.smoke)
     engine = MuseTalkEngine.load(args.models, device)
     faces: dict[torch.dtype, tuple[Any, Any]] = {}
-    for dtype in {torch.float32, *(dtype for _, dtype, _ in variants)}:
+    for dtype in {torch.float32, *(dtype for _, dtype, _, _ in variants)}:
         faces[dtype] = (
             FaceLocator.load(args.models, device, dtype),
             FaceParser.load(args.models, device, dtype),
         )
     say(f"weights written and loaded on {device}")
     frames = round(args.seconds * 25)
-    runs: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        avatar = write_avatar(Path(tmp) / "avatar.mp4", frames=frames, scale=args.scale)
-        warm_frames = min(WARMUP_FRAMES * 4, frames)
-        warm = write_avatar(Path(tmp) / "warm.mp4", frames=warm_frames, scale=args.scale)
-        # allocator, cuDNN autotuning and mmpose first-call costs of every path
-        per_frame(engine, *faces[torch.float32], warm)
-        for mode, dtype, ops in variants:
-            engine.locator, engine.parser = faces[dtype]
-            ours(engine, warm, mode, ops)
-        if args.profile is not None:
-            args.profile.mkdir(parents=True, exist_ok=True)
-            for ops in sorted({ops for _, _, ops in variants}):
-                engine.locator, engine.parser = faces[default_face_dtype(device)]
-                say(f"profiling {warm_frames} frames, {ops} ops")
-                profile(engine, warm, ops, args.profile / f"profile-{ops}.txt")
-        for mode, dtype, ops in variants:
-            name = variant_name(mode, dtype, ops)
-            say(f"preparing {frames} frames: {name}")
-            engine.locator, engine.parser = faces[dtype]
-            prepared, stages, total, seen = ours(engine, avatar, mode, ops)
-            runs[name] = {"prepared": prepared, "stages": stages, "total": total, "seen": seen}
-            say(f"{name}: {total:.2f} s")
-        say("now per frame")
-        synchronize(device)
-        start = time.perf_counter()
-        reference, theirs, theirs_seen = per_frame(engine, *faces[torch.float32], avatar)
-        total_per_frame = time.perf_counter() - start
-    first = next(iter(runs.values()))["prepared"]
-    height, width = first.frames.shape[1:3]
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "prepare",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "device": device_name(device),
@@ -484,24 +498,81 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not args.smoke
         else "random: tiny VAE, full-size S3FD/DWPose/BiSeNet",
         "vae_dtype": str(engine.dtype).removeprefix("torch."),
-        "avatar": {"frames": frames, "width": width, "height": height, "fps": first.fps},
-        "per_frame": {
+        "avatar": {"frames": frames},
+        "variants": {},
+        "failed": {},
+    }
+
+    def save() -> None:  # after each path: a run cut short keeps what it measured
+        if args.out is not None:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        avatar = write_avatar(Path(tmp) / "avatar.mp4", frames=frames, scale=args.scale)
+        warm_frames = min(WARMUP_FRAMES * 4, frames)
+        warm = write_avatar(Path(tmp) / "warm.mp4", frames=warm_frames, scale=args.scale)
+        # The baseline first, after a warm-up (allocator, cuDNN autotuning, mmpose first calls).
+        per_frame(engine, *faces[torch.float32], warm)
+        say(f"preparing {frames} frames per frame")
+        synchronize(device)
+        start = time.perf_counter()
+        reference, theirs, theirs_seen = per_frame(engine, *faces[torch.float32], avatar)
+        total_per_frame = time.perf_counter() - start
+        result["per_frame"] = {
             "face_models_dtype": "float32",
             "ms_per_frame": per_frame_ms(theirs, frames),
             "total_s": round(total_per_frame, 2),
-        },
-        "variants": {
-            name: {
-                "ms_per_frame": per_frame_ms(run["stages"], frames),
-                "total_s": round(run["total"], 2),
-                "speedup": round(total_per_frame / run["total"], 2),
-                "agreement": agreement(run["prepared"], reference, run["seen"], theirs_seen),
+        }
+        say(f"per frame: {total_per_frame:.2f} s")
+        save()
+        compiled: dict[int, Any] = {}
+        for mode, dtype, ops, flags in variants:
+            name = variant_name(mode, dtype, ops, flags)
+            engine.locator, engine.parser = faces[dtype]
+            try:
+                # each variant warmed up first; a compiled one compiles here (its warm-up time)
+                start = time.perf_counter()
+                configure(engine, flags, compiled)
+                ours(engine, warm, mode, ops)
+                warmup_s = time.perf_counter() - start
+                say(f"{name}: warm-up ({warm_frames} frames) {warmup_s:.1f} s")
+                prepared, stages, total, seen = ours(engine, avatar, mode, ops)
+            except Exception as error:  # one variant's failure (a compiler's) ends only it
+                result["failed"][name] = f"{type(error).__name__}: {error}"[:500]
+                say(f"{name} failed: {result['failed'][name]}")
+                continue
+            height, width = prepared.frames.shape[1:3]
+            result["avatar"].update(width=width, height=height, fps=prepared.fps)
+            result["variants"][name] = {
+                "ms_per_frame": per_frame_ms(stages, frames),
+                "warmup_s": round(warmup_s, 2),
+                "total_s": round(total, 2),
+                "speedup": round(total_per_frame / total, 2),
+                "agreement": agreement(prepared, reference, seen, theirs_seen),
             }
-            for name, run in runs.items()
-        },
-    }
-    print(f"prepare benchmark: {frames} frames {width}x{height}, {result['device']}")
-    names = list(result["variants"])
+            del prepared
+            say(f"{name}: {total:.2f} s, {result['variants'][name]['speedup']}x")
+            save()
+        if args.profile is not None and result["variants"]:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            mode, dtype, ops, flags = next(
+                v for v in reversed(variants) if variant_name(*v) in result["variants"]
+            )
+            engine.locator, engine.parser = faces[dtype]
+            configure(engine, flags, compiled)
+            say(f"profiling {warm_frames} frames, {variant_name(mode, dtype, ops, flags)}")
+            profile(engine, warm, mode, ops, args.profile / "profile.txt")
+    print_report(result)
+    save()
+    return result
+
+
+def print_report(result: dict[str, Any]) -> None:
+    avatar, names = result["avatar"], list(result["variants"])
+    print(
+        f"prepare benchmark: {avatar['frames']} frames {avatar.get('width')}x"
+        f"{avatar.get('height')}, {result['device']}"
+    )
     print(f"{'stage (ms/frame)':<18}" + "".join(f"{n:>20}" for n in names) + f"{'per-frame':>12}")
     for stage in STAGES:
         row = [result["variants"][n]["ms_per_frame"][stage] for n in names]
@@ -509,16 +580,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{stage:<18}" + "".join(f"{v:>20.2f}" for v in row) + f"{theirs_ms:>12.2f}")
     totals = [result["variants"][n]["total_s"] for n in names]
     print(
-        f"{'total (s)':<18}" + "".join(f"{v:>20.2f}" for v in totals) + f"{total_per_frame:>12.2f}"
+        f"{'total (s)':<18}"
+        + "".join(f"{v:>20.2f}" for v in totals)
+        + f"{result['per_frame']['total_s']:>12.2f}"
     )
     for name in names:
         variant = result["variants"][name]
         print(
-            f"{name}: speed-up {variant['speedup']}x; agreement", json.dumps(variant["agreement"])
+            f"{name}: speed-up {variant['speedup']}x, warm-up {variant['warmup_s']} s; agreement",
+            json.dumps(variant["agreement"]),
         )
-    if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    for name, error in result["failed"].items():
+        print(f"{name}: FAILED {error}")
 
 
 if __name__ == "__main__":

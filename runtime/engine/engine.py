@@ -39,6 +39,7 @@ from runtime.engine.audio import (
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.blend import PasteBox
 from runtime.engine.compile_cache import artifacts_path, load_artifacts, save_artifacts
+from runtime.engine.cudnn import cudnn_benchmark
 from runtime.engine.interface import (
     SEGMENT_FRAMES,
     Interrupted,
@@ -171,6 +172,8 @@ class MuseTalkEngine:
             else None
         )
         self._artifacts_saved = False
+        # Where `compile_preparation` saves its compiled code after the first preparation.
+        self._prepare_artifacts: Path | None = None
         # Whether this process started from cached compile artifacts (reported by the bench).
         self.compile_artifacts_loaded = False
         if jit:
@@ -338,23 +341,32 @@ class MuseTalkEngine:
         overlap: bool | None = None,
         chunk_frames: int | None = None,
         device_ops: bool | None = None,
+        decode_ahead: bool | None = None,
     ) -> PreparedAvatar:
         """Decode, locate, crop, encode and mask every frame (`preparing.prepare_frames`).
 
-        On CUDA by default the avatar goes through in chunks of PREPARE_CHUNK_FRAMES with the
-        stages overlapped on threads, and each chunk goes to the device once, where the face
-        models' pre- and post-processing runs batched (`device_ops`); on CPU one chunk, stage
-        after stage, with the host (OpenCV/PIL) pre- and post-processing of upstream.
-        `overlap` / `chunk_frames` / `device_ops` override that (tests, benchmark).
+        On CUDA by default the avatar goes through in chunks of PREPARE_CHUNK_FRAMES, stage
+        after stage on one stream with the decoding a chunk ahead on its own thread
+        (`decode_ahead`; stages overlapped on three streams, `overlap`, slowed each other down:
+        17.2 against 9.0 s for 750 frames on an H100, bench/results/2026-11-26-h100-prepare-
+        fast.md), cuDNN's autotuner on for the chunks' fixed shapes, and each chunk goes to the
+        device once, where the face models' pre- and post-processing runs batched
+        (`device_ops`); on CPU one chunk, stage after stage, with the host (OpenCV/PIL) pre-
+        and post-processing of upstream. `overlap` / `chunk_frames` / `device_ops` /
+        `decode_ahead` override that (tests, benchmark); see also `compile_preparation`.
         """
         on_gpu = self.device.type == "cuda"
-        overlap = on_gpu if overlap is None else overlap
+        overlap = False if overlap is None else overlap
         device_ops = on_gpu if device_ops is None else device_ops
+        decode_ahead = on_gpu if decode_ahead is None else decode_ahead
         chunk_frames = chunk_frames or (PREPARE_CHUNK_FRAMES if on_gpu else self.max_avatar_frames)
         reader = AvatarReader(
             avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
         )
-        with ThreadPoolExecutor(1, thread_name_prefix="prepare-sha256") as hasher:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="prepare-sha256") as hasher,
+            cudnn_benchmark(on_gpu),
+        ):
             source_sha256 = hasher.submit(_file_sha256, avatar_media)
             start = time.perf_counter()
             prepared = prepare_frames(
@@ -363,8 +375,12 @@ class MuseTalkEngine:
                 chunk_frames=chunk_frames,
                 overlap=overlap,
                 device=self.device,
+                decode_ahead=decode_ahead,
             )
             elapsed_ms = (time.perf_counter() - start) * 1000
+        if self._prepare_artifacts is not None:  # after the first compiled preparation
+            save_artifacts(self._prepare_artifacts)
+            self._prepare_artifacts = None
         if not prepared.has_face.any():
             raise MediaError(ErrorCode.NO_FACE, "no face found in any avatar frame")
         timings = prepared.timings_ms | {"total": elapsed_ms}
@@ -387,6 +403,49 @@ class MuseTalkEngine:
         )
         avatar.timings_ms.update(timings)
         return avatar
+
+    def compile_preparation(
+        self,
+        mode: str | None = None,
+        *,
+        cache_dir: Path | None = None,
+        backend: str = "inductor",
+    ) -> bool:
+        """S3FD and the VAE encoder through `torch.compile` for `prepare` on CUDA; False (and
+        the models stay eager) where this host cannot compile (no C++ compiler or CUDA headers,
+        as in the worker image).
+
+        Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last) are
+        padded to full ones, so one graph each serves every avatar of a frame size. On an H100
+        (750 frames, bench/results/2026-11-26-h100-prepare-fast.md) S3FD went from 4.1 to
+        2.9 ms/frame (fp32; fp16 2.9 -> 1.6) and the encoder from 3.6 to 1.6: 5.7 s in all
+        with fp32 face models (9.2x the per-frame path, the same boxes) and 4.7 s with fp16
+        (11.1x). The first preparation compiles (about 30 s there); with `cache_dir` the
+        compiled code is saved there after it and loaded before the next process compiles
+        (`compile_cache`). The faces' models other than S3FD are not compiled.
+        """
+        from runtime.engine.faces.s3fd import S3FD
+
+        if backend == "inductor" and (lacking := aot.missing_toolchain(self.device)):
+            log.warning("cannot compile preparation here (%s): its models run eager", lacking)
+            return False
+        detector = getattr(self.locator, "detector", None)
+        detector = detector if isinstance(detector, S3FD) else None
+        if cache_dir is not None:
+            # keyed by the face models' dtype too: S3FD's compiled code differs with it
+            faces = str(detector.dtype).removeprefix("torch.") if detector else "none"
+            graphs = f"prepare{PREPARE_CHUNK_FRAMES}-s3fd-{faces}"
+            path = artifacts_path(cache_dir, self.device, self.dtype, mode, graphs=graphs)
+            self._prepare_artifacts = None if load_artifacts(path) else path
+        if detector is not None:
+            detector.compile(mode, backend)
+        self.codec.tune_encoder(
+            channels_last=True,
+            batch=PREPARE_CHUNK_FRAMES if self.device.type == "cuda" else CPU_BATCH_SIZE,
+            compile_mode=mode,
+            compile_backend=backend,
+        )
+        return True
 
     def _prepare_stages(
         self, options: AvatarOptions, chunk_frames: int, *, device_ops: bool = False

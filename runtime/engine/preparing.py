@@ -1,13 +1,17 @@
-"""Avatar preparation in chunks of frames, its stages overlapped on threads (spec §3-§6).
+"""Avatar preparation in chunks of frames (spec §3-§6).
 
-The avatar decodes on the calling thread. Each chunk of frames then goes through three stages,
-in chunk order: locate (S3FD + DWPose -> face boxes), encode (256x256 crops -> VAE latents) and
-parse (BiSeNet -> blend masks). With `overlap`, each stage has its own thread (and on CUDA its
-own stream): while the GPU runs one stage's batch, the others do their host work (the pose
-pipeline's warps, the crops, the mask morphology) and the decoder reads the next frames, which
-on an H100 host is most of the preparation time (bench/results/). Without it the same stages
-run one after another on the calling thread: the same results, and per-stage times that do not
-overlap (the benchmark reports both).
+Each chunk of frames goes through three stages, in chunk order: locate (S3FD + DWPose -> face
+boxes), encode (256x256 crops -> VAE latents) and parse (BiSeNet -> blend masks). Three ways
+to run them, the same results:
+- in order on the calling thread, decoding between chunks (the CPU default, one chunk);
+- in order, the decoding a chunk ahead on its own thread (`decode_ahead`, the CUDA default):
+  the GPU work of the stages queues on one stream with nothing beside it, and only the
+  decoding (host work) overlaps it;
+- overlapped (`overlap`): each stage on its own thread and, on CUDA, its own stream. That paid
+  while host work (mmpose's warps, crops, mask morphology) bound preparation; once it moved
+  to the GPU (`Stages.upload`) the stages' kernels slowed each other down there, 17.2 against
+  9.0 s for 750 frames on an H100 (bench/results/2026-11-26-h100-prepare-fast.md).
+The per-stage times are reported; overlapped, they are busy times that overlap.
 
 With `Stages.upload` (the engine's device ops, the CUDA default) each chunk goes to the device
 once, in the locate stage, and locate and parse work on that tensor: the models' pre- and
@@ -17,6 +21,7 @@ preparation (bench/results/2026-11-26-h100-prepare-gpu.md).
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -103,27 +108,28 @@ def prepare_frames(
     chunk_frames: int,
     overlap: bool,
     device: torch.device,
+    decode_ahead: bool = False,
 ) -> PreparedFrames:
-    """Run `stages` over `frames` chunk by chunk; overlapped on threads or one after another."""
+    """Run `stages` over `frames` chunk by chunk; overlapped on threads or one after another.
+
+    `decode_ahead` (without `overlap`): the frames are decoded on a thread of their own, a
+    chunk or two ahead, while the stages run one after another on the calling thread. On a GPU
+    the models then queue their kernels on one stream with nothing beside them (stages on three
+    streams slow each other down there), and only the decoding, host work, overlaps them.
+    """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1, not {chunk_frames}")
     clock = _Clock()
-    decoded: list[np.ndarray] = []
     with ExitStack() as stack:
         run: _Overlapped | _InOrder = (
             _Overlapped(stack, clock, device) if overlap else _InOrder(clock)
         )
-        source = iter(frames)
-        while True:
-            with clock("decode"):
-                chunk = _Chunk(len(decoded), _take(source, chunk_frames))
-            if not chunk.frames:
-                break
-            decoded.extend(chunk.frames)
-            run.chunk(chunk, stages)
-        with clock("decode"):  # while the last chunks are still in the stages
-            stacked = np.stack(decoded)
-        del decoded
+        decoder = _DecodeAhead(stack, clock) if decode_ahead and not overlap else _Decode(clock)
+        start = 0
+        for chunk_frames_read in decoder.chunks(iter(frames), chunk_frames):
+            run.chunk(_Chunk(start, chunk_frames_read), stages)
+            start += len(chunk_frames_read)
+        stacked = decoder.stacked()
         chunks = run.finish()
     return _assemble(stacked, chunks, clock.ms)
 
@@ -135,6 +141,98 @@ def _take(source: Iterator[np.ndarray], n: int) -> list[np.ndarray]:
         if len(taken) == n:
             break
     return taken
+
+
+class _Decode:
+    """Chunks of frames decoded on the calling thread, between the chunks' stages."""
+
+    def __init__(self, clock: _Clock) -> None:
+        self.clock = clock
+        self.decoded: list[np.ndarray] = []
+
+    def chunks(self, source: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+        while True:
+            with self.clock("decode"):
+                chunk = _take(source, size)
+            if not chunk:
+                return
+            self.decoded.extend(chunk)
+            yield chunk
+
+    def stacked(self) -> np.ndarray:
+        """Every frame as one array; overlapped stages may still be on the last chunks."""
+        with self.clock("decode"):
+            stacked = np.stack(self.decoded)
+        self.decoded = []
+        return stacked
+
+
+class _DecodeAhead:
+    """Chunks decoded on a thread of their own, at most `_AHEAD` chunks ahead of the stages; the
+    thread also stacks the frames into one array while the stages finish the last chunk. Time
+    the caller waits for a chunk is `decode_wait`; the thread's own time is `decode`."""
+
+    _AHEAD = 2
+
+    def __init__(self, stack: ExitStack, clock: _Clock) -> None:
+        self.clock = clock
+        self._queue: queue.Queue[list[np.ndarray] | BaseException | None] = queue.Queue(self._AHEAD)
+        self._stop = threading.Event()
+        self._stacked: Future[np.ndarray] = Future()
+        self._thread: threading.Thread | None = None
+        stack.callback(self._close)
+
+    def chunks(self, source: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+        self._thread = threading.Thread(
+            target=self._decode, args=(source, size), name="prepare-decode", daemon=True
+        )
+        self._thread.start()
+        while True:
+            with self.clock("decode_wait"):
+                item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                return
+            yield item
+
+    def stacked(self) -> np.ndarray:
+        with self.clock("decode_wait"):
+            return self._stacked.result()
+
+    def _decode(self, source: Iterator[np.ndarray], size: int) -> None:
+        decoded: list[np.ndarray] = []
+        try:
+            while not self._stop.is_set():
+                with self.clock("decode"):
+                    chunk = _take(source, size)
+                if not chunk:
+                    break
+                decoded.extend(chunk)
+                self._put(chunk)
+            if self._stop.is_set():  # the caller left early (a stage failed)
+                return
+            self._put(None)  # no more chunks; the stages run on while the frames are stacked
+            with self.clock("decode"):
+                self._stacked.set_result(np.stack(decoded))
+        except BaseException as error:  # the caller's to raise, on its thread
+            self._put(error)
+            if not self._stacked.done():
+                self._stacked.set_exception(error)
+
+    def _put(self, item: list[np.ndarray] | BaseException | None) -> None:
+        """Queue `item` unless the caller has left (then nobody would take it)."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _locate(chunk: _Chunk, stages: Stages) -> _Chunk:

@@ -166,6 +166,10 @@ class DWPose:
             head.decode = lambda outputs: decode(head, tuple(o.float() for o in outputs))
         self._pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
         self._crops: dict[tuple[int, int], _WholeFrameCrop] = {}
+        # `face_landmarks_on_device`: the crops and their mirror through the network as one
+        # batch of twice the size (half the launches; the network sees each image alone, so
+        # only the batch size's last-bit effects differ from two passes).
+        self.flip_in_one_batch = True
         # On CUDA channels-last, cuDNN's tensor-core layout: no layout conversion around each
         # convolution (the batched crops are made in it, see `_landmarks_batch`).
         self._memory_format = torch.contiguous_format
@@ -277,8 +281,14 @@ class DWPose:
         mirrored = x.flip(-1).contiguous(memory_format=self._memory_format)
         x = x.contiguous(memory_format=self._memory_format)
         with self._autocast():
-            pred_x, pred_y = self.model.head.forward(self.model.extract_feat(x))
-            flip_x, flip_y = self.model.head.forward(self.model.extract_feat(mirrored))
+            if self.flip_in_one_batch:
+                both = torch.cat([x, mirrored])
+                simcc_both_x, simcc_both_y = self.model.head.forward(self.model.extract_feat(both))
+                pred_x, flip_x = simcc_both_x.chunk(2)
+                pred_y, flip_y = simcc_both_y.chunk(2)
+            else:
+                pred_x, pred_y = self.model.head.forward(self.model.extract_feat(x))
+                flip_x, flip_y = self.model.head.forward(self.model.extract_feat(mirrored))
         # RTMCCHead.predict's flip test, for the face points only: a face point's mirror is
         # another face point.
         simcc_x = (

@@ -7,8 +7,7 @@ Detection is batched: one forward pass for a batch of same-sized frames; the ans
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from runtime.engine.cudnn import cudnn_benchmark
 from runtime.engine.faces.precision import check_face_dtype
 
 # Per-channel values subtracted after the channel reversal (spec §3.2: RGB order, these values).
@@ -188,16 +188,6 @@ def best_box(boxes: np.ndarray, scores: np.ndarray) -> DetectedBox | None:
     return int(x1), int(y1), int(x2), int(y2)
 
 
-@contextmanager
-def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = enabled or previous
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
-
-
 class S3FD:
     """Batched S3FD detection on full-resolution BGR frames; one best face box or None each."""
 
@@ -220,6 +210,15 @@ class S3FD:
         self.max_batch = (
             max_batch if max_batch is not None else (1 if device.type == "cpu" else None)
         )
+        # The network as called: `net` itself, or its compiled form (`compile`).
+        self.run_net: Callable[[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]] = self.net
+
+    def compile(self, mode: str | None = None, backend: str = "inductor") -> None:
+        """Run the network through `torch.compile` (static shapes: one avatar's frames share a
+        size, and `detect_on_device` pads the last batch on CUDA, so one graph serves it).
+        Inductor fuses the element-wise passes (bias, ReLU, the L2 norms, the heads' softmax)
+        that the full-resolution trunk otherwise spends memory bandwidth on."""
+        self.run_net = torch.compile(self.net, dynamic=False, mode=mode, backend=backend)
 
     @classmethod
     def load(
@@ -289,5 +288,5 @@ class S3FD:
         x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2).to(self.dtype)
         # Full-resolution frames of one avatar share a shape: let cuDNN pick its fastest
         # kernels for it (as the reference detector does, though it sets it process-wide).
-        with _cudnn_benchmark(self.device.type == "cuda"):
-            return strongest_cells(self.net(x))
+        with cudnn_benchmark(self.device.type == "cuda"):
+            return strongest_cells(self.run_net(x))

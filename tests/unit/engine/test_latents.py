@@ -66,6 +66,39 @@ def test_latents_are_masked_then_reference_scaled_posterior_means(codec: LatentC
     assert torch.equal(latents, codec.encode_crops(crops))
 
 
+def test_a_tuned_encoder_gives_the_same_latents_in_fixed_padded_batches(
+    tiny_models: ModelsLayout,
+) -> None:
+    # Given a codec, five crops and their latents as the codec encodes them by default
+    codec = LatentCodec(tiny_models.vae_dir, torch.device("cpu"), torch.float32)
+    crops = random_crops(5, seed=2)
+    default = codec.encode_crops(crops)
+    seen: list[tuple[int, bool]] = []
+    codec.vae.encoder.register_forward_pre_hook(
+        lambda _, args: seen.append(
+            (len(args[0]), args[0].is_contiguous(memory_format=torch.channels_last))
+        )
+    )
+
+    # When the encoder is tuned to channels-last batches of two frames (four images: masked
+    # and reference), then also compiled (Dynamo only on CPU)
+    codec.tune_encoder(channels_last=True, batch=2)
+    tuned = codec.encode_crops(crops)
+    batches = list(seen)
+    codec.tune_encoder(channels_last=True, batch=2, compile_backend="eager")
+    compiled = codec.encode_crops(crops)
+
+    # Then the encoder saw three full batches in that layout, the last padded, and the latents
+    # are the default ones (the frames never share an image, only a batch)
+    assert batches == [(4, True)] * 3
+    assert tuned.shape == compiled.shape == (5, 8, 32, 32)
+    assert torch.allclose(tuned, default, atol=1e-5)
+    assert torch.allclose(compiled, default, atol=1e-5)
+    # and a compiled encoder without a fixed batch is refused
+    with pytest.raises(ValueError, match="fixed batch"):
+        codec.tune_encoder(channels_last=False, batch=None, compile_backend="eager")
+
+
 def test_decode_clamps_scales_and_rounds_half_to_even() -> None:
     images = torch.tensor([-3.0, -1.0, 0.0, 1.0, 5.0, 2 * (100.5 / 255) - 1]).reshape(1, 1, 2, 3)
     assert images_to_uint8(images).flatten().tolist() == [0, 0, 128, 255, 255, 100]

@@ -3,7 +3,8 @@ tiny weights: the overlapped path must give exactly what the stage-after-stage p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,13 @@ import pytest
 import torch
 
 from runtime.common.jobs import AvatarOptions, ErrorCode
+from runtime.engine import aot
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import MediaError
+from runtime.engine.latents import LatentCodec
+from runtime.engine.layout import ModelsLayout
+from runtime.engine.preparing import Stages, prepare_frames
 from tests.unit.engine.standins import Box, CentreLocator, LowerHalfParser, Mask
 from tests.unit.engine.test_engine import with_parts
 
@@ -148,3 +153,100 @@ def test_device_ops_hand_each_chunk_over_once_as_a_tensor_and_give_the_same_avat
     assert all(isinstance(frames, list) for frames in located_on_host)
     # and the avatar is exactly the host path's
     assert_same_avatar(on_device, on_host)
+
+
+def test_decoding_ahead_gives_the_same_avatar_as_stage_after_stage(
+    engine: MuseTalkEngine, short_video: Path
+) -> None:
+    # Given an engine whose locator finds no face in frames 2 and 9 of the 12-frame clip
+    def prepare(**how: object) -> PreparedAvatar:
+        custom = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
+        return custom.prepare(short_video, AvatarOptions(), **how)  # type: ignore[arg-type]
+
+    # When it is prepared in chunks of 5 in order, with and without decoding ahead on a thread
+    ahead = prepare(overlap=False, chunk_frames=5, decode_ahead=True)
+    in_order = prepare(overlap=False, chunk_frames=5)
+
+    # Then the avatars are the same, and the decoder's own time and the stages' wait for it
+    # are both reported
+    assert_same_avatar(ahead, in_order)
+    assert ahead.has_face.tolist() == [i not in (2, 9) for i in range(12)]
+    assert {"decode", "decode_wait", "locate", "vae_encode", "parse"} <= set(ahead.timings_ms)
+
+
+def decoder_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "prepare-decode"]
+
+
+def test_a_failing_stage_while_decoding_ahead_reaches_the_caller_and_stops_the_decoder(
+    engine: MuseTalkEngine, short_video: Path
+) -> None:
+    # Given a locator that breaks on the second chunk
+    custom = with_parts(engine, locator=RunningLocator(fail_after=4), parser=LowerHalfParser())
+    # When the clip is prepared in chunks of 4, decoding ahead, Then its error reaches the
+    # caller, and the decoding thread has ended
+    with pytest.raises(RuntimeError, match="detector broke"):
+        custom.prepare(
+            short_video, AvatarOptions(), overlap=False, chunk_frames=4, decode_ahead=True
+        )
+    assert decoder_threads() == []
+
+
+def test_a_decoding_error_while_decoding_ahead_reaches_the_caller() -> None:
+    # Given frames whose decoding fails after five, and stages that find no face
+    def frames() -> Iterator[np.ndarray]:
+        for _ in range(5):
+            yield np.zeros((8, 8, 3), np.uint8)
+        raise ValueError("corrupt packet")
+
+    def unused(*_: object) -> np.ndarray:
+        raise AssertionError("no face, nothing to crop, encode or mask")
+
+    stages = Stages(
+        locate=lambda chunk: [None] * len(chunk), crop=unused, encode=unused, masks=unused
+    )
+    # When they are prepared in chunks of 2, decoding ahead, Then the decoder's error reaches
+    # the caller, after the chunks decoded before it went through the stages
+    with pytest.raises(ValueError, match="corrupt packet"):
+        prepare_frames(
+            frames(),
+            stages,
+            chunk_frames=2,
+            overlap=False,
+            device=torch.device("cpu"),
+            decode_ahead=True,
+        )
+    assert decoder_threads() == []
+
+
+def test_a_compiled_preparation_gives_the_same_avatar(
+    engine: MuseTalkEngine, short_video: Path, tiny_models: ModelsLayout, tmp_path: Path
+) -> None:
+    # Given an engine with a codec of its own, its preparation compiled (Dynamo only on CPU)
+    codec = LatentCodec(tiny_models.vae_dir, engine.device, engine.dtype)
+    compiled = with_parts(engine, codec=codec, locator=RunningLocator(faceless=(2, 9)))
+    assert compiled.compile_preparation(backend="eager", cache_dir=tmp_path)
+    plain = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
+    # When both prepare the clip
+    ours = compiled.prepare(short_video, AvatarOptions(), chunk_frames=5)
+    theirs = plain.prepare(short_video, AvatarOptions(), chunk_frames=5)
+    # Then the compiled encoder ran in fixed batches and gave the same latents
+    assert codec.encode_batch is not None
+    assert codec.encoder_channels_last
+    assert np.array_equal(ours.boxes, theirs.boxes)
+    assert np.allclose(ours.latents, theirs.latents, atol=1e-5)
+    assert all(np.array_equal(x, y) for x, y in zip(ours.masks, theirs.masks, strict=True))
+
+
+def test_preparation_stays_eager_where_the_host_cannot_compile(
+    engine: MuseTalkEngine, tiny_models: ModelsLayout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a host without a C++ compiler (as the worker image)
+    monkeypatch.setattr(aot, "missing_toolchain", lambda device: "no C++ compiler")
+    codec = LatentCodec(tiny_models.vae_dir, engine.device, engine.dtype)
+    custom = with_parts(engine, codec=codec)
+    # When preparation is to be compiled with Inductor, Then it is not, and the encoder is
+    # left as it was
+    assert custom.compile_preparation() is False
+    assert codec.encode_batch is None
+    assert not codec.encoder_channels_last

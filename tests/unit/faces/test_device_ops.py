@@ -140,6 +140,36 @@ def test_given_random_dwpose_when_landmarks_on_device_then_equal_to_mmposes_pipe
     assert np.array_equal(ours, theirs)
 
 
+def test_given_random_dwpose_when_crops_and_mirror_in_one_batch_then_landmarks_of_two_passes(
+    models_dir: Path, video_frames: list[np.ndarray]
+) -> None:
+    # Given the seeded random RTMPose-L on CPU and two sample frames on the device
+    model = DWPose.load(models_dir / "dwpose" / "dw-ll_ucoco_384.pth", CPU)
+    frames = torch.from_numpy(np.stack(video_frames[:2]))
+    # When the flip test runs the crops and their mirror as one batch, and as two passes
+    model.flip_in_one_batch = True
+    one_batch = model.face_landmarks_on_device(frames, batch_size=2)
+    model.flip_in_one_batch = False
+    two_passes = model.face_landmarks_on_device(frames, batch_size=2)
+    # Then every landmark is the same pixel
+    assert np.array_equal(one_batch, two_passes)
+
+
+def test_given_random_s3fd_when_compiled_then_boxes_equal_the_eager_network(
+    models_dir: Path, video_frames: list[np.ndarray]
+) -> None:
+    # Given the seeded random S3FD on CPU and two downscaled sample frames on the device
+    detector = S3FD.load(models_dir / "s3fd" / "s3fd-619a316812.pth", CPU)
+    small = torch.from_numpy(np.stack([frame[::4, ::4] for frame in video_frames[:2]]))
+    eager = detector.detect_on_device(small, batch_size=2)
+    # When its network runs through torch.compile (Dynamo's graph, run eagerly on CPU)
+    detector.compile(backend="eager")
+    compiled = detector.detect_on_device(small, batch_size=2)
+    # Then it finds the same boxes, through the compiled network
+    assert compiled == eager
+    assert detector.run_net is not detector.net
+
+
 def test_given_random_s3fd_when_detecting_on_device_then_boxes_equal_the_host_path(
     models_dir: Path, video_frames: list[np.ndarray]
 ) -> None:

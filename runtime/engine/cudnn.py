@@ -1,4 +1,4 @@
-"""cuDNN's autotuner, switched on where the shapes are fixed."""
+"""cuDNN's autotuner, switched on where the shapes are fixed, and the padding that fixes them."""
 
 from __future__ import annotations
 
@@ -19,3 +19,14 @@ def cudnn_benchmark(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.benchmark = previous
+
+
+def padded_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """`batch` with zero rows appended up to `size` rows while the autotuner is on (unchanged
+    otherwise, or when full): a short last batch would be a new shape whose every layer cuDNN
+    times again, seconds per avatar, since the last chunk's size differs from avatar to avatar.
+    The caller keeps the first `len(batch)` rows of the result."""
+    short = size - len(batch)
+    if short <= 0 or not torch.backends.cudnn.benchmark:
+        return batch
+    return torch.cat([batch, batch.new_zeros((short, *batch.shape[1:]))])

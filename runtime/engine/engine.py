@@ -495,7 +495,11 @@ class MuseTalkEngine:
         while done < len(crops):
 
             def encode(n: int, start: int = done) -> np.ndarray:
-                encoded = self.codec.encode_crops(crops[start : start + n])
+                part = crops[start : start + n]
+                count = len(part)
+                if torch.backends.cudnn.benchmark:  # fixed shapes, as padded_batch
+                    part = np.pad(part, [(0, n - count)] + [(0, 0)] * (part.ndim - 1))
+                encoded = self.codec.encode_crops(part)[:count]
                 return encoded.float().cpu().numpy()
 
             encoded, size = halve_on_oom(

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.engine.cudnn import padded_batch
 from runtime.engine.faces.affine import WarpPlan, warp_batch, warp_plan
 from runtime.engine.faces.mmlab_compat import import_mmpose
 from runtime.engine.faces.precision import check_face_dtype
@@ -242,10 +243,10 @@ class DWPose:
         if not len(frames):
             return out
         crop = self._whole_frame_crop(frames.shape[1], frames.shape[2])
-        parts = [
-            self._landmarks_batch(frames[start : start + batch_size], crop)
-            for start in range(0, len(frames), batch_size)
-        ]
+        parts = []
+        for start in range(0, len(frames), batch_size):
+            part = frames[start : start + batch_size]
+            parts.append(self._landmarks_batch(padded_batch(part, batch_size), crop)[: len(part)])
         out[:] = torch.cat(parts).cpu().numpy()
         return out
 

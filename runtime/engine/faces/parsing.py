@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from runtime.engine.cudnn import padded_batch
 from runtime.engine.faces.bisenet import BiSeNet
 from runtime.engine.faces.boxes import FaceBox
 from runtime.engine.faces.precision import resolve_face_dtype
@@ -202,7 +203,8 @@ class FaceParser:
                     for i in part
                 ]
             )
-            regions = mask_ops.region_masks(self._classes(levels), mode)
+            classes = self._classes(padded_batch(levels, batch_size))[: len(levels)]
+            regions = mask_ops.region_masks(classes, mode)
             for i, region in zip(part, regions, strict=True):
                 box = boxes[i]
                 masks.append(

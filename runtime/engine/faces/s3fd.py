@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from runtime.engine.cudnn import cudnn_benchmark
+from runtime.engine.cudnn import cudnn_benchmark, padded_batch
 from runtime.engine.faces.precision import check_face_dtype
 
 # Per-channel values subtracted after the channel reversal (spec §3.2: RGB order, these values).
@@ -259,13 +259,8 @@ class S3FD:
         picks = []
         for start in range(0, len(frames), batch_size):
             part = frames[start : start + batch_size]
-            short = batch_size - len(part)
-            if short and self.device.type == "cuda":
-                # A short last batch padded to the full one: cuDNN's autotuner (on for S3FD)
-                # then never re-tunes every layer for a new shape at the end of an avatar.
-                part = torch.cat([part, part.new_zeros((short, *part.shape[1:]))])
-            scores, boxes = self._strongest(part)
-            picks.append((scores[: batch_size - short], boxes[: batch_size - short]))
+            scores, boxes = self._strongest(padded_batch(part, batch_size))
+            picks.append((scores[: len(part)], boxes[: len(part)]))
         if not picks:
             return []
         scores_host = torch.cat([s for s, _ in picks]).cpu().numpy()

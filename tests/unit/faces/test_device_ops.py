@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from runtime.engine.cudnn import cudnn_benchmark
 from runtime.engine.faces import mask_ops, parsing
 from runtime.engine.faces.affine import warp_batch, warp_plan
 from runtime.engine.faces.boxes import FaceBox
@@ -234,3 +235,52 @@ def test_given_random_bisenet_when_parsing_on_device_then_classes_match_the_host
     ours = parser._classes(levels[None]).numpy()
     # Then all but a few near-tied pixels get the same class
     assert (ours == theirs).mean() > 0.99
+
+
+class BatchShapes(torch.nn.Module):
+    """Records the batch size of every call of the module it wraps."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> object:
+        self.batches.append(x.shape[0])
+        return self.inner(x)
+
+
+def test_given_the_autotuner_on_when_a_last_batch_is_short_then_it_is_padded_and_results_hold(
+    models_dir: Path, video_frames: list[np.ndarray]
+) -> None:
+    # Given S3FD, DWPose and a parser whose networks record their batch sizes, two sample
+    # frames and batches of three
+    pose = DWPose.load(models_dir / "dwpose" / "dw-ll_ucoco_384.pth", CPU)
+    plain_landmarks = pose.face_landmarks_on_device(
+        torch.from_numpy(np.stack(video_frames[:2])), batch_size=3
+    )
+    pose.model.backbone = BatchShapes(pose.model.backbone)
+    detector = S3FD.load(models_dir / "s3fd" / "s3fd-619a316812.pth", CPU)
+    small = torch.from_numpy(np.stack([frame[::4, ::4] for frame in video_frames[:2]]))
+    parser = FaceParser(BatchShapes(ColourParts()), CPU)  # type: ignore[arg-type]
+    frames = torch.from_numpy(np.stack(video_frames[:2]))
+    boxes = [FaceBox(250, 300, 480, 560), FaceBox(260, 310, 470, 550)]
+    plain_boxes = detector.detect_on_device(small, batch_size=3)
+    plain_masks = parser.blend_masks(frames, boxes, batch_size=3)
+    detector.run_net = BatchShapes(detector.net)
+    assert parser.net.batches == [2]
+    parser.net.batches.clear()
+    # When they run with cuDNN's autotuner on (as preparation on CUDA does)
+    with cudnn_benchmark(True):
+        padded_boxes = detector.detect_on_device(small, batch_size=3)
+        padded_masks = parser.blend_masks(frames, boxes, batch_size=3)
+        padded_landmarks = pose.face_landmarks_on_device(frames, batch_size=3)
+    # Then every network call saw a full batch (DWPose's crops and their mirror: twice three),
+    # and the real rows' results are unchanged
+    assert pose.model.backbone.batches == [6]
+    assert np.array_equal(padded_landmarks, plain_landmarks)
+    assert detector.run_net.batches == [3]
+    assert parser.net.batches == [3]
+    assert padded_boxes == plain_boxes
+    for a, b in zip(padded_masks, plain_masks, strict=True):
+        assert np.array_equal(a.mask, b.mask)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +60,20 @@ def assert_same_avatar(a: PreparedAvatar, b: PreparedAvatar) -> None:
     assert (a.fps, a.source_sha256, a.options) == (b.fps, b.source_sha256, b.options)
 
 
+def prepare_with_faceless_frames(
+    engine: MuseTalkEngine, video: Path, **how: object
+) -> PreparedAvatar:
+    """`video` prepared as `how` says by `engine` with a locator that finds no face in frames
+    2 and 9."""
+    custom = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
+    return custom.prepare(video, AvatarOptions(), **how)  # type: ignore[arg-type]
+
+
 def test_overlapped_chunks_give_the_same_avatar_as_stage_after_stage(
     engine: MuseTalkEngine, short_video: Path
 ) -> None:
     # Given an engine whose locator finds no face in frames 2 and 9 of the 12-frame clip
-    def prepare(**how: object) -> PreparedAvatar:
-        custom = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
-        return custom.prepare(short_video, AvatarOptions(), **how)  # type: ignore[arg-type]
+    prepare = partial(prepare_with_faceless_frames, engine, short_video)
 
     # When it is prepared in chunks of 5 overlapped on threads, in the same chunks one stage
     # after another, and as the CPU default (one chunk, in order)
@@ -159,9 +167,7 @@ def test_decoding_ahead_gives_the_same_avatar_as_stage_after_stage(
     engine: MuseTalkEngine, short_video: Path
 ) -> None:
     # Given an engine whose locator finds no face in frames 2 and 9 of the 12-frame clip
-    def prepare(**how: object) -> PreparedAvatar:
-        custom = with_parts(engine, locator=RunningLocator(faceless=(2, 9)))
-        return custom.prepare(short_video, AvatarOptions(), **how)  # type: ignore[arg-type]
+    prepare = partial(prepare_with_faceless_frames, engine, short_video)
 
     # When it is prepared in chunks of 5 in order, with and without decoding ahead on a thread
     ahead = prepare(overlap=False, chunk_frames=5, decode_ahead=True)

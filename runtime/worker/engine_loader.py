@@ -81,7 +81,7 @@ class ArtifactSync:
 
     @classmethod
     def for_engine(
-        cls, bucket: str | None, models_dir: Path, device: str, dtype: str
+        cls, bucket: str | None, models_dir: Path, device: str, dtype: str, *, s3: Any = None
     ) -> ArtifactSync | None:
         if not bucket:
             return None
@@ -92,7 +92,19 @@ class ArtifactSync:
 
         key, local = aot_packages_dir(models_dir, device, dtype)
         prefix = aot_artifacts_prefix(MODEL_VERSION, key.digest)
-        return cls(boto3.client("s3"), bucket, prefix, local)
+        return cls(s3 or boto3.client("s3"), bucket, prefix, local)
+
+    def published(self) -> bool:
+        """Whether the bucket has a complete set (its manifest is uploaded last)."""
+        from runtime.engine import aot
+
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self.prefix + aot.MANIFEST)
+        except self.s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def download(self) -> bool:
         """True when the packages are in place locally (already, or downloaded now)."""

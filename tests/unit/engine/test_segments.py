@@ -12,6 +12,7 @@ import pytest
 
 from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.common.preview import playlist
+from runtime.engine import segments as segments_module
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import Interrupted, Segment, SegmentPlan, segment_file_name
@@ -254,6 +255,43 @@ def test_a_failing_report_surfaces_on_the_writer_and_stops_later_reports(tmp_pat
     # Then only the unbroken run before the failure was reported, and no mp4 was written
     assert reported == [0]
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_the_first_segment_opens_before_the_mp4s_audio_track_is_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an AAC encoding of the mp4's track that holds until it is let go (or 10 s pass)
+    released = threading.Event()
+    encoded = threading.Event()
+    waited_for_encoding: list[bool] = []
+
+    def held_encode(audio: Path, out_path: Path) -> bool:
+        released.wait(timeout=10)
+        done = encode_audio(audio, out_path)
+        encoded.set()
+        return done
+
+    monkeypatch.setattr(segments_module, "encode_audio", held_encode)
+    plan = SegmentPlan(directory=tmp_path / "s", frames_per_segment=5)
+    with SegmentedVideoWriter(
+        plan,
+        out_path=tmp_path / "out.mp4",
+        total_frames=10,
+        width=176,
+        height=144,
+        fps=25,
+        audio_path=MEDIA / "yongen.wav",
+    ) as writer:
+        # When the first segment's frames are written (its preview audio is needed to open it)
+        for frame in synthetic_frames(5):
+            writer.write(frame)
+        # Then that did not wait for the track's encoding
+        waited_for_encoding.append(encoded.is_set())
+        released.set()
+        for frame in synthetic_frames(10)[5:]:
+            writer.write(frame)
+    assert waited_for_encoding == [False]
+    assert count_frames(tmp_path / "out.mp4")[0] == 10
 
 
 def test_a_start_frame_off_a_segment_boundary_is_refused(tmp_path: Path) -> None:

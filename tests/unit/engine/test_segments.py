@@ -35,6 +35,19 @@ def synthetic_frames(count: int) -> list[np.ndarray]:
     return frames
 
 
+def qcif_writer(plan: SegmentPlan, out_path: Path, total_frames: int) -> SegmentedVideoWriter:
+    """A writer of `synthetic_frames` with the sample speech as its audio."""
+    return SegmentedVideoWriter(
+        plan,
+        out_path=out_path,
+        total_frames=total_frames,
+        width=176,
+        height=144,
+        fps=25,
+        audio_path=MEDIA / "yongen.wav",
+    )
+
+
 def packets(path: Path) -> list[tuple[bytes, int | None, int | None]]:
     """The segment's coded video (payload and times), whatever the MPEG-TS packetization."""
     with av.open(str(path)) as container:
@@ -202,15 +215,7 @@ def test_two_encoders_write_the_same_segments_reported_in_order(tmp_path: Path) 
             encoders=encoders,
             on_segment=recorder,
         )
-        with SegmentedVideoWriter(
-            plan,
-            out_path=tmp_path / f"e{encoders}.mp4",
-            total_frames=50,
-            width=176,
-            height=144,
-            fps=25,
-            audio_path=MEDIA / "yongen.wav",
-        ) as writer:
+        with qcif_writer(plan, tmp_path / f"e{encoders}.mp4", 50) as writer:
             for frame in frames:
                 writer.write(frame)
         outputs[encoders] = recorder
@@ -234,15 +239,7 @@ def test_a_failing_report_surfaces_on_the_writer_and_stops_later_reports(tmp_pat
         reported.append(segment.index)
 
     plan = SegmentPlan(directory=tmp_path / "s", frames_per_segment=5, on_segment=on_segment)
-    writer = SegmentedVideoWriter(
-        plan,
-        out_path=tmp_path / "out.mp4",
-        total_frames=20,
-        width=176,
-        height=144,
-        fps=25,
-        audio_path=MEDIA / "yongen.wav",
-    )
+    writer = qcif_writer(plan, tmp_path / "out.mp4", 20)
 
     # When all frames are written and the writer closes
     def write_all() -> None:
@@ -273,15 +270,7 @@ def test_the_first_segment_opens_before_the_mp4s_audio_track_is_encoded(
 
     monkeypatch.setattr(segments_module, "encode_audio", held_encode)
     plan = SegmentPlan(directory=tmp_path / "s", frames_per_segment=5)
-    with SegmentedVideoWriter(
-        plan,
-        out_path=tmp_path / "out.mp4",
-        total_frames=10,
-        width=176,
-        height=144,
-        fps=25,
-        audio_path=MEDIA / "yongen.wav",
-    ) as writer:
+    with qcif_writer(plan, tmp_path / "out.mp4", 10) as writer:
         # When the first segment's frames are written (its preview audio is needed to open it)
         for frame in synthetic_frames(5):
             writer.write(frame)

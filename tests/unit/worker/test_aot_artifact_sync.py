@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import boto3
-import pytest
-from moto import mock_aws
 
 from runtime.common.keys import aot_artifacts_prefix
 from runtime.common.weights_manifest import file_sha256
 from runtime.engine import aot
 from runtime.worker.engine_loader import ArtifactSync
+from tests.unit.worker.conftest import WEIGHTS_BUCKET
 
-BUCKET = "weights"
+BUCKET = WEIGHTS_BUCKET
 PREFIX = aot_artifacts_prefix("v1.5", "0123456789abcdef")
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def built_packages(directory: Path) -> Path:

@@ -4,21 +4,19 @@ puts them where the workers (which cannot build them) look for them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from runtime.engine import aot
 from runtime.engine.cli import main as engine_cli
 from runtime.worker import publish_aot
 from runtime.worker.engine_loader import ArtifactSync
+from tests.unit.worker.conftest import WEIGHTS_BUCKET
 
-BUCKET = "weights"
+BUCKET = WEIGHTS_BUCKET
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +24,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("publish") / "models"
     assert engine_cli(["make-weights", str(root), "--tiny"]) == 0
     return root
-
-
-@pytest.fixture
-def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 @pytest.fixture

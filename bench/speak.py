@@ -85,12 +85,13 @@ class Writer(NamedTuple):
     encoders: int = 1
     threads: int = segmented.ENCODER_THREADS
     split_frames: int = SPLIT_SEGMENT_FRAMES  # frames per segment of a "split"
+    taper: bool = True  # a "split" with its last segment in halving pieces (SegmentPlan.taper)
 
     def as_report(self) -> dict[str, object]:
-        """The fields that describe this writer (segment length only for a split)."""
+        """The fields that describe this writer (segment length and taper only for a split)."""
         fields = self._asdict()
         if self.kind != "split":
-            del fields["split_frames"]
+            del fields["split_frames"], fields["taper"]
         return fields
 
     @property
@@ -100,6 +101,8 @@ class Writer(NamedTuple):
         label = f", {self.kind} {self.encoders} encoders x {self.threads} threads"
         if self.kind == "split" and self.split_frames != SPLIT_SEGMENT_FRAMES:
             label += f", {self.split_frames}-frame segments"
+        if self.kind == "split" and not self.taper:
+            label += ", last segment whole"
         return label
 
 
@@ -678,6 +681,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="frames per segment when speak splits a clip itself, e.g. 125,32 (each a row)",
     )
     parser.add_argument(
+        "--split-tails",
+        default="taper",
+        help="the last segment of speak's split: taper (halving pieces, the engine's default) "
+        "and/or whole, e.g. taper,whole (each a row)",
+    )
+    parser.add_argument(
         "--skip-cold-start", action="store_true", help="no fresh-process cold start probes"
     )
     parser.add_argument(
@@ -704,6 +713,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
+    if not set(args.split_tails.split(",")) <= {"taper", "whole"}:
+        parser.error(f"--split-tails: taper and/or whole, not {args.split_tails!r}")
     device = torch.device(args.device)
     compile_modes = args.compile_modes.split(",") if args.compile else []
     if args.encoder_only:
@@ -786,6 +797,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             engine.encoder_preset = preset
             segmented.ENCODER_THREADS = writer.threads
             engine_module.SPLIT_SEGMENT_FRAMES = writer.split_frames
+            engine_module.SPLIT_TAPER = writer.taper
             engine.segment_encoders = writer.encoders if writer.kind == "split" else 1
             plan = (
                 SegmentPlan(directory=work / "segments", encoders=writer.encoders)
@@ -803,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     segment_counts = [int(n) for n in args.segment_encoders.split(",") if n]
     segment_threads = [int(n) for n in args.segment_threads.split(",") if n]
     split_frames = [int(n) for n in args.split_frames.split(",") if n]
+    split_tapers = [flag == "taper" for flag in args.split_tails.split(",") if flag]
 
     def segment_writers(compiled: bool, preset: str) -> list[Writer]:
         """The worker's segmented path per count of encoders (per thread count too for a
@@ -813,8 +826,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             chosen += [Writer("segments", n, threads) for n in segment_counts]
         if compiled:
             chosen += [
-                Writer("split", n, segment_threads[0], frames)
+                Writer("split", n, segment_threads[0], frames, taper)
                 for frames in split_frames
+                for taper in split_tapers
                 for n in segment_counts
                 if n > 1
             ]

@@ -106,6 +106,9 @@ PIPELINE_DEPTH = 2
 # would leave the extra encoders little to do).
 SPLIT_MIN_FRAMES = 2 * SEGMENT_FRAMES
 SPLIT_SEGMENT_FRAMES = SEGMENT_FRAMES
+# The split's last segment in halving pieces (`SegmentPlan.taper`): the encoders' backlog when the
+# GPU is done, the render's tail, is then a 15-frame piece's rather than a 125-frame segment's.
+SPLIT_TAPER = True
 # A compiled engine also keeps graphs at this batch size, for a job's last frames: padded to the
 # full batch, the last batch cost up to a whole batch of GPU time for a few frames (a 30 s clip at
 # 64: 18 padded frames, ~35 ms on an H100) and the tail after the GPU finished grew with it.
@@ -559,6 +562,8 @@ class MuseTalkEngine:
         """
         if not isinstance(prepared, PreparedAvatar):
             raise TypeError("speak needs a PreparedAvatar from this engine")
+        if segments is not None and segments.taper:
+            raise ValueError("a tapered plan is speak's own split; a resumable plan cannot taper")
         avatar = prepared
         timings: dict[str, float] = {}
         stop = should_stop or (lambda: False)
@@ -593,6 +598,7 @@ class MuseTalkEngine:
                 directory=Path(directory),
                 frames_per_segment=SPLIT_SEGMENT_FRAMES,
                 encoders=self.segment_encoders,
+                taper=SPLIT_TAPER,
             )
         scores = None
         if segments is not None and self.scorer is not None:

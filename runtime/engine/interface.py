@@ -87,6 +87,8 @@ class Segment:
 
 SegmentFn = Callable[[Segment], None]
 SEGMENT_FRAMES = 125  # 5 s at 25 fps: a resume loses at most this much work
+# A tapered plan halves its last segment down to pieces of about this many frames.
+TAPER_MIN_FRAMES = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +100,10 @@ class SegmentPlan:
     frame range, so the joined result equals an uninterrupted render. `on_segment` is called
     once per newly finished segment, in index order, on a thread of the writer; `encoders`
     segments may be encoding at once.
+
+    `taper` (for `speak`'s own split, which is never resumed) cuts the clip's last segment into
+    pieces of halving length: what an encoder still holds when the last frame arrives is then
+    a short piece's backlog, not a whole segment's, and that backlog is the render's tail.
     """
 
     directory: Path
@@ -108,12 +114,29 @@ class SegmentPlan:
     # The `sync_sums` of the segments before `start_frame` added in index order (kept from the
     # earlier attempt), so the render's sync score covers the whole clip.
     sync_sums_before: SyncSums | None = None
+    taper: bool = False
 
     def __post_init__(self) -> None:
         if self.frames_per_segment < 1 or self.encoders < 1:
             raise ValueError("frames_per_segment and encoders must be at least 1")
         if self.start_frame < 0 or self.start_frame % self.frames_per_segment:
             raise ValueError("start_frame must be a non-negative multiple of frames_per_segment")
+        if self.taper and self.start_frame:
+            raise ValueError("a tapered plan is not resumable: start_frame must be 0")
+
+    def lengths(self, total_frames: int) -> list[int]:
+        """Frames of each segment of a `total_frames` render, in order."""
+        size = self.frames_per_segment
+        whole, rest = divmod(total_frames, size)
+        if not self.taper:
+            return [size] * whole + ([rest] if rest else [])
+        if whole:  # the last whole segment and the remainder taper together
+            whole, rest = whole - 1, rest + size
+        tail = []
+        while rest > 2 * TAPER_MIN_FRAMES:
+            tail.append(rest - rest // 2)
+            rest //= 2
+        return [size] * whole + tail + ([rest] if rest else [])
 
 
 def segment_file_name(index: int) -> str:

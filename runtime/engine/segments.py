@@ -1,4 +1,4 @@
-"""Segmented output: a render written as fixed-size, independently decodable MPEG-TS segments.
+"""Segmented output: a render written as independently decodable MPEG-TS segments.
 
 Why: a long render interrupted by a spot reclaim or a crash should resume where it stopped, and
 a caller should be able to watch it while it renders. Each segment gets its own encoder, so it
@@ -21,11 +21,12 @@ import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
 
-from runtime.engine.interface import Segment, SegmentPlan, segment_count, segment_file_name
+from runtime.engine.interface import Segment, SegmentPlan, segment_file_name
 from runtime.engine.media import (
     AudioClip,
     EncoderSession,
@@ -100,6 +101,8 @@ class SegmentedVideoWriter(EncoderSession):
         if plan.start_frame >= total_frames + plan.frames_per_segment:
             raise ValueError(f"start_frame {plan.start_frame} is past the last segment")
         self.plan = plan
+        self._lengths = plan.lengths(total_frames)
+        self._firsts = [0, *accumulate(self._lengths)]  # and the end
         self.out_path = out_path
         self.total_frames = total_frames
         self.remux_ms = 0.0
@@ -123,6 +126,7 @@ class SegmentedVideoWriter(EncoderSession):
         self._encoded_audio_path = out_path.with_name(f".{out_path.name}.audio.m4a")
         self._encoded_audio = self._audio.submit(encode_audio, audio_path, self._encoded_audio_path)
         self._next_frame = min(plan.start_frame, total_frames)  # past the end: all done
+        self._next_segment = self._firsts.index(self._next_frame)  # start_frame: a boundary
         self._current: tuple[Segment, VideoWriter] | None = None
         self._closers = ThreadPoolExecutor(plan.encoders, thread_name_prefix="segment-close")
         self._reporter = ThreadPoolExecutor(1, thread_name_prefix="segment-report")
@@ -140,21 +144,19 @@ class SegmentedVideoWriter(EncoderSession):
 
     @property
     def segment_total(self) -> int:
-        return segment_count(self.total_frames, self.plan.frames_per_segment)
+        return len(self._lengths)
 
     def segment(self, index: int) -> Segment:
-        size = self.plan.frames_per_segment
-        first = index * size
-        frames = min(size, self.total_frames - first)
         path = self.plan.directory / segment_file_name(index)
-        return Segment(index, first, frames, path, self._fps)
+        return Segment(index, self._firsts[index], self._lengths[index], path, self._fps)
 
     def write(self, frame: np.ndarray | I420Frame) -> None:
         self._raise_failed()
         if self._next_frame >= self.total_frames:
             raise ValueError("more frames than the render has")
         if self._current is None:
-            self._current = self._open(self._next_frame // self.plan.frames_per_segment)
+            self._current = self._open(self._next_segment)
+            self._next_segment += 1
         segment, writer = self._current
         writer.write(frame)
         self._next_frame += 1

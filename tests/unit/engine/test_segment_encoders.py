@@ -4,6 +4,7 @@ mp4's audio prepared beside the frames (no scratch file left behind)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,6 +50,14 @@ def test_speak_splits_a_long_clip_across_encoders_into_the_same_video(
     monkeypatch.setattr(engine, "segment_encoders", 2)
     out_dir = tmp_path / "split"
     out_dir.mkdir()
+    plans: list[SegmentPlan] = []
+
+    class RecordingWriter(SegmentedVideoWriter):
+        def __init__(self, plan: SegmentPlan, **kwargs: Any) -> None:
+            plans.append(plan)
+            super().__init__(plan, **kwargs)
+
+    monkeypatch.setattr(engine_module, "SegmentedVideoWriter", RecordingWriter)
 
     # When speak renders it without a segment plan
     split = engine.speak(avatar, short_speech, out_dir / "split.mp4", options=NO_SKIP)
@@ -62,6 +71,19 @@ def test_speak_splits_a_long_clip_across_encoders_into_the_same_video(
     assert min(psnr(a, b) for a, b in zip(ours, reference, strict=True)) > 35
     # and its scratch segments and audio are gone
     assert [path.name for path in out_dir.iterdir()] == ["split.mp4"]
+    # and its last segment was tapered (the segments of 6, 6 and 8 frames: too short to halve)
+    assert [plan.taper for plan in plans] == [True]
+
+
+def test_speak_refuses_a_tapered_plan_as_a_resumable_one(
+    engine: MuseTalkEngine, avatar: PreparedAvatar, short_speech: Path, tmp_path: Path
+) -> None:
+    # Given a resumable plan that asks for a tapered tail (its boundaries would not match the
+    # batches cut at whole segments) / When speak is given it / Then it is refused up front
+    plan = SegmentPlan(directory=tmp_path / "segments", taper=True)
+    with pytest.raises(ValueError, match="taper"):
+        engine.speak(avatar, short_speech, tmp_path / "out.mp4", options=NO_SKIP, segments=plan)
+    assert not (tmp_path / "segments").exists()
 
 
 def test_a_short_clip_is_not_split(

@@ -288,6 +288,51 @@ def test_a_start_frame_off_a_segment_boundary_is_refused(tmp_path: Path) -> None
         SegmentPlan(directory=tmp_path, frames_per_segment=8, start_frame=5)
 
 
+@pytest.mark.parametrize("total", [7, 20, 125, 126, 250, 750, 874])
+def test_a_tapered_plan_halves_its_last_segment_into_short_pieces(
+    tmp_path: Path, total: int
+) -> None:
+    # Given the same clip planned in 125-frame segments, plain and tapered
+    plain = SegmentPlan(directory=tmp_path).lengths(total)
+    tapered = SegmentPlan(directory=tmp_path, taper=True).lengths(total)
+
+    # Then both cover every frame, and the plain plan has whole segments and one remainder
+    assert sum(plain) == sum(tapered) == total
+    assert all(length == 125 for length in plain[:-1])
+    # And the tapered plan keeps all but its last whole segment, then pieces that never grow,
+    # none longer than half the tapered stretch and the last no longer than 16 frames
+    kept = max(0, total // 125 - 1)
+    assert tapered[:kept] == [125] * kept
+    pieces = tapered[kept:]
+    assert pieces == sorted(pieces, reverse=True)
+    assert pieces[-1] <= 16
+    if total > 32:
+        assert len(pieces) > 1
+        assert pieces[0] <= (total - 125 * kept + 1) // 2
+
+
+def test_a_tapered_plan_writes_its_pieces_and_joins_every_frame(tmp_path: Path) -> None:
+    # Given 40 frames planned in 30-frame segments with a tapered tail, two encoders
+    recorder = Recorder()
+    plan = SegmentPlan(
+        directory=tmp_path / "s", frames_per_segment=30, encoders=2, on_segment=recorder, taper=True
+    )
+    # When they are written and the writer closes
+    with qcif_writer(plan, tmp_path / "out.mp4", 40) as writer:
+        for frame in synthetic_frames(40):
+            writer.write(frame)
+
+    # Then each piece is its own segment, reported in order, and the mp4 holds every frame
+    assert [(s.first_frame, s.frames) for s in recorder.segments] == [(0, 20), (20, 10), (30, 10)]
+    assert [count_frames(s.path)[0] for s in recorder.segments] == [20, 10, 10]
+    assert count_frames(tmp_path / "out.mp4")[0] == 40
+
+
+def test_a_tapered_plan_cannot_resume(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="tapered"):
+        SegmentPlan(directory=tmp_path, frames_per_segment=8, start_frame=8, taper=True)
+
+
 def test_the_segments_play_as_the_preview_playlist(
     uninterrupted: tuple[Path, list[Segment]], tmp_path: Path
 ) -> None:

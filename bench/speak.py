@@ -715,6 +715,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if not set(args.split_tails.split(",")) <= {"taper", "whole"}:
         parser.error(f"--split-tails: taper and/or whole, not {args.split_tails!r}")
+    if args.compiled_only and not args.compile:
+        parser.error("--compiled-only needs --compile (it keeps only the compiled rows)")
     device = torch.device(args.device)
     compile_modes = args.compile_modes.split(",") if args.compile else []
     if args.encoder_only:

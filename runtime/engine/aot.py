@@ -68,6 +68,11 @@ UNET = "unet"
 DECODER = "vae_decoder"
 WHISPER = "whisper_encoder"
 MODELS = (UNET, DECODER, WHISPER)
+# Built with Inductor's max_autotune when packages are built ahead (`build-artifacts`,
+# `publish_aot`), not on an engine's first start: on an H100 the decoder went 1.47 -> 1.35
+# ms/frame (GPU path 494 -> 533 frames/s) for about 4 more minutes of build, paid once per card
+# (bench/results/2026-11-26-h100-autotune.md).
+AUTOTUNED_AHEAD = (DECODER,)
 MANIFEST = "manifest.json"
 LOAD_ATTEMPT = ".load-attempt"  # pid of a load in progress; left behind if the process died
 MEL_FILTERS = "mel_filters.npy"

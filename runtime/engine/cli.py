@@ -70,13 +70,7 @@ def _add_build_artifacts(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, help="default: the weight cache's directory")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
     parser.add_argument("--dtype", default=None, help="default: float16 on CUDA, float32 on CPU")
-    parser.add_argument(
-        "--max-autotune",
-        default="",
-        metavar="MODELS",
-        help="comma-separated models to build with Inductor's max_autotune (unet, vae_decoder, "
-        "whisper_encoder): faster kernels, a much longer build",
-    )
+    add_max_autotune_option(parser)
     parser.add_argument(
         "--cxx-flags",
         default=None,
@@ -85,6 +79,20 @@ def _add_build_artifacts(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if present")
     parser.set_defaults(run=_build_artifacts)
+
+
+def add_max_autotune_option(parser: argparse.ArgumentParser) -> None:
+    """`--max-autotune`, shared by `build-artifacts` and `runtime.worker.publish_aot`."""
+    from runtime.engine.aot import AUTOTUNED_AHEAD
+
+    parser.add_argument(
+        "--max-autotune",
+        default=",".join(AUTOTUNED_AHEAD),
+        metavar="MODELS",
+        help="comma-separated models to build with Inductor's max_autotune (unet, vae_decoder, "
+        "whisper_encoder; '' for none): faster kernels, a longer build "
+        "(default: %(default)s)",
+    )
 
 
 def _build_artifacts(args: argparse.Namespace) -> int:

@@ -21,11 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from runtime.common.names import EnvVar
+from runtime.engine.cli import add_max_autotune_option
 from runtime.worker.engine_loader import ArtifactSync
 
 
 def publish(
-    models_dir: Path, bucket: str, device: str, dtype: str, *, force: bool = False, s3: Any = None
+    models_dir: Path,
+    bucket: str,
+    device: str,
+    dtype: str,
+    *,
+    max_autotune: str | None = None,
+    force: bool = False,
+    s3: Any = None,
 ) -> dict[str, Any]:
     """Build the packages of this card's key where they are not built yet, then upload them
     (manifest last) unless the bucket has them already; what was done, as a report."""
@@ -37,6 +45,8 @@ def publish(
     if not force and sync.published():
         return {**report, "uploaded": False, "reason": "already in the bucket"}
     build = ["build-artifacts", "--models", str(models_dir), "--device", device, "--dtype", dtype]
+    if max_autotune is not None:  # else build-artifacts' default (aot.AUTOTUNED_AHEAD)
+        build += ["--max-autotune", max_autotune]
     if engine_cli([*build, *(["--force"] if force else [])]) != 0:
         return {**report, "uploaded": False, "reason": "the build failed"}
     return {**report, "uploaded": sync.upload()}
@@ -53,10 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtype", default="float16", help="the workers' MUSETALK_DTYPE")
     parser.add_argument("--force", action="store_true", help="rebuild and upload again")
+    add_max_autotune_option(parser)
     args = parser.parse_args(argv)
     if not args.bucket:
         parser.error(f"--bucket or {EnvVar.WEIGHTS_BUCKET} is required")
-    report = publish(args.models, args.bucket, args.device, args.dtype, force=args.force)
+    report = publish(
+        args.models,
+        args.bucket,
+        args.device,
+        args.dtype,
+        max_autotune=args.max_autotune,
+        force=args.force,
+    )
     print(json.dumps(report), file=sys.stdout)
     return 0 if report["uploaded"] or report.get("reason") == "already in the bucket" else 1
 

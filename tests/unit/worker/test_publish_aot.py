@@ -27,15 +27,15 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[aot.AotKey]:
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[aot.AotKey, object]]:
     """`aot.build_packages` replaced by one that writes a complete package directory at once
-    (the real build takes minutes); the keys it was asked for."""
-    asked: list[aot.AotKey] = []
+    (the real build takes minutes); the keys and Inductor options it was asked for."""
+    asked: list[tuple[aot.AotKey, object]] = []
 
     def build(
         layout: object, cache_dir: Path, key: aot.AotKey, *args: object, **kwargs: object
     ) -> aot.BuildReport:
-        asked.append(key)
+        asked.append((key, kwargs.get("inductor_options")))
         directory = aot.packages_dir(cache_dir, key)
         directory.mkdir(parents=True, exist_ok=True)
         for number, name in enumerate(aot.package_file_names()):
@@ -54,14 +54,15 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[aot.AotKey]:
 
 
 def test_packages_are_built_once_and_published_where_the_workers_look(
-    models: Path, s3: Any, builds: list[aot.AotKey]
+    models: Path, s3: Any, builds: list[tuple[aot.AotKey, object]]
 ) -> None:
     # Given a models directory and an empty weights bucket
     # When the packages are published for this device
     first = publish_aot.publish(models, BUCKET, "cpu", "float32", s3=s3)
-    # Then they were built for the workers' key and uploaded under its prefix, manifest and all
+    # Then they were built for the workers' key, the decoder autotuned (built ahead, the longer
+    # build is paid once), and uploaded under its prefix, manifest and all
     assert first["uploaded"] is True
-    assert len(builds) == 1
+    assert [options for _, options in builds] == [{"vae_decoder": {"max_autotune": True}}]
     listed = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert listed == {
         first["prefix"] + name for name in [*aot.package_file_names(), "manifest.json"]
@@ -82,7 +83,7 @@ def test_packages_are_built_once_and_published_where_the_workers_look(
 
 
 def test_packages_of_one_dtype_are_not_those_of_another(
-    models: Path, s3: Any, builds: list[aot.AotKey]
+    models: Path, s3: Any, builds: list[tuple[aot.AotKey, object]]
 ) -> None:
     # Given packages published for float32 workers
     published = publish_aot.publish(models, BUCKET, "cpu", "float32", s3=s3)
@@ -102,3 +103,16 @@ def test_without_a_bucket_the_command_says_what_is_missing(
         publish_aot.main(["--models", str(models), "--device", "cpu"])
     assert stopped.value.code == 2
     assert "MUSETALK_WEIGHTS_BUCKET" in capsys.readouterr().err
+
+
+def test_autotuning_can_be_turned_off_for_a_quicker_build(
+    models: Path, s3: Any, builds: list[tuple[aot.AotKey, object]]
+) -> None:
+    # Given no model to autotune / When the packages are built (again: the module's models may
+    # have them already) and published
+    published = publish_aot.publish(
+        models, BUCKET, "cpu", "float32", max_autotune="", force=True, s3=s3
+    )
+    # Then they were built with Inductor's default options
+    assert published["uploaded"] is True
+    assert [options for _, options in builds] == [{}]

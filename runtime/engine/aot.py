@@ -69,9 +69,9 @@ DECODER = "vae_decoder"
 WHISPER = "whisper_encoder"
 MODELS = (UNET, DECODER, WHISPER)
 # Built with Inductor's max_autotune when packages are built ahead (`build-artifacts`,
-# `publish_aot`), not on an engine's first start: on an H100 the decoder went 1.47 -> 1.35
-# ms/frame (GPU path 494 -> 533 frames/s) for about 4 more minutes of build, paid once per card
-# (bench/results/2026-11-26-h100-autotune.md).
+# `publish_aot`), not on an engine's first start: on H100s the AOT decoder ran 1.35 ms/frame
+# against 1.47 built without it (GPU path 533 against 494 frames/s), for a build of minutes
+# more, paid once per card (bench/results/2026-11-26-h100-autotune.md).
 AUTOTUNED_AHEAD = (DECODER,)
 MANIFEST = "manifest.json"
 LOAD_ATTEMPT = ".load-attempt"  # pid of a load in progress; left behind if the process died

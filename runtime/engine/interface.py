@@ -87,7 +87,7 @@ class Segment:
 
 SegmentFn = Callable[[Segment], None]
 SEGMENT_FRAMES = 125  # 5 s at 25 fps: a resume loses at most this much work
-# A tapered plan halves its last segment down to pieces of about this many frames.
+# A tapered plan halves its last segment until a piece is at most twice this many frames.
 TAPER_MIN_FRAMES = 8
 
 

@@ -6,6 +6,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$root/scripts/bootstrap.sh"
 cd "$root"
 
+# The browser test (tests/e2e/test_playground.py) drives Debian's Chromium, never a downloaded one.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "==> installing chromium (Debian package) for the browser test"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+
 echo "==> ruff format --check"
 ruff format --check .
 echo "==> ruff check"

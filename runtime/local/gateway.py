@@ -3,7 +3,8 @@
 It does what the deployed gateway does before the Lambda runs: checks the `x-api-key` header
 against its keys (403 like API Gateway otherwise), puts the key's id into
 `requestContext.identity.apiKeyId` (the API maps that id to a tenant), caps the body at API
-Gateway's 10 MiB, and serializes invocations as one Lambda instance would.
+Gateway's 10 MiB, and serializes invocations as one Lambda instance would. It also serves the
+playground page (`runtime.local.static_files`), which the deployed API does not.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from runtime.local import static_files
 from runtime.local.resources import LOCAL_ACCOUNT, LOCAL_REGION
 
 STAGE_NAME = "local"
@@ -151,6 +153,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         print(f"gateway error {args[0] if args else ''}", flush=True)
 
     def _handle(self) -> None:
+        if self.command == "GET" and self._serve_static(urlsplit(self.path).path):
+            return
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self.close_connection = True  # the unread body must not be parsed as a next request
@@ -178,6 +182,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.BAD_GATEWAY, {"message": "Internal server error"})
             return
         self._send_result(result)
+
+    def _serve_static(self, path: str) -> bool:
+        """Answer a GET of the playground's files (no key needed); False for anything else."""
+        if path == static_files.PLAYGROUND_PATH.rstrip("/"):
+            self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+            self.send_header("Location", static_files.PLAYGROUND_PATH)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+        found = static_files.lookup(path)
+        if found is None:
+            return False
+        data = found.path.read_bytes()
+        self.send_response(HTTPStatus.OK)
+        for name, value in found.headers().items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     def _send_result(self, result: dict[str, Any]) -> None:
         payload = result.get("body") or ""

@@ -131,6 +131,8 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
         )
         api_url = f"http://127.0.0.1:{gateway_port}"
         say(f"API listening on {api_url} (log: {gateway.log_path})")
+        # The key rides in the fragment, which the browser keeps to itself (docs/playground.md).
+        say(f"playground page: {api_url}/playground/#key={api_key}")
 
         models = _weights(options, env, logs, say)
         uploaded = upload_weights(

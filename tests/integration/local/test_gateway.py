@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from runtime.local.gateway import LocalGateway
 from runtime.local.processes import free_port
+from runtime.local.static_files import HLS_SCRIPT_FILE, PLAYGROUND_DIR
 
 app = APIGatewayRestResolver()
 
@@ -115,3 +116,44 @@ def test_an_oversized_body_is_413_without_reading_it(gateway: httpx.Client) -> N
 
     # Then the gateway answers 413 at once
     assert status_line.startswith(b"HTTP/1.1 413")
+
+
+def test_the_playground_page_is_served_without_a_key(gateway: httpx.Client) -> None:
+    # When a browser opens the page and its scripts
+    page = gateway.get("/playground/")
+    script = gateway.get("/playground/js/api.js")
+    player = gateway.get("/node_modules/hls.js/dist/hls.light.min.js")
+
+    # Then they are the repository's files, typed, with a policy that keeps scripts to this origin
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.text == (PLAYGROUND_DIR / "index.html").read_text()
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert script.text == (PLAYGROUND_DIR / "js" / "api.js").read_text()
+    if HLS_SCRIPT_FILE.is_file():  # installed by `npm ci`
+        assert player.content == HLS_SCRIPT_FILE.read_bytes()
+    assert gateway.get("/playground", follow_redirects=True).text == page.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/playground/../runtime/local/gateway.py",
+        "/playground/%2e%2e/pyproject.toml",
+        "/playground/js/",
+        "/playground/nothing.js",
+        "/node_modules/hls.js/package.json",
+        "/node_modules/aws-cdk/package.json",
+    ],
+)
+def test_nothing_but_the_pages_files_is_served_without_a_key(
+    gateway: httpx.Client, path: str
+) -> None:
+    # When a path outside the page's files is asked for without a key
+    response = gateway.send(
+        httpx.Request("GET", gateway.base_url.join("/").copy_with(raw_path=path.encode()))
+    )
+
+    # Then it is not a static file: it goes to the API's key check like any route
+    assert response.status_code == 403

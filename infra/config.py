@@ -50,8 +50,10 @@ class StageConfig:
     api_quota_per_day: int = 10_000
     # One API key per tenant on the stage's usage plan; adding a tenant = add it here + deploy.
     tenants: tuple[str, ...] = ("default",)
-    # Origins that may PUT/POST presigned uploads from a browser (the signature is the auth).
-    cors_allowed_origins: tuple[str, ...] = ("*",)
+    # Browser origins (`scheme://host[:port]`) of pages that call the API and its presigned URLs,
+    # e.g. where you host the playground (docs/playground.md): CORS on the API and on the uploads
+    # and outputs buckets. None by default: no page on another origin can read the answers.
+    cors_allowed_origins: tuple[str, ...] = ()
     # How often the sweeper re-sends jobs whose queue message was never confirmed sent.
     sweeper_interval_minutes: int = 2
     log_retention_days: int = 30
@@ -108,6 +110,8 @@ STAGES: dict[str, StageConfig] = {
         ),
         api_quota_per_day=2_000,
         log_retention_days=14,
+        # The playground served from a clone: `python -m http.server 8000` (docs/playground.md).
+        cors_allowed_origins=("http://localhost:8000",),
     ),
     "prod": StageConfig(
         stage="prod",

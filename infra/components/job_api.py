@@ -32,6 +32,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.components.api_cors import add_preflights, gateway_error_headers
 from infra.components.job_resources import JobResources
 from infra.components.nag import (
     acknowledge,
@@ -101,6 +102,7 @@ class ApiSettings:
     sweeper_interval_minutes: int
     job_record_ttl_days: int
     log_retention: logs.RetentionDays
+    cors_allowed_origins: tuple[str, ...] = ()  # browser pages' origins (infra/api_cors.py)
 
 
 class JobApi(Construct):
@@ -143,6 +145,7 @@ class JobApi(Construct):
             ),
             str(EnvVar.LIMITS_JSON): settings.limits_json,
             str(EnvVar.JOB_RECORD_TTL_DAYS): str(settings.job_record_ttl_days),
+            str(EnvVar.CORS_ALLOWED_ORIGINS): json.dumps(list(settings.cors_allowed_origins)),
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
         }
         self.handler = self._api_handler()
@@ -424,6 +427,7 @@ class JobApi(Construct):
                     {"method.request.path.job_id": True} if "{job_id}" in path else None
                 ),
             )
+        add_preflights(v1, ROUTES, self._settings.cors_allowed_origins)
         CfnOutput(
             self, "ApiUrl", value=self.rest_api.url, description="Base URL; routes live under /v1"
         )
@@ -442,6 +446,7 @@ class JobApi(Construct):
                 response_type.response_type.title().replace("_", ""),
                 type=response_type,
                 status_code=status,
+                response_headers=gateway_error_headers(self._settings.cors_allowed_origins),
                 templates={
                     "application/json": json.dumps(
                         {

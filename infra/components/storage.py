@@ -14,13 +14,13 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.components.nag import acknowledge
+from runtime.common.bucket_cors import bucket_cors_rules
 from runtime.common.names import BucketRole, ResourceNames
 
 # Multipart uploads a browser abandons still cost money and hold personal data.
 _ABORT_INCOMPLETE_UPLOADS = Duration.days(1)
 _ACCESS_LOG_RETENTION = Duration.days(365)
 _OLD_WEIGHT_VERSIONS = Duration.days(30)
-_PRESIGNED_HEADERS = ["content-type", "content-md5", "content-length", "x-amz-*"]
 
 
 class Storage(Construct):
@@ -59,28 +59,13 @@ class Storage(Construct):
             "Uploads",
             names.bucket(BucketRole.UPLOADS),
             lifecycle_rules=[self._expire("expire-personal-data", uploads_expire_days)],
-            cors=[
-                s3.CorsRule(
-                    allowed_methods=[s3.HttpMethods.PUT, s3.HttpMethods.POST],
-                    allowed_origins=list(cors_allowed_origins),
-                    allowed_headers=_PRESIGNED_HEADERS,
-                    exposed_headers=["ETag"],
-                    max_age=3000,
-                )
-            ],
+            cors=_cors(BucketRole.UPLOADS, cors_allowed_origins),
         )
         self.outputs = self._bucket(
             "Outputs",
             names.bucket(BucketRole.OUTPUTS),
             lifecycle_rules=[self._expire("expire-personal-data", outputs_expire_days)],
-            cors=[
-                s3.CorsRule(
-                    allowed_methods=[s3.HttpMethods.GET, s3.HttpMethods.HEAD],
-                    allowed_origins=list(cors_allowed_origins),
-                    allowed_headers=["range"],
-                    max_age=3000,
-                )
-            ],
+            cors=_cors(BucketRole.OUTPUTS, cors_allowed_origins),
         )
         self.avatar_cache = self._bucket(
             "AvatarCache",
@@ -133,3 +118,18 @@ class Storage(Construct):
             versioned=versioned,
             removal_policy=RemovalPolicy.RETAIN,
         )
+
+
+def _cors(role: BucketRole, origins: tuple[str, ...]) -> list[s3.CorsRule] | None:
+    """The browser rules of `runtime.common.bucket_cors` (also local mode's), as CDK rules."""
+    rules = [
+        s3.CorsRule(
+            allowed_methods=[s3.HttpMethods(method) for method in rule["AllowedMethods"]],
+            allowed_origins=rule["AllowedOrigins"],
+            allowed_headers=rule["AllowedHeaders"],
+            exposed_headers=rule.get("ExposeHeaders"),
+            max_age=rule["MaxAgeSeconds"],
+        )
+        for rule in bucket_cors_rules(role, origins)
+    ]
+    return rules or None

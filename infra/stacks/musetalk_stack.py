@@ -17,6 +17,7 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from infra.components.api_cors import is_browser_origin
 from infra.components.gpu_capacity import GpuCapacity
 from infra.components.gpu_worker_service import (
     GpuWorkerService,
@@ -196,6 +197,7 @@ class MuseTalkStack(Stack):
                 sweeper_interval_minutes=config.sweeper_interval_minutes,
                 job_record_ttl_days=config.job_record_ttl_days,
                 log_retention=retention,
+                cors_allowed_origins=config.cors_allowed_origins,
             ),
         )
         Observability(
@@ -288,6 +290,12 @@ def validate_config(config: StageConfig) -> None:
         raise ValueError("the interactive lane keeps at least one warm task (min_tasks >= 1)")
     if config.visibility_timeout_seconds < 2 * config.heartbeat_seconds:
         raise ValueError("visibility_timeout_seconds must cover at least two heartbeats")
+    bad_origins = [o for o in config.cors_allowed_origins if not is_browser_origin(o)]
+    if bad_origins:
+        raise ValueError(
+            "cors_allowed_origins must be exact origins, https://host[:port] (http only for "
+            f"localhost or 127.0.0.1), without a path, '*' or 'null': {bad_origins}"
+        )
     bad = [tenant for tenant in config.tenants if not is_safe_id(tenant)]
     if bad or len(set(config.tenants)) != len(config.tenants):
         raise ValueError(f"tenants must be unique ids matching [A-Za-z0-9_-]{{1,64}}: {bad}")

@@ -22,16 +22,19 @@
   });
 
   function restoreConnection() {
+    if (location.protocol === "file:") {
+      // A file's origin is "null", which no stack allows (every sandboxed frame shares it).
+      $("connection-status").textContent = "serve this page over http(s) (docs/playground.md): " +
+        "opened from a file, the browser sends Origin: null, which the API does not allow";
+      return;
+    }
     const fragment = new URLSearchParams(location.hash.slice(1));
     if (fragment.has("key")) {
       sessionStorage.setItem(STORE.key, fragment.get("key"));
-      if (!sessionStorage.getItem(STORE.url) && location.protocol.startsWith("http")) {
-        sessionStorage.setItem(STORE.url, location.origin);
-      }
+      sessionStorage.setItem(STORE.url, location.origin); // local mode serves page and API
       history.replaceState(null, "", location.pathname + location.search);
     }
-    $("api-url").value = sessionStorage.getItem(STORE.url) ||
-      (location.protocol.startsWith("http") ? location.origin : "");
+    $("api-url").value = sessionStorage.getItem(STORE.url) || "";
     $("api-key").value = sessionStorage.getItem(STORE.key) || "";
     if ($("api-url").value && $("api-key").value) connect();
   }

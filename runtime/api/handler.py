@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict
 
 from runtime.api import avatars, jobs, uploads, webhook_deliveries
 from runtime.api.context import ApiContext
+from runtime.api.cors import cors_headers
 from runtime.api.errors import ApiError, ApiErrorCode, ErrorResponse, error_body
 from runtime.api.models import (
     Avatar,
@@ -457,7 +458,11 @@ def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         },
     )
     response.setdefault("headers", {})
-    response["headers"] = dict(response["headers"] or {}) | {CORRELATION_HEADER: correlation_id}
+    response["headers"] = (
+        dict(response["headers"] or {})
+        | {CORRELATION_HEADER: correlation_id}
+        | cors_headers(_header(event, "Origin"), runtime().ctx.settings.cors_allowed_origins)
+    )
     if response.get("multiValueHeaders"):
         response["multiValueHeaders"][CORRELATION_HEADER] = [correlation_id]
     return response

@@ -38,6 +38,7 @@ class Settings:
     webhook_queue_url: str | None = None
     webhook_secret_arn: str | None = None  # the webhook-deliveries Lambda only
     webhook_allow_private: bool = False  # local mode only: the emulator's http receivers
+    cors_allowed_origins: tuple[str, ...] = ()  # browser origins answered with CORS headers
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +78,7 @@ class Settings:
             webhook_queue_url=env.get(EnvVar.WEBHOOK_QUEUE_URL.value) or None,
             webhook_secret_arn=env.get(EnvVar.WEBHOOK_SECRET_ARN.value) or None,
             webhook_allow_private=env.get(EnvVar.WEBHOOK_ALLOW_PRIVATE.value) == "true",
+            cors_allowed_origins=_parse_origins(env.get(EnvVar.CORS_ALLOWED_ORIGINS.value) or "[]"),
         )
 
 
@@ -94,3 +96,18 @@ def _parse_tenants(raw: str) -> dict[str, str]:
             f"{EnvVar.API_KEY_TENANTS.value} must map API key ids to tenant ids [A-Za-z0-9_-]"
         )
     return dict(mapping)
+
+
+def _parse_origins(raw: str) -> tuple[str, ...]:
+    """`["https://app.example.com", ...]`: exact origins, never a wildcard."""
+    try:
+        origins = json.loads(raw)
+    except ValueError as error:
+        raise SettingsError(f"{EnvVar.CORS_ALLOWED_ORIGINS.value} is not JSON") from error
+    if not isinstance(origins, list) or not all(
+        isinstance(origin, str) and origin not in {"", "*", "null"} for origin in origins
+    ):
+        raise SettingsError(
+            f"{EnvVar.CORS_ALLOWED_ORIGINS.value} must be a JSON list of exact origins"
+        )
+    return tuple(origins)

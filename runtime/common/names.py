@@ -47,6 +47,8 @@ class EnvVar(StrEnum):
     API_KEY_TENANTS = "MUSETALK_API_KEY_TENANTS"
     LIMITS_JSON = "MUSETALK_LIMITS_JSON"
     JOB_RECORD_TTL_DAYS = "MUSETALK_JOB_RECORD_TTL_DAYS"  # API: TTL of job/upload/avatar items
+    # API: JSON list of browser origins it answers with CORS headers (StageConfig's origins).
+    CORS_ALLOWED_ORIGINS = "MUSETALK_CORS_ALLOWED_ORIGINS"
     AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"  # set only in local mode (the emulator)
     # Worker only.
     MODELS_DIR = "MUSETALK_MODELS_DIR"  # local weights cache, synced from the weights bucket

@@ -14,6 +14,7 @@ from string import ascii_letters, digits
 from typing import Any
 
 from infra.config import LaneConfig, StageConfig
+from runtime.common.bucket_cors import bucket_cors_rules
 from runtime.common.events import WEBHOOK_MAX_RECEIVES, WEBHOOK_QUEUE_VISIBILITY_SECONDS
 from runtime.common.names import (
     BucketRole,
@@ -129,6 +130,9 @@ def _create_buckets(s3: Any, names: ResourceNames, config: StageConfig) -> dict[
                 "RestrictPublicBuckets": True,
             },
         )
+        cors_rules = bucket_cors_rules(role, config.cors_allowed_origins)
+        if cors_rules:
+            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": cors_rules})
         if role in expiry_days:
             s3.put_bucket_lifecycle_configuration(
                 Bucket=bucket,

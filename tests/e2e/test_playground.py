@@ -1,8 +1,8 @@
 """The playground page in a real browser (Debian's headless Chromium, driven by Playwright's
 Python client; no browser download) against `python -m runtime.local up` with the small test
 engine: a bad option shows the API's message at its field, then upload, submit, the live HLS
-preview plays while the job renders, and the mp4 plays and downloads. A screenshot of the finished
-page is kept in `test-artifacts/` (git-ignored)."""
+preview plays while the job renders, the mp4 plays and downloads, and purging the job from the
+list erases its avatar. A screenshot of the page is kept in `test-artifacts/` (git-ignored)."""
 
 from __future__ import annotations
 
@@ -153,6 +153,14 @@ def test_the_playground_renders_a_job_in_a_real_browser(
                 "SUCCEEDED"
             )
             expect(page.locator("#avatars-table tbody tr")).to_have_count(1)
+
+            # When they purge the job from the list and confirm
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.locator(f"#jobs-table tr[data-job-id='{job_id}'] button", has_text="Purge").click()
+
+            # Then its media and the avatar made from them are erased; the job record stays
+            expect(page.locator("#avatars-table tbody tr")).to_have_count(0)
+            expect(page.locator(f"#jobs-table tr[data-job-id='{job_id}']")).to_be_visible()
             assert errors == []
         finally:
             ARTIFACTS.mkdir(exist_ok=True)

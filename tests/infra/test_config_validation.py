@@ -23,6 +23,10 @@ def test_shipped_stages_are_valid(stage: str) -> None:
         ({"visibility_timeout_seconds": 40}, "heartbeats"),
         ({"tenants": ("acme", "acme")}, "tenants"),
         ({"tenants": ("bad/tenant",)}, "tenants"),
+        ({"cors_allowed_origins": ("*",)}, "cors_allowed_origins"),
+        ({"cors_allowed_origins": ("null",)}, "cors_allowed_origins"),
+        ({"cors_allowed_origins": ("https://app.example.com/",)}, "cors_allowed_origins"),
+        ({"cors_allowed_origins": ("http://app.example.com",)}, "cors_allowed_origins"),
     ],
 )
 def test_invalid_stage_config_is_rejected_naming_the_field(

@@ -133,3 +133,16 @@ def test_only_uploads_and_outputs_accept_browser_requests(dev: Synthesized) -> N
     # Given the weights and avatar-cache buckets / Then no CORS rule opens them to browsers
     for role in (BucketRole.WEIGHTS, BucketRole.AVATAR_CACHE, BucketRole.ACCESS_LOGS):
         assert "CorsConfiguration" not in _bucket(dev, role)[1]["Properties"]
+
+
+def test_outputs_may_be_read_by_pages_of_the_stage_only(
+    dev: Synthesized, prod: Synthesized
+) -> None:
+    # Given dev, which lists the playground's local origin, and prod, which lists none
+    (rule,) = _bucket(dev, BucketRole.OUTPUTS)[1]["Properties"]["CorsConfiguration"]["CorsRules"]
+    # Then dev's pages may GET (hls.js, the download) and nothing else, from that origin only
+    assert sorted(rule["AllowedMethods"]) == ["GET", "HEAD"]
+    assert rule["AllowedOrigins"] == list(dev.config.cors_allowed_origins)
+    # And prod opens no bucket to any page
+    for role in BucketRole:
+        assert "CorsConfiguration" not in _bucket(prod, role)[1]["Properties"]

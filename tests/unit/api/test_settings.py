@@ -59,3 +59,21 @@ def test_limits_must_cover_every_lane() -> None:
     )
     with pytest.raises(SettingsError, match="interactive"):
         Settings.from_env({**BASE, EnvVar.LIMITS_JSON.value: only_batch.model_dump_json()})
+
+
+def test_browser_origins_are_read_as_a_list() -> None:
+    env = {
+        **BASE,
+        EnvVar.CORS_ALLOWED_ORIGINS.value: '["https://a.example", "http://localhost:8000"]',
+    }
+    assert Settings.from_env(env).cors_allowed_origins == (
+        "https://a.example",
+        "http://localhost:8000",
+    )
+    assert Settings.from_env(BASE).cors_allowed_origins == ()
+
+
+@pytest.mark.parametrize("raw", ['"https://a.example"', '["*"]', '["null"]', "[1]", "not json"])
+def test_a_wildcard_or_malformed_origin_list_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match=EnvVar.CORS_ALLOWED_ORIGINS.value):
+        Settings.from_env({**BASE, EnvVar.CORS_ALLOWED_ORIGINS.value: raw})

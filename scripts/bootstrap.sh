@@ -42,7 +42,7 @@ fi
 
 node_stamp="$(cat package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)"
 if [ "$(cat node_modules/.stamp 2>/dev/null)" != "$node_stamp" ]; then
-  echo "==> installing the AWS CDK CLI into node_modules"
+  echo "==> installing the AWS CDK CLI and hls.js (the playground's player) into node_modules"
   npm ci --silent --no-audit --no-fund
   echo "$node_stamp" >node_modules/.stamp
 fi

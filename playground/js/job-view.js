@@ -78,7 +78,8 @@
       $("job-frames").textContent = job.frames_total
         ? `${job.frames_done ?? 0} / ${job.frames_total} frames` : "";
       if (job.error) $("job-error").textContent = `${job.error.code}: ${job.error.message}`;
-      if (job.preview_url && !this.previewUrl) this.startPreview(job.preview_url);
+      const rendering = !FINAL.has(job.status); // after the render, the mp4 is what to play
+      if (job.preview_url && !this.previewUrl && rendering) this.startPreview(job.preview_url);
     }
 
     startPreview(url) {

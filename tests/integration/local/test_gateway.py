@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from runtime.local.gateway import LocalGateway
 from runtime.local.processes import free_port
-from runtime.local.static_files import HLS_SCRIPT_FILE, PLAYGROUND_DIR
+from runtime.local.static_files import HLS_SCRIPT_FILE, HLS_SCRIPT_PATH, PLAYGROUND_DIR
 
 app = APIGatewayRestResolver()
 
@@ -131,6 +131,7 @@ def test_the_playground_page_is_served_without_a_key(gateway: httpx.Client) -> N
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert script.headers["content-type"] == "text/javascript; charset=utf-8"
     assert script.text == (PLAYGROUND_DIR / "js" / "api.js").read_text()
+    assert f'src="..{HLS_SCRIPT_PATH}"' in page.text  # the page's relative path to hls.js
     if HLS_SCRIPT_FILE.is_file():  # installed by `npm ci`
         assert player.content == HLS_SCRIPT_FILE.read_bytes()
     assert gateway.get("/playground", follow_redirects=True).text == page.text

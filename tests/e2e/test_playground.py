@@ -37,7 +37,7 @@ CHROMIUM_FLAGS = [
 # preview has something to play before the mp4 exists.
 RENDER_ENV = {
     "MUSETALK_ENGINE_FACTORY": "tests.support.small_engine:load",
-    "SMALL_ENGINE_SECONDS_PER_FRAME": "0.12",
+    "SMALL_ENGINE_SECONDS_PER_FRAME": "0.15",
     "MUSETALK_SEGMENT_FRAMES": "10",
 }
 AUDIO_SECONDS = 3.0

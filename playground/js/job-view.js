@@ -36,14 +36,17 @@
 
     // Follow `jobId` (replacing any job followed before); `first` is the 202's body, if any.
     track(api, jobId, first, idempotencyKey) {
+      const sameJob = jobId === this.jobId;
       this.stopPreview();
       this.api = api;
       this.jobId = jobId;
       this.generation += 1;
       $("job").hidden = false;
       $("job-id").textContent = jobId;
-      $("job-idempotency-key").textContent = idempotencyKey || "—";
+      if (!sameJob || idempotencyKey) $("job-idempotency-key").textContent = idempotencyKey || "—";
       $("job-error").textContent = "";
+      $("preview-figure").hidden = true;
+      this.previewState("none");
       $("result-figure").hidden = true;
       $("job-metrics").hidden = true;
       $("result").removeAttribute("src");
@@ -163,7 +166,7 @@
       } catch (error) {
         outcome = `${error.code}: ${error.message}`;
       }
-      this.track(this.api, this.jobId, null, $("job-idempotency-key").textContent);
+      this.track(this.api, this.jobId, null, null);
       $("job-error").textContent = outcome;
     }
   }

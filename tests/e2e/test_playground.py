@@ -13,11 +13,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from runtime.local.media import EXAMPLES_DIR, trim_audio
 from tests.e2e.test_local_demo import _SERVICE, REPO_ROOT, _missing
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -153,6 +157,7 @@ def test_the_playground_renders_a_job_in_a_real_browser(
                 "SUCCEEDED"
             )
             expect(page.locator("#avatars-table tbody tr")).to_have_count(1)
+            _screenshot(page)
 
             # When they purge the job from the list and confirm
             page.once("dialog", lambda dialog: dialog.accept())
@@ -162,9 +167,15 @@ def test_the_playground_renders_a_job_in_a_real_browser(
             expect(page.locator("#avatars-table tbody tr")).to_have_count(0)
             expect(page.locator(f"#jobs-table tr[data-job-id='{job_id}']")).to_be_visible()
             assert errors == []
+        except BaseException:
+            _screenshot(page)  # what the page showed when it failed
+            raise
         finally:
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / "playground.png"
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"playground screenshot: {shot}")
             browser.close()
+
+
+def _screenshot(page: Page) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "playground.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"playground screenshot: {shot}")

@@ -12,25 +12,12 @@ network failure.
 
 from __future__ import annotations
 
-import re
-
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigateway
 
-from runtime.api.cors import REQUEST_HEADERS
+from runtime.api.cors import PREFLIGHT_HEADERS, PREFLIGHT_MAX_AGE_SECONDS
 
-PREFLIGHT_MAX_AGE = Duration.minutes(10)
-# Content-Type (JSON is not a CORS-safelisted type) and the key come on top of the API's own.
-ALLOWED_HEADERS = ("Content-Type", "X-Api-Key", *REQUEST_HEADERS)
-# An origin as browsers send it: https with a host (http only on this machine), an optional port,
-# nothing after. Never `*` (any site) or `null` (sandboxed frames and files).
-_ORIGIN = re.compile(
-    r"https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?|http://(localhost|127\.0\.0\.1)(:\d{1,5})?"
-)
-
-
-def is_browser_origin(origin: str) -> bool:
-    return _ORIGIN.fullmatch(origin) is not None
+PREFLIGHT_MAX_AGE = Duration.seconds(PREFLIGHT_MAX_AGE_SECONDS)
 
 
 def add_preflights(
@@ -45,7 +32,7 @@ def add_preflights(
     for path, allowed in methods.items():
         root.resource_for_path(path).add_cors_preflight(
             allow_origins=list(origins),
-            allow_headers=list(ALLOWED_HEADERS),
+            allow_headers=list(PREFLIGHT_HEADERS),
             allow_methods=allowed,
             max_age=PREFLIGHT_MAX_AGE,
         )

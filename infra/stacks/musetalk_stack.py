@@ -17,7 +17,6 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
-from infra.components.api_cors import is_browser_origin
 from infra.components.gpu_capacity import GpuCapacity
 from infra.components.gpu_worker_service import (
     GpuWorkerService,
@@ -39,6 +38,7 @@ from infra.components.notifications import Notifications
 from infra.components.observability import AlarmThresholds, LaneWatch, Observability
 from infra.components.storage import Storage
 from infra.config import LaneConfig, StageConfig
+from runtime.api.cors import is_browser_origin
 from runtime.common.events import WEBHOOK_QUEUE_VISIBILITY_SECONDS
 from runtime.common.keys import is_safe_id
 from runtime.common.names import Lane, ResourceNames

@@ -9,6 +9,8 @@ The key is a header the page sends, never a cookie, so no credentials are allowe
 
 from __future__ import annotations
 
+import re
+
 from aws_lambda_powertools.event_handler.api_gateway import CORSConfig
 
 # What a page may send besides the CORS-safelisted headers (Powertools adds Content-Type,
@@ -16,6 +18,18 @@ from aws_lambda_powertools.event_handler.api_gateway import CORSConfig
 REQUEST_HEADERS = ("Idempotency-Key", "X-Correlation-Id")
 # What a page may read besides the CORS-safelisted response headers.
 EXPOSED_HEADERS = ("X-Correlation-Id", "Location", "Retry-After")
+# What a preflight allows: JSON's Content-Type (not CORS-safelisted) and the key, on top.
+PREFLIGHT_HEADERS = ("Content-Type", "X-Api-Key", *REQUEST_HEADERS)
+PREFLIGHT_MAX_AGE_SECONDS = 600
+# An origin as browsers send it: https with a host (http only on this machine), an optional port,
+# nothing after. Never `*` (any site) or `null` (sandboxed frames and files).
+_ORIGIN = re.compile(
+    r"https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?|http://(localhost|127\.0\.0\.1)(:\d{1,5})?"
+)
+
+
+def is_browser_origin(origin: str) -> bool:
+    return _ORIGIN.fullmatch(origin) is not None
 
 
 def cors_headers(origin: str, allowed_origins: tuple[str, ...]) -> dict[str, str]:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runtime.api.cors import is_browser_origin
 from runtime.common.keys import is_safe_id
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
@@ -105,7 +106,7 @@ def _parse_origins(raw: str) -> tuple[str, ...]:
     except ValueError as error:
         raise SettingsError(f"{EnvVar.CORS_ALLOWED_ORIGINS.value} is not JSON") from error
     if not isinstance(origins, list) or not all(
-        isinstance(origin, str) and origin not in {"", "*", "null"} for origin in origins
+        isinstance(origin, str) and is_browser_origin(origin) for origin in origins
     ):
         raise SettingsError(
             f"{EnvVar.CORS_ALLOWED_ORIGINS.value} must be a JSON list of exact origins"

@@ -3,8 +3,9 @@
 It does what the deployed gateway does before the Lambda runs: checks the `x-api-key` header
 against its keys (403 like API Gateway otherwise), puts the key's id into
 `requestContext.identity.apiKeyId` (the API maps that id to a tenant), caps the body at API
-Gateway's 10 MiB, and serializes invocations as one Lambda instance would. It also serves the
-playground page (`runtime.local.static_files`), which the deployed API does not.
+Gateway's 10 MiB, serializes invocations as one Lambda instance would, and answers CORS
+preflights for the stage's browser origins as the stack's mock integrations do. It also serves
+the playground page (`runtime.local.static_files`), which the deployed API does not.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from runtime.api.cors import PREFLIGHT_HEADERS, PREFLIGHT_MAX_AGE_SECONDS
 from runtime.local import static_files
 from runtime.local.resources import LOCAL_ACCOUNT, LOCAL_REGION
 
@@ -111,10 +113,17 @@ class LocalGateway(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port: int, handler: Handler, api_keys: dict[str, str]) -> None:
+    def __init__(
+        self,
+        port: int,
+        handler: Handler,
+        api_keys: dict[str, str],
+        cors_origins: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(("127.0.0.1", port), _RequestHandler)
         self.lambda_handler = handler
         self.api_keys = dict(api_keys)
+        self.cors_origins = frozenset(cors_origins)
         self.invoke_lock = threading.Lock()
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +153,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._handle()
+
+    def do_OPTIONS(self) -> None:
+        """A CORS preflight, answered as the stack's mock integration does: no key, no Lambda,
+        and the origin only when it is one of the stage's."""
+        cors = self._gateway_cors_headers()
+        self.send_response(HTTPStatus.NO_CONTENT)
+        for name, value in cors.items():
+            self.send_header(name, value)
+        if cors:
+            self.send_header("Access-Control-Allow-Methods", "DELETE,GET,POST")
+            self.send_header("Access-Control-Allow-Headers", ",".join(PREFLIGHT_HEADERS))
+            self.send_header("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_SECONDS))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _gateway_cors_headers(self) -> dict[str, str]:
+        """What the stack's gateway responses add to the gateway's own answers."""
+        origin = self.headers.get("Origin", "")
+        if origin not in self.server.cors_origins:
+            return {}
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Access log without query strings or headers (they may carry tokens or keys)."""
@@ -224,7 +254,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send_result(
             {
                 "statusCode": int(status),
-                "headers": {"Content-Type": "application/json"},
+                "headers": {"Content-Type": "application/json", **self._gateway_cors_headers()},
                 "body": json.dumps(document),
             }
         )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from runtime.api.cors import is_browser_origin
 from runtime.cli.errors import ExitCode
 from runtime.common.names import EnvVar
 from runtime.local.processes import LocalModeError
@@ -55,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--job-timeout", type=float, default=900.0, help="seconds to wait for each job"
     )
+    up.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        type=_origin,
+        metavar="ORIGIN",
+        help="also let pages from this origin call the API (CORS), e.g. the playground served "
+        "by a static server; repeatable",
+    )
     gateway = commands.add_parser("gateway", help=argparse.SUPPRESS)
     gateway.add_argument("--port", type=int, required=True)
     return parser
@@ -66,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_gateway(args.port)
     interrupt_on_signals()
     options = StackOptions(
-        work_dir=args.work_dir.resolve(), models_dir=args.models, stage=args.stage
+        work_dir=args.work_dir.resolve(),
+        models_dir=args.models,
+        stage=args.stage,
+        extra_origins=tuple(getattr(args, "allow_origin", ())),
     )
     try:
         if args.command == "demo":
@@ -143,7 +156,8 @@ def _serve_gateway(port: int) -> int:
     from runtime.local.triggers import LocalTriggers
 
     keys = json.loads(os.environ[ENV_LOCAL_API_KEYS])
-    server = LocalGateway(port, lambda_handler, keys)
+    origins = json.loads(os.environ.get(EnvVar.CORS_ALLOWED_ORIGINS.value) or "[]")
+    server = LocalGateway(port, lambda_handler, keys, cors_origins=tuple(origins))
     triggers = LocalTriggers(
         sqs=boto3.client("sqs"),
         dead_letter_queue_urls=json.loads(os.environ[ENV_LOCAL_DEAD_LETTER_QUEUES]),
@@ -171,6 +185,14 @@ def interrupt_on_signals() -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def _origin(value: str) -> str:
+    if not is_browser_origin(value):
+        raise argparse.ArgumentTypeError(
+            "an exact origin: https://host[:port], or http://localhost|127.0.0.1[:port]"
+        )
+    return value
 
 
 def _say(text: str) -> None:

@@ -65,6 +65,7 @@ class LocalResources:
             EnvVar.WEBHOOK_QUEUE_URL: self.webhook_queue_url,
             EnvVar.LIMITS_JSON: self.config.limits.model_dump_json(),
             EnvVar.JOB_RECORD_TTL_DAYS: str(self.config.job_record_ttl_days),
+            EnvVar.CORS_ALLOWED_ORIGINS: json.dumps(list(self.config.cors_allowed_origins)),
             EnvVar.AWS_ENDPOINT_URL: self.endpoint_url,
         }
 

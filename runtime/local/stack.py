@@ -7,6 +7,7 @@ own subscriber would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -64,6 +65,8 @@ class StackOptions:
     work_dir: Path
     models_dir: Path | None = None  # None: generate tiny random weights
     stage: str = "dev"
+    # Browser origins allowed on top of the stage's (`up --allow-origin`): a page served elsewhere.
+    extra_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,9 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
         say("starting the local AWS emulator (moto server)")
         endpoint = cleanup.enter_context(moto_server())
         config = stage_config(options.stage)
+        if options.extra_origins:
+            origins = (*config.cors_allowed_origins, *options.extra_origins)
+            config = dataclasses.replace(config, cors_allowed_origins=origins)
         names = ResourceNames(stage=config.stage, account=LOCAL_ACCOUNT, region=LOCAL_REGION)
         resources = provision(session, names=names, config=config, endpoint_url=endpoint)
         say(

@@ -158,3 +158,59 @@ def test_nothing_but_the_pages_files_is_served_without_a_key(
 
     # Then it is not a static file: it goes to the API's key check like any route
     assert response.status_code == 403
+
+
+PAGE = "https://page.example"
+
+
+@pytest.fixture(scope="module")
+def gateway_for_page() -> Iterator[httpx.Client]:
+    server = LocalGateway(free_port(), handler, {"secret-key": "key-id-1"}, cors_origins=(PAGE,))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    with httpx.Client(base_url=f"http://{host!s}:{port}") as client:
+        yield client
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_preflight_from_an_allowed_page_is_answered_without_a_key(
+    gateway_for_page: httpx.Client,
+) -> None:
+    # When the page's browser asks before a JSON POST with a key and an Idempotency-Key
+    answer = gateway_for_page.options(
+        "/v1/jobs",
+        headers={
+            "Origin": PAGE,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,idempotency-key,x-api-key",
+        },
+    )
+
+    # Then the gateway allows that origin, the method and those headers, as the stack's mock does
+    assert answer.status_code == 204
+    assert answer.headers["access-control-allow-origin"] == PAGE
+    assert "POST" in answer.headers["access-control-allow-methods"]
+    allowed = answer.headers["access-control-allow-headers"].lower().split(",")
+    assert {"content-type", "idempotency-key", "x-api-key"} <= set(allowed)
+
+
+def test_another_origin_gets_no_cors_headers_from_the_gateway(
+    gateway_for_page: httpx.Client,
+) -> None:
+    other = {"Origin": "https://attacker.example", "Access-Control-Request-Method": "POST"}
+    assert (
+        "access-control-allow-origin"
+        not in gateway_for_page.options("/v1/jobs", headers=other).headers
+    )
+    refused = gateway_for_page.get("/v1/whoami", headers={"Origin": "https://attacker.example"})
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_the_gateways_own_refusal_is_readable_by_an_allowed_page(
+    gateway_for_page: httpx.Client,
+) -> None:
+    refused = gateway_for_page.get("/v1/whoami", headers={"Origin": PAGE})
+    assert refused.status_code == 403
+    assert refused.headers["access-control-allow-origin"] == PAGE

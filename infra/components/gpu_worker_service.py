@@ -1,9 +1,14 @@
 """One lane's GPU worker: task definition, ECS service and backlog-per-task scaling.
 
 Each task holds one GPU, loads the model once and serves its lane's queue. Scaling follows the
-backlog per task (visible messages / running tasks) with target tracking on a metric-math metric.
-Target tracking multiplies the current task count, so it cannot leave zero: a step policy adds the
-first task when the queue has work and no task runs (the batch lane scales to zero).
+backlog per task (visible messages / *desired* tasks) with target tracking on a metric-math metric.
+The denominator is the desired count, not the running count: a GPU task takes minutes to run
+(host launch, image pull, weight sync), and dividing by running tasks would keep asking for more
+while the first ones start. Target tracking multiplies the current task count, so it cannot leave
+zero: a step policy adds one task when the queue has work and no task is desired (the batch lane
+scales to zero); its cooldown outlasts the metric's lag, so it adds one task, never a run of them.
+The service names no desired count: a deploy keeps what autoscaling set, and the scalable target's
+minimum holds the warm tasks.
 
 The task role holds only what the worker uses: its lane's queue, read/update (never delete or
 scan) on the jobs table, read uploads and weights, write outputs and the avatar cache, publish
@@ -51,6 +56,9 @@ _HEALTH_CHECK = (
 )
 _SCALE_COOLDOWN = Duration.seconds(60)
 _SCALE_IN_COOLDOWN = Duration.seconds(300)
+# Longer than the desired-count metric's lag (Container Insights publishes each minute, alarms read
+# it a minute or two late): within it the from-zero policy cannot add a second task.
+FROM_ZERO_COOLDOWN = Duration.minutes(10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,7 +180,6 @@ class GpuWorkerService(Construct):
             "Service",
             cluster=cluster,
             task_definition=self.task_definition,
-            desired_count=scaling.min_tasks,
             capacity_provider_strategies=capacity_provider_strategies,
             # Warm tasks stay up during a deployment; new ones start on new hosts first.
             min_healthy_percent=100,
@@ -328,15 +335,15 @@ class GpuWorkerService(Construct):
         visible = queue.metric_approximate_number_of_messages_visible(
             period=Duration.minutes(1), statistic="Maximum"
         )
-        running = cloudwatch.Metric(
+        desired = cloudwatch.Metric(
             namespace="ECS/ContainerInsights",
-            metric_name="RunningTaskCount",
+            metric_name="DesiredTaskCount",
             dimensions_map={
                 "ClusterName": cluster.cluster_name,
                 "ServiceName": self.service.service_name,
             },
             period=Duration.minutes(1),
-            statistic="Average",
+            statistic="Maximum",
         )
 
         def query(query_id: str, metric: cloudwatch.Metric) -> dict[str, object]:
@@ -369,10 +376,10 @@ class GpuWorkerService(Construct):
                 customized_metric_specification=appscaling.CfnScalingPolicy.CustomizedMetricSpecificationProperty(
                     metrics=[
                         query("visible", visible),
-                        query("tasks", running),
+                        query("tasks", desired),
                         {
                             "id": "backlogPerTask",
-                            "label": "Visible messages per running task",
+                            "label": "Visible messages per desired task",
                             "expression": "IF(tasks > 0, visible / tasks, visible)",
                             "returnData": True,
                         },
@@ -384,9 +391,9 @@ class GpuWorkerService(Construct):
         target.scale_on_metric(
             "ScaleOutFromZero",
             metric=cloudwatch.MathExpression(
-                expression="IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)",
-                using_metrics={"visible": visible, "tasks": running},
-                label="Work waiting and no task running",
+                expression="IF(FILL(visible, 0) > 0 AND FILL(tasks, 0) == 0, 1, 0)",
+                using_metrics={"visible": visible, "tasks": desired},
+                label="Work waiting and no task desired",
                 period=Duration.minutes(1),
             ),
             scaling_steps=[
@@ -394,7 +401,7 @@ class GpuWorkerService(Construct):
                 appscaling.ScalingInterval(lower=1, change=1),
             ],
             adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-            cooldown=_SCALE_COOLDOWN,
+            cooldown=FROM_ZERO_COOLDOWN,
             evaluation_periods=1,
         )
         return backlog_policy

@@ -9,13 +9,15 @@
   API, webhooks the worker could not deliver) and sends each job's final event, signed.
 
 The code asset is our own `runtime/api` and `runtime/common` packages, nothing else; Powertools
-(with pydantic) comes from the public Powertools for AWS Lambda (Python) V3 layer, whose ARN is
-read at deploy time from its public SSM parameter. No Docker, no credentials at synth.
+(with pydantic) comes from the public Powertools for AWS Lambda (Python) V3 layer of exactly the
+version `runtime/api/requirements.txt` pins (the one the tests ran), whose ARN is read at deploy
+time from its public per-version SSM parameter. No Docker, no credentials at synth.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,22 @@ from runtime.common.names import EnvVar, Lane
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
-POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/python3.13/latest"
+
+
+def powertools_version(requirements: Path) -> str:
+    """The aws-lambda-powertools version pinned in the API's requirements (tests run it)."""
+    found = re.search(
+        r"^aws-lambda-powertools(?:\[[^\]]*\])?==([0-9][0-9.]*)$",
+        requirements.read_text(),
+        flags=re.MULTILINE,
+    )
+    if found is None:
+        raise ValueError(f"{requirements} must pin aws-lambda-powertools==<version>")
+    return found.group(1)
+
+
+POWERTOOLS_VERSION = powertools_version(REPO_ROOT / "runtime" / "api" / "requirements.txt")
+POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/arm64/python3.13/{POWERTOOLS_VERSION}"
 # Docker-style patterns: everything out, then our two packages back in. Directories that are
 # excluded are never walked, so staging does not read .venv or node_modules.
 LAMBDA_ASSET_EXCLUDES = [
@@ -94,8 +111,10 @@ class ApiSettings:
     stage: str
     name_prefix: str  # ResourceNames.prefix: names the REST API, usage plan and keys
     tenants: tuple[str, ...]
-    throttle_rate: float
+    throttle_rate: float  # per tenant key (usage plan)
     throttle_burst: int
+    stage_throttle_rate: float  # all tenants together (the stage's method settings)
+    stage_throttle_burst: int
     quota_per_day: int
     limits_json: str
     sweeper_interval_minutes: int
@@ -213,8 +232,25 @@ class JobApi(Construct):
             description="MuseTalk job API: every route under /v1",
             timeout=Duration.seconds(29),
         )
-        r.jobs_table.grant_read_write_data(function)
-        r.idempotency_table.grant_read_write_data(function)
+        # Item reads/writes and index queries only: the API never scans or batch-writes.
+        r.jobs_table.grant(
+            function,
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DescribeTable",
+        )
+        # What Powertools' DynamoDBPersistenceLayer calls.
+        r.idempotency_table.grant(
+            function,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        )
         for queue in r.queues.values():
             queue.grant_send_messages(function)
         # Presigned PUT/POST into uploads; HEAD (s3:GetObject) to check an upload arrived;
@@ -323,7 +359,11 @@ class JobApi(Construct):
             description="MuseTalk lip-sync job API",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             api_key_source_type=apigateway.ApiKeySourceType.HEADER,
-            cloud_watch_role=False,
+            # Access logs need the account's API Gateway CloudWatch role (AWS::ApiGateway::Account):
+            # the stage create fails in an account/region that never set one. The role is kept
+            # when the stack goes, as other APIs of the account may log through it.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigateway.StageOptions(
                 stage_name=self._settings.stage,
                 tracing_enabled=True,
@@ -339,8 +379,9 @@ class JobApi(Construct):
                     status=True,
                     user=False,
                 ),
-                throttling_rate_limit=self._settings.throttle_rate,
-                throttling_burst_limit=self._settings.throttle_burst,
+                # All tenants together; each key has its own, lower limit in the usage plan.
+                throttling_rate_limit=self._settings.stage_throttle_rate,
+                throttling_burst_limit=self._settings.stage_throttle_burst,
             ),
         )
         for finding, reason in {
@@ -350,11 +391,16 @@ class JobApi(Construct):
             "AwsSolutions-COG4": "Tenants are machine clients with API keys, not Cognito users.",
             "AwsSolutions-APIG3": "Usage plans throttle and cap every tenant; attach a WAF web "
             "ACL to the stage where the account already runs one (docs/deploy.md).",
-            "AwsSolutions-APIG6": "JSON access logs are on for every method. Execution logs need "
-            "the account-wide API Gateway CloudWatch role, which this stack does not own, and "
-            "can leak request bodies.",
+            "AwsSolutions-APIG6": "JSON access logs are on for every method. Execution logs can "
+            "leak request bodies (faces, voices, webhook URLs), so they stay off.",
         }.items():
             acknowledge(rest_api, finding, reason)
+        acknowledge(
+            rest_api.node.find_child("CloudWatchRole"),
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The AWS-managed policy API Gateway documents for its account-wide logging role.",
+        )
         return rest_api
 
     def _tenant_keys(self) -> tuple[apigateway.UsagePlan, dict[str, apigateway.ApiKey]]:

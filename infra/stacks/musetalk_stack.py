@@ -43,8 +43,11 @@ from runtime.common.keys import is_safe_id
 from runtime.common.names import Lane, ResourceNames
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# A spot instance gets a two-minute notice; the container must be stopped within it.
-MAX_STOP_TIMEOUT_SECONDS = 120
+# A spot instance gets a two-minute notice; the container must be stopped within it, after the
+# agent has seen the notice (it polls instance metadata) and ECS has sent SIGTERM, with time left
+# for the hand-back to reach SQS and DynamoDB.
+SPOT_NOTICE_SECONDS = 120
+MAX_STOP_TIMEOUT_SECONDS = 90
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION: dict[int, logs.RetentionDays] = {
@@ -191,6 +194,8 @@ class MuseTalkStack(Stack):
                 tenants=config.tenants,
                 throttle_rate=config.api_throttle_rate,
                 throttle_burst=config.api_throttle_burst,
+                stage_throttle_rate=config.api_stage_throttle_rate,
+                stage_throttle_burst=config.api_stage_throttle_burst,
                 quota_per_day=config.api_quota_per_day,
                 limits_json=limits_json,
                 sweeper_interval_minutes=config.sweeper_interval_minutes,
@@ -221,6 +226,12 @@ class MuseTalkStack(Stack):
                 gpu_memory_percent=config.gpu_memory_alarm_percent,
             ),
             undeliverable_webhooks=webhook_queues.dead_letter_queue,
+            functions={
+                "ApiHandler": api.handler,
+                "Sweeper": api.sweeper,
+                "DeadLetterHandler": api.dead_letters,
+                "WebhookDeliveries": api.webhook_deliveries,
+            },
         )
 
         for output_id, value in {
@@ -288,6 +299,8 @@ def validate_config(config: StageConfig) -> None:
         raise ValueError("the interactive lane keeps at least one warm task (min_tasks >= 1)")
     if config.visibility_timeout_seconds < 2 * config.heartbeat_seconds:
         raise ValueError("visibility_timeout_seconds must cover at least two heartbeats")
+    if config.api_stage_throttle_rate < config.api_throttle_rate:
+        raise ValueError("api_stage_throttle_rate must be at least one tenant's api_throttle_rate")
     bad = [tenant for tenant in config.tenants if not is_safe_id(tenant)]
     if bad or len(set(config.tenants)) != len(config.tenants):
         raise ValueError(f"tenants must be unique ids matching [A-Za-z0-9_-]{{1,64}}: {bad}")

@@ -162,7 +162,9 @@ def test_scaling_tracks_backlog_per_task(synthesized: Synthesized, lane: Lane) -
     visible = metrics["visible"]["MetricStat"]["Metric"]
     assert visible["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert visible["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
-    assert metrics["tasks"]["MetricStat"]["Metric"]["MetricName"] == "RunningTaskCount"
+    # Divided by the desired count: tasks that are still starting count, so a cold start (minutes)
+    # does not keep the metric high and ask for ever more tasks.
+    assert metrics["tasks"]["MetricStat"]["Metric"]["MetricName"] == "DesiredTaskCount"
     (returned,) = [m for m in metrics.values() if m.get("ReturnData")]
     assert "visible / tasks" in returned["Expression"]
 
@@ -180,14 +182,18 @@ def test_a_step_policy_starts_the_first_task_when_work_waits(
     config = step["Properties"]["StepScalingPolicyConfiguration"]
     assert config["AdjustmentType"] == "ChangeInCapacity"
     assert config["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
-    # The alarm that drives it fires when messages are visible and no task runs
+    # Its cooldown outlasts a GPU cold start's first minutes, so it adds one task, not a run
+    assert config["Cooldown"] >= 600
+    # The alarm that drives it fires when messages are visible and no task is desired
     (alarm,) = [
         a
         for a in resources(synthesized.raw, "AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("AlarmActions") == [{"Ref": step_id}]
     ]
     expressions = [m["Expression"] for m in alarm["Properties"]["Metrics"] if "Expression" in m]
-    assert expressions == ["IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)"]
+    assert expressions == ["IF(FILL(visible, 0) > 0 AND FILL(tasks, 0) == 0, 1, 0)"]
+    tasks = next(m for m in alarm["Properties"]["Metrics"] if m["Id"] == "tasks")
+    assert tasks["MetricStat"]["Metric"]["MetricName"] == "DesiredTaskCount"
     assert alarm["Properties"]["Threshold"] == 1
 
 

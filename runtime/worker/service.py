@@ -168,7 +168,7 @@ class Worker:
             self.protection.release()  # idle: let scale-in pick this task
             return None
         if self.stop.requested:
-            self.poller.set_visibility(delivery, 0)  # received during shutdown: give it back
+            self.poller.resend(delivery, 0)  # received during shutdown: give it back, unused
             return None
         try:
             return self.runner.handle(delivery)

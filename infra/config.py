@@ -15,7 +15,7 @@ class LaneConfig:
 
     min_tasks: int
     max_tasks: int
-    backlog_per_task_target: int  # visible messages per running task that scaling aims for
+    backlog_per_task_target: int  # jobs (waiting + running) per task: tasks = ceil(jobs / this)
     oldest_message_slo_seconds: int  # alarm when the oldest message is older than this
     max_receive_count: int  # deliveries before a message goes to the lane's DLQ
 

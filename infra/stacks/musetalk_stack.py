@@ -18,12 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from infra.components.gpu_capacity import GpuCapacity
-from infra.components.gpu_worker_service import (
-    GpuWorkerService,
-    LaneScaling,
-    WorkerResources,
-    WorkerSettings,
-)
+from infra.components.gpu_worker_service import GpuWorkerService, WorkerResources, WorkerSettings
 from infra.components.job_api import (
     DEAD_LETTER_QUEUE_VISIBILITY_SECONDS,
     ApiResources,
@@ -37,6 +32,7 @@ from infra.components.network import Network
 from infra.components.notifications import Notifications
 from infra.components.observability import AlarmThresholds, LaneWatch, Observability
 from infra.components.storage import Storage
+from infra.components.task_scaling import LaneScaling
 from infra.config import LaneConfig, StageConfig
 from runtime.common.events import WEBHOOK_QUEUE_VISIBILITY_SECONDS
 from runtime.common.keys import is_safe_id

@@ -12,6 +12,7 @@ count (a scale-in) waits for the policy's cooldown, a larger one does not.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class ScalableTarget:
     def __post_init__(self) -> None:
         self.max_desired_seen = self.desired
         for step in self.lane.steps:
-            self._alarms.append((step.alarm, lambda value, now, s=step: self._step(s, value, now)))
+            self._alarms.append((step.alarm, functools.partial(self._step, step)))
         tracking = self.lane.tracking
         if tracking is None:
             return
@@ -60,7 +61,7 @@ class ScalableTarget:
                 treat_missing="missing",
                 actions=[],
             )
-            self._alarms.append((alarm, lambda value, now, o=out: self._track(value, now, out=o)))
+            self._alarms.append((alarm, functools.partial(self._track, out=out)))
 
     def evaluate(self, store: MetricStore, now: int) -> None:
         """One minute of the policies: every alarm, then the action of each one in ALARM."""

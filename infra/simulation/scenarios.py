@@ -7,6 +7,7 @@ prints the timelines and the checks.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -87,9 +88,8 @@ def interactive_burst(model: StackModel, cold: ColdStart, jobs: int = 14) -> Out
     lane = model.lanes["interactive"]
     world = World(model, cold=cold)
     for index in range(jobs):
-        world.at(
-            0, lambda i=index: world.submit(Job(f"i{i}", "interactive", INTERACTIVE_JOB_SECONDS))
-        )
+        job = Job(f"i{index}", "interactive", INTERACTIVE_JOB_SECONDS)
+        world.at(0, functools.partial(world.submit, job))
     world.run(120)
     needed = min(lane.max_tasks, max(lane.min_tasks, math.ceil(jobs / lane.jobs_per_task)))
     target = world.targets["interactive"]
@@ -175,9 +175,8 @@ def interrupted_many_times(model: StackModel, cold: ColdStart, times: int = 6) -
 def every_job_fails(model: StackModel, cold: ColdStart, jobs: int = 12) -> Outcome:
     world = World(model, cold=cold)
     for index in range(jobs):
-        world.at(
-            index * 60, lambda i=index: world.submit(Job(f"f{i}", "interactive", 45, "media_error"))
-        )
+        job = Job(f"f{index}", "interactive", 45, "media_error")
+        world.at(index * 60, functools.partial(world.submit, job))
     world.run(30)
     return Outcome(
         f"a burst of {jobs} jobs that all fail",

@@ -120,3 +120,30 @@ def test_alarm_recipients_can_be_given_at_deploy_time() -> None:
     assert with_alarm_emails(stage_config("dev"), None) == stage_config("dev")
     with pytest.raises(ValueError, match="alarm_emails: not an email address"):
         with_alarm_emails(stage_config("dev"), "ops@example.com,nobody")
+
+
+_NAME_PROPERTIES = (
+    "BucketName",
+    "TableName",
+    "QueueName",
+    "TopicName",
+    "Name",
+    "LogGroupName",
+    "FunctionName",
+    "RoleName",
+    "DashboardName",
+    "AlarmName",
+    "ClusterName",
+)
+
+
+def test_a_rolled_back_first_deploy_leaves_no_fixed_name_behind(synthesized: Synthesized) -> None:
+    # A resource kept after a failed create with a fixed name makes the next create fail with
+    # "already exists"; RetainExceptOnCreate deletes it when its own create rolls back.
+    for logical, resource in synthesized.raw["Resources"].items():
+        named = [p for p in _NAME_PROPERTIES if p in resource.get("Properties", {})]
+        if named:
+            assert resource.get("DeletionPolicy", "Delete") in (
+                "Delete",
+                "RetainExceptOnCreate",
+            ), f"{logical} ({named[0]}) is retained when its create rolls back"

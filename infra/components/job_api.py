@@ -9,15 +9,13 @@
   API, webhooks the worker could not deliver) and sends each job's final event, signed.
 
 The code asset is our own `runtime/api` and `runtime/common` packages, nothing else; Powertools
-(with pydantic) comes from the public Powertools for AWS Lambda (Python) V3 layer of exactly the
-version `runtime/api/requirements.txt` pins (the one the tests ran), whose ARN is read at deploy
-time from its public per-version SSM parameter. No Docker, no credentials at synth.
+(with pydantic) comes from the public Powertools for AWS Lambda (Python) V3 layer, pinned to the
+tested version (`powertools_layer`). No Docker, no credentials at synth.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.components.job_resources import JobResources
@@ -42,6 +39,7 @@ from infra.components.nag import (
     grant_objects,
     grant_objects_under,
 )
+from infra.components.powertools_layer import powertools_layer
 from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
 from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN
 from runtime.common.metrics import NAMESPACE
@@ -52,20 +50,6 @@ PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 
-def powertools_version(requirements: Path) -> str:
-    """The aws-lambda-powertools version pinned in the API's requirements (tests run it)."""
-    found = re.search(
-        r"^aws-lambda-powertools(?:\[[^\]]*\])?==([0-9][0-9.]*)$",
-        requirements.read_text(),
-        flags=re.MULTILINE,
-    )
-    if found is None:
-        raise ValueError(f"{requirements} must pin aws-lambda-powertools==<version>")
-    return found.group(1)
-
-
-POWERTOOLS_VERSION = powertools_version(REPO_ROOT / "runtime" / "api" / "requirements.txt")
-POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/arm64/python3.13/{POWERTOOLS_VERSION}"
 # Docker-style patterns: everything out, then our two packages back in. Directories that are
 # excluded are never walked, so staging does not read .venv or node_modules.
 LAMBDA_ASSET_EXCLUDES = [
@@ -137,11 +121,7 @@ class JobApi(Construct):
         self._code = lambda_.Code.from_asset(
             str(REPO_ROOT), exclude=LAMBDA_ASSET_EXCLUDES, ignore_mode=IgnoreMode.DOCKER
         )
-        self._powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
-        )
+        self._powertools = powertools_layer(self, "Powertools")
         self.rest_api = self._rest_api()
         self.usage_plan, self.api_keys = self._tenant_keys()
         # All three functions read one Settings (runtime/api/settings.py), validated at cold

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.components.job_api import POWERTOOLS_LAYER_PARAMETER, powertools_version
+from infra.components.powertools_layer import POWERTOOLS_LAYER_PARAMETER, powertools_version
 from infra.config import stage_config, with_alarm_emails
 from infra.stacks.musetalk_stack import MAX_STOP_TIMEOUT_SECONDS, SPOT_NOTICE_SECONDS
 from tests.infra.conftest import REPO_ROOT, Synthesized

@@ -5,13 +5,18 @@ drain on a spot notice, a pinned Powertools layer, deploys that keep autoscaled 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from infra.components.powertools_layer import POWERTOOLS_LAYER_PARAMETER, powertools_version
 from infra.config import stage_config, with_alarm_emails
-from infra.stacks.musetalk_stack import MAX_STOP_TIMEOUT_SECONDS, SPOT_NOTICE_SECONDS
+from infra.stacks.musetalk_stack import (
+    MAX_STOP_TIMEOUT_SECONDS,
+    SPOT_NOTICE_SECONDS,
+    validate_config,
+)
 from tests.infra.conftest import REPO_ROOT, Synthesized
 from tests.infra.template_queries import actions, logical_id, one, resources, statements_of_role
 
@@ -147,3 +152,11 @@ def test_a_rolled_back_first_deploy_leaves_no_fixed_name_behind(synthesized: Syn
                 "Delete",
                 "RetainExceptOnCreate",
             ), f"{logical} ({named[0]}) is retained when its create rolls back"
+
+
+def test_configs_that_break_the_notice_or_the_throttle_are_refused() -> None:
+    prod = stage_config("prod")
+    with pytest.raises(ValueError, match="task_stop_timeout_seconds"):
+        validate_config(replace(prod, task_stop_timeout_seconds=SPOT_NOTICE_SECONDS))
+    with pytest.raises(ValueError, match="api_stage_throttle_rate"):
+        validate_config(replace(prod, api_stage_throttle_rate=prod.api_throttle_rate / 2))

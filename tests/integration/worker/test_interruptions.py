@@ -48,3 +48,19 @@ def test_a_job_interrupted_more_often_than_max_receive_count_still_succeeds(
     assert record.status is JobStatus.SUCCEEDED
     assert record.attempt == interruptions + 1
     assert world.messages_in(world.dlq_urls[Lane.INTERACTIVE]) == 0
+
+
+def test_a_message_received_after_sigterm_goes_back_unused(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a queued job and a worker told to stop just as its poll returns a message
+    message = world.submit()
+    worker = make_worker()
+    worker.stop.request()
+
+    # When it polls
+    assert worker.run_once() is None
+
+    # Then the job is still queued, on a message that has never been received
+    assert world.record(message.job_id).status is JobStatus.QUEUED
+    assert _receive_count(world) == 0

@@ -3,7 +3,8 @@ context or the environment."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 
@@ -14,7 +15,7 @@ class LaneConfig:
 
     min_tasks: int
     max_tasks: int
-    backlog_per_task_target: int  # visible messages per running task that scaling aims for
+    backlog_per_task_target: int  # jobs (waiting + running) per task: tasks = ceil(jobs / this)
     oldest_message_slo_seconds: int  # alarm when the oldest message is older than this
     max_receive_count: int  # deliveries before a message goes to the lane's DLQ
 
@@ -43,10 +44,15 @@ class StageConfig:
     # The worker extends visibility every `heartbeat_seconds`; the queue timeout is a few beats.
     heartbeat_seconds: int = 30
     visibility_timeout_seconds: int = 120
-    task_stop_timeout_seconds: int = 120
-    # API.
+    # SIGTERM to SIGKILL. Well inside the 2-minute spot notice: the agent sees the notice and ECS
+    # stops the task some seconds in, and the hand-back must land before the host goes.
+    task_stop_timeout_seconds: int = 90
+    # API. Per tenant key (usage plan), and for all tenants together (the stage), so one busy
+    # tenant cannot use up what the others get.
     api_throttle_rate: float = 20
     api_throttle_burst: int = 40
+    api_stage_throttle_rate: float = 100
+    api_stage_throttle_burst: int = 200
     api_quota_per_day: int = 10_000
     # One API key per tenant on the stage's usage plan; adding a tenant = add it here + deploy.
     tenants: tuple[str, ...] = ("default",)
@@ -148,3 +154,18 @@ def stage_config(stage: str) -> StageConfig:
         return STAGES[stage]
     except KeyError:
         raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(STAGES)}") from None
+
+
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
+
+
+def with_alarm_emails(config: StageConfig, context_value: object) -> StageConfig:
+    """The stage plus the alarm recipients given at deploy (`-c alarm_emails=a@x.com,b@y.org`)."""
+    if context_value is None or context_value == "":
+        return config
+    emails = tuple(part.strip() for part in str(context_value).split(",") if part.strip())
+    bad = [email for email in emails if not _EMAIL.fullmatch(email)]
+    if bad:
+        raise ValueError(f"alarm_emails: not an email address: {bad}")
+    merged = tuple(dict.fromkeys(config.alarm_emails + emails))
+    return replace(config, alarm_emails=merged)

@@ -1,9 +1,8 @@
-"""One lane's GPU worker: task definition, ECS service and backlog-per-task scaling.
+"""One lane's GPU worker: task definition, ECS service, and its task count (`task_scaling`).
 
-Each task holds one GPU, loads the model once and serves its lane's queue. Scaling follows the
-backlog per task (visible messages / running tasks) with target tracking on a metric-math metric.
-Target tracking multiplies the current task count, so it cannot leave zero: a step policy adds the
-first task when the queue has work and no task runs (the batch lane scales to zero).
+Each task holds one GPU, loads the model once and serves its lane's queue. The service names no
+desired count: a deploy keeps what autoscaling set, and the scalable target's minimum holds the
+warm tasks.
 
 The task role holds only what the worker uses: its lane's queue, read/update (never delete or
 scan) on the jobs table, read uploads and weights, write outputs and the avatar cache, publish
@@ -17,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_applicationautoscaling as appscaling
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -34,6 +31,7 @@ from infra.components.nag import (
     grant_objects,
     grant_objects_under,
 )
+from infra.components.task_scaling import LaneScaling, TaskScaling
 from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_HOST_DIR
 from runtime.common.keys import AOT_ARTIFACTS_KEY_PATTERN, SEGMENT_KEY_PATTERN
 from runtime.common.names import EnvVar, Lane
@@ -49,8 +47,6 @@ _HEALTH_CHECK = (
     f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{HEALTH_PORT}/healthz', timeout=4)"
     ".status == 200 else 1)"
 )
-_SCALE_COOLDOWN = Duration.seconds(60)
-_SCALE_IN_COOLDOWN = Duration.seconds(300)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,13 +71,6 @@ class WorkerSettings:
     log_retention: logs.RetentionDays
     gpu_prices_json: str = "{}"  # runtime.common.cost: USD per instance-hour by type
     share_render_cache_across_tenants: bool = False  # StageConfig's switch (default per tenant)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LaneScaling:
-    min_tasks: int
-    max_tasks: int
-    backlog_per_task_target: int
 
 
 class GpuWorkerService(Construct):
@@ -172,7 +161,6 @@ class GpuWorkerService(Construct):
             "Service",
             cluster=cluster,
             task_definition=self.task_definition,
-            desired_count=scaling.min_tasks,
             capacity_provider_strategies=capacity_provider_strategies,
             # Warm tasks stay up during a deployment; new ones start on new hosts first.
             min_healthy_percent=100,
@@ -181,7 +169,9 @@ class GpuWorkerService(Construct):
             enable_ecs_managed_tags=True,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
         )
-        self.backlog_per_task = self._scale_on_backlog(cluster, queue, scaling)
+        self.scaling = TaskScaling(
+            self, "TaskCount", cluster=cluster, service=self.service, queue=queue, scaling=scaling
+        )
 
         acknowledge(
             self.task_definition,
@@ -300,101 +290,3 @@ class GpuWorkerService(Construct):
             f"<AWS::AccountId>:task/<{cluster_id}>/*]",
             "Task ids are not known before the tasks start; the grant stays inside one cluster.",
         )
-
-    def _scale_on_backlog(
-        self, cluster: ecs.ICluster, queue: sqs.IQueue, scaling: LaneScaling
-    ) -> appscaling.CfnScalingPolicy:
-        target = appscaling.ScalableTarget(
-            self,
-            "TaskCount",
-            service_namespace=appscaling.ServiceNamespace.ECS,
-            resource_id=f"service/{cluster.cluster_name}/{self.service.service_name}",
-            scalable_dimension="ecs:service:DesiredCount",
-            min_capacity=scaling.min_tasks,
-            max_capacity=scaling.max_tasks,
-            # The service-linked role Application Auto Scaling creates for ECS (what
-            # Service.autoScaleTaskCount uses); a fresh role would have no permissions.
-            role=iam.Role.from_role_arn(
-                self,
-                "ScalingRole",
-                Stack.of(self).format_arn(
-                    service="iam",
-                    region="",
-                    resource="role/aws-service-role/ecs.application-autoscaling.amazonaws.com",
-                    resource_name="AWSServiceRoleForApplicationAutoScaling_ECSService",
-                ),
-            ),
-        )
-        visible = queue.metric_approximate_number_of_messages_visible(
-            period=Duration.minutes(1), statistic="Maximum"
-        )
-        running = cloudwatch.Metric(
-            namespace="ECS/ContainerInsights",
-            metric_name="RunningTaskCount",
-            dimensions_map={
-                "ClusterName": cluster.cluster_name,
-                "ServiceName": self.service.service_name,
-            },
-            period=Duration.minutes(1),
-            statistic="Average",
-        )
-
-        def query(query_id: str, metric: cloudwatch.Metric) -> dict[str, object]:
-            return {
-                "id": query_id,
-                "returnData": False,
-                "metricStat": {
-                    "metric": {
-                        "namespace": metric.namespace,
-                        "metricName": metric.metric_name,
-                        "dimensions": [
-                            {"name": name, "value": value}
-                            for name, value in (metric.dimensions or {}).items()
-                        ],
-                    },
-                    "stat": metric.statistic,
-                },
-            }
-
-        backlog_policy = appscaling.CfnScalingPolicy(
-            self,
-            "BacklogPerTask",
-            policy_name=f"{self.node.path.replace('/', '-')}-backlog-per-task",
-            policy_type="TargetTrackingScaling",
-            scaling_target_id=target.scalable_target_id,
-            target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
-                target_value=scaling.backlog_per_task_target,
-                scale_out_cooldown=_SCALE_COOLDOWN.to_seconds(),
-                scale_in_cooldown=_SCALE_IN_COOLDOWN.to_seconds(),
-                customized_metric_specification=appscaling.CfnScalingPolicy.CustomizedMetricSpecificationProperty(
-                    metrics=[
-                        query("visible", visible),
-                        query("tasks", running),
-                        {
-                            "id": "backlogPerTask",
-                            "label": "Visible messages per running task",
-                            "expression": "IF(tasks > 0, visible / tasks, visible)",
-                            "returnData": True,
-                        },
-                    ]
-                ),
-            ),
-        )
-        # From zero: target tracking multiplies the current count, so add the first task here.
-        target.scale_on_metric(
-            "ScaleOutFromZero",
-            metric=cloudwatch.MathExpression(
-                expression="IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)",
-                using_metrics={"visible": visible, "tasks": running},
-                label="Work waiting and no task running",
-                period=Duration.minutes(1),
-            ),
-            scaling_steps=[
-                appscaling.ScalingInterval(upper=0, change=0),
-                appscaling.ScalingInterval(lower=1, change=1),
-            ],
-            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-            cooldown=_SCALE_COOLDOWN,
-            evaluation_periods=1,
-        )
-        return backlog_policy

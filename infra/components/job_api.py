@@ -9,8 +9,8 @@
   API, webhooks the worker could not deliver) and sends each job's final event, signed.
 
 The code asset is our own `runtime/api` and `runtime/common` packages, nothing else; Powertools
-(with pydantic) comes from the public Powertools for AWS Lambda (Python) V3 layer, whose ARN is
-read at deploy time from its public SSM parameter. No Docker, no credentials at synth.
+(with pydantic) comes from the public Powertools for AWS Lambda (Python) V3 layer, pinned to the
+tested version (`powertools_layer`). No Docker, no credentials at synth.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.components.api_cors import add_preflights, gateway_error_headers
@@ -41,6 +40,7 @@ from infra.components.nag import (
     grant_objects,
     grant_objects_under,
 )
+from infra.components.powertools_layer import powertools_layer
 from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
 from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN
 from runtime.common.metrics import NAMESPACE
@@ -49,7 +49,8 @@ from runtime.common.names import EnvVar, Lane
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
-POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/arm64/python3.13/latest"
+
+
 # Docker-style patterns: everything out, then our two packages back in. Directories that are
 # excluded are never walked, so staging does not read .venv or node_modules.
 LAMBDA_ASSET_EXCLUDES = [
@@ -95,8 +96,10 @@ class ApiSettings:
     stage: str
     name_prefix: str  # ResourceNames.prefix: names the REST API, usage plan and keys
     tenants: tuple[str, ...]
-    throttle_rate: float
+    throttle_rate: float  # per tenant key (usage plan)
     throttle_burst: int
+    stage_throttle_rate: float  # all tenants together (the stage's method settings)
+    stage_throttle_burst: int
     quota_per_day: int
     limits_json: str
     sweeper_interval_minutes: int
@@ -120,11 +123,7 @@ class JobApi(Construct):
         self._code = lambda_.Code.from_asset(
             str(REPO_ROOT), exclude=LAMBDA_ASSET_EXCLUDES, ignore_mode=IgnoreMode.DOCKER
         )
-        self._powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
-        )
+        self._powertools = powertools_layer(self, "Powertools")
         self.rest_api = self._rest_api()
         self.usage_plan, self.api_keys = self._tenant_keys()
         # All three functions read one Settings (runtime/api/settings.py), validated at cold
@@ -216,8 +215,25 @@ class JobApi(Construct):
             description="MuseTalk job API: every route under /v1",
             timeout=Duration.seconds(29),
         )
-        r.jobs_table.grant_read_write_data(function)
-        r.idempotency_table.grant_read_write_data(function)
+        # Item reads/writes and index queries only: the API never scans or batch-writes.
+        r.jobs_table.grant(
+            function,
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DescribeTable",
+        )
+        # What Powertools' DynamoDBPersistenceLayer calls.
+        r.idempotency_table.grant(
+            function,
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        )
         for queue in r.queues.values():
             queue.grant_send_messages(function)
         # Presigned PUT/POST into uploads; HEAD (s3:GetObject) to check an upload arrived;
@@ -326,7 +342,11 @@ class JobApi(Construct):
             description="MuseTalk lip-sync job API",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             api_key_source_type=apigateway.ApiKeySourceType.HEADER,
-            cloud_watch_role=False,
+            # Access logs need the account's API Gateway CloudWatch role (AWS::ApiGateway::Account):
+            # the stage create fails in an account/region that never set one. The role is kept
+            # when the stack goes, as other APIs of the account may log through it.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigateway.StageOptions(
                 stage_name=self._settings.stage,
                 tracing_enabled=True,
@@ -342,8 +362,9 @@ class JobApi(Construct):
                     status=True,
                     user=False,
                 ),
-                throttling_rate_limit=self._settings.throttle_rate,
-                throttling_burst_limit=self._settings.throttle_burst,
+                # All tenants together; each key has its own, lower limit in the usage plan.
+                throttling_rate_limit=self._settings.stage_throttle_rate,
+                throttling_burst_limit=self._settings.stage_throttle_burst,
             ),
         )
         for finding, reason in {
@@ -353,11 +374,16 @@ class JobApi(Construct):
             "AwsSolutions-COG4": "Tenants are machine clients with API keys, not Cognito users.",
             "AwsSolutions-APIG3": "Usage plans throttle and cap every tenant; attach a WAF web "
             "ACL to the stage where the account already runs one (docs/deploy.md).",
-            "AwsSolutions-APIG6": "JSON access logs are on for every method. Execution logs need "
-            "the account-wide API Gateway CloudWatch role, which this stack does not own, and "
-            "can leak request bodies.",
+            "AwsSolutions-APIG6": "JSON access logs are on for every method. Execution logs can "
+            "leak request bodies (faces, voices, webhook URLs), so they stay off.",
         }.items():
             acknowledge(rest_api, finding, reason)
+        acknowledge(
+            rest_api.node.find_child("CloudWatchRole"),
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The AWS-managed policy API Gateway documents for its account-wide logging role.",
+        )
         return rest_api
 
     def _tenant_keys(self) -> tuple[apigateway.UsagePlan, dict[str, apigateway.ApiKey]]:

@@ -28,7 +28,7 @@ class JobTables(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             point_in_time_recovery_specification=_PITR,
             time_to_live_attribute=JobsTable.TTL_ATTRIBUTE,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         # A tenant's items of one kind, newest first.
         self.jobs.add_global_secondary_index(

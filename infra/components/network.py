@@ -19,13 +19,13 @@ _INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
     "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
     "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
     "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
     "Sns": ec2.InterfaceVpcEndpointAwsService.SNS,
     "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
-    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
 }
+# Not here, because nothing on a host calls them: CloudWatch metrics (the worker writes EMF log
+# lines; Container Insights goes through ECS telemetry), STS (the agent hands out task-role
+# credentials) and SSM (the AMI parameter is resolved by CloudFormation at deploy time).
 
 
 class Network(Construct):

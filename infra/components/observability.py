@@ -2,6 +2,10 @@
 
 Worker and API metric names, namespace and dimension sets come from `runtime.common.metrics`, the
 same definitions the emitters use, so a widget or alarm cannot point at a metric nobody emits.
+
+Each alarm watches what still shows the failure once AWS's loops have run: a dead-letter queue is
+emptied by its Lambda within seconds, so its alarm adds the messages the DLQ *received* to those
+visible; failure-rate math FILLs missing series, so a window with only failures reads 100 %.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from runtime.common.metrics import NAMESPACE, Metric, worker_dimensions
+from runtime.common.metrics import NAMESPACE, Metric, dead_letter_dimensions, worker_dimensions
 from runtime.common.names import Lane
 
 _PERIOD = Duration.minutes(5)
@@ -25,6 +30,8 @@ _MINUTE = Duration.minutes(1)
 _WIDTH = 8
 # API 5xx: alarm when more than this fraction of requests fail over two of three periods.
 _API_5XX_RATE = 0.05
+# A task waiting this long for a host is past any cold start: capacity (spot, quota) is short.
+PENDING_TASK_ALARM_MINUTES = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +53,13 @@ class AlarmThresholds:
     gpu_memory_percent: float
 
 
+# Failed (worker or dead-letter handler) over all outcomes; FILL gives a series that is absent in
+# a window (no success at all) zeros, so such a window reads 100 % instead of no data.
+_OK = "FILL(succeeded, 0)"
+_FAILED = "(FILL(failed, 0) + FILL(dead, 0))"
+FAILURE_RATE_EXPRESSION = f"IF({_OK} + {_FAILED} > 0, 100 * {_FAILED} / ({_OK} + {_FAILED}), 0)"
+
+
 class Observability(Construct):
     def __init__(
         self,
@@ -58,6 +72,7 @@ class Observability(Construct):
         alarm_topic: sns.ITopic,
         thresholds: AlarmThresholds,
         undeliverable_webhooks: sqs.IQueue,
+        functions: dict[str, lambda_.IFunction],
     ) -> None:
         super().__init__(scope, construct_id)
         self._action = cloudwatch_actions.SnsAction(alarm_topic)
@@ -70,6 +85,7 @@ class Observability(Construct):
         for watch in lanes:
             self._lane(watch, thresholds)
         self._webhooks(undeliverable_webhooks)
+        self._functions(functions)
         self.dashboard.add_widgets(
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24)
         )
@@ -126,8 +142,32 @@ class Observability(Construct):
         dlq_depth = watch.dead_letter_queue.metric_approximate_number_of_messages_visible(
             period=_MINUTE, statistic="Maximum"
         )
+        dlq_received = watch.dead_letter_queue.metric_number_of_messages_received(
+            period=_MINUTE, statistic="Sum"
+        )
         succeeded = worker(Metric.JOBS_SUCCEEDED, "Sum")
         failed = worker(Metric.JOBS_FAILED, "Sum")
+        dead_lettered = cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=Metric.JOBS_FAILED.value,
+            dimensions_map=dead_letter_dimensions(lane.value),
+            statistic="Sum",
+            period=_PERIOD,
+            label="JobsFailed (dead-lettered)",
+        )
+
+        def ecs_service(metric_name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="ECS/ContainerInsights",
+                metric_name=metric_name,
+                dimensions_map={
+                    "ClusterName": watch.cluster.cluster_name,
+                    "ServiceName": watch.service.service_name,
+                },
+                statistic="Minimum",
+                period=_MINUTE,
+            )
+
         running = cloudwatch.Metric(
             namespace="ECS/ContainerInsights",
             metric_name="RunningTaskCount",
@@ -202,9 +242,32 @@ class Observability(Construct):
         self._alarm(
             f"{title}DeadLetters",
             description=f"A job message of the {lane} lane reached its dead-letter queue",
-            metric=dlq_depth,
+            metric=cloudwatch.MathExpression(
+                expression="FILL(visible, 0) + FILL(received, 0)",
+                using_metrics={"visible": dlq_depth, "received": dlq_received},
+                label="Dead letters visible + received",
+                period=_MINUTE,
+            ),
             threshold=1,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        )
+        self._alarm(
+            f"{title}TasksWaitingForCapacity",
+            description=f"A {lane} task waited {PENDING_TASK_ALARM_MINUTES} minutes for a GPU host "
+            "(spot capacity or the vCPU quota is short)",
+            metric=ecs_service("PendingTaskCount"),
+            threshold=1,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=PENDING_TASK_ALARM_MINUTES,
+        )
+        self._alarm(
+            f"{title}WeightsMissing",
+            description=f"A {lane} worker is waiting for the weights manifest (upload the "
+            "weights: docs/deploy.md)",
+            metric=worker(Metric.WEIGHTS_MISSING, "Maximum"),
+            threshold=1,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=2,
         )
         self._alarm(
             f"{title}OldestMessage",
@@ -218,8 +281,8 @@ class Observability(Construct):
             f"{title}FailureRate",
             description=f"More than {thresholds.failure_rate_percent}% of {lane} jobs failed",
             metric=cloudwatch.MathExpression(
-                expression="IF(succeeded + failed > 0, 100 * failed / (succeeded + failed), 0)",
-                using_metrics={"succeeded": succeeded, "failed": failed},
+                expression=FAILURE_RATE_EXPRESSION,
+                using_metrics={"succeeded": succeeded, "failed": failed, "dead": dead_lettered},
                 label="Failure rate (%)",
                 period=_PERIOD,
             ),
@@ -244,6 +307,17 @@ class Observability(Construct):
             evaluation_periods=5,
             datapoints_to_alarm=3,
         )
+
+    def _functions(self, functions: dict[str, lambda_.IFunction]) -> None:
+        """Any error of a background function is a job or webhook nobody handles."""
+        for name, function in functions.items():
+            self._alarm(
+                f"{name}Errors",
+                description=f"The {name} Lambda function failed (see its log group)",
+                metric=function.metric_errors(period=_PERIOD, statistic="Sum"),
+                threshold=1,
+                comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            )
 
     def _webhooks(self, dead_letter_queue: sqs.IQueue) -> None:
         undeliverable = dead_letter_queue.metric_approximate_number_of_messages_visible(

@@ -2,7 +2,9 @@
 and the access-log bucket they all log to.
 
 Every bucket is private, encrypted, TLS-only and retained on stack deletion (it holds user data or
-weights someone paid to upload). Personal data expires on a per-stage schedule; the avatar cache
+weights someone paid to upload), except when the create that made it rolls back
+(`RetainExceptOnCreate`): a failed first deploy leaves no bucket whose fixed name would block the
+next one. Personal data expires on a per-stage schedule; the avatar cache
 expires when unused because the worker re-writes an entry it hits once it is older than half the
 expiry.
 """
@@ -47,7 +49,7 @@ class Storage(Construct):
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=_ACCESS_LOG_RETENTION)],
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         acknowledge(
             self.access_logs,
@@ -116,7 +118,7 @@ class Storage(Construct):
             lifecycle_rules=lifecycle_rules,
             cors=cors,
             versioned=versioned,
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
 
 

@@ -18,12 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from infra.components.gpu_capacity import GpuCapacity
-from infra.components.gpu_worker_service import (
-    GpuWorkerService,
-    LaneScaling,
-    WorkerResources,
-    WorkerSettings,
-)
+from infra.components.gpu_worker_service import GpuWorkerService, WorkerResources, WorkerSettings
 from infra.components.job_api import (
     DEAD_LETTER_QUEUE_VISIBILITY_SECONDS,
     ApiResources,
@@ -37,6 +32,7 @@ from infra.components.network import Network
 from infra.components.notifications import Notifications
 from infra.components.observability import AlarmThresholds, LaneWatch, Observability
 from infra.components.storage import Storage
+from infra.components.task_scaling import LaneScaling
 from infra.config import LaneConfig, StageConfig
 from runtime.api.cors import is_browser_origin
 from runtime.common.events import WEBHOOK_QUEUE_VISIBILITY_SECONDS
@@ -44,8 +40,11 @@ from runtime.common.keys import is_safe_id
 from runtime.common.names import Lane, ResourceNames
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# A spot instance gets a two-minute notice; the container must be stopped within it.
-MAX_STOP_TIMEOUT_SECONDS = 120
+# A spot instance gets a two-minute notice; the container must be stopped within it, after the
+# agent has seen the notice (it polls instance metadata) and ECS has sent SIGTERM, with time left
+# for the hand-back to reach SQS and DynamoDB.
+SPOT_NOTICE_SECONDS = 120
+MAX_STOP_TIMEOUT_SECONDS = 90
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION: dict[int, logs.RetentionDays] = {
@@ -192,6 +191,8 @@ class MuseTalkStack(Stack):
                 tenants=config.tenants,
                 throttle_rate=config.api_throttle_rate,
                 throttle_burst=config.api_throttle_burst,
+                stage_throttle_rate=config.api_stage_throttle_rate,
+                stage_throttle_burst=config.api_stage_throttle_burst,
                 quota_per_day=config.api_quota_per_day,
                 limits_json=limits_json,
                 sweeper_interval_minutes=config.sweeper_interval_minutes,
@@ -223,6 +224,12 @@ class MuseTalkStack(Stack):
                 gpu_memory_percent=config.gpu_memory_alarm_percent,
             ),
             undeliverable_webhooks=webhook_queues.dead_letter_queue,
+            functions={
+                "ApiHandler": api.handler,
+                "Sweeper": api.sweeper,
+                "DeadLetterHandler": api.dead_letters,
+                "WebhookDeliveries": api.webhook_deliveries,
+            },
         )
 
         for output_id, value in {
@@ -296,6 +303,8 @@ def validate_config(config: StageConfig) -> None:
             "cors_allowed_origins must be exact origins, https://host[:port] (http only for "
             f"localhost or 127.0.0.1), without a path, '*' or 'null': {bad_origins}"
         )
+    if config.api_stage_throttle_rate < config.api_throttle_rate:
+        raise ValueError("api_stage_throttle_rate must be at least one tenant's api_throttle_rate")
     bad = [tenant for tenant in config.tenants if not is_safe_id(tenant)]
     if bad or len(set(config.tenants)) != len(config.tenants):
         raise ValueError(f"tenants must be unique ids matching [A-Za-z0-9_-]{{1,64}}: {bad}")

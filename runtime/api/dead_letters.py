@@ -30,13 +30,7 @@ from runtime.api.settings import Settings
 from runtime.common.completion import completion_event, publish_completion
 from runtime.common.events import JobEvent, append_clause
 from runtime.common.jobs import CompletionEvent, ErrorCode, JobError, JobMessage, JobStatus
-from runtime.common.metrics import (
-    DIMENSION_ERROR_CODE,
-    DIMENSION_LANE,
-    DIMENSION_SERVICE,
-    NAMESPACE,
-    Metric,
-)
+from runtime.common.metrics import NAMESPACE, Metric, dead_letter_dimensions
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk
 
@@ -69,9 +63,9 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
         unit=MetricUnit.Count,
         value=1,
         namespace=NAMESPACE,
-        default_dimensions={DIMENSION_SERVICE: "api", DIMENSION_LANE: record.lane.value},
-    ) as metric:
-        metric.add_dimension(name=DIMENSION_ERROR_CODE, value=ErrorCode.RETRIES_EXHAUSTED.value)
+        default_dimensions=dead_letter_dimensions(record.lane.value),
+    ):
+        pass  # emitted when the block closes
     return event
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from runtime.common.jobs import ErrorCode
+
 NAMESPACE = "MuseTalk"
 
 # Dimension names. Every worker metric carries `Lane`; `Service` is "api" or "worker".
@@ -55,6 +57,8 @@ class Metric(StrEnum):
     # Worker: start-up
     STARTUP_DOWNLOAD_MS = "StartupDownloadMs"
     STARTUP_LOAD_MS = "StartupLoadMs"
+    # 1 per check while the weights manifest is missing (deployed before the weights upload)
+    WEIGHTS_MISSING = "WeightsMissing"
 
 
 # `Service` dimension values, and the one dimension set each side emits with. CloudWatch matches a
@@ -70,3 +74,13 @@ def api_dimensions() -> dict[str, str]:
 
 def worker_dimensions(lane: str) -> dict[str, str]:
     return {DIMENSION_SERVICE: SERVICE_WORKER, DIMENSION_LANE: lane}
+
+
+def dead_letter_dimensions(lane: str) -> dict[str, str]:
+    """The one set the dead-letter handler emits `JobsFailed` with (a job that used up its
+    deliveries); the failure-rate alarm adds it to the worker's failures."""
+    return {
+        DIMENSION_SERVICE: SERVICE_API,
+        DIMENSION_LANE: lane,
+        DIMENSION_ERROR_CODE: ErrorCode.RETRIES_EXHAUSTED.value,
+    }

@@ -334,7 +334,9 @@ class JobRunner:
                     stage = "while rendering"
                     return self._cancel_at_deadline(delivery, message, lease, stage, timings)
                 self._store.hand_back(lease)
-                self._poller.set_visibility(delivery, 0)
+                # A new message: an interruption is not a failure, so it must not use up one of
+                # the deliveries the queue's redrive policy counts towards the DLQ.
+                self._poller.resend(delivery, 0)
                 self._metrics.emit({Metric.JOBS_REQUEUED: 1}, lane=message.lane)
                 logger.info("interrupted by stop request; job handed back")
                 return Outcome.INTERRUPTED

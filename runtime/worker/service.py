@@ -1,5 +1,8 @@
 """The resident worker: start once (weights, model), then take jobs one at a time until stopped.
 
+Until the weights manifest is published the worker waits for it, healthy but not ready: the
+queues are not polled before the model is loaded, so nothing it would consume is taken.
+
 Start-up and the serve loop live here; what happens to one job is `job_runner`. SIGTERM only sets
 a flag (`StopPolicy.request`): the loop takes no new message, and the job in progress either
 finishes within the stop timeout or is interrupted and handed back by the runner.
@@ -38,7 +41,7 @@ from runtime.worker.shutdown import StopPolicy
 from runtime.worker.spot import SpotNoticePoller
 from runtime.worker.telemetry import MetricsSink, logger
 from runtime.worker.webhooks import SecretSource, WebhookSender, hand_on_webhook
-from runtime.worker.weights import sync_weights
+from runtime.worker.weights import sync_when_published
 
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 POLL_ERROR_PAUSE_SECONDS = 5.0
@@ -165,7 +168,7 @@ class Worker:
             self.protection.release()  # idle: let scale-in pick this task
             return None
         if self.stop.requested:
-            self.poller.set_visibility(delivery, 0)  # received during shutdown: give it back
+            self.poller.resend(delivery, 0)  # received during shutdown: give it back, unused
             return None
         try:
             return self.runner.handle(delivery)
@@ -192,21 +195,27 @@ def main() -> None:
     signal.signal(signal.SIGINT, _on_signal(stop))
     state: dict[str, Worker] = {}
 
+    waiting_for_weights: list[bool] = []  # one entry once the manifest was found missing
+
     def readiness() -> dict[str, bool]:
         worker = state.get("worker")
         if worker is None:
-            return {"model_loaded": False}
+            return {"weights_published": not waiting_for_weights, "model_loaded": False}
         return worker.readiness()
 
     health = HealthServer(create_app(readiness, metrics), port=settings.health_port)
     health.start()
     try:
-        worker = _start(settings, metrics, stop)
+        started = _start(settings, metrics, stop, waiting_for_weights)
     except Exception:
         logger.exception("worker start-up failed")
         health.stop()
         raise SystemExit(1) from None
-    state["worker"] = worker
+    if started is None:  # stopped while waiting for the weights
+        health.stop()
+        logger.info("worker stopped before the weights were published")
+        return
+    worker = state["worker"] = started
     spot = (
         SpotNoticePoller(settings.spot_notice_endpoint, stop.request)
         if settings.spot_notice_endpoint
@@ -224,19 +233,41 @@ def main() -> None:
         logger.info("worker stopped")
 
 
-def _start(settings: WorkerSettings, metrics: MetricsSink, stop: StopPolicy) -> Worker:
+def _start(
+    settings: WorkerSettings, metrics: MetricsSink, stop: StopPolicy, waiting: list[bool]
+) -> Worker | None:
     """Weights, then the engine: timed separately, because they fail and scale differently.
-    The model libraries import on a thread meanwhile (most of a cold start otherwise)."""
+    The model libraries import on a thread meanwhile (most of a cold start otherwise). None when
+    a stop came while the weights manifest was still missing."""
     preloading = start_preload(settings.engine_factory)
     clients = AwsClients.create()
     started = time.monotonic()
     if settings.weights_bucket:
-        synced = sync_weights(
+        lane = settings.lanes[0][0]
+
+        def missing() -> None:
+            nonlocal started
+            started = time.monotonic()  # the download time excludes the wait
+            if not waiting:
+                waiting.append(True)
+                logger.warning(
+                    "waiting for the weights manifest; upload the weights (docs/deploy.md)",
+                    extra={"bucket": settings.weights_bucket, "model_version": MODEL_VERSION},
+                )
+            metrics.emit({Metric.WEIGHTS_MISSING: 1}, lane=lane)
+
+        synced = sync_when_published(
             clients.s3,
             bucket=settings.weights_bucket,
             model_version=MODEL_VERSION,
             models_dir=settings.models_dir,
+            wait=stop.wait,
+            poll_seconds=settings.poll_wait_seconds,
+            on_missing=missing,
         )
+        if synced is None:
+            return None
+        waiting.clear()
         logger.info(
             "weights synced",
             extra={"downloaded": len(synced.downloaded), "kept": len(synced.kept)},

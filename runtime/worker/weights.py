@@ -9,15 +9,22 @@ Hashing every local file on every start would cost seconds (the UNet alone is 3.
 stamp beside the weights records, per file, the size and modification time it had when its
 checksum last matched the manifest: a file whose size, mtime and manifest digest still match
 its stamp is trusted without reading it; anything else is hashed again.
+
+A stack can be deployed before anyone uploads weights (docs/deploy.md): a worker that finds no
+manifest stays up and polls for it (`sync_when_published`) instead of exiting, so the ECS service
+does not crash-loop into its circuit breaker and roll the stack back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from runtime.common.weights_manifest import (
     MANIFEST_NAME,
@@ -34,6 +41,10 @@ class WeightsError(RuntimeError):
     """The bucket's weights do not match their manifest."""
 
 
+class ManifestMissing(WeightsError):
+    """No manifest yet: the weights were never uploaded (or the upload is not finished)."""
+
+
 @dataclass(frozen=True)
 class SyncResult:
     downloaded: tuple[str, ...]
@@ -42,7 +53,12 @@ class SyncResult:
 
 def sync_weights(s3: Any, *, bucket: str, model_version: str, models_dir: Path) -> SyncResult:
     manifest_key = f"{model_version}/{MANIFEST_NAME}"
-    body = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+    try:
+        body = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            raise ManifestMissing(f"s3://{bucket}/{manifest_key} does not exist yet") from None
+        raise
     manifest = WeightsManifest.model_validate(json.loads(body))
     if manifest.model_version != model_version:
         raise WeightsError(
@@ -67,6 +83,29 @@ def sync_weights(s3: Any, *, bucket: str, model_version: str, models_dir: Path) 
     _write_stamps(models_dir / STAMP_NAME, manifest, models_dir)
     kept = tuple(name for name in manifest.files if name not in stale)
     return SyncResult(downloaded=tuple(stale), kept=kept)
+
+
+def sync_when_published(
+    s3: Any,
+    *,
+    bucket: str,
+    model_version: str,
+    models_dir: Path,
+    wait: Callable[[float], bool],
+    poll_seconds: float,
+    on_missing: Callable[[], None],
+) -> SyncResult | None:
+    """`sync_weights` once the manifest exists. While it does not, `on_missing()` reports it and
+    `wait(poll_seconds)` pauses; a wait that returns True (stop requested) ends with None."""
+    while True:
+        try:
+            return sync_weights(
+                s3, bucket=bucket, model_version=model_version, models_dir=models_dir
+            )
+        except ManifestMissing:
+            on_missing()
+            if wait(poll_seconds):
+                return None
 
 
 def _stamp(path: Path, sha256: str) -> list[object]:

@@ -14,14 +14,14 @@ def _user_data(launch_template: dict) -> str:
     return json.dumps(launch_template["Properties"]["LaunchTemplateData"]["UserData"])
 
 
-def test_spot_group_is_mixed_instances_capacity_optimized(synthesized: Synthesized) -> None:
+def test_spot_group_is_mixed_instances_price_capacity_optimized(synthesized: Synthesized) -> None:
     config = synthesized.config
     _, group = one(synthesized.raw, "AWS::AutoScaling::AutoScalingGroup", "GpuCapacitySpotGroup")
     props = group["Properties"]
     policy = props["MixedInstancesPolicy"]
     distribution = policy["InstancesDistribution"]
     # Then it is all spot, capacity-optimized over every configured GPU type
-    assert distribution["SpotAllocationStrategy"] == "capacity-optimized"
+    assert distribution["SpotAllocationStrategy"] == "price-capacity-optimized"
     assert distribution["OnDemandPercentageAboveBaseCapacity"] == 0
     assert distribution["OnDemandBaseCapacity"] == 0
     overrides = [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]]

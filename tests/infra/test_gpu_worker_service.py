@@ -139,56 +139,49 @@ def test_interactive_stays_warm_and_batch_scales_to_zero(synthesized: Synthesize
 
 
 @pytest.mark.parametrize("lane", list(Lane))
-def test_scaling_tracks_backlog_per_task(synthesized: Synthesized, lane: Lane) -> None:
+def test_the_task_count_is_exactly_what_the_backlog_needs(
+    synthesized: Synthesized, lane: Lane
+) -> None:
+    # Given the lane's scaling policies
     title = lane.value.title()
+    config = _lane_config(synthesized, lane)
     target = logical_id(
         synthesized.raw, "AWS::ApplicationAutoScaling::ScalableTarget", f"{title}WorkerTaskCount"
     )
+    policies = {
+        k: p["Properties"]
+        for k, p in resources(synthesized.raw, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
+        if p["Properties"]["ScalingTargetId"] == {"Ref": target}
+    }
+    # Then no policy multiplies the current count (target tracking) or adds to it
+    assert {p["PolicyType"] for p in policies.values()} == {"StepScaling"}
+    configs = [p["StepScalingPolicyConfiguration"] for p in policies.values()]
+    assert {c["AdjustmentType"] for c in configs} == {"ExactCapacity"}
+    # And with the alarm at 1 job, k tasks serve up to k * backlog_per_task jobs
+    per_task = config.backlog_per_task_target
+    (backlog,) = [c for c in configs if len(c["StepAdjustments"]) == config.max_tasks]
+    for step in backlog["StepAdjustments"]:
+        tasks = step["ScalingAdjustment"]
+        jobs_from = 1 + step["MetricIntervalLowerBound"]
+        assert tasks == -(-jobs_from // per_task)
+    # And the count is driven by the lane queue's jobs, waiting and in flight
+    alarms = [
+        a["Properties"]
+        for a in resources(synthesized.raw, "AWS::CloudWatch::Alarm").values()
+        if any(action.get("Ref") in policies for action in a["Properties"].get("AlarmActions", []))
+    ]
+    assert len(alarms) == 2
     queue = next(
         k
         for k in resources(synthesized.raw, "AWS::SQS::Queue")
         if k.startswith(f"Queues{title}") and "DeadLetters" not in k
     )
-    _, policy = one(
-        synthesized.raw,
-        "AWS::ApplicationAutoScaling::ScalingPolicy",
-        f"{title}WorkerBacklogPerTask",
-    )
-    props = policy["Properties"]
-    assert props["ScalingTargetId"] == {"Ref": target}
-    tracking = props["TargetTrackingScalingPolicyConfiguration"]
-    assert tracking["TargetValue"] == _lane_config(synthesized, lane).backlog_per_task_target
-    metrics = {m["Id"]: m for m in tracking["CustomizedMetricSpecification"]["Metrics"]}
-    visible = metrics["visible"]["MetricStat"]["Metric"]
-    assert visible["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert visible["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
-    assert metrics["tasks"]["MetricStat"]["Metric"]["MetricName"] == "RunningTaskCount"
-    (returned,) = [m for m in metrics.values() if m.get("ReturnData")]
-    assert "visible / tasks" in returned["Expression"]
-
-
-@pytest.mark.parametrize("lane", list(Lane))
-def test_a_step_policy_starts_the_first_task_when_work_waits(
-    synthesized: Synthesized, lane: Lane
-) -> None:
-    title = lane.value.title()
-    step_id, step = one(
-        synthesized.raw,
-        "AWS::ApplicationAutoScaling::ScalingPolicy",
-        f"{title}WorkerTaskCountScaleOutFromZero",
-    )
-    config = step["Properties"]["StepScalingPolicyConfiguration"]
-    assert config["AdjustmentType"] == "ChangeInCapacity"
-    assert config["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
-    # The alarm that drives it fires when messages are visible and no task runs
-    (alarm,) = [
-        a
-        for a in resources(synthesized.raw, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"].get("AlarmActions") == [{"Ref": step_id}]
-    ]
-    expressions = [m["Expression"] for m in alarm["Properties"]["Metrics"] if "Expression" in m]
-    assert expressions == ["IF(visible > 0 AND FILL(tasks, 0) == 0, 1, 0)"]
-    assert alarm["Properties"]["Threshold"] == 1
+    for alarm in alarms:
+        metrics = {m["Id"]: m for m in alarm["Metrics"]}
+        assert metrics["expr_1"]["Expression"] == "FILL(visible, 0) + FILL(inflight, 0)"
+        for query_id in ("visible", "inflight"):
+            dims = metrics[query_id]["MetricStat"]["Metric"]["Dimensions"]
+            assert dims[0]["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
 
 
 def test_services_wait_for_the_capacity_providers_to_join_the_cluster(

@@ -8,12 +8,8 @@ import json
 import aws_cdk as cdk
 from aws_cdk.assertions import Match
 
-from infra.components.job_api import (
-    BODYLESS_POSTS,
-    POWERTOOLS_LAYER_PARAMETER,
-    ROUTES,
-    key_tenants_json,
-)
+from infra.components.job_api import BODYLESS_POSTS, ROUTES, key_tenants_json
+from infra.components.powertools_layer import POWERTOOLS_LAYER_PARAMETER
 from runtime.common.names import EnvVar
 from tests.infra.conftest import REPO_ROOT, Synthesized
 from tests.infra.template_queries import logical_id, one, resources

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from runtime.common.metrics import NAMESPACE, Metric
+from runtime.common.metrics import NAMESPACE, Metric, dead_letter_dimensions, worker_dimensions
 from runtime.common.names import Lane
 from tests.infra.conftest import Synthesized
 from tests.infra.template_queries import logical_id, one, resources
@@ -60,14 +60,21 @@ def test_every_issue_alarm_exists_per_lane_and_notifies_the_alarm_topic(
     assert any("5XXError" in _metric_names(a) for a in alarms.values())
 
 
-def test_worker_alarms_use_the_shared_namespace_and_dimensions(synthesized: Synthesized) -> None:
+def test_alarms_read_exactly_the_dimension_sets_the_emitters_write(
+    synthesized: Synthesized,
+) -> None:
+    # The worker emits {Service: worker, Lane}; the dead-letter handler emits JobsFailed with
+    # dead_letter_dimensions. CloudWatch matches only exact sets.
+    emitted = [worker_dimensions(lane.value) for lane in Lane] + [
+        dead_letter_dimensions(lane.value) for lane in Lane
+    ]
     for alarm in _alarms(synthesized).values():
         for query in alarm["Properties"].get("Metrics", []):
             metric = query.get("MetricStat", {}).get("Metric")
             if metric and metric["Namespace"] == NAMESPACE:
                 assert metric["MetricName"] in {m.value for m in Metric}
-                names = {d["Name"] for d in metric["Dimensions"]}
-                assert names == {"Service", "Lane"}
+                dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+                assert dimensions in emitted, dimensions
 
 
 def test_dashboard_shows_the_issue_widgets(synthesized: Synthesized) -> None:

@@ -10,7 +10,13 @@ import pytest
 
 from runtime.common.names import BucketRole
 from runtime.common.weights_manifest import WeightsManifest, file_sha256
-from runtime.worker.weights import STAMP_NAME, SyncResult, WeightsError, sync_weights
+from runtime.worker.weights import (
+    STAMP_NAME,
+    SyncResult,
+    WeightsError,
+    sync_weights,
+    sync_when_published,
+)
 from tests.support.worker_world import WorkerWorld
 
 VERSION = "musetalk-v1.5"
@@ -112,3 +118,48 @@ def test_a_restart_trusts_the_stamp_and_hashes_only_a_touched_file(
         "musetalkV15/unet.pth",
         "sd-vae/config.json",
     }
+
+
+def test_without_a_manifest_the_sync_waits_and_reports_until_the_weights_are_published(
+    world: WorkerWorld, tmp_path: Path
+) -> None:
+    # Given a weights bucket nobody has uploaded to yet
+    bucket = world.bucket(BucketRole.WEIGHTS)
+    reports: list[str] = []
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        if len(waits) == 2:
+            _publish(world, _models(tmp_path))  # the operator uploads while the worker waits
+        return False  # no stop requested
+
+    # When the worker syncs, it reports the missing manifest and waits, then syncs once published
+    result = sync_when_published(
+        world.s3,
+        bucket=bucket,
+        model_version=VERSION,
+        models_dir=tmp_path / "cache",
+        wait=wait,
+        poll_seconds=7,
+        on_missing=lambda: reports.append("missing"),
+    )
+    assert reports == ["missing", "missing"]
+    assert waits == [7, 7]
+    assert result is not None
+    assert sorted(result.downloaded) == ["musetalkV15/unet.pth", "sd-vae/config.json"]
+
+
+def test_a_stop_while_waiting_for_the_manifest_ends_the_wait(
+    world: WorkerWorld, tmp_path: Path
+) -> None:
+    result = sync_when_published(
+        world.s3,
+        bucket=world.bucket(BucketRole.WEIGHTS),
+        model_version=VERSION,
+        models_dir=tmp_path / "cache",
+        wait=lambda seconds: True,  # SIGTERM arrived
+        poll_seconds=7,
+        on_missing=lambda: None,
+    )
+    assert result is None

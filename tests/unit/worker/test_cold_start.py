@@ -70,14 +70,14 @@ def test_start_up_preloads_while_the_weights_sync_and_loads_after_both(
         return SmallEngine()
 
     monkeypatch.setattr(service, "start_preload", start)
-    monkeypatch.setattr(service, "sync_weights", sync)
+    monkeypatch.setattr(service, "sync_when_published", sync)
     monkeypatch.setattr(service, "load_engine", load)
     clients = SimpleNamespace(s3=object())
     monkeypatch.setattr(service.AwsClients, "create", classmethod(lambda cls: clients))
     monkeypatch.setattr(service, "Worker", lambda **parts: parts)
 
     # When the worker starts
-    parts: Any = service._start(settings, MetricsSink(), service.StopPolicy(60))
+    parts: Any = service._start(settings, MetricsSink(), service.StopPolicy(60), [])
 
     # Then the engine loaded once both the sync and the preload were done
     assert events[-1] == "loaded"

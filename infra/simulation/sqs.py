@@ -1,0 +1,82 @@
+"""SQS as the simulation needs it (docs/simulation.md, "Queues"): a receive hides a message for the
+visibility timeout and counts the delivery; a message received more than `maxReceiveCount` times
+moves to the dead-letter queue on its next receive instead of being delivered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import count
+
+from infra.simulation.metrics import MetricStore, key
+
+_ids = count(1)
+
+
+@dataclass
+class Message:
+    job: str
+    sent_at: int
+    visible_at: int
+    receive_count: int = 0
+    id: int = field(default_factory=lambda: next(_ids))
+
+
+@dataclass
+class Queue:
+    id: str
+    visibility_timeout: int
+    dead_letter: Queue | None = None
+    max_receive_count: int = 0
+    messages: list[Message] = field(default_factory=list)
+    received_since_publish: int = 0
+
+    def send(self, job: str, now: int, delay: int = 0) -> Message:
+        message = Message(job=job, sent_at=now, visible_at=now + delay)
+        self.messages.append(message)
+        return message
+
+    def receive(self, now: int) -> tuple[Message | None, list[Message]]:
+        """The oldest visible message (now hidden), and any moved to the DLQ on the way."""
+        moved = []
+        for message in sorted(self.messages, key=lambda m: (m.sent_at, m.id)):
+            if message.visible_at > now:
+                continue
+            if self.dead_letter is not None and message.receive_count >= self.max_receive_count:
+                self.messages.remove(message)
+                self.dead_letter.messages.append(
+                    Message(job=message.job, sent_at=now, visible_at=now)
+                )
+                moved.append(message)
+                continue
+            message.receive_count += 1
+            message.visible_at = now + self.visibility_timeout
+            self.received_since_publish += 1
+            return message, moved
+        return None, moved
+
+    def change_visibility(self, message: Message, now: int, seconds: int) -> None:
+        message.visible_at = now + seconds
+
+    def delete(self, message: Message) -> None:
+        if message in self.messages:
+            self.messages.remove(message)
+
+    def visible(self, now: int) -> int:
+        return sum(1 for m in self.messages if m.visible_at <= now)
+
+    def publish(self, store: MetricStore, now: int) -> None:
+        """The gauges SQS reports for an active queue, sampled now, and the receives since."""
+        dims = {"QueueName": self.id}
+        visible = [m for m in self.messages if m.visible_at <= now]
+        store.put(key("AWS/SQS", "ApproximateNumberOfMessagesVisible", **dims), now, len(visible))
+        store.put(
+            key("AWS/SQS", "ApproximateNumberOfMessagesNotVisible", **dims),
+            now,
+            len(self.messages) - len(visible),
+        )
+        oldest = max((now - m.sent_at for m in self.messages), default=0)
+        store.put(key("AWS/SQS", "ApproximateAgeOfOldestMessage", **dims), now, oldest)
+        store.put(
+            key("AWS/SQS", "NumberOfMessagesReceived", **dims), now, self.received_since_publish
+        )
+        self.received_since_publish = 0

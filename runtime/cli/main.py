@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from runtime.cli.client import MEDIA_TYPES, ApiClient
 from runtime.cli.errors import CliError, ExitCode
+from runtime.cli.media_check import check_media
 from runtime.cli.official_weights import default_models_dir
 from runtime.cli.output import format_avatar_row, format_job, format_job_row
 from runtime.cli.progress import ProgressBar, is_final, wait_for_job
@@ -235,6 +236,9 @@ def _submit(args: argparse.Namespace, console: Console, transport: Any) -> ExitC
     )
     audio = _existing_file(args.audio, "audio")
     avatar_file = _avatar_file(args.avatar)
+    if avatar_file is not None:
+        check_media(avatar_file, field="avatar")
+    check_media(audio, field="audio")
     with _client(args, transport) as client:
         if avatar_file is not None:
             console.note(f"uploading {avatar_file.name}")

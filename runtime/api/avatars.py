@@ -90,7 +90,12 @@ def register_avatar(
     head = read_range(ctx, upload, 0, HEAD_BYTES) if stored.size else b""
     problem = avatar_file_problem(head, stored.size, upload.kind)
     if problem is not None:
-        raise invalid(field, f"{field}: {problem}")
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ApiErrorCode.INVALID_MEDIA,
+            f"{field}: {problem}",
+            field=field,
+        )
     avatar_id = derive_avatar_id(tenant, stored.etag, stored.size, options)
     now = iso(ctx.now())
     response = ctx.table.update_item(

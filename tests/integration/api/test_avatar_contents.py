@@ -1,6 +1,6 @@
 """An avatar is registered only from a file that can be one: not empty, and starting like the
-MP4/QuickTime video or PNG/JPEG image it was uploaded as; otherwise 400 naming the field, and no
-avatar record exists."""
+MP4/QuickTime video or PNG/JPEG image it was uploaded as; otherwise 422 INVALID_MEDIA naming the
+field (the code a job gets for undecodable media), and no avatar record exists."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def test_an_unreadable_avatar_file_is_refused_and_not_registered(
     call_api: Call, upload: Upload, kind: str, data: bytes, reason: str
 ) -> None:
     refused = call_api("POST", "/v1/avatars", body={"upload_id": upload(kind, data)})
-    assert refused["statusCode"] == 400, refused["json"]
+    assert refused["statusCode"] == 422, refused["json"]
+    assert refused["json"]["error"]["code"] == "INVALID_MEDIA"
     assert refused["json"]["error"]["field"] == "upload_id"
     assert reason in refused["json"]["error"]["message"]
     assert call_api("GET", "/v1/avatars")["json"]["avatars"] == []

@@ -50,16 +50,24 @@ LATENTSYNC_REVISION = "405eda8eab9f65c1a6e0c292a5dee5a08089e2ae"
 
 
 def _hf(
-    path: str, repo: str, revision: str, size: int, sha256: str | None, **extra: bool
+    path: str,
+    repo: str,
+    revision: str,
+    size: int,
+    sha256: str | None,
+    *,
+    optional: bool = False,
 ) -> WeightFile:
+    """A Hub file; its name in the repository is `path` less the models-dir folder, except in
+    MuseTalk's own repository, whose layout is the models directory's."""
     return WeightFile(
         path=path,
         size=size,
         sha256=sha256,
         repo=repo,
         revision=revision,
-        filename=path.split("/", 1)[1] if repo != "TMElyralab/MuseTalk" else path,
-        **extra,
+        filename=path if repo == "TMElyralab/MuseTalk" else path.split("/", 1)[1],
+        optional=optional,
     )
 
 

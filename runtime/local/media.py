@@ -69,7 +69,7 @@ def trim_audio(
                 if array.shape[1] == 0:
                     continue
                 piece = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(array), format="s16", layout="mono"
+                    np.ascontiguousarray(array, dtype=np.int16), format="s16", layout="mono"
                 )
                 piece.sample_rate = sample_rate
                 output.mux(encoded.encode(piece))

@@ -5,12 +5,16 @@ repositories, BiSeNet from Google Drive, ResNet-18 from download.pytorch.org, pl
 adrianbulat.com (upstream's detector downloads it at run time; our layout keeps it in
 `s3fd/`). Each Hugging Face file is pinned to a commit; each file to its size and SHA-256.
 
-Provenance of the pins (no machine of ours could reach the hosts, so they come from public
-records, cross-checked where two agree): the SHA-256 of ResNet-18 and S3FD begin with the
-prefix torch.hub puts in their names; the sd-vae config and the ResNet-18 digests were found in
-two independent projects. `latentsync_syncnet.pt` has no published SHA-256 we could find: it
-is checked against the SHA-256 the Hub itself publishes for that file at the pinned commit
-(its Git LFS object id), which `fetch-weights` reads before downloading.
+Provenance of the pins (no machine of ours can reach these hosts, so they come from public
+records of people who downloaded the files, cross-checked where records agree): the commits of
+TMElyralab/MuseTalk, sd-vae-ft-mse, whisper-tiny and DWPose each appear with these files in two
+or more independent projects, LatentSync's commit in one; the SHA-256 and sizes come from
+published checksum manifests (every digest of a Hub file here matches across two records or is
+paired with its commit in one), and those of ResNet-18 and S3FD also begin with the prefix
+torch.hub puts in their names. `latentsync_syncnet.pt` (scoring only) has no published SHA-256
+we could find: it is checked against the SHA-256 the Hub itself publishes for that file at the
+pinned commit (its Git LFS object id, read before downloading) and its recorded size. A pin that
+turns out wrong fails loudly: the file is refused, nothing is kept, and the error names it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ and the blended result, and says why the lips move or not."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,8 +13,10 @@ import pytest
 
 from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.cli import main
 from runtime.engine.contact_sheet import HEADER, LABEL_WIDTH, ROWS, TILE, write_contact_sheet
 from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.layout import ModelsLayout
 from tests.unit.engine.conftest import write_wav
 
 
@@ -71,3 +74,37 @@ def test_silence_is_named_as_the_reason(
     )
     assert found.speech_frames == 0
     assert "found no speech" in found.verdict
+
+
+def test_the_engine_cli_makes_the_sheet_from_a_prepared_avatar(
+    avatar: PreparedAvatar,
+    tiny_models: ModelsLayout,
+    short_speech: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prepared = tmp_path / "avatar.bin"  # as the worker's avatar cache holds it
+    prepared.write_bytes(avatar.to_bytes())
+    png = tmp_path / "sheet.png"
+    code = main(
+        [
+            "contact-sheet",
+            "--prepared",
+            str(prepared),
+            "--audio",
+            str(short_speech),
+            "--models",
+            str(tiny_models.root),
+            "--out",
+            str(png),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["out"] == str(png)
+    assert found["weights"] == "random"
+    assert found["blended_frames"] > 0
+    assert "random" in found["verdict"]
+    assert cv2.imread(str(png)).shape[1] == LABEL_WIDTH + TILE * 4

@@ -193,7 +193,7 @@ def _fetch_url(
         unit="B",
         unit_scale=True,
         desc=Path(entry.path).name,
-        disable=not show_progress,
+        disable=None if show_progress else True,  # None: a bar on a terminal only, as the Hub's
     ) as bar:
         for _attempt in range(ATTEMPTS):
             have = part.stat().st_size if part.is_file() else 0

@@ -1,7 +1,7 @@
 """The engine's command line: render one video locally, or write random weights.
 
 python -m runtime.engine render --avatar A --audio B --out C.mp4 [--models DIR]
-python -m runtime.engine contact-sheet (--avatar A | --prepared P) --audio B --out C.png
+python -m runtime.engine contact-sheet --prepared P --audio B --out C.png [--models DIR]
 python -m runtime.engine make-weights DIR [--tiny]
 python -m runtime.engine build-artifacts --models DIR [--max-autotune vae_decoder]
 """
@@ -64,9 +64,13 @@ def _add_render(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_contact_sheet(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--avatar", type=Path, help="avatar video or image (prepared here)")
-    source.add_argument("--prepared", type=Path, help="a prepared avatar (the worker's cache)")
+    parser.add_argument(
+        "--prepared",
+        type=Path,
+        required=True,
+        help="a prepared avatar, as the worker's avatar cache holds it (for a media file: "
+        "render --contact-sheet)",
+    )
     parser.add_argument("--audio", type=Path, required=True, help="speech audio")
     parser.add_argument("--out", type=Path, required=True, help="output .png")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="models dir")
@@ -208,11 +212,7 @@ def _render(args: argparse.Namespace) -> int:
         from runtime.engine.contact_sheet import write_contact_sheet
 
         found = write_contact_sheet(
-            engine,
-            avatar,
-            args.audio,
-            args.contact_sheet,
-            options=RenderOptions(skip_silence=not args.no_skip_silence),
+            engine, avatar, args.audio, args.contact_sheet, skip_silence=not args.no_skip_silence
         )
         print(f"contact sheet {args.contact_sheet}: {found.verdict}", file=sys.stderr)
     summary = {
@@ -235,7 +235,6 @@ def _contact_sheet(args: argparse.Namespace) -> int:
     """Prints the findings as JSON (the verdict says why the lips move or not)."""
     import torch
 
-    from runtime.common.jobs import AvatarOptions, RenderOptions
     from runtime.engine.contact_sheet import write_contact_sheet
     from runtime.engine.engine import MuseTalkEngine
     from runtime.engine.interface import EngineError, PreparedAvatarFormatError
@@ -243,17 +242,13 @@ def _contact_sheet(args: argparse.Namespace) -> int:
     device = torch.device(args.device) if args.device else None
     engine = MuseTalkEngine.load(args.models, device)
     try:
-        avatar = (
-            engine.load_prepared(args.prepared.read_bytes())
-            if args.prepared is not None
-            else engine.prepare(args.avatar, AvatarOptions())
-        )
+        avatar = engine.load_prepared(args.prepared.read_bytes())
         found = write_contact_sheet(
             engine,
             avatar,
             args.audio,
             args.out,
-            options=RenderOptions(skip_silence=not args.no_skip_silence),
+            skip_silence=not args.no_skip_silence,
             columns=args.frames,
         )
     except (EngineError, PreparedAvatarFormatError) as error:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.common.jobs import AvatarOptions, RenderOptions
+from runtime.common.jobs import AvatarOptions
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.cli import main
 from runtime.engine.contact_sheet import HEADER, LABEL_WIDTH, ROWS, TILE, write_contact_sheet
@@ -34,7 +34,7 @@ def test_the_sheet_shows_crop_mask_face_and_the_blend_of_speech_frames(
     engine: MuseTalkEngine, avatar: PreparedAvatar, short_speech: Path, tmp_path: Path
 ) -> None:
     png = tmp_path / "sheet.png"
-    found = write_contact_sheet(engine, avatar, short_speech, png, options=RenderOptions())
+    found = write_contact_sheet(engine, avatar, short_speech, png)
     sheet = cv2.imread(str(png))
     assert sheet.shape == (HEADER + TILE * len(ROWS), LABEL_WIDTH + TILE * 4, 3)
     assert found.frames == 20
@@ -56,7 +56,7 @@ def test_an_empty_mask_is_named_as_the_reason_and_the_result_equals_the_source(
 ) -> None:
     empty = replace(avatar, masks=tuple(np.zeros_like(mask) for mask in avatar.masks))
     png = tmp_path / "sheet.png"
-    found = write_contact_sheet(engine, empty, short_speech, png, options=RenderOptions())
+    found = write_contact_sheet(engine, empty, short_speech, png)
     assert found.blended_frames == 0
     assert found.mask_coverage == 0
     assert "face parser found no face pixels" in found.verdict
@@ -69,9 +69,7 @@ def test_silence_is_named_as_the_reason(
     engine: MuseTalkEngine, avatar: PreparedAvatar, tmp_path: Path
 ) -> None:
     silence = write_wav(tmp_path / "silence.wav", np.zeros(16_000, np.float32), 16_000)
-    found = write_contact_sheet(
-        engine, avatar, silence, tmp_path / "sheet.png", options=RenderOptions()
-    )
+    found = write_contact_sheet(engine, avatar, silence, tmp_path / "sheet.png")
     assert found.speech_frames == 0
     assert "found no speech" in found.verdict
 

@@ -126,14 +126,13 @@ def _check_space(directory: Path, staging: Path, missing: list[WeightFile]) -> N
 def _hub_sha256(entry: WeightFile, sources: Sources) -> str:
     """The SHA-256 the Hub publishes for an LFS file (its ETag) at the pinned commit."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import HfHubHTTPError
 
     url = hf_hub_url(
         str(entry.repo), str(entry.filename), revision=entry.revision, endpoint=sources.hf_endpoint
     )
     try:
         metadata = get_hf_file_metadata(url, endpoint=sources.hf_endpoint)
-    except (HfHubHTTPError, httpx.HTTPError, OSError) as error:
+    except Exception as error:  # the Hub client's errors and its HTTP library's (httpx2)
         raise _service_error(entry, f"cannot read its metadata: {error}") from None
     etag = (metadata.etag or "").lower()
     if not _SHA256.fullmatch(etag) or metadata.size != entry.size:
@@ -146,7 +145,6 @@ def _hub_sha256(entry: WeightFile, sources: Sources) -> str:
 def _fetch_hf(entry: WeightFile, staging: Path, sources: Sources, show_progress: bool) -> Path:
     """`hf_hub_download` into the staging area (it resumes its own `.incomplete` files)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import (
         are_progress_bars_disabled,
         disable_progress_bars,
@@ -167,7 +165,7 @@ def _fetch_hf(entry: WeightFile, staging: Path, sources: Sources, show_progress:
                 endpoint=sources.hf_endpoint,
             )
         )
-    except (HfHubHTTPError, httpx.HTTPError, OSError) as error:
+    except Exception as error:  # the Hub client's errors and its HTTP library's (httpx2)
         raise _service_error(entry, f"download failed ({error}); run again to resume") from None
     finally:
         if not bars_were_off:

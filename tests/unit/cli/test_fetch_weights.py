@@ -189,3 +189,18 @@ def test_the_command_reads_hf_endpoint_and_the_mirror_and_prints_json(
     assert "syncnet/latentsync_syncnet.pt" not in document["fetched"]
     assert ModelsLayout(tmp_path / "m").missing_files() == []
     assert not server.gets("latentsync_syncnet")
+
+
+@pytest.mark.parametrize("name", ["latentsync_syncnet.pt", "s3fd-619a316812.pth"])
+def test_an_unreachable_host_is_a_clear_error_naming_the_file(
+    tmp_path: Path, files: list[WeightFile], name: str
+) -> None:
+    entry = _entry(files, name)
+    closed = Sources(
+        hf_endpoint="http://127.0.0.1:9", mirror="http://127.0.0.1:9", timeout_seconds=2
+    )
+    with pytest.raises(CliError) as failed:
+        fetch_weights(tmp_path / "m", sources=closed, files=[entry], show_progress=False)
+    assert failed.value.field == entry.path
+    assert failed.value.exit_code == ExitCode.SERVICE
+    assert not (tmp_path / "m" / entry.path).exists()

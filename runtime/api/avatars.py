@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict
 
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
+from runtime.api.media_signature import HEAD_BYTES, avatar_file_problem
 from runtime.api.models import Avatar, AvatarList
 from runtime.api.pagination import query_tenant_index
-from runtime.api.uploads import get_upload, stored_object
+from runtime.api.uploads import get_upload, read_range, stored_object
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, MediaRef
 from runtime.common.keys import is_safe_id
 from runtime.common.names import JobsTable
@@ -86,6 +87,15 @@ def register_avatar(
     if upload.kind not in AVATAR_KINDS:
         raise invalid(field, f"{field} must be a video or image upload, not {upload.kind}")
     stored = stored_object(ctx, upload, field=field)
+    head = read_range(ctx, upload, 0, HEAD_BYTES) if stored.size else b""
+    problem = avatar_file_problem(head, stored.size, upload.kind)
+    if problem is not None:
+        raise ApiError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ApiErrorCode.INVALID_MEDIA,
+            f"{field}: {problem}",
+            field=field,
+        )
     avatar_id = derive_avatar_id(tenant, stored.etag, stored.size, options)
     now = iso(ctx.now())
     response = ctx.table.update_item(

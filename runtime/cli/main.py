@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from runtime.cli.client import MEDIA_TYPES, ApiClient
 from runtime.cli.errors import CliError, ExitCode
+from runtime.cli.media_check import check_media
+from runtime.cli.official_weights import default_models_dir
 from runtime.cli.output import format_avatar_row, format_job, format_job_row
 from runtime.cli.progress import ProgressBar, is_final, wait_for_job
 from runtime.cli.settings import resolve_endpoint, resolve_weights_bucket
@@ -126,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("directory", type=Path)
     weights.add_argument("--bucket", help="weights bucket (env MUSETALK_WEIGHTS_BUCKET, --stack)")
     weights.add_argument("--model-version", default=MODEL_VERSION)
+
+    fetch = add_command(
+        "fetch-weights",
+        help="download the official MuseTalk v1.5 models directory (pinned, verified, resumable)",
+    )
+    fetch.add_argument("directory", nargs="?", type=Path, help=f"default: {default_models_dir()}")
+    fetch.add_argument(
+        "--no-syncnet", action="store_true", help="skip SyncNet (1.5 GB; sync scores only)"
+    )
+    fetch.add_argument("--mirror", help="serves <mirror>/<host>/<path> for the non-Hub files")
     return parser
 
 
@@ -224,6 +236,9 @@ def _submit(args: argparse.Namespace, console: Console, transport: Any) -> ExitC
     )
     audio = _existing_file(args.audio, "audio")
     avatar_file = _avatar_file(args.avatar)
+    if avatar_file is not None:
+        check_media(avatar_file, field="avatar")
+    check_media(audio, field="audio")
     with _client(args, transport) as client:
         if avatar_file is not None:
             console.note(f"uploading {avatar_file.name}")
@@ -387,6 +402,31 @@ def _upload_weights(args: argparse.Namespace, console: Console, _transport: Any)
     return ExitCode.OK
 
 
+def _fetch_weights(args: argparse.Namespace, console: Console, _transport: Any) -> ExitCode:
+    from runtime.cli.fetch_weights import Sources, fetch_weights
+
+    directory = args.directory or default_models_dir()
+    result = fetch_weights(
+        directory,
+        sources=Sources.from_env(mirror=args.mirror),
+        include_optional=not args.no_syncnet,
+        show_progress=not console.json_mode,
+        on_file=lambda path, action: console.note(f"{action:8}  {path}"),
+    )
+    document = {
+        "directory": str(directory),
+        "fetched": result.fetched,
+        "present": result.present,
+        "total_bytes": result.total_bytes,
+    }
+    human = (
+        f"{directory}: official MuseTalk v1.5 weights, {result.total_bytes / 1e9:.2f} GB verified "
+        f"({len(result.fetched)} downloaded, {len(result.present)} already there)"
+    )
+    console.result(document, human)
+    return ExitCode.OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Console, Any], ExitCode]] = {
     "submit": _submit,
     "status": _status,
@@ -397,6 +437,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console, Any], ExitCode]] = {
     "purge": _purge,
     "avatars": _avatars,
     "upload-weights": _upload_weights,
+    "fetch-weights": _fetch_weights,
 }
 
 

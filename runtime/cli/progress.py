@@ -46,28 +46,40 @@ def is_final(job: dict[str, Any]) -> bool:
 
 
 class ProgressBar:
-    """Redraws one line on a terminal; elsewhere (logs, CI) prints a line per status change."""
+    """Redraws one line on a terminal; elsewhere (logs, CI) prints a line per status change and
+    per tenth of the render done, so a long render shows it advancing in a log too.
+
+    The fraction is the job's `progress` or `frames_done / frames_total`, whichever is further
+    (the worker records frames as they are composed and segments as they land), and the bar never
+    moves back while it follows one job.
+    """
+
+    LOG_STEP = 0.1
 
     def __init__(self, stream: TextIO, *, label: str = "") -> None:
         self._stream = stream
         self._label = label
         self._interactive = stream.isatty()
         self._last_status: str | None = None
+        self._shown = 0.0  # furthest fraction drawn
+        self._logged = 0.0  # fraction of the last line printed in a log
 
     def update(self, job: dict[str, Any]) -> None:
         status = str(job.get("status"))
+        self._shown = max(self._shown, progress_fraction(job))
         if self._interactive:
             self._stream.write("\r" + self.line(job))
             if is_final(job):
                 self._stream.write("\n")
             self._stream.flush()
-        elif status != self._last_status:
+        elif status != self._last_status or self._shown - self._logged >= self.LOG_STEP:
             self._stream.write(self.line(job) + "\n")
             self._stream.flush()
+            self._logged = self._shown
         self._last_status = status
 
     def line(self, job: dict[str, Any]) -> str:
-        fraction = progress_fraction(job)
+        fraction = max(self._shown, progress_fraction(job))
         filled = round(fraction * BAR_WIDTH)
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         frames = ""
@@ -80,8 +92,19 @@ class ProgressBar:
 def progress_fraction(job: dict[str, Any]) -> float:
     if job.get("status") == JobStatus.SUCCEEDED:
         return 1.0
+    return max(_clamped(job.get("progress")), _frames_fraction(job))
+
+
+def _frames_fraction(job: dict[str, Any]) -> float:
     try:
-        value = float(job.get("progress") or 0.0)
+        return _clamped(int(job.get("frames_done") or 0) / int(job.get("frames_total") or 0))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 0.0
+
+
+def _clamped(value: Any) -> float:
+    try:
+        number = float(value or 0.0)
     except (TypeError, ValueError):
         return 0.0
-    return min(max(value, 0.0), 1.0)
+    return min(max(number, 0.0), 1.0)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.cli.errors import CliError, ExitCode
+from runtime.cli.fetch_weights import PARTIAL_DIR
 from runtime.common.weights_manifest import WeightsManifest
 
 SHA256_METADATA = "sha256"  # object metadata that lets a re-run skip unchanged files
@@ -43,6 +44,13 @@ def upload_weights(
 
     if not directory.is_dir():
         raise CliError(ExitCode.USAGE, f"{directory} is not a directory", field="directory")
+    if (directory / PARTIAL_DIR).exists():
+        raise CliError(
+            ExitCode.USAGE,
+            f"{directory} holds an unfinished `musetalk fetch-weights` ({PARTIAL_DIR}/): "
+            "run it again to finish before uploading",
+            field="directory",
+        )
     manifest = WeightsManifest.of_directory(directory, model_version)
     if not manifest.files:
         raise CliError(ExitCode.USAGE, f"{directory} has no files", field="directory")

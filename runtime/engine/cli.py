@@ -1,6 +1,7 @@
 """The engine's command line: render one video locally, or write random weights.
 
 python -m runtime.engine render --avatar A --audio B --out C.mp4 [--models DIR]
+python -m runtime.engine contact-sheet --prepared P --audio B --out C.png [--models DIR]
 python -m runtime.engine make-weights DIR [--tiny]
 python -m runtime.engine build-artifacts --models DIR [--max-autotune vae_decoder]
 """
@@ -23,6 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="musetalk", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_render(commands.add_parser("render", help="render one lip-synced mp4"))
+    _add_contact_sheet(
+        commands.add_parser("contact-sheet", help="PNG of a few frames' crop, mask, face, result")
+    )
     _add_make_weights(commands.add_parser("make-weights", help="write random weights"))
     _add_build_artifacts(
         commands.add_parser("build-artifacts", help="build the AOTInductor packages ahead")
@@ -55,7 +59,25 @@ def _add_render(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blend-mode", choices=["jaw", "raw", "neck"], default="jaw")
     parser.add_argument("--no-skip-silence", action="store_true", help="generate every frame")
     parser.add_argument("--preset", default="veryfast", help="libx264 preset")
+    parser.add_argument("--contact-sheet", type=Path, help="also write the contact sheet PNG")
     parser.set_defaults(run=_render)
+
+
+def _add_contact_sheet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prepared",
+        type=Path,
+        required=True,
+        help="a prepared avatar, as the worker's avatar cache holds it (for a media file: "
+        "render --contact-sheet)",
+    )
+    parser.add_argument("--audio", type=Path, required=True, help="speech audio")
+    parser.add_argument("--out", type=Path, required=True, help="output .png")
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="models dir")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    parser.add_argument("--no-skip-silence", action="store_true", help="as the render had it")
+    parser.add_argument("--frames", type=int, default=4, help="columns (frames) on the sheet")
+    parser.set_defaults(run=_contact_sheet)
 
 
 def _add_make_weights(parser: argparse.ArgumentParser) -> None:
@@ -186,6 +208,13 @@ def _render(args: argparse.Namespace) -> int:
     except EngineError as error:
         print(f"{error.code}: {error.message}", file=sys.stderr)
         return 1
+    if args.contact_sheet is not None:
+        from runtime.engine.contact_sheet import write_contact_sheet
+
+        found = write_contact_sheet(
+            engine, avatar, args.audio, args.contact_sheet, skip_silence=not args.no_skip_silence
+        )
+        print(f"contact sheet {args.contact_sheet}: {found.verdict}", file=sys.stderr)
     summary = {
         "out": str(args.out),
         "frames": rendered.frames,
@@ -199,6 +228,33 @@ def _render(args: argparse.Namespace) -> int:
         "speak_ms": {k: round(v, 1) for k, v in rendered.timings_ms.items()},
     }
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _contact_sheet(args: argparse.Namespace) -> int:
+    """Prints the findings as JSON (the verdict says why the lips move or not)."""
+    import torch
+
+    from runtime.engine.contact_sheet import write_contact_sheet
+    from runtime.engine.engine import MuseTalkEngine
+    from runtime.engine.interface import EngineError, PreparedAvatarFormatError
+
+    device = torch.device(args.device) if args.device else None
+    engine = MuseTalkEngine.load(args.models, device)
+    try:
+        avatar = engine.load_prepared(args.prepared.read_bytes())
+        found = write_contact_sheet(
+            engine,
+            avatar,
+            args.audio,
+            args.out,
+            skip_silence=not args.no_skip_silence,
+            columns=args.frames,
+        )
+    except (EngineError, PreparedAvatarFormatError) as error:
+        print(f"contact-sheet: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"out": str(args.out), **found.to_json()}, indent=2))
     return 0
 
 

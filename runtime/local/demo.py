@@ -25,6 +25,7 @@ from runtime.cli.output import format_timings
 from runtime.common.jobs import CompletionEvent, JobStatus
 from runtime.common.names import JobsTable, Lane
 from runtime.common.records import JobRecord, job_pk
+from runtime.local.contact_sheets import contact_sheet
 from runtime.local.media import EXAMPLES_DIR, copy_notice, trim_audio, trim_video
 from runtime.local.stack import RunningStack, Say
 
@@ -45,6 +46,7 @@ class DemoMedia:
     avatar_seconds: float
     audio_seconds: float
     max_side: int
+    audio_start: float = 0.0  # seconds into eng.wav (the demo starts where the speech does)
 
 
 def prepare_media(work_dir: Path, media: DemoMedia) -> list[DemoJob]:
@@ -55,7 +57,10 @@ def prepare_media(work_dir: Path, media: DemoMedia) -> list[DemoJob]:
     video = trim_video(
         EXAMPLES_DIR / "yongen.mp4", target / "yongen.mp4", media.avatar_seconds, media.max_side
     )
-    audio = trim_audio(EXAMPLES_DIR / "eng.wav", target / "eng.wav", media.audio_seconds)
+    speech = EXAMPLES_DIR / "eng.wav"
+    audio = trim_audio(
+        speech, target / "eng.wav", media.audio_seconds, start_seconds=media.audio_start
+    )
     image = target / "musk.png"
     image.write_bytes((EXAMPLES_DIR / "musk.png").read_bytes())
     return [
@@ -71,9 +76,16 @@ def connection_args(api_url: str, api_key: str) -> list[str]:
 
 
 def run_demo(
-    stack: RunningStack, jobs: list[DemoJob], *, out_dir: Path, job_timeout: float, say: Say
+    stack: RunningStack,
+    jobs: list[DemoJob],
+    *,
+    out_dir: Path,
+    job_timeout: float,
+    say: Say,
+    models_dir: Path | None = None,
 ) -> int:
-    """Submit, follow, collect and download every job; 0 only if every step of every job worked."""
+    """Submit, follow, collect and download every job; 0 only if every step of every job worked.
+    With `models_dir` (the worker's weights), each finished job also gets its contact sheet."""
     out_dir.mkdir(parents=True, exist_ok=True)
     connection = connection_args(stack.api_url, stack.api_key)
 
@@ -140,6 +152,17 @@ def run_demo(
             and files["output"].is_file()
         )
         ok = ok and job_ok
+        sheet = None
+        if job_ok and models_dir is not None:
+            say(f"contact sheet of {job.name}: python -m runtime.engine contact-sheet ...")
+            sheet = contact_sheet(
+                stack,
+                avatar_id=str(api_view["avatar_id"]),
+                audio=job.audio,
+                models_dir=models_dir,
+                png=out_dir / f"{job.name}.contact.png",
+                work_dir=job.audio.parent,
+            )
         summary["jobs"].append(
             {
                 "name": job.name,
@@ -151,9 +174,10 @@ def run_demo(
                 "weights": (event or {}).get("event", {}).get("weights"),
                 "ok": job_ok,
                 "files": {kind: str(path) for kind, path in files.items()},
+                "contact_sheet": sheet,
             }
         )
-        _print_job(job, job_id, api_view, event, files["output"])
+        _print_job(job, job_id, api_view, event, files["output"], sheet)
     summary["ok"] = ok
     _write_json(out_dir / SUMMARY_FILE, summary)
     say(f"summary: {out_dir / SUMMARY_FILE}")
@@ -243,6 +267,7 @@ def _print_job(
     api_view: dict[str, Any],
     event: dict[str, Any] | None,
     output: Path,
+    sheet: dict[str, Any] | None = None,
 ) -> None:
     print(f"\n=== {job.name}: {job.avatar.name} + {job.audio.name} on {job.lane} ===")
     print(f"job       {job_id}  {api_view.get('status')}")
@@ -251,4 +276,9 @@ def _print_job(
     print(f"event     {'received from SNS' if event else 'NOT received'}")
     if event and event["event"].get("weights") == "random":
         print("weights   random: the pipeline ran for real, the lips do not follow the speech")
+    if sheet is not None and "error" not in sheet:
+        print(f"contact   {sheet['out']}  (source crop, blend mask, generated face, result)")
+        print(f"lips      {sheet['verdict']}")
+    elif sheet is not None:
+        print(f"contact   not made: {sheet['error']}")
     print(json.dumps(api_view, indent=2, sort_keys=True))

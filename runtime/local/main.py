@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -39,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start everything and keep it running until Ctrl-C")
     for command in (demo, up):
         command.add_argument(
-            "--models", type=Path, help="MuseTalk weights directory (default: tiny random weights)"
+            "--models",
+            type=Path,
+            help="MuseTalk weights directory (default: the fetch-weights cache when complete, "
+            "else tiny random weights)",
         )
         command.add_argument("--stage", default="dev", help="stage config to mirror (dev)")
         command.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupt_on_signals()
     options = StackOptions(
         work_dir=args.work_dir.resolve(),
-        models_dir=args.models,
+        models_dir=_models_dir(args.models),
         stage=args.stage,
         extra_origins=tuple(getattr(args, "allow_origin", ())),
     )
@@ -93,41 +97,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
 
 
+def _models_dir(given: Path | None) -> Path | None:
+    """`--models`, else the official weights `musetalk fetch-weights` put in its cache (when
+    complete), else None: tiny random weights."""
+    if given is not None:
+        return given
+    from runtime.cli.official_weights import default_models_dir
+    from runtime.engine.layout import ModelsLayout
+
+    fetched = default_models_dir()
+    if fetched.is_dir() and not ModelsLayout(fetched).missing_files():
+        _say(f"weights: the official MuseTalk v1.5 weights in {fetched} (musetalk fetch-weights)")
+        return fetched
+    return None
+
+
 def _demo(args: argparse.Namespace, options: StackOptions) -> int:
     from runtime.local.demo import DemoMedia, prepare_media, run_demo
+    from runtime.local.media import EXAMPLES_DIR, speech_start_seconds
 
+    start = speech_start_seconds(EXAMPLES_DIR / "eng.wav")
     jobs = prepare_media(
         options.work_dir,
         DemoMedia(
             avatar_seconds=args.avatar_seconds,
             audio_seconds=args.audio_seconds,
             max_side=args.max_side,
+            audio_start=start,
         ),
     )
     _say(
         f"sample media trimmed to {args.avatar_seconds:g} s of video (at most {args.max_side} px) "
-        f"and {args.audio_seconds:g} s of speech in {options.work_dir / 'media'} "
+        f"and {args.audio_seconds:g} s of speech from {start:.2f} s (where the voice activity "
+        f"detector hears the first word) in {options.work_dir / 'media'} "
         "(MIT, see NOTICE.md there)"
     )
     with running_stack(options, _say) as stack:
         return run_demo(
-            stack, jobs, out_dir=args.out.resolve(), job_timeout=args.job_timeout, say=_say
+            stack,
+            jobs,
+            out_dir=args.out.resolve(),
+            job_timeout=args.job_timeout,
+            say=_say,
+            models_dir=options.models_dir or options.work_dir / "models-tiny",
         )
 
 
 def _up(options: StackOptions) -> int:
     with running_stack(options, _say) as stack:
+        musetalk = cli_command()
         print(
-            "\nLocal service running. In another shell:\n"
+            "\nLocal service running. In another shell (no virtual environment needed):\n"
             f"  export MUSETALK_API_URL={stack.api_url}\n"
             f"  export MUSETALK_API_KEY={stack.api_key}\n"
-            "  musetalk submit examples/media/musk.png examples/media/yongen.wav --wait \\\n"
+            f"  {musetalk} submit examples/media/musk.png examples/media/yongen.wav --wait \\\n"
             "    --download\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
         wait_for_interrupt()
     return int(ExitCode.OK)
+
+
+def cli_command() -> str:
+    """How to run the `musetalk` CLI from any shell and directory: the console script installed
+    beside this interpreter (e.g. `<clone>/.venv/bin/musetalk`), else this interpreter with
+    `-m runtime.cli`; a bare `musetalk` works only inside an activated virtual environment."""
+    script = Path(sys.executable).absolute().parent / "musetalk"
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(str(Path(sys.executable).absolute()))} -m runtime.cli"
 
 
 SIGNAL_CHECK_SECONDS = 1.0

@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "media"
 NOTICE = "NOTICE.md"
@@ -45,29 +46,52 @@ def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
     return 2 * round(width * scale / 2), 2 * round(height * scale / 2)  # H.264 wants even sides
 
 
-def trim_audio(source: Path, destination: Path, seconds: float, sample_rate: int = 16_000) -> Path:
-    """The first `seconds` of an audio file as 16-bit mono WAV at `sample_rate`."""
+def trim_audio(
+    source: Path,
+    destination: Path,
+    seconds: float,
+    sample_rate: int = 16_000,
+    *,
+    start_seconds: float = 0.0,
+) -> Path:
+    """`seconds` of an audio file from `start_seconds` on, as 16-bit mono WAV at `sample_rate`."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    skip = round(start_seconds * sample_rate)
     limit = round(seconds * sample_rate)
-    written = 0
+    seen = written = 0
     with av.open(str(source)) as container, av.open(str(destination), "w") as output:
         encoded = output.add_stream("pcm_s16le", rate=sample_rate, layout="mono")
         for frame in container.decode(audio=0):
             for chunk in resampler.resample(frame):
-                keep = min(chunk.samples, limit - written)
-                if keep <= 0:
-                    break
-                if keep < chunk.samples:
-                    array = chunk.to_ndarray()[:, :keep]
-                    chunk = av.AudioFrame.from_ndarray(array, format="s16", layout="mono")
-                    chunk.sample_rate = sample_rate
-                chunk.pts = None
-                output.mux(encoded.encode(chunk))
-                written += keep
+                array = chunk.to_ndarray()[:, max(0, skip - seen) :]
+                seen += chunk.samples
+                array = array[:, : max(0, limit - written)]
+                if array.shape[1] == 0:
+                    continue
+                piece = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(array, dtype=np.int16), format="s16", layout="mono"
+                )
+                piece.sample_rate = sample_rate
+                output.mux(encoded.encode(piece))
+                written += array.shape[1]
             if written >= limit:
                 break
         output.mux(encoded.encode(None))
     return destination
+
+
+SPEECH_LEAD_SECONDS = 0.2  # keep a breath before the first word
+
+
+def speech_start_seconds(source: Path) -> float:
+    """Where speech begins in `source`, by the engine's voice activity detector (silero-vad),
+    less a short lead; 0 when it finds none. The demo trims from here: the samples open with
+    seconds of near-silence, which silence skipping renders as the avatar's own frames."""
+    from runtime.engine.audio import load_audio_16k
+    from runtime.engine.vad import SpeechDetector
+
+    spans = SpeechDetector().speech_spans(load_audio_16k(source))
+    return max(0.0, spans[0][0] - SPEECH_LEAD_SECONDS) if spans else 0.0
 
 
 def copy_notice(destination_dir: Path) -> None:

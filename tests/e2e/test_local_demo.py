@@ -129,6 +129,14 @@ def assert_demo_outputs(out: Path, work: Path) -> None:
         assert event.output == record.output
         assert delivered["attributes"] == {"status": "SUCCEEDED", "tenant": record.tenant}
 
+        # The contact sheet next to the mp4, and the one-line reason the lips move or not.
+        sheet = job["contact_sheet"]
+        assert "error" not in sheet, sheet
+        assert Path(sheet["out"]) == files["output"].with_name(f"{job['name']}.contact.png")
+        assert Path(sheet["out"]).stat().st_size > 0
+        assert sheet["speech_frames"] > 0  # the speech was trimmed to where the words are
+        assert sheet["verdict"]
+
 
 def _duration(path: Path, kind: str) -> float:
     with av.open(str(path)) as container:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+import wave
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from tests.unit.cli.fake_api import FakeApi
+
+EXAMPLES_MEDIA = Path(__file__).resolve().parents[3] / "examples" / "media"
 
 
 @pytest.fixture
@@ -14,13 +20,40 @@ def fake_api() -> FakeApi:
     return FakeApi()
 
 
-@pytest.fixture
-def media(tmp_path: Path) -> dict[str, Path]:
-    files = {"video": tmp_path / "face.mp4", "image": tmp_path / "face.png"}
-    files["audio"] = tmp_path / "speech.wav"
-    for path in files.values():
-        path.write_bytes(b"RIFF-or-whatever" * 8)
-    return files
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small real media: the CLI decodes a file's first frame before uploading it."""
+    directory = tmp_path_factory.mktemp("media")
+    return {
+        "video": write_video(directory / "face.mp4"),
+        "image": write_image(directory / "face.png"),
+        "audio": write_wav(directory / "speech.wav"),
+    }
+
+
+def write_video(path: Path, frames: int = 2) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(frames):
+            picture = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode(None))
+    return path
+
+
+def write_image(path: Path) -> Path:
+    shutil.copyfile(EXAMPLES_MEDIA / "musk.png", path)
+    return path
+
+
+def write_wav(path: Path, seconds: float = 0.2, rate: int = 16_000) -> Path:
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(b"\x00\x00" * int(seconds * rate))
+    return path
 
 
 @pytest.fixture

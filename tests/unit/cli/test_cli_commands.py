@@ -53,7 +53,7 @@ def test_submit_with_a_video_file_uploads_registers_and_creates_the_job(
     assert [u["kind"] for u in uploads] == ["video", "audio"]
     assert uploads[0] == {"kind": "video", "content_type": "video/mp4"}
     assert len(fake_api.uploads) == 2
-    assert b"RIFF-or-whatever" in fake_api.uploads[0]["body"]
+    assert media["video"].read_bytes() in fake_api.uploads[0]["body"]
     avatar = json.loads(_request(fake_api, "POST", "/v1/avatars").content)
     assert avatar["options"]["bbox_shift"] == -5
     job_request = _request(fake_api, "POST", "/v1/jobs")

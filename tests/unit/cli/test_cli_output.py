@@ -56,15 +56,38 @@ def test_on_a_terminal_the_bar_redraws_one_line() -> None:
     assert "[" + "#" * 15 + "-" * 15 + "]  50%" in output
 
 
-def test_in_a_log_the_bar_prints_a_line_per_status_change_only() -> None:
+def test_in_a_log_the_bar_prints_status_changes_and_each_tenth_of_the_render() -> None:
     log = io.StringIO()
     bar = ProgressBar(log)
 
-    for progress in (0.1, 0.2, 0.3):
-        bar.update({"status": "RENDERING", "progress": progress})
+    bar.update({"status": "QUEUED", "progress": 0})
+    for _ in range(3):  # polls while the avatar is prepared: nothing new to say
+        bar.update({"status": "RUNNING", "progress": 0, "frames_total": 1000})
+    for done in (50, 125, 180, 250, 375):  # frames as the worker records them
+        bar.update({"status": "RUNNING", "progress": 0, "frames_done": done, "frames_total": 1000})
     bar.update({"status": "SUCCEEDED", "progress": 1.0})
 
-    assert len(log.getvalue().splitlines()) == 2
+    lines = log.getvalue().splitlines()
+    assert [line.split("]")[1].split()[0] for line in lines] == [
+        "0%",
+        "0%",
+        "12%",
+        "25%",
+        "38%",
+        "100%",
+    ]
+    assert "frames 125/1000" in lines[2]
+
+
+def test_the_bar_follows_frames_done_and_never_moves_back() -> None:
+    terminal = _Terminal()
+    bar = ProgressBar(terminal)
+
+    bar.update({"status": "RUNNING", "progress": 0, "frames_done": 500, "frames_total": 1000})
+    bar.update({"status": "RUNNING", "progress": 0, "frames_done": 375, "frames_total": 1000})
+
+    last = terminal.getvalue().split("\r")[-1]
+    assert "]  50%" in last
 
 
 def test_progress_is_clamped_and_tolerates_junk() -> None:

@@ -105,3 +105,18 @@ def test_an_empty_directory_is_refused(emulator_env: str, tmp_path: Path) -> Non
 
     assert code == ExitCode.USAGE
     assert "no files" in stderr.getvalue()
+
+
+def test_a_directory_with_an_unfinished_fetch_is_refused(
+    emulator_env: str, models: Path, bucket: str
+) -> None:
+    partial = models / ".fetch-partial" / "face-parse-bisent" / "79999_iter.pth.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"half a file")
+    stderr = io.StringIO()
+
+    code = main(["upload-weights", str(models), "--bucket", bucket], stderr=stderr)
+
+    assert code == ExitCode.USAGE
+    assert "unfinished `musetalk fetch-weights`" in stderr.getvalue()
+    assert boto3.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount") == 0

@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import numpy as np
 
-from runtime.local.media import EXAMPLES_DIR, copy_notice, trim_audio, trim_video
+from runtime.local.media import (
+    EXAMPLES_DIR,
+    copy_notice,
+    speech_start_seconds,
+    trim_audio,
+    trim_video,
+)
 
 
 def test_trimmed_video_keeps_the_rate_and_fits_the_bound(tmp_path: Path) -> None:
@@ -35,3 +42,21 @@ def test_trimmed_audio_is_exactly_as_long_as_asked_in_16k_mono(tmp_path: Path) -
 def test_the_mit_notice_travels_with_the_copies(tmp_path: Path) -> None:
     copy_notice(tmp_path)
     assert "MIT License" in (tmp_path / "NOTICE.md").read_text()
+
+
+def test_trimmed_audio_starts_where_asked_sample_for_sample(tmp_path: Path) -> None:
+    source = EXAMPLES_DIR / "eng.wav"  # 16 kHz mono s16: no resampling, so samples compare
+    audio = trim_audio(source, tmp_path / "a.wav", 0.5, start_seconds=3.1)
+
+    def samples(path: Path) -> np.ndarray:
+        with av.open(str(path)) as container:
+            return np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+
+    start = round(3.1 * 16_000)
+    assert np.array_equal(samples(audio), samples(source)[start : start + 8_000])
+
+
+def test_the_demo_speech_starts_where_the_voice_activity_detector_hears_it() -> None:
+    # eng.wav opens with three near-silent seconds (silence skipping would show no generation).
+    start = speech_start_seconds(EXAMPLES_DIR / "eng.wav")
+    assert 2.5 < start < 3.1

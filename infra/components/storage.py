@@ -15,6 +15,7 @@ from constructs import Construct
 
 from infra.components.nag import acknowledge
 from runtime.common.names import BucketRole, ResourceNames
+from runtime.common.preview import PREVIEW_EXPIRE_DAYS, PREVIEW_EXPIRY_RULE, PREVIEW_TAG
 
 # Multipart uploads a browser abandons still cost money and hold personal data.
 _ABORT_INCOMPLETE_UPLOADS = Duration.days(1)
@@ -72,7 +73,15 @@ class Storage(Construct):
         self.outputs = self._bucket(
             "Outputs",
             names.bucket(BucketRole.OUTPUTS),
-            lifecycle_rules=[self._expire("expire-personal-data", outputs_expire_days)],
+            lifecycle_rules=[
+                self._expire("expire-personal-data", outputs_expire_days),
+                # Live-preview segments and playlists, once the preview's grace is long over.
+                s3.LifecycleRule(
+                    id=PREVIEW_EXPIRY_RULE,
+                    expiration=Duration.days(PREVIEW_EXPIRE_DAYS),
+                    tag_filters={PREVIEW_TAG[0]: PREVIEW_TAG[1]},
+                ),
+            ],
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.GET, s3.HttpMethods.HEAD],

@@ -48,6 +48,8 @@ from runtime.common.events import (
 from runtime.common.jobs import (
     MODEL_VERSION,
     AvatarOptions,
+    ErrorCode,
+    JobError,
     JobMessage,
     JobStatus,
     MediaRef,
@@ -378,13 +380,16 @@ def list_jobs(
 
 
 @tracer.capture_method(capture_response=False)  # responses stay out of traces
-def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> JobCancelled:
+def cancel_job(
+    ctx: ApiContext, tenant: str, job_id: str, *, purge: bool, by: str | None = None
+) -> JobCancelled:
     """Cancel unless final (a conditional update, so a finishing worker and we cannot both win);
-    with `purge`, also delete the job's inputs and outputs now (right to erasure)."""
+    with `purge`, also delete the job's inputs and outputs now (right to erasure). `by` names
+    the caller (its API key) in the job's error, so the status says who stopped it."""
     record = _owned_job(ctx, tenant, job_id)
     cancelled_now = False
     if not record.status.is_final:
-        cancelled_now = _mark_cancelled(ctx, record)
+        cancelled_now = _mark_cancelled(ctx, record, cancel_reason(tenant, by))
         record = _owned_job(ctx, tenant, job_id)
     if record.status != JobStatus.CANCELLED and not purge:
         raise ApiError(
@@ -395,12 +400,24 @@ def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> Job
         )
     if cancelled_now:
         _publish_cancelled(ctx, record)
+        if not purge and record.segments_done:
+            # An earlier attempt's segments (a handed-back job): no render will use them now.
+            _delete_segments(ctx, record)
     if purge:
         purge_job_data(ctx, record)
     return JobCancelled(job_id=job_id, status=record.status, purged=purge)
 
 
-def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
+def cancel_reason(tenant: str, by: str | None) -> JobError:
+    """The error a caller's cancel leaves on the job: who cancelled it and how."""
+    who = f"tenant {tenant}" + (f", {by}" if by else "")
+    return JobError(
+        code=ErrorCode.CANCELLED_BY_CALLER,
+        message=f"cancelled by the caller ({who}) through DELETE /v1/jobs/{{job_id}}",
+    )
+
+
+def _mark_cancelled(ctx: ApiContext, record: JobRecord, reason: JobError) -> bool:
     now = iso(ctx.now())
     clause, event_values = append_clause(
         JobEvent(at=now, kind="status", status=JobStatus.CANCELLED, detail="cancelled by caller")
@@ -409,16 +426,19 @@ def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
         ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
             UpdateExpression=(
-                f"SET #status = :cancelled, updated_at = :now, {clause} REMOVE #unsent, queued_lane"
+                f"SET #status = :cancelled, updated_at = :now, #error = :error, {clause}"
+                " REMOVE #unsent, queued_lane"
             ),
             ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={
                 "#status": "status",
                 "#pk": JobsTable.PARTITION_KEY,
                 "#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY,
+                "#error": "error",
             },
             ExpressionAttributeValues={
                 ":cancelled": JobStatus.CANCELLED.value,
+                ":error": reason.model_dump(mode="json", exclude_none=True),
                 ":now": now,
                 ":s": JobStatus.SUCCEEDED.value,
                 ":f": JobStatus.FAILED.value,

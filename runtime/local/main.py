@@ -152,6 +152,11 @@ def _serve_gateway(port: int) -> int:
         lock=server.invoke_lock,
         webhook_queue_url=os.environ.get(EnvVar.WEBHOOK_QUEUE_URL.value),
         webhook_deliveries=webhook_deliveries.lambda_handler,
+        s3=boto3.client("s3"),
+        lifecycle_buckets=tuple(
+            os.environ[name.value]
+            for name in (EnvVar.UPLOADS_BUCKET, EnvVar.OUTPUTS_BUCKET, EnvVar.AVATAR_CACHE_BUCKET)
+        ),
     )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     triggers.start()

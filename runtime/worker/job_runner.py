@@ -36,12 +36,11 @@ from runtime.common.jobs import (
 )
 from runtime.common.keys import (
     output_key,
-    preview_playlist_key,
     rendered_cache_key,
     segment_key,
 )
 from runtime.common.metrics import Metric
-from runtime.common.preview import write_playlist
+from runtime.common.preview import PREVIEW_TAGGING, write_playlist
 from runtime.common.records import JobRecord
 from runtime.engine.interface import (
     Interrupted,
@@ -53,10 +52,10 @@ from runtime.engine.interface import (
     Segment,
     SegmentPlan,
     SyncSums,
-    segment_count,
     segment_file_name,
 )
 from runtime.worker.avatar_cache import AvatarCache
+from runtime.worker.cancellation import ended_elsewhere, settle_ended
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
@@ -72,6 +71,7 @@ from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
 from runtime.worker.render_claims import Claim, ClaimFailed, ClaimHeld, RenderClaims
+from runtime.worker.render_files import delete_render_files
 from runtime.worker.shutdown import StopPolicy
 from runtime.worker.telemetry import MetricsSink, logger
 
@@ -93,7 +93,7 @@ class Outcome(StrEnum):
     LEASE_LOST = "lease_lost"  # another worker took the job over; nothing written
     UNREADABLE = "unreadable"  # not a job message; left to reach the DLQ
     EXPIRED = "expired"  # its deadline passed before it started; dropped without GPU time
-    CANCELLED = "cancelled"  # its deadline passed while preparing or rendering; stopped
+    CANCELLED = "cancelled"  # its deadline passed, or its caller cancelled it, as it ran; stopped
     WAITING = "waiting"  # same content rendering for another job; back later for the cache
 
 
@@ -241,8 +241,23 @@ class JobRunner:
         try:
             return self._run(delivery, message, lease, record)
         except LeaseLost:
+            return self._lease_lost(delivery, message)
+
+    def _lease_lost(self, delivery: Delivery, message: JobMessage) -> Outcome:
+        """Cancelled (or otherwise ended) by someone else: say so and settle it now. Taken
+        over by another worker: leave everything to that worker."""
+        ended = ended_elsewhere(self._store, message.job_id)
+        if ended is None:
             logger.warning("lease lost to another worker; stopped without writing")
             return Outcome.LEASE_LOST
+        settle_ended(
+            ended,
+            s3=self._s3,
+            outputs_bucket=self._settings.outputs_bucket,
+            poller=self._poller,
+            delivery=delivery,
+        )
+        return Outcome.CANCELLED
 
     def _expire(self, delivery: Delivery, message: JobMessage) -> Outcome | None:
         """Not started by its deadline: EXPIRED before any download or GPU work. None when the
@@ -254,6 +269,8 @@ class JobRunner:
         if record is None:
             return None
         self._metrics.emit({Metric.JOBS_EXPIRED: 1}, lane=message.lane)
+        if record.segments_done:  # an earlier attempt's, handed back before the deadline
+            self._delete_segments(message, record.segments_done)
         self._notifier.job_finished(record)
         self._poller.delete(delivery)
         logger.info("job expired before it started")
@@ -475,7 +492,7 @@ class JobRunner:
         def on_segment(segment: Segment) -> None:
             nonlocal preview_logged
             key = segment_key(message.tenant, message.job_id, segment.index)
-            extra: dict[str, Any] = {"ContentType": "video/mp2t"}
+            extra: dict[str, Any] = {"ContentType": "video/mp2t", "Tagging": PREVIEW_TAGGING}
             if segment.sync_sums is not None:  # kept with the segment for a resumed score
                 extra["Metadata"] = {SYNC_SUMS_METADATA: sync_sums_json(segment.sync_sums)}
             self._s3.upload_file(
@@ -539,21 +556,10 @@ class JobRunner:
             logger.warning("could not write the preview playlist", extra={"segment": segment.index})
 
     def _delete_segments(self, message: JobMessage, count: int) -> None:
-        """Segments and the preview playlist go once the mp4 exists (the outputs bucket's expiry
-        removes any a failed delete leaves); best effort, never fails the job."""
-        keys = [segment_key(message.tenant, message.job_id, i) for i in range(count)]
-        keys.append(preview_playlist_key(message.tenant, message.job_id))
-        try:
-            for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys a call
-                self._s3.delete_objects(
-                    Bucket=self._settings.outputs_bucket,
-                    Delete={
-                        "Objects": [{"Key": k} for k in keys[start : start + 1000]],
-                        "Quiet": True,
-                    },
-                )
-        except ClientError:
-            logger.warning("could not delete the render's segments")
+        """Segments and the preview playlist of a render no output or preview needs."""
+        delete_render_files(
+            self._s3, self._settings.outputs_bucket, message.tenant, message.job_id, count
+        )
 
     def _fetch_inputs(self, message: JobMessage, work: Path) -> tuple[FetchedInput, FetchedInput]:
         """Audio first: its duration check is cheap and fails long jobs before the big download."""
@@ -718,10 +724,7 @@ class JobRunner:
         )
         record = self._store.succeed(lease, result)
         if not cache_hit:
-            # After the final status: from here the API shows no preview that could need them.
-            self._delete_segments(
-                message, segment_count(result.frames, self._settings.segment_frames)
-            )
+            # The segments stay for the preview's grace; their lifecycle rule expires them.
             self._publish_rate(message, result.frames, timings)
         values: dict[Metric, float] = {
             Metric.JOBS_SUCCEEDED: 1,
@@ -789,6 +792,8 @@ class JobRunner:
         )
         record = self._store.cancel(lease, reason, StageTimings(**timings))
         self._metrics.emit({Metric.JOBS_DEADLINE_CANCELLED: 1}, lane=message.lane)
+        # No output, so no preview to finish (one more than recorded: one may be in flight).
+        self._delete_segments(message, (record.segments_done or 0) + 1)
         self._notifier.job_finished(record)
         self._poller.delete(delivery)
         logger.info("job cancelled at its deadline", extra={"stage": stage})

@@ -194,7 +194,7 @@ def _build_record(
 ) -> JobRecord:
     """Every boundary check that needs our data: ownership, arrival, size, duration."""
     if request.webhook_url is not None:
-        check_webhook_url(request.webhook_url)
+        check_webhook_url(request.webhook_url, allow_private=ctx.settings.webhook_allow_private)
     lane_limits = ctx.settings.limits.for_lane(request.lane)
 
     audio = uploads.get_upload(ctx, tenant, request.audio_upload_id, field="audio_upload_id")

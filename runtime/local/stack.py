@@ -57,6 +57,9 @@ _HOST_AWS_VARIABLES = (
 )
 
 Say = Callable[[str], None]
+# Webhooks to a receiver on this machine (http://127.0.0.1) are allowed only locally, and alike
+# for the API's admission, the worker's delivery and the gateway's redelivery.
+LOCAL_WEBHOOK_ENV = {EnvVar.WEBHOOK_ALLOW_PRIVATE.value: "true"}
 
 
 @dataclass(frozen=True)
@@ -109,17 +112,7 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
             cleanup,
             "API gateway",
             [sys.executable, "-m", "runtime.local", "gateway", "--port", str(gateway_port)],
-            env={
-                **env,
-                EnvVar.API_KEY_TENANTS: json.dumps({LOCAL_API_KEY_ID: LOCAL_TENANT}),
-                ENV_LOCAL_API_KEYS: json.dumps({api_key: LOCAL_API_KEY_ID}),
-                ENV_LOCAL_DEAD_LETTER_QUEUES: json.dumps(
-                    list(resources.dead_letter_queue_urls.values())
-                ),
-                "POWERTOOLS_SERVICE_NAME": "musetalk-api",
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_NAMESPACE": "MuseTalk",
-            },
+            env={**env, **gateway_env(resources, api_key)},
             log_path=logs / "api.log",
             grace_seconds=5,
         )
@@ -262,6 +255,19 @@ def worker_env(resources: LocalResources, models_cache: Path) -> dict[str, str]:
         # Short polls and retries: one user watching, no fleet to spare requests for.
         EnvVar.POLL_WAIT_SECONDS: "1",
         EnvVar.RETRY_BASE_SECONDS: "2",
-        # Webhooks to a receiver on this machine (http://127.0.0.1) are allowed only locally.
-        EnvVar.WEBHOOK_ALLOW_PRIVATE: "true",
+        **LOCAL_WEBHOOK_ENV,
+    }
+
+
+def gateway_env(resources: LocalResources, api_key: str) -> dict[str, str]:
+    """The API process's own variables on top of `runtime_env`: the local key, the queues its
+    trigger loop drains, and the same webhook targets as the worker."""
+    return {
+        EnvVar.API_KEY_TENANTS: json.dumps({LOCAL_API_KEY_ID: LOCAL_TENANT}),
+        ENV_LOCAL_API_KEYS: json.dumps({api_key: LOCAL_API_KEY_ID}),
+        ENV_LOCAL_DEAD_LETTER_QUEUES: json.dumps(list(resources.dead_letter_queue_urls.values())),
+        "POWERTOOLS_SERVICE_NAME": "musetalk-api",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "MuseTalk",
+        **LOCAL_WEBHOOK_ENV,
     }

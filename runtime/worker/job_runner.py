@@ -276,10 +276,15 @@ class JobRunner:
         logger.info("job expired before it started")
         return Outcome.EXPIRED
 
-    def _beat(self, delivery: Delivery, lease: Lease) -> None:
+    def _beat(self, delivery: Delivery, lease: Lease, started: float) -> None:
         self._poller.set_visibility(delivery, self._settings.visibility_timeout_seconds)
         try:
-            self._store.extend(lease, self._settings.visibility_timeout_seconds)
+            # With this attempt's GPU time so far: an attempt that never finishes still counts.
+            self._store.extend(
+                lease,
+                self._settings.visibility_timeout_seconds,
+                gpu_seconds=time.monotonic() - started,
+            )
         except LeaseLost:
             self._stop.lease_lost()
             raise
@@ -322,13 +327,15 @@ class JobRunner:
         self, delivery: Delivery, message: JobMessage, lease: Lease, record: JobRecord
     ) -> Outcome:
         timings: dict[str, float] = {"queue_wait_ms": _ms_since_iso(message.submitted_at)}
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="job-") as work:
             try:
                 # The beat stops before any settling write, so it cannot undo a hand-back's
                 # visibility 0 or extend a lease that was just released.
                 with (
                     Heartbeat(
-                        self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
+                        self._settings.heartbeat_seconds,
+                        lambda: self._beat(delivery, lease, started),
                     ),
                     self._claim_ended(message),
                 ):
@@ -360,7 +367,14 @@ class JobRunner:
             except Exception as error:
                 return self._transient(delivery, message, lease, error, timings)
         return self._succeed(
-            delivery, message, lease, metadata, timings, cache_hit=cache_hit, cache_key=cache_key
+            delivery,
+            message,
+            lease,
+            metadata,
+            timings,
+            cache_hit=cache_hit,
+            cache_key=cache_key,
+            earlier_gpu_seconds=record.gpu_seconds_before or 0.0,
         )
 
     def _render(
@@ -700,10 +714,12 @@ class JobRunner:
         *,
         cache_hit: bool,
         cache_key: str,
+        earlier_gpu_seconds: float = 0.0,
     ) -> Outcome:
         sync = float(metadata["sync-confidence"]) if "sync-confidence" in metadata else None
         low_sync = None if sync is None else sync < message.options.sync_threshold
-        gpu_seconds = round(_service_seconds(timings), 3)
+        # Every attempt's: a resumed render's cost includes the interrupted attempts.
+        gpu_seconds = round(earlier_gpu_seconds + _service_seconds(timings), 3)
         instance_type = read_instance_type(self._settings.host_info_file)
         cost = estimated_cost_usd(gpu_seconds, instance_type, dict(self._settings.gpu_prices))
         result = Success(

@@ -291,7 +291,7 @@ class JobRunner:
         self._protection.hold()
         self._extend_claim()
         try:
-            self._store.worker_seen(delivery.lane, self._owner)
+            self._store.worker_seen(delivery.lane, self._owner, lease.job_id)
         except ClientError:
             logger.warning("could not record worker presence")
         # Sampled mid-job, when utilization means something (idle GPUs read 0 %).

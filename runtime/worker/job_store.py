@@ -431,14 +431,21 @@ class JobStore:
             },
         )
 
-    def worker_seen(self, lane: str, owner: str) -> None:
-        """This worker is up and serving `lane` (the ETA divides the backlog among such)."""
+    def worker_seen(self, lane: str, owner: str, job_id: str | None = None) -> None:
+        """This worker is up and serving `lane`, running `job_id` (the ETA divides the backlog
+        among such workers, after their running jobs' remaining work)."""
         self._ensure_lane_stats(lane)
+        now = iso(utc_now())
+        expression = "SET workers.#owner = :now"
+        values: dict[str, Any] = {":now": now}
+        if job_id is not None:
+            expression += ", running.#owner = :running"
+            values[":running"] = {"job_id": job_id, "at": now}
         self._table.update_item(
             Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
-            UpdateExpression="SET workers.#owner = :now",
+            UpdateExpression=expression,
             ExpressionAttributeNames={"#owner": owner},
-            ExpressionAttributeValues={":now": iso(utc_now())},
+            ExpressionAttributeValues=values,
         )
 
     def _ensure_lane_stats(self, lane: str) -> None:
@@ -447,7 +454,8 @@ class JobStore:
             Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
             UpdateExpression=(
                 "SET samples = if_not_exists(samples, :empty),"
-                " workers = if_not_exists(workers, :empty)"
+                " workers = if_not_exists(workers, :empty),"
+                " running = if_not_exists(running, :empty)"
             ),
             ExpressionAttributeValues={":empty": {}},
         )

@@ -32,6 +32,7 @@ from runtime.local.processes import (
     wait_until,
 )
 from runtime.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalResources, provision
+from runtime.local.workers import save_worker_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TENANT = "local"
@@ -139,14 +140,17 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
         )
         # The weights directory is also the worker's cache: it verifies every file against
         # the manifest in the bucket, as on AWS, without copying hundreds of MB back.
+        own_worker_env = {**_stack_env(resources), **worker_env(resources, models)}
         worker = _start(
             cleanup,
             "worker",
             [sys.executable, "-m", "runtime.worker"],
-            env={**env, **worker_env(resources, models)},
+            env={**env, **own_worker_env},
             log_path=logs / "worker.log",
             grace_seconds=config.task_stop_timeout_seconds,
         )
+        # For `python -m runtime.local worker` (more workers, or one after this one died).
+        cleanup.callback(save_worker_env(work, own_worker_env).unlink, missing_ok=True)
         say(f"worker started, pid {worker.pid} (log: {worker.log_path})")
         # Runs first on the way out, whatever the way (success, error, Ctrl-C, SIGTERM).
         cleanup.callback(
@@ -224,7 +228,12 @@ def _subscribe_completion_queue(session: Any, resources: LocalResources) -> str:
 
 def _child_env(resources: LocalResources) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _HOST_AWS_VARIABLES}
-    env.update(LOCAL_CREDENTIALS)
+    return {**env, **_stack_env(resources)}
+
+
+def _stack_env(resources: LocalResources) -> dict[str, str]:
+    """What every child gets from the stack, whatever the host's environment holds."""
+    env = dict(LOCAL_CREDENTIALS)
     env.update({"AWS_DEFAULT_REGION": LOCAL_REGION, "AWS_REGION": LOCAL_REGION})
     env.update({str(name): value for name, value in resources.runtime_env().items()})
     env["PYTHONPATH"] = os.pathsep.join(

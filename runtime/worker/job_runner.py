@@ -236,6 +236,7 @@ class JobRunner:
         if acquired is None:
             return self._not_ours(delivery, message)
         lease, record = acquired
+        self._seen(delivery.lane, lease.job_id)  # at once: ETAs count this job's remaining work
         self._protection.hold()
         self._stop.job_started()
         try:
@@ -290,10 +291,7 @@ class JobRunner:
             raise
         self._protection.hold()
         self._extend_claim()
-        try:
-            self._store.worker_seen(delivery.lane, self._owner, lease.job_id)
-        except ClientError:
-            logger.warning("could not record worker presence")
+        self._seen(delivery.lane, lease.job_id)
         # Sampled mid-job, when utilization means something (idle GPUs read 0 %).
         sample = self._gpu.sample()
         if sample is not None:
@@ -304,6 +302,12 @@ class JobRunner:
                 },
                 lane=delivery.lane,
             )
+
+    def _seen(self, lane: str, job_id: str) -> None:
+        try:
+            self._store.worker_seen(lane, self._owner, job_id)
+        except ClientError:
+            logger.warning("could not record worker presence")
 
     def _not_ours(self, delivery: Delivery, message: JobMessage) -> Outcome:
         record = self._store.get(message.job_id)

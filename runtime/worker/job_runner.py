@@ -744,8 +744,10 @@ class JobRunner:
         )
         record = self._store.succeed(lease, result)
         if not cache_hit:
-            # The segments stay for the preview's grace; their lifecycle rule expires them.
-            self._publish_rate(message, result.frames, timings)
+            # The segments stay for the preview's grace; their lifecycle rule expires them. The
+            # rate sample is this attempt's: a resumed render rendered only from its resume point.
+            rendered = result.frames - (record.resumed_from_frame or 0)
+            self._publish_rate(message, rendered, timings)
         values: dict[Metric, float] = {
             Metric.JOBS_SUCCEEDED: 1,
             Metric.QUEUE_WAIT_MS: timings["queue_wait_ms"],

@@ -67,6 +67,7 @@ from runtime.worker.inputs import (
     fetch_input,
 )
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
+from runtime.worker.lane_stats import LaneStats
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
@@ -202,6 +203,7 @@ class JobRunner:
         self._gpu = gpu
         self._owner = owner
         self._claims = claims or RenderClaims(store.table)
+        self._lane_stats = LaneStats(store.table)
         self._claim: Claim | None = None  # the content claim of the render in progress
 
     def handle(self, delivery: Delivery) -> Outcome:
@@ -305,7 +307,7 @@ class JobRunner:
 
     def _seen(self, lane: str, job_id: str) -> None:
         try:
-            self._store.worker_seen(lane, self._owner, job_id)
+            self._lane_stats.worker_seen(lane, self._owner, job_id)
         except ClientError:
             logger.warning("could not record worker presence")
 
@@ -777,7 +779,9 @@ class JobRunner:
         """Service time (download to upload) of this render, for the lane's ETA; best effort."""
         seconds = _service_seconds(timings)
         try:
-            self._store.publish_rate(message.lane, self._owner, message.job_id, frames, seconds)
+            self._lane_stats.publish_rate(
+                message.lane, self._owner, message.job_id, frames, seconds
+            )
         except ClientError:
             logger.warning("could not publish the render rate")
 

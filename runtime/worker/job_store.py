@@ -7,7 +7,6 @@ write is fenced on owner + attempt, so a worker that lost its lease cannot overw
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,10 +25,7 @@ from runtime.common.events import (
 )
 from runtime.common.jobs import JobError, JobStatus, MediaRef, StageTimings
 from runtime.common.names import JobsTable
-from runtime.common.records import JobRecord, job_pk, lane_stats_pk
-
-# Rolling window of render samples per lane: a job's sample replaces the one in its slot.
-RATE_SLOTS = 20
+from runtime.common.records import JobRecord, job_pk
 
 
 class LeaseLost(Exception):
@@ -410,55 +406,6 @@ class JobStore:
     def record_event(self, job_id: str, event: JobEvent) -> None:
         """Append to the job's event log (bounded; a full log drops the event)."""
         append_event(self._table, job_pk(job_id), event)
-
-    def publish_rate(self, lane: str, owner: str, job_id: str, frames: int, seconds: float) -> None:
-        """One finished render (frames, service seconds) into the lane's rolling sample window,
-        which the API reads for ETAs; slots are picked by job id, so no read is needed."""
-        self._ensure_lane_stats(lane)
-        slot = int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % RATE_SLOTS
-        now = iso(utc_now())
-        self._table.update_item(
-            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
-            UpdateExpression="SET samples.#slot = :sample, workers.#owner = :now",
-            ExpressionAttributeNames={"#slot": f"s{slot}", "#owner": owner},
-            ExpressionAttributeValues={
-                ":sample": {
-                    "frames": frames,
-                    "seconds": Decimal(str(round(seconds, 3))),
-                    "at": now,
-                },
-                ":now": now,
-            },
-        )
-
-    def worker_seen(self, lane: str, owner: str, job_id: str | None = None) -> None:
-        """This worker is up and serving `lane`, running `job_id` (the ETA divides the backlog
-        among such workers, after their running jobs' remaining work)."""
-        self._ensure_lane_stats(lane)
-        now = iso(utc_now())
-        expression = "SET workers.#owner = :now"
-        values: dict[str, Any] = {":now": now}
-        if job_id is not None:
-            expression += ", running.#owner = :running"
-            values[":running"] = {"job_id": job_id, "at": now}
-        self._table.update_item(
-            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
-            UpdateExpression=expression,
-            ExpressionAttributeNames={"#owner": owner},
-            ExpressionAttributeValues=values,
-        )
-
-    def _ensure_lane_stats(self, lane: str) -> None:
-        """Create the lane item's maps if missing (UpdateItem: the worker has no PutItem)."""
-        self._table.update_item(
-            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
-            UpdateExpression=(
-                "SET samples = if_not_exists(samples, :empty),"
-                " workers = if_not_exists(workers, :empty),"
-                " running = if_not_exists(running, :empty)"
-            ),
-            ExpressionAttributeValues={":empty": {}},
-        )
 
     def mark_completion_sent(self, job_id: str) -> None:
         self._table.update_item(

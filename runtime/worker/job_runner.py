@@ -743,6 +743,7 @@ class JobRunner:
             estimated_cost_usd=cost,
             instance_type=instance_type,
             cache_key=cache_key,
+            cache_hit=cache_hit,
         )
         record = self._store.succeed(lease, result)
         if not cache_hit:

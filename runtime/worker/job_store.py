@@ -90,6 +90,8 @@ class Success:
     estimated_cost_usd: float | None = None
     instance_type: str | None = None
     cache_key: str | None = None
+    # Copied from the output cache: no segments of this job back the output or a preview.
+    cache_hit: bool = False
 
 
 class JobStore:
@@ -287,6 +289,9 @@ class JobStore:
         if result.low_sync is not None:
             expression += ", low_sync = :low"
             values[":low"] = result.low_sync
+        if result.cache_hit:  # an interrupted attempt's segments were deleted: no preview
+            expression += ", segments_done = :zero_segments"
+            values[":zero_segments"] = 0
         for name, value in (
             ("gpu_seconds", result.gpu_seconds),
             ("estimated_cost_usd", result.estimated_cost_usd),

@@ -497,7 +497,8 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
         avatars.delete_avatar_item(ctx, record.tenant, record.avatar_id)
     ctx.table.update_item(
         Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
-        UpdateExpression="SET purged_at = :now REMOVE webhook_url",
+        # No segments left: a succeeded job's preview (during its grace) is gone with them.
+        UpdateExpression="SET purged_at = :now REMOVE webhook_url, segments_done",
         ExpressionAttributeValues={":now": iso(ctx.now())},
     )
     logger.info("job data purged", extra={"job_id": record.job_id})

@@ -178,3 +178,40 @@ def test_a_succeeded_job_keeps_its_preview_for_the_grace_then_hands_out_none(
     # Then the status hands out no preview
     job = call_api("GET", f"/v1/jobs/{job_id}")["json"]
     assert (job["preview_url"], job["preview_url_expires_at"]) == (None, None)
+
+
+def test_a_purged_succeeded_job_hands_out_no_preview_during_the_grace(
+    call_api: Call,
+    upload: Upload,
+    short_wav: bytes,
+    face_png: bytes,
+    aws: Callable[[str], Any],
+    deployment: LocalResources,
+) -> None:
+    # Given a job that just succeeded, its segments still there for the preview's grace
+    audio, face = upload("audio", short_wav), upload("image", face_png)
+    accepted = call_api(
+        "POST",
+        "/v1/jobs",
+        body=submit_body(audio, avatar_upload_id=face),
+        headers={"Idempotency-Key": "preview-purged"},
+    )
+    job_id = accepted["json"]["job_id"]
+    outputs = deployment.buckets[BucketRole.OUTPUTS]
+    aws("s3").put_object(Bucket=outputs, Key=segment_key("tenant-a", job_id, 0), Body=b"ts0")
+    as_worker(
+        aws,
+        deployment,
+        job_id,
+        status="SUCCEEDED",
+        segments_done=1,
+        segment_frames=125,
+        fps=25,
+        frames_total=50,
+        updated_at=iso(datetime.now(UTC)),
+    )
+    assert call_api("GET", f"/v1/jobs/{job_id}")["json"]["preview_url"] is not None
+    # When it is purged
+    assert call_api("DELETE", f"/v1/jobs/{job_id}", query={"purge": "true"})["statusCode"] == 200
+    # Then the status hands out no preview of the erased segments
+    assert call_api("GET", f"/v1/jobs/{job_id}")["json"]["preview_url"] is None

@@ -292,10 +292,23 @@ def redeliver_webhook(
 def cancel_job(
     job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)],
     purge: Annotated[bool, Query()] = False,
+    reason: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=jobs.CANCEL_REASON_MAX,
+            description="Why: kept in the job's error message (printable text).",
+        ),
+    ] = None,
 ) -> JobCancelled:
     key_id = app.context.get("api_key_id")
     return jobs.cancel_job(
-        runtime().ctx, _tenant(), job_id, purge=purge, by=f"API key {key_id}" if key_id else None
+        runtime().ctx,
+        _tenant(),
+        job_id,
+        purge=purge,
+        by=f"API key {key_id}" if key_id else None,
+        reason=reason,
     )
 
 

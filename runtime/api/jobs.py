@@ -381,15 +381,24 @@ def list_jobs(
 
 @tracer.capture_method(capture_response=False)  # responses stay out of traces
 def cancel_job(
-    ctx: ApiContext, tenant: str, job_id: str, *, purge: bool, by: str | None = None
+    ctx: ApiContext,
+    tenant: str,
+    job_id: str,
+    *,
+    purge: bool,
+    by: str | None = None,
+    reason: str | None = None,
 ) -> JobCancelled:
     """Cancel unless final (a conditional update, so a finishing worker and we cannot both win);
     with `purge`, also delete the job's inputs and outputs now (right to erasure). `by` names
-    the caller (its API key) in the job's error, so the status says who stopped it."""
+    the caller (its API key) and `reason` is the caller's own, both in the job's error, so the
+    status says who stopped it and why."""
+    if reason is not None and not reason.isprintable():
+        raise invalid("reason", "reason must be printable text (no control characters)")
     record = _owned_job(ctx, tenant, job_id)
     cancelled_now = False
     if not record.status.is_final:
-        cancelled_now = _mark_cancelled(ctx, record, cancel_reason(tenant, by))
+        cancelled_now = _mark_cancelled(ctx, record, cancel_reason(tenant, by, reason))
         record = _owned_job(ctx, tenant, job_id)
     if record.status != JobStatus.CANCELLED and not purge:
         raise ApiError(
@@ -408,12 +417,16 @@ def cancel_job(
     return JobCancelled(job_id=job_id, status=record.status, purged=purge)
 
 
-def cancel_reason(tenant: str, by: str | None) -> JobError:
-    """The error a caller's cancel leaves on the job: who cancelled it and how."""
+CANCEL_REASON_MAX = 200
+
+
+def cancel_reason(tenant: str, by: str | None, reason: str | None = None) -> JobError:
+    """The error a caller's cancel leaves on the job: who cancelled it, how, and why."""
     who = f"tenant {tenant}" + (f", {by}" if by else "")
+    message = f"cancelled by the caller ({who}) through DELETE /v1/jobs/{{job_id}}"
     return JobError(
         code=ErrorCode.CANCELLED_BY_CALLER,
-        message=f"cancelled by the caller ({who}) through DELETE /v1/jobs/{{job_id}}",
+        message=message + (f": {reason}" if reason else ""),
     )
 
 

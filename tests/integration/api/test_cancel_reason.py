@@ -52,3 +52,23 @@ def test_cancelling_a_handed_back_job_deletes_its_segments_and_playlist(
     # Then nothing of the render is left in the outputs bucket
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"tenants/tenant-a/jobs/{job_id}/")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_the_callers_reason_is_kept_and_bad_reasons_are_refused_naming_the_field(
+    call_api: Call, submit_job: Submit, deployment: LocalResources
+) -> None:
+    # Given a queued job
+    job_id = submit_job("cancel-why")["json"]["job_id"]
+    # When a reason is not printable text, or too long, Then nothing happens and `reason` is named
+    for bad in ("line\nbreak", "x" * 201):
+        refused = call_api("DELETE", f"/v1/jobs/{job_id}", query={"reason": bad})
+        assert refused["statusCode"] == 400, refused["json"]
+        assert refused["json"]["error"]["field"] == "reason"
+    assert call_api("GET", f"/v1/jobs/{job_id}")["json"]["status"] == "QUEUED"
+    # When its owner cancels it saying why
+    cancelled = call_api("DELETE", f"/v1/jobs/{job_id}", query={"reason": "wrong avatar"})
+    assert cancelled["statusCode"] == 200
+    # Then the error says who and why
+    error = call_api("GET", f"/v1/jobs/{job_id}")["json"]["error"]
+    assert error["code"] == "CANCELLED_BY_CALLER"
+    assert error["message"].endswith(": wrong avatar")

@@ -259,13 +259,16 @@ class GpuWorkerService(Construct):
         # (output cache hits, avatar cache hits and refresh-by-copy).
         for bucket in (resources.outputs, resources.avatar_cache):
             grant_objects(role, bucket, "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
-        # A segmented render's parts go once its mp4 exists (docs/api.md, resume and preview).
+        # A render's segments are tagged to expire after the preview's grace, and deleted at once
+        # when no output or preview needs them (docs/api.md, resume and preview).
         grant_objects_under(
             role,
             resources.outputs,
             SEGMENT_KEY_PATTERN,
             "s3:DeleteObject",
-            why="Render segments (tenants/<t>/jobs/<id>/segments/) are deleted after the mp4.",
+            # Segments and playlists are written tagged for their lifecycle rule.
+            "s3:PutObjectTagging",
+            why="Render segments (tenants/<t>/jobs/<id>/segments/): tagged, deleted when unused.",
         )
         resources.completion_topic.grant_publish(role)
         acknowledge_kms_data_keys(role)

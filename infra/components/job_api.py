@@ -246,6 +246,7 @@ class JobApi(Construct):
             r.outputs,
             PREVIEW_PLAYLIST_KEY_PATTERN,
             "s3:PutObject",
+            "s3:PutObjectTagging",  # written tagged, for the previews' lifecycle rule
             why="Only the preview playlists (tenants/<t>/jobs/<id>/segments/preview.m3u8).",
         )
         # Purge erases the prepared avatar (a face's latents) too; the API never reads the cache.

@@ -18,6 +18,7 @@ from constructs import Construct
 from infra.components.nag import acknowledge
 from runtime.common.bucket_cors import bucket_cors_rules
 from runtime.common.names import BucketRole, ResourceNames
+from runtime.common.preview import PREVIEW_EXPIRE_DAYS, PREVIEW_EXPIRY_RULE, PREVIEW_TAG
 
 # Multipart uploads a browser abandons still cost money and hold personal data.
 _ABORT_INCOMPLETE_UPLOADS = Duration.days(1)
@@ -66,7 +67,15 @@ class Storage(Construct):
         self.outputs = self._bucket(
             "Outputs",
             names.bucket(BucketRole.OUTPUTS),
-            lifecycle_rules=[self._expire("expire-personal-data", outputs_expire_days)],
+            lifecycle_rules=[
+                self._expire("expire-personal-data", outputs_expire_days),
+                # Live-preview segments and playlists, once the preview's grace is long over.
+                s3.LifecycleRule(
+                    id=PREVIEW_EXPIRY_RULE,
+                    expiration=Duration.days(PREVIEW_EXPIRE_DAYS),
+                    tag_filters={PREVIEW_TAG[0]: PREVIEW_TAG[1]},
+                ),
+            ],
             cors=_cors(BucketRole.OUTPUTS, cors_allowed_origins),
         )
         self.avatar_cache = self._bucket(

@@ -1,31 +1,37 @@
-"""Queue position and ETA of a job, from the lane's backlog, its workers and recent render rates.
+"""Queue position and ETA of a job, from the lane's backlog, its running jobs and render rates.
 
 - `queue_position`: QUEUED jobs of the lane submitted before this one (0 = next), counted on the
   sparse `queued` index (keys only). SQS standard queues do not promise order, so this is the
   fair-share position, not a guarantee.
-- Rate: workers write each finished render's frames and service seconds (download to upload) into
-  a rolling window of 20 samples on the lane's item (`LANE#<lane>`), and mark themselves seen on
-  every heartbeat. `seconds_per_frame` = total seconds / total frames over the window.
-- Workers: those seen in the last `WORKER_WINDOW` (at least 1: a lane scaled to zero starts one).
-- A queued job starts after the jobs ahead of it are shared among the workers:
-  `start = now + queue_position / workers * mean_job_seconds`; it takes
-  `expected_frames * seconds_per_frame` (the frames follow from the audio duration probed at
-  submission; the window's mean job time when unknown). A running job ends after its remaining
-  frames at the same rate. Without any sample yet the times are null (position is still given).
+- Rates: workers write each finished render's frames and service seconds (download to upload)
+  into a rolling window of 20 samples on the lane's item (`LANE#<lane>`); `runtime.api.lane_model`
+  fits a job's time to them (per-job overhead + frames x seconds per frame).
+- Workers: those seen (heartbeat) in the last `WORKER_WINDOW`, at least 1 (a lane scaled to zero
+  starts one). Each heartbeat also names the worker's job, so the running jobs are known.
+- A queued job starts when a worker is free after the running jobs' remaining work (from their
+  progress) and the jobs ahead of it (each by its own expected frames; one whose deadline passed
+  counts nothing, the worker expires it unstarted) are dealt to the workers. It then takes its
+  own expected frames' time. A running job ends after its remaining frames at the lane's rate.
+- A job past its deadline gets no estimate (it will not start, or is being stopped). Without any
+  sample yet the times are null (the position is still given).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runtime.api.context import ApiContext, iso
+from runtime.api.lane_model import LaneModel, fit, start_after
 from runtime.common.jobs import JobStatus
 from runtime.common.names import JobsTable
-from runtime.common.records import JobRecord, lane_stats_pk
+from runtime.common.records import JobRecord, job_pk, lane_stats_pk
 
 WORKER_WINDOW = timedelta(minutes=5)
+DETAILED_AHEAD = 100  # jobs ahead read one by one (one BatchGetItem); the rest count the mean
+_BATCH_GET_KEYS = 100
 
 
 @dataclass(frozen=True)
@@ -36,45 +42,103 @@ class Estimate:
 
 
 @dataclass(frozen=True)
-class LaneRate:
-    seconds_per_frame: float
-    mean_job_seconds: float
+class Lane:
+    model: LaneModel
     workers: int
+    busy_seconds: list[float]  # remaining work of each live worker's running job
 
 
 def estimate(ctx: ApiContext, record: JobRecord) -> Estimate:
     if record.status.is_final:
         return Estimate()
     now = ctx.now()
-    rate = lane_rate(ctx, record.lane.value, now)
+    past_deadline = record.deadline_at is not None and _parse(record.deadline_at) <= now
     if record.status is JobStatus.QUEUED:
         position = jobs_ahead(ctx, record.lane.value, record.created_at)
-        if rate is None:
+        lane = None if past_deadline else lane_state(ctx, record.lane.value, now)
+        if lane is None:
             return Estimate(queue_position=position)
-        start = now + timedelta(seconds=position / rate.workers * rate.mean_job_seconds)
-        seconds = (
-            record.expected_frames * rate.seconds_per_frame
-            if record.expected_frames
-            else rate.mean_job_seconds
-        )
+        ahead = _ahead_seconds(ctx, lane.model, record, position, now)
+        start = now + timedelta(seconds=start_after(lane.busy_seconds, ahead, lane.workers))
+        seconds = lane.model.job_seconds(record.expected_frames)
         return Estimate(
             queue_position=position,
             estimated_start_at=iso(start),
             estimated_done_at=iso(start + timedelta(seconds=seconds)),
         )
-    if rate is None:
+    model = None if past_deadline else lane_model(ctx, record.lane.value)
+    if model is None:
         return Estimate()
-    if record.frames_total:
-        remaining = (record.frames_total - (record.frames_done or 0)) * rate.seconds_per_frame
-    elif record.expected_frames:
-        remaining = record.expected_frames * rate.seconds_per_frame
-    else:
-        remaining = rate.mean_job_seconds
+    remaining = model.remaining_seconds(
+        frames_total=record.frames_total,
+        frames_done=record.frames_done,
+        expected_frames=record.expected_frames,
+        seconds_running=max(0.0, (now - _parse(record.updated_at)).total_seconds()),
+    )
     return Estimate(estimated_done_at=iso(now + timedelta(seconds=remaining)))
 
 
 def jobs_ahead(ctx: ApiContext, lane: str, created_at: str) -> int:
     count = 0
+    for page in _ahead_pages(ctx, lane, created_at, Select="COUNT"):
+        count += int(page.get("Count", 0))
+    return count
+
+
+def lane_model(ctx: ApiContext, lane: str) -> LaneModel | None:
+    return _model(_lane_item(ctx, lane))
+
+
+def lane_state(ctx: ApiContext, lane: str, now: datetime) -> Lane | None:
+    item = _lane_item(ctx, lane)
+    model = _model(item)
+    if model is None or item is None:
+        return None
+    cutoff = now - WORKER_WINDOW
+    live = [owner for owner, seen in (item.get("workers") or {}).items() if _parse(seen) >= cutoff]
+    running = item.get("running") or {}
+    job_ids = [str(running[owner]["job_id"]) for owner in live if owner in running]
+    busy = []
+    for job in _records(ctx, job_ids):
+        if job.status in (JobStatus.PREPARING, JobStatus.RENDERING):
+            seconds_running = max(0.0, (now - _parse(job.updated_at)).total_seconds())
+            busy.append(
+                model.remaining_seconds(
+                    frames_total=job.frames_total,
+                    frames_done=job.frames_done,
+                    expected_frames=job.expected_frames,
+                    seconds_running=seconds_running,
+                )
+            )
+    return Lane(model=model, workers=max(1, len(live)), busy_seconds=busy)
+
+
+def _ahead_seconds(
+    ctx: ApiContext, model: LaneModel, record: JobRecord, position: int, now: datetime
+) -> list[float]:
+    """Each job ahead's expected time, in queue order (the first `DETAILED_AHEAD` by their own
+    frames and deadlines, any beyond that at the lane's mean)."""
+    keys: list[str] = []
+    for page in _ahead_pages(ctx, record.lane.value, record.created_at):
+        keys += [str(item[JobsTable.PARTITION_KEY]) for item in page.get("Items", [])]
+        if len(keys) >= DETAILED_AHEAD:
+            break
+    keys = keys[:DETAILED_AHEAD]
+    by_id = {job.job_id: job for job in _records(ctx, [k.removeprefix("JOB#") for k in keys])}
+    seconds = []
+    for key in keys:
+        job = by_id.get(key.removeprefix("JOB#"))
+        if job is None or job.status is not JobStatus.QUEUED:
+            continue  # taken or ended since the index was written
+        if job.deadline_at is not None and _parse(job.deadline_at) <= now:
+            seconds.append(0.0)  # expired on receipt, without GPU work
+        else:
+            seconds.append(model.job_seconds(job.expected_frames))
+    seconds += [model.mean_job_seconds] * max(0, position - len(keys))
+    return seconds
+
+
+def _ahead_pages(ctx: ApiContext, lane: str, created_at: str, **extra: Any) -> Iterator[Any]:
     request: dict[str, Any] = {
         "IndexName": JobsTable.QUEUED_INDEX,
         "KeyConditionExpression": "#lane = :lane AND #created < :created",
@@ -83,36 +147,52 @@ def jobs_ahead(ctx: ApiContext, lane: str, created_at: str) -> int:
             "#created": JobsTable.QUEUED_INDEX_SORT_KEY,
         },
         "ExpressionAttributeValues": {":lane": lane, ":created": created_at},
-        "Select": "COUNT",
+        **extra,
     }
     while True:
         page = ctx.table.query(**request)
-        count += int(page.get("Count", 0))
+        yield page
         if "LastEvaluatedKey" not in page:
-            return count
+            return
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _parse(moment: str) -> datetime:
-    try:
-        return datetime.fromisoformat(moment)
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
+def _records(ctx: ApiContext, job_ids: Iterable[str]) -> list[JobRecord]:
+    """The jobs' records, read in batches (BatchGetItem; retried for unprocessed keys)."""
+    ids = list(dict.fromkeys(job_ids))
+    client = ctx.table.meta.client
+    table = ctx.table.name
+    found = []
+    for start in range(0, len(ids), _BATCH_GET_KEYS):
+        batch = ids[start : start + _BATCH_GET_KEYS]
+        keys = [{JobsTable.PARTITION_KEY: job_pk(job_id)} for job_id in batch]
+        request: dict[str, Any] = {table: {"Keys": keys}}
+        while request:
+            answer = client.batch_get_item(RequestItems=request)
+            # The Table resource's client (de)serializes Python values, as the resource does.
+            found += [
+                JobRecord.from_item(item) for item in answer.get("Responses", {}).get(table, [])
+            ]
+            request = answer.get("UnprocessedKeys") or {}
+    return found
 
 
-def lane_rate(ctx: ApiContext, lane: str, now: datetime) -> LaneRate | None:
+def _lane_item(ctx: ApiContext, lane: str) -> dict[str, Any] | None:
     item = ctx.table.get_item(Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)}).get("Item")
+    return dict(item) if item else None
+
+
+def _model(item: dict[str, Any] | None) -> LaneModel | None:
     if not item:
         return None
-    samples = list((item.get("samples") or {}).values())
-    frames = sum(int(sample["frames"]) for sample in samples)
-    seconds = sum(float(sample["seconds"]) for sample in samples)
-    if frames <= 0 or seconds <= 0:
-        return None
-    cutoff = now - WORKER_WINDOW
-    workers = sum(1 for seen in (item.get("workers") or {}).values() if _parse(str(seen)) >= cutoff)
-    return LaneRate(
-        seconds_per_frame=seconds / frames,
-        mean_job_seconds=seconds / len(samples),
-        workers=max(1, workers),
-    )
+    samples = [
+        (int(s["frames"]), float(s["seconds"])) for s in (item.get("samples") or {}).values()
+    ]
+    return fit(samples)
+
+
+def _parse(moment: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(moment))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)

@@ -293,8 +293,24 @@ def redeliver_webhook(
 def cancel_job(
     job_id: Annotated[str, Path(pattern=_SAFE_ID_PATTERN)],
     purge: Annotated[bool, Query()] = False,
+    reason: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=jobs.CANCEL_REASON_MAX,
+            description="Why: kept in the job's error message (printable text).",
+        ),
+    ] = None,
 ) -> JobCancelled:
-    return jobs.cancel_job(runtime().ctx, _tenant(), job_id, purge=purge)
+    key_id = app.context.get("api_key_id")
+    return jobs.cancel_job(
+        runtime().ctx,
+        _tenant(),
+        job_id,
+        purge=purge,
+        by=f"API key {key_id}" if key_id else None,
+        reason=reason,
+    )
 
 
 # --- the document ----------------------------------------------------------------------------
@@ -504,7 +520,7 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
     if tenant is not None:
         logger.append_keys(tenant=tenant)
     runtime().idempotency.register_lambda_context(context)
-    app.append_context(tenant=tenant, correlation_id=correlation_id)
+    app.append_context(tenant=tenant, correlation_id=correlation_id, api_key_id=api_key_id)
     return app.resolve(event, context)
 
 

@@ -48,6 +48,8 @@ from runtime.common.events import (
 from runtime.common.jobs import (
     MODEL_VERSION,
     AvatarOptions,
+    ErrorCode,
+    JobError,
     JobMessage,
     JobStatus,
     MediaRef,
@@ -192,7 +194,7 @@ def _build_record(
 ) -> JobRecord:
     """Every boundary check that needs our data: ownership, arrival, size, duration."""
     if request.webhook_url is not None:
-        check_webhook_url(request.webhook_url)
+        check_webhook_url(request.webhook_url, allow_private=ctx.settings.webhook_allow_private)
     lane_limits = ctx.settings.limits.for_lane(request.lane)
 
     audio = uploads.get_upload(ctx, tenant, request.audio_upload_id, field="audio_upload_id")
@@ -378,13 +380,25 @@ def list_jobs(
 
 
 @tracer.capture_method(capture_response=False)  # responses stay out of traces
-def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> JobCancelled:
+def cancel_job(
+    ctx: ApiContext,
+    tenant: str,
+    job_id: str,
+    *,
+    purge: bool,
+    by: str | None = None,
+    reason: str | None = None,
+) -> JobCancelled:
     """Cancel unless final (a conditional update, so a finishing worker and we cannot both win);
-    with `purge`, also delete the job's inputs and outputs now (right to erasure)."""
+    with `purge`, also delete the job's inputs and outputs now (right to erasure). `by` names
+    the caller (its API key) and `reason` is the caller's own, both in the job's error, so the
+    status says who stopped it and why."""
+    if reason is not None and not reason.isprintable():
+        raise invalid("reason", "reason must be printable text (no control characters)")
     record = _owned_job(ctx, tenant, job_id)
     cancelled_now = False
     if not record.status.is_final:
-        cancelled_now = _mark_cancelled(ctx, record)
+        cancelled_now = _mark_cancelled(ctx, record, cancel_reason(tenant, by, reason))
         record = _owned_job(ctx, tenant, job_id)
     if record.status != JobStatus.CANCELLED and not purge:
         raise ApiError(
@@ -395,12 +409,28 @@ def cancel_job(ctx: ApiContext, tenant: str, job_id: str, *, purge: bool) -> Job
         )
     if cancelled_now:
         _publish_cancelled(ctx, record)
+        if not purge and record.segments_done:
+            # An earlier attempt's segments (a handed-back job): no render will use them now.
+            _delete_segments(ctx, record)
     if purge:
         purge_job_data(ctx, record)
     return JobCancelled(job_id=job_id, status=record.status, purged=purge)
 
 
-def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
+CANCEL_REASON_MAX = 200
+
+
+def cancel_reason(tenant: str, by: str | None, reason: str | None = None) -> JobError:
+    """The error a caller's cancel leaves on the job: who cancelled it, how, and why."""
+    who = f"tenant {tenant}" + (f", {by}" if by else "")
+    message = f"cancelled by the caller ({who}) through DELETE /v1/jobs/{{job_id}}"
+    return JobError(
+        code=ErrorCode.CANCELLED_BY_CALLER,
+        message=message + (f": {reason}" if reason else ""),
+    )
+
+
+def _mark_cancelled(ctx: ApiContext, record: JobRecord, reason: JobError) -> bool:
     now = iso(ctx.now())
     clause, event_values = append_clause(
         JobEvent(at=now, kind="status", status=JobStatus.CANCELLED, detail="cancelled by caller")
@@ -409,16 +439,19 @@ def _mark_cancelled(ctx: ApiContext, record: JobRecord) -> bool:
         ctx.table.update_item(
             Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
             UpdateExpression=(
-                f"SET #status = :cancelled, updated_at = :now, {clause} REMOVE #unsent, queued_lane"
+                f"SET #status = :cancelled, updated_at = :now, #error = :error, {clause}"
+                " REMOVE #unsent, queued_lane"
             ),
             ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
             ExpressionAttributeNames={
                 "#status": "status",
                 "#pk": JobsTable.PARTITION_KEY,
                 "#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY,
+                "#error": "error",
             },
             ExpressionAttributeValues={
                 ":cancelled": JobStatus.CANCELLED.value,
+                ":error": reason.model_dump(mode="json", exclude_none=True),
                 ":now": now,
                 ":s": JobStatus.SUCCEEDED.value,
                 ":f": JobStatus.FAILED.value,
@@ -477,7 +510,8 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
         avatars.delete_avatar_item(ctx, record.tenant, record.avatar_id)
     ctx.table.update_item(
         Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
-        UpdateExpression="SET purged_at = :now REMOVE webhook_url",
+        # No segments left: a succeeded job's preview (during its grace) is gone with them.
+        UpdateExpression="SET purged_at = :now REMOVE webhook_url, segments_done",
         ExpressionAttributeValues={":now": iso(ctx.now())},
     )
     logger.info("job data purged", extra={"job_id": record.job_id})

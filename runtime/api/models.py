@@ -163,13 +163,17 @@ class Job(_QueueEstimate):
     preview_url: str | None = Field(
         default=None,
         description=(
-            "While RENDERING with a finished segment: a short-lived HLS playlist of"
-            " the segments so far; read the job again for newer segments."
+            "While RENDERING with a finished segment, and for 10 minutes after SUCCEEDED: a"
+            " short-lived HLS playlist of the segments so far (after SUCCEEDED, all of them;"
+            " its links expire with that grace); read the job again for newer segments."
         ),
     )
     preview_url_expires_at: str | None = None
     gpu_seconds: float | None = Field(
-        default=None, description="SUCCEEDED renders: seconds the job held its GPU task."
+        default=None,
+        description=(
+            "SUCCEEDED renders: seconds the job held its GPU task, summed over every attempt."
+        ),
     )
     estimated_cost_usd: float | None = Field(
         default=None, description="gpu_seconds x the stage's price for the instance type."

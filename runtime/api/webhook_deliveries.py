@@ -39,8 +39,10 @@ from runtime.common.keys import is_safe_id
 from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk
 from runtime.common.webhook_signing import (
+    UnresolvedWebhookHost,
     check_target,
     pinned_connection,
+    refused_detail,
     sign,
     signing_key,
     webhook_id,
@@ -121,8 +123,12 @@ def deliver(ctx: ApiContext, key: bytes, delivery: WebhookDelivery, attempt: int
     try:
         target = check_target(url, allow_private=ctx.settings.webhook_allow_private)
     except Exception as error:
-        _log_attempt(ctx, delivery.job_id, attempt, None, None, f"not sent: {type(error).__name__}")
-        logger.warning("webhook target refused", extra={"job_id": delivery.job_id})
+        _log_attempt(ctx, delivery.job_id, attempt, None, None, refused_detail(error))
+        if isinstance(error, UnresolvedWebhookHost):
+            raise WebhookNotDelivered(str(error)) from error  # DNS may answer on a retry
+        logger.warning(
+            "webhook target refused", extra={"job_id": delivery.job_id, "reason": str(error)}
+        )
         return False  # retrying cannot make a refused target acceptable
     body = event.model_dump_json().encode()
     message_id = webhook_id(event)

@@ -180,8 +180,12 @@ class ApiClient:
             "GET", "v1/jobs", params={k: v for k, v in params.items() if v is not None}
         )
 
-    def cancel_job(self, job_id: str, *, purge: bool = False) -> dict[str, Any]:
+    def cancel_job(
+        self, job_id: str, *, purge: bool = False, reason: str | None = None
+    ) -> dict[str, Any]:
         params = {"purge": "true"} if purge else {}
+        if reason:
+            params["reason"] = reason
         return self._call("DELETE", f"v1/jobs/{_path_id(job_id, 'job_id')}", params=params)
 
     def download(self, url: str, destination: Path) -> int:

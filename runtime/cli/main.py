@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = add_command("cancel", help="cancel a job that has not finished")
     cancel.add_argument("job_id")
+    cancel.add_argument("--reason", help="why (kept in the job's error; up to 200 characters)")
 
     purge = add_command(
         "purge", help="cancel a job and delete its inputs and outputs now (right to erasure)"
@@ -343,7 +344,7 @@ def _jobs(args: argparse.Namespace, console: Console, transport: Any) -> ExitCod
 
 def _cancel(args: argparse.Namespace, console: Console, transport: Any) -> ExitCode:
     with _client(args, transport) as client:
-        job = client.cancel_job(args.job_id)
+        job = client.cancel_job(args.job_id, reason=args.reason)
     console.result(job, f"{args.job_id}  {job.get('status', 'CANCELLED')}")
     return ExitCode.OK
 

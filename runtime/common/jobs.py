@@ -58,6 +58,7 @@ class ErrorCode(StrEnum):
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
     INTERNAL = "INTERNAL"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"  # the reason of an EXPIRED or deadline-CANCELLED job
+    CANCELLED_BY_CALLER = "CANCELLED_BY_CALLER"  # DELETE /v1/jobs/{id}; the message names the key
 
     @property
     def is_permanent(self) -> bool:

@@ -32,7 +32,7 @@ def output_key(tenant: str, job_id: str) -> str:
 
 
 def job_segments_prefix(tenant: str, job_id: str) -> str:
-    """Where a segmented render keeps its finished segments (deleted once the mp4 exists)."""
+    """Where a segmented render keeps its finished segments (and the preview playlist)."""
     if not is_safe_id(job_id):
         raise ValueError("job id must match [A-Za-z0-9_-]{1,64}")
     return f"{tenant_prefix(tenant)}jobs/{job_id}/segments/"

@@ -7,6 +7,12 @@ current without anyone reading the status), and the API rewrites it on a status 
 signatures, so the entries live as long as the playlist link it hands out). Both call
 `write_playlist`; the last writer wins and both write the same listing of the same segments.
 Never log the URLs: their signatures grant access.
+
+After `SUCCEEDED` the preview stays playable for `PREVIEW_GRACE_SECONDS` (a player behind the
+live edge plays on to `#EXT-X-ENDLIST`); every preview object carries the `PREVIEW_TAG` tag, and
+the outputs bucket's lifecycle rule `PREVIEW_EXPIRY_RULE` deletes tagged objects
+`PREVIEW_EXPIRE_DAYS` after they were written (local mode applies the same rule itself:
+`runtime.local.lifecycle`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,14 @@ from typing import Any
 from runtime.common.keys import preview_playlist_key, segment_key
 
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+# How long after SUCCEEDED the status still hands out the preview (its links expire then).
+PREVIEW_GRACE_SECONDS = 600
+# Segments and playlists are tagged so one lifecycle rule can expire them (S3 rules cannot match
+# `tenants/*/jobs/*/segments/`): the smallest lifecycle expiry, a day after each object's write.
+PREVIEW_TAG = ("musetalk-preview", "true")
+PREVIEW_TAGGING = f"{PREVIEW_TAG[0]}={PREVIEW_TAG[1]}"  # the x-amz-tagging form of PutObject
+PREVIEW_EXPIRE_DAYS = 1
+PREVIEW_EXPIRY_RULE = "expire-previews"
 
 
 def write_playlist(
@@ -33,7 +47,8 @@ def write_playlist(
 ) -> str:
     """(Re)write the playlist of segments 0..segments_done-1, each as a presigned GET valid for
     `expiry_seconds`; the playlist's key. The signer needs s3:GetObject on the segments (a URL
-    signed without it is refused) and s3:PutObject on the playlist key only."""
+    signed without it is refused) and s3:PutObject plus s3:PutObjectTagging on the playlist key
+    only."""
     urls = [
         str(
             s3.generate_presigned_url(
@@ -51,6 +66,7 @@ def write_playlist(
         Body=playlist(urls, segment_frames, fps, frames_total).encode(),
         ContentType=PLAYLIST_CONTENT_TYPE,
         CacheControl="no-store",
+        Tagging=PREVIEW_TAGGING,  # a rewrite replaces the object's tags: tag every write
     )
     return key
 

@@ -85,6 +85,7 @@ class JobRecord(BaseModel):
     low_sync: bool | None = None
     weights: str | None = None
     gpu_seconds: float | None = None  # service time of the render (download to upload)
+    gpu_seconds_before: float | None = None  # earlier attempts' GPU seconds (summed at acquire)
     estimated_cost_usd: float | None = None  # gpu_seconds x the instance type's hourly price
     instance_type: str | None = None
     error: JobError | None = None

@@ -42,7 +42,19 @@ def webhook_id(event: CompletionEvent) -> str:
 
 
 class UnsafeWebhookTarget(WebhookTargetError):
-    pass
+    """The URL is not one we send to (the message says why, never the URL)."""
+
+
+class UnresolvedWebhookHost(UnsafeWebhookTarget):
+    """The host did not resolve now: unlike a refused target, a later attempt may succeed."""
+
+
+def refused_detail(error: Exception) -> str:
+    """The event-log detail of a delivery not sent: the policy's reason for a refused target
+    (our own words, never the URL), else only the error's type."""
+    if isinstance(error, UnsafeWebhookTarget):
+        return f"refused target: {error}"
+    return f"not sent: {type(error).__name__}"
 
 
 @dataclass(frozen=True)
@@ -85,10 +97,10 @@ def check_target(url: str, *, allow_private: bool) -> WebhookTarget:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, ValueError) as error:
-        raise UnsafeWebhookTarget("webhook host does not resolve") from error
+        raise UnresolvedWebhookHost("webhook host does not resolve") from error
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not addresses:
-        raise UnsafeWebhookTarget("webhook host does not resolve")
+        raise UnresolvedWebhookHost("webhook host does not resolve")
     if not allow_private and not all(is_public_address(address) for address in addresses):
         raise UnsafeWebhookTarget("webhook host resolves to a non-public address")
     return WebhookTarget(scheme=parts.scheme, host=host, port=port, address=str(addresses[0]))

@@ -10,7 +10,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -25,6 +25,7 @@ from runtime.local.stack import (
     StackOptions,
     running_stack,
 )
+from runtime.local.workers import WorkerWatch, attach_command, run_attached_worker
 
 DEFAULT_WORK_DIR = REPO_ROOT / ".local"
 DEFAULT_OUT_DIR = REPO_ROOT / "out"
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also let pages from this origin call the API (CORS), e.g. the playground served "
         "by a static server; repeatable",
     )
+    worker = commands.add_parser(
+        "worker", help="start another worker for the stack `up` runs (in the foreground)"
+    )
+    worker.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     gateway = commands.add_parser("gateway", help=argparse.SUPPRESS)
     gateway.add_argument("--port", type=int, required=True)
     return parser
@@ -78,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "gateway":
         return _serve_gateway(args.port)
+    if args.command == "worker":
+        try:
+            return run_attached_worker(args.work_dir.resolve())
+        except LocalModeError as error:
+            _say(f"error: {error}")
+            return int(ExitCode.SERVICE)
     interrupt_on_signals()
     options = StackOptions(
         work_dir=args.work_dir.resolve(),
@@ -152,10 +163,18 @@ def _up(options: StackOptions) -> int:
             f"  export MUSETALK_API_KEY={stack.api_key}\n"
             f"  {musetalk} submit examples/media/musk.png examples/media/yongen.wav --wait \\\n"
             "    --download\n"
+            f"More workers (or one after this one died): {attach_command(options.work_dir)}\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
-        wait_for_interrupt()
+        watch = WorkerWatch(stack.worker, options.work_dir)
+
+        def report_dead_worker() -> None:
+            report = watch.check()
+            if report is not None:
+                _say(report)
+
+        wait_for_interrupt(on_tick=report_dead_worker)
     return int(ExitCode.OK)
 
 
@@ -172,16 +191,18 @@ def cli_command() -> str:
 SIGNAL_CHECK_SECONDS = 1.0
 
 
-def wait_for_interrupt() -> None:
+def wait_for_interrupt(on_tick: Callable[[], None] | None = None) -> None:
     """Block until Ctrl-C (or SIGTERM, see `interrupt_on_signals`) raises KeyboardInterrupt.
 
     Wakes every second: the kernel may deliver the signal to any thread (the in-process moto
     server has many), and Python runs its handler only when the main thread next wakes, so an
-    untimed wait could sleep through Ctrl-C for good (seen once in CI).
+    untimed wait could sleep through Ctrl-C for good (seen once in CI). `on_tick` runs at each
+    wake (`up` checks on its worker there).
     """
     never = threading.Event()
     while not never.wait(SIGNAL_CHECK_SECONDS):
-        pass
+        if on_tick is not None:
+            on_tick()
 
 
 def _serve_gateway(port: int) -> int:
@@ -205,6 +226,11 @@ def _serve_gateway(port: int) -> int:
         lock=server.invoke_lock,
         webhook_queue_url=os.environ.get(EnvVar.WEBHOOK_QUEUE_URL.value),
         webhook_deliveries=webhook_deliveries.lambda_handler,
+        s3=boto3.client("s3"),
+        lifecycle_buckets=tuple(
+            os.environ[name.value]
+            for name in (EnvVar.UPLOADS_BUCKET, EnvVar.OUTPUTS_BUCKET, EnvVar.AVATAR_CACHE_BUCKET)
+        ),
     )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     triggers.start()

@@ -55,6 +55,11 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once it has exited (and been polled), else None."""
+        return self._process.returncode
+
     def stop(self, grace_seconds: float) -> int:
         """SIGTERM, then SIGKILL after `grace_seconds`; returns the exit status."""
         if self.running():

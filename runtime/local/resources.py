@@ -24,6 +24,7 @@ from runtime.common.names import (
     Lane,
     ResourceNames,
 )
+from runtime.common.preview import PREVIEW_EXPIRE_DAYS, PREVIEW_EXPIRY_RULE, PREVIEW_TAG
 
 # moto's default account; local resources have no real account.
 LOCAL_ACCOUNT = "123456789012"
@@ -135,18 +136,25 @@ def _create_buckets(s3: Any, names: ResourceNames, config: StageConfig) -> dict[
         if cors_rules:
             s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": cors_rules})
         if role in expiry_days:
+            rules = [
+                {
+                    "ID": "expire-personal-data",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "Expiration": {"Days": expiry_days[role]},
+                }
+            ]
+            if role is BucketRole.OUTPUTS:
+                rules.append(
+                    {
+                        "ID": PREVIEW_EXPIRY_RULE,
+                        "Status": "Enabled",
+                        "Filter": {"Tag": {"Key": PREVIEW_TAG[0], "Value": PREVIEW_TAG[1]}},
+                        "Expiration": {"Days": PREVIEW_EXPIRE_DAYS},
+                    }
+                )
             s3.put_bucket_lifecycle_configuration(
-                Bucket=bucket,
-                LifecycleConfiguration={
-                    "Rules": [
-                        {
-                            "ID": "expire-personal-data",
-                            "Status": "Enabled",
-                            "Filter": {"Prefix": ""},
-                            "Expiration": {"Days": expiry_days[role]},
-                        }
-                    ]
-                },
+                Bucket=bucket, LifecycleConfiguration={"Rules": rules}
             )
         buckets[role] = bucket
     return buckets

@@ -33,6 +33,7 @@ from runtime.local.processes import (
     wait_until,
 )
 from runtime.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalResources, provision
+from runtime.local.workers import save_worker_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TENANT = "local"
@@ -58,6 +59,9 @@ _HOST_AWS_VARIABLES = (
 )
 
 Say = Callable[[str], None]
+# Webhooks to a receiver on this machine (http://127.0.0.1) are allowed only locally, and alike
+# for the API's admission, the worker's delivery and the gateway's redelivery.
+LOCAL_WEBHOOK_ENV = {EnvVar.WEBHOOK_ALLOW_PRIVATE.value: "true"}
 
 
 @dataclass(frozen=True)
@@ -115,17 +119,7 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
             cleanup,
             "API gateway",
             [sys.executable, "-m", "runtime.local", "gateway", "--port", str(gateway_port)],
-            env={
-                **env,
-                EnvVar.API_KEY_TENANTS: json.dumps({LOCAL_API_KEY_ID: LOCAL_TENANT}),
-                ENV_LOCAL_API_KEYS: json.dumps({api_key: LOCAL_API_KEY_ID}),
-                ENV_LOCAL_DEAD_LETTER_QUEUES: json.dumps(
-                    list(resources.dead_letter_queue_urls.values())
-                ),
-                "POWERTOOLS_SERVICE_NAME": "musetalk-api",
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_NAMESPACE": "MuseTalk",
-            },
+            env={**env, **gateway_env(resources, api_key)},
             log_path=logs / "api.log",
             grace_seconds=5,
         )
@@ -154,14 +148,17 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
         )
         # The weights directory is also the worker's cache: it verifies every file against
         # the manifest in the bucket, as on AWS, without copying hundreds of MB back.
+        own_worker_env = {**_stack_env(resources), **worker_env(resources, models)}
         worker = _start(
             cleanup,
             "worker",
             [sys.executable, "-m", "runtime.worker"],
-            env={**env, **worker_env(resources, models)},
+            env={**env, **own_worker_env},
             log_path=logs / "worker.log",
             grace_seconds=config.task_stop_timeout_seconds,
         )
+        # For `python -m runtime.local worker` (more workers, or one after this one died).
+        cleanup.callback(save_worker_env(work, own_worker_env).unlink, missing_ok=True)
         say(f"worker started, pid {worker.pid} (log: {worker.log_path})")
         # Runs first on the way out, whatever the way (success, error, Ctrl-C, SIGTERM).
         cleanup.callback(
@@ -239,7 +236,12 @@ def _subscribe_completion_queue(session: Any, resources: LocalResources) -> str:
 
 def _child_env(resources: LocalResources) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _HOST_AWS_VARIABLES}
-    env.update(LOCAL_CREDENTIALS)
+    return {**env, **_stack_env(resources)}
+
+
+def _stack_env(resources: LocalResources) -> dict[str, str]:
+    """What every child gets from the stack, whatever the host's environment holds."""
+    env = dict(LOCAL_CREDENTIALS)
     env.update({"AWS_DEFAULT_REGION": LOCAL_REGION, "AWS_REGION": LOCAL_REGION})
     env.update({str(name): value for name, value in resources.runtime_env().items()})
     env["PYTHONPATH"] = os.pathsep.join(
@@ -270,6 +272,19 @@ def worker_env(resources: LocalResources, models_cache: Path) -> dict[str, str]:
         # Short polls and retries: one user watching, no fleet to spare requests for.
         EnvVar.POLL_WAIT_SECONDS: "1",
         EnvVar.RETRY_BASE_SECONDS: "2",
-        # Webhooks to a receiver on this machine (http://127.0.0.1) are allowed only locally.
-        EnvVar.WEBHOOK_ALLOW_PRIVATE: "true",
+        **LOCAL_WEBHOOK_ENV,
+    }
+
+
+def gateway_env(resources: LocalResources, api_key: str) -> dict[str, str]:
+    """The API process's own variables on top of `runtime_env`: the local key, the queues its
+    trigger loop drains, and the same webhook targets as the worker."""
+    return {
+        EnvVar.API_KEY_TENANTS: json.dumps({LOCAL_API_KEY_ID: LOCAL_TENANT}),
+        ENV_LOCAL_API_KEYS: json.dumps({api_key: LOCAL_API_KEY_ID}),
+        ENV_LOCAL_DEAD_LETTER_QUEUES: json.dumps(list(resources.dead_letter_queue_urls.values())),
+        "POWERTOOLS_SERVICE_NAME": "musetalk-api",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "MuseTalk",
+        **LOCAL_WEBHOOK_ENV,
     }

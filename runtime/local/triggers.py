@@ -3,9 +3,10 @@
 On AWS an EventBridge schedule runs the sweeper (re-sends jobs whose queue message was never
 confirmed) and an SQS event source feeds the lane dead-letter queues to the dead-letter handler
 (fails jobs whose message exhausted its deliveries, and publishes their completion event), and
-another feeds the webhook deliveries queue to the webhook-deliveries handler.
-Locally one thread does both, through the same handlers and the same event shapes, so a job
-accepted locally is never silently lost either.
+another feeds the webhook deliveries queue to the webhook-deliveries handler; S3 runs the
+buckets' lifecycle rules. Locally one thread does all of it, through the same handlers and the
+same event shapes (and the same lifecycle rules, `runtime.local.lifecycle`), so a job accepted
+locally is never silently lost either, and what expires on AWS expires locally too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from runtime.local.gateway import LocalLambdaContext
+from runtime.local.lifecycle import apply_expiry
 from runtime.local.resources import LOCAL_REGION
 
 SWEEP_INTERVAL_SECONDS = 60
@@ -79,7 +82,8 @@ def drain_dead_letters(sqs: Any, queue_url: str, handler: Handler, lock: threadi
 
 
 class LocalTriggers(threading.Thread):
-    """Runs the sweeper every `SWEEP_INTERVAL_SECONDS` and polls the dead-letter queues."""
+    """Runs the sweeper and the buckets' lifecycle rules every `SWEEP_INTERVAL_SECONDS` and
+    polls the dead-letter queues."""
 
     def __init__(
         self,
@@ -91,6 +95,8 @@ class LocalTriggers(threading.Thread):
         lock: threading.Lock,
         webhook_queue_url: str | None = None,
         webhook_deliveries: Handler | None = None,
+        s3: Any = None,
+        lifecycle_buckets: tuple[str, ...] = (),
     ) -> None:
         super().__init__(name="local-triggers", daemon=True)
         self._sqs = sqs
@@ -100,6 +106,8 @@ class LocalTriggers(threading.Thread):
         self._webhook_queue_url = webhook_queue_url
         self._webhook_deliveries = webhook_deliveries
         self._lock = lock
+        self._s3 = s3
+        self._lifecycle_buckets = lifecycle_buckets
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -118,6 +126,8 @@ class LocalTriggers(threading.Thread):
                 if time.monotonic() >= next_sweep:
                     with self._lock:
                         self._sweeper({}, _context("sweeper"))
+                    for bucket in self._lifecycle_buckets:
+                        apply_expiry(self._s3, bucket, datetime.now(UTC))
                     next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
             except Exception as error:  # a failed invocation is retried next round, as on AWS
                 print(f"local triggers: {type(error).__name__}: {error}", flush=True)

@@ -36,12 +36,11 @@ from runtime.common.jobs import (
 )
 from runtime.common.keys import (
     output_key,
-    preview_playlist_key,
     rendered_cache_key,
     segment_key,
 )
 from runtime.common.metrics import Metric
-from runtime.common.preview import write_playlist
+from runtime.common.preview import PREVIEW_TAGGING, write_playlist
 from runtime.common.records import JobRecord
 from runtime.engine.interface import (
     Interrupted,
@@ -53,10 +52,10 @@ from runtime.engine.interface import (
     Segment,
     SegmentPlan,
     SyncSums,
-    segment_count,
     segment_file_name,
 )
 from runtime.worker.avatar_cache import AvatarCache
+from runtime.worker.cancellation import ended_elsewhere, settle_ended
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
@@ -68,10 +67,12 @@ from runtime.worker.inputs import (
     fetch_input,
 )
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
+from runtime.worker.lane_stats import LaneStats
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
 from runtime.worker.render_claims import Claim, ClaimFailed, ClaimHeld, RenderClaims
+from runtime.worker.render_files import delete_render_files
 from runtime.worker.shutdown import StopPolicy
 from runtime.worker.telemetry import MetricsSink, logger
 
@@ -93,7 +94,7 @@ class Outcome(StrEnum):
     LEASE_LOST = "lease_lost"  # another worker took the job over; nothing written
     UNREADABLE = "unreadable"  # not a job message; left to reach the DLQ
     EXPIRED = "expired"  # its deadline passed before it started; dropped without GPU time
-    CANCELLED = "cancelled"  # its deadline passed while preparing or rendering; stopped
+    CANCELLED = "cancelled"  # its deadline passed, or its caller cancelled it, as it ran; stopped
     WAITING = "waiting"  # same content rendering for another job; back later for the cache
 
 
@@ -202,6 +203,7 @@ class JobRunner:
         self._gpu = gpu
         self._owner = owner
         self._claims = claims or RenderClaims(store.table)
+        self._lane_stats = LaneStats(store.table)
         self._claim: Claim | None = None  # the content claim of the render in progress
 
     def handle(self, delivery: Delivery) -> Outcome:
@@ -236,13 +238,29 @@ class JobRunner:
         if acquired is None:
             return self._not_ours(delivery, message)
         lease, record = acquired
+        self._seen(delivery.lane, lease.job_id)  # at once: ETAs count this job's remaining work
         self._protection.hold()
         self._stop.job_started()
         try:
             return self._run(delivery, message, lease, record)
         except LeaseLost:
+            return self._lease_lost(delivery, message)
+
+    def _lease_lost(self, delivery: Delivery, message: JobMessage) -> Outcome:
+        """Cancelled (or otherwise ended) by someone else: say so and settle it now. Taken
+        over by another worker: leave everything to that worker."""
+        ended = ended_elsewhere(self._store, message.job_id)
+        if ended is None:
             logger.warning("lease lost to another worker; stopped without writing")
             return Outcome.LEASE_LOST
+        settle_ended(
+            ended,
+            s3=self._s3,
+            outputs_bucket=self._settings.outputs_bucket,
+            poller=self._poller,
+            delivery=delivery,
+        )
+        return Outcome.CANCELLED
 
     def _expire(self, delivery: Delivery, message: JobMessage) -> Outcome | None:
         """Not started by its deadline: EXPIRED before any download or GPU work. None when the
@@ -254,24 +272,28 @@ class JobRunner:
         if record is None:
             return None
         self._metrics.emit({Metric.JOBS_EXPIRED: 1}, lane=message.lane)
+        if record.segments_done:  # an earlier attempt's, handed back before the deadline
+            self._delete_segments(message, record.segments_done)
         self._notifier.job_finished(record)
         self._poller.delete(delivery)
         logger.info("job expired before it started")
         return Outcome.EXPIRED
 
-    def _beat(self, delivery: Delivery, lease: Lease) -> None:
+    def _beat(self, delivery: Delivery, lease: Lease, started: float) -> None:
         self._poller.set_visibility(delivery, self._settings.visibility_timeout_seconds)
         try:
-            self._store.extend(lease, self._settings.visibility_timeout_seconds)
+            # With this attempt's GPU time so far: an attempt that never finishes still counts.
+            self._store.extend(
+                lease,
+                self._settings.visibility_timeout_seconds,
+                gpu_seconds=time.monotonic() - started,
+            )
         except LeaseLost:
             self._stop.lease_lost()
             raise
         self._protection.hold()
         self._extend_claim()
-        try:
-            self._store.worker_seen(delivery.lane, self._owner)
-        except ClientError:
-            logger.warning("could not record worker presence")
+        self._seen(delivery.lane, lease.job_id)
         # Sampled mid-job, when utilization means something (idle GPUs read 0 %).
         sample = self._gpu.sample()
         if sample is not None:
@@ -282,6 +304,12 @@ class JobRunner:
                 },
                 lane=delivery.lane,
             )
+
+    def _seen(self, lane: str, job_id: str) -> None:
+        try:
+            self._lane_stats.worker_seen(lane, self._owner, job_id)
+        except ClientError:
+            logger.warning("could not record worker presence")
 
     def _not_ours(self, delivery: Delivery, message: JobMessage) -> Outcome:
         record = self._store.get(message.job_id)
@@ -305,13 +333,15 @@ class JobRunner:
         self, delivery: Delivery, message: JobMessage, lease: Lease, record: JobRecord
     ) -> Outcome:
         timings: dict[str, float] = {"queue_wait_ms": _ms_since_iso(message.submitted_at)}
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="job-") as work:
             try:
                 # The beat stops before any settling write, so it cannot undo a hand-back's
                 # visibility 0 or extend a lease that was just released.
                 with (
                     Heartbeat(
-                        self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
+                        self._settings.heartbeat_seconds,
+                        lambda: self._beat(delivery, lease, started),
                     ),
                     self._claim_ended(message),
                 ):
@@ -345,7 +375,14 @@ class JobRunner:
             except Exception as error:
                 return self._transient(delivery, message, lease, error, timings)
         return self._succeed(
-            delivery, message, lease, metadata, timings, cache_hit=cache_hit, cache_key=cache_key
+            delivery,
+            message,
+            lease,
+            metadata,
+            timings,
+            cache_hit=cache_hit,
+            cache_key=cache_key,
+            earlier_gpu_seconds=record.gpu_seconds_before or 0.0,
         )
 
     def _render(
@@ -477,7 +514,7 @@ class JobRunner:
         def on_segment(segment: Segment) -> None:
             nonlocal preview_logged
             key = segment_key(message.tenant, message.job_id, segment.index)
-            extra: dict[str, Any] = {"ContentType": "video/mp2t"}
+            extra: dict[str, Any] = {"ContentType": "video/mp2t", "Tagging": PREVIEW_TAGGING}
             if segment.sync_sums is not None:  # kept with the segment for a resumed score
                 extra["Metadata"] = {SYNC_SUMS_METADATA: sync_sums_json(segment.sync_sums)}
             self._s3.upload_file(
@@ -541,21 +578,10 @@ class JobRunner:
             logger.warning("could not write the preview playlist", extra={"segment": segment.index})
 
     def _delete_segments(self, message: JobMessage, count: int) -> None:
-        """Segments and the preview playlist go once the mp4 exists (the outputs bucket's expiry
-        removes any a failed delete leaves); best effort, never fails the job."""
-        keys = [segment_key(message.tenant, message.job_id, i) for i in range(count)]
-        keys.append(preview_playlist_key(message.tenant, message.job_id))
-        try:
-            for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys a call
-                self._s3.delete_objects(
-                    Bucket=self._settings.outputs_bucket,
-                    Delete={
-                        "Objects": [{"Key": k} for k in keys[start : start + 1000]],
-                        "Quiet": True,
-                    },
-                )
-        except ClientError:
-            logger.warning("could not delete the render's segments")
+        """Segments and the preview playlist of a render no output or preview needs."""
+        delete_render_files(
+            self._s3, self._settings.outputs_bucket, message.tenant, message.job_id, count
+        )
 
     def _fetch_inputs(self, message: JobMessage, work: Path) -> tuple[FetchedInput, FetchedInput]:
         """Audio first: its duration check is cheap and fails long jobs before the big download."""
@@ -696,10 +722,12 @@ class JobRunner:
         *,
         cache_hit: bool,
         cache_key: str,
+        earlier_gpu_seconds: float = 0.0,
     ) -> Outcome:
         sync = float(metadata["sync-confidence"]) if "sync-confidence" in metadata else None
         low_sync = None if sync is None else sync < message.options.sync_threshold
-        gpu_seconds = round(_service_seconds(timings), 3)
+        # Every attempt's: a resumed render's cost includes the interrupted attempts.
+        gpu_seconds = round(earlier_gpu_seconds + _service_seconds(timings), 3)
         instance_type = read_instance_type(self._settings.host_info_file)
         cost = estimated_cost_usd(gpu_seconds, instance_type, dict(self._settings.gpu_prices))
         result = Success(
@@ -717,14 +745,14 @@ class JobRunner:
             estimated_cost_usd=cost,
             instance_type=instance_type,
             cache_key=cache_key,
+            cache_hit=cache_hit,
         )
         record = self._store.succeed(lease, result)
         if not cache_hit:
-            # After the final status: from here the API shows no preview that could need them.
-            self._delete_segments(
-                message, segment_count(result.frames, self._settings.segment_frames)
-            )
-            self._publish_rate(message, result.frames, timings)
+            # The segments stay for the preview's grace; their lifecycle rule expires them. The
+            # rate sample is this attempt's: a resumed render rendered only from its resume point.
+            rendered = result.frames - (record.resumed_from_frame or 0)
+            self._publish_rate(message, rendered, timings)
         values: dict[Metric, float] = {
             Metric.JOBS_SUCCEEDED: 1,
             Metric.QUEUE_WAIT_MS: timings["queue_wait_ms"],
@@ -754,7 +782,9 @@ class JobRunner:
         """Service time (download to upload) of this render, for the lane's ETA; best effort."""
         seconds = _service_seconds(timings)
         try:
-            self._store.publish_rate(message.lane, self._owner, message.job_id, frames, seconds)
+            self._lane_stats.publish_rate(
+                message.lane, self._owner, message.job_id, frames, seconds
+            )
         except ClientError:
             logger.warning("could not publish the render rate")
 
@@ -791,6 +821,8 @@ class JobRunner:
         )
         record = self._store.cancel(lease, reason, StageTimings(**timings))
         self._metrics.emit({Metric.JOBS_DEADLINE_CANCELLED: 1}, lane=message.lane)
+        # No output, so no preview to finish (one more than recorded: one may be in flight).
+        self._delete_segments(message, (record.segments_done or 0) + 1)
         self._notifier.job_finished(record)
         self._poller.delete(delivery)
         logger.info("job cancelled at its deadline", extra={"stage": stage})

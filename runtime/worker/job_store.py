@@ -7,7 +7,6 @@ write is fenced on owner + attempt, so a worker that lost its lease cannot overw
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,10 +25,7 @@ from runtime.common.events import (
 )
 from runtime.common.jobs import JobError, JobStatus, MediaRef, StageTimings
 from runtime.common.names import JobsTable
-from runtime.common.records import JobRecord, job_pk, lane_stats_pk
-
-# Rolling window of render samples per lane: a job's sample replaces the one in its slot.
-RATE_SLOTS = 20
+from runtime.common.records import JobRecord, job_pk
 
 
 class LeaseLost(Exception):
@@ -94,6 +90,8 @@ class Success:
     estimated_cost_usd: float | None = None
     instance_type: str | None = None
     cache_key: str | None = None
+    # Copied from the output cache: no segments of this job back the output or a preview.
+    cache_hit: bool = False
 
 
 class JobStore:
@@ -114,12 +112,17 @@ class JobStore:
     def acquire(
         self, job_id: str, *, owner: str, message_id: str, lease_seconds: float
     ) -> tuple[Lease, JobRecord] | None:
-        """QUEUED -> PREPARING (or take over an expired lease); None if someone else has it."""
+        """QUEUED -> PREPARING (or take over an expired lease); None if someone else has it.
+        The previous attempt's GPU seconds (as its last heartbeat recorded them) are added to
+        `gpu_seconds_before`, so the cost of a resumed job counts every attempt."""
         now = utc_now()
         expression, event_values = with_status_event(
             "SET #status = :preparing, lease_owner = :owner, lease_expires_at = :expires,"
             " lease_message_id = :message, updated_at = :now,"
-            " attempt = if_not_exists(attempt, :zero) + :one REMOVE queued_lane",
+            " attempt = if_not_exists(attempt, :zero) + :one,"
+            " gpu_seconds_before = if_not_exists(gpu_seconds_before, :zero)"
+            " + if_not_exists(attempt_gpu_seconds, :zero), attempt_gpu_seconds = :zero"
+            " REMOVE queued_lane",
             {},
             JobStatus.PREPARING,
         )
@@ -155,12 +158,17 @@ class JobStore:
         acquired_event = len(attributes.get(EVENTS_ATTRIBUTE) or []) - 1
         return Lease(job_id, owner, record.attempt, acquired_event), record
 
-    def extend(self, lease: Lease, lease_seconds: float) -> None:
-        self._fenced_update(
-            lease,
-            "SET lease_expires_at = :expires",
-            {":expires": iso(utc_now() + timedelta(seconds=lease_seconds))},
-        )
+    def extend(
+        self, lease: Lease, lease_seconds: float, *, gpu_seconds: float | None = None
+    ) -> None:
+        """Renew the lease; `gpu_seconds`: how long this attempt has held the GPU so far (the
+        next acquire adds it to the job's total, however this attempt ends)."""
+        expression = "SET lease_expires_at = :expires"
+        values: dict[str, Any] = {":expires": iso(utc_now() + timedelta(seconds=lease_seconds))}
+        if gpu_seconds is not None:
+            expression += ", attempt_gpu_seconds = :gpu"
+            values[":gpu"] = Decimal(str(round(gpu_seconds, 3)))
+        self._fenced_update(lease, expression, values)
 
     def start_rendering(self, lease: Lease, *, resumed_from_frame: int = 0) -> None:
         """PREPARING -> RENDERING; a render that reuses earlier segments says where it starts."""
@@ -235,11 +243,28 @@ class JobStore:
         return True
 
     def progress(self, lease: Lease, frames_done: int, frames_total: int) -> None:
+        """Progress never goes back: a resumed attempt restarts at its first missing segment,
+        behind the frames the interrupted one had reported, so a lower count is not written
+        (a conditional update; losing only that condition is no lost lease)."""
         fraction = Decimal(str(round(frames_done / frames_total, 4))) if frames_total else 0
-        self._fenced_update(
-            lease,
-            "SET progress = :progress, frames_done = :done, frames_total = :total",
-            {":progress": fraction, ":done": frames_done, ":total": frames_total},
+        try:
+            self._fenced_update(
+                lease,
+                "SET progress = :progress, frames_done = :done, frames_total = :total",
+                {":progress": fraction, ":done": frames_done, ":total": frames_total},
+                condition="(attribute_not_exists(frames_done) OR frames_done <= :done)",
+            )
+        except LeaseLost:
+            if not self._holds(lease):
+                raise
+
+    def _holds(self, lease: Lease) -> bool:
+        record = self.get(lease.job_id)
+        return (
+            record is not None
+            and record.lease_owner == lease.owner
+            and record.attempt == lease.attempt
+            and record.status in (JobStatus.PREPARING, JobStatus.RENDERING)
         )
 
     def succeed(self, lease: Lease, result: Success) -> JobRecord:
@@ -264,6 +289,9 @@ class JobStore:
         if result.low_sync is not None:
             expression += ", low_sync = :low"
             values[":low"] = result.low_sync
+        if result.cache_hit:  # an interrupted attempt's segments were deleted: no preview
+            expression += ", segments_done = :zero_segments"
+            values[":zero_segments"] = 0
         for name, value in (
             ("gpu_seconds", result.gpu_seconds),
             ("estimated_cost_usd", result.estimated_cost_usd),
@@ -367,6 +395,7 @@ class JobStore:
             ", attempt = attempt - :one, claim_waits = if_not_exists(claim_waits, :zero) + :one"
         )
         values[":one"] = 1
+        values[":zero"] = 0
         event = JobEvent(at=iso(utc_now()), kind="status", status=JobStatus.QUEUED, detail=detail)
         if lease.acquired_event is not None and lease.acquired_event >= 0:
             expression += f", {EVENTS_ATTRIBUTE}[{lease.acquired_event}] = :wait_event"
@@ -382,47 +411,6 @@ class JobStore:
     def record_event(self, job_id: str, event: JobEvent) -> None:
         """Append to the job's event log (bounded; a full log drops the event)."""
         append_event(self._table, job_pk(job_id), event)
-
-    def publish_rate(self, lane: str, owner: str, job_id: str, frames: int, seconds: float) -> None:
-        """One finished render (frames, service seconds) into the lane's rolling sample window,
-        which the API reads for ETAs; slots are picked by job id, so no read is needed."""
-        self._ensure_lane_stats(lane)
-        slot = int(hashlib.sha256(job_id.encode()).hexdigest(), 16) % RATE_SLOTS
-        now = iso(utc_now())
-        self._table.update_item(
-            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
-            UpdateExpression="SET samples.#slot = :sample, workers.#owner = :now",
-            ExpressionAttributeNames={"#slot": f"s{slot}", "#owner": owner},
-            ExpressionAttributeValues={
-                ":sample": {
-                    "frames": frames,
-                    "seconds": Decimal(str(round(seconds, 3))),
-                    "at": now,
-                },
-                ":now": now,
-            },
-        )
-
-    def worker_seen(self, lane: str, owner: str) -> None:
-        """This worker is up and serving `lane` (the ETA divides the backlog among such)."""
-        self._ensure_lane_stats(lane)
-        self._table.update_item(
-            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
-            UpdateExpression="SET workers.#owner = :now",
-            ExpressionAttributeNames={"#owner": owner},
-            ExpressionAttributeValues={":now": iso(utc_now())},
-        )
-
-    def _ensure_lane_stats(self, lane: str) -> None:
-        """Create the lane item's maps if missing (UpdateItem: the worker has no PutItem)."""
-        self._table.update_item(
-            Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)},
-            UpdateExpression=(
-                "SET samples = if_not_exists(samples, :empty),"
-                " workers = if_not_exists(workers, :empty)"
-            ),
-            ExpressionAttributeValues={":empty": {}},
-        )
 
     def mark_completion_sent(self, job_id: str) -> None:
         self._table.update_item(
@@ -450,15 +438,18 @@ class JobStore:
         names: dict[str, str] | None = None,
         *,
         return_new: bool = False,
+        condition: str | None = None,
     ) -> Any:
+        """`condition`: one more the write needs; its failure also raises LeaseLost."""
+        fence = (
+            "lease_owner = :lease_owner AND attempt = :lease_attempt"
+            " AND #status IN (:lease_preparing, :lease_rendering)"
+        )
         request: dict[str, Any] = {
             "Key": {JobsTable.PARTITION_KEY: job_pk(lease.job_id)},
             "UpdateExpression": expression,
             # Status too: a job cancelled meanwhile is no longer ours to write (or to render).
-            "ConditionExpression": (
-                "lease_owner = :lease_owner AND attempt = :lease_attempt"
-                " AND #status IN (:lease_preparing, :lease_rendering)"
-            ),
+            "ConditionExpression": fence if condition is None else f"{fence} AND {condition}",
             "ExpressionAttributeValues": {
                 **values,
                 ":lease_owner": lease.owner,
@@ -481,13 +472,12 @@ _UNLEASE = " REMOVE lease_owner, lease_expires_at, lease_message_id"
 
 
 def _queued_again() -> tuple[str, dict[str, Any]]:
-    """The start of a hand-back: QUEUED, no progress, back in the lane's queue-position index
-    (`lane` is the job's own attribute)."""
-    expression = "SET #status = :queued, updated_at = :now, progress = :zero, queued_lane = lane"
+    """The start of a hand-back: QUEUED, back in the lane's queue-position index (`lane` is the
+    job's own attribute). Progress stays: the finished segments are kept, and it never goes back."""
+    expression = "SET #status = :queued, updated_at = :now, queued_lane = lane"
     values: dict[str, Any] = {
         ":queued": JobStatus.QUEUED.value,
         ":now": iso(utc_now()),
-        ":zero": 0,
     }
     return expression, values
 

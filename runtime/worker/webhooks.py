@@ -28,7 +28,9 @@ import httpx
 from runtime.common.events import JobEvent, WebhookDelivery
 from runtime.common.jobs import CompletionEvent
 from runtime.common.webhook_signing import (
+    UnresolvedWebhookHost,
     check_target,
+    refused_detail,
     sign,
     signing_key,
     webhook_id,
@@ -121,9 +123,11 @@ class WebhookSender:
                 http_status=None,
                 latency_ms=None,
                 delivered=False,
-                detail=f"not sent: {type(error).__name__}",
+                detail=refused_detail(error),
             )
             self._record(event, refused)
+            if isinstance(error, UnresolvedWebhookHost):
+                self._give_up(event)  # DNS may answer later: the deliveries queue retries
             return False
         body = event.model_dump_json().encode()
         message_id = webhook_id(event)

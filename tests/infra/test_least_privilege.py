@@ -73,11 +73,16 @@ def test_api_presigns_into_uploads_and_out_of_outputs(dev: Synthesized) -> None:
     assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"} == actions_on(
         dev.raw, role, _bucket(dev, "Uploads")
     )
-    assert {"s3:GetObject", "s3:DeleteObject", "s3:ListBucket", "s3:PutObject"} == actions_on(
-        dev.raw, role, _bucket(dev, "Outputs")
-    )
-    # It writes only the live preview's playlists there
-    assert _keys_granted(dev, role, "Outputs", "s3:PutObject") == [PREVIEW_PLAYLIST_KEY_PATTERN]
+    assert {
+        "s3:GetObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+    } == actions_on(dev.raw, role, _bucket(dev, "Outputs"))
+    # It writes (tagged) only the live preview's playlists there
+    for action in ("s3:PutObject", "s3:PutObjectTagging"):
+        assert _keys_granted(dev, role, "Outputs", action) == [PREVIEW_PLAYLIST_KEY_PATTERN]
 
 
 def test_api_cannot_read_the_avatar_cache_or_touch_weights(dev: Synthesized) -> None:
@@ -191,6 +196,8 @@ def test_worker_bucket_access_is_exactly_what_it_uses(dev: Synthesized, lane: La
         assert {"s3:PutObject", "s3:GetObject"} <= on(bucket)
     assert not any("Delete" in action for action in on("AvatarCache"))
     assert _keys_granted(dev, role, "Outputs", "s3:DeleteObject") == [SEGMENT_KEY_PATTERN]
+    # and tags only them (for the previews' lifecycle rule)
+    assert _keys_granted(dev, role, "Outputs", "s3:PutObjectTagging") == [SEGMENT_KEY_PATTERN]
     assert on("AccessLogs") == set()
 
 

@@ -6,6 +6,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from runtime.common.names import BucketRole
+from runtime.common.preview import PREVIEW_EXPIRE_DAYS, PREVIEW_EXPIRY_RULE, PREVIEW_TAG
 from tests.infra.conftest import Synthesized
 from tests.infra.template_queries import one, resources
 
@@ -106,7 +107,8 @@ def test_personal_data_expires_after_the_stage_retention(synthesized: Synthesize
         config.uploads_expire_days
     ]
     assert _expiration_days(_bucket(synthesized, BucketRole.OUTPUTS)[1]) == [
-        config.outputs_expire_days
+        config.outputs_expire_days,
+        PREVIEW_EXPIRE_DAYS,
     ]
     assert _expiration_days(_bucket(synthesized, BucketRole.AVATAR_CACHE)[1]) == [
         config.avatar_cache_expire_days
@@ -148,3 +150,15 @@ def test_outputs_may_be_read_by_pages_of_the_stage_only(
     # And prod opens no bucket to any page
     for role in BucketRole:
         assert "CorsConfiguration" not in _bucket(prod, role)[1]["Properties"]
+
+
+def test_preview_objects_expire_by_their_tag_a_day_after_they_were_written(
+    dev: Synthesized,
+) -> None:
+    # Given the outputs bucket's rules / Then the previews' rule matches their tag only
+    rules = _bucket(dev, BucketRole.OUTPUTS)[1]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [rule for rule in rules if rule.get("Id") == PREVIEW_EXPIRY_RULE]
+    assert rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"] == PREVIEW_EXPIRE_DAYS == 1
+    assert rule["TagFilters"] == [{"Key": PREVIEW_TAG[0], "Value": PREVIEW_TAG[1]}]
+    assert "Prefix" not in rule

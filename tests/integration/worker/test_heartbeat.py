@@ -73,7 +73,7 @@ def test_a_job_cancelled_while_rendering_stops_at_the_next_beat_and_stays_cancel
     )
 
     # Then the render stopped early, nothing was written over the cancellation, no output exists
-    assert rendering.outcome(timeout=30) is Outcome.LEASE_LOST
+    assert rendering.outcome(timeout=30) is Outcome.CANCELLED
     assert sum(engine.batch_sizes) < 200
     record = world.record(message.job_id)
     assert record.status is JobStatus.CANCELLED

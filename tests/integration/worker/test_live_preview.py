@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import pytest
 
@@ -109,12 +110,18 @@ def test_the_playlist_lists_each_segment_as_soon_as_it_uploads(
     # And only the last one ends the playlist (every segment of the 200 frames exists)
     assert ["#EXT-X-ENDLIST" in seen.lines for seen in engine.seen] == [False] * 3 + [True]
 
-    # And once the mp4 exists the playlist is gone with the segments
-    listing = world.s3.list_objects_v2(
-        Bucket=world.bucket(BucketRole.OUTPUTS),
-        Prefix=preview_playlist_key(message.tenant, message.job_id),
+    # And once the mp4 exists, a player still at the preview plays it to the last frame
+    # (FFmpeg's HLS demuxer over the playlist's presigned URL, as a player would)
+    url = world.s3.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": world.bucket(BucketRole.OUTPUTS),
+            "Key": preview_playlist_key(message.tenant, message.job_id),
+        },
+        ExpiresIn=60,
     )
-    assert listing.get("KeyCount", 0) == 0
+    with av.open(url, format="hls") as hls:
+        assert sum(1 for _ in hls.decode(video=0)) == 200
     # And no signature reached the worker's log
     logged = worker_log_lines.getvalue()
     assert message.job_id in logged  # the capture works

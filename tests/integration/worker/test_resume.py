@@ -14,6 +14,7 @@ import pytest
 from runtime.common.jobs import JobStatus
 from runtime.common.keys import job_segments_prefix, segment_key
 from runtime.common.names import BucketRole, EnvVar, JobsTable
+from runtime.common.preview import PREVIEW_TAG
 from runtime.common.records import job_pk
 from runtime.engine.interface import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
@@ -130,8 +131,12 @@ def test_an_interrupted_job_resumes_at_the_first_missing_segment(
     frames = output_frames(world, message.job_id, tmp_path)
     assert len(frames) == len(reference) == 200
     assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))
-    # And the segments are gone once the mp4 exists
-    assert segment_keys(world, message.tenant, message.job_id) == []
+    # And the segments stay for the preview's grace, tagged for their lifecycle rule
+    keys = segment_keys(world, message.tenant, message.job_id)
+    assert len(keys) == 4
+    for key in keys:
+        tags = world.s3.get_object_tagging(Bucket=world.bucket(BucketRole.OUTPUTS), Key=key)
+        assert {(t["Key"], t["Value"]) for t in tags["TagSet"]} == {PREVIEW_TAG}
 
 
 def test_segments_of_another_render_are_not_reused(
@@ -188,19 +193,23 @@ class CancelledMidRender(SmallEngine):
         return super().speak(prepared, audio, out_path, segments=segments, **kwargs)
 
 
-def test_a_segment_uploaded_after_a_cancel_is_not_left_behind(
+def test_a_job_cancelled_mid_render_leaves_no_segments_and_no_message(
     world: WorkerWorld, make_worker: MakeWorker
 ) -> None:
     # Given a job cancelled while its second segment uploads
     message = world.submit()
     worker = make_worker(CancelledMidRender(world, message.job_id), **SEGMENTED)
     # When the worker's record write for that segment finds the job no longer its own
-    assert run_job(worker.run_once) is Outcome.LEASE_LOST
-    # Then it stopped and removed that segment; the one before stays for the purge to erase
-    assert segment_keys(world, message.tenant, message.job_id) == [
-        segment_key(message.tenant, message.job_id, 0)
-    ]
+    assert run_job(worker.run_once) is Outcome.CANCELLED
+    # Then it stopped and removed every segment and the playlist (no preview to finish)
+    listing = world.s3.list_objects_v2(
+        Bucket=world.bucket(BucketRole.OUTPUTS),
+        Prefix=job_segments_prefix(message.tenant, message.job_id),
+    )
+    assert listing.get("KeyCount", 0) == 0
     assert world.record(message.job_id).segments_done == 1
+    # And its message is gone at once, not back after the visibility timeout as a duplicate
+    assert world.messages_in(world.queue_urls[message.lane]) == 0
 
 
 def test_a_job_stopped_by_sigterm_keeps_its_render_claim_and_resumes_under_it(

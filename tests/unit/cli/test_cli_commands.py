@@ -242,6 +242,14 @@ def test_purge_needs_confirmation_and_then_deletes_with_purge(fake_api: FakeApi)
     assert request.url.params["purge"] == "true"
 
 
+def test_cancel_passes_the_callers_reason(fake_api: FakeApi) -> None:
+    code, _, _ = run(fake_api, "cancel", "job-1", "--reason", "wrong avatar")
+    assert code == ExitCode.OK
+    (request,) = fake_api.requests
+    assert request.method == "DELETE"
+    assert request.url.params["reason"] == "wrong avatar"
+
+
 def test_unsafe_job_ids_never_reach_the_url(fake_api: FakeApi) -> None:
     code, _, _ = run(fake_api, "status", "../avatars")
 

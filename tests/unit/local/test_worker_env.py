@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from infra.config import stage_config
+from runtime.api.settings import Settings
 from runtime.common.names import BucketRole, Lane, ResourceNames
 from runtime.local.resources import LOCAL_ACCOUNT, LOCAL_REGION, LocalResources
-from runtime.local.stack import worker_env
+from runtime.local.stack import gateway_env, worker_env
 from runtime.worker.config import WorkerSettings
 
 
@@ -53,3 +54,18 @@ def test_the_worker_shares_renders_across_tenants_exactly_when_the_stage_config_
 
     # Then the worker follows the stage's switch
     assert settings.share_render_cache_across_tenants is share_renders
+
+
+def test_the_api_and_the_worker_send_webhooks_to_the_same_local_receivers(tmp_path: Path) -> None:
+    # Given local mode's environments for the API process (admission and redelivery) and worker
+    resources = local_resources(share_renders=False)
+    base = {str(k): v for k, v in resources.runtime_env().items()}
+    gateway = {**base, **{str(k): v for k, v in gateway_env(resources, "key").items()}}
+    worker = {**base, **{str(k): v for k, v in worker_env(resources, tmp_path).items()}}
+
+    # When each reads its settings
+    api_allows = Settings.from_env(gateway).webhook_allow_private
+    worker_allows = WorkerSettings.from_env(worker).webhook_allow_private
+
+    # Then both may reach a receiver on this machine (the redelivery path too)
+    assert api_allows is worker_allows is True

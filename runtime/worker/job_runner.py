@@ -71,6 +71,7 @@ from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_no
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
+from runtime.worker.refusals import decode_limits, refusals_as_media_errors
 from runtime.worker.render_claims import Claim, ClaimFailed, ClaimHeld, RenderClaims
 from runtime.worker.shutdown import StopPolicy
 from runtime.worker.telemetry import MetricsSink, logger
@@ -314,6 +315,7 @@ class JobRunner:
                         self._settings.heartbeat_seconds, lambda: self._beat(delivery, lease)
                     ),
                     self._claim_ended(message),
+                    refusals_as_media_errors(),
                 ):
                     metadata, cache_hit, cache_key = self._render(
                         message, lease, record, Path(work), timings
@@ -381,7 +383,14 @@ class JobRunner:
         prepared, source = self._avatars.get_or_prepare(
             message.avatar_id,
             message.lane,
-            lambda: self._engine.prepare(avatar.path, message.avatar_options),
+            lambda: self._engine.prepare(
+                avatar.path,
+                message.avatar_options,
+                limits=decode_limits(self._settings.limits),
+                should_stop=lambda: (
+                    self._stop.should_interrupt() or deadline_passed(message.deadline_at)
+                ),
+            ),
         )
         timings["prepare_ms"] = _ms_since(started)
         plan = self._segment_plan(message, lease, record, content_hash, work / "segments")
@@ -567,7 +576,7 @@ class JobRunner:
             dest=work / "audio",
             what="audio",
         )
-        check_audio(audio.path, limits)
+        check_audio(audio.path, self._settings.limits, limits)
         avatar = fetch_input(
             self._s3,
             message.avatar,

@@ -129,7 +129,9 @@ def check_avatar(path: Path, max_pixels: int) -> None:
             " frame",
         )
     try:
-        with av.open(str(path), stream_options=[{"max_pixels": str(max_pixels)}]) as container:
+        # PyAV's stub types stream_options as list[str]; it takes one dict of options a stream.
+        probe = [{"max_pixels": str(max_pixels)}]
+        with av.open(str(path), stream_options=probe) as container:  # type: ignore[arg-type]
             if not container.streams.video:
                 raise MediaError(ErrorCode.INVALID_MEDIA, "avatar: no image or video stream")
             context = container.streams.video[0].codec_context

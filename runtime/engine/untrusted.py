@@ -48,7 +48,9 @@ class DecodeLimits:
 
     max_pixels: int = 3840 * 2160  # per video frame
     min_side: int = 1  # pixels a side (the engine asks for DETECTOR_MIN_SIDE)
-    max_decoded_bytes: int = 6 * GIB  # all decoded BGR frames of one avatar together
+    # All decoded BGR frames of one avatar together; preparation stacks them into one array,
+    # so the peak is about twice this.
+    max_decoded_bytes: int = 5 * GIB
     max_channels: int = 32
     min_sample_rate: int = 8_000
     max_sample_rate: int = 96_000  # AAC's highest: the output's audio keeps the input's rate

@@ -19,15 +19,23 @@ from tests.support.poison_media import deep_png, flat_png, huge_png, tone_wav
 Make = Callable[[Path], Path]
 
 
-def pcm_wav(path: Path, channels: int, seconds: float = 0.2, rate: int = 16_000) -> Path:
-    """16-bit WAV without a channel mask (FFmpeg guesses the layout, or has none to guess)."""
+def pcm_wav(
+    path: Path, channels: int, seconds: float = 0.2, rate: int = 16_000, width: int = 2
+) -> Path:
+    """PCM WAV (`width` bytes a sample) without a channel mask (FFmpeg guesses the layout, or
+    has none to guess)."""
     t = np.arange(round(seconds * rate)) / rate
-    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * 2**31).astype("<i4")
+    if width == 1:
+        samples = ((tone >> 24) + 128).astype(np.uint8)[:, None]
+    else:  # the top `width` bytes of each little-endian 32-bit sample
+        samples = tone.view(np.uint8).reshape(-1, 4)[:, 4 - width :]
+    frames = np.repeat(samples[:, None, :], channels, axis=1)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(channels)
-        out.setsampwidth(2)
+        out.setsampwidth(width)
         out.setframerate(rate)
-        out.writeframes(np.repeat(tone[:, None], channels, axis=1).tobytes())
+        out.writeframes(frames.tobytes())
     return path
 
 
@@ -93,10 +101,21 @@ def resolution_switch_ts(path: Path, big: tuple[int, int] = (7680, 4320), frames
     return path
 
 
-def tiny_video(path: Path, width: int, height: int, frames: int = 3) -> Path:
+def tiny_video(
+    path: Path,
+    width: int,
+    height: int,
+    frames: int = 3,
+    *,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """`frames` flat frames through `codec` (container from the suffix)."""
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream = out.add_stream(codec, rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if codec == "libx265":
+            stream.options = {"x265-params": "log-level=none"}
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), 60 + i, np.uint8))
             frame.pts = i
@@ -160,6 +179,10 @@ def audio_corpus() -> dict[str, tuple[str, Make]]:
         cases[f"wav-s16-{channels}ch"] = (".wav", lambda p, c=channels: pcm_wav(p, c))
     for channels in (2, 8, 16):
         cases[f"wav-flt-{channels}ch"] = (".wav", lambda p, c=channels: float_wav(p, c))
+    cases["wav-u8-8ch"] = (".wav", lambda p: pcm_wav(p, 8, width=1))
+    cases["wav-s24-8ch"] = (".wav", lambda p: pcm_wav(p, 8, width=3))
+    cases["wav-s32-8ch"] = (".wav", lambda p: pcm_wav(p, 8, width=4))
+    cases["wav-rate-10000"] = (".wav", lambda p: pcm_wav(p, 2, rate=10_000))
     cases["wav-rate-1hz"] = (".wav", lambda p: float_wav(p, 1, rate=1, seconds=3))
     cases["wav-rate-768k"] = (".wav", lambda p: float_wav(p, 1, rate=768_000, seconds=0.05))
     cases["flac-7.1"] = (".flac", lambda p: encoded_audio(p, "flac", "7.1"))
@@ -167,6 +190,8 @@ def audio_corpus() -> dict[str, tuple[str, Make]]:
     cases["aac-stereo"] = (".m4a", lambda p: encoded_audio(p, "aac", "stereo"))
     cases["aac-5.1"] = (".m4a", lambda p: encoded_audio(p, "aac", "5.1"))
     cases["mp3-stereo"] = (".mp3", lambda p: encoded_audio(p, "libmp3lame", "stereo"))
+    cases["ac3-5.1"] = (".ac3", lambda p: encoded_audio(p, "ac3", "5.1"))
+    cases["mp2-stereo"] = (".mp2", lambda p: encoded_audio(p, "mp2", "stereo"))
     cases["adts-duration-lie"] = (".aac", lambda p: adts_duration_lie(p, 1.0, 70.0))
     cases["wav-truncated"] = (".wav", truncated(lambda p: tone_wav(p, 1.0, 300), 0.5))
     cases["wav-header-only"] = (".wav", truncated(lambda p: tone_wav(p, 1.0, 300), 0.01))
@@ -184,6 +209,19 @@ def avatar_corpus() -> dict[str, tuple[str, Make]]:
         "png-truncated": (".png", truncated(lambda p: huge_png(p, 640, 480), 0.5)),
         "mp4-2x2": (".mp4", lambda p: tiny_video(p, 2, 2)),
         "mp4-96x96": (".mp4", lambda p: tiny_video(p, 96, 96)),
+        "mp4-frame-count-bomb": (".mp4", lambda p: tiny_video(p, 64, 64, 120)),
+        "webm-vp8": (".webm", lambda p: tiny_video(p, 96, 96, codec="libvpx")),
+        "avi-mjpeg": (".avi", lambda p: tiny_video(p, 96, 96, codec="mjpeg", pix_fmt="yuvj420p")),
+        "gif": (".gif", lambda p: tiny_video(p, 96, 96, codec="gif", pix_fmt="rgb8")),
+        "mkv-hevc": (".mkv", lambda p: tiny_video(p, 96, 96, codec="libx265")),
+        "mkv-ffv1-16bit": (
+            ".mkv",
+            lambda p: tiny_video(p, 96, 96, codec="ffv1", pix_fmt="yuv444p16le"),
+        ),
+        "mov-prores": (
+            ".mov",
+            lambda p: tiny_video(p, 96, 96, codec="prores", pix_fmt="yuv422p10le"),
+        ),
         "mp4-truncated": (".mp4", truncated(lambda p: tiny_video(p, 96, 96, 10), 0.5)),
         "ts-switch-to-8k": (".ts", resolution_switch_ts),
         "ts-switch-to-128": (".ts", lambda p: resolution_switch_ts(p, (128, 128), 3)),

@@ -67,6 +67,7 @@ from runtime.worker.inputs import (
     check_output,
     fetch_input,
 )
+from runtime.worker.isolated import shared_checks
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
@@ -576,7 +577,8 @@ class JobRunner:
             dest=work / "audio",
             what="audio",
         )
-        check_audio(audio.path, self._settings.limits, limits)
+        # In a child process: a decoder crash or a runaway allocation costs this job only.
+        shared_checks().run(check_audio, audio.path, self._settings.limits, limits)
         avatar = fetch_input(
             self._s3,
             message.avatar,
@@ -586,7 +588,7 @@ class JobRunner:
             dest=work / "avatar",
             what="avatar",
         )
-        check_avatar(avatar.path, self._settings.limits.max_video_pixels)
+        shared_checks().run(check_avatar, avatar.path, self._settings.limits.max_video_pixels)
         return audio, avatar
 
     def _cached_or_claimed(

@@ -123,20 +123,26 @@ def audio_seconds(
 ) -> float:
     """The first audio stream's duration, counted in decoded samples (no numpy conversion).
 
-    Each new format met is also mixed down once as the output writer will (to stereo):
-    libswresample has no matrix for layouts without a channel order it knows (a WAV of 9
-    channels without a channel mask), and such a file must fail here, not in the writer.
+    The first frame is also mixed down as the output writer will (to stereo): libswresample
+    has no matrix for layouts without a channel order it knows (a WAV of 9 channels without a
+    channel mask), and such a file must fail here, not in the writer. So must a format change
+    mid-stream (sample format, layout or rate), which the writer's resampler refuses.
     """
     if not container.streams.audio:
         raise UnreadableMedia(f"{what}: no audio stream")
     seconds = 0.0
-    shape: tuple[int, int, str] | None = None
+    first: tuple[str, str, int] | None = None
     for frame in container.decode(container.streams.audio[0]):
         channels, rate = len(frame.layout.channels), int(frame.sample_rate or 0)
         check_audio_format(channels, rate, limits, what)
-        if shape != (channels, rate, frame.layout.name):
-            shape = (channels, rate, frame.layout.name)
+        shape = (frame.format.name, frame.layout.name, rate)
+        if first is None:
+            first = shape
             _check_mixable(frame, what)
+        elif shape != first:  # the writer's resampler takes one input format
+            raise UnreadableMedia(
+                f"{what}: the audio format changes mid-stream ({first} to {shape})"
+            )
         seconds += frame.samples / rate
         if seconds > limits.max_audio_seconds:
             raise OverlongAudio(

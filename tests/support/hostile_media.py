@@ -155,6 +155,14 @@ def adts_duration_lie(path: Path, head_seconds: float = 1.0, tail_seconds: float
     return path
 
 
+def adts_format_switch(path: Path) -> Path:
+    """ADTS AAC whose stream switches from mono 16 kHz to stereo 48 kHz (ADTS concatenates)."""
+    first = encoded_audio(path.with_suffix(".a.aac"), "aac", "mono", rate=16_000)
+    second = encoded_audio(path.with_suffix(".b.aac"), "aac", "stereo", rate=48_000)
+    path.write_bytes(first.read_bytes() + second.read_bytes())
+    return path
+
+
 def truncated(source: Make, keep: float) -> Make:
     """`source`'s file cut to its first `keep` fraction of bytes."""
 
@@ -193,6 +201,7 @@ def audio_corpus() -> dict[str, tuple[str, Make]]:
     cases["ac3-5.1"] = (".ac3", lambda p: encoded_audio(p, "ac3", "5.1"))
     cases["mp2-stereo"] = (".mp2", lambda p: encoded_audio(p, "mp2", "stereo"))
     cases["adts-duration-lie"] = (".aac", lambda p: adts_duration_lie(p, 1.0, 70.0))
+    cases["adts-format-switch"] = (".aac", adts_format_switch)
     cases["wav-truncated"] = (".wav", truncated(lambda p: tone_wav(p, 1.0, 300), 0.5))
     cases["wav-header-only"] = (".wav", truncated(lambda p: tone_wav(p, 1.0, 300), 0.01))
     cases["opus-truncated"] = (".ogg", truncated(lambda p: encoded_audio(p, "libopus", "7.1"), 0.6))

@@ -24,6 +24,7 @@ from runtime.worker.inputs import check_audio, check_avatar
 from runtime.worker.refusals import decode_limits
 from tests.support.hostile_media import (
     adts_duration_lie,
+    adts_format_switch,
     audio_corpus,
     avatar_corpus,
     pcm_wav,
@@ -68,6 +69,18 @@ def test_a_layout_the_writer_cannot_mix_down_is_refused_by_the_check(tmp_path: P
         check_audio(wav, DEFAULT_LIMITS, INTERACTIVE)
     assert refused.value.code is ErrorCode.INVALID_MEDIA
     assert "9 channels" in str(refused.value)
+
+
+def test_an_audio_format_change_mid_stream_is_refused_by_the_check(tmp_path: Path) -> None:
+    # Given ADTS AAC switching from mono 16 kHz to stereo 48 kHz (the writer's resampler raised
+    # ValueError on it, a transient failure retried three times)
+    aac = adts_format_switch(tmp_path / "switch.aac")
+
+    # When checked, Then it is INVALID_MEDIA at once
+    with pytest.raises(MediaError) as refused:
+        check_audio(aac, DEFAULT_LIMITS, INTERACTIVE)
+    assert refused.value.code is ErrorCode.INVALID_MEDIA
+    assert "changes mid-stream" in str(refused.value)
 
 
 def test_aac_whose_duration_estimate_lies_is_too_long_counted_while_decoding(

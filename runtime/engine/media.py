@@ -140,6 +140,10 @@ class AvatarReader:
         fps = float(self.still_fps) if self.is_still or not rate else float(rate)
         if fps < 1:  # the audio windows use int(fps) frames per second
             raise MediaError(ErrorCode.INVALID_MEDIA, f"the avatar's frame rate {fps:g} is below 1")
+        if fps > self.limits.max_fps:
+            raise UnreadableMedia(
+                f"avatar: frame rate {fps:g} is above the limit of {self.limits.max_fps:g}"
+            )
         self.fps = fps
 
     def _checked_size(self, frame: av.VideoFrame, first: tuple[int, int] | None) -> tuple[int, int]:

@@ -55,6 +55,9 @@ class DecodeLimits:
     min_sample_rate: int = 8_000
     max_sample_rate: int = 96_000  # AAC's highest: the output's audio keeps the input's rate
     max_audio_seconds: float = 3600.0
+    # The output has the avatar's frame rate: 1000 fps would make a minute of speech 60 000
+    # frames to render.
+    max_fps: float = 60.0
 
 
 def check_frame_size(width: int, height: int, limits: DecodeLimits, what: str) -> None:

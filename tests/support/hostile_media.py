@@ -109,10 +109,11 @@ def tiny_video(
     *,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
+    fps: int = 25,
 ) -> Path:
-    """`frames` flat frames through `codec` (container from the suffix)."""
+    """`frames` flat frames through `codec` (container from the suffix) at `fps`."""
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=Fraction(25))
+        stream = out.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if codec == "libx265":
             stream.options = {"x265-params": "log-level=none"}
@@ -219,6 +220,7 @@ def avatar_corpus() -> dict[str, tuple[str, Make]]:
         "mp4-2x2": (".mp4", lambda p: tiny_video(p, 2, 2)),
         "mp4-96x96": (".mp4", lambda p: tiny_video(p, 96, 96)),
         "mp4-frame-count-bomb": (".mp4", lambda p: tiny_video(p, 64, 64, 120)),
+        "mp4-1000fps": (".mp4", lambda p: tiny_video(p, 64, 64, 10, fps=1000)),
         "webm-vp8": (".webm", lambda p: tiny_video(p, 96, 96, codec="libvpx")),
         "avi-mjpeg": (".avi", lambda p: tiny_video(p, 96, 96, codec="mjpeg", pix_fmt="yuvj420p")),
         "gif": (".gif", lambda p: tiny_video(p, 96, 96, codec="gif", pix_fmt="rgb8")),

@@ -137,6 +137,15 @@ def test_decoded_bytes_are_bounded_not_only_frame_counts(tmp_path: Path) -> None
     assert len(frames) == 5
 
 
+def test_a_1000_fps_avatar_is_refused(tmp_path: Path) -> None:
+    # Given 10 frames at 1000 fps (a minute of speech would be 60 000 frames to render)
+    video = tiny_video(tmp_path / "fast.mp4", 64, 64, frames=10, fps=1000)
+
+    # When decoded, Then the frame rate is refused
+    with pytest.raises(Exception, match="frame rate 1000 is above the limit of 60"):
+        list(AvatarReader(video, still_fps=25).frames())
+
+
 def test_decoding_stops_when_asked(tmp_path: Path) -> None:
     # Given a 10-frame video and a stop that turns true after 3 frames (cancel, deadline,
     # lease lost)

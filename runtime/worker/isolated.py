@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
-import subprocess
+import subprocess  # nosec B404 (runs our own module, argv only, no shell)
 import sys
 import threading
 from collections.abc import Callable

@@ -45,6 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from runtime.api import avatars, jobs, uploads, webhook_deliveries
+from runtime.api.body_guard import body_problem
 from runtime.api.context import ApiContext
 from runtime.api.errors import ApiError, ApiErrorCode, ErrorResponse, error_body
 from runtime.api.models import (
@@ -542,41 +543,6 @@ def _body_bytes(event: Mapping[str, Any]) -> int:
         except ValueError:
             return len(body)
     return len(body.encode("utf-8", "surrogatepass"))  # lone surrogates: counted, not a 500
-
-
-MAX_BODY_DEPTH = 32  # our documents nest 3 levels; the parsers recurse per level
-
-
-def body_problem(event: Mapping[str, Any]) -> str | None:
-    """Why the body cannot be parsed safely (not UTF-8, nested deeper than MAX_BODY_DEPTH), or
-    None. Checked before any parser sees it: both made the API answer 500."""
-    body = event.get("body")
-    if not isinstance(body, str) or not body:
-        return None
-    try:
-        raw = (
-            base64.b64decode(body, validate=False)
-            if event.get("isBase64Encoded")
-            else body.encode("utf-8", "surrogatepass")
-        )
-        text = raw.decode("utf-8")
-    except (ValueError, UnicodeError):
-        return "body: the request body is not valid UTF-8"
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    if deepest > MAX_BODY_DEPTH:
-        return f"body: JSON nested deeper than {MAX_BODY_DEPTH} levels"
-    return None
 
 
 def _early(

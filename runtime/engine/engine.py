@@ -37,6 +37,7 @@ from runtime.engine.audio import (
     positional_encoding,
 )
 from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.avatar_reader import AvatarReader
 from runtime.engine.blend import PasteBox
 from runtime.engine.compile_cache import artifacts_path, load_artifacts, save_artifacts
 from runtime.engine.cudnn import cudnn_benchmark
@@ -54,7 +55,7 @@ from runtime.engine.interface import (
 )
 from runtime.engine.latents import CROP_SIZE, LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.media import AvatarReader, VideoWriter, pick_video_codec
+from runtime.engine.media import VideoWriter, pick_video_codec
 from runtime.engine.ports import (
     BlurKind,
     BoxLike,
@@ -360,7 +361,7 @@ class MuseTalkEngine:
         (`device_ops`); on CPU one chunk, stage after stage, with the host (OpenCV/PIL) pre-
         and post-processing of upstream. `overlap` / `chunk_frames` / `device_ops` /
         `decode_ahead` override that (tests, benchmark); see also `compile_preparation`.
-        Every frame is decoded within `limits` (`media.AvatarReader`); `should_stop` ends
+        Every frame is decoded within `limits` (`avatar_reader.AvatarReader`); `should_stop` ends
         preparation with `Interrupted` within a frame of decoding or a chunk of the stages.
         """
         on_gpu = self.device.type == "cuda"

@@ -57,7 +57,7 @@ def audio_outcomes(path: Path, scratch: Path) -> dict[str, str]:
 
 def avatar_outcomes(path: Path) -> dict[str, str]:
     from runtime.common.limits import DEFAULT_LIMITS
-    from runtime.engine.media import AvatarReader
+    from runtime.engine.avatar_reader import AvatarReader
     from runtime.worker.inputs import check_avatar
     from runtime.worker.refusals import decode_limits
 

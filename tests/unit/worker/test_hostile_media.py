@@ -17,8 +17,8 @@ import pytest
 from runtime.common.jobs import ErrorCode
 from runtime.common.limits import DEFAULT_LIMITS
 from runtime.common.names import Lane
+from runtime.engine.avatar_reader import AvatarReader
 from runtime.engine.interface import Interrupted, MediaError
-from runtime.engine.media import AvatarReader
 from runtime.engine.untrusted import DecodeLimits, OversizedMedia
 from runtime.worker.inputs import check_audio, check_avatar
 from runtime.worker.refusals import decode_limits

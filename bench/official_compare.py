@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from runtime.engine.audio import AudioEncoder, load_audio_16k, positional_encoding
+from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.blend import PasteBox, paste_faces
 from runtime.engine.engine import crop_face, mask_over_box
 from runtime.engine.faces import FaceBox, FaceLocator, FaceParser
@@ -46,7 +47,6 @@ from runtime.engine.faces.boxes import landmark_box, with_extra_margin
 from runtime.engine.faces.mmlab_compat import import_mmpose
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.media import decode_avatar
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 EXTRA_MARGIN = 10  # v1.5 default of both scripts

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from runtime.common.jobs import AvatarOptions
+from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.engine import PREPARE_CHUNK_FRAMES, MuseTalkEngine, crop_face, mask_over_box
 from runtime.engine.faces import FaceLocator, FaceParser
 from runtime.engine.faces.boxes import FaceBox, landmark_box, overlaps_frame, with_extra_margin
@@ -66,7 +67,6 @@ from runtime.engine.faces.weights import (
 )
 from runtime.engine.latents import crops_to_pixels, mask_lower_half
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.media import decode_avatar
 from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"

@@ -52,6 +52,7 @@ from runtime.engine import engine as engine_module
 from runtime.engine import segments as segmented
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.engine import (
     MuseTalkEngine,
     batch_size_for_memory,
@@ -60,7 +61,7 @@ from runtime.engine.engine import (
 from runtime.engine.interface import SegmentPlan
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
+from runtime.engine.media import VideoWriter, pick_video_codec
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
 from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 

@@ -45,6 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict
 
 from runtime.api import avatars, jobs, uploads, webhook_deliveries
+from runtime.api.body_guard import body_problem
 from runtime.api.context import ApiContext
 from runtime.api.cors import cors_headers
 from runtime.api.errors import ApiError, ApiErrorCode, ErrorResponse, error_body
@@ -517,6 +518,9 @@ def _gate(event: dict[str, Any], context: LambdaContext, correlation_id: str) ->
             "request bodies must be application/json",
             "Content-Type",
         )
+    problem = body_problem(event)
+    if problem is not None:
+        return _early(HTTPStatus.BAD_REQUEST, ApiErrorCode.INVALID_REQUEST, problem, "body")
     if tenant is not None:
         logger.append_keys(tenant=tenant)
     runtime().idempotency.register_lambda_context(context)
@@ -559,7 +563,7 @@ def _body_bytes(event: Mapping[str, Any]) -> int:
             return len(base64.b64decode(body, validate=False))
         except ValueError:
             return len(body)
-    return len(body.encode())
+    return len(body.encode("utf-8", "surrogatepass"))  # lone surrogates: counted, not a 500
 
 
 def _early(

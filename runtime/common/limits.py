@@ -27,6 +27,10 @@ class Limits(BaseModel):
     upload_url_expiry_seconds: int = Field(default=900, gt=0, le=3600)
     download_url_expiry_seconds: int = Field(default=900, gt=0, le=3600)
     max_video_pixels: int = Field(default=3840 * 2160, gt=0)
+    # All decoded BGR frames of one avatar together (a prepared avatar holds them in memory, and
+    # preparation briefly twice): 5 GiB holds 30 s of 1080p at 25 fps (4.7 GB) and keeps the
+    # peak under the worker's 12 GiB reservation on a 16 GiB host.
+    max_decoded_avatar_bytes: int = Field(default=5 * 1024**3, gt=0)
 
     def for_lane(self, lane: Lane) -> LaneLimits:
         return self.lanes[lane]

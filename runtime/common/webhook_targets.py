@@ -52,10 +52,30 @@ def check_webhook_url(url: str) -> str:
     return host
 
 
+# IPv6 forms that carry an IPv4 address to a relay or translator, which then reaches that IPv4
+# address (a private one too): IPv4-compatible, IPv4-translated, NAT64 (well-known and local
+# use), 6to4 and Teredo. Python's `is_global` calls some of them global; we never send to them.
+_EMBEDDING_IPV4 = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "::/96",
+        "::ffff:0:0:0/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "2002::/16",
+        "2001::/32",
+    )
+)
+
+
 def is_public_address(address: IpAddress) -> bool:
-    """Globally routable unicast; an IPv4-mapped IPv6 address is judged as its IPv4 address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Globally routable unicast; an IPv4-mapped IPv6 address is judged as its IPv4 address,
+    and the other IPv6 forms that embed an IPv4 address are refused."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif any(address in network for network in _EMBEDDING_IPV4):
+            return False
     return address.is_global and not address.is_multicast
 
 

@@ -19,6 +19,7 @@ import torch
 
 from runtime.common.jobs import ErrorCode
 from runtime.engine.interface import MediaError
+from runtime.engine.untrusted import DecodeLimits, UnreadableMedia, audio_frames
 from runtime.engine.weight_cache import WeightCache, load_module
 
 SAMPLE_RATE = 16000
@@ -32,29 +33,32 @@ TOKENS_PER_FRAME = WINDOW_STEPS * HIDDEN_STATES  # 50
 D_MODEL = 384
 
 
-def load_audio_16k(path: Path) -> np.ndarray:
-    """First audio stream as mono float32 at 16 kHz, with librosa.load(sr=16000) semantics."""
+def load_audio_16k(path: Path, limits: DecodeLimits | None = None) -> np.ndarray:
+    """First audio stream as mono float32 at 16 kHz, with librosa.load(sr=16000) semantics.
+
+    Decoded within `limits` (`untrusted.audio_frames`: checked frame by frame, converted to
+    packed samples before numpy sees them); RefusedMedia past them.
+    """
+    limits = limits or DecodeLimits()
+    rates: set[int] = set()
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MediaError(ErrorCode.NO_SPEECH, "the audio file has no audio stream")
-            stream = container.streams.audio[0]
-            rate = stream.codec_context.sample_rate
-            # Planar float keeps channels apart for the mean; s16 -> float divides by 32768 as
-            # soundfile does.
-            resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
-            chunks = [
-                plane
-                for frame in container.decode(stream)
-                for plane in (r.to_ndarray() for r in resampler.resample(frame))
-            ]
-            chunks.extend(r.to_ndarray() for r in resampler.resample(None))
+            # The channel mean per chunk (channels may change mid-stream), in float32 as
+            # soundfile's s16 -> float (/ 32768) and librosa's to_mono do.
+            chunks = []
+            for packed, rate in audio_frames(container, limits):
+                rates.add(rate)
+                chunks.append(packed.T.astype(np.float32).mean(axis=0))
     except av.error.FFmpegError as error:
         raise MediaError(ErrorCode.INVALID_MEDIA, "the audio file cannot be decoded") from error
+    if len(rates) > 1:
+        raise UnreadableMedia(f"audio: the sample rate changes mid-stream ({sorted(rates)})")
     if not chunks:
         raise MediaError(ErrorCode.NO_SPEECH, "the audio stream is empty")
-    samples = np.concatenate(chunks, axis=1).astype(np.float32)
-    mono = samples.mean(axis=0)
+    mono = np.concatenate(chunks)
+    (rate,) = rates
     if rate == SAMPLE_RATE:
         return np.ascontiguousarray(mono, dtype=np.float32)
     return np.asarray(soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ"), dtype=np.float32)

@@ -37,6 +37,7 @@ from runtime.engine.audio import (
     positional_encoding,
 )
 from runtime.engine.avatar import PreparedAvatar
+from runtime.engine.avatar_reader import AvatarReader
 from runtime.engine.blend import PasteBox
 from runtime.engine.compile_cache import artifacts_path, load_artifacts, save_artifacts
 from runtime.engine.cudnn import cudnn_benchmark
@@ -54,7 +55,7 @@ from runtime.engine.interface import (
 )
 from runtime.engine.latents import CROP_SIZE, LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.media import AvatarReader, VideoWriter, pick_video_codec
+from runtime.engine.media import VideoWriter, pick_video_codec
 from runtime.engine.ports import (
     BlurKind,
     BoxLike,
@@ -65,6 +66,7 @@ from runtime.engine.ports import (
 from runtime.engine.preparing import Frames, Stages, prepare_frames
 from runtime.engine.resident import ResidentCache
 from runtime.engine.segments import SegmentedVideoWriter
+from runtime.engine.untrusted import DETECTOR_MIN_SIDE, DecodeLimits
 from runtime.engine.vad import SpeechDetector, generation_weights
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
 from runtime.engine.yuv import I420Frame, paste_region
@@ -345,6 +347,8 @@ class MuseTalkEngine:
         chunk_frames: int | None = None,
         device_ops: bool | None = None,
         decode_ahead: bool | None = None,
+        limits: DecodeLimits | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> PreparedAvatar:
         """Decode, locate, crop, encode and mask every frame (`preparing.prepare_frames`).
 
@@ -357,14 +361,21 @@ class MuseTalkEngine:
         (`device_ops`); on CPU one chunk, stage after stage, with the host (OpenCV/PIL) pre-
         and post-processing of upstream. `overlap` / `chunk_frames` / `device_ops` /
         `decode_ahead` override that (tests, benchmark); see also `compile_preparation`.
+        Every frame is decoded within `limits` (`avatar_reader.AvatarReader`); `should_stop` ends
+        preparation with `Interrupted` within a frame of decoding or a chunk of the stages.
         """
         on_gpu = self.device.type == "cuda"
         overlap = False if overlap is None else overlap
         device_ops = on_gpu if device_ops is None else device_ops
         decode_ahead = on_gpu if decode_ahead is None else decode_ahead
         chunk_frames = chunk_frames or (PREPARE_CHUNK_FRAMES if on_gpu else self.max_avatar_frames)
+        limits = limits or DecodeLimits()
         reader = AvatarReader(
-            avatar_media, still_fps=options.fps, max_frames=self.max_avatar_frames
+            avatar_media,
+            still_fps=options.fps,
+            max_frames=self.max_avatar_frames,
+            limits=replace(limits, min_side=max(limits.min_side, DETECTOR_MIN_SIDE)),
+            should_stop=should_stop,
         )
         with (
             ThreadPoolExecutor(1, thread_name_prefix="prepare-sha256") as hasher,
@@ -379,6 +390,7 @@ class MuseTalkEngine:
                 overlap=overlap,
                 device=self.device,
                 decode_ahead=decode_ahead,
+                should_stop=should_stop,
             )
             elapsed_ms = (time.perf_counter() - start) * 1000
         if self._prepare_artifacts is not None:  # after the first compiled preparation

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
+
+if TYPE_CHECKING:  # decoding needs PyAV; the interface itself does not
+    from runtime.engine.untrusted import DecodeLimits
 
 WeightsKind = Literal["official", "random"]
 ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
@@ -47,7 +50,7 @@ class PreparedAvatarFormatError(ValueError):
 
 
 class Interrupted(Exception):
-    """`should_stop` turned true during a render; nothing was written."""
+    """`should_stop` turned true during a preparation or a render; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,14 @@ class LipSyncEngine(Protocol):
     weights: WeightsKind
     model_version: str
 
-    def prepare(self, avatar_media: Path, options: AvatarOptions) -> PreparedAvatarLike: ...
+    def prepare(
+        self,
+        avatar_media: Path,
+        options: AvatarOptions,
+        *,
+        limits: DecodeLimits | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> PreparedAvatarLike: ...
 
     def load_prepared(self, data: bytes) -> PreparedAvatarLike: ...
 

@@ -1,9 +1,8 @@
-"""Media in and out with PyAV only (no ffmpeg binary): avatar decoding and the mp4 writer.
+"""Media out with PyAV only (no ffmpeg binary): the mp4 writer and its audio (avatars are
+decoded in `avatar_reader`).
 
-Decoding gives BGR frames (the spec's OpenCV convention) and the stream's fps; a still image is
-one frame at the caller's fps. `VideoWriter` encodes H.264 yuv420p on a background thread while
-the engine keeps generating, then muxes the original audio re-encoded to AAC, as the official
-second ffmpeg pass does; `+faststart` puts the index first so players start at once. The same
+`VideoWriter` encodes H.264 yuv420p on a background thread while the engine keeps generating,
+then muxes the original audio re-encoded to AAC, as the official second ffmpeg pass does; `+faststart` puts the index first so players start at once. The same
 writer produces the MPEG-TS segments of a segmented render, and `SegmentJoiner` joins their
 video into the final mp4 without re-encoding.
 """
@@ -13,7 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,73 +25,14 @@ import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
-from runtime.common.jobs import ErrorCode
-from runtime.engine.interface import MediaError
 from runtime.engine.yuv import I420Frame, to_i420
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 _END = object()
-
-
-@dataclass(frozen=True)
-class DecodedVideo:
-    frames: list[np.ndarray]  # BGR uint8 [H, W, 3]
-    fps: float
-    is_still: bool
-
-
-def decode_avatar(path: Path, *, still_fps: int, max_frames: int | None = None) -> DecodedVideo:
-    """All frames of a video (native rate, no resampling) or the single frame of an image.
-
-    A video longer than `max_frames` is refused (MEDIA_TOO_LARGE) as soon as the decoder
-    passes the limit: a prepared avatar keeps every frame in memory.
-    """
-    reader = AvatarReader(path, still_fps=still_fps, max_frames=max_frames)
-    frames = list(reader.frames())
-    return DecodedVideo(frames=frames, fps=reader.fps, is_still=reader.is_still)
-
-
-class AvatarReader:
-    """`decode_avatar` one frame at a time, so preparation can work on the first frames while
-    the decoder reads the rest. `fps` is known once `frames()` is exhausted."""
-
-    def __init__(self, path: Path, *, still_fps: int, max_frames: int | None = None) -> None:
-        self.path = path
-        self.still_fps = still_fps
-        self.max_frames = max_frames
-        self.is_still = path.suffix.lower() in IMAGE_SUFFIXES
-        self.fps = 0.0
-
-    def frames(self) -> Iterator[np.ndarray]:
-        """BGR uint8 [H, W, 3] frames; MediaError for bad media, too many frames or none."""
-        count = 0
-        try:
-            with av.open(str(self.path)) as container:
-                if not container.streams.video:
-                    raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no video stream")
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for frame in container.decode(stream):
-                    if self.max_frames is not None and count == self.max_frames:
-                        raise MediaError(
-                            ErrorCode.MEDIA_TOO_LARGE,
-                            f"the avatar video has more than {self.max_frames} frames",
-                        )
-                    yield frame.to_ndarray(format="bgr24")
-                    count += 1
-                    if self.is_still:
-                        break
-                rate = stream.average_rate or stream.guessed_rate
-        except av.error.FFmpegError as error:
-            raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar cannot be decoded") from error
-        if not count:
-            raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no frames")
-        fps = float(self.still_fps) if self.is_still or not rate else float(rate)
-        if fps < 1:  # the audio windows use int(fps) frames per second
-            raise MediaError(ErrorCode.INVALID_MEDIA, f"the avatar's frame rate {fps:g} is below 1")
-        self.fps = fps
+AAC_RATES = frozenset(
+    {7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000}
+)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -391,7 +331,9 @@ def add_audio_stream(container: av.container.OutputContainer, audio: Path) -> Au
         if not source.streams.audio:
             return None
         source_context = source.streams.audio[0].codec_context
-        stream = container.add_stream("aac", rate=source_context.sample_rate)
+        rate = source_context.sample_rate
+        # AAC takes a fixed set of rates; others are resampled to 48 kHz (`audio_packets`)
+        stream = container.add_stream("aac", rate=rate if rate in AAC_RATES else 48_000)
         stream.layout = "mono" if source_context.channels == 1 else "stereo"
         return stream
 

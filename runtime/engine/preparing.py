@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from runtime.engine.hostpool import host_map
+from runtime.engine.interface import Interrupted
 from runtime.engine.ports import BoxLike
 
 T = TypeVar("T")
@@ -109,6 +110,7 @@ def prepare_frames(
     overlap: bool,
     device: torch.device,
     decode_ahead: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PreparedFrames:
     """Run `stages` over `frames` chunk by chunk; overlapped on threads or one after another.
 
@@ -116,6 +118,8 @@ def prepare_frames(
     chunk or two ahead, while the stages run one after another on the calling thread. On a GPU
     the models then queue their kernels on one stream with nothing beside them (stages on three
     streams slow each other down there), and only the decoding, host work, overlaps them.
+    `should_stop` is polled before each chunk: `Interrupted` when it turns true (cancel,
+    deadline, lease lost), so a long preparation ends within a chunk.
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1, not {chunk_frames}")
@@ -127,6 +131,8 @@ def prepare_frames(
         decoder = _DecodeAhead(stack, clock) if decode_ahead and not overlap else _Decode(clock)
         start = 0
         for chunk_frames_read in decoder.chunks(iter(frames), chunk_frames):
+            if should_stop is not None and should_stop():
+                raise Interrupted("stopped while preparing the avatar")
             run.chunk(_Chunk(start, chunk_frames_read), stages)
             start += len(chunk_frames_read)
         stacked = decoder.stacked()

@@ -3,13 +3,14 @@ fast, and the engine's output checked before anyone is told it exists.
 
 Inputs come only from our own uploads bucket, under the job's tenant prefix (anything else is
 refused, as defence in depth behind the API's own checks), are size-checked before download,
-checksum-verified when the message carries a checksum, and the audio's duration is checked
-against the lane limit before any GPU work.
+checksum-verified when the message carries a checksum, and the audio's duration is measured by
+decoding it, against the lane limit, before any GPU work.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from botocore.exceptions import ClientError
 
 from runtime.common.jobs import ErrorCode, MediaRef
 from runtime.common.keys import tenant_prefix
-from runtime.common.limits import LaneLimits
+from runtime.common.limits import LaneLimits, Limits
 from runtime.engine.interface import MediaError
+from runtime.engine.untrusted import DETECTOR_MIN_SIDE, audio_seconds
+from runtime.worker.refusals import decode_limits, refusals_as_media_errors
 
 _CHUNK = 1024 * 1024
 
@@ -99,52 +102,68 @@ _MAGIC = (
 )
 
 
-def check_audio(path: Path, limits: LaneLimits) -> float:
-    """Duration in seconds of the first audio stream; MediaError when unusable or too long."""
+def check_audio(path: Path, limits: Limits, lane: LaneLimits) -> float:
+    """Duration in seconds of the first audio stream, counted by decoding it (headers and
+    bitrate estimates lie); MediaError when unusable or past the lane's limit (decoding stops
+    there)."""
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise MediaError(ErrorCode.INVALID_MEDIA, "audio: no audio stream")
-            stream = container.streams.audio[0]
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            else:
-                duration = sum(
-                    float(frame.samples) / frame.sample_rate
-                    for frame in container.decode(stream)
-                    if frame.sample_rate
-                )
+        with av.open(str(path)) as container, refusals_as_media_errors():
+            return audio_seconds(container, decode_limits(limits, lane))
     except av.FFmpegError:
         raise MediaError(ErrorCode.INVALID_MEDIA, "audio: not a readable audio file") from None
-    if duration > limits.max_audio_seconds:
-        raise MediaError(
-            ErrorCode.AUDIO_TOO_LONG,
-            f"audio: {duration:.1f} s exceeds the lane limit {limits.max_audio_seconds:.0f} s",
-        )
-    return duration
 
 
 def check_avatar(path: Path, max_pixels: int) -> None:
     """Refuse an avatar whose frames exceed `max_pixels` before the engine decodes them all.
 
-    The size comes from the container's stream header, so a small file that declares huge frames
-    (a compressed flat PNG of 20 000 x 20 000) is refused without allocating its frames.
+    Nothing above the limit is decoded: a PNG's size comes from its IHDR, and libavcodec is
+    told the limit (`max_pixels`) while probing, so a small file that declares huge frames (a
+    compressed flat 16-bit PNG of 16 000 x 16 000) is refused without allocating them. The
+    engine checks every decoded frame again (the size may change mid-stream).
     """
+    declared = png_size(path)
+    if declared is not None and declared[0] * declared[1] > max_pixels:
+        raise MediaError(
+            ErrorCode.MEDIA_TOO_LARGE,
+            f"avatar: {declared[0]}x{declared[1]} exceeds the limit of {max_pixels} pixels per"
+            " frame",
+        )
     try:
-        with av.open(str(path)) as container:
+        # PyAV's stub types stream_options as list[str]; it takes one dict of options a stream.
+        probe = [{"max_pixels": str(max_pixels)}]
+        with av.open(str(path), stream_options=probe) as container:  # type: ignore[arg-type]
             if not container.streams.video:
                 raise MediaError(ErrorCode.INVALID_MEDIA, "avatar: no image or video stream")
             context = container.streams.video[0].codec_context
             width, height = int(context.width or 0), int(context.height or 0)
     except av.FFmpegError:
         raise MediaError(ErrorCode.INVALID_MEDIA, "avatar: not a readable image or video") from None
+    if not width or not height:  # corrupt, or the decoder refused a size above max_pixels
+        raise MediaError(
+            ErrorCode.INVALID_MEDIA,
+            f"avatar: no frame size can be read (corrupt, or above {max_pixels} pixels)",
+        )
     if width * height > max_pixels:
         raise MediaError(
             ErrorCode.MEDIA_TOO_LARGE,
             f"avatar: {width}x{height} exceeds the limit of {max_pixels} pixels per frame",
         )
+    minimum = DETECTOR_MIN_SIDE
+    if min(width, height) < minimum:
+        raise MediaError(
+            ErrorCode.INVALID_MEDIA,
+            f"avatar: {width}x{height} is below the minimum of {minimum} pixels a side",
+        )
+
+
+def png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk; None for anything else."""
+    with path.open("rb") as stream:
+        head = stream.read(24)
+    if len(head) < 24 or not head.startswith(b"\x89PNG\r\n\x1a\n") or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
 
 
 class BadOutput(RuntimeError):

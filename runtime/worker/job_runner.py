@@ -66,11 +66,13 @@ from runtime.worker.inputs import (
     check_output,
     fetch_input,
 )
+from runtime.worker.isolated import shared_checks
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success, utc_now
 from runtime.worker.lane_stats import LaneStats
 from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
+from runtime.worker.refusals import decode_limits, refusals_as_media_errors
 from runtime.worker.render_claims import Claim, ClaimFailed, ClaimHeld, RenderClaims
 from runtime.worker.render_files import delete_render_files
 from runtime.worker.shutdown import StopPolicy
@@ -344,6 +346,7 @@ class JobRunner:
                         lambda: self._beat(delivery, lease, started),
                     ),
                     self._claim_ended(message),
+                    refusals_as_media_errors(),
                 ):
                     metadata, cache_hit, cache_key = self._render(
                         message, lease, record, Path(work), timings
@@ -420,7 +423,14 @@ class JobRunner:
         prepared, source = self._avatars.get_or_prepare(
             message.avatar_id,
             message.lane,
-            lambda: self._engine.prepare(avatar.path, message.avatar_options),
+            lambda: self._engine.prepare(
+                avatar.path,
+                message.avatar_options,
+                limits=decode_limits(self._settings.limits),
+                should_stop=lambda: (
+                    self._stop.should_interrupt() or deadline_passed(message.deadline_at)
+                ),
+            ),
         )
         timings["prepare_ms"] = _ms_since(started)
         plan = self._segment_plan(message, lease, record, content_hash, work / "segments")
@@ -595,7 +605,8 @@ class JobRunner:
             dest=work / "audio",
             what="audio",
         )
-        check_audio(audio.path, limits)
+        # In a child process: a decoder crash or a runaway allocation costs this job only.
+        shared_checks().run(check_audio, audio.path, self._settings.limits, limits)
         avatar = fetch_input(
             self._s3,
             message.avatar,
@@ -605,7 +616,7 @@ class JobRunner:
             dest=work / "avatar",
             what="avatar",
         )
-        check_avatar(avatar.path, self._settings.limits.max_video_pixels)
+        shared_checks().run(check_avatar, avatar.path, self._settings.limits.max_video_pixels)
         return audio, avatar
 
     def _cached_or_claimed(

@@ -10,17 +10,21 @@ from pathlib import Path
 import numpy as np
 
 
-def _png(path: Path, width: int, height: int, row: bytes) -> Path:
-    """An 8-bit greyscale PNG whose every row is `row` (so it compresses to almost nothing)."""
+def _png(
+    path: Path, width: int, height: int, row: bytes, *, depth: int = 8, rows: int | None = None
+) -> Path:
+    """A greyscale PNG (`depth` bits a sample) whose every row is `row` (so it compresses to
+    almost nothing); with `rows`, only that many rows of data follow the header."""
     compressor = zlib.compressobj(9)
     line = b"\x00" + row
-    data = b"".join(compressor.compress(line) for _ in range(height)) + compressor.flush()
+    count = height if rows is None else rows
+    data = b"".join(compressor.compress(line) for _ in range(count)) + compressor.flush()
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         crc = zlib.crc32(kind + body) & 0xFFFFFFFF
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
     )
@@ -30,6 +34,12 @@ def _png(path: Path, width: int, height: int, row: bytes) -> Path:
 def huge_png(path: Path, width: int, height: int) -> Path:
     """A grey gradient of `width` x `height` pixels that is well under a megabyte on disk."""
     return _png(path, width, height, bytes((x * 7) % 256 for x in range(width)))
+
+
+def deep_png(path: Path, width: int, height: int, rows: int | None = None) -> Path:
+    """A 16-bit greyscale `width` x `height` PNG of one colour, 2 bytes a pixel decoded (the
+    decoder allocates them all when it reads the header); `rows`: truncated after that many."""
+    return _png(path, width, height, bytes(2 * width), depth=16, rows=rows)
 
 
 def flat_png(path: Path, size: int = 96) -> Path:

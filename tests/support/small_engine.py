@@ -37,6 +37,7 @@ from runtime.engine.interface import (
     halve_on_oom,
 )
 from runtime.engine.segments import SegmentedVideoWriter
+from runtime.engine.untrusted import DecodeLimits
 
 SIZE = 64  # frames are tiny: the point is the pipeline, not the picture
 MAX_AVATAR_FRAMES = 25
@@ -90,6 +91,7 @@ class SmallEngine:
         self.prepare_seconds = prepare_seconds
         self.transient_failures = transient_failures
         self.prepare_calls = 0
+        self.prepare_limits: DecodeLimits | None = None  # what the worker passed last
         self.speak_calls = 0
         self.batch_sizes: list[int] = []
         # Segmented renders: a crash-like failure once this many frames are drawn (once), and a
@@ -99,9 +101,22 @@ class SmallEngine:
         self.rendered_from: list[int] = []  # segmented renders: the frame each one started at
         self.frames_rendered = 0  # segmented renders: frames drawn (not reused from segments)
 
-    def prepare(self, avatar_media: Path, options: AvatarOptions) -> SmallPrepared:
+    def prepare(
+        self,
+        avatar_media: Path,
+        options: AvatarOptions,
+        *,
+        limits: DecodeLimits | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> SmallPrepared:
         self.prepare_calls += 1
-        time.sleep(self.prepare_seconds)  # simulated face detection and VAE encoding
+        self.prepare_limits = limits
+        # simulated face detection and VAE encoding, stopped as the real engine stops
+        deadline = time.monotonic() + self.prepare_seconds
+        while time.monotonic() < deadline:
+            if should_stop is not None and should_stop():
+                raise Interrupted("stopped while preparing the avatar")
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         frames = []
         try:
             with av.open(str(avatar_media)) as container:

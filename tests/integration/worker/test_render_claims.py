@@ -9,6 +9,7 @@ import json
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,10 +41,10 @@ class GatedEngine(SmallEngine):
         self.entered = threading.Event()
         self.gate = threading.Event()
 
-    def prepare(self, avatar_media: Path, options: AvatarOptions) -> SmallPrepared:
+    def prepare(self, avatar_media: Path, options: AvatarOptions, **kwargs: Any) -> SmallPrepared:
         self.entered.set()
         assert self.gate.wait(GATE_TIMEOUT_SECONDS), "the test never opened the gate"
-        return super().prepare(avatar_media, options)
+        return super().prepare(avatar_media, options, **kwargs)
 
 
 class HeldAtTheGate:

@@ -46,6 +46,15 @@ def test_public_https_urls_are_accepted(url: str) -> None:
         "https://[fd00::1]/x",
         "https://[::ffff:127.0.0.1]/x",
         "https://[::ffff:169.254.169.254]/x",
+        # IPv6 forms embedding an IPv4 address (relayed or translated to it)
+        "https://[::127.0.0.1]/x",  # IPv4-compatible (::/96)
+        "https://[::a9fe:a9fe]/x",  # the same, hex: 169.254.169.254
+        "https://[64:ff9b::a9fe:a9fe]/x",  # NAT64 well-known prefix
+        "https://[64:ff9b:1::a00:1]/x",  # NAT64 local use
+        "https://[2002:a9fe:a9fe::1]/x",  # 6to4
+        "https://[2002:808:808::1]/x",  # 6to4 of a public address: still relayed
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",  # Teredo
+        "https://[::ffff:0:a00:1]/x",  # IPv4-translated
         "https://224.0.0.1/x",
         "https://localhost/x",
         "https://api.localhost/x",

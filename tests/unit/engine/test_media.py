@@ -11,8 +11,9 @@ import pytest
 
 from runtime.common.jobs import ErrorCode
 from runtime.engine.audio import load_audio_16k
+from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.interface import MediaError
-from runtime.engine.media import VideoWriter, decode_avatar, pick_video_codec
+from runtime.engine.media import VideoWriter, pick_video_codec
 from tests.unit.engine.conftest import (
     MEDIA,
     SMALL_SIZE,

@@ -3,8 +3,9 @@ decoded in `avatar_reader`).
 
 `VideoWriter` encodes H.264 yuv420p on a background thread while the engine keeps generating,
 then muxes the original audio re-encoded to AAC, as the official second ffmpeg pass does;
-`+faststart` puts the index first so players start at once. The same writer produces the MPEG-TS segments of a segmented render, and `SegmentJoiner` joins their
-video into the final mp4 without re-encoding.
+`+faststart` puts the index first so players start at once. The same writer produces the
+MPEG-TS segments of a segmented render, and `SegmentJoiner` joins their video into the final mp4
+without re-encoding.
 """
 
 from __future__ import annotations

@@ -126,11 +126,11 @@ def build(
     del codec
     sizes = []
     have_s3fd = layout.s3fd.is_file()  # the speak benchmark's models have no face models
-    detector = S3FD.load(layout.s3fd, device, spec.face_dtype) if have_s3fd else None
-    for height, width in spec.sizes if detector is not None else ():
+    pick = S3FDPick(S3FD.load(layout.s3fd, device, spec.face_dtype)) if have_s3fd else None
+    for height, width in spec.sizes if pick is not None else ():
         frames = torch.zeros(spec.s3fd_batch, height, width, 3, device=device, dtype=torch.uint8)
         path = staging / s3fd_package(height, width)
-        package(S3FDPick(detector), (frames,), path)
+        package(pick, (frames,), path)
         weights = path.with_name(path.stem + ".constants.safetensors")
         weights.replace(staging / S3FD_WEIGHTS)  # the same tensors for every size
         sizes.append([height, width])

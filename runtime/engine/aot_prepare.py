@@ -127,7 +127,9 @@ def build(
     sizes = []
     have_s3fd = layout.s3fd.is_file()  # the speak benchmark's models have no face models
     pick = S3FDPick(S3FD.load(layout.s3fd, device, spec.face_dtype)) if have_s3fd else None
-    for height, width in spec.sizes if pick is not None else ():
+    for height, width in spec.sizes:
+        if pick is None:
+            break
         frames = torch.zeros(spec.s3fd_batch, height, width, 3, device=device, dtype=torch.uint8)
         path = staging / s3fd_package(height, width)
         package(pick, (frames,), path)

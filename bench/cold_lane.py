@@ -34,8 +34,9 @@ from typing import Any
 INSTANCE_BOOT_ASSUMED_S = 90.0
 # Assumption: ECR pull and layer extraction on a GPU instance's EBS volume, MB/s.
 IMAGE_PULL_ASSUMED_MB_S = 150.0
-# docs/worker.md: the lock's wheels are ~2.5 GB; the CUDA runtime base (docker/Dockerfile's
-# CUDA_IMAGE) is not counted here, issue 18 replaces it.
+# docs/worker.md: the lock's wheels are ~2.5 GB to download (installed, torch + nvidia-* +
+# triton take 4,458 MB on the device image: bench/results/2026-12-06-h100-official.md); the CUDA
+# runtime base (docker/Dockerfile's CUDA_IMAGE) is not counted here, issue 18 replaces it.
 IMAGE_WHEELS_MB = 2500.0
 # Assumption: S3 -> EC2 in one region with parallel ranged GETs, capped by a 10 Gbit/s NIC
 # (g5/g6 xlarge "up to 10 Gbps"), MB/s. One connection alone gets about 100.
@@ -46,7 +47,9 @@ WEIGHTS_MB = 3400.0 + 335 + 151 + 406 + 86 + 53 + 47
 # Measured (bench/results/2026-11-26-h100-coldstart-3.md, H100): AOT engine ready 7.7-8.3 s
 # from interpreter start, `import torch` included; the worker imports torch during the sync.
 ENGINE_READY_AOT_S = 8.0
-# Measured (bench/results/2026-11-26-h100-coldstart-2.md, H100): eager, minimal env, 10.3-10.6 s.
+# Measured (bench/results/2026-11-26-h100-coldstart-2.md, H100): eager, minimal env (the
+# worker's view: torch and our requirements only), 10.3-10.6 s; 14.65 s in the device's full
+# image (2026-12-06-h100-official.md).
 ENGINE_READY_EAGER_S = 10.5
 # Measured (bench/results/2026-12-06-h100-official.md, H100): 750 frames of 704x1216,
 # default fp32 face models, eager 7.73 s; from the AOT packages 5.35 s.
@@ -74,7 +77,8 @@ def first_segment_s(speak: Path | None, fallback_fps: float) -> tuple[float, str
 
 def parts(args: argparse.Namespace) -> list[dict[str, Any]]:
     aot = args.engine == "aot"
-    segment, segment_source = first_segment_s(args.speak, 433.2 if aot else 263.0)
+    # without a report: the worker path's frames/s on the H100, 2026-12-06 (AOT ~ compiled)
+    segment, segment_source = first_segment_s(args.speak, 433.2 if aot else 277.0)
     rows = [
         ("instance boot", args.boot_s, "assumed: INSTANCE_BOOT_ASSUMED_S (issue 18's sim)"),
         (

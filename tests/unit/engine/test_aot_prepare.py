@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.common.jobs import AvatarOptions
 from runtime.engine import aot, aot_prepare
+from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.faces.s3fd import S3FD
 from runtime.engine.latents import LatentCodec
 from runtime.engine.layout import ModelsLayout
+from tests.unit.engine.standins import CentreLocator, LowerHalfParser
 
 CPU = torch.device("cpu")
 
@@ -163,3 +166,52 @@ def test_a_package_that_does_not_load_leaves_its_model_eager(
     assert aot_prepare.attach(tmp_path, codec, detector, tiny_models, CPU) == {}
     assert detector.packaged == {}
     assert codec.encode_batch is None
+
+
+def test_the_engine_attaches_them_on_its_first_preparation_and_prepares_the_same(
+    engine: MuseTalkEngine,
+    tiny_models: ModelsLayout,
+    short_video: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given an engine told to use preparation packages (the encoder's, in batches of 4 frames)
+    fake_build(tmp_path, tiny_models, aot_prepare.PrepareSpec(torch.float32, 4, 2, ()))
+    monkeypatch.setattr(aot, "load_runner", eager_runner(tiny_models))
+    fresh = MuseTalkEngine.load(
+        tiny_models.root, "cpu", "float32", locator=CentreLocator(), parser=LowerHalfParser()
+    )
+    fresh.use_prepare_packages(tmp_path, tiny_models)
+    assert fresh.prepare_packages_ms == {}  # not at load: the first prepare attaches them
+
+    # When it prepares an avatar
+    prepared = fresh.prepare(short_video, AvatarOptions())
+
+    # Then the encoder ran from its package, and the avatar is the eager engine's
+    assert set(fresh.prepare_packages_ms) == {"vae_encoder"}
+    assert fresh.codec.encode_batch == 4  # type: ignore[union-attr]
+    expected = engine.prepare(short_video, AvatarOptions())
+    assert np.array_equal(prepared.boxes, expected.boxes)
+    np.testing.assert_allclose(prepared.latents, expected.latents, rtol=0, atol=1e-3)
+
+
+def test_build_artifacts_asks_for_preparation_packages_where_told(
+    tiny_models: ModelsLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.engine.cli import main
+
+    asked: list[object] = []
+
+    def build(*args: object, **kwargs: object) -> aot.BuildReport:
+        asked.append(kwargs["prepare"])
+        return aot.BuildReport(tmp_path, {})
+
+    monkeypatch.setattr(aot, "build_packages", build)
+    common = ["build-artifacts", "--models", str(tiny_models.root), "--device", "cpu"]
+    common += ["--cache-dir", str(tmp_path), "--force"]
+
+    assert main(common) == 0  # on CPU: none by default
+    assert main([*common, "--prepare-sizes", "64x96"]) == 0
+
+    assert asked[0] is None
+    assert asked[1] == aot_prepare.PrepareSpec(torch.float32, 32, 8, ((64, 96),))

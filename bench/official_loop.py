@@ -47,18 +47,6 @@ EXPAND = 1.5  # get_image_prepare_material's crop box around the face box
 PADDING = 2  # --audio_padding_length_left / _right defaults
 
 
-def _bench_script(name: str) -> ModuleType:
-    """A sibling script under bench/ (scripts, not a package: loaded by path)."""
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", Path(__file__).with_name(f"{name}.py")
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError(f"bench/{name}.py not found beside bench/official_loop.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _extra_shims(compare: ModuleType) -> dict[str, ModuleType]:
     """Packages realtime_inference.py imports that the loop never uses."""
 
@@ -77,9 +65,9 @@ def _extra_shims(compare: ModuleType) -> dict[str, ModuleType]:
     return shims
 
 
-def realtime_module(official: Path) -> ModuleType:
-    """`scripts/realtime_inference.py` of the checkout, imported (its `__main__` block not run)."""
-    compare = _bench_script("official_compare")
+def realtime_module(official: Path, compare: ModuleType) -> ModuleType:
+    """`scripts/realtime_inference.py` of the checkout, imported (its `__main__` block not run)
+    with the shims of `compare` (bench/official_compare.py, loaded by the caller)."""
     import transformers  # noqa: F401  # before any shim exists: it probes optional packages
 
     script = official / "scripts" / "realtime_inference.py"
@@ -132,11 +120,17 @@ class OfficialLoop:
     """Upstream's models and its `Avatar`, holding the benchmark's prepared avatar."""
 
     def __init__(
-        self, official: Path, models: Path, device: torch.device, avatar: PreparedAvatar
+        self,
+        official: Path,
+        models: Path,
+        device: torch.device,
+        avatar: PreparedAvatar,
+        compare: ModuleType,
     ) -> None:
+        """`compare`: bench/official_compare.py (its shims for upstream's imports)."""
         from transformers import WhisperModel
 
-        self.module = module = realtime_module(official.resolve())
+        self.module = module = realtime_module(official.resolve(), compare)
         self.work = Path(tempfile.mkdtemp(prefix="official-loop-"))
         layout = ModelsLayout(models)
         # realtime_inference.py's __main__, line by line: everything fp16 on the device

@@ -160,14 +160,14 @@ def load_engine(
     )
 
 
-def coldstart_script() -> ModuleType:
-    """bench/coldstart.py, which owns the fresh-process cold-start probes (a script, not a
-    package: loaded by path)."""
+def bench_script(name: str) -> ModuleType:
+    """A sibling script under bench/ (scripts, not a package: loaded by path): coldstart.py,
+    which owns the fresh-process cold-start probes, official_loop.py and official_compare.py."""
     spec = importlib.util.spec_from_file_location(
-        "bench_coldstart", Path(__file__).with_name("coldstart.py")
+        f"bench_{name}", Path(__file__).with_name(f"{name}.py")
     )
     if spec is None or spec.loader is None:
-        raise ImportError("bench/coldstart.py not found beside bench/speak.py")
+        raise ImportError(f"bench/{name}.py not found beside bench/speak.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -1028,7 +1028,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         states = args.cold_states.split(",")
         if args.cold_compile:
             states += ["compiled_first", "compiled_cached"]
-        report["cold_start_fresh_process"] = coldstart_script().cold_starts(
+        report["cold_start_fresh_process"] = bench_script("coldstart").cold_starts(
             args.models, str(device), states, work
         )
     text = json.dumps(report, indent=2)
@@ -1043,14 +1043,9 @@ def official_loop(
 ) -> dict[str, Any]:
     """Upstream's realtime loop by its own code on the same weights, avatar and speech
     (bench/official_loop.py), median of `--official-runs`; its models are freed after."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_official_loop", Path(__file__).with_name("official_loop.py")
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError("bench/official_loop.py not found beside bench/speak.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    loop = module.OfficialLoop(args.official, args.models, device, avatar)
+    module = bench_script("official_loop")
+    compare = bench_script("official_compare")
+    loop = module.OfficialLoop(args.official, args.models, device, avatar, compare)
     runs = 1 if args.quick else args.official_runs
     result: dict[str, Any] = module.measure(loop, audio, avatar.fps, runs)
     del loop

@@ -64,7 +64,13 @@ def test_upstreams_realtime_loop_renders_the_benchmark_avatar(tmp_path: Path) ->
     audio = speak.write_clip(ROOT / "examples" / "media" / "eng.wav", 0.4, tmp_path / "a.wav")
 
     # When upstream's Avatar.inference runs over 0.4 s of speech
-    official = loop.OfficialLoop(Path(os.environ["MUSETALK_OFFICIAL"]), models, device, avatar)
+    official = loop.OfficialLoop(
+        Path(os.environ["MUSETALK_OFFICIAL"]),
+        models,
+        device,
+        avatar,
+        load_bench_script("official_compare"),
+    )
     result = official.render(audio, avatar.fps)
 
     # Then it generated every frame (10 at 25 fps) and its frame thread blended them

@@ -211,7 +211,7 @@ class JobApi(Construct):
         r = self._resources
         function = self._python_function(
             "Handler",
-            handler="runtime.api.handler.lambda_handler",
+            handler="runtime.api.entrypoints.rest.lambda_handler",
             description="MuseTalk job API: every route under /v1",
             timeout=Duration.seconds(29),
         )
@@ -263,7 +263,7 @@ class JobApi(Construct):
         r = self._resources
         function = self._python_function(
             "Sweeper",
-            handler="runtime.api.sweeper.lambda_handler",
+            handler="runtime.api.entrypoints.sweeper.lambda_handler",
             description="Re-sends jobs whose queue message was never confirmed sent",
             timeout=Duration.seconds(120),
             memory_size=256,
@@ -287,7 +287,7 @@ class JobApi(Construct):
         r = self._resources
         function = self._python_function(
             "DeadLetters",
-            handler="runtime.api.dead_letters.lambda_handler",
+            handler="runtime.api.entrypoints.dead_letters.lambda_handler",
             description="Marks jobs whose message reached a dead-letter queue as FAILED",
             timeout=Duration.seconds(DEAD_LETTER_HANDLER_TIMEOUT_SECONDS),
             memory_size=256,
@@ -308,7 +308,7 @@ class JobApi(Construct):
         r = self._resources
         function = self._python_function(
             "WebhookDeliveries",
-            handler="runtime.api.webhook_deliveries.lambda_handler",
+            handler="runtime.api.entrypoints.webhook_deliveries.lambda_handler",
             description="Sends a job's final event to its webhook (redeliveries, worker give-ups)",
             timeout=Duration.seconds(WEBHOOK_HANDLER_TIMEOUT_SECONDS),
             memory_size=256,

@@ -141,9 +141,9 @@ def test_lambdas_run_our_handlers_traced_with_the_powertools_layer(
     synthesized: Synthesized,
 ) -> None:
     handlers = {
-        "ApiHandler": "runtime.api.handler.lambda_handler",
-        "ApiSweeper": "runtime.api.sweeper.lambda_handler",
-        "ApiDeadLetters": "runtime.api.dead_letters.lambda_handler",
+        "ApiHandler": "runtime.api.entrypoints.rest.lambda_handler",
+        "ApiSweeper": "runtime.api.entrypoints.sweeper.lambda_handler",
+        "ApiDeadLetters": "runtime.api.entrypoints.dead_letters.lambda_handler",
     }
     (layer_parameter,) = [
         name

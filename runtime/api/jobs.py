@@ -16,6 +16,7 @@ import json
 import math
 from datetime import timedelta
 from http import HTTPStatus
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -295,12 +296,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
 
 
 def job_events(ctx: ApiContext, tenant: str, job_id: str) -> JobEvents:
-    if not is_safe_id(job_id):
-        raise not_found("job", "job_id")
-    item = ctx.table.job_item(job_id)
-    if item is None or item.get("tenant") != tenant:
-        raise not_found("job", "job_id")
-    events = events_of(item)
+    events = events_of(owned_job_item(ctx, tenant, job_id))
     return JobEvents(job_id=job_id, events=events, truncated=len(events) >= MAX_JOB_EVENTS)
 
 
@@ -357,9 +353,15 @@ def list_jobs(
 
 
 def owned_job(ctx: ApiContext, tenant: str, job_id: str) -> JobRecord:
+    return JobRecord.from_item(owned_job_item(ctx, tenant, job_id))
+
+
+def owned_job_item(ctx: ApiContext, tenant: str, job_id: str) -> dict[str, Any]:
+    """The tenant's job item, or 404 (another tenant's job is 'not found': existence never
+    leaks)."""
     if not is_safe_id(job_id):
         raise not_found("job", "job_id")
     item = ctx.table.job_item(job_id)
     if item is None or item.get("tenant") != tenant:
         raise not_found("job", "job_id")
-    return JobRecord.from_item(item)
+    return item

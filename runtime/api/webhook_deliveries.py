@@ -18,12 +18,12 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from runtime.api.context import ApiContext, iso
-from runtime.api.errors import ApiError, ApiErrorCode, not_found
+from runtime.api.errors import ApiError, ApiErrorCode
+from runtime.api.jobs import owned_job
 from runtime.api.models import WebhookRedeliveryQueued
 from runtime.api.observability import logger, tracer
 from runtime.common.completion import completion_event
 from runtime.common.events import JobEvent, WebhookDelivery
-from runtime.common.keys import is_safe_id
 from runtime.common.records import JobRecord
 from runtime.common.webhook_signing import (
     UnresolvedWebhookHost,
@@ -50,7 +50,7 @@ def request_redelivery(ctx: ApiContext, tenant: str, job_id: str) -> WebhookRede
             ApiErrorCode.DEPENDENCY_UNAVAILABLE,
             "webhook redelivery is not deployed in this stage",
         )
-    record = _owned(ctx, tenant, job_id)
+    record = owned_job(ctx, tenant, job_id)
     if not record.status.is_final:
         raise ApiError(
             HTTPStatus.CONFLICT,
@@ -79,15 +79,6 @@ def request_redelivery(ctx: ApiContext, tenant: str, job_id: str) -> WebhookRede
     )
     logger.info("webhook redelivery queued", extra={"job_id": job_id})
     return WebhookRedeliveryQueued(job_id=job_id, event_type=completion_event(record).type)
-
-
-def _owned(ctx: ApiContext, tenant: str, job_id: str) -> JobRecord:
-    if not is_safe_id(job_id):
-        raise not_found("job", "job_id")
-    item = ctx.table.job_item(job_id)
-    if item is None or item.get("tenant") != tenant:
-        raise not_found("job", "job_id")
-    return JobRecord.from_item(item)
 
 
 @tracer.capture_method(capture_response=False)

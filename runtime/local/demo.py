@@ -248,12 +248,16 @@ def _job_record(stack: RunningStack, job_id: str) -> dict[str, Any] | None:
     return None if item is None else JobRecord.from_item(item).model_dump(mode="json")
 
 
+_PRESIGNED_FIELDS = ("output_url", "preview_url")
+
+
 def _redacted(job: dict[str, Any]) -> dict[str, Any]:
-    """The job without its presigned download URL: a credential while it lives, so the demo
-    neither prints it nor leaves it in files."""
-    if job.get("output_url"):
-        return {**job, "output_url": "<presigned URL, redacted>"}
-    return job
+    """The job without its presigned URLs (the download, and the preview during its grace):
+    credentials while they live, so the demo neither prints them nor leaves them in files."""
+    return {
+        name: "<presigned URL, redacted>" if name in _PRESIGNED_FIELDS and value else value
+        for name, value in job.items()
+    }
 
 
 def _write_json(path: Path, document: Any) -> Path:

@@ -39,6 +39,9 @@ class StageConfig:
     worker_cpu_units: int = 3072  # of 4096 on an xlarge; the rest stays with the agent and OS
     worker_memory_reservation_mib: int = 12_288  # soft limit; xlarge hosts have 16 GiB
     avatar_cache_memory_bytes: int = 4 * 1024**3  # in-memory LRU of prepared avatars per task
+    # "aot": the engine runs from the AOT packages published for the fleet's card
+    # (runtime.worker.publish_aot), eager until they are; "off": always eager (docs/deploy.md).
+    worker_compile: str = "aot"
     interactive: LaneConfig
     batch: LaneConfig
     # The worker extends visibility every `heartbeat_seconds`; the queue timeout is a few beats.

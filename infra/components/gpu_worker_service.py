@@ -70,6 +70,7 @@ class WorkerSettings:
     avatar_cache_expire_days: int
     log_retention: logs.RetentionDays
     gpu_prices_json: str = "{}"  # runtime.common.cost: USD per instance-hour by type
+    compile: str = "aot"  # MUSETALK_COMPILE: "aot" (packages when published) or "off"
     share_render_cache_across_tenants: bool = False  # StageConfig's switch (default per tenant)
 
 
@@ -214,6 +215,7 @@ class GpuWorkerService(Construct):
             EnvVar.HEALTH_PORT: str(HEALTH_PORT),
             EnvVar.DEVICE: "cuda",
             EnvVar.DTYPE: "float16",
+            EnvVar.COMPILE: settings.compile,
             EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS: (
                 "true" if settings.share_render_cache_across_tenants else "false"
             ),

@@ -45,6 +45,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # for the hand-back to reach SQS and DynamoDB.
 SPOT_NOTICE_SECONDS = 120
 MAX_STOP_TIMEOUT_SECONDS = 90
+# The worker's MUSETALK_COMPILE values (runtime.worker.engine_loader.COMPILE_MODES).
+WORKER_COMPILE_MODES = ("aot", "off")
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION: dict[int, logs.RetentionDays] = {
@@ -163,6 +165,7 @@ class MuseTalkStack(Stack):
                     avatar_cache_expire_days=config.avatar_cache_expire_days,
                     log_retention=retention,
                     gpu_prices_json=json.dumps(dict(config.gpu_prices_usd_per_hour)),
+                    compile=config.worker_compile,
                     share_render_cache_across_tenants=config.share_render_cache_across_tenants,
                 ),
                 scaling=LaneScaling(
@@ -291,6 +294,8 @@ def validate_config(config: StageConfig) -> None:
     """Reject a stage config the stack could deploy but the service could not run on."""
     if config.log_retention_days not in _RETENTION:
         raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}")
+    if config.worker_compile not in WORKER_COMPILE_MODES:
+        raise ValueError(f"worker_compile must be one of {WORKER_COMPILE_MODES}")
     if not 0 < config.task_stop_timeout_seconds <= MAX_STOP_TIMEOUT_SECONDS:
         raise ValueError(f"task_stop_timeout_seconds must be in 1..{MAX_STOP_TIMEOUT_SECONDS}")
     if config.interactive.min_tasks < 1:

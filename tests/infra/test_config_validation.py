@@ -27,6 +27,7 @@ def test_shipped_stages_are_valid(stage: str) -> None:
         ({"cors_allowed_origins": ("null",)}, "cors_allowed_origins"),
         ({"cors_allowed_origins": ("https://app.example.com/",)}, "cors_allowed_origins"),
         ({"cors_allowed_origins": ("http://app.example.com",)}, "cors_allowed_origins"),
+        ({"worker_compile": "jit"}, "worker_compile"),
     ],
 )
 def test_invalid_stage_config_is_rejected_naming_the_field(
@@ -42,6 +43,13 @@ def test_interactive_lane_must_keep_a_warm_task() -> None:
     config = replace(dev, interactive=replace(dev.interactive, min_tasks=0))
     with pytest.raises(ValueError, match="min_tasks"):
         validate_config(config)
+
+
+def test_the_stack_offers_exactly_the_compile_modes_the_worker_accepts() -> None:
+    from infra.stacks.musetalk_stack import WORKER_COMPILE_MODES
+    from runtime.worker.engine_loader import COMPILE_MODES
+
+    assert set(WORKER_COMPILE_MODES) == set(COMPILE_MODES)
 
 
 def test_unknown_stage_is_rejected() -> None:

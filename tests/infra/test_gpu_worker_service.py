@@ -83,6 +83,10 @@ def test_worker_gets_its_runtime_config_through_envvar_names(
     assert env[EnvVar.LANES] == lane.value
     assert env[EnvVar.DEVICE] == "cuda"
     assert env[EnvVar.DTYPE] == "float16"
+    # Workers run the AOT packages published for their card (eager until there are any), so a
+    # deployed fleet renders at the benchmark's compiled speed, not the eager default's
+    assert synthesized.config.worker_compile == "aot"
+    assert env[EnvVar.COMPILE] == "aot"
     assert env[EnvVar.MAX_RECEIVE_COUNT] == str(_lane_config(synthesized, lane).max_receive_count)
     assert env[EnvVar.STOP_TIMEOUT_SECONDS] == str(synthesized.config.task_stop_timeout_seconds)
     assert env[EnvVar.WEBHOOK_SECRET_ARN] == {

@@ -49,12 +49,12 @@ from typing import Any
 
 import cv2
 import httpx
-from runtime.cli.weights import upload_weights
 
 from bench.poison_media import flat_png, huge_png, silent_wav, tone_wav
 from infra.config import stage_config
 from runtime.cli.client import ApiClient
 from runtime.cli.errors import CliError
+from runtime.cli.upload_weights import upload_weights
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, JobStatus, RenderOptions
 from runtime.common.names import BucketRole, EnvVar, JobsTable, Lane, ResourceNames
 from runtime.common.records import JobRecord

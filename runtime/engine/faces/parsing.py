@@ -16,9 +16,14 @@ import torch
 from PIL import Image
 
 from runtime.engine.cudnn import padded_batch
-from runtime.engine.faces import mask_ops
 from runtime.engine.faces.bisenet import BiSeNet
 from runtime.engine.faces.boxes import FaceBox
+from runtime.engine.faces.mask_ops import (
+    crop_rgb_levels,
+    pil_resize,
+    region_masks,
+)
+from runtime.engine.faces.mask_ops import finish_mask as finish_mask_on_device
 from runtime.engine.faces.mask_rules import (
     PARSE_SIZE,
     BlurMode,
@@ -99,8 +104,8 @@ class FaceParser:
             part = range(start, min(start + batch_size, len(crops)))
             levels = torch.stack(
                 [
-                    mask_ops.pil_resize(
-                        mask_ops.crop_rgb_levels(frames[i], crops[i]),
+                    pil_resize(
+                        crop_rgb_levels(frames[i], crops[i]),
                         (PARSE_SIZE, PARSE_SIZE),
                         "bilinear",
                     )
@@ -108,11 +113,11 @@ class FaceParser:
                 ]
             )
             classes = self._classes(padded_batch(levels, batch_size))[: len(levels)]
-            regions = mask_ops.region_masks(classes, mode)
+            regions = region_masks(classes, mode)
             for i, region in zip(part, regions, strict=True):
                 box = boxes[i]
                 masks.append(
-                    mask_ops.finish_mask(region, (box.x1, box.y1, box.x2, box.y2), crops[i], blur)
+                    finish_mask_on_device(region, (box.x1, box.y1, box.x2, box.y2), crops[i], blur)
                 )
         if not masks:
             return []

@@ -756,7 +756,10 @@ def run(config: ChaosConfig, work: Path, say: Callable[[str], None] = print) -> 
     # Counting (everything stopped: the logs are complete).
     report.submitted = len(submissions)
     report.accepted = len(job_ids)
-    report.rejected = Counter(s.rejected_code or "?" for s in submissions if not s.job_id)
+    # Poison the API refuses up front is counted with the poison (its code), not here.
+    report.rejected = Counter(
+        s.rejected_code or "?" for s in submissions if not s.job_id and s.scenario != "poison"
+    )
     for job_id in job_ids:
         record = records.get(job_id)
         if record is None or record.status not in FINAL:

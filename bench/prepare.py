@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,10 +55,12 @@ import numpy as np
 import torch
 
 from runtime.common.jobs import AvatarOptions
+from runtime.engine import aot, aot_prepare
 from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.engine import PREPARE_CHUNK_FRAMES, MuseTalkEngine, crop_face, mask_over_box
 from runtime.engine.faces import FaceLocator, FaceParser
 from runtime.engine.faces.boxes import FaceBox, landmark_box, overlaps_frame, with_extra_margin
+from runtime.engine.faces.locator import LOCATE_BATCH
 from runtime.engine.faces.precision import default_face_dtype
 from runtime.engine.faces.random_weights import (
     write_random_bisenet,
@@ -334,7 +336,7 @@ def device_name(device: torch.device) -> str:
 
 MODES = ("pipelined", "sequential", "serial")
 # +FLAG switches of a variant (see `configure`)
-FLAGS = ("onepass", "vae", "compile")
+FLAGS = ("onepass", "vae", "compile", "aot")
 
 
 def parse_variant(text: str) -> tuple[str, torch.dtype, str, frozenset[str]]:
@@ -360,15 +362,23 @@ def variant_name(
     return name + "".join(f"+{flag}" for flag in FLAGS if flag in flags)
 
 
-def configure(engine: MuseTalkEngine, flags: frozenset[str], compiled: dict[int, Any]) -> None:
+def configure(
+    engine: MuseTalkEngine,
+    flags: frozenset[str],
+    compiled: dict[Any, Any],
+    packages: Callable[[], tuple[Path, ModelsLayout]] | None = None,
+) -> None:
     """Set the engine's models as a variant's flags say (each flag off unless named):
     `onepass` DWPose's crops and their mirror as one batch; `vae` the VAE encoder
     channels-last in fixed batches of a chunk's frames; `compile` S3FD and the VAE encoder
     through torch.compile (Inductor, default mode, as `MuseTalkEngine.compile_preparation`),
     compiled once per model (`compiled` keeps them) on the variant's warm-up. (cuDNN's
     autotuner is on in every CUDA preparation since the 2026-11-26 fast run, where it was a
-    flag: DWPose 1.7 -> 0.7 ms/frame.)"""
+    flag: DWPose 1.7 -> 0.7 ms/frame.) `aot`: S3FD and the VAE encoder from AOT packages
+    (`aot_prepare`, what a worker without a compiler loads) that `packages()` builds for the
+    avatar's frame size."""
     detector, landmarker = engine.locator.detector, engine.locator.landmarker
+    detector.packaged = {}
     landmarker.flip_in_one_batch = "onepass" in flags
     fixed = "vae" in flags or "compile" in flags
     backend = "inductor" if engine.device.type == "cuda" else "eager"  # CPU smoke: Dynamo only
@@ -384,6 +394,33 @@ def configure(engine: MuseTalkEngine, flags: frozenset[str], compiled: dict[int,
         detector.run_net = compiled[id(detector)]
     else:
         detector.run_net = detector.net
+    if "aot" in flags and packages is not None:
+        directory, layout = packages()
+        engine.prepare_packages_ms = aot_prepare.attach(
+            directory, engine.codec, detector, layout, engine.device
+        )
+
+
+def prepare_packages(
+    engine: MuseTalkEngine, models: Path, frame_size: tuple[int, int], face_dtype: torch.dtype
+) -> tuple[Path, dict[str, float]]:
+    """Preparation's AOT packages for this frame size and face dtype in a new directory (as
+    `build-artifacts` builds them beside the speak packages), and the build's seconds."""
+    directory = Path(tempfile.mkdtemp(prefix="prepare-aot-"))
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    spec = aot_prepare.PrepareSpec(face_dtype, PREPARE_CHUNK_FRAMES, LOCATE_BATCH, (frame_size,))
+    section = aot_prepare.build(
+        directory,
+        ModelsLayout(models),
+        engine.device,
+        engine.dtype,
+        spec,
+        lambda module, inputs, path: aot._package(module, inputs, path, {}, seconds),
+    )
+    (directory / aot.MANIFEST).write_text(json.dumps({"prepare": section}))
+    seconds["total"] = round(time.perf_counter() - start, 1)
+    return directory, seconds
 
 
 # Innermost frames of a thread that waits for work or for another thread: not sampled.
@@ -525,14 +562,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         say(f"per frame: {total_per_frame:.2f} s")
         save()
-        compiled: dict[int, Any] = {}
+        compiled: dict[Any, Any] = {}
+        built: dict[torch.dtype, tuple[Path, dict[str, float]]] = {}
+        height, width = decode_avatar(warm, still_fps=25).frames[0].shape[:2]
+
+        def packages_for(dtype: torch.dtype) -> Callable[[], tuple[Path, ModelsLayout]]:
+            def packages() -> tuple[Path, ModelsLayout]:
+                if dtype not in built:
+                    say(f"building preparation's AOT packages for {height}x{width}, {dtype}")
+                    built[dtype] = prepare_packages(engine, args.models, (height, width), dtype)
+                return built[dtype][0], ModelsLayout(args.models)
+
+            return packages
+
         for mode, dtype, ops, flags in variants:
             name = variant_name(mode, dtype, ops, flags)
             engine.locator, engine.parser = faces[dtype]
             try:
                 # each variant warmed up first; a compiled one compiles here (its warm-up time)
                 start = time.perf_counter()
-                configure(engine, flags, compiled)
+                configure(engine, flags, compiled, packages_for(dtype))
                 ours(engine, warm, mode, ops)
                 warmup_s = time.perf_counter() - start
                 say(f"{name}: warm-up ({warm_frames} frames) {warmup_s:.1f} s")
@@ -550,6 +599,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "speedup": round(total_per_frame / total, 2),
                 "agreement": agreement(prepared, reference, seen, theirs_seen),
             }
+            if "aot" in flags:
+                result["variants"][name]["aot_build_s"] = built[dtype][1]
+                result["variants"][name]["aot_load_ms"] = _rounded(engine.prepare_packages_ms)
             del prepared
             say(f"{name}: {total:.2f} s, {result['variants'][name]['speedup']}x")
             save()
@@ -559,12 +611,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 v for v in reversed(variants) if variant_name(*v) in result["variants"]
             )
             engine.locator, engine.parser = faces[dtype]
-            configure(engine, flags, compiled)
+            configure(engine, flags, compiled, packages_for(dtype))
             say(f"profiling {warm_frames} frames, {variant_name(mode, dtype, ops, flags)}")
             profile(engine, warm, mode, ops, args.profile / "profile.txt")
     print_report(result)
     save()
     return result
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {name: round(ms, 1) for name, ms in timings.items()}
 
 
 def print_report(result: dict[str, Any]) -> None:

@@ -161,14 +161,14 @@ def load_engine(
     )
 
 
-def coldstart_script() -> ModuleType:
-    """bench/coldstart.py, which owns the fresh-process cold-start probes (a script, not a
-    package: loaded by path)."""
+def bench_script(name: str) -> ModuleType:
+    """A sibling script under bench/ (scripts, not a package: loaded by path): coldstart.py,
+    which owns the fresh-process cold-start probes, official_loop.py and official_compare.py."""
     spec = importlib.util.spec_from_file_location(
-        "bench_coldstart", Path(__file__).with_name("coldstart.py")
+        f"bench_{name}", Path(__file__).with_name(f"{name}.py")
     )
     if spec is None or spec.loader is None:
-        raise ImportError("bench/coldstart.py not found beside bench/speak.py")
+        raise ImportError(f"bench/{name}.py not found beside bench/speak.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -712,6 +712,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="fresh-process cold starts to time (bench/coldstart.py STATES; aot_build,aot for "
         "the AOT packages, minutes to build)",
     )
+    parser.add_argument(
+        "--official",
+        type=Path,
+        help="a TMElyralab/MuseTalk checkout: also run its realtime loop (bench/official_loop.py) "
+        "in this run, and give every row's ratio to it",
+    )
+    parser.add_argument("--official-runs", type=int, default=5, help="renders of the official loop")
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
     if not set(args.split_tails.split(",")) <= {"taper", "whole"}:
@@ -802,15 +809,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             engine_module.SPLIT_SEGMENT_FRAMES = writer.split_frames
             engine_module.SPLIT_TAPER = writer.taper
             engine.segment_encoders = writer.encoders if writer.kind == "split" else 1
+            finished: list[float] = []  # when each segment was done (the worker uploads it)
             plan = (
-                SegmentPlan(directory=work / "segments", encoders=writer.encoders)
+                SegmentPlan(
+                    directory=work / "segments",
+                    encoders=writer.encoders,
+                    on_segment=lambda segment: finished.append(time.perf_counter()),
+                )
                 if writer.kind == "segments"
                 else None
             )
+            start = time.perf_counter()
             rendered = engine.speak(
                 avatar, speech, out, options=options, batch_size=batch, segments=plan
             )
             assert speech != audio or rendered.frames == frames
+            if finished:  # the first segment a user could get, from the render's start
+                return {**rendered.timings_ms, "first_segment": (finished[0] - start) * 1000}
             return rendered.timings_ms
 
         return run
@@ -855,6 +870,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         }
     )
     print(json.dumps(rows[-1]), flush=True)
+    if args.official:
+        report["official_loop"] = official_loop(args, device, avatar, audio)
     engine_batches = [int(b) for b in args.batch_sizes.split(",")]
 
     def measure(
@@ -975,7 +992,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for writer in segment_writers(True, preset):
                     measure(batch, preset, compiled, name, writer, depth)
     torch.backends.cudnn.benchmark = False
-    report["runs"] = rows
+    report["runs"] = with_ratios(rows, plain_fps, report.get("official_loop"))
     report["busy_after"] = host_activity()
     best = max(rows[1:], key=lambda row: row["fps"])
     report["best"] = {
@@ -983,6 +1000,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "preset": best["preset"],
         "fps": best["fps"],
         "ratio_to_plain": round(best["fps"] / plain_fps, 2),
+        "ratio_to_official": best.get("vs_official"),
         "share_of_flop_floor": (
             round(best["fps"] * FLOP_PER_FRAME / H100_DENSE_FP16_FLOPS, 3)
             if device.type == "cuda" and not args.tiny
@@ -1011,7 +1029,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         states = args.cold_states.split(",")
         if args.cold_compile:
             states += ["compiled_first", "compiled_cached"]
-        report["cold_start_fresh_process"] = coldstart_script().cold_starts(
+        report["cold_start_fresh_process"] = bench_script("coldstart").cold_starts(
             args.models, str(device), states, work
         )
     text = json.dumps(report, indent=2)
@@ -1019,6 +1037,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.out:
         args.out.write_text(text + "\n")
     return report
+
+
+def official_loop(
+    args: argparse.Namespace, device: torch.device, avatar: PreparedAvatar, audio: Path
+) -> dict[str, Any]:
+    """Upstream's realtime loop by its own code on the same weights, avatar and speech
+    (bench/official_loop.py), median of `--official-runs`; its models are freed after."""
+    module = bench_script("official_loop")
+    compare = bench_script("official_compare")
+    loop = module.OfficialLoop(args.official, args.models, device, avatar, compare)
+    runs = 1 if args.quick else args.official_runs
+    result: dict[str, Any] = module.measure(loop, audio, avatar.fps, runs)
+    del loop
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def with_ratios(
+    rows: list[dict[str, Any]], plain_fps: float, official: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Every row's frames/s over the plain path's and, when it ran, the official loop's."""
+    for row in rows:
+        row["vs_plain"] = round(row["fps"] / plain_fps, 2)
+        if official:
+            row["vs_official"] = round(row["fps"] / official["fps"], 2)
+    return rows
 
 
 def compile_cache_dir(root: Path, mode: str) -> Path:

@@ -16,7 +16,7 @@ DOCUMENT = ROOT / "docs" / "openapi.json"
 
 def render() -> str:
     sys.path.insert(0, str(ROOT))
-    from runtime.api.handler import openapi_document
+    from runtime.api.routes import openapi_document
 
     return json.dumps(json.loads(openapi_document()), indent=2, sort_keys=True) + "\n"
 

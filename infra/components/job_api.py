@@ -2,7 +2,8 @@
 
 - `api`: API Gateway REST API (regional) -> one Lambda for every route under /v1. Tenants call it
   with an API key; one key per tenant on the stage's usage plan (throttle + quota), and the
-  handler maps the key id to the tenant through `MUSETALK_API_KEY_TENANTS`.
+  handler maps the key id to the tenant through `MUSETALK_API_KEY_TENANTS`. The REST API, keys,
+  routes and gateway errors are built by `rest_api`; this module builds the functions.
 - `sweeper`: on a schedule, re-sends jobs whose queue message was never confirmed sent.
 - `dead_letters`: consumes both lanes' DLQs, marks the job FAILED and publishes the failure.
 - `webhook_deliveries`: consumes the webhook deliveries queue (redeliveries requested through the
@@ -20,8 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Aws, CfnOutput, Duration, Fn, IgnoreMode, RemovalPolicy
-from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import Duration, Fn, IgnoreMode, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as events_targets
@@ -31,7 +31,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.components.api_cors import add_preflights, gateway_error_headers
 from infra.components.job_resources import JobResources
 from infra.components.nag import (
     acknowledge,
@@ -41,6 +40,7 @@ from infra.components.nag import (
     grant_objects_under,
 )
 from infra.components.powertools_layer import powertools_layer
+from infra.components.rest_api import add_routes, rest_api, tenant_keys
 from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
 from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN
 from runtime.common.metrics import NAMESPACE
@@ -64,21 +64,6 @@ LAMBDA_ASSET_EXCLUDES = [
     "**/*.pyc",
     "runtime/api/requirements*.txt",
 ]
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("uploads", "POST"),
-    ("avatars", "POST"),
-    ("avatars", "GET"),
-    ("avatars/{avatar_id}", "GET"),
-    ("jobs", "POST"),
-    ("jobs", "GET"),
-    ("jobs/{job_id}", "GET"),
-    ("jobs/{job_id}", "DELETE"),
-    ("jobs/{job_id}/events", "GET"),
-    ("jobs/{job_id}/webhook/redeliver", "POST"),
-    ("openapi.json", "GET"),
-)
-# POST routes that take no body: the gateway's JSON-object body check does not apply.
-BODYLESS_POSTS = frozenset({"jobs/{job_id}/webhook/redeliver"})
 _BATCH_SIZE = 10
 DEAD_LETTER_HANDLER_TIMEOUT_SECONDS = 60
 # AWS recommends a source queue visibility of six times the consuming function's timeout.
@@ -124,8 +109,8 @@ class JobApi(Construct):
             str(REPO_ROOT), exclude=LAMBDA_ASSET_EXCLUDES, ignore_mode=IgnoreMode.DOCKER
         )
         self._powertools = powertools_layer(self, "Powertools")
-        self.rest_api = self._rest_api()
-        self.usage_plan, self.api_keys = self._tenant_keys()
+        self.rest_api = rest_api(self, settings)
+        self.usage_plan, self.api_keys = tenant_keys(self, self.rest_api, settings)
         # All three functions read one Settings (runtime/api/settings.py), validated at cold
         # start; a variable is a name, not a permission: the grants below stay per function.
         self._environment = {
@@ -148,7 +133,7 @@ class JobApi(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
         }
         self.handler = self._api_handler()
-        self._routes()
+        add_routes(self, self.rest_api, self.handler, settings.cors_allowed_origins)
         self.sweeper = self._sweeper()
         self.dead_letters = self._dead_letter_handler()
         self.webhook_deliveries = self._webhook_deliveries()
@@ -211,7 +196,7 @@ class JobApi(Construct):
         r = self._resources
         function = self._python_function(
             "Handler",
-            handler="runtime.api.handler.lambda_handler",
+            handler="runtime.api.entrypoints.rest.lambda_handler",
             description="MuseTalk job API: every route under /v1",
             timeout=Duration.seconds(29),
         )
@@ -263,7 +248,7 @@ class JobApi(Construct):
         r = self._resources
         function = self._python_function(
             "Sweeper",
-            handler="runtime.api.sweeper.lambda_handler",
+            handler="runtime.api.entrypoints.sweeper.lambda_handler",
             description="Re-sends jobs whose queue message was never confirmed sent",
             timeout=Duration.seconds(120),
             memory_size=256,
@@ -287,7 +272,7 @@ class JobApi(Construct):
         r = self._resources
         function = self._python_function(
             "DeadLetters",
-            handler="runtime.api.dead_letters.lambda_handler",
+            handler="runtime.api.entrypoints.dead_letters.lambda_handler",
             description="Marks jobs whose message reached a dead-letter queue as FAILED",
             timeout=Duration.seconds(DEAD_LETTER_HANDLER_TIMEOUT_SECONDS),
             memory_size=256,
@@ -308,7 +293,7 @@ class JobApi(Construct):
         r = self._resources
         function = self._python_function(
             "WebhookDeliveries",
-            handler="runtime.api.webhook_deliveries.lambda_handler",
+            handler="runtime.api.entrypoints.webhook_deliveries.lambda_handler",
             description="Sends a job's final event to its webhook (redeliveries, worker give-ups)",
             timeout=Duration.seconds(WEBHOOK_HANDLER_TIMEOUT_SECONDS),
             memory_size=256,
@@ -327,166 +312,6 @@ class JobApi(Construct):
         )
         return function
 
-    # REST API -------------------------------------------------------------------------------
-
-    def _rest_api(self) -> apigateway.RestApi:
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=self._settings.log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        rest_api = apigateway.RestApi(
-            self,
-            "RestApi",
-            rest_api_name=self._settings.name_prefix,
-            description="MuseTalk lip-sync job API",
-            endpoint_types=[apigateway.EndpointType.REGIONAL],
-            api_key_source_type=apigateway.ApiKeySourceType.HEADER,
-            # Access logs need the account's API Gateway CloudWatch role (AWS::ApiGateway::Account):
-            # the stage create fails in an account/region that never set one. The role is kept
-            # when the stack goes, as other APIs of the account may log through it.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
-            deploy_options=apigateway.StageOptions(
-                stage_name=self._settings.stage,
-                tracing_enabled=True,
-                access_log_destination=apigateway.LogGroupLogDestination(access_logs),
-                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
-                # All tenants together; each key has its own, lower limit in the usage plan.
-                throttling_rate_limit=self._settings.stage_throttle_rate,
-                throttling_burst_limit=self._settings.stage_throttle_burst,
-            ),
-        )
-        for finding, reason in {
-            "AwsSolutions-APIG4": "Callers authenticate with per-tenant API keys (usage plan), "
-            "which the handler maps to a tenant; put an IAM or Cognito authorizer in front if "
-            "your organisation requires one.",
-            "AwsSolutions-COG4": "Tenants are machine clients with API keys, not Cognito users.",
-            "AwsSolutions-APIG3": "Usage plans throttle and cap every tenant; attach a WAF web "
-            "ACL to the stage where the account already runs one (docs/deploy.md).",
-            "AwsSolutions-APIG6": "JSON access logs are on for every method. Execution logs can "
-            "leak request bodies (faces, voices, webhook URLs), so they stay off.",
-        }.items():
-            acknowledge(rest_api, finding, reason)
-        acknowledge(
-            rest_api.node.find_child("CloudWatchRole"),
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AmazonAPIGatewayPushToCloudWatchLogs]",
-            "The AWS-managed policy API Gateway documents for its account-wide logging role.",
-        )
-        return rest_api
-
-    def _tenant_keys(self) -> tuple[apigateway.UsagePlan, dict[str, apigateway.ApiKey]]:
-        plan = self.rest_api.add_usage_plan(
-            "UsagePlan",
-            name=f"{self._settings.name_prefix}-tenants",
-            throttle=apigateway.ThrottleSettings(
-                rate_limit=self._settings.throttle_rate, burst_limit=self._settings.throttle_burst
-            ),
-            quota=apigateway.QuotaSettings(
-                limit=self._settings.quota_per_day, period=apigateway.Period.DAY
-            ),
-        )
-        plan.add_api_stage(stage=self.rest_api.deployment_stage)
-        keys: dict[str, apigateway.ApiKey] = {}
-        for tenant in self._settings.tenants:
-            key = apigateway.ApiKey(
-                self,
-                f"Key-{tenant}",
-                api_key_name=f"{self._settings.name_prefix}-{tenant}",
-                description=f"Tenant {tenant}",
-                enabled=True,
-            )
-            plan.add_api_key(key)
-            keys[tenant] = key
-            # The id, never the value: `aws apigateway get-api-key --api-key <id> --include-value`.
-            CfnOutput(
-                self,
-                f"ApiKeyId-{tenant}",
-                value=key.key_id,
-                description=f"API key id of tenant {tenant} (value: get-api-key --include-value)",
-            )
-        return plan, keys
-
-    def _routes(self) -> None:
-        integration = apigateway.LambdaIntegration(
-            self.handler, proxy=True, allow_test_invoke=False
-        )
-        body_validator = self.rest_api.add_request_validator(
-            "BodyValidator", validate_request_body=True, validate_request_parameters=True
-        )
-        params_validator = self.rest_api.add_request_validator(
-            "ParamsValidator", validate_request_body=False, validate_request_parameters=True
-        )
-        # The gateway rejects non-object bodies; the handler's pydantic models do the rest and
-        # name the failing field.
-        json_object = self.rest_api.add_model(
-            "JsonObject",
-            content_type="application/json",
-            schema=apigateway.JsonSchema(
-                schema=apigateway.JsonSchemaVersion.DRAFT4,
-                type=apigateway.JsonSchemaType.OBJECT,
-            ),
-        )
-        self._gateway_responses()
-        v1 = self.rest_api.root.add_resource("v1")
-        for path, method in ROUTES:
-            resource = v1.resource_for_path(path)
-            is_write = method == "POST" and path not in BODYLESS_POSTS
-            resource.add_method(
-                method,
-                integration,
-                api_key_required=True,
-                request_validator=body_validator if is_write else params_validator,
-                request_models={"application/json": json_object} if is_write else None,
-                request_parameters=(
-                    {"method.request.path.job_id": True} if "{job_id}" in path else None
-                ),
-            )
-        add_preflights(v1, ROUTES, self._settings.cors_allowed_origins)
-        CfnOutput(
-            self, "ApiUrl", value=self.rest_api.url, description="Base URL; routes live under /v1"
-        )
-        CfnOutput(
-            self,
-            "ApiKeyValueCommand",
-            value=Fn.join("", ["aws apigateway get-api-key --include-value --region ", Aws.REGION]),
-            description="Append --api-key <ApiKeyId-...> to read a tenant's key value",
-        )
-
-    def _gateway_responses(self) -> None:
-        """Requests the gateway itself rejects get the same JSON error shape as the handler's,
-        with a message that says what to fix (never the default `Forbidden`)."""
-        for response_type, status, code, message in _GATEWAY_ERRORS:
-            self.rest_api.add_gateway_response(
-                response_type.response_type.title().replace("_", ""),
-                type=response_type,
-                status_code=status,
-                response_headers=gateway_error_headers(self._settings.cors_allowed_origins),
-                templates={
-                    "application/json": json.dumps(
-                        {
-                            "error": {
-                                "code": code,
-                                "message": message,
-                                "request_id": "$context.requestId",
-                            }
-                        }
-                    )
-                },
-            )
-
 
 def key_tenants_json(key_ids: Mapping[str, str]) -> str:
     """`{"<api key id>": "<tenant>", ...}`, built with Fn::Join because the key ids exist only
@@ -496,50 +321,3 @@ def key_tenants_json(key_ids: Mapping[str, str]) -> str:
         parts += [("," if index else "") + '"', key_id, f'":{json.dumps(tenant)}']
     parts.append("}")
     return Fn.join("", parts)
-
-
-_GATEWAY_ERRORS: tuple[tuple[apigateway.ResponseType, str, str, str], ...] = (
-    (
-        apigateway.ResponseType.BAD_REQUEST_BODY,
-        "400",
-        "INVALID_REQUEST",
-        "$context.error.validationErrorString",
-    ),
-    (
-        apigateway.ResponseType.BAD_REQUEST_PARAMETERS,
-        "400",
-        "INVALID_REQUEST",
-        "$context.error.validationErrorString",
-    ),
-    (
-        apigateway.ResponseType.API_CONFIGURATION_ERROR,
-        "500",
-        "INTERNAL",
-        "The API is misconfigured; retry later.",
-    ),
-    (
-        apigateway.ResponseType.INVALID_API_KEY,
-        "403",
-        "INVALID_API_KEY",
-        "Send a valid tenant API key in the x-api-key header.",
-    ),
-    (
-        # API Gateway answers an unknown route this way when no authorizer is configured.
-        apigateway.ResponseType.MISSING_AUTHENTICATION_TOKEN,
-        "404",
-        "NOT_FOUND",
-        "No such route: every route is under /v1 (see GET /v1/openapi.json).",
-    ),
-    (
-        apigateway.ResponseType.QUOTA_EXCEEDED,
-        "429",
-        "QUOTA_EXCEEDED",
-        "The daily request quota of this API key is used up.",
-    ),
-    (
-        apigateway.ResponseType.THROTTLED,
-        "429",
-        "THROTTLED",
-        "Too many requests; retry with backoff.",
-    ),
-)

@@ -1,7 +1,9 @@
-"""The job API: thin aws-lambda-powertools handlers over plain functions.
+"""The job API: thin aws-lambda-powertools entry points over plain functions.
 
-`handler` serves the REST routes, `sweeper` re-sends jobs whose queue message was never confirmed,
-`dead_letters` fails jobs whose messages exhausted their retries. The logic lives in plain modules
-(`uploads`, `avatars`, `jobs`) that take their AWS clients as arguments, so tests drive them
-directly or through API Gateway events against a local emulator.
+`entrypoints/` holds one module per Lambda (`rest`, `sweeper`, `dead_letters`,
+`webhook_deliveries`), each with its `lambda_handler`. The REST entry point resolves `routes`
+(errors mapped in `error_responses`, idempotent submission in `idempotent_submit`). The logic
+lives in plain modules (`uploads`, `avatars`, `jobs`, `cancellation`, `sweeper`, ...) that take an
+`ApiContext`; every DynamoDB call goes through `job_table.JobTable`. Tests drive them directly or
+through API Gateway events against a local emulator.
 """

@@ -16,20 +16,16 @@ from pydantic import BaseModel, ConfigDict
 
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
+from runtime.api.job_table import avatar_pk
 from runtime.api.media_signature import HEAD_BYTES, avatar_file_problem
 from runtime.api.models import Avatar, AvatarList
 from runtime.api.pagination import query_tenant_index
 from runtime.api.uploads import get_upload, read_range, stored_object
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, MediaRef
 from runtime.common.keys import is_safe_id
-from runtime.common.names import JobsTable
 from runtime.common.records import tenant_kind
 
 AVATAR_KINDS = frozenset({"video", "image"})
-
-
-def avatar_pk(tenant: str, avatar_id: str) -> str:
-    return f"AVATAR#{tenant}#{avatar_id}"
 
 
 class AvatarRecord(BaseModel):
@@ -98,41 +94,26 @@ def register_avatar(
         )
     avatar_id = derive_avatar_id(tenant, stored.etag, stored.size, options)
     now = iso(ctx.now())
-    response = ctx.table.update_item(
-        Key={JobsTable.PARTITION_KEY: avatar_pk(tenant, avatar_id)},
-        UpdateExpression=(
-            "SET avatar_id = :id, tenant = :tenant, #tk = :tk, upload_id = :upload, kind = :kind,"
-            " #src = :src, source_bytes = :bytes, #opts = :opts,"
-            " created_at = if_not_exists(created_at, :now), updated_at = :now"
-        ),
-        ExpressionAttributeNames={
-            "#tk": JobsTable.TENANT_INDEX_PARTITION_KEY,
-            "#src": "source",
-            "#opts": "options",
+    item = ctx.table.put_avatar(
+        tenant,
+        avatar_id,
+        {
+            "upload_id": upload.upload_id,
+            "kind": upload.kind,
+            "source": upload.media.model_dump(exclude_none=True),
+            "source_bytes": stored.size,
+            "options": options.model_dump(),
         },
-        ExpressionAttributeValues={
-            ":id": avatar_id,
-            ":tenant": tenant,
-            ":tk": tenant_kind(tenant, "avatar"),
-            ":upload": upload.upload_id,
-            ":kind": upload.kind,
-            ":src": upload.media.model_dump(exclude_none=True),
-            ":bytes": stored.size,
-            ":opts": options.model_dump(),
-            ":now": now,
-        },
-        ReturnValues="ALL_NEW",
+        now,
     )
-    created = response["Attributes"]["created_at"] == now
-    return AvatarRecord.from_item(response["Attributes"]), created
+    created = item["created_at"] == now
+    return AvatarRecord.from_item(item), created
 
 
 def get_avatar(ctx: ApiContext, tenant: str, avatar_id: str, *, field: str) -> AvatarRecord:
     if not is_safe_id(avatar_id):
         raise not_found("avatar", field)
-    item = ctx.table.get_item(
-        Key={JobsTable.PARTITION_KEY: avatar_pk(tenant, avatar_id)}, ConsistentRead=True
-    ).get("Item")
+    item = ctx.table.avatar_item(tenant, avatar_id)
     if item is None:
         raise not_found("avatar", field)
     return AvatarRecord.from_item(item)
@@ -160,7 +141,3 @@ def check_avatar_size(record: AvatarRecord, max_video: int, max_image: int) -> N
             f"the avatar's {record.kind} is larger than this lane allows ({limit} bytes)",
             field="avatar_id",
         )
-
-
-def delete_avatar_item(ctx: ApiContext, tenant: str, avatar_id: str) -> None:
-    ctx.table.delete_item(Key={JobsTable.PARTITION_KEY: avatar_pk(tenant, avatar_id)})

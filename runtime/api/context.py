@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from runtime.api.job_table import JobTable
 from runtime.api.settings import Settings
 
 _RETRIES = Config(
@@ -37,7 +38,7 @@ class ApiContext:
     s3: Any
     sqs: Any
     sns: Any
-    table: Any  # boto3 DynamoDB Table resource of the jobs table
+    table: JobTable
     clock: Callable[[], datetime] = field(default=utc_now)
 
     @classmethod
@@ -49,7 +50,7 @@ class ApiContext:
             s3=boto3.client("s3", config=_S3),
             sqs=boto3.client("sqs", config=_RETRIES),
             sns=boto3.client("sns", config=_RETRIES),
-            table=boto3.resource("dynamodb", config=_RETRIES).Table(settings.jobs_table),
+            table=JobTable(boto3.resource("dynamodb", config=_RETRIES).Table(settings.jobs_table)),
         )
 
     def now(self) -> datetime:

@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,11 +27,10 @@ from runtime.api.context import ApiContext, iso
 from runtime.api.lane_model import LaneModel, fit, start_after
 from runtime.common.jobs import JobStatus
 from runtime.common.names import JobsTable
-from runtime.common.records import JobRecord, job_pk, lane_stats_pk
+from runtime.common.records import JobRecord
 
 WORKER_WINDOW = timedelta(minutes=5)
 DETAILED_AHEAD = 100  # jobs ahead read one by one (one BatchGetItem); the rest count the mean
-_BATCH_GET_KEYS = 100
 
 
 @dataclass(frozen=True)
@@ -80,17 +79,17 @@ def estimate(ctx: ApiContext, record: JobRecord) -> Estimate:
 
 def jobs_ahead(ctx: ApiContext, lane: str, created_at: str) -> int:
     count = 0
-    for page in _ahead_pages(ctx, lane, created_at, Select="COUNT"):
+    for page in ctx.table.queued_before_pages(lane, created_at, Select="COUNT"):
         count += int(page.get("Count", 0))
     return count
 
 
 def lane_model(ctx: ApiContext, lane: str) -> LaneModel | None:
-    return _model(_lane_item(ctx, lane))
+    return _model(ctx.table.lane_stats(lane))
 
 
 def lane_state(ctx: ApiContext, lane: str, now: datetime) -> Lane | None:
-    item = _lane_item(ctx, lane)
+    item = ctx.table.lane_stats(lane)
     model = _model(item)
     if model is None or item is None:
         return None
@@ -119,7 +118,7 @@ def _ahead_seconds(
     """Each job ahead's expected time, in queue order (the first `DETAILED_AHEAD` by their own
     frames and deadlines, any beyond that at the lane's mean)."""
     keys: list[str] = []
-    for page in _ahead_pages(ctx, record.lane.value, record.created_at):
+    for page in ctx.table.queued_before_pages(record.lane.value, record.created_at):
         keys += [str(item[JobsTable.PARTITION_KEY]) for item in page.get("Items", [])]
         if len(keys) >= DETAILED_AHEAD:
             break
@@ -138,48 +137,8 @@ def _ahead_seconds(
     return seconds
 
 
-def _ahead_pages(ctx: ApiContext, lane: str, created_at: str, **extra: Any) -> Iterator[Any]:
-    request: dict[str, Any] = {
-        "IndexName": JobsTable.QUEUED_INDEX,
-        "KeyConditionExpression": "#lane = :lane AND #created < :created",
-        "ExpressionAttributeNames": {
-            "#lane": JobsTable.QUEUED_INDEX_PARTITION_KEY,
-            "#created": JobsTable.QUEUED_INDEX_SORT_KEY,
-        },
-        "ExpressionAttributeValues": {":lane": lane, ":created": created_at},
-        **extra,
-    }
-    while True:
-        page = ctx.table.query(**request)
-        yield page
-        if "LastEvaluatedKey" not in page:
-            return
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def _records(ctx: ApiContext, job_ids: Iterable[str]) -> list[JobRecord]:
-    """The jobs' records, read in batches (BatchGetItem; retried for unprocessed keys)."""
-    ids = list(dict.fromkeys(job_ids))
-    client = ctx.table.meta.client
-    table = ctx.table.name
-    found = []
-    for start in range(0, len(ids), _BATCH_GET_KEYS):
-        batch = ids[start : start + _BATCH_GET_KEYS]
-        keys = [{JobsTable.PARTITION_KEY: job_pk(job_id)} for job_id in batch]
-        request: dict[str, Any] = {table: {"Keys": keys}}
-        while request:
-            answer = client.batch_get_item(RequestItems=request)
-            # The Table resource's client (de)serializes Python values, as the resource does.
-            found += [
-                JobRecord.from_item(item) for item in answer.get("Responses", {}).get(table, [])
-            ]
-            request = answer.get("UnprocessedKeys") or {}
-    return found
-
-
-def _lane_item(ctx: ApiContext, lane: str) -> dict[str, Any] | None:
-    item = ctx.table.get_item(Key={JobsTable.PARTITION_KEY: lane_stats_pk(lane)}).get("Item")
-    return dict(item) if item else None
+    return [JobRecord.from_item(item) for item in ctx.table.job_items(job_ids)]
 
 
 def _model(item: dict[str, Any] | None) -> LaneModel | None:

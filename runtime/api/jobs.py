@@ -1,4 +1,4 @@
-"""Jobs: submit (record first, then queue), status, list, cancel and purge.
+"""Jobs: submit (record first, then queue), status and list (cancel and purge: `cancellation`).
 
 "Nothing accepted is lost": a job record is written conditionally with `unsent_lane` set, then the
 message is sent, then `unsent_lane` is cleared. If sending fails the caller gets a 503 and a retry
@@ -23,11 +23,11 @@ from botocore.exceptions import ClientError
 from runtime.api import avatars, eta, preview, uploads
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
+from runtime.api.job_table import is_conditional_failure
 from runtime.api.media_probe import audio_duration_seconds
 from runtime.api.models import (
     Job,
     JobAccepted,
-    JobCancelled,
     JobEvents,
     JobList,
     JobSummary,
@@ -36,33 +36,21 @@ from runtime.api.models import (
 from runtime.api.observability import logger, tracer
 from runtime.api.pagination import query_tenant_index
 from runtime.api.webhooks import check_webhook_url
-from runtime.common.completion import completion_event, publish_completion
 from runtime.common.events import (
-    EVENTS_ATTRIBUTE,
     MAX_JOB_EVENTS,
     JobEvent,
-    append_clause,
-    event_item,
     events_of,
 )
 from runtime.common.jobs import (
-    MODEL_VERSION,
     AvatarOptions,
-    ErrorCode,
-    JobError,
     JobMessage,
     JobStatus,
     MediaRef,
 )
 from runtime.common.keys import (
-    RENDERED_CACHE_PREFIX,
-    avatar_cache_key,
     is_safe_id,
-    job_segments_prefix,
-    output_key,
     tenant_prefix,
 )
-from runtime.common.names import JobsTable
 from runtime.common.records import JobRecord, job_pk, tenant_kind
 
 IDEMPOTENCY_FIELD = "Idempotency-Key"
@@ -110,15 +98,9 @@ def enqueue(ctx: ApiContext, record: JobRecord) -> None:
         },
     )
     try:
-        ctx.table.update_item(
-            Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
-            UpdateExpression="REMOVE #unsent",
-            ConditionExpression="attribute_exists(#unsent)",
-            ExpressionAttributeNames={"#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY},
-        )
-    except ClientError as error:
-        if _is_conditional_failure(error):
-            return  # someone else (a retry, the sweeper) already confirmed it
+        # False: someone else (a retry, the sweeper) already confirmed it.
+        ctx.table.confirm_sent(record.job_id)
+    except ClientError:
         # The message is on the queue; the sweeper may send it once more and the worker drops
         # the duplicate. Not worth failing an accepted job for.
         logger.warning("could not clear unsent flag", extra={"job_id": record.job_id})
@@ -135,23 +117,19 @@ def submit_job(
 ) -> JobAccepted:
     job_id = derive_job_id(tenant, idempotency_key)
     body_hash = request_hash(request)
-    existing = _get_job_item(ctx, job_id)
+    existing = ctx.table.job_item(job_id)
     if existing is not None:
         return _resume(ctx, JobRecord.from_item(existing), body_hash)
 
     record = _build_record(ctx, tenant, job_id, body_hash, request, correlation_id)
     queued = JobEvent(at=record.created_at, kind="status", status=JobStatus.QUEUED)
     try:
-        ctx.table.put_item(
-            Item={**record.to_item(), EVENTS_ATTRIBUTE: [event_item(queued)]},
-            ConditionExpression="attribute_not_exists(#pk)",
-            ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
-        )
+        ctx.table.create_job(record.to_item(), queued)
     except ClientError as error:
-        if not _is_conditional_failure(error):
+        if not is_conditional_failure(error):
             raise
         # A concurrent request with the same key won the write: converge on its record.
-        winner = _get_job_item(ctx, job_id)
+        winner = ctx.table.job_item(job_id)
         if winner is None:  # deleted in between: nothing sensible to converge on
             raise
         return _resume(ctx, JobRecord.from_item(winner), body_hash)
@@ -282,7 +260,7 @@ def _resolve_avatar(
 
 
 def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
-    record = _owned_job(ctx, tenant, job_id)
+    record = owned_job(ctx, tenant, job_id)
     output_url = expires = None
     if record.status == JobStatus.SUCCEEDED and record.output is not None:
         output_url, expires = _download_link(ctx, tenant, record.output)
@@ -318,12 +296,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
 
 
 def job_events(ctx: ApiContext, tenant: str, job_id: str) -> JobEvents:
-    if not is_safe_id(job_id):
-        raise not_found("job", "job_id")
-    item = _get_job_item(ctx, job_id)
-    if item is None or item.get("tenant") != tenant:
-        raise not_found("job", "job_id")
-    events = events_of(item)
+    events = events_of(owned_job_item(ctx, tenant, job_id))
     return JobEvents(job_id=job_id, events=events, truncated=len(events) >= MAX_JOB_EVENTS)
 
 
@@ -379,178 +352,16 @@ def list_jobs(
     return JobList(jobs=summaries, next_token=token)
 
 
-@tracer.capture_method(capture_response=False)  # responses stay out of traces
-def cancel_job(
-    ctx: ApiContext,
-    tenant: str,
-    job_id: str,
-    *,
-    purge: bool,
-    by: str | None = None,
-    reason: str | None = None,
-) -> JobCancelled:
-    """Cancel unless final (a conditional update, so a finishing worker and we cannot both win);
-    with `purge`, also delete the job's inputs and outputs now (right to erasure). `by` names
-    the caller (its API key) and `reason` is the caller's own, both in the job's error, so the
-    status says who stopped it and why."""
-    if reason is not None and not reason.isprintable():
-        raise invalid("reason", "reason must be printable text (no control characters)")
-    record = _owned_job(ctx, tenant, job_id)
-    cancelled_now = False
-    if not record.status.is_final:
-        cancelled_now = _mark_cancelled(ctx, record, cancel_reason(tenant, by, reason))
-        record = _owned_job(ctx, tenant, job_id)
-    if record.status != JobStatus.CANCELLED and not purge:
-        raise ApiError(
-            HTTPStatus.CONFLICT,
-            ApiErrorCode.JOB_ALREADY_FINAL,
-            f"the job already finished with status {record.status.value}",
-            field="job_id",
-        )
-    if cancelled_now:
-        _publish_cancelled(ctx, record)
-        if not purge and record.segments_done:
-            # An earlier attempt's segments (a handed-back job): no render will use them now.
-            _delete_segments(ctx, record)
-    if purge:
-        purge_job_data(ctx, record)
-    return JobCancelled(job_id=job_id, status=record.status, purged=purge)
+def owned_job(ctx: ApiContext, tenant: str, job_id: str) -> JobRecord:
+    return JobRecord.from_item(owned_job_item(ctx, tenant, job_id))
 
 
-CANCEL_REASON_MAX = 200
-
-
-def cancel_reason(tenant: str, by: str | None, reason: str | None = None) -> JobError:
-    """The error a caller's cancel leaves on the job: who cancelled it, how, and why."""
-    who = f"tenant {tenant}" + (f", {by}" if by else "")
-    message = f"cancelled by the caller ({who}) through DELETE /v1/jobs/{{job_id}}"
-    return JobError(
-        code=ErrorCode.CANCELLED_BY_CALLER,
-        message=message + (f": {reason}" if reason else ""),
-    )
-
-
-def _mark_cancelled(ctx: ApiContext, record: JobRecord, reason: JobError) -> bool:
-    now = iso(ctx.now())
-    clause, event_values = append_clause(
-        JobEvent(at=now, kind="status", status=JobStatus.CANCELLED, detail="cancelled by caller")
-    )
-    try:
-        ctx.table.update_item(
-            Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
-            UpdateExpression=(
-                f"SET #status = :cancelled, updated_at = :now, #error = :error, {clause}"
-                " REMOVE #unsent, queued_lane"
-            ),
-            ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
-            ExpressionAttributeNames={
-                "#status": "status",
-                "#pk": JobsTable.PARTITION_KEY,
-                "#unsent": JobsTable.UNSENT_INDEX_PARTITION_KEY,
-                "#error": "error",
-            },
-            ExpressionAttributeValues={
-                ":cancelled": JobStatus.CANCELLED.value,
-                ":error": reason.model_dump(mode="json", exclude_none=True),
-                ":now": now,
-                ":s": JobStatus.SUCCEEDED.value,
-                ":f": JobStatus.FAILED.value,
-                ":c": JobStatus.CANCELLED.value,
-                ":e": JobStatus.EXPIRED.value,
-                **event_values,
-            },
-        )
-    except ClientError as error:
-        if _is_conditional_failure(error):
-            return False  # it became final meanwhile
-        raise
-    return True
-
-
-def _publish_cancelled(ctx: ApiContext, record: JobRecord) -> None:
-    event = completion_event(record)
-    try:
-        publish_completion(ctx.sns, ctx.settings.completion_topic_arn, event)
-    except ClientError:
-        # The cancel itself stands; subscribers can still read the status.
-        logger.exception(
-            "could not publish the cancellation event", extra={"job_id": record.job_id}
-        )
-
-
-def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
-    """Delete the job's audio, its avatar's source and prepared data, and its output.
-
-    Inputs shared with other jobs of the same tenant go too: erasure is of the person's media,
-    not of one job's view of it. Only keys under the tenant's prefix are ever deleted.
-    """
-    prefix = tenant_prefix(record.tenant)
-    objects = [record.audio, record.avatar]
-    objects.append(
-        MediaRef(bucket=ctx.settings.outputs_bucket, key=output_key(record.tenant, record.job_id))
-    )
-    if record.output is not None:
-        objects.append(record.output)
-    _delete_segments(ctx, record)
-    cache_key = record.output_cache_key
-    if cache_key is not None and cache_key.startswith(RENDERED_CACHE_PREFIX):
-        # Content-addressed, so possibly shared with identical jobs: they only lose a cache hit.
-        ctx.s3.delete_object(Bucket=ctx.settings.outputs_bucket, Key=cache_key)
-    for ref in objects:
-        if ref.key.startswith(prefix):
-            ctx.s3.delete_object(Bucket=ref.bucket, Key=ref.key)
-            upload_id = _upload_id_of(prefix, ref.key)
-            if upload_id is not None:
-                uploads.delete_upload_item(ctx, record.tenant, upload_id)
-    if is_safe_id(record.avatar_id):
-        ctx.s3.delete_object(
-            Bucket=ctx.settings.avatar_cache_bucket,
-            Key=avatar_cache_key(MODEL_VERSION, record.avatar_id),
-        )
-        avatars.delete_avatar_item(ctx, record.tenant, record.avatar_id)
-    ctx.table.update_item(
-        Key={JobsTable.PARTITION_KEY: job_pk(record.job_id)},
-        # No segments left: a succeeded job's preview (during its grace) is gone with them.
-        UpdateExpression="SET purged_at = :now REMOVE webhook_url, segments_done",
-        ExpressionAttributeValues={":now": iso(ctx.now())},
-    )
-    logger.info("job data purged", extra={"job_id": record.job_id})
-
-
-def _delete_segments(ctx: ApiContext, record: JobRecord) -> None:
-    """Whatever segments (and preview playlist) the job has: a render purged mid-way leaves
-    them, and a worker still uploading one is stopped by its next (fenced) record write; the
-    bucket's expiry removes a straggler."""
-    prefix = job_segments_prefix(record.tenant, record.job_id)
-    bucket = ctx.settings.outputs_bucket
-    for page in ctx.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-        if keys:
-            ctx.s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-
-
-def _upload_id_of(prefix: str, key: str) -> str | None:
-    parts = key[len(prefix) :].split("/")
-    if len(parts) == 3 and parts[0] == "uploads" and is_safe_id(parts[1]):
-        return parts[1]
-    return None
-
-
-def _owned_job(ctx: ApiContext, tenant: str, job_id: str) -> JobRecord:
+def owned_job_item(ctx: ApiContext, tenant: str, job_id: str) -> dict[str, Any]:
+    """The tenant's job item, or 404 (another tenant's job is 'not found': existence never
+    leaks)."""
     if not is_safe_id(job_id):
         raise not_found("job", "job_id")
-    item = _get_job_item(ctx, job_id)
+    item = ctx.table.job_item(job_id)
     if item is None or item.get("tenant") != tenant:
         raise not_found("job", "job_id")
-    return JobRecord.from_item(item)
-
-
-def _get_job_item(ctx: ApiContext, job_id: str) -> dict[str, Any] | None:
-    item = ctx.table.get_item(
-        Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True
-    ).get("Item")
-    return dict(item) if item is not None else None
-
-
-def _is_conditional_failure(error: ClientError) -> bool:
-    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+    return item

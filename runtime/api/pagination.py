@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from runtime.api.errors import invalid
+from runtime.api.job_table import JobTable
 from runtime.common.names import JobsTable
 
 _KEY_FIELDS = frozenset(
@@ -53,7 +54,7 @@ def decode_token(token: str, *, partition: str, pk_prefix: str) -> dict[str, str
 
 
 def query_tenant_index(
-    table: Any,
+    table: JobTable,
     *,
     partition: str,
     pk_prefix: str,
@@ -62,21 +63,10 @@ def query_tenant_index(
     filter_kwargs: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of a tenant's items of one kind, newest first."""
-    kwargs: dict[str, Any] = {
-        "IndexName": JobsTable.TENANT_INDEX,
-        "KeyConditionExpression": "#p = :p",
-        "ExpressionAttributeNames": {"#p": JobsTable.TENANT_INDEX_PARTITION_KEY},
-        "ExpressionAttributeValues": {":p": partition},
-        "ScanIndexForward": False,
-        "Limit": limit,
-    }
-    if next_token:
-        kwargs["ExclusiveStartKey"] = decode_token(
-            next_token, partition=partition, pk_prefix=pk_prefix
-        )
-    if filter_kwargs:
-        kwargs["FilterExpression"] = filter_kwargs["FilterExpression"]
-        kwargs["ExpressionAttributeNames"].update(filter_kwargs["ExpressionAttributeNames"])
-        kwargs["ExpressionAttributeValues"].update(filter_kwargs["ExpressionAttributeValues"])
-    page = table.query(**kwargs)
-    return list(page.get("Items", [])), encode_token(page.get("LastEvaluatedKey"))
+    start_key = (
+        decode_token(next_token, partition=partition, pk_prefix=pk_prefix) if next_token else None
+    )
+    items, last_key = table.tenant_page(
+        partition, limit=limit, start_key=start_key, filter_kwargs=filter_kwargs
+    )
+    return items, encode_token(last_key)

@@ -18,16 +18,13 @@ from pydantic import BaseModel, ConfigDict
 
 from runtime.api.context import ApiContext, iso
 from runtime.api.errors import ApiError, ApiErrorCode, invalid, not_found
+from runtime.api.job_table import upload_pk
 from runtime.api.models import CONTENT_TYPES, CreateUploadRequest, PresignedPost, UploadCreated
 from runtime.api.observability import logger
 from runtime.common.jobs import MediaRef
 from runtime.common.keys import is_safe_id, upload_key
 from runtime.common.names import JobsTable
 from runtime.common.records import tenant_kind
-
-
-def upload_pk(tenant: str, upload_id: str) -> str:
-    return f"UPLOAD#{tenant}#{upload_id}"
 
 
 class UploadRecord(BaseModel):
@@ -97,11 +94,7 @@ def create_upload(ctx: ApiContext, tenant: str, request: CreateUploadRequest) ->
         created_at=iso(now),
         expires_at=int((now + timedelta(days=ctx.settings.job_record_ttl_days)).timestamp()),
     )
-    ctx.table.put_item(
-        Item=record.to_item(),
-        ConditionExpression="attribute_not_exists(#pk)",
-        ExpressionAttributeNames={"#pk": JobsTable.PARTITION_KEY},
-    )
+    ctx.table.create_upload(record.to_item())
     post = ctx.s3.generate_presigned_post(
         Bucket=record.bucket,
         Key=record.key,
@@ -126,9 +119,7 @@ def get_upload(ctx: ApiContext, tenant: str, upload_id: str, *, field: str) -> U
     """The tenant's upload, or 404 naming `field` (another tenant's upload is 'not found')."""
     if not is_safe_id(upload_id):
         raise invalid(field, f"{field} must match [A-Za-z0-9_-]{{1,64}}")
-    item = ctx.table.get_item(
-        Key={JobsTable.PARTITION_KEY: upload_pk(tenant, upload_id)}, ConsistentRead=True
-    ).get("Item")
+    item = ctx.table.upload_item(tenant, upload_id)
     if item is None:
         raise not_found("upload", field)
     return UploadRecord.from_item(item)
@@ -162,7 +153,3 @@ def read_range(ctx: ApiContext, upload: UploadRecord, start: int, length: int) -
         Bucket=upload.bucket, Key=upload.key, Range=f"bytes={start}-{start + length - 1}"
     )
     return bytes(response["Body"].read())
-
-
-def delete_upload_item(ctx: ApiContext, tenant: str, upload_id: str) -> None:
-    ctx.table.delete_item(Key={JobsTable.PARTITION_KEY: upload_pk(tenant, upload_id)})

@@ -1,5 +1,6 @@
-"""Webhook redelivery: the API's `POST /v1/jobs/{id}/webhook/redeliver`, and the SQS Lambda on the
-webhook deliveries queue that sends a job's final event, signed, one attempt per receive.
+"""Webhook redelivery: the API's `POST /v1/jobs/{id}/webhook/redeliver`, and the delivery on the
+webhook deliveries queue (entry point `entrypoints.webhook_deliveries`) that sends a job's final
+event, signed, one attempt per receive.
 
 The queue is fed by the redeliver route and by the worker when its own retries gave up. A failed
 attempt fails the SQS record (partial batch response), so the queue's visibility timeout is the
@@ -11,46 +12,30 @@ through the same https-and-public-address check the worker applies.
 
 from __future__ import annotations
 
-import functools
 import http.client
 import time
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
-
 from runtime.api.context import ApiContext, iso
-from runtime.api.errors import ApiError, ApiErrorCode, not_found
+from runtime.api.errors import ApiError, ApiErrorCode
+from runtime.api.jobs import owned_job
 from runtime.api.models import WebhookRedeliveryQueued
 from runtime.api.observability import logger, tracer
-from runtime.api.settings import Settings
 from runtime.common.completion import completion_event
-from runtime.common.events import JobEvent, WebhookDelivery, append_event
-from runtime.common.keys import is_safe_id
-from runtime.common.names import JobsTable
-from runtime.common.records import JobRecord, job_pk
+from runtime.common.events import JobEvent, WebhookDelivery
+from runtime.common.records import JobRecord
 from runtime.common.webhook_signing import (
     UnresolvedWebhookHost,
     check_target,
     pinned_connection,
     refused_detail,
     sign,
-    signing_key,
     webhook_id,
 )
 
 TIMEOUT_SECONDS = 10.0
 # A whole failed batch is reported item by item too: each message keeps its own receive count.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class WebhookNotDelivered(Exception):
@@ -65,7 +50,7 @@ def request_redelivery(ctx: ApiContext, tenant: str, job_id: str) -> WebhookRede
             ApiErrorCode.DEPENDENCY_UNAVAILABLE,
             "webhook redelivery is not deployed in this stage",
         )
-    record = _owned(ctx, tenant, job_id)
+    record = owned_job(ctx, tenant, job_id)
     if not record.status.is_final:
         raise ApiError(
             HTTPStatus.CONFLICT,
@@ -81,7 +66,7 @@ def request_redelivery(ctx: ApiContext, tenant: str, job_id: str) -> WebhookRede
             field="job_id",
         )
     requested = JobEvent(at=iso(ctx.now()), kind="webhook.redelivery_requested")
-    if not append_event(ctx.table, job_pk(job_id), requested):
+    if not ctx.table.append_event(job_id, requested):
         raise ApiError(
             HTTPStatus.CONFLICT,
             ApiErrorCode.EVENT_LOG_FULL,
@@ -96,24 +81,11 @@ def request_redelivery(ctx: ApiContext, tenant: str, job_id: str) -> WebhookRede
     return WebhookRedeliveryQueued(job_id=job_id, event_type=completion_event(record).type)
 
 
-def _owned(ctx: ApiContext, tenant: str, job_id: str) -> JobRecord:
-    if not is_safe_id(job_id):
-        raise not_found("job", "job_id")
-    item = ctx.table.get_item(
-        Key={JobsTable.PARTITION_KEY: job_pk(job_id)}, ConsistentRead=True
-    ).get("Item")
-    if item is None or item.get("tenant") != tenant:
-        raise not_found("job", "job_id")
-    return JobRecord.from_item(item)
-
-
 @tracer.capture_method(capture_response=False)
 def deliver(ctx: ApiContext, key: bytes, delivery: WebhookDelivery, attempt: int) -> bool:
     """One signed POST of the job's final event; False when there is nothing to send (no job,
     not final, no webhook: dropped). Raises WebhookNotDelivered for a failed attempt."""
-    item = ctx.table.get_item(
-        Key={JobsTable.PARTITION_KEY: job_pk(delivery.job_id)}, ConsistentRead=True
-    ).get("Item")
+    item = ctx.table.job_item(delivery.job_id)
     record = JobRecord.from_item(item) if item else None
     if record is None or not record.status.is_final or not record.webhook_url:
         logger.warning("webhook delivery has nothing to send", extra={"job_id": delivery.job_id})
@@ -170,9 +142,8 @@ def _log_attempt(
     latency_ms: float | None,
     detail: str | None,
 ) -> None:
-    append_event(
-        ctx.table,
-        job_pk(job_id),
+    ctx.table.append_event(
+        job_id,
         JobEvent(
             at=iso(ctx.now()),
             kind="webhook",
@@ -182,46 +153,4 @@ def _log_attempt(
             delivered=status is not None and 200 <= status < 300,
             detail=detail,
         ),
-    )
-
-
-@functools.cache
-def _context() -> ApiContext:
-    return ApiContext.from_settings(Settings.from_env())
-
-
-@functools.cache
-def _secrets() -> Any:
-    return boto3.client("secretsmanager")
-
-
-def _signing_key(ctx: ApiContext) -> bytes:
-    """Read per batch (not cached for the container's life), so a rotated secret applies."""
-    if ctx.settings.webhook_secret_arn is None:
-        raise RuntimeError("MUSETALK_WEBHOOK_SECRET_ARN is not set")
-    secret = _secrets().get_secret_value(SecretId=ctx.settings.webhook_secret_arn)
-    return signing_key(str(secret["SecretString"]).strip())
-
-
-def _handle_record(record: SQSRecord, key: bytes) -> None:
-    try:
-        delivery = WebhookDelivery.model_validate_json(record.body)
-    except ValidationError:
-        logger.error("unreadable webhook delivery dropped", extra={"message_id": record.message_id})
-        return
-    attempt = int(record.attributes.approximate_receive_count)
-    deliver(_context(), key, delivery, attempt)
-
-
-@logger.inject_lambda_context(clear_state=True, log_event=False)  # never the event
-@tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    key = _signing_key(_context())
-    return dict(
-        process_partial_response(
-            event=event,
-            record_handler=lambda record: _handle_record(record, key),
-            processor=processor,
-            context=context,
-        )
     )

@@ -47,6 +47,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from runtime.common.weights_manifest import VERIFIED_STAMP_NAME
+from runtime.engine import aot_prepare
+from runtime.engine.aot_prepare import PrepareSpec
 from runtime.engine.audio import (
     D_MODEL,
     HIDDEN_STATES,
@@ -289,12 +291,14 @@ def build_packages(
     *,
     inductor_options: Mapping[str, Mapping[str, Any]] | None = None,
     compiler_flags: Sequence[str] = DEFAULT_CXX_FLAGS,
+    prepare: PrepareSpec | None = None,
 ) -> BuildReport:
     """Export, compile and package the three models into `packages_dir(cache_dir, key)`.
 
     Loads the eager models (diffusers, transformers) through the weight cache. Minutes on a
     GPU; `inductor_options` per model name (e.g. {"vae_decoder": {"max_autotune": True}});
-    `compiler_flags` are appended to every g++ command (see `compiler_wrapper`).
+    `compiler_flags` are appended to every g++ command (see `compiler_wrapper`); `prepare`
+    adds preparation's packages (`aot_prepare`) to the same directory and manifest.
     A directory already in place (another process won the race) is kept as it is.
     """
     from runtime.engine.audio import AudioEncoder
@@ -340,15 +344,30 @@ def build_packages(
             compiler_flags=compiler_flags,
         )
         np.save(staging / MEL_FILTERS, np.asarray(extractor.mel_filters, dtype=np.float32))
+        prepared = None
+        if prepare is not None:
+            prepared = aot_prepare.build(
+                staging,
+                layout,
+                device,
+                dtype,
+                prepare,
+                lambda module, inputs, path: _package(
+                    module, inputs, path, {}, seconds, compiler_flags=compiler_flags
+                ),
+                cache=cache,
+            )
+        names = [*package_file_names(), *(prepared["files"] if prepared else [])]
         manifest = {
             "key": asdict(key),
-            "files": {name: (staging / name).stat().st_size for name in package_file_names()},
-            "sha256": {name: file_sha256(staging / name) for name in package_file_names()},
+            "files": {name: (staging / name).stat().st_size for name in names},
+            "sha256": {name: file_sha256(staging / name) for name in names},
             "mel": {"n_fft": extractor.n_fft, "hop_length": extractor.hop_length},
             "inductor_options": {name: dict(value) for name, value in options.items()},
             "compiler": build_compiler(),
             "compiler_flags": list(compiler_flags),
             "build_s": seconds,
+            **({"prepare": prepared} if prepared else {}),
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         try:

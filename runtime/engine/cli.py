@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MODELS_DIR = Path("models")
 
@@ -99,6 +100,17 @@ def _add_build_artifacts(parser: argparse.ArgumentParser) -> None:
         help="extra g++ flags for the generated libraries, as one word: --cxx-flags='-O2 -g' "
         "('' for none; default: $MUSETALK_AOT_CXX_FLAGS, else -fvisibility-inlines-hidden)",
     )
+    parser.add_argument(
+        "--prepare-sizes",
+        default=None,
+        metavar="HxW,...",
+        help="also preparation's packages (aot_prepare): the VAE encoder and S3FD for these "
+        "frame sizes, HEIGHTxWIDTH ('' for none; default on CUDA: 720p and 1080p both ways and "
+        "the sample avatar's 1216x704; on CPU none)",
+    )
+    parser.add_argument(
+        "--face-dtype", default=None, help="the face models' dtype for S3FD (default: the engine's)"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if present")
     parser.set_defaults(run=_build_artifacts)
 
@@ -152,6 +164,7 @@ def _build_artifacts(args: argparse.Namespace) -> int:
         key,
         device,
         dtype,
+        prepare=_prepare_spec(args, device),
         inductor_options={name: {"max_autotune": True} for name in autotuned},
         compiler_flags=(
             shlex.split(args.cxx_flags)
@@ -162,6 +175,31 @@ def _build_artifacts(args: argparse.Namespace) -> int:
     summary = {"directory": str(report.directory), "built": True, "key": key.__dict__}
     print(json.dumps({**summary, "build_s": report.seconds}, indent=2))
     return 0
+
+
+def _prepare_spec(args: argparse.Namespace, device: Any) -> Any:
+    """`--prepare-sizes` / `--face-dtype` as an `aot_prepare.PrepareSpec`, or None."""
+    import torch
+
+    from runtime.engine import aot_prepare
+    from runtime.engine.engine import PREPARE_CHUNK_FRAMES
+    from runtime.engine.faces.locator import LOCATE_BATCH
+    from runtime.engine.faces.precision import resolve_face_dtype
+
+    if args.prepare_sizes is None and device.type != "cuda":
+        return None  # by default built for CUDA preparation only
+    sizes = (
+        aot_prepare.DEFAULT_SIZES
+        if args.prepare_sizes is None
+        else aot_prepare.parse_sizes(args.prepare_sizes)
+    )
+    face_dtype = getattr(torch, args.face_dtype) if args.face_dtype else None
+    return aot_prepare.PrepareSpec(
+        face_dtype=resolve_face_dtype(face_dtype, device),
+        batch=PREPARE_CHUNK_FRAMES,
+        s3fd_batch=LOCATE_BATCH,
+        sizes=sizes,
+    )
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
-from runtime.engine import aot
+from runtime.engine import aot, aot_prepare
 from runtime.engine.audio import (
     D_MODEL,
     TOKENS_PER_FRAME,
@@ -179,6 +179,9 @@ class MuseTalkEngine:
         self._artifacts_saved = False
         # Where `compile_preparation` saves its compiled code after the first preparation.
         self._prepare_artifacts: Path | None = None
+        # Preparation's AOT packages, attached on the first `prepare` (`use_prepare_packages`).
+        self._prepare_packages: tuple[Path, ModelsLayout] | None = None
+        self.prepare_packages_ms: dict[str, float] = {}
         # Whether this process started from cached compile artifacts (reported by the bench).
         self.compile_artifacts_loaded = False
         if jit:
@@ -290,6 +293,8 @@ class MuseTalkEngine:
             cache_dir=cache_dir,
             segment_encoders=segment_encoders,
         )
+        if packaged is not None and aot_prepare.section(packaged.directory) is not None:
+            engine.use_prepare_packages(packaged.directory, layout)
         if compile_models and not engine.aot:  # packages ran (and captured graphs) on load
             with _timed(timings, "compile", device):
                 engine.warm_up(engine.pick_batch_size())
@@ -364,6 +369,7 @@ class MuseTalkEngine:
         Every frame is decoded within `limits` (`avatar_reader.AvatarReader`); `should_stop` ends
         preparation with `Interrupted` within a frame of decoding or a chunk of the stages.
         """
+        self._attach_prepare_packages()
         on_gpu = self.device.type == "cuda"
         overlap = False if overlap is None else overlap
         device_ops = on_gpu if device_ops is None else device_ops
@@ -461,6 +467,29 @@ class MuseTalkEngine:
             compile_backend=backend,
         )
         return True
+
+    def use_prepare_packages(self, directory: Path, layout: ModelsLayout) -> None:
+        """Run S3FD and the VAE encoder in `prepare` from the AOT packages in `directory`
+        (`aot_prepare`: what `compile_preparation` compiles, with no compiler needed here).
+        Attached on the first `prepare`, which loads the eager VAE for its encoder anyway, so
+        the engine's cold start does not pay for it."""
+        self._prepare_packages = (directory, layout)
+
+    def _attach_prepare_packages(self) -> None:
+        if self._prepare_packages is None:
+            return
+        from runtime.engine.faces.s3fd import S3FD
+
+        (directory, layout), self._prepare_packages = self._prepare_packages, None
+        detector = getattr(self.locator, "detector", None)
+        self.prepare_packages_ms = aot_prepare.attach(
+            directory,
+            self.codec,  # type: ignore[arg-type]  # an AotCodec passes its eager codec's
+            detector if isinstance(detector, S3FD) else None,
+            layout,
+            self.device,
+        )
+        log.info("preparation packages attached: %s", self.prepare_packages_ms)
 
     def _prepare_stages(
         self, options: AvatarOptions, chunk_frames: int, *, device_ops: bool = False

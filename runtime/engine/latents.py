@@ -115,6 +115,12 @@ class LatentCodec:
                 self._encoder_moments, dynamic=False, mode=compile_mode, backend=compile_backend
             )
 
+    def use_packaged_encoder(self, run: Callable[[torch.Tensor], torch.Tensor], batch: int) -> None:
+        """The encoder from an AOT package (`aot_prepare`) built for `batch` frames' crops
+        (2 x batch images, contiguous): fixed batches, the last padded."""
+        self.tune_encoder(channels_last=False, batch=batch)
+        self._moments = run
+
     def _encoder_moments(self, images: torch.Tensor) -> torch.Tensor:
         """`AutoencoderKL.encode`'s posterior parameters ([B, 8, 32, 32]: mean, then log-variance)
         without its wrappers (hooks, slicing, tiling: none applies at 256x256)."""

@@ -210,8 +210,8 @@ def _serve_gateway(port: int) -> int:
     Lambdas on their triggers (all invocations one at a time, under one lock)."""
     import boto3
 
-    from runtime.api import dead_letters, sweeper, webhook_deliveries
-    from runtime.api.handler import lambda_handler
+    from runtime.api.entrypoints import dead_letters, sweeper, webhook_deliveries
+    from runtime.api.entrypoints.rest import lambda_handler
     from runtime.local.gateway import LocalGateway
     from runtime.local.triggers import LocalTriggers
 

@@ -39,7 +39,7 @@ def _missing(*modules: str) -> list[str]:
     return missing
 
 
-_SERVICE = ("runtime.api.handler", "runtime.worker.service")
+_SERVICE = ("runtime.api.entrypoints.rest", "runtime.worker.service")
 _ENGINE = ("runtime.engine.engine", "runtime.engine.__main__")
 
 

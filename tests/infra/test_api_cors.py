@@ -11,7 +11,7 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk.assertions import Template
 
 from infra.components.api_cors import add_preflights, gateway_error_headers
-from infra.components.job_api import ROUTES
+from infra.components.rest_api import ROUTES
 from runtime.common.names import EnvVar
 from tests.infra.conftest import Synthesized
 from tests.infra.template_queries import one, resources

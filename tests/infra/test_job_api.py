@@ -8,8 +8,9 @@ import json
 import aws_cdk as cdk
 from aws_cdk.assertions import Match
 
-from infra.components.job_api import BODYLESS_POSTS, ROUTES, key_tenants_json
+from infra.components.job_api import key_tenants_json
 from infra.components.powertools_layer import POWERTOOLS_LAYER_PARAMETER
+from infra.components.rest_api import BODYLESS_POSTS, ROUTES
 from runtime.common.names import EnvVar
 from tests.infra.conftest import REPO_ROOT, Synthesized
 from tests.infra.template_queries import logical_id, one, resources
@@ -141,9 +142,9 @@ def test_lambdas_run_our_handlers_traced_with_the_powertools_layer(
     synthesized: Synthesized,
 ) -> None:
     handlers = {
-        "ApiHandler": "runtime.api.handler.lambda_handler",
-        "ApiSweeper": "runtime.api.sweeper.lambda_handler",
-        "ApiDeadLetters": "runtime.api.dead_letters.lambda_handler",
+        "ApiHandler": "runtime.api.entrypoints.rest.lambda_handler",
+        "ApiSweeper": "runtime.api.entrypoints.sweeper.lambda_handler",
+        "ApiDeadLetters": "runtime.api.entrypoints.dead_letters.lambda_handler",
     }
     (layer_parameter,) = [
         name

@@ -44,7 +44,7 @@ def test_the_deliveries_lambda_consumes_the_queue_with_the_secret_and_one_attemp
     queue_id = _queue_id(synthesized, "-webhooks")
     function_id, function = one(synthesized.raw, "AWS::Lambda::Function", "ApiWebhookDeliveries")
     props = function["Properties"]
-    assert props["Handler"] == "runtime.api.webhook_deliveries.lambda_handler"
+    assert props["Handler"] == "runtime.api.entrypoints.webhook_deliveries.lambda_handler"
     assert EnvVar.WEBHOOK_SECRET_ARN.value in props["Environment"]["Variables"]
     (mapping,) = [
         m["Properties"]

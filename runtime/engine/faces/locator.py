@@ -19,6 +19,9 @@ DWPOSE_WEIGHTS = Path("dwpose/dw-ll_ucoco_384.pth")
 # costs little memory and amortises the per-batch overhead.
 GPU_LANDMARK_BATCH_FACTOR = 4
 
+# Frames per S3FD batch in `locate` (AOT packages of S3FD are built for it, `aot_prepare`).
+LOCATE_BATCH = 8
+
 
 class FaceLocator:
     """Batched S3FD + DWPose + the landmark box rule; None marks a frame without a face."""
@@ -48,7 +51,7 @@ class FaceLocator:
         *,
         bbox_shift: int,
         extra_margin: int,
-        batch_size: int = 8,
+        batch_size: int = LOCATE_BATCH,
     ) -> list[FaceBox | None]:
         """One box per frame. S3FD decides whether there is a face; the landmarks shape the box.
 

@@ -122,6 +122,17 @@ class S3FDNet(nn.Module):
         return outputs
 
 
+Picks = tuple[torch.Tensor, torch.Tensor]  # each frame's top face score [B], its box [B, 4]
+
+
+def normalized_input(frames: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 BGR [B, H, W, 3] -> the network's input: RGB minus the mean, NCHW, in `dtype`."""
+    rgb = frames.flip(-1)
+    mean = torch.tensor(_PIXEL_MEAN, device=frames.device)
+    # NHWC memory viewed as NCHW is exactly the channels-last layout: no copy needed.
+    return (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2).to(dtype)
+
+
 def decode_boxes(
     rows: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, stride: int
 ) -> torch.Tensor:
@@ -212,6 +223,13 @@ class S3FD:
         )
         # The network as called: `net` itself, or its compiled form (`compile`).
         self.run_net: Callable[[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]] = self.net
+        # `_strongest` from AOT packages, per input shape (`use_packaged`).
+        self.packaged: dict[tuple[int, ...], Callable[[torch.Tensor], Picks]] = {}
+
+    def use_packaged(self, shape: tuple[int, ...], pick: Callable[[torch.Tensor], Picks]) -> None:
+        """Run `_strongest` for uint8 frames of exactly `shape` ([B, H, W, 3]) with `pick` (an
+        AOT package of it, `aot_prepare`); other shapes stay with `run_net`."""
+        self.packaged[tuple(shape)] = pick
 
     def compile(self, mode: str | None = None, backend: str = "inductor") -> None:
         """Run the network through `torch.compile` (static shapes: one avatar's frames share a
@@ -275,12 +293,11 @@ class S3FD:
             best_box(boxes_host[b : b + 1], scores_host[b : b + 1]) for b in range(len(boxes_host))
         ]
 
-    def _strongest(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _strongest(self, frames: torch.Tensor) -> Picks:
         """uint8 BGR [B, H, W, 3] on the device -> each frame's top score and its box."""
-        rgb = frames.flip(-1)
-        mean = torch.tensor(_PIXEL_MEAN, device=self.device)
-        # NHWC memory viewed as NCHW is exactly the channels-last layout: no copy needed.
-        x = (rgb.to(torch.float32) - mean).permute(0, 3, 1, 2).to(self.dtype)
+        if packaged := self.packaged.get(tuple(frames.shape)):
+            return packaged(frames)
+        x = normalized_input(frames, self.dtype)
         # Full-resolution frames of one avatar share a shape: let cuDNN pick its fastest
         # kernels for it (as the reference detector does, though it sets it process-wide).
         with cudnn_benchmark(self.device.type == "cuda"):

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.api import handler
+from runtime.api import idempotent_submit
+from runtime.api.entrypoints import rest
 from runtime.common.names import EnvVar
 from runtime.local.resources import LocalResources
 from tests.support.api_events import FakeLambdaContext, rest_event
@@ -33,11 +34,11 @@ def deployment(moto_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local
     # Names are stable across resets, so the cached runtime (clients, idempotency layer) stays
     # valid unless a test changed the environment; rebuilding it costs more than most tests.
     if _runtime_env.get("env") != env:
-        handler.runtime.cache_clear()
+        idempotent_submit.runtime.cache_clear()
         _runtime_env["env"] = env
     yield resources
     if {name: os.environ.get(name) for name in env} != env:
-        handler.runtime.cache_clear()
+        idempotent_submit.runtime.cache_clear()
         _runtime_env.clear()
 
 
@@ -52,7 +53,7 @@ def call_api(deployment: LocalResources) -> Call:
     """Invoke the API Lambda with a REST proxy event; returns the response with `json` parsed."""
 
     def call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = handler.lambda_handler(rest_event(method, path, **kwargs), FakeLambdaContext())
+        response = rest.lambda_handler(rest_event(method, path, **kwargs), FakeLambdaContext())
         body = response.get("body")
         response["json"] = json.loads(body) if body else None
         return response

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runtime.api import handler, jobs
+from runtime.api import idempotent_submit, jobs
 from runtime.common.limits import LaneLimits, Limits
 from runtime.common.names import EnvVar, Lane
 from runtime.local.resources import LocalResources
@@ -149,7 +149,7 @@ def test_file_sizes_are_checked_against_the_lane_limits(
         lanes={Lane.INTERACTIVE: tight, Lane.BATCH: deployment.config.limits.lanes[Lane.BATCH]}
     )
     monkeypatch.setenv(EnvVar.LIMITS_JSON.value, limits.model_dump_json())
-    handler.runtime.cache_clear()
+    idempotent_submit.runtime.cache_clear()
     audio = upload("audio", wav_bytes(seconds=0.5))  # 4 KB
     small_audio = upload("audio", wav_bytes(seconds=0.1))
     face = upload("image", face_png)  # 256 KB

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime.api import handler
+from runtime.api import idempotent_submit
 from runtime.common.names import EnvVar
 from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import Call
@@ -21,9 +21,9 @@ def with_origins(deployment: LocalResources, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(
         EnvVar.CORS_ALLOWED_ORIGINS.value, json.dumps([PAGE, "http://localhost:8000"])
     )
-    handler.runtime.cache_clear()
+    idempotent_submit.runtime.cache_clear()
     yield
-    handler.runtime.cache_clear()
+    idempotent_submit.runtime.cache_clear()
 
 
 @pytest.mark.usefixtures("with_origins")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runtime.api import dead_letters
+from runtime.api.entrypoints import dead_letters
 from runtime.api.jobs import derive_job_id
 from runtime.common.names import Lane
 from runtime.local.resources import LocalResources

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.api import handler
+from runtime.api.entrypoints import rest
 from tests.integration.api.conftest import Call
 from tests.support.api_events import FakeLambdaContext, rest_event
 
@@ -36,7 +36,7 @@ def _invalid_utf8(call_api: Call, *, base64_encoded: bool) -> dict[str, Any]:
         event["isBase64Encoded"] = True
     else:  # a Lambda proxy event whose text carries a lone surrogate
         event = rest_event("POST", "/v1/uploads", raw_body='{"kind": "audio\udcff"}')
-    response = handler.lambda_handler(event, FakeLambdaContext())
+    response = rest.lambda_handler(event, FakeLambdaContext())
     response["json"] = json.loads(response["body"])
     return response
 

@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from botocore.exceptions import ClientError
 
-from runtime.api import handler, sweeper
+from runtime.api import idempotent_submit, sweeper
+from runtime.api.entrypoints import sweeper as sweeper_entrypoint
 from runtime.api.jobs import derive_job_id
 from runtime.api.models import SubmitJobRequest
 from runtime.common.jobs import JobMessage
@@ -30,7 +31,7 @@ from tests.support.api_events import FakeLambdaContext
 
 def _fail_first_sends(monkeypatch: pytest.MonkeyPatch, times: int = 1) -> list[int]:
     """Make the API's SQS client refuse its next `times` sends, as a throttled SQS would."""
-    sqs = handler.runtime().ctx.sqs
+    sqs = idempotent_submit.runtime().ctx.sqs
     real_send = sqs.send_message
     calls: list[int] = []
 
@@ -63,7 +64,7 @@ def _unsent_job(
 
 def _sweeper_context(ahead: timedelta = timedelta(0)) -> Any:
     """The sweeper's context on the API's runtime, its clock `ahead` of now."""
-    ctx = handler.runtime().ctx
+    ctx = idempotent_submit.runtime().ctx
     return dataclasses.replace(ctx, clock=lambda: ctx.now() + ahead)
 
 
@@ -172,9 +173,9 @@ def test_the_sweeper_lambda_resends_and_emits_its_metric(
         UpdateExpression="SET created_at = :t",
         ExpressionAttributeValues={":t": {"S": "2020-01-01T00:00:00.000000Z"}},
     )
-    sweeper._context.cache_clear()
+    sweeper_entrypoint._context.cache_clear()
     capsys.readouterr()
-    result = sweeper.lambda_handler({}, FakeLambdaContext())
+    result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
     assert result == {"resent": 1, "cleared": 0, "failed": 0}
     assert len(queue_messages(aws("sqs"), deployment.queue_urls[Lane.BATCH])) == 1
     emf = [
@@ -196,7 +197,7 @@ def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_pe
     # (threads, each with its own clients and idempotency layer, like separate containers)
     keys = [f"burst-{n}" for n in range(5)]
     submissions = [key for key in keys for _ in range(6)]
-    runtimes = [handler.build_runtime() for _ in range(10)]
+    runtimes = [idempotent_submit.build_runtime() for _ in range(10)]
     for runtime in runtimes:
         runtime.idempotency.register_lambda_context(FakeLambdaContext())
     request = SubmitJobRequest.model_validate(job_body)
@@ -205,7 +206,7 @@ def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_pe
     lock = threading.Lock()
     start = threading.Barrier(len(runtimes))
 
-    def container(runtime: handler.Runtime, mine: list[str]) -> None:
+    def container(runtime: idempotent_submit.Runtime, mine: list[str]) -> None:
         start.wait()
         for key in mine:
             try:
@@ -250,7 +251,7 @@ def _submit_until_answered(
     while True:
         try:
             accepted = submit(
-                command=handler.SubmitCommand(
+                command=idempotent_submit.SubmitCommand(
                     tenant="tenant-a",
                     idempotency_key=key,
                     correlation_id=f"c-{key}",

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from runtime.api import webhook_deliveries
+from runtime.api.entrypoints import webhook_deliveries
 from runtime.common.events import WebhookDelivery, events_of
 from runtime.common.jobs import JobStatus, MediaRef
 from runtime.common.names import EnvVar, JobsTable, Lane

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from runtime.api import handler, webhook_deliveries
+from runtime.api import idempotent_submit
+from runtime.api.entrypoints import webhook_deliveries
 from runtime.common.events import WebhookDelivery
 from runtime.common.jobs import JobStatus
 from runtime.common.names import EnvVar
@@ -75,7 +76,7 @@ def test_local_mode_admits_a_receiver_on_this_machine(
 ) -> None:
     # Given the API as local mode runs it (private receivers allowed, as for its worker)
     monkeypatch.setenv(EnvVar.WEBHOOK_ALLOW_PRIVATE.value, "true")
-    handler.runtime.cache_clear()
+    idempotent_submit.runtime.cache_clear()
     try:
         # When a job names a receiver on this machine
         accepted = submit_job("local-hook", webhook_url="http://127.0.0.1:8080/hook")
@@ -86,4 +87,4 @@ def test_local_mode_admits_a_receiver_on_this_machine(
         assert refused["json"]["error"]["field"] == "webhook_url"
     finally:
         monkeypatch.delenv(EnvVar.WEBHOOK_ALLOW_PRIVATE.value)
-        handler.runtime.cache_clear()
+        idempotent_submit.runtime.cache_clear()

@@ -26,7 +26,7 @@ NOW = "2026-01-01T00:00:00Z"
 def resources(
     session: Any, endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[LocalResources]:
-    from runtime.api import dead_letters
+    from runtime.api.entrypoints import dead_letters
 
     names = ResourceNames(stage="trig", account=LOCAL_ACCOUNT, region=LOCAL_REGION)
     created = provision(session, names=names, config=stage_config("dev"), endpoint_url=endpoint)
@@ -62,7 +62,7 @@ def _job(resources: LocalResources, status: JobStatus) -> JobRecord:
 def test_a_dead_lettered_job_is_failed_announced_and_removed_from_the_dlq(
     resources: LocalResources, session: Any, endpoint: str
 ) -> None:
-    from runtime.api import dead_letters
+    from runtime.api.entrypoints import dead_letters
 
     # Given a job stuck RENDERING whose message exhausted its deliveries, a finished job whose
     # message was redriven late, an unreadable dead letter, and a subscriber on the topic

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,38 @@ def test_a_stop_while_waiting_for_the_manifest_ends_the_wait(
         on_missing=lambda: None,
     )
     assert result is None
+
+
+class _ConcurrencyProbe:
+    """The S3 client, whose downloads must meet at a barrier: a sync that fetches one file at a
+    time never gets two there, and fails (the timeout only bounds a wrong implementation)."""
+
+    def __init__(self, s3: object, parties: int) -> None:
+        self._s3 = s3
+        self._barrier = threading.Barrier(parties, timeout=30)
+        self.configs: list[object] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._s3, name)
+
+    def download_file(self, bucket: str, key: str, filename: str, **kwargs: object) -> None:
+        self.configs.append(kwargs.get("Config"))
+        self._barrier.wait()
+        self._s3.download_file(bucket, key, filename, **kwargs)  # type: ignore[attr-defined]
+
+
+def test_files_download_at_once_with_ranged_parallel_reads(
+    world: WorkerWorld, tmp_path: Path
+) -> None:
+    # Given two published files and an S3 client that lets a download on only once both started
+    _publish(world, _models(tmp_path))
+    probe = _ConcurrencyProbe(world.s3, parties=2)
+    bucket = world.bucket(BucketRole.WEIGHTS)
+
+    # When a cold instance syncs
+    result = sync_weights(probe, bucket=bucket, model_version=VERSION, models_dir=tmp_path / "c")
+
+    # Then both were in flight together, each with many ranged reads, and both arrived intact
+    assert sorted(result.downloaded) == ["musetalkV15/unet.pth", "sd-vae/config.json"]
+    assert all(config.max_concurrency >= 16 for config in probe.configs)  # type: ignore[attr-defined]
+    assert (tmp_path / "c" / "musetalkV15" / "unet.pth").read_bytes() == b"unet" * 1000

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One device call for the speak and preparation figures (bench/results/2026-12-06-h100*.md):
+#   STEPS="setup speak prepare" OFFICIAL=.bench/official/MuseTalk bash bench/device_run.sh
+# setup: our wheels (.whl/*.whl, xtcocotools from .whl/src) into /tmp/site; speak: bench/speak.py
+# with upstream's realtime loop in the same run (OFFICIAL: a TMElyralab/MuseTalk checkout) and the
+# compiled rows; prepare: bench/prepare.py with the worker's default, the AOT packages (fp32 and
+# fp16 face models) and compile_preparation against the per-frame path. Results under $OUT.
+set -o pipefail
+OUT=${OUT:-/tmp/device-out}
+STEPS=${STEPS:-setup speak prepare}
+OFFICIAL=${OFFICIAL:-.bench/official/MuseTalk}
+SPEAK_ARGS=${SPEAK_ARGS:-}
+PREPARE_VARIANTS=${PREPARE_VARIANTS:-serial:float32:device+onepass,serial:float32:device+onepass+aot,serial:float16:device+onepass+aot,serial:float16:device+onepass+vae+compile}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site"
+begin=$(date +%s)
+mark() { echo "== +$(($(date +%s) - begin)) s: $*"; }
+wants() { [[ " $STEPS " == *" $1 "* ]]; }
+mkdir -p "$OUT"
+
+if wants setup && [[ ! -d /tmp/site/diffusers ]]; then
+  mark "wheels"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  if ls .whl/src/*.tar.gz >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir \
+      --target /tmp/site .whl/src/*.tar.gz >/tmp/sdist.txt 2>&1 || tail -5 /tmp/sdist.txt
+  fi
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader || true
+  python3 -c 'import torch, os; print("torch", torch.__version__, "cpus", os.cpu_count(), "load", os.getloadavg())'
+fi
+
+if wants speak; then
+  mark "speak: plain, official loop, compiled rows"
+  python3 bench/speak.py --models /tmp/m23 --cache-dir /tmp/c23 --avatar examples/media/yongen.mp4 \
+    --audio examples/media/eng.wav --seconds 30 --runs 3 --batch-sizes 64 --presets superfast \
+    --compile --compile-modes reduce-overhead --pipeline-depths 2 --segment-encoders 2 \
+    --split-frames 125 --split-tails taper --memory-batches 64 --encoder-frames 400 \
+    --skip-cold-start --compiled-only --official "$OFFICIAL" --official-runs 5 $SPEAK_ARGS \
+    --out "$OUT/speak.json" 2>&1 | grep --line-buffered -E '^\{"(path|fps|batch|pipeline)|^== |Error|error' | cut -c1-400
+fi
+
+if wants prepare; then
+  mark "prepare: per-frame path, default, AOT packages, compiled"
+  python3 bench/prepare.py --models /tmp/p23 --variants "$PREPARE_VARIANTS" \
+    --out "$OUT/prepare.json" 2>&1 | grep --line-buffered -v -E 'Warning|warn\(|^\s*$' | tail -60
+fi
+mark "done"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runtime.api.jobs import cancel_reason
+from runtime.api.cancellation import cancel_reason
 from runtime.common.jobs import ErrorCode, JobStatus
 from runtime.common.keys import job_segments_prefix
 from runtime.common.names import BucketRole, EnvVar, JobsTable

@@ -50,10 +50,11 @@ from typing import Any
 import cv2
 import httpx
 
+from bench.poison_media import flat_png, huge_png, silent_wav, tone_wav
 from infra.config import stage_config
 from runtime.cli.client import ApiClient
 from runtime.cli.errors import CliError
-from runtime.cli.weights import upload_weights
+from runtime.cli.upload_weights import upload_weights
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, JobStatus, RenderOptions
 from runtime.common.names import BucketRole, EnvVar, JobsTable, Lane, ResourceNames
 from runtime.common.records import JobRecord
@@ -69,7 +70,6 @@ from runtime.local.stack import (
 from runtime.local.stack import (
     worker_env as stage_worker_env,
 )
-from tests.support.poison_media import flat_png, huge_png, silent_wav, tone_wav
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEDIA = REPO_ROOT / "examples" / "media"

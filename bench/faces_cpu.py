@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from runtime.engine.faces import FaceLocator, FaceParser
-from runtime.engine.faces.weights import (
+from runtime.engine.faces.random_weights import (
     write_random_bisenet,
     write_random_dwpose,
     write_random_s3fd,
 )
+from runtime.engine.sync.random_weights import write_random_syncnet
 from runtime.engine.sync.scorer import SyncScorer
-from runtime.engine.sync.weights import write_random_syncnet
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 

@@ -62,14 +62,14 @@ from runtime.engine.faces import FaceLocator, FaceParser
 from runtime.engine.faces.boxes import FaceBox, landmark_box, overlaps_frame, with_extra_margin
 from runtime.engine.faces.locator import LOCATE_BATCH
 from runtime.engine.faces.precision import default_face_dtype
-from runtime.engine.faces.weights import (
+from runtime.engine.faces.random_weights import (
     write_random_bisenet,
     write_random_dwpose,
     write_random_s3fd,
 )
 from runtime.engine.latents import crops_to_pixels, mask_lower_half
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
+from runtime.engine.random_weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 STAGES = ("decode", "decode_wait", "locate", "s3fd", "dwpose", "crop", "vae_encode", "parse")
@@ -424,7 +424,7 @@ def prepare_packages(
 
 
 # Innermost frames of a thread that waits for work or for another thread: not sampled.
-_IDLE = ("threading.py:wait", "thread.py:_worker", "hashlib", "engine.py:_file_sha256")
+_IDLE = ("threading.py:wait", "thread.py:_worker", "hashlib", "fileio.py:file_sha256")
 
 
 class ThreadSampler:

@@ -62,8 +62,8 @@ from runtime.engine.interface import SegmentPlan
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, pick_video_codec
+from runtime.engine.random_weights import _write_unet, _write_vae, _write_whisper
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
-from runtime.engine.weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 FLOP_PER_FRAME = 800e9  # UNet ~178 GFLOP + VAE decode ~622 GFLOP at 256x256 (issue 10)

@@ -18,6 +18,7 @@ import httpx
 from runtime.cli.errors import CliError, ExitCode, exit_code_for_status
 from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.common.names import Lane
+from runtime.fileio import atomic_path
 
 API_KEY_HEADER = "x-api-key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -190,26 +191,23 @@ class ApiClient:
 
     def download(self, url: str, destination: Path) -> int:
         """Stream a presigned download to `destination` (atomically); returns the byte count."""
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(destination.name + ".part")
         written = 0
-        try:
-            with self._storage.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise CliError(
-                        exit_code_for_status(response.status_code),
-                        f"download failed: HTTP {response.status_code} "
-                        f"{_s3_error_code(response.read().decode(errors='replace'))}",
-                        status_code=response.status_code,
-                    )
-                with partial.open("wb") as sink:
-                    for chunk in response.iter_bytes(chunk_size=1024 * 1024):
-                        sink.write(chunk)
-                        written += len(chunk)
-        except httpx.TransportError as error:
-            partial.unlink(missing_ok=True)
-            raise CliError(ExitCode.SERVICE, f"download failed: {error}") from None
-        partial.replace(destination)
+        with atomic_path(destination) as partial:
+            try:
+                with self._storage.stream("GET", url) as response:
+                    if response.status_code != 200:
+                        raise CliError(
+                            exit_code_for_status(response.status_code),
+                            f"download failed: HTTP {response.status_code} "
+                            f"{_s3_error_code(response.read().decode(errors='replace'))}",
+                            status_code=response.status_code,
+                        )
+                    with partial.open("wb") as sink:
+                        for chunk in response.iter_bytes(chunk_size=1024 * 1024):
+                            sink.write(chunk)
+                            written += len(chunk)
+            except httpx.TransportError as error:
+                raise CliError(ExitCode.SERVICE, f"download failed: {error}") from None
         return written
 
     def _call(

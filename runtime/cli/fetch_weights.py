@@ -11,7 +11,6 @@ mirror (`--mirror` / `MUSETALK_WEIGHTS_MIRROR`, serving `<mirror>/<host>/<path>`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -23,11 +22,11 @@ import httpx
 
 from runtime.cli.errors import CliError, ExitCode
 from runtime.cli.official_weights import OFFICIAL_FILES, WeightFile
+from runtime.fileio import file_sha256
 
 PARTIAL_DIR = ".fetch-partial"
 ENV_MIRROR = "MUSETALK_WEIGHTS_MIRROR"
 ATTEMPTS = 3  # per file and run: a dropped connection resumes at once, this many times
-CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 FileReport = Callable[[str, str], None]  # (path in the models dir, "present" | "fetched")
@@ -259,14 +258,6 @@ def _verify_or_delete(
         f"{expected_sha256}, got {found} (from {entry.source}); nothing was kept",
         field=entry.path,
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _service_error(entry: WeightFile, message: str) -> CliError:

@@ -24,7 +24,7 @@ from runtime.cli.official_weights import default_models_dir
 from runtime.cli.output import format_avatar_row, format_job, format_job_row
 from runtime.cli.progress import ProgressBar, is_final, wait_for_job
 from runtime.cli.settings import resolve_endpoint, resolve_weights_bucket
-from runtime.cli.weights import upload_weights
+from runtime.cli.upload_weights import upload_weights
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, JobStatus, RenderOptions
 from runtime.common.keys import is_safe_id
 from runtime.common.names import Lane

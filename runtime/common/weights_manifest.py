@@ -8,16 +8,16 @@ manifest marks a complete upload.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
+from runtime.fileio import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 # In the local models directory: {path: [size, mtime_ns, sha256]} of the files the worker's
 # sync verified (the engine's AOT packages key on these digests).
 VERIFIED_STAMP_NAME = ".verified.json"
-_CHUNK = 8 * 1024 * 1024
 
 
 class ManifestEntry(BaseModel):
@@ -63,11 +63,3 @@ class WeightsManifest(BaseModel):
             ):
                 stale.append(relative)
         return stale
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -59,6 +59,7 @@ from runtime.engine.audio import (
 )
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.weight_cache import fingerprint
+from runtime.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -468,14 +469,6 @@ def package_files(directory: Path) -> dict[str, str]:
     copy, in the order to copy them: the manifest last)."""
     manifest = json.loads((directory / MANIFEST).read_text())
     return {**manifest["sha256"], MANIFEST: ""}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(8 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------- load

@@ -297,7 +297,7 @@ def _contact_sheet(args: argparse.Namespace) -> int:
 
 
 def _make_weights(args: argparse.Namespace) -> int:
-    from runtime.engine.weights import make_weights
+    from runtime.engine.random_weights import make_weights
 
     layout = make_weights(args.directory, tiny=args.tiny, seed=args.seed)
     size = "tiny" if args.tiny else "full-size"

@@ -14,12 +14,12 @@ build or card are never loaded (they would only miss).
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
+
+from runtime.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +61,9 @@ def save_artifacts(path: Path) -> bool:
     if saved is None:
         return False
     data, _info = saved
-    temporary: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as partial:
-            temporary = Path(partial.name)
-            partial.write(data)
-        os.replace(temporary, path)
+        write_atomic(path, data)
     except OSError as error:
         log.warning("compile artifacts %s not written: %s", path.name, error)
         return False
-    finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
     return True

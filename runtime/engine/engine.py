@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import shutil
@@ -70,6 +69,7 @@ from runtime.engine.untrusted import DETECTOR_MIN_SIDE, DecodeLimits
 from runtime.engine.vad import SpeechDetector, generation_weights
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
 from runtime.engine.yuv import I420Frame, paste_region
+from runtime.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ class MuseTalkEngine:
             ThreadPoolExecutor(1, thread_name_prefix="prepare-sha256") as hasher,
             cudnn_benchmark(on_gpu),
         ):
-            source_sha256 = hasher.submit(_file_sha256, avatar_media)
+            source_sha256 = hasher.submit(file_sha256, avatar_media)
             start = time.perf_counter()
             prepared = prepare_frames(
                 reader.frames(),
@@ -1135,14 +1135,6 @@ def _to_host(tensor: torch.Tensor) -> np.ndarray:
 
 def _is_oom(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(8 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _quiet_hub_progress() -> None:

@@ -17,7 +17,6 @@ finish on another, so the remux is not all left for the end.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,23 +55,6 @@ PREVIEW_AUDIO_RATE = 24_000
 # the host (bench/results/2026-11-26-h100-encoders.md); a smaller host runs fewer at once.
 ENCODER_THREADS = 8
 X264_OPTIONS = {"x264-params": "mbtree=0"}
-# Segment encoders at once by default. With one, the producer waits at every segment boundary
-# while the last segment flushes: the worker's path on an H100 went 280 -> 369 frames/s from
-# one to two (veryfast); three were no faster (344: 24 x264 threads on 16 cores).
-# One more encoder per this many cores (a 4-core host gets one: parallel encoders there only
-# contend for the cores), up to the maximum.
-CORES_PER_EXTRA_ENCODER = 8
-MAX_DEFAULT_ENCODERS = 2
-
-
-def default_segment_encoders(cpus: int | None = None) -> int:
-    """How many segment encoders to run at once on a host of `cpus` cores (default: this one).
-
-    Only how many run at once depends on the host: each encoder's thread count is fixed
-    (`ENCODER_THREADS`), so the bytes of a segment do not.
-    """
-    cores = cpus if cpus is not None else (os.cpu_count() or 1)
-    return max(1, min(MAX_DEFAULT_ENCODERS, 1 + cores // CORES_PER_EXTRA_ENCODER))
 
 
 class SegmentedVideoWriter(EncoderSession):

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +27,8 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from runtime.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +110,8 @@ class WeightCache:
         """Write atomically (temp file + rename): a crash never leaves a half file in place."""
         state = {key: value.detach().contiguous() for key, value in module.state_dict().items()}
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(
-                dir=self.directory, prefix=f".{path.name}.", delete=False
-            ) as partial:
-                temporary = Path(partial.name)
-            try:
+            with atomic_path(path) as temporary:
                 save_file(state, str(temporary), metadata={FINGERPRINT_KEY: stamp})
-                os.replace(temporary, path)
-            finally:
-                temporary.unlink(missing_ok=True)
         except (OSError, RuntimeError, ValueError, SafetensorError) as error:
             # A read-only disk or tied weights: the engine still runs, only without the cache.
             log.warning("weight cache %s not written: %s", path.name, error)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.config import stage_config
-from runtime.cli.weights import upload_weights
+from runtime.cli.upload_weights import upload_weights
 from runtime.common.jobs import MODEL_VERSION
 from runtime.common.names import BucketRole, EnvVar, ResourceNames
 from runtime.local.emulator import LOCAL_CREDENTIALS, local_session, moto_server

@@ -28,6 +28,7 @@ from typing import Any, cast
 from runtime.common.keys import aot_artifacts_prefix
 from runtime.common.names import EnvVar
 from runtime.engine.interface import LipSyncEngine
+from runtime.fileio import file_sha256
 from runtime.worker.telemetry import logger
 
 DEFAULT_FACTORY = f"{__name__}:musetalk_engine"
@@ -129,7 +130,7 @@ class ArtifactSync:
                 if name == aot.MANIFEST:
                     continue
                 self.s3.download_file(self.bucket, self.prefix + name, str(staging / name))
-                if aot.file_sha256(staging / name) != sha256:
+                if file_sha256(staging / name) != sha256:
                     raise ValueError(f"checksum mismatch for AOT package file {name}")
             os.replace(staging, self.local)
         except Exception:  # any S3, disk or manifest error: the engine builds instead

@@ -9,7 +9,6 @@ decoding it, against the lane limit, before any GPU work.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,8 @@ from runtime.common.keys import tenant_prefix
 from runtime.common.limits import LaneLimits, Limits
 from runtime.engine.interface import MediaError
 from runtime.engine.untrusted import DETECTOR_MIN_SIDE, audio_seconds
+from runtime.fileio import file_sha256
 from runtime.worker.refusals import decode_limits, refusals_as_media_errors
-
-_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,11 +59,7 @@ def fetch_input(
             ErrorCode.MEDIA_TOO_LARGE, f"{what}: {size} bytes exceeds the lane limit {max_bytes}"
         )
     s3.download_file(ref.bucket, ref.key, str(dest))
-    digest = hashlib.sha256()
-    with dest.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    sha256 = digest.hexdigest()
+    sha256 = file_sha256(dest)
     if ref.sha256 is not None and ref.sha256.lower() != sha256:
         raise MediaError(ErrorCode.INVALID_MEDIA, f"{what}: checksum does not match the upload")
     named = dest.with_name(dest.name + media_suffix(dest))

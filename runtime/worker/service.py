@@ -41,7 +41,7 @@ from runtime.worker.shutdown import StopPolicy
 from runtime.worker.spot import SpotNoticePoller
 from runtime.worker.telemetry import MetricsSink, logger
 from runtime.worker.webhooks import SecretSource, WebhookSender, hand_on_webhook
-from runtime.worker.weights import sync_when_published
+from runtime.worker.weights_sync import sync_when_published
 
 _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 POLL_ERROR_PAUSE_SECONDS = 5.0

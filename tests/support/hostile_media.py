@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from tests.support.poison_media import deep_png, flat_png, huge_png, tone_wav
+from bench.poison_media import deep_png, flat_png, huge_png, tone_wav
 
 Make = Callable[[Path], Path]
 

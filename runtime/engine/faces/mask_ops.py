@@ -1,4 +1,4 @@
-"""The blend-mask rules of `parsing.py` as tensor work on the device (spec §6).
+"""The blend-mask rules of `mask_rules.py` as tensor work on the device (spec §6).
 
 Same steps, same order, for frames already on the GPU: the crop around the box (black outside
 the frame), PIL's resizes (antialiased bilinear to 512 in, bicubic back out; each pass rounded
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from runtime.engine.faces.parsing import (
+from runtime.engine.faces.mask_rules import (
     MOUTH_AND_LIPS,
     NECK,
     NOSE,
@@ -34,7 +34,7 @@ from runtime.engine.faces.parsing import (
 
 
 def crop_rgb_levels(frame_bgr: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
-    """`parsing.crop_rgb` on the device: uint8 [H, W, 3] BGR -> float32 [3, h, w] RGB levels,
+    """`mask_rules.crop_rgb` on the device: uint8 [H, W, 3] BGR -> float32 [3, h, w] RGB levels,
     black where the box leaves the frame."""
     x1, y1, x2, y2 = box
     height, width = frame_bgr.shape[:2]
@@ -117,7 +117,7 @@ def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def region_masks(classes: torch.Tensor, mode: MaskMode) -> torch.Tensor:
-    """`parsing.region_mask` for a batch of class maps [B, 512, 512] -> 0/1 float [B, 512, 512]."""
+    """`mask_rules.region_mask` for class maps [B, 512, 512] -> 0/1 float [B, 512, 512]."""
     lip_classes, cheeks = _constants(classes.device)
     lips = torch.isin(classes, lip_classes)
     if mode == "raw":
@@ -157,7 +157,7 @@ def finish_mask(
     crop: tuple[int, int, int, int],
     blur: BlurMode,
 ) -> torch.Tensor:
-    """`parsing.finish_mask` on the device: 0/1 [512, 512] -> uint8 [2s, 2s]."""
+    """`mask_rules.finish_mask` on the device: 0/1 [512, 512] -> uint8 [2s, 2s]."""
     side = crop[2] - crop[0]
     resized = pil_resize((region * 255)[None], (side, side), "bicubic")[0]
     inside = torch.zeros_like(resized)

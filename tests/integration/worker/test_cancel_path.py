@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from runtime.api.jobs import cancel_reason
+from runtime.api.cancellation import cancel_reason
 from runtime.common.jobs import ErrorCode, JobStatus
 from runtime.common.keys import job_segments_prefix
 from runtime.common.names import BucketRole, EnvVar, JobsTable
 from runtime.common.records import job_pk
 from runtime.engine.interface import ProgressFn, Rendered
-from runtime.worker import job_runner
+from runtime.worker import deadlines
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now
 from runtime.worker.telemetry import logger as worker_logger
@@ -106,7 +106,7 @@ class ClockJumps(SmallEngine):
         super().__init__(default_batch_size=8)
         self._at = at_frame
         self._offset = timedelta(0)
-        monkeypatch.setattr(job_runner, "now", lambda: utc_now() + self._offset)
+        monkeypatch.setattr(deadlines, "now", lambda: utc_now() + self._offset)
 
     def speak(self, *args: Any, progress: ProgressFn | None = None, **kwargs: Any) -> Rendered:
         def jumping(done: int, total: int) -> None:
@@ -142,7 +142,7 @@ def test_a_handed_back_job_that_expires_leaves_no_segments(
     engine.after_batch = lambda done: first.stop.request() if done >= 110 else None
     assert first.run_once() is Outcome.INTERRUPTED
     assert render_files(world, message.tenant, message.job_id)
-    monkeypatch.setattr(job_runner, "now", lambda: utc_now() + timedelta(hours=2))
+    monkeypatch.setattr(deadlines, "now", lambda: utc_now() + timedelta(hours=2))
     # When the next worker receives it
     assert make_worker(SmallEngine(), **SEGMENTED).run_once() is Outcome.EXPIRED
     # Then it expired and left nothing of the earlier attempt behind

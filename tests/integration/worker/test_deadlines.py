@@ -14,7 +14,7 @@ from runtime.common.keys import output_key
 from runtime.common.metrics import Metric
 from runtime.common.names import BucketRole, Lane
 from runtime.engine.interface import ProgressFn, Rendered
-from runtime.worker import job_runner
+from runtime.worker import deadlines
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now
 from tests.integration.worker.conftest import MakeWorker, ended
@@ -30,7 +30,7 @@ class ClockJumpingEngine(SmallEngine):
         super().__init__(default_batch_size=8)
         self._jump_at = jump_at_frame
         self._offset = timedelta(0)
-        monkeypatch.setattr(job_runner, "now", self._now)
+        monkeypatch.setattr(deadlines, "now", self._now)
 
     def _now(self) -> datetime:
         return utc_now() + self._offset

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.poison_media import deep_png
 from runtime.common.jobs import ErrorCode, JobStatus
 from runtime.common.names import Lane
 from runtime.worker.job_runner import Outcome
@@ -18,7 +19,6 @@ from tests.support.hostile_media import (
     pcm_wav,
     tiny_png,
 )
-from tests.support.poison_media import deep_png
 from tests.support.small_engine import SmallEngine
 from tests.support.worker_world import WorkerWorld
 

@@ -13,7 +13,7 @@ import pytest
 from runtime.common.jobs import AvatarOptions, ErrorCode, JobStatus
 from runtime.common.limits import DEFAULT_LIMITS
 from runtime.engine.untrusted import DETECTOR_MIN_SIDE, DecodeLimits
-from runtime.worker import job_runner
+from runtime.worker import deadlines
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now
 from tests.integration.worker.conftest import MakeWorker, ended
@@ -28,7 +28,7 @@ class DeadlineInPrepareEngine(SmallEngine):
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         super().__init__(default_batch_size=8, prepare_seconds=30)
         self._offset = timedelta(0)
-        monkeypatch.setattr(job_runner, "now", self._now)
+        monkeypatch.setattr(deadlines, "now", self._now)
 
     def _now(self) -> datetime:
         return utc_now() + self._offset

@@ -20,9 +20,10 @@ from runtime.common.jobs import AvatarOptions, ErrorCode, JobError, JobMessage, 
 from runtime.common.metrics import Metric
 from runtime.common.names import JobsTable, Lane
 from runtime.common.records import job_pk, render_claim_pk
-from runtime.worker import job_runner
-from runtime.worker.job_runner import Outcome, render_cache_hash
+from runtime.worker import deadlines
+from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now
+from runtime.worker.render_cache import render_cache_hash
 from runtime.worker.render_claims import Claim, ClaimHeld, RenderClaims
 from runtime.worker.service import Worker
 from tests.integration.worker.conftest import InBackground, MakeWorker, ended
@@ -193,7 +194,7 @@ def test_a_waiting_job_still_expires_at_its_deadline(
     assert worker.run_once() is Outcome.WAITING
 
     # When its deadline passes while it waits
-    monkeypatch.setattr(job_runner, "now", lambda: utc_now() + timedelta(hours=1))
+    monkeypatch.setattr(deadlines, "now", lambda: utc_now() + timedelta(hours=1))
     outcome = worker.run_once()
 
     # Then its next delivery ends it EXPIRED, announced, and nothing rendered or left queued

@@ -11,7 +11,7 @@ import pytest
 from runtime.common.jobs import JobStatus
 from runtime.common.names import EnvVar
 from runtime.engine.interface import ProgressFn, Rendered
-from runtime.worker import job_runner
+from runtime.worker import job_render
 from runtime.worker.job_runner import Outcome
 from tests.integration.worker.conftest import MakeWorker
 from tests.support.small_engine import SmallEngine
@@ -40,7 +40,7 @@ class ProgressReader(SmallEngine):
 def test_a_resumed_job_costs_every_attempt_and_its_progress_never_goes_back(
     world: WorkerWorld, make_worker: MakeWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(job_runner, "PROGRESS_WRITE_SECONDS", 0.0)  # record every report
+    monkeypatch.setattr(job_render, "PROGRESS_WRITE_SECONDS", 0.0)  # record every report
     # Given a job whose first attempt renders 112 frames (at least 1.1 s of GPU time) and is
     # stopped (SIGTERM) after two 50-frame segments
     message = world.submit()

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from runtime.common.names import BucketRole
-from runtime.common.weights_manifest import WeightsManifest, file_sha256
-from runtime.worker.weights import (
+from runtime.common.weights_manifest import WeightsManifest
+from runtime.fileio import file_sha256
+from runtime.worker.weights_sync import (
     STAMP_NAME,
     SyncResult,
     WeightsError,
@@ -95,7 +96,7 @@ def test_a_restart_trusts_the_stamp_and_hashes_only_a_touched_file(
         hashed.append(path.name)
         return file_sha256(path)
 
-    monkeypatch.setattr("runtime.worker.weights.file_sha256", counting_sha256)
+    monkeypatch.setattr("runtime.worker.weights_sync.file_sha256", counting_sha256)
 
     # When the worker restarts, no file is read to be hashed
     assert sync_weights(world.s3, bucket=bucket, model_version=VERSION, models_dir=local) == (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.engine.weights import make_weights
+from runtime.engine.random_weights import make_weights
 from tests.support.bench_scripts import load_bench_script
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from runtime.cli.errors import ExitCode
 from runtime.cli.main import main
-from runtime.cli.weights import upload_weights
+from runtime.cli.upload_weights import upload_weights
 from runtime.common.weights_manifest import MANIFEST_NAME, WeightsManifest
 
 

@@ -18,7 +18,7 @@ import torch
 from runtime.engine.audio import SAMPLE_RATE, load_audio_16k
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.weights import make_weights
+from runtime.engine.random_weights import make_weights
 from tests.unit.engine.standins import CentreLocator, LowerHalfParser
 
 # On a 2-core machine the encoder thread, the VAD and other test processes compete with torch's

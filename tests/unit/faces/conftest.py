@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.engine.faces.weights import (
+from runtime.engine.faces.random_weights import (
     write_random_bisenet,
     write_random_dwpose,
     write_random_s3fd,
 )
-from runtime.engine.sync.weights import write_random_syncnet
+from runtime.engine.sync.random_weights import write_random_syncnet
 
 MEDIA = Path(__file__).resolve().parents[3] / "examples" / "media"
 SEED = 0

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from runtime.engine.cudnn import cudnn_benchmark
-from runtime.engine.faces import mask_ops, parsing
+from runtime.engine.faces import mask_ops, mask_rules
 from runtime.engine.faces.affine import warp_batch, warp_plan
 from runtime.engine.faces.boxes import FaceBox
 from runtime.engine.faces.dwpose import DWPose
@@ -70,29 +70,29 @@ def test_given_a_tilted_warp_that_leaves_the_frame_then_outside_is_black_as_open
 
 @pytest.mark.parametrize("mode", ["jaw", "raw", "neck"])
 def test_given_class_maps_when_region_masks_on_device_then_equal_to_opencv_rules(
-    mode: parsing.MaskMode,
+    mode: mask_rules.MaskMode,
 ) -> None:
     # Given class maps with every class the rules look at
     maps = random_class_maps(3)
     # When masked as one batch of tensors
     ours = mask_ops.region_masks(torch.from_numpy(maps), mode).numpy()
     # Then the morphology (max-pools for OpenCV's dilate/erode) is exact: every pixel equal
-    theirs = np.stack([parsing.region_mask(classes, mode) for classes in maps])
+    theirs = np.stack([mask_rules.region_mask(classes, mode) for classes in maps])
     assert np.array_equal(ours * 255, theirs)
 
 
 def test_given_a_region_when_finished_on_device_then_within_two_levels_of_pil_and_opencv() -> None:
     # Given jaw regions and a paste box whose crop runs past the frame's top left
     box = FaceBox(200, 300, 420, 560)
-    crop = parsing.crop_box(box)
+    crop = mask_rules.crop_box(box)
     for classes in random_class_maps(2, seed=3):
-        region = parsing.region_mask(classes, "jaw")
+        region = mask_rules.region_mask(classes, "jaw")
         for blur in ("offline", "realtime"):
             # When finished on the device and on the host (PIL bicubic, OpenCV blur)
             ours = mask_ops.finish_mask(
                 torch.from_numpy(region > 0).float(), (200, 300, 420, 560), crop, blur
             ).numpy()
-            theirs = parsing.finish_mask(region, box, crop, blur)
+            theirs = mask_rules.finish_mask(region, box, crop, blur)
             # Then the fixed-point resize and blur differ by at most two levels, on few pixels
             diff = np.abs(ours.astype(int) - theirs)
             assert diff.max() <= 2
@@ -119,7 +119,7 @@ def test_given_a_crop_box_when_cropped_and_resized_on_device_then_within_one_lev
         mask_ops.crop_rgb_levels(torch.from_numpy(frame), box), (512, 512), "bilinear"
     )
     theirs = np.asarray(
-        parsing.crop_rgb(frame, box).resize((512, 512), Image.Resampling.BILINEAR)
+        mask_rules.crop_rgb(frame, box).resize((512, 512), Image.Resampling.BILINEAR)
     ).astype(np.float32)
     diff = np.abs(ours.permute(1, 2, 0).numpy() - theirs)
     assert diff.max() <= 1
@@ -190,15 +190,15 @@ class ColourParts(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.zeros(x.shape[0], 19, *x.shape[2:])
         logits[:, 0] = 0.3
-        logits[:, parsing.SKIN] = x[:, 0]
+        logits[:, mask_rules.SKIN] = x[:, 0]
         logits[:, 12] = x[:, 2] - 0.4
-        logits[:, parsing.NOSE] = 1.5 - (x[:, 1] - 0.6).abs() * 8
+        logits[:, mask_rules.NOSE] = 1.5 - (x[:, 1] - 0.6).abs() * 8
         return logits
 
 
 @pytest.mark.parametrize("mode", ["jaw", "raw"])
 def test_given_a_parser_when_blending_on_device_then_masks_match_the_host_path(
-    video_frames: list[np.ndarray], mode: parsing.MaskMode
+    video_frames: list[np.ndarray], mode: mask_rules.MaskMode
 ) -> None:
     # Given a colour-following parser and two boxes on sample frames (one crop past the edge)
     parser = FaceParser(ColourParts(), CPU)  # type: ignore[arg-type]
@@ -225,10 +225,10 @@ def test_given_random_bisenet_when_parsing_on_device_then_classes_match_the_host
 ) -> None:
     # Given the seeded random BiSeNet and the crop around a face box on a sample frame
     parser = FaceParser.load(models_dir, CPU)
-    crop = parsing.crop_box(FaceBox(250, 300, 480, 560))
+    crop = mask_rules.crop_box(FaceBox(250, 300, 480, 560))
     frame = video_frames[0]
     # When parsed from the PIL crop and resize, and from the tensor crop and resize
-    theirs = parser.parse([parsing.crop_rgb(frame, crop)], batch_size=1)
+    theirs = parser.parse([mask_rules.crop_rgb(frame, crop)], batch_size=1)
     levels = mask_ops.pil_resize(
         mask_ops.crop_rgb_levels(torch.from_numpy(frame), crop), (512, 512), "bilinear"
     )

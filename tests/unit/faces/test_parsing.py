@@ -11,8 +11,7 @@ import torch
 
 from runtime.engine.faces.bisenet import BiSeNet, ResNet18
 from runtime.engine.faces.boxes import FaceBox
-from runtime.engine.faces.parsing import (
-    FaceParser,
+from runtime.engine.faces.mask_rules import (
     blur_kernel_size,
     cheek_mask,
     crop_box,
@@ -22,6 +21,7 @@ from runtime.engine.faces.parsing import (
     jaw_erosion_kernel,
     region_mask,
 )
+from runtime.engine.faces.parsing import FaceParser
 
 SKIN, NOSE, NECK, UPPER_LIP = 1, 10, 14, 12
 

@@ -12,9 +12,9 @@ from transformers.audio_utils import mel_filter_bank
 
 from runtime.engine.sync import SyncScore, SyncScorer
 from runtime.engine.sync.mel import mel_filters, mel_start, melspectrogram
+from runtime.engine.sync.random_weights import write_random_syncnet
 from runtime.engine.sync.scorer import best_offset
 from runtime.engine.sync.syncnet import SyncNet, SyncNetConfig, downsample_padding
-from runtime.engine.sync.weights import write_random_syncnet
 
 
 def test_given_official_config_when_run_then_both_towers_end_in_2048_at_1x1() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.common.keys import aot_artifacts_prefix
-from runtime.common.weights_manifest import file_sha256
 from runtime.engine import aot
+from runtime.fileio import file_sha256
 from runtime.worker.engine_loader import ArtifactSync
 from tests.unit.worker.conftest import WEIGHTS_BUCKET
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.poison_media import huge_png
 from runtime.common.jobs import ErrorCode
 from runtime.common.limits import DEFAULT_LIMITS
 from runtime.engine.interface import MediaError
 from runtime.worker.inputs import check_avatar
-from tests.support.poison_media import huge_png
 
 MEDIA = Path(__file__).resolve().parents[3] / "examples" / "media"
 

@@ -14,7 +14,7 @@ from runtime.worker import service
 from runtime.worker.config import DEFAULT_ENGINE_FACTORY, WorkerSettings
 from runtime.worker.engine_loader import start_preload
 from runtime.worker.telemetry import MetricsSink
-from runtime.worker.weights import SyncResult
+from runtime.worker.weights_sync import SyncResult
 from tests.support.small_engine import SmallEngine
 from tests.unit.worker.test_settings_and_engine_seam import BASE
 

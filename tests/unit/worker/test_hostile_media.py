@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 
+from bench.poison_media import deep_png
 from runtime.common.jobs import ErrorCode
 from runtime.common.limits import DEFAULT_LIMITS
 from runtime.common.names import Lane
@@ -33,7 +34,6 @@ from tests.support.hostile_media import (
     tiny_video,
 )
 from tests.support.media_fuzz import DOCUMENTED, run_corpus
-from tests.support.poison_media import deep_png
 
 INTERACTIVE = DEFAULT_LIMITS.for_lane(Lane.INTERACTIVE)
 

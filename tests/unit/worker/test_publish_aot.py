@@ -12,6 +12,7 @@ import pytest
 
 from runtime.engine import aot
 from runtime.engine.cli import main as engine_cli
+from runtime.fileio import file_sha256
 from runtime.worker import publish_aot
 from runtime.worker.engine_loader import ArtifactSync
 from tests.unit.worker.conftest import WEIGHTS_BUCKET
@@ -44,7 +45,7 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[aot.AotKey, object]]:
         manifest = {
             "key": asdict(key),
             "files": {name: (directory / name).stat().st_size for name in names},
-            "sha256": {name: aot.file_sha256(directory / name) for name in names},
+            "sha256": {name: file_sha256(directory / name) for name in names},
         }
         (directory / aot.MANIFEST).write_text(json.dumps(manifest))
         return aot.BuildReport(directory, {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from runtime.common.jobs import JobMessage, MediaRef, RenderOptions
 from runtime.common.names import Lane
-from runtime.worker.job_runner import render_cache_hash
+from runtime.worker.render_cache import render_cache_hash
 from tests.support.small_engine import SmallEngine
 
 AVATAR_SHA, AUDIO_SHA = "a" * 64, "b" * 64

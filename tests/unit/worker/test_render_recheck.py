@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from runtime.worker.job_runner import RENDER_FINISH_MARGIN_SECONDS, recheck_seconds
+from runtime.worker.job_endings import RENDER_FINISH_MARGIN_SECONDS, recheck_seconds
 from runtime.worker.job_store import iso
 from runtime.worker.render_claims import ClaimHeld
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -125,9 +126,9 @@ def test_segment_encoders_default_from_the_host_and_can_be_set(
 ) -> None:
     # Given a 16-core host and a 4-core host
     env = {str(k): v for k, v in BASE.items()}
-    monkeypatch.setattr("runtime.engine.segments.os.cpu_count", lambda: 16)
+    monkeypatch.setattr("runtime.engine.interface.os.cpu_count", lambda: 16)
     assert WorkerSettings.from_env(env).segment_encoders == 2
-    monkeypatch.setattr("runtime.engine.segments.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("runtime.engine.interface.os.cpu_count", lambda: 4)
     assert WorkerSettings.from_env(env).segment_encoders == 1
 
     # When the variable is set / Then it wins, and a bad value is named
@@ -136,3 +137,17 @@ def test_segment_encoders_default_from_the_host_and_can_be_set(
     env[EnvVar.SEGMENT_ENCODERS] = "many"
     with pytest.raises(SettingsError, match=EnvVar.SEGMENT_ENCODERS):
         WorkerSettings.from_env(env)
+
+
+def test_reading_the_worker_settings_imports_neither_pyav_nor_torch() -> None:
+    # Given a fresh interpreter (this one may have imported both already)
+    probe = (
+        "import sys, runtime.worker.config; "
+        "print(sorted(m for m in ('av', 'torch') if m in sys.modules))"
+    )
+    # When it imports the worker's settings
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    # Then the torch-free seam held: no decoder and no model framework came with them
+    assert result.stdout.strip() == "[]"

@@ -1,4 +1,8 @@
-"""Poison inputs made on the fly: files that are small on disk but hostile to a media pipeline."""
+"""Poison inputs made on the fly: files that are small on disk but hostile to a media pipeline.
+
+Shared by the chaos benchmark (`bench.chaos`) and the tests of hostile input; it imports nothing
+from the project, so neither depends on the other through it.
+"""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from torch import nn
 from runtime.engine.faces.bisenet import BiSeNet, ResNet18
 from runtime.engine.faces.parsing import BACKBONE_WEIGHTS, PARSER_WEIGHTS
 from runtime.engine.faces.s3fd import S3FDNet
+from runtime.fileio import atomic_path
 
 _IMAGENET_CLASSES = 1000
 
@@ -59,7 +60,5 @@ def write_random_bisenet(directory: Path, seed: int) -> None:
 
 
 def _save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".partial")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from runtime.engine.sync.syncnet import SyncNet, SyncNetConfig, TowerConfig
+from runtime.fileio import atomic_path
 
 CONFIG_NAME = "syncnet_config.json"
 
@@ -36,6 +37,5 @@ def write_random_syncnet(path: Path, seed: int, tiny: bool) -> None:
         config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     else:
         config_path.unlink(missing_ok=True)
-    tmp = path.with_suffix(".partial")
-    torch.save({"state_dict": net.state_dict()}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as temporary:
+        torch.save({"state_dict": net.state_dict()}, temporary)

@@ -84,8 +84,8 @@ def _write_whisper(layout: ModelsLayout, *, tiny: bool, seed: int) -> None:
 def _write_face_models(layout: ModelsLayout, *, tiny: bool, seed: int) -> None:
     """S3FD, DWPose, BiSeNet and SyncNet come from the faces and sync packages."""
     try:
-        from runtime.engine.faces import weights as face_weights
-        from runtime.engine.sync import weights as sync_weights
+        from runtime.engine.faces import random_weights as face_weights
+        from runtime.engine.sync import random_weights as sync_weights
     except ImportError as error:  # the faces/sync packages are built on a parallel branch
         log.warning("face and sync weights not written: %s", error)
         return

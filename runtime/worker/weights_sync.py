@@ -18,7 +18,6 @@ does not crash-loop into its circuit breaker and roll the stack back.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,8 +31,8 @@ from runtime.common.weights_manifest import (
     MANIFEST_NAME,
     VERIFIED_STAMP_NAME,
     WeightsManifest,
-    file_sha256,
 )
+from runtime.fileio import file_sha256, write_atomic
 from runtime.worker.telemetry import logger
 
 STAMP_NAME = VERIFIED_STAMP_NAME  # in the models directory: {path: [size, mtime_ns, sha256]}
@@ -162,6 +161,4 @@ def _write_stamps(path: Path, manifest: WeightsManifest, models_dir: Path) -> No
         relative: _stamp(models_dir / relative, entry.sha256)
         for relative, entry in manifest.files.items()
     }
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(stamps))
-    os.replace(partial, path)
+    write_atomic(path, json.dumps(stamps).encode())

@@ -139,13 +139,13 @@ def _model_and_inputs(name: str, device: Any, dtype: Any, models: Path | None) -
     if name == "small":
         module = SmallModel.make().to(device=device, dtype=dtype).eval()
         return module, (torch.randn(4, 4, 32, 32, device=device, dtype=dtype),)
-    from runtime.engine import aot
+    from runtime.engine import aot, aot_build
     from runtime.engine.audio import AudioEncoder
     from runtime.engine.layout import ModelsLayout
 
     assert models is not None, "--models is needed for the whisper step"  # nosec B101
     encoder = AudioEncoder(ModelsLayout(models).whisper_dir, device, dtype)
-    module = aot.WhisperStates(encoder.encoder).eval()
+    module = aot_build.WhisperStates(encoder.encoder).eval()
     mel = torch.randn(1, encoder.extractor.feature_size, aot.MEL_FRAMES, device=device)
     return module, (mel.to(dtype),)
 
@@ -167,7 +167,7 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {}
     if args.flags:
         extra = [flag for name in args.flags.split("+") for flag in FLAG_SETS[name]]
-        from runtime.engine.aot import compiler_wrapper
+        from runtime.engine.aot_build import compiler_wrapper
 
         torch._inductor.config.cpp.cxx = (str(compiler_wrapper(directory / "bin", extra)),)
     start = time.perf_counter()
@@ -183,7 +183,7 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
             exported, package_path=str(directory / "model.pt2"), inductor_configs=configs
         )
         if args.build == "outside":
-            from runtime.engine.aot import exported_constants
+            from runtime.engine.aot_build import exported_constants
 
             save_file(exported_constants(exported), str(directory / "constants.safetensors"))
         report["package_files"] = _package_listing(directory / "model.pt2")

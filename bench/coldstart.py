@@ -198,7 +198,7 @@ def compare_with_eager(
     import numpy as np
     import torch
 
-    from runtime.engine import aot
+    from runtime.engine import aot, aot_load
     from runtime.engine.audio import AudioEncoder
     from runtime.engine.engine import static_batch_size
     from runtime.engine.latents import Generator, LatentCodec
@@ -247,7 +247,7 @@ def compare_with_eager(
         for name in variants:
             graphs = COMPARE_VARIANTS[name]
             start = time.perf_counter()
-            packaged = aot.load_models(
+            packaged = aot_load.load_models(
                 directory, device, dtype, batch, eager_codec=lambda: codec, cuda_graphs=graphs
             )
             load_s = time.perf_counter() - start

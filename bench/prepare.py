@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from runtime.common.jobs import AvatarOptions
-from runtime.engine import aot, aot_prepare
+from runtime.engine import aot, aot_build, aot_prepare
 from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.engine import PREPARE_CHUNK_FRAMES, MuseTalkEngine, crop_face, mask_over_box
 from runtime.engine.faces import FaceLocator, FaceParser
@@ -416,7 +416,7 @@ def prepare_packages(
         engine.device,
         engine.dtype,
         spec,
-        lambda module, inputs, path: aot._package(module, inputs, path, {}, seconds),
+        lambda module, inputs, path: aot_build.package_model(module, inputs, path, {}, seconds),
     )
     (directory / aot.MANIFEST).write_text(json.dumps({"prepare": section}))
     seconds["total"] = round(time.perf_counter() - start, 1)

@@ -2,9 +2,9 @@
 encoder, so a worker (whose image has no C++ compiler) prepares avatars as fast as
 `MuseTalkEngine.compile_preparation` does where one is.
 
-Built beside the speak packages (`aot.build_packages(..., prepare=PrepareSpec(...))`, listed in
-the same manifest, so `publish_aot` uploads them and the workers' `ArtifactSync` downloads
-them with the rest); the engine attaches them when it loads AOT packages
+Built beside the speak packages (`aot_build.build_packages(..., prepare=PrepareSpec(...))`,
+listed in the same manifest, so `publish_aot` uploads them and the workers' `ArtifactSync`
+downloads them with the rest); the engine attaches them when it loads AOT packages
 (`MuseTalkEngine.use_prepare_packages`). Static shapes, as `compile_preparation`'s graphs:
 
 * `vae_encoder.pt2`: the encoder's posterior parameters for a chunk's masked and reference
@@ -116,7 +116,7 @@ def build(
     cache: Any = None,
 ) -> dict[str, Any]:
     """Export and package the encoder and S3FD per size into `staging` with `package`
-    (`aot._package` with the build's options); the manifest's `prepare` section."""
+    (`aot_build.package_model` with the build's options); the manifest's `prepare` section."""
     from runtime.engine.faces.s3fd import S3FD
     from runtime.engine.latents import LatentCodec
 
@@ -157,7 +157,7 @@ def _stamp(layout: ModelsLayout) -> str:
     from runtime.engine import aot
 
     path = layout.s3fd
-    verified = aot._verified_digests(layout.root).get(path)
+    verified = aot.verified_digests(layout.root).get(path)
     if verified:
         return verified
     stat = path.stat()
@@ -182,7 +182,7 @@ def attach(
     (one runner per frame size) where they match them; ms per package loaded. A package that
     does not load is skipped (that model stays eager), as is S3FD when its checkpoint or
     dtype differs from the one the packages were built from."""
-    from runtime.engine import aot
+    from runtime.engine import aot, aot_load
 
     prepare = section(directory)
     timings: dict[str, float] = {}
@@ -193,7 +193,7 @@ def attach(
     def load(name: str, weights: Path) -> Callable[..., torch.Tensor] | None:
         start = time.perf_counter()
         try:
-            run = aot.load_runner(
+            run = aot_load.load_runner(
                 directory / name,
                 device,
                 single_threaded=False,

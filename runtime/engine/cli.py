@@ -117,7 +117,7 @@ def _add_build_artifacts(parser: argparse.ArgumentParser) -> None:
 
 def add_max_autotune_option(parser: argparse.ArgumentParser) -> None:
     """`--max-autotune`, shared by `build-artifacts` and `runtime.worker.publish_aot`."""
-    from runtime.engine.aot import AUTOTUNED_AHEAD
+    from runtime.engine.aot_build import AUTOTUNED_AHEAD
 
     parser.add_argument(
         "--max-autotune",
@@ -135,7 +135,7 @@ def _build_artifacts(args: argparse.Namespace) -> int:
 
     import torch
 
-    from runtime.engine import aot
+    from runtime.engine import aot, aot_build
     from runtime.engine.engine import static_batch_size
     from runtime.engine.layout import ModelsLayout
     from runtime.engine.weight_cache import default_cache_dir
@@ -158,7 +158,7 @@ def _build_artifacts(args: argparse.Namespace) -> int:
     if existing is not None:
         print(json.dumps({"directory": str(existing), "built": False}))
         return 0
-    report = aot.build_packages(
+    report = aot_build.build_packages(
         layout,
         cache_dir,
         key,
@@ -169,7 +169,7 @@ def _build_artifacts(args: argparse.Namespace) -> int:
         compiler_flags=(
             shlex.split(args.cxx_flags)
             if args.cxx_flags is not None
-            else aot.compiler_flags_from_env()
+            else aot_build.compiler_flags_from_env()
         ),
     )
     summary = {"directory": str(report.directory), "built": True, "key": key.__dict__}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
-from runtime.engine import aot, aot_prepare
+from runtime.engine import aot, aot_adapters, aot_build, aot_load, aot_prepare
 from runtime.engine.audio import (
     D_MODEL,
     TOKENS_PER_FRAME,
@@ -129,9 +129,9 @@ class MuseTalkEngine:
     def __init__(
         self,
         *,
-        generator: Generator | aot.AotGenerator,
-        codec: LatentCodec | aot.AotCodec,
-        audio_encoder: AudioEncoder | aot.AotAudioEncoder,
+        generator: Generator | aot_adapters.AotGenerator,
+        codec: LatentCodec | aot_adapters.AotCodec,
+        audio_encoder: AudioEncoder | aot_adapters.AotAudioEncoder,
         locator: FaceLocatorLike,
         parser: FaceParserLike,
         scorer: SyncScorerLike | None,
@@ -166,7 +166,7 @@ class MuseTalkEngine:
         self._positional = positional_encoding().to(device=device, dtype=dtype)
         self._resident = ResidentCache(device, dtype)
         # AOTInductor packages (see `aot`): compiled already, at a static batch size.
-        self.aot = isinstance(generator, aot.AotGenerator)
+        self.aot = isinstance(generator, aot_adapters.AotGenerator)
         self.compiled = compile_models or self.aot
         self.compile_mode = None if self.aot else compile_mode
         self.load_timings_ms: dict[str, float] = {}
@@ -243,9 +243,9 @@ class MuseTalkEngine:
             if compile_models and aot_packages
             else None
         )
-        generator: Generator | aot.AotGenerator
-        codec: LatentCodec | aot.AotCodec
-        audio_encoder: AudioEncoder | aot.AotAudioEncoder
+        generator: Generator | aot_adapters.AotGenerator
+        codec: LatentCodec | aot_adapters.AotCodec
+        audio_encoder: AudioEncoder | aot_adapters.AotAudioEncoder
         if packaged is not None:
             generator, codec = packaged.generator, packaged.codec
             audio_encoder = packaged.audio_encoder
@@ -328,7 +328,7 @@ class MuseTalkEngine:
 
     @property
     def _uses_cuda_graphs(self) -> bool:
-        """torch.compile's CUDA graphs (AOT packages replay their own, see `aot.StaticRunner`)."""
+        """torch.compile's CUDA graphs (AOT packages replay their own: `aot_load.StaticRunner`)."""
         return (
             self.compiled
             and not self.aot
@@ -571,7 +571,7 @@ class MuseTalkEngine:
 
     def pick_batch_size(self) -> int:
         """Largest batch the free GPU memory holds (CPU: the official default of 8)."""
-        if isinstance(self.generator, aot.AotGenerator):
+        if isinstance(self.generator, aot_adapters.AotGenerator):
             return self.generator.batch_size  # the packages' static batch
         if self.device.type != "cuda":
             return CPU_BATCH_SIZE
@@ -1031,7 +1031,7 @@ def _aot_models(
     device: torch.device,
     dtype: torch.dtype,
     timings: dict[str, float],
-) -> aot.AotModels | None:
+) -> aot_load.AotModels | None:
     """The AOT packages for this card, built first when absent; None (torch.compile instead)
     where they cannot be built or loaded. A package that does not load is removed, so the next
     start builds it again."""
@@ -1045,13 +1045,13 @@ def _aot_models(
         log.info("building AOT packages for %s (once per card, torch and weights)", key)
         try:
             with _timed(timings, "aot_build", device):
-                directory = aot.build_packages(
+                directory = aot_build.build_packages(
                     layout,
                     cache.directory,
                     key,
                     device,
                     dtype,
-                    compiler_flags=aot.compiler_flags_from_env(),
+                    compiler_flags=aot_build.compiler_flags_from_env(),
                 ).directory
         except Exception:  # export/Inductor/C++ compiler errors take many types
             log.warning("AOT packages not built; compiling with torch.compile", exc_info=True)
@@ -1060,7 +1060,7 @@ def _aot_models(
     def eager_codec() -> LatentCodec:
         return LatentCodec(layout.vae_dir, device, dtype, cache=cache)
 
-    if not aot.begin_load_attempt(directory):
+    if not aot_load.begin_load_attempt(directory):
         log.warning(
             "an earlier load of the AOT packages in %s never finished (the process died): "
             "not loading them again; using torch.compile (rebuild with build-artifacts --force)",
@@ -1069,8 +1069,8 @@ def _aot_models(
         return None
     try:
         with _timed(timings, "aot_load", device):
-            models = aot.load_models(directory, device, dtype, batch, eager_codec=eager_codec)
-        aot.end_load_attempt(directory)
+            models = aot_load.load_models(directory, device, dtype, batch, eager_codec=eager_codec)
+        aot_load.end_load_attempt(directory)
         return models
     except aot.AotUnavailableError as error:
         log.warning(

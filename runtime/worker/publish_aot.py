@@ -45,7 +45,7 @@ def publish(
     if not force and sync.published():
         return {**report, "uploaded": False, "reason": "already in the bucket"}
     build = ["build-artifacts", "--models", str(models_dir), "--device", device, "--dtype", dtype]
-    if max_autotune is not None:  # else build-artifacts' default (aot.AUTOTUNED_AHEAD)
+    if max_autotune is not None:  # else build-artifacts' default (aot_build.AUTOTUNED_AHEAD)
         build += ["--max-autotune", max_autotune]
     if engine_cli([*build, *(["--force"] if force else [])]) != 0:
         return {**report, "uploaded": False, "reason": "the build failed"}

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.common.weights_manifest import VERIFIED_STAMP_NAME
-from runtime.engine import aot
+from runtime.engine import aot, aot_adapters, aot_build, aot_load
 from runtime.engine.engine import MuseTalkEngine, _aot_models
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.weight_cache import WeightCache
@@ -140,7 +140,7 @@ def test_a_failed_build_falls_back(
     def no_compiler(*args: object, **kwargs: object) -> None:
         raise RuntimeError("g++ not found")
 
-    monkeypatch.setattr(aot, "build_packages", no_compiler)
+    monkeypatch.setattr(aot_build, "build_packages", no_compiler)
     # When the engine asks for its AOT models, then it gets none and nothing is left behind
     assert _aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, {}) is None
     assert not (tmp_path / "aot").exists()
@@ -157,7 +157,7 @@ def test_package_weights_are_read_in_the_background_and_a_missing_file_is_named(
     save_file({"conv.weight": torch.ones(2, 2)}, str(aot.constants_path(tmp_path / "a.pt2")))
     aot.constants_path(tmp_path / "c.pt2").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{")
     # When a reader is started for all three
-    reader = aot.ConstantsReader(tmp_path, ["a", "b", "c"], CPU)
+    reader = aot_load.ConstantsReader(tmp_path, ["a", "b", "c"], CPU)
     # Then the first comes back whole, and the others fail with the engine's fallback error
     assert torch.equal(reader.constants("a")["conv.weight"], torch.ones(2, 2))
     with pytest.raises(aot.AotUnavailableError, match="b"):
@@ -179,8 +179,8 @@ def test_the_weights_reader_can_be_waited_for_before_a_graph_capture(
         reads.append(Path(path).name)
         return {}
 
-    monkeypatch.setattr(aot, "load_file", held_load)
-    reader = aot.ConstantsReader(tmp_path, ["a", "b"], CPU)
+    monkeypatch.setattr(aot_load, "load_file", held_load)
+    reader = aot_load.ConstantsReader(tmp_path, ["a", "b"], CPU)
     threading.Timer(0.05, released.set).start()
     # When the loader waits for all of them (as it does before capturing a CUDA graph)
     reader.wait_for_all()
@@ -196,7 +196,7 @@ def test_static_runner_pads_short_batches_and_splits_long_ones() -> None:
         seen.append(x.shape[0])
         return x * 2
 
-    runner = aot.StaticRunner(double, (torch.zeros(4, 3),), cuda_graph=False)
+    runner = aot_load.StaticRunner(double, (torch.zeros(4, 3),), cuda_graph=False)
     seen.clear()
     # When it gets 3 rows, then 10
     short = runner(torch.arange(3.0)[:, None].expand(3, 3))
@@ -214,7 +214,7 @@ def test_log_mel_equals_the_whisper_feature_extractor(
 
     # Given the extractor of the models and our transformers-free log-mel with its filters
     extractor = WhisperFeatureExtractor.from_pretrained(tiny_models.whisper_dir)
-    mel = aot.LogMel(
+    mel = aot_adapters.LogMel(
         torch.from_numpy(extractor.mel_filters),
         n_fft=extractor.n_fft,
         hop_length=extractor.hop_length,
@@ -234,8 +234,8 @@ def test_an_engine_of_aot_parts_renders_what_the_eager_engine_renders(
     # compiled package is the seam: CI cannot afford building one for all three models)
     def parts_runner(
         module: torch.nn.Module, example: tuple[torch.Tensor, ...]
-    ) -> aot.StaticRunner:
-        return aot.StaticRunner(torch.inference_mode()(module), example, cuda_graph=False)
+    ) -> aot_load.StaticRunner:
+        return aot_load.StaticRunner(torch.inference_mode()(module), example, cuda_graph=False)
 
     whisper = engine.audio_encoder.extractor  # type: ignore[union-attr]
     examples = {
@@ -243,24 +243,24 @@ def test_an_engine_of_aot_parts_renders_what_the_eager_engine_renders(
     }
     codec = engine.codec
     packaged = MuseTalkEngine(
-        generator=aot.AotGenerator(
-            parts_runner(aot.UNetStep(engine.generator.unet), examples[aot.UNET]),  # type: ignore[union-attr]
+        generator=aot_adapters.AotGenerator(
+            parts_runner(aot_build.UNetStep(engine.generator.unet), examples[aot.UNET]),  # type: ignore[union-attr]
             CPU,
             torch.float32,
         ),
-        codec=aot.AotCodec(
+        codec=aot_adapters.AotCodec(
             parts_runner(
-                aot.DecoderStep(codec.vae, codec.scaling_factor),  # type: ignore[union-attr]
+                aot_build.DecoderStep(codec.vae, codec.scaling_factor),  # type: ignore[union-attr]
                 examples[aot.DECODER],
             ),
             eager_codec=lambda: codec,
         ),
-        audio_encoder=aot.AotAudioEncoder(
+        audio_encoder=aot_adapters.AotAudioEncoder(
             parts_runner(
-                aot.WhisperStates(engine.audio_encoder.encoder),  # type: ignore[union-attr]
+                aot_build.WhisperStates(engine.audio_encoder.encoder),  # type: ignore[union-attr]
                 aot.example_inputs(aot.WHISPER, 1, CPU, torch.float32),
             ),
-            aot.LogMel(
+            aot_adapters.LogMel(
                 torch.from_numpy(whisper.mel_filters),
                 n_fft=whisper.n_fft,
                 hop_length=whisper.hop_length,
@@ -314,11 +314,11 @@ FRESH_PROCESS_CHECK = """
 import sys, torch
 from pathlib import Path
 from safetensors.torch import load_file
-from runtime.engine import aot
+from runtime.engine import aot, aot_load
 package = Path(sys.argv[1])
 weights = load_file(aot.constants_path(package))
 cpu = torch.device("cpu")
-runner = aot.load_runner(package, cpu, single_threaded=False, constants=lambda: weights)
+runner = aot_load.load_runner(package, cpu, single_threaded=False, constants=lambda: weights)
 inputs = torch.load(sys.argv[2])
 output = runner(inputs)
 print(int((output.int() - torch.load(sys.argv[3]).int()).abs().max()))
@@ -333,7 +333,7 @@ def test_a_package_built_here_loads_in_a_fresh_process_and_equals_eager(tmp_path
     module = SmallDecoder().eval()
     example = (torch.randn(2, 4, 8, 8),)
     seconds: dict[str, float] = {}
-    aot._package(module, example, tmp_path / "small.pt2", {}, seconds)
+    aot_build.package_model(module, example, tmp_path / "small.pt2", {}, seconds)
     assert set(seconds) == {"small_export", "small_compile"}
     inputs = torch.randn(2, 4, 8, 8)
     with torch.no_grad():
@@ -348,7 +348,7 @@ def test_a_package_built_here_loads_in_a_fresh_process_and_equals_eager(tmp_path
             capture_output=True,
             text=True,
             check=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT), aot.LOADER_ENV: loader},
+            env={**os.environ, "PYTHONPATH": str(ROOT), aot_load.LOADER_ENV: loader},
         )
         return done.stdout.split("\n")[:2]
 
@@ -363,9 +363,9 @@ def test_a_package_built_here_loads_in_a_fresh_process_and_equals_eager(tmp_path
     damaged = tmp_path / "damaged.pt2"
     damaged.write_bytes((tmp_path / "small.pt2").read_bytes()[:1000])
     with pytest.raises(aot.AotUnavailableError):
-        aot.load_runner(damaged, CPU, single_threaded=False)
+        aot_load.load_runner(damaged, CPU, single_threaded=False)
     with pytest.raises(aot.AotUnavailableError, match="lacks"):
-        aot.load_runner(tmp_path / "small.pt2", CPU, single_threaded=False, constants=dict)
+        aot_load.load_runner(tmp_path / "small.pt2", CPU, single_threaded=False, constants=dict)
 
 
 def test_without_a_toolchain_and_without_packages_the_engine_runs_eager(
@@ -396,7 +396,7 @@ def test_packages_whose_last_load_killed_the_process_are_not_loaded_again(
         capture_output=True,
         text=True,
     ).stdout.strip()
-    (directory / aot.LOAD_ATTEMPT).write_text(dead)
+    (directory / aot_load.LOAD_ATTEMPT).write_text(dead)
     # When the engine asks for its AOT models
     timings: dict[str, float] = {}
     models = _aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, timings)
@@ -407,9 +407,9 @@ def test_packages_whose_last_load_killed_the_process_are_not_loaded_again(
     assert "aot_build" not in timings
     assert directory.exists()
     # And a load that finishes clears its marker
-    assert aot.begin_load_attempt(tmp_path) is True
-    aot.end_load_attempt(tmp_path)
-    assert not (tmp_path / aot.LOAD_ATTEMPT).exists()
+    assert aot_load.begin_load_attempt(tmp_path) is True
+    aot_load.end_load_attempt(tmp_path)
+    assert not (tmp_path / aot_load.LOAD_ATTEMPT).exists()
 
 
 def test_build_artifacts_names_unknown_models_and_keeps_packages_in_place(
@@ -438,7 +438,7 @@ def test_the_compiler_wrapper_adds_link_flags_only_where_it_links(tmp_path: Path
     real = tmp_path / "real-compiler"
     real.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     real.chmod(0o755)
-    wrapper = aot.compiler_wrapper(
+    wrapper = aot_build.compiler_wrapper(
         tmp_path / "bin",
         ["-fvisibility-inlines-hidden", "-Wl,-Bsymbolic", "-static-libstdc++"],
         real=str(real),
@@ -467,13 +467,15 @@ def test_packages_are_built_with_the_wrapper_and_the_weights_beside_them(
         seen["wrapper_exists"] = Path(inductor_configs["cpp.cxx"][0]).is_file()
 
     monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", record)
-    monkeypatch.setenv(aot.CXX_FLAGS_ENV, "-fvisibility-inlines-hidden -Wl,--no-as-needed")
+    monkeypatch.setenv(aot_build.CXX_FLAGS_ENV, "-fvisibility-inlines-hidden -Wl,--no-as-needed")
     # When a module is packaged with the flags the environment names
     module = SmallDecoder().eval()
     seconds: dict[str, float] = {}
-    flags = aot.compiler_flags_from_env()
+    flags = aot_build.compiler_flags_from_env()
     inputs = (torch.zeros(2, 4, 8, 8),)
-    aot._package(module, inputs, tmp_path / "small.pt2", {}, seconds, compiler_flags=flags)
+    aot_build.package_model(
+        module, inputs, tmp_path / "small.pt2", {}, seconds, compiler_flags=flags
+    )
     # Then Inductor compiled through the wrapper (present while it ran), kept the weights out of
     # the library, and they were written beside the package, every one of them
     assert flags == ["-fvisibility-inlines-hidden", "-Wl,--no-as-needed"]
@@ -491,12 +493,12 @@ def test_build_artifacts_passes_its_compiler_flags_to_the_build(
     # Given a build that records what it was asked for
     asked: dict[str, object] = {}
 
-    def build(*args: object, **kwargs: object) -> aot.BuildReport:
+    def build(*args: object, **kwargs: object) -> aot_build.BuildReport:
         asked.update(kwargs)
-        return aot.BuildReport(tmp_path, {})
+        return aot_build.BuildReport(tmp_path, {})
 
-    monkeypatch.setattr(aot, "build_packages", build)
-    monkeypatch.setenv(aot.CXX_FLAGS_ENV, "-Wl,-Bsymbolic")
+    monkeypatch.setattr(aot_build, "build_packages", build)
+    monkeypatch.setenv(aot_build.CXX_FLAGS_ENV, "-Wl,-Bsymbolic")
     common = ["build-artifacts", "--models", str(tiny_models.root), "--device", "cpu"]
     common += ["--cache-dir", str(tmp_path)]
     # When it runs with --cxx-flags, then those flags are used (one flag too, given with "=");
@@ -507,10 +509,10 @@ def test_build_artifacts_passes_its_compiler_flags_to_the_build(
     assert asked["compiler_flags"] == ["-Wl,--no-as-needed"]
     assert main(common) == 0
     assert asked["compiler_flags"] == ["-Wl,-Bsymbolic"]
-    monkeypatch.delenv(aot.CXX_FLAGS_ENV)
+    monkeypatch.delenv(aot_build.CXX_FLAGS_ENV)
     assert main(common) == 0
-    assert asked["compiler_flags"] == list(aot.DEFAULT_CXX_FLAGS)
+    assert asked["compiler_flags"] == list(aot_build.DEFAULT_CXX_FLAGS)
     # and an empty setting means Inductor's own command
-    monkeypatch.setenv(aot.CXX_FLAGS_ENV, "")
+    monkeypatch.setenv(aot_build.CXX_FLAGS_ENV, "")
     assert main(common) == 0
     assert asked["compiler_flags"] == []

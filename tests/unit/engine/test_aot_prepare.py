@@ -1,6 +1,6 @@
 """Preparation's AOT packages (`runtime.engine.aot_prepare`): what they compute and how they
 are attached. CPU only; the package (the compiled library) is the seam, as in test_aot.py: the
-modules exported are run eager behind `aot.load_runner`'s place."""
+modules exported are run eager behind `aot_load.load_runner`'s place."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from runtime.common.jobs import AvatarOptions
-from runtime.engine import aot, aot_prepare
+from runtime.engine import aot, aot_build, aot_load, aot_prepare
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.faces.s3fd import S3FD
 from runtime.engine.latents import LatentCodec
@@ -60,8 +60,9 @@ def test_the_exported_modules_compute_what_the_eager_models_do(tiny_models: Mode
 
 
 def fake_build(directory: Path, layout: ModelsLayout, spec: aot_prepare.PrepareSpec) -> dict:
-    """`aot_prepare.build` with a packager that writes placeholders, as `aot._package` names
-    its outputs; the manifest written as `aot.build_packages` writes it."""
+    """`aot_prepare.build` with a packager that writes placeholders, as
+    `aot_build.package_model` names its outputs; the manifest written as
+    `aot_build.build_packages` writes it."""
     built: list[str] = []
 
     def package(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
@@ -75,7 +76,7 @@ def fake_build(directory: Path, layout: ModelsLayout, spec: aot_prepare.PrepareS
 
 
 def eager_runner(layout: ModelsLayout) -> Callable[..., Callable[..., torch.Tensor]]:
-    """Stands in for `aot.load_runner`: the module each package holds, eager."""
+    """Stands in for `aot_load.load_runner`: the module each package holds, eager."""
 
     def load_runner(path: Path, device: torch.device, **kwargs: object) -> Callable:
         if path.name.startswith("s3fd"):
@@ -123,7 +124,7 @@ def test_attached_packages_serve_their_frame_size_and_dtype_only(
 ) -> None:
     # Given packages for 64x96 frames in batches of 2 (S3FD) and 4 frames (encoder), fp32
     fake_build(tmp_path, tiny_models, aot_prepare.PrepareSpec(torch.float32, 4, 2, ((64, 96),)))
-    monkeypatch.setattr(aot, "load_runner", eager_runner(tiny_models))
+    monkeypatch.setattr(aot_load, "load_runner", eager_runner(tiny_models))
     detector = S3FD.load(tiny_models.s3fd, CPU)
     codec = LatentCodec(tiny_models.vae_dir, CPU, torch.float32)
     expected = detector._strongest(frames(2))
@@ -159,7 +160,7 @@ def test_a_package_that_does_not_load_leaves_its_model_eager(
     def broken(path: Path, *args: object, **kwargs: object) -> None:
         raise aot.AotUnavailableError(f"{path.name} damaged")
 
-    monkeypatch.setattr(aot, "load_runner", broken)
+    monkeypatch.setattr(aot_load, "load_runner", broken)
     detector = S3FD.load(tiny_models.s3fd, CPU)
     codec = LatentCodec(tiny_models.vae_dir, CPU, torch.float32)
 
@@ -177,7 +178,7 @@ def test_the_engine_attaches_them_on_its_first_preparation_and_prepares_the_same
 ) -> None:
     # Given an engine told to use preparation packages (the encoder's, in batches of 4 frames)
     fake_build(tmp_path, tiny_models, aot_prepare.PrepareSpec(torch.float32, 4, 2, ()))
-    monkeypatch.setattr(aot, "load_runner", eager_runner(tiny_models))
+    monkeypatch.setattr(aot_load, "load_runner", eager_runner(tiny_models))
     fresh = MuseTalkEngine.load(
         tiny_models.root, "cpu", "float32", locator=CentreLocator(), parser=LowerHalfParser()
     )
@@ -202,11 +203,11 @@ def test_build_artifacts_asks_for_preparation_packages_where_told(
 
     asked: list[object] = []
 
-    def build(*args: object, **kwargs: object) -> aot.BuildReport:
+    def build(*args: object, **kwargs: object) -> aot_build.BuildReport:
         asked.append(kwargs["prepare"])
-        return aot.BuildReport(tmp_path, {})
+        return aot_build.BuildReport(tmp_path, {})
 
-    monkeypatch.setattr(aot, "build_packages", build)
+    monkeypatch.setattr(aot_build, "build_packages", build)
     common = ["build-artifacts", "--models", str(tiny_models.root), "--device", "cpu"]
     common += ["--cache-dir", str(tmp_path), "--force"]
 

@@ -17,7 +17,7 @@ PREFIX = aot_artifacts_prefix("v1.5", "0123456789abcdef")
 
 
 def built_packages(directory: Path) -> Path:
-    """A package directory as `aot.build_packages` leaves it: files, then the manifest."""
+    """A package directory as `aot_build.build_packages` leaves it: files, then the manifest."""
     directory.mkdir(parents=True)
     names = aot.package_file_names()
     for number, name in enumerate(names):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from runtime.engine import aot
+from runtime.engine import aot, aot_build
 from runtime.engine.cli import main as engine_cli
 from runtime.fileio import file_sha256
 from runtime.worker import publish_aot
@@ -29,13 +29,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[aot.AotKey, object]]:
-    """`aot.build_packages` replaced by one that writes a complete package directory at once
+    """`aot_build.build_packages` replaced by one that writes a complete package directory at once
     (the real build takes minutes); the keys and Inductor options it was asked for."""
     asked: list[tuple[aot.AotKey, object]] = []
 
     def build(
         layout: object, cache_dir: Path, key: aot.AotKey, *args: object, **kwargs: object
-    ) -> aot.BuildReport:
+    ) -> aot_build.BuildReport:
         asked.append((key, kwargs.get("inductor_options")))
         directory = aot.packages_dir(cache_dir, key)
         directory.mkdir(parents=True, exist_ok=True)
@@ -48,9 +48,9 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[aot.AotKey, object]]:
             "sha256": {name: file_sha256(directory / name) for name in names},
         }
         (directory / aot.MANIFEST).write_text(json.dumps(manifest))
-        return aot.BuildReport(directory, {})
+        return aot_build.BuildReport(directory, {})
 
-    monkeypatch.setattr(aot, "build_packages", build)
+    monkeypatch.setattr(aot_build, "build_packages", build)
     return asked
 
 

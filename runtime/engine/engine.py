@@ -77,9 +77,9 @@ CPU_BATCH_SIZE = 8  # the official offline batch size
 MAX_GPU_BATCH_SIZE = 64
 # Peak bytes per batch item of UNet + VAE decode at 256x256 (the decoder dominates). Estimated
 # from the full-size models' peak memory on CPU in fp32 (about 240 MB per item at batch 4),
-# halved for fp16, plus ~30% for the allocator and cuDNN workspaces. Measured on an H200 by
-# `bench/speak.py` (bench/results/): 134 MB per frame up to batch 32, 160 MB from 64, in fp16.
-# OOM halving covers an estimate that proves too small.
+# halved for fp16, plus ~30% for the allocator and cuDNN workspaces; `bench/speak.py` measures
+# 134 MB per frame up to batch 32 and 160 MB from 64 in fp16. OOM halving covers an estimate
+# that proves too small.
 GPU_BYTES_PER_ITEM = {torch.float16: 160 * 1024**2, torch.float32: 320 * 1024**2}
 GPU_RESERVED_BYTES = 1024**3
 # What the packaged models hold on the card before any batch (fp16 UNet ~1.7 GB, decoder,
@@ -89,13 +89,12 @@ AOT_MODELS_BYTES = 3 * 1024**3
 # 1080p is about 9 GB. Longer avatars are refused rather than exhausting the host.
 MAX_AVATAR_FRAMES = 1500
 # Preparation on CUDA: frames per chunk through the overlapped stages (preparing.py), and the
-# BiSeNet batch (the official 8 elsewhere); bench/results/2026-11-26-h100-prepare-fp16.md.
+# BiSeNet batch (the official 8 elsewhere): larger chunks gained nothing on an H100.
 PREPARE_CHUNK_FRAMES = 32
 PARSE_BATCH_SIZE = 8
 MAX_SYNC_FRAMES = 750  # score at most the first 30 s at 25 fps: crops are 192 KiB each
-# torch.compile mode of `compile_models`: CUDA graphs on top of Inductor. Measured on an H100
-# at batch 64 (bench/results/2026-11-26-h100.md): 426 frames/s end to end against 380 for the
-# default mode, the UNet stage 0.54 ms/frame against 0.84.
+# torch.compile mode of `compile_models`: CUDA graphs on top of Inductor, which at batch 64
+# take the UNet step about a third faster than Inductor's default mode (launch overhead).
 DEFAULT_COMPILE_MODE = "reduce-overhead"
 COMPILE_MODES = frozenset(
     {"default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"}
@@ -159,8 +158,8 @@ class MuseTalkEngine:
         self.encoder_preset = encoder_preset
         self.max_avatar_frames = max_avatar_frames
         # Encoders side by side when `speak`, given no plan, splits a long clip itself (a
-        # worker's SegmentPlan carries its own count). Off by default: on an H100 host the split
-        # measured no faster than one writer (bench/results/2026-11-26-h100-encoders.md).
+        # worker's SegmentPlan carries its own count). Off by default: on a 16-core host the
+        # split ran no faster than one writer.
         self.segment_encoders = max(1, segment_encoders)
         self._speech: SpeechDetector | None = None
         self._positional = positional_encoding().to(device=device, dtype=dtype)
@@ -359,11 +358,10 @@ class MuseTalkEngine:
 
         On CUDA by default the avatar goes through in chunks of PREPARE_CHUNK_FRAMES, stage
         after stage on one stream with the decoding a chunk ahead on its own thread
-        (`decode_ahead`; stages overlapped on three streams, `overlap`, slowed each other down:
-        17.2 against 9.0 s for 750 frames on an H100, bench/results/2026-11-26-h100-prepare-
-        fast.md), cuDNN's autotuner on for the chunks' fixed shapes, and each chunk goes to the
-        device once, where the face models' pre- and post-processing runs batched
-        (`device_ops`); on CPU one chunk, stage after stage, with the host (OpenCV/PIL) pre-
+        (`decode_ahead`; stages overlapped on three streams, `overlap`, slow each other down to
+        about half the speed), cuDNN's autotuner on for the chunks' fixed shapes, and each
+        chunk goes to the device once, where the face models' pre- and post-processing runs
+        batched (`device_ops`); on CPU one chunk, stage after stage, with the host (OpenCV/PIL) pre-
         and post-processing of upstream. `overlap` / `chunk_frames` / `device_ops` /
         `decode_ahead` override that (tests, benchmark); see also `compile_preparation`.
         Every frame is decoded within `limits` (`avatar_reader.AvatarReader`); `should_stop` ends
@@ -437,13 +435,11 @@ class MuseTalkEngine:
         as in the worker image).
 
         Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last) are
-        padded to full ones, so one graph each serves every avatar of a frame size. On an H100
-        (750 frames, bench/results/2026-11-26-h100-prepare-fast.md) S3FD went from 4.1 to
-        2.9 ms/frame (fp32; fp16 2.9 -> 1.6) and the encoder from 3.6 to 1.6: 5.7 s in all
-        with fp32 face models (9.2x the per-frame path, the same boxes) and 4.7 s with fp16
-        (11.1x). The first preparation compiles (about 30 s there); with `cache_dir` the
-        compiled code is saved there after it and loaded before the next process compiles
-        (`compile_cache`). The faces' models other than S3FD are not compiled.
+        padded to full ones, so one graph each serves every avatar of a frame size. Compiled,
+        S3FD runs about a third faster and the encoder twice as fast, with the same boxes
+        (docs/benchmark.md). The first preparation compiles (about 30 s on an H100); with
+        `cache_dir` the compiled code is saved there after it and loaded before the next
+        process compiles (`compile_cache`). The faces' models other than S3FD are not compiled.
         """
         from runtime.engine.faces.s3fd import S3FD
 
@@ -981,9 +977,8 @@ def compile_for_speed(generator: Generator, codec: LatentCodec, *, mode: str | N
     """`torch.compile` the UNet and the VAE decoder in place (the two per-frame models), each
     in its mode of `split_compile_mode(mode)`.
 
-    Measured on an H200 at batch 64 (bench/results): UNet 0.72 -> 0.49 ms/frame, decode
-    2.58 -> 1.59 ms/frame, 54 dB PSNR against eager. Their upsamplers come folded (see
-    `LatentCodec`): the compiled decoder 1.60 -> 1.45 ms/frame on an H100.
+    About 1.5x faster per frame than eager, at 54 dB PSNR against it. Their upsamplers come
+    folded (see `LatentCodec`), which the compiled decoder runs about 10% faster.
     """
     unet_mode, decoder_mode = split_compile_mode(mode)
     generator.unet = torch.compile(generator.unet, dynamic=False, mode=unet_mode)

@@ -31,7 +31,7 @@ class LatentCodec:
     """AutoencoderKL (sd-vae-ft-mse) used as the spec uses it.
 
     The decoder's upsamplers are folded (`upsample.fold_upsamplers`: the same function in fewer
-    operations; decode 2.74 -> 2.52 ms/frame eager on an H100) unless `fold_upsampling` is off
+    operations; about 8% faster eager) unless `fold_upsampling` is off
     (the benchmark's plain baseline keeps diffusers' modules as they are).
     """
 
@@ -97,8 +97,8 @@ class LatentCodec:
         shapes are fixed: cuDNN's autotuner is on for them, and a compiled encoder has one graph.
         `compile_backend` (with `batch`): the encoder through `torch.compile` in `compile_mode`.
         The decoder is untouched. Off again with `channels_last=False, batch=None`.
-        On an H100 (bench/results/2026-11-26-h100-prepare-fast.md) channels-last fixed batches
-        were slower eager (4.1 against 3.6 ms/frame) and 1.6 ms/frame compiled: only
+        Channels-last fixed batches are slower than the default eager and pay only compiled
+        (less than half the eager time per frame on an H100): only
         `MuseTalkEngine.compile_preparation` uses this.
         """
         if compile_backend is not None and batch is None:

@@ -9,14 +9,14 @@ to run them, the same results:
   decoding (host work) overlaps it;
 - overlapped (`overlap`): each stage on its own thread and, on CUDA, its own stream. That paid
   while host work (mmpose's warps, crops, mask morphology) bound preparation; once it moved
-  to the GPU (`Stages.upload`) the stages' kernels slowed each other down there, 17.2 against
-  9.0 s for 750 frames on an H100 (bench/results/2026-11-26-h100-prepare-fast.md).
+  to the GPU (`Stages.upload`) the stages' kernels slowed each other down there to about half
+  the serial speed.
 The per-stage times are reported; overlapped, they are busy times that overlap.
 
 With `Stages.upload` (the engine's device ops, the CUDA default) each chunk goes to the device
 once, in the locate stage, and locate and parse work on that tensor: the models' pre- and
 post-processing is then batched tensor work there, and the GPU rather than the host bounds
-preparation (bench/results/2026-11-26-h100-prepare-gpu.md).
+preparation.
 """
 
 from __future__ import annotations

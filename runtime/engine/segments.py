@@ -52,7 +52,7 @@ PREVIEW_AUDIO_RATE = 24_000
 # is not a whole number of macroblocks, as at 1080p); off for segments, so repeatable, at the
 # cost of a few percent more bits at the same CRF. 8 threads: on the H100's 16-core host one
 # segment encoder did 491 frames/s (6 threads: 417) and two at once 650 (634), so 2 x 8 fills
-# the host (bench/results/2026-11-26-h100-encoders.md); a smaller host runs fewer at once.
+# the host; a smaller host runs fewer at once.
 ENCODER_THREADS = 8
 X264_OPTIONS = {"x264-params": "mbtree=0"}
 

@@ -2,8 +2,8 @@
 
 Upstream runs them in fp32, and so do we by default. fp16 (or bf16) is an option for a GPU:
 S3FD alone runs about 1.5x faster in fp16 on an H100, and with the device ops (GPU-bound)
-the whole preparation took 19% less time, while with random weights a few near-tied boxes moved
-(bench/results/2026-11-26-h100-prepare-fp16.md, 2026-11-26-h100-prepare-gpu.md). In reduced
+the whole preparation took 19% less time, while with random weights a few near-tied boxes
+moved. In reduced
 precision the detection rule and the decoded boxes stay fp32 (see `s3fd.py`), so only the
 networks' last bits change. On CPU fp16 is refused: half-precision convolutions there are slow.
 """

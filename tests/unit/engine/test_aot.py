@@ -1,4 +1,4 @@
-"""AOTInductor packages (`runtime.engine.aot`): key, validation, loading, fallback, engine wiring.
+"""AOTInductor packages (`runtime.engine.aot*`): key, validation, loading, fallback, engine wiring.
 
 CPU only (CI has no GPU; g++ builds the package). Building a package for the tiny engine's
 three models takes minutes on 2 cores, so the compiler runs once here, on a small conv module;

@@ -436,7 +436,7 @@ class MuseTalkEngine:
 
         Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last) are
         padded to full ones, so one graph each serves every avatar of a frame size. Compiled,
-        S3FD runs about a third faster and the encoder twice as fast, with the same boxes
+        S3FD takes about 30% less time and the encoder less than half, with the same boxes
         (docs/benchmark.md). The first preparation compiles (about 30 s on an H100); with
         `cache_dir` the compiled code is saved there after it and loaded before the next
         process compiles (`compile_cache`). The faces' models other than S3FD are not compiled.

@@ -418,8 +418,9 @@ class MuseTalkEngine:
         the models stay eager) where this host cannot compile (no C++ compiler or CUDA headers,
         as in the worker image).
 
-        Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last) are
-        padded to full ones, so one graph each serves every avatar of a frame size. On an H100
+        Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last on
+        CUDA) are padded to full ones, so one graph each serves every avatar of a frame size.
+        On an H100
         (750 frames, bench/results/2026-11-26-h100-prepare-fast.md) S3FD went from 4.1 to
         2.9 ms/frame (fp32; fp16 2.9 -> 1.6) and the encoder from 3.6 to 1.6: 5.7 s in all
         with fp32 face models (9.2x the per-frame path, the same boxes) and 4.7 s with fp16

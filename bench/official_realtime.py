@@ -225,7 +225,7 @@ def injected_locator(case: Case) -> FaceLocator:
 
 
 def load_ours(models: Path) -> MuseTalkEngine:
-    engine = MuseTalkEngine.load(models, torch.device("cpu"), torch.float32, mask_blur="realtime")
+    engine = MuseTalkEngine.load(models, torch.device("cpu"), torch.float32)
     engine.scorer = None  # the sync score is ours alone; nothing to compare
     return engine
 
@@ -234,7 +234,9 @@ def run_ours(engine: MuseTalkEngine, case: Case, audio: Path, models: Path) -> R
     run = Run()
     cpu = torch.device("cpu")
     engine.locator = FaceLocator.load(models, cpu) if case.detector else injected_locator(case)
-    avatar = engine.prepare(case.media, AvatarOptions(bbox_shift=case.bbox_shift))
+    avatar = engine.prepare(
+        case.media, AvatarOptions(bbox_shift=case.bbox_shift, mask_blur="realtime")
+    )
     run.boxes = [tuple(int(v) for v in box) for box in avatar.boxes]
     run.latents = list(avatar.latents)
     run.masks = list(avatar.masks)

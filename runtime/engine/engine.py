@@ -56,7 +56,6 @@ from runtime.engine.latents import CROP_SIZE, LATENT_SIZE, Generator, LatentCode
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import AvatarReader, VideoWriter, pick_video_codec
 from runtime.engine.ports import (
-    BlurKind,
     BoxLike,
     FaceLocatorLike,
     FaceParserLike,
@@ -136,7 +135,6 @@ class MuseTalkEngine:
         weights: WeightsKind,
         device: torch.device,
         dtype: torch.dtype,
-        mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
         max_avatar_frames: int = MAX_AVATAR_FRAMES,
         compile_models: bool = False,
@@ -153,7 +151,6 @@ class MuseTalkEngine:
         self.weights: WeightsKind = weights
         self.device = device
         self.dtype = dtype
-        self.mask_blur: BlurKind = mask_blur
         self.encoder_preset = encoder_preset
         self.max_avatar_frames = max_avatar_frames
         # Encoders side by side when `speak`, given no plan, splits a long clip itself (a
@@ -196,7 +193,6 @@ class MuseTalkEngine:
         locator: FaceLocatorLike | None = None,
         parser: FaceParserLike | None = None,
         scorer: SyncScorerLike | None = None,
-        mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
@@ -281,7 +277,6 @@ class MuseTalkEngine:
             weights=weights,
             device=device,
             dtype=dtype,
-            mask_blur=mask_blur,
             encoder_preset=encoder_preset,
             compile_models=compile_models,
             compile_mode=compile_mode,
@@ -466,7 +461,7 @@ class MuseTalkEngine:
                 frames,
                 boxes,
                 mode=options.blend_mode,
-                blur=self.mask_blur,
+                blur=options.mask_blur,
                 batch_size=chunk_frames if self.device.type == "cuda" else PARSE_BATCH_SIZE,
             )
             return [

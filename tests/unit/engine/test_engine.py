@@ -85,12 +85,12 @@ def test_prepare_crops_encodes_and_masks_every_frame(
     # Given a locator and parser that record their options
     locator, parser = CentreLocator(), LowerHalfParser()
     custom = with_parts(engine, locator=locator, parser=parser)
-    options = AvatarOptions(bbox_shift=-7, extra_margin=15, blend_mode="neck")
+    options = AvatarOptions(bbox_shift=-7, extra_margin=15, blend_mode="neck", mask_blur="realtime")
     # When the 12-frame clip is prepared
     avatar = custom.prepare(short_video, options)
     # Then the face options reach the faces package and every frame has a latent and a mask
     assert locator.calls == [{"bbox_shift": -7, "extra_margin": 15}]
-    assert parser.calls == [{"mode": "neck", "blur": "offline"}]
+    assert parser.calls == [{"mode": "neck", "blur": "realtime"}]
     assert avatar.frame_count == 12
     assert avatar.latents.shape == (12, 8, 32, 32)
     assert avatar.has_face.all()

@@ -166,7 +166,7 @@ class CompletionEvent(_Strict):
     fps: float | None = None
     sync_confidence: float | None = None
     low_sync: bool | None = None
-    weights: Literal["official", "random"] | None = None
+    weights: Literal["official", "custom", "random"] | None = None
     timings: StageTimings = StageTimings()
     error: JobError | None = None
     finished_at: str

@@ -13,7 +13,9 @@ from typing import Literal, Protocol, TypeVar
 
 from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
 
-WeightsKind = Literal["official", "random"]
+# official: every file matches the release's checksums (`official_weights`); random:
+# `make-weights` output; custom: any other real weights.
+WeightsKind = Literal["official", "custom", "random"]
 ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
 T = TypeVar("T")
 

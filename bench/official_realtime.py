@@ -5,7 +5,8 @@ the v1.5 margin, `get_latents_for_unet`, `get_image_prepare_material` masks; its
 `AudioProcessor`, `datagen`, PE, UNet, `decode_latents`, `get_image_blending` on its worker
 thread), with the module globals its `__main__` would set, in fp32 on CPU (upstream's realtime
 runs fp16 on a GPU). Ours: `MuseTalkEngine.prepare` and `speak` with the realtime mask blur.
-Both get the same injected DWPose landmarks and S3FD box (`official_cases`), and upstream's
+Both get the same injected DWPose landmarks and S3FD box (`official_cases`; the detector cases
+run the random face models on both sides instead), and upstream's
 posterior sample is replaced by its mean (our deviation 1). What each side produced is recorded
 on the way: boxes, audio tokens, latents, masks under the box, decoded faces and the final
 frames before video encoding (ours: the composited BGR frame the engine converts to I420).

@@ -64,15 +64,11 @@ def build_cases(root: Path, names: list[str] | None = None) -> list[Case]:
     cases = {
         "still": lambda: _still(root, "still", musk, MUSK_FACE),
         "still-odd": lambda: _still(root, "still-odd", odd, MUSK_FACE),
-        "still-detector": lambda: replace(
-            _still(root, "still-det", musk, MUSK_FACE), detector=True
-        ),
-        "pillarbox-detector": lambda: replace(
+        "still-det": lambda: replace(_still(root, "still-det", musk, MUSK_FACE), detector=True),
+        "pillarbox-det": lambda: replace(
             _still(root, "pillarbox-det", bars, MUSK_FACE), detector=True
         ),
-        "video-detector": lambda: replace(
-            _video(root, "video-det", clip, YONGEN_FACE), detector=True
-        ),
+        "video-det": lambda: replace(_video(root, "video-det", clip, YONGEN_FACE), detector=True),
         "still-dim": lambda: _still(root, "still-dim", dim, MUSK_FACE),
         "video": lambda: _video(root, "video", clip, YONGEN_FACE),
         "video-shift-40": lambda: _video(root, "video-shift-40", clip, YONGEN_FACE, -40),

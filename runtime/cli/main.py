@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from runtime.cli.client import MEDIA_TYPES, ApiClient
 from runtime.cli.errors import CliError, ExitCode
 from runtime.cli.media_check import check_media
-from runtime.cli.official_weights import default_models_dir
+from runtime.cli.models_cache import default_models_dir
 from runtime.cli.output import format_avatar_row, format_job, format_job_row
 from runtime.cli.progress import ProgressBar, is_final, wait_for_job
 from runtime.cli.settings import resolve_endpoint, resolve_weights_bucket

@@ -26,12 +26,15 @@ turns out wrong fails loudly: the file is refused, nothing is kept, and the erro
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runtime.engine.interface import WeightsKind
-from runtime.fileio import file_sha256
+from runtime.fileio import file_sha256, write_atomic
 
 DRIVE_BISENET_ID = "154JgKpzCPW82qINcVieuPH3fZ2e0P812"  # upstream's gdown id
 
@@ -174,12 +177,26 @@ OFFICIAL_FILES: tuple[WeightFile, ...] = (
 )
 
 
+# The verdict of the last check, beside the files, keyed by their sizes and modification times:
+# hashing the release (4.5 GB) on every engine start would add seconds to each cold start.
+VERDICT_FILE = ".official-check.json"
+
+
 def classify(root: Path, *, marked_random: bool) -> WeightsKind:
     """`random`, `official` or `custom` for the models directory `root` (see the module doc)."""
     if marked_random:
         return "random"
     needed = [entry for entry in OFFICIAL_FILES if not entry.optional]
-    return "official" if matches_release(root, needed) else "custom"
+    fingerprint = _fingerprint(root, needed)
+    cached = _cached_verdict(root, fingerprint)
+    if cached is not None:
+        return "official" if cached else "custom"
+    official = fingerprint is not None and matches_release(root, needed)
+    if fingerprint is not None:
+        with contextlib.suppress(OSError):  # a read-only directory is checked again next time
+            verdict = {"fingerprint": fingerprint, "official": official}
+            write_atomic(root / VERDICT_FILE, json.dumps(verdict).encode())
+    return "official" if official else "custom"
 
 
 def matches_release(root: Path, files: Iterable[WeightFile]) -> bool:
@@ -193,3 +210,24 @@ def matches_release(root: Path, files: Iterable[WeightFile]) -> bool:
             return False
     entries.sort(key=lambda entry: entry.size)
     return all(file_sha256(root / entry.path) == entry.sha256 for entry in entries)
+
+
+def _fingerprint(root: Path, entries: list[WeightFile]) -> list[list[Any]] | None:
+    """Each file's path, size and modification time; None when one is missing (no cache)."""
+    try:
+        stats = [(entry.path, (root / entry.path).stat()) for entry in entries]
+    except OSError:
+        return None
+    return [[path, stat.st_size, stat.st_mtime_ns] for path, stat in stats]
+
+
+def _cached_verdict(root: Path, fingerprint: list[list[Any]] | None) -> bool | None:
+    if fingerprint is None:
+        return None
+    try:
+        cached = json.loads((root / VERDICT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("fingerprint") != fingerprint:
+        return None
+    return bool(cached.get("official"))

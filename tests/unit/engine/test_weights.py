@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,33 @@ def test_an_unpinned_or_resized_release_file_decides_custom_without_hashing(
         monkeypatch.setattr(official_weights, "OFFICIAL_FILES", (_pinned("a.bin", b"a"), other))
         # Then the directory is custom, and no file was read
         assert ModelsLayout(tmp_path).weights_kind() == "custom"
+
+
+def test_the_verdict_is_kept_until_a_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an official directory checked once
+    (tmp_path / "unet.pth").write_bytes(b"official unet")
+    monkeypatch.setattr(
+        official_weights, "OFFICIAL_FILES", (_pinned("unet.pth", b"official unet"),)
+    )
+    assert ModelsLayout(tmp_path).weights_kind() == "official"
+    hashed: list[Path] = []
+    real_hash = official_weights.file_sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real_hash(path)
+
+    monkeypatch.setattr(official_weights, "file_sha256", counting)
+    # When the engine starts again on the same files, nothing is hashed
+    assert ModelsLayout(tmp_path).weights_kind() == "official"
+    assert hashed == []
+    # But a file replaced by one of the same size is hashed again, and no longer official
+    (tmp_path / "unet.pth").write_bytes(b"tampered unet")
+    os.utime(tmp_path / "unet.pth", ns=(1, 1))
+    assert ModelsLayout(tmp_path).weights_kind() == "custom"
+    assert hashed == [tmp_path / "unet.pth"]
 
 
 def test_every_file_the_engine_renders_with_is_pinned_in_the_release_table(

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from runtime.cli.errors import CliError, ExitCode
-from runtime.cli.official_weights import OFFICIAL_FILES, WeightFile
+from runtime.engine.official_weights import OFFICIAL_FILES, WeightFile
 from runtime.fileio import file_sha256
 
 PARTIAL_DIR = ".fetch-partial"

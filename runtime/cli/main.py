@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from runtime.cli.client import MEDIA_TYPES, ApiClient
 from runtime.cli.errors import CliError, ExitCode
 from runtime.cli.media_check import check_media
-from runtime.cli.official_weights import default_models_dir
+from runtime.cli.models_cache import default_models_dir
 from runtime.cli.output import format_avatar_row, format_job, format_job_row
 from runtime.cli.progress import ProgressBar, is_final, wait_for_job
 from runtime.cli.settings import resolve_endpoint, resolve_weights_bucket
@@ -36,6 +36,7 @@ _AVATAR_OPTION_FLAGS = {
     "extra_margin": "--extra-margin",
     "fps": "--fps",
     "blend_mode": "--blend-mode",
+    "mask_blur": "--mask-blur",
 }
 
 
@@ -87,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--extra-margin", type=int, help="margin below the chin, px (0..40)")
     submit.add_argument("--fps", type=int, help="avatar frame rate (1..60, default 25)")
     submit.add_argument("--blend-mode", choices=["jaw", "raw", "neck"])
+    submit.add_argument(
+        "--mask-blur",
+        choices=["offline", "realtime"],
+        help="blend-mask blur of the official offline (default) or realtime script",
+    )
     submit.add_argument(
         "--no-skip-silence", action="store_true", help="render silent stretches too"
     )

@@ -40,7 +40,7 @@ class WeightsManifest(BaseModel):
                 sha256=file_sha256(path), size=path.stat().st_size
             )
             for path in sorted(root.rglob("*"))
-            if path.is_file() and path.name != MANIFEST_NAME
+            if path.is_file() and path.name != MANIFEST_NAME and not _bookkeeping(path, root)
         }
         return cls(model_version=model_version, files=files)
 
@@ -63,3 +63,9 @@ class WeightsManifest(BaseModel):
             ):
                 stale.append(relative)
         return stale
+
+
+def _bookkeeping(path: Path, root: Path) -> bool:
+    """Hidden files and folders are local bookkeeping (the sync's verified stamp, the engine's
+    official-release verdict, a fetch in progress), never weights to publish."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)

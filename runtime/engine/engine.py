@@ -56,7 +56,6 @@ from runtime.engine.latents import CROP_SIZE, LATENT_SIZE, Generator, LatentCode
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, pick_video_codec
 from runtime.engine.ports import (
-    BlurKind,
     BoxLike,
     FaceLocatorLike,
     FaceParserLike,
@@ -137,7 +136,6 @@ class MuseTalkEngine:
         weights: WeightsKind,
         device: torch.device,
         dtype: torch.dtype,
-        mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
         max_avatar_frames: int = MAX_AVATAR_FRAMES,
         compile_models: bool = False,
@@ -154,7 +152,6 @@ class MuseTalkEngine:
         self.weights: WeightsKind = weights
         self.device = device
         self.dtype = dtype
-        self.mask_blur: BlurKind = mask_blur
         self.encoder_preset = encoder_preset
         self.max_avatar_frames = max_avatar_frames
         # Encoders side by side when `speak`, given no plan, splits a long clip itself (a
@@ -200,7 +197,6 @@ class MuseTalkEngine:
         locator: FaceLocatorLike | None = None,
         parser: FaceParserLike | None = None,
         scorer: SyncScorerLike | None = None,
-        mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
@@ -285,7 +281,6 @@ class MuseTalkEngine:
             weights=weights,
             device=device,
             dtype=dtype,
-            mask_blur=mask_blur,
             encoder_preset=encoder_preset,
             compile_models=compile_models,
             compile_mode=compile_mode,
@@ -434,10 +429,10 @@ class MuseTalkEngine:
         the models stay eager) where this host cannot compile (no C++ compiler or CUDA headers,
         as in the worker image).
 
-        Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last) are
-        padded to full ones, so one graph each serves every avatar of a frame size. Compiled,
-        S3FD takes about 30% less time and the encoder less than half, with the same boxes
-        (docs/benchmark.md). The first preparation compiles (about 30 s on an H100); with
+        Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last on
+        CUDA) are padded to full ones, so one graph each serves every avatar of a frame size.
+        Compiled, S3FD takes about 30% less time and the encoder less than half, with the same
+        boxes (docs/benchmark.md). The first preparation compiles (about 30 s on an H100); with
         `cache_dir` the compiled code is saved there after it and loaded before the next
         process compiles (`compile_cache`). The faces' models other than S3FD are not compiled.
         """
@@ -502,7 +497,7 @@ class MuseTalkEngine:
                 frames,
                 boxes,
                 mode=options.blend_mode,
-                blur=self.mask_blur,
+                blur=options.mask_blur,
                 batch_size=chunk_frames if self.device.type == "cuda" else PARSE_BATCH_SIZE,
             )
             return [

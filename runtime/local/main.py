@@ -113,7 +113,7 @@ def _models_dir(given: Path | None) -> Path | None:
     complete), else None: tiny random weights."""
     if given is not None:
         return given
-    from runtime.cli.official_weights import default_models_dir
+    from runtime.cli.models_cache import default_models_dir
     from runtime.engine.layout import ModelsLayout
 
     fetched = default_models_dir()

@@ -18,8 +18,8 @@ from runtime.cli import fetch_weights as fetching
 from runtime.cli.errors import CliError, ExitCode
 from runtime.cli.fetch_weights import PARTIAL_DIR, Sources, fetch_weights
 from runtime.cli.main import main
-from runtime.cli.official_weights import OFFICIAL_FILES, WeightFile
 from runtime.engine.layout import ModelsLayout
+from runtime.engine.official_weights import OFFICIAL_FILES, WeightFile
 from tests.support.weights_server import Served, WeightsServer, weights_server
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from pathlib import Path
 
+import pytest
 import torch
 
+from runtime.engine import official_weights
 from runtime.engine.configs import UNET_CONFIG, VAE_CONFIG, WHISPER_CONFIG
 from runtime.engine.layout import ModelsLayout
+from runtime.engine.official_weights import OFFICIAL_FILES, WeightFile
 
 
 def test_tiny_weights_use_the_official_file_layout(tiny_models: ModelsLayout) -> None:
@@ -29,8 +35,99 @@ def test_make_weights_marks_the_directory_random(tiny_models: ModelsLayout) -> N
     assert json.loads(tiny_models.marker.read_text())["tiny"] is True
 
 
-def test_a_directory_without_the_marker_is_official(tmp_path) -> None:
+def test_real_weights_without_the_release_checksums_are_custom(tmp_path: Path) -> None:
+    # Given real (unmarked) weights that are not the official release's files
+    (tmp_path / "musetalkV15").mkdir()
+    (tmp_path / "musetalkV15" / "unet.pth").write_bytes(b"fine-tuned")
+    # Then they are reported as custom, not official
+    assert ModelsLayout(tmp_path).weights_kind() == "custom"
+
+
+def _pinned(path: str, content: bytes) -> WeightFile:
+    return WeightFile(path, len(content), hashlib.sha256(content).hexdigest(), url="test")
+
+
+def test_only_files_matching_the_pinned_checksums_are_official(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a release table of two pinned files, and a scoring-only file that is not needed
+    (tmp_path / "unet.pth").write_bytes(b"official unet")
+    (tmp_path / "s3fd.pth").write_bytes(b"official s3fd")
+    table = (
+        _pinned("unet.pth", b"official unet"),
+        _pinned("s3fd.pth", b"official s3fd"),
+        WeightFile("syncnet.pt", 1, None, url="test", optional=True),
+    )
+    monkeypatch.setattr(official_weights, "OFFICIAL_FILES", table)
+    layout = ModelsLayout(tmp_path)
+    # Then the directory is official while both match
+    assert layout.weights_kind() == "official"
+    # and custom once one file differs (same size or not), or is missing
+    (tmp_path / "s3fd.pth").write_bytes(b"converted s3f")
+    assert layout.weights_kind() == "custom"
+    (tmp_path / "s3fd.pth").write_bytes(b"converted s3fd, longer")
+    assert layout.weights_kind() == "custom"
+    (tmp_path / "s3fd.pth").unlink()
+    assert layout.weights_kind() == "custom"
+    # and random whenever make-weights marked it, whatever the files
+    layout.write_marker(tiny=True, seed=0)
+    assert layout.weights_kind() == "random"
+
+
+def test_an_unpinned_or_resized_release_file_decides_custom_without_hashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table with an entry whose digest is not pinned, and one whose size differs
+    (tmp_path / "a.bin").write_bytes(b"a")
+    (tmp_path / "b.bin").write_bytes(b"b")
+
+    def no_hashing(path: Path) -> str:
+        raise AssertionError(f"hashed {path}")
+
+    monkeypatch.setattr(official_weights, "file_sha256", no_hashing)
+    for other in (WeightFile("b.bin", 1, None, url="test"), _pinned("b.bin", b"bigger")):
+        monkeypatch.setattr(official_weights, "OFFICIAL_FILES", (_pinned("a.bin", b"a"), other))
+        # Then the directory is custom, and no file was read
+        assert ModelsLayout(tmp_path).weights_kind() == "custom"
+
+
+def test_the_verdict_is_kept_until_a_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an official directory checked once
+    (tmp_path / "unet.pth").write_bytes(b"official unet")
+    monkeypatch.setattr(
+        official_weights, "OFFICIAL_FILES", (_pinned("unet.pth", b"official unet"),)
+    )
     assert ModelsLayout(tmp_path).weights_kind() == "official"
+    hashed: list[Path] = []
+    real_hash = official_weights.file_sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real_hash(path)
+
+    monkeypatch.setattr(official_weights, "file_sha256", counting)
+    # When the engine starts again on the same files, nothing is hashed
+    assert ModelsLayout(tmp_path).weights_kind() == "official"
+    assert hashed == []
+    # But a file replaced by one of the same size is hashed again, and no longer official
+    (tmp_path / "unet.pth").write_bytes(b"tampered unet")
+    os.utime(tmp_path / "unet.pth", ns=(1, 1))
+    assert ModelsLayout(tmp_path).weights_kind() == "custom"
+    assert hashed == [tmp_path / "unet.pth"]
+
+
+def test_every_file_the_engine_renders_with_is_pinned_in_the_release_table(
+    tmp_path: Path,
+) -> None:
+    # The table fetch-weights downloads by is the one the label is decided by: every required
+    # file of the layout has a digest and a size there, so real official weights say official
+    required = {
+        path.relative_to(tmp_path).as_posix() for path in ModelsLayout(tmp_path).required_files()
+    }
+    pinned = {entry.path for entry in OFFICIAL_FILES if entry.sha256 and entry.size}
+    assert required <= pinned
 
 
 def test_unet_file_is_a_plain_state_dict_with_modern_diffusers_keys(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli.official_weights import ENV_MODELS_CACHE
+from runtime.cli.models_cache import ENV_MODELS_CACHE
 from runtime.engine.layout import ModelsLayout
 from runtime.local.main import _models_dir
 

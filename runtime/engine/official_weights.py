@@ -1,4 +1,11 @@
-"""The official MuseTalk v1.5 models directory: every file, where upstream gets it, and its pin.
+"""The official MuseTalk v1.5 models directory: every file, where upstream gets it, and its pin;
+the one table that `fetch-weights` downloads by and that decides whether a models directory may be
+reported as `"weights": "official"`.
+
+`classify` says `random` for a directory `make-weights` marked, `official` only when every file the
+engine renders with matches its pinned SHA-256, and `custom` for anything else (fine-tuned or
+converted weights, another release). A rendered video's label never claims more than its files
+prove.
 
 Sources follow upstream's `download_weights.sh` (TMElyralab/MuseTalk): five Hugging Face
 repositories, BiSeNet from Google Drive, ResNet-18 from download.pytorch.org, plus S3FD from
@@ -19,9 +26,15 @@ turns out wrong fails loudly: the file is refused, nothing is kept, and the erro
 
 from __future__ import annotations
 
-import os
+import contextlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from runtime.engine.interface import WeightsKind
+from runtime.fileio import file_sha256, write_atomic
 
 DRIVE_BISENET_ID = "154JgKpzCPW82qINcVieuPH3fZ2e0P812"  # upstream's gdown id
 
@@ -163,14 +176,58 @@ OFFICIAL_FILES: tuple[WeightFile, ...] = (
     ),
 )
 
-ENV_MODELS_CACHE = "MUSETALK_MODELS_CACHE"
+
+# The verdict of the last check, beside the files, keyed by their sizes and modification times:
+# hashing the release (4.5 GB) on every engine start would add seconds to each cold start.
+VERDICT_FILE = ".official-check.json"
 
 
-def default_models_dir() -> Path:
-    """Where `fetch-weights` puts the models without a directory argument, and where the demo
-    looks for them: $MUSETALK_MODELS_CACHE, else $XDG_CACHE_HOME/musetalk/models-v1.5."""
-    configured = os.environ.get(ENV_MODELS_CACHE)
-    if configured:
-        return Path(configured).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "musetalk" / "models-v1.5"
+def classify(root: Path, *, marked_random: bool) -> WeightsKind:
+    """`random`, `official` or `custom` for the models directory `root` (see the module doc)."""
+    if marked_random:
+        return "random"
+    needed = [entry for entry in OFFICIAL_FILES if not entry.optional]
+    fingerprint = _fingerprint(root, needed)
+    cached = _cached_verdict(root, fingerprint)
+    if cached is not None:
+        return "official" if cached else "custom"
+    official = fingerprint is not None and matches_release(root, needed)
+    if fingerprint is not None:
+        with contextlib.suppress(OSError):  # a read-only directory is checked again next time
+            verdict = {"fingerprint": fingerprint, "official": official}
+            write_atomic(root / VERDICT_FILE, json.dumps(verdict).encode())
+    return "official" if official else "custom"
+
+
+def matches_release(root: Path, files: Iterable[WeightFile]) -> bool:
+    """Cheapest checks first: an entry without a pinned digest, a missing file or a size that
+    differs decides without hashing; then files are hashed smallest first, stopping at the first
+    mismatch."""
+    entries = list(files)
+    for entry in entries:
+        path = root / entry.path
+        if entry.sha256 is None or not path.is_file() or path.stat().st_size != entry.size:
+            return False
+    entries.sort(key=lambda entry: entry.size)
+    return all(file_sha256(root / entry.path) == entry.sha256 for entry in entries)
+
+
+def _fingerprint(root: Path, entries: list[WeightFile]) -> list[list[Any]] | None:
+    """Each file's path, size and modification time; None when one is missing (no cache)."""
+    try:
+        stats = [(entry.path, (root / entry.path).stat()) for entry in entries]
+    except OSError:
+        return None
+    return [[path, stat.st_size, stat.st_mtime_ns] for path, stat in stats]
+
+
+def _cached_verdict(root: Path, fingerprint: list[list[Any]] | None) -> bool | None:
+    if fingerprint is None:
+        return None
+    try:
+        cached = json.loads((root / VERDICT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("fingerprint") != fingerprint:
+        return None
+    return bool(cached.get("official"))

@@ -46,7 +46,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from runtime.common.weights_manifest import VERIFIED_STAMP_NAME
 from runtime.engine import aot_prepare
 from runtime.engine.aot_prepare import PrepareSpec
 from runtime.engine.audio import (
@@ -57,7 +56,7 @@ from runtime.engine.audio import (
     WindowPlan,
     frame_windows,
 )
-from runtime.engine.layout import ModelsLayout
+from runtime.engine.layout import VERIFIED_STAMP_NAME, ModelsLayout
 from runtime.engine.weight_cache import fingerprint
 from runtime.fileio import file_sha256
 

@@ -253,7 +253,7 @@ def per_frame(
         if box is None:
             continue
         with lap(timings, "parse", device):
-            blend = parser.blend_masks([frame], [box], blur=engine.mask_blur, batch_size=1)
+            blend = parser.blend_masks([frame], [box], blur=AvatarOptions().mask_blur, batch_size=1)
             masks[i] = mask_over_box(
                 blend[0].mask, blend[0].crop_box, (box.x1, box.y1, box.x2, box.y2)
             )

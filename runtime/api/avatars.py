@@ -44,8 +44,8 @@ class AvatarRecord(BaseModel):
     def from_item(cls, item: dict[str, Any]) -> AvatarRecord:
         plain = dict(item)
         plain["source_bytes"] = int(plain["source_bytes"])
-        plain["options"] = {
-            k: int(v) if k != "blend_mode" else v for k, v in item["options"].items()
+        plain["options"] = {  # DynamoDB numbers come back as Decimal
+            k: v if isinstance(v, str) else int(v) for k, v in item["options"].items()
         }
         return cls.model_validate(plain)
 
@@ -60,9 +60,11 @@ class AvatarRecord(BaseModel):
 
 
 def derive_avatar_id(tenant: str, etag: str, size: int, options: AvatarOptions) -> str:
-    material = "\n".join(
-        [MODEL_VERSION, tenant, etag, str(size), options.model_dump_json()]
-    ).encode()
+    # The default mask blur is left out, so ids of avatars registered before the option
+    # existed stay valid (their prepared copies used that blur).
+    default_blur = options.mask_blur == AvatarOptions().mask_blur
+    dumped = options.model_dump_json(exclude={"mask_blur"} if default_blur else None)
+    material = "\n".join([MODEL_VERSION, tenant, etag, str(size), dumped]).encode()
     return "av_" + hashlib.sha256(material).hexdigest()[:40]
 
 

@@ -280,7 +280,7 @@ def get_job(ctx: ApiContext, tenant: str, job_id: str) -> Job:
         timings=record.timings,
         sync_confidence=record.sync_confidence,
         low_sync=record.low_sync,
-        weights=record.weights if record.weights in ("official", "random") else None,
+        weights=record.weights if record.weights in ("official", "custom", "random") else None,
         error=record.error,
         output_url=output_url,
         output_url_expires_at=expires,

@@ -148,8 +148,11 @@ class Job(_QueueEstimate):
     timings: StageTimings
     sync_confidence: float | None = None
     low_sync: bool | None = None
-    weights: Literal["official", "random"] | None = Field(
-        default=None, description="`random` only in demo deployments without the official weights."
+    weights: Literal["official", "custom", "random"] | None = Field(
+        default=None,
+        description="`official` when every model file matches the official release's "
+        "SHA-256, `custom` for other real weights, `random` for make-weights output (demo "
+        "deployments).",
     )
     error: JobError | None = None
     output_url: str | None = Field(

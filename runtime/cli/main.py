@@ -36,6 +36,7 @@ _AVATAR_OPTION_FLAGS = {
     "extra_margin": "--extra-margin",
     "fps": "--fps",
     "blend_mode": "--blend-mode",
+    "mask_blur": "--mask-blur",
 }
 
 
@@ -87,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--extra-margin", type=int, help="margin below the chin, px (0..40)")
     submit.add_argument("--fps", type=int, help="avatar frame rate (1..60, default 25)")
     submit.add_argument("--blend-mode", choices=["jaw", "raw", "neck"])
+    submit.add_argument(
+        "--mask-blur",
+        choices=["offline", "realtime"],
+        help="blend-mask blur of the official offline (default) or realtime script",
+    )
     submit.add_argument(
         "--no-skip-silence", action="store_true", help="render silent stretches too"
     )

@@ -30,8 +30,8 @@ _TYPES: dict[JobStatus, CompletionType] = {
 def completion_event(record: JobRecord) -> CompletionEvent:
     """The event of a record in a final status (KeyError for any other status)."""
     weights = cast(
-        Literal["official", "random"] | None,
-        record.weights if record.weights in {"official", "random"} else None,
+        Literal["official", "custom", "random"] | None,
+        record.weights if record.weights in {"official", "custom", "random"} else None,
     )
     return CompletionEvent(
         type=_TYPES[record.status],

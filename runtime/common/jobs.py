@@ -82,6 +82,9 @@ CANCEL_AFTER_MIN = 1
 CANCEL_AFTER_MAX = 7 * 24 * 3600
 
 BlendMode = Literal["jaw", "raw", "neck"]
+# The blend mask's Gaussian blur: the offline script's kernel (k = 0.05 x the crop side) or the
+# realtime script's (0.1 x: a wider, softer seam). docs/api.md argues the default.
+MaskBlur = Literal["offline", "realtime"]
 
 
 class _Strict(BaseModel):
@@ -95,6 +98,7 @@ class AvatarOptions(_Strict):
     extra_margin: Annotated[int, Field(ge=EXTRA_MARGIN_MIN, le=EXTRA_MARGIN_MAX, strict=True)] = 10
     fps: Annotated[int, Field(ge=FPS_MIN, le=FPS_MAX, strict=True)] = 25
     blend_mode: BlendMode = "jaw"
+    mask_blur: MaskBlur = "offline"
 
 
 class RenderOptions(_Strict):
@@ -163,7 +167,7 @@ class CompletionEvent(_Strict):
     fps: float | None = None
     sync_confidence: float | None = None
     low_sync: bool | None = None
-    weights: Literal["official", "random"] | None = None
+    weights: Literal["official", "custom", "random"] | None = None
     timings: StageTimings = StageTimings()
     error: JobError | None = None
     finished_at: str

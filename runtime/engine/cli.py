@@ -58,6 +58,13 @@ def _add_render(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-margin", type=int, default=10)
     parser.add_argument("--fps", type=int, default=25, help="frame rate of a still-image avatar")
     parser.add_argument("--blend-mode", choices=["jaw", "raw", "neck"], default="jaw")
+    parser.add_argument(
+        "--mask-blur",
+        choices=["offline", "realtime"],
+        default="offline",
+        help="blend-mask blur: the official offline script's kernel (k = 0.05 x crop side, "
+        "default) or its realtime script's (0.1 x, softer seam)",
+    )
     parser.add_argument("--no-skip-silence", action="store_true", help="generate every frame")
     parser.add_argument("--preset", default="veryfast", help="libx264 preset")
     parser.add_argument("--contact-sheet", type=Path, help="also write the contact sheet PNG")
@@ -233,6 +240,7 @@ def _render(args: argparse.Namespace) -> int:
                 extra_margin=args.extra_margin,
                 fps=args.fps,
                 blend_mode=args.blend_mode,
+                mask_blur=args.mask_blur,
             ),
         )
         prepared_s = time.perf_counter() - started

@@ -57,7 +57,6 @@ from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, pick_video_codec
 from runtime.engine.options import MODEL_VERSION, AvatarOptions, RenderOptions
 from runtime.engine.ports import (
-    BlurKind,
     BoxLike,
     FaceLocatorLike,
     FaceParserLike,
@@ -139,7 +138,6 @@ class MuseTalkEngine:
         weights: WeightsKind,
         device: torch.device,
         dtype: torch.dtype,
-        mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
         max_avatar_frames: int = MAX_AVATAR_FRAMES,
         compile_models: bool = False,
@@ -156,7 +154,6 @@ class MuseTalkEngine:
         self.weights: WeightsKind = weights
         self.device = device
         self.dtype = dtype
-        self.mask_blur: BlurKind = mask_blur
         self.encoder_preset = encoder_preset
         self.max_avatar_frames = max_avatar_frames
         # Encoders side by side when `speak`, given no plan, splits a long clip itself (a
@@ -202,7 +199,6 @@ class MuseTalkEngine:
         locator: FaceLocatorLike | None = None,
         parser: FaceParserLike | None = None,
         scorer: SyncScorerLike | None = None,
-        mask_blur: BlurKind = "offline",
         encoder_preset: str = "veryfast",
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
@@ -287,7 +283,6 @@ class MuseTalkEngine:
             weights=weights,
             device=device,
             dtype=dtype,
-            mask_blur=mask_blur,
             encoder_preset=encoder_preset,
             compile_models=compile_models,
             compile_mode=compile_mode,
@@ -437,8 +432,9 @@ class MuseTalkEngine:
         the models stay eager) where this host cannot compile (no C++ compiler or CUDA headers,
         as in the worker image).
 
-        Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last) are
-        padded to full ones, so one graph each serves every avatar of a frame size. On an H100
+        Static shapes: S3FD's batches and the encoder's (a chunk's frames, channels-last on
+        CUDA) are padded to full ones, so one graph each serves every avatar of a frame size.
+        On an H100
         (750 frames, bench/results/2026-11-26-h100-prepare-fast.md) S3FD went from 4.1 to
         2.9 ms/frame (fp32; fp16 2.9 -> 1.6) and the encoder from 3.6 to 1.6: 5.7 s in all
         with fp32 face models (9.2x the per-frame path, the same boxes) and 4.7 s with fp16
@@ -507,7 +503,7 @@ class MuseTalkEngine:
                 frames,
                 boxes,
                 mode=options.blend_mode,
-                blur=self.mask_blur,
+                blur=options.mask_blur,
                 batch_size=chunk_frames if self.device.type == "cuda" else PARSE_BATCH_SIZE,
             )
             return [

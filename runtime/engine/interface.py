@@ -19,7 +19,9 @@ from runtime.engine.options import AvatarOptions, RenderOptions
 if TYPE_CHECKING:  # decoding needs PyAV; the interface itself does not
     from runtime.engine.untrusted import DecodeLimits
 
-WeightsKind = Literal["official", "random"]
+# official: every file matches the release's checksums (`official_weights`); random:
+# `make-weights` output; custom: any other real weights.
+WeightsKind = Literal["official", "custom", "random"]
 ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.engine import official_weights
 from runtime.engine.interface import WeightsKind
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,10 @@ class ModelsLayout:
         return [path for path in self.required_files() if not path.is_file()]
 
     def weights_kind(self) -> WeightsKind:
-        """`random` when `make-weights` wrote this directory, else `official`."""
-        if not self.marker.is_file():
-            return "official"
-        marker = json.loads(self.marker.read_text())
-        return "random" if marker.get("random", False) else "official"
+        """`random` when `make-weights` wrote this directory, `official` when its files match
+        the release's checksums, else `custom` (`official_weights.classify`)."""
+        marked = self.marker.is_file() and json.loads(self.marker.read_text()).get("random")
+        return official_weights.classify(self.root, marked_random=bool(marked))
 
     def write_marker(self, *, tiny: bool, seed: int) -> None:
         self.marker.write_text(

@@ -17,6 +17,10 @@ MODEL_VERSION = "musetalk-v1.5"
 
 BlendMode = Literal["jaw", "raw", "neck"]
 BLEND_MODES: tuple[str, ...] = get_args(BlendMode)
+# The blend mask's Gaussian blur: the offline script's kernel (k = 0.05 x the crop side) or the
+# realtime script's (0.1 x: a wider, softer seam).
+MaskBlur = Literal["offline", "realtime"]
+MASK_BLURS: tuple[str, ...] = get_args(MaskBlur)
 
 
 def _require_int(name: str, value: object, minimum: int | None = None) -> None:
@@ -29,12 +33,14 @@ def _require_int(name: str, value: object, minimum: int | None = None) -> None:
 class AvatarOptions:
     """How an avatar is prepared: the face crop (`bbox_shift` moves its top edge, in pixels,
     positive = down; `extra_margin` below the chin), a still image's frame rate, and which part
-    of the generated face is blended back (`blend_mode`)."""
+    of the generated face is blended back (`blend_mode`) under which blend-mask blur
+    (`mask_blur`: the official offline script's kernel, or its realtime script's softer one)."""
 
     bbox_shift: int = 0
     extra_margin: int = 10
     fps: int = 25
     blend_mode: BlendMode = "jaw"
+    mask_blur: MaskBlur = "offline"
 
     def __post_init__(self) -> None:
         _require_int("bbox_shift", self.bbox_shift)
@@ -42,6 +48,8 @@ class AvatarOptions:
         _require_int("fps", self.fps, 1)
         if self.blend_mode not in BLEND_MODES:
             raise ValueError(f"blend_mode must be one of {BLEND_MODES}, not {self.blend_mode!r}")
+        if self.mask_blur not in MASK_BLURS:
+            raise ValueError(f"mask_blur must be one of {MASK_BLURS}, not {self.mask_blur!r}")
 
     def to_json(self) -> dict[str, Any]:
         """The fields in declaration order, as stored in a prepared avatar's header."""

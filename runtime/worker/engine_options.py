@@ -32,6 +32,7 @@ def avatar_options(options: jobs.AvatarOptions) -> engine.AvatarOptions:
         extra_margin=options.extra_margin,
         fps=options.fps,
         blend_mode=options.blend_mode,
+        mask_blur=options.mask_blur,
     )
 
 

@@ -116,7 +116,7 @@ def test_every_final_record_has_one_event_shape_whoever_finished_the_job(
     # Then type, frames (only for a success) and the finish time follow the record
     assert (event.type, event.status, event.frames) == (event_type, status, frames)
     assert event.finished_at == record.updated_at
-    assert event.weights is None  # only "official" or "random" are part of the contract
+    assert event.weights is None  # only "official", "custom" or "random" are in the contract
 
 
 def test_a_job_that_is_not_final_has_no_completion_event() -> None:

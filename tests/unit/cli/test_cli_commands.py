@@ -36,6 +36,8 @@ def test_submit_with_a_video_file_uploads_registers_and_creates_the_job(
         "batch",
         "--bbox-shift",
         "-5",
+        "--mask-blur",
+        "realtime",
         "--idempotency-key",
         "retry-safe-1",
     )
@@ -56,6 +58,7 @@ def test_submit_with_a_video_file_uploads_registers_and_creates_the_job(
     assert media["video"].read_bytes() in fake_api.uploads[0]["body"]
     avatar = json.loads(_request(fake_api, "POST", "/v1/avatars").content)
     assert avatar["options"]["bbox_shift"] == -5
+    assert avatar["options"]["mask_blur"] == "realtime"
     job_request = _request(fake_api, "POST", "/v1/jobs")
     assert job_request.headers["Idempotency-Key"] == "retry-safe-1"
     assert job_request.headers["x-api-key"] == "key-123"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,7 @@ from runtime.engine.latents import (
     mask_lower_half,
 )
 from runtime.engine.layout import ModelsLayout
+from tests.unit.engine.conftest import MEDIA
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_latents_are_masked_then_reference_scaled_posterior_means(codec: LatentC
     # When they are encoded
     latents = codec.encode_crops(crops)
     # Then channels 0-3 encode the masked crop and 4-7 the crop itself, both x 0.18215
-    pixels = crops_to_pixels(crops)
+    pixels = crops_to_pixels(crops).contiguous()
     with torch.inference_mode():
         masked = codec.vae.encode(mask_lower_half(pixels)).latent_dist.mean * SCALING_FACTOR
         reference = codec.vae.encode(pixels).latent_dist.mean * SCALING_FACTOR
@@ -88,9 +90,9 @@ def test_a_tuned_encoder_gives_the_same_latents_in_fixed_padded_batches(
     codec.tune_encoder(channels_last=True, batch=2, compile_backend="eager")
     compiled = codec.encode_crops(crops)
 
-    # Then the encoder saw three full batches in that layout, the last padded, and the latents
-    # are the default ones (the frames never share an image, only a batch)
-    assert batches == [(4, True)] * 3
+    # Then the encoder saw three full batches, the last padded, contiguous on CPU (channels-last
+    # is for CUDA), and the latents are the default ones (the frames never share an image)
+    assert batches == [(4, False)] * 3
     assert tuned.shape == compiled.shape == (5, 8, 32, 32)
     assert torch.allclose(tuned, default, atol=1e-5)
     assert torch.allclose(compiled, default, atol=1e-5)
@@ -154,3 +156,30 @@ def test_unet_loading_is_strict(tiny_models: ModelsLayout, tmp_path: Path) -> No
     # Then loading refuses it
     with pytest.raises(RuntimeError, match="Missing key"):
         Generator(tiny_models.unet_config, broken, torch.device("cpu"), torch.float32)
+
+
+def face_crop() -> np.ndarray:
+    """A real face, cropped and resized as preparation does (upper middle of musk.png)."""
+    image = cv2.imread(str(MEDIA / "musk.png"))
+    height, width = image.shape[:2]
+    face = image[height // 5 : height * 3 // 5, width // 4 : width * 3 // 4]
+    return cv2.resize(face, (256, 256), interpolation=cv2.INTER_LANCZOS4)[None]
+
+
+def test_latents_of_a_real_face_match_an_fp64_encoder_on_cpu(
+    codec: LatentCodec, tiny_models: ModelsLayout
+) -> None:
+    # Given a face crop and the tiny VAE, whose GroupNorm groups hold one or two channels
+    # (where torch's CPU kernel on a channels-last input lost 2e-4 against fp64)
+    crop = face_crop()
+    pixels = crops_to_pixels(crop)
+    images = torch.cat([mask_lower_half(pixels), pixels]).contiguous().double()
+    exact = LatentCodec(tiny_models.vae_dir, torch.device("cpu"), torch.float32)
+    exact.vae.double()
+    with torch.inference_mode():
+        moments = exact.vae.quant_conv(exact.vae.encoder(images))[:, :4] * SCALING_FACTOR
+    reference = torch.cat([moments[:1], moments[1:]], dim=1)
+    # When the codec encodes it in fp32
+    latents = codec.encode_crops(crop)
+    # Then the latents are the fp64 ones to fp32 accuracy
+    assert (latents.double() - reference).abs().max().item() < 1e-5

@@ -17,6 +17,7 @@ from runtime.engine.options import AvatarOptions, RenderOptions
         ({"bbox_shift": 1.5}, "bbox_shift"),
         ({"fps": True}, "fps"),
         ({"blend_mode": "chin"}, "blend_mode"),
+        ({"mask_blur": "gaussian"}, "mask_blur"),
     ],
 )
 def test_an_unusable_avatar_option_is_refused_by_name(fields: dict[str, Any], named: str) -> None:
@@ -30,7 +31,9 @@ def test_a_sync_threshold_outside_zero_to_one_is_refused() -> None:
 
 
 def test_options_round_trip_through_their_json() -> None:
-    options = AvatarOptions(bbox_shift=-3, extra_margin=20, fps=30, blend_mode="neck")
+    options = AvatarOptions(
+        bbox_shift=-3, extra_margin=20, fps=30, blend_mode="neck", mask_blur="realtime"
+    )
     assert AvatarOptions.from_json(options.to_json()) == options
 
 

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from bench.official_cases import Case, detected_box, face_landmarks
-from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.blend import PasteBox
 from runtime.engine.engine import MuseTalkEngine, mask_over_box
 from runtime.engine.faces import FaceLocator
 from runtime.engine.layout import ModelsLayout
+from runtime.engine.options import AvatarOptions, RenderOptions
 
 CHEEK_WIDTH = 90
 REALTIME_BATCH = 20  # realtime_inference.py's --batch_size default

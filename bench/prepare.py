@@ -54,7 +54,6 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.common.jobs import AvatarOptions
 from runtime.engine import aot, aot_build, aot_prepare
 from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.engine import PREPARE_CHUNK_FRAMES, MuseTalkEngine, crop_face, mask_over_box
@@ -69,6 +68,7 @@ from runtime.engine.faces.random_weights import (
 )
 from runtime.engine.latents import crops_to_pixels, mask_lower_half
 from runtime.engine.layout import ModelsLayout
+from runtime.engine.options import AvatarOptions
 from runtime.engine.random_weights import _write_unet, _write_vae, _write_whisper
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"

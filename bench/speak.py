@@ -47,7 +47,6 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.common.jobs import MODEL_VERSION, AvatarOptions, RenderOptions
 from runtime.engine import engine as engine_module
 from runtime.engine import segments as segmented
 from runtime.engine.audio import frame_count, load_audio_16k
@@ -62,6 +61,7 @@ from runtime.engine.interface import SegmentPlan
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, pick_video_codec
+from runtime.engine.options import MODEL_VERSION, AvatarOptions, RenderOptions
 from runtime.engine.random_weights import _write_unet, _write_vae, _write_whisper
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
 

@@ -15,9 +15,6 @@ from pydantic import BaseModel, ConfigDict
 from runtime.fileio import file_sha256
 
 MANIFEST_NAME = "manifest.json"
-# In the local models directory: {path: [size, mtime_ns, sha256]} of the files the worker's
-# sync verified (the engine's AOT packages key on these digests).
-VERIFIED_STAMP_NAME = ".verified.json"
 
 
 class ManifestEntry(BaseModel):

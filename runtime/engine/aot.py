@@ -31,9 +31,8 @@ from pathlib import Path
 
 import torch
 
-from runtime.common.weights_manifest import VERIFIED_STAMP_NAME
 from runtime.engine.audio import D_MODEL, TOKENS_PER_FRAME
-from runtime.engine.layout import ModelsLayout
+from runtime.engine.layout import VERIFIED_STAMP_NAME, ModelsLayout
 from runtime.engine.weight_cache import fingerprint
 
 log = logging.getLogger(__name__)

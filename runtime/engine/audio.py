@@ -17,8 +17,7 @@ import numpy as np
 import soxr
 import torch
 
-from runtime.common.jobs import ErrorCode
-from runtime.engine.interface import MediaError
+from runtime.engine.interface import Failure, MediaError
 from runtime.engine.untrusted import DecodeLimits, UnreadableMedia, audio_frames
 from runtime.engine.weight_cache import WeightCache, load_module
 
@@ -44,7 +43,7 @@ def load_audio_16k(path: Path, limits: DecodeLimits | None = None) -> np.ndarray
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
-                raise MediaError(ErrorCode.NO_SPEECH, "the audio file has no audio stream")
+                raise MediaError(Failure.NO_SPEECH, "the audio file has no audio stream")
             # The channel mean per chunk (channels may change mid-stream), in float32 as
             # soundfile's s16 -> float (/ 32768) and librosa's to_mono do.
             chunks = []
@@ -52,11 +51,11 @@ def load_audio_16k(path: Path, limits: DecodeLimits | None = None) -> np.ndarray
                 rates.add(rate)
                 chunks.append(packed.T.astype(np.float32).mean(axis=0))
     except av.error.FFmpegError as error:
-        raise MediaError(ErrorCode.INVALID_MEDIA, "the audio file cannot be decoded") from error
+        raise MediaError(Failure.INVALID_MEDIA, "the audio file cannot be decoded") from error
     if len(rates) > 1:
         raise UnreadableMedia(f"audio: the sample rate changes mid-stream ({sorted(rates)})")
     if not chunks:
-        raise MediaError(ErrorCode.NO_SPEECH, "the audio stream is empty")
+        raise MediaError(Failure.NO_SPEECH, "the audio stream is empty")
     mono = np.concatenate(chunks)
     (rate,) = rates
     if rate == SAMPLE_RATE:

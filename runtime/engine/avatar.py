@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.common.jobs import AvatarOptions
 from runtime.engine.interface import PreparedAvatarFormatError
+from runtime.engine.options import AvatarOptions
 
 FORMAT_VERSION = 1
 
@@ -64,7 +64,7 @@ class PreparedAvatar:
         header = {
             "format_version": FORMAT_VERSION,
             "fps": self.fps,
-            "options": self.options.model_dump(mode="json"),
+            "options": self.options.to_json(),
             "source_sha256": self.source_sha256,
             "model_version": self.model_version,
         }
@@ -112,7 +112,7 @@ class PreparedAvatar:
                     latents=archive["latents"],
                     masks=tuple(masks),
                     fps=float(header["fps"]),
-                    options=AvatarOptions.model_validate(header["options"]),
+                    options=AvatarOptions.from_json(header["options"]),
                     source_sha256=str(header["source_sha256"]),
                     model_version=str(header["model_version"]),
                 )

@@ -11,8 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from runtime.common.jobs import ErrorCode
-from runtime.engine.interface import Interrupted, MediaError
+from runtime.engine.interface import Failure, Interrupted, MediaError
 from runtime.engine.untrusted import (
     DecodeLimits,
     OversizedMedia,
@@ -83,7 +82,7 @@ class AvatarReader:
         try:
             with av.open(str(self.path)) as container:
                 if not container.streams.video:
-                    raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no video stream")
+                    raise MediaError(Failure.INVALID_MEDIA, "the avatar has no video stream")
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 stream.codec_context.options = {"max_pixels": str(self.limits.max_pixels)}
@@ -92,7 +91,7 @@ class AvatarReader:
                         raise Interrupted("stopped while decoding the avatar")
                     if self.max_frames is not None and count == self.max_frames:
                         raise MediaError(
-                            ErrorCode.MEDIA_TOO_LARGE,
+                            Failure.MEDIA_TOO_LARGE,
                             f"the avatar video has more than {self.max_frames} frames",
                         )
                     size = self._checked_size(frame, size)
@@ -109,15 +108,15 @@ class AvatarReader:
                 rate = stream.average_rate or stream.guessed_rate
         except av.error.FFmpegError as error:
             raise MediaError(
-                ErrorCode.INVALID_MEDIA,
+                Failure.INVALID_MEDIA,
                 "the avatar cannot be decoded (corrupt, or a frame above the limit of"
                 f" {self.limits.max_pixels} pixels)",
             ) from error
         if not count:
-            raise MediaError(ErrorCode.INVALID_MEDIA, "the avatar has no frames")
+            raise MediaError(Failure.INVALID_MEDIA, "the avatar has no frames")
         fps = float(self.still_fps) if self.is_still or not rate else float(rate)
         if fps < 1:  # the audio windows use int(fps) frames per second
-            raise MediaError(ErrorCode.INVALID_MEDIA, f"the avatar's frame rate {fps:g} is below 1")
+            raise MediaError(Failure.INVALID_MEDIA, f"the avatar's frame rate {fps:g} is below 1")
         if fps > self.limits.max_fps:
             raise UnreadableMedia(
                 f"avatar: frame rate {fps:g} is above the limit of {self.limits.max_fps:g}"

@@ -123,7 +123,7 @@ def _add_build_artifacts(parser: argparse.ArgumentParser) -> None:
 
 
 def add_max_autotune_option(parser: argparse.ArgumentParser) -> None:
-    """`--max-autotune`, shared by `build-artifacts` and `runtime.worker.publish_aot`."""
+    """`--max-autotune`, shared by `build-artifacts` and the worker's `publish_aot`."""
     from runtime.engine.aot_build import AUTOTUNED_AHEAD
 
     parser.add_argument(
@@ -212,10 +212,10 @@ def _prepare_spec(args: argparse.Namespace, device: Any) -> Any:
 def _render(args: argparse.Namespace) -> int:
     import torch
 
-    from runtime.common.jobs import AvatarOptions, RenderOptions
     from runtime.engine.engine import MuseTalkEngine
     from runtime.engine.interface import EngineError
     from runtime.engine.layout import ModelsLayout
+    from runtime.engine.options import AvatarOptions, RenderOptions
 
     missing = ModelsLayout(args.models).missing_files()
     if missing:
@@ -252,7 +252,7 @@ def _render(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
         )
     except EngineError as error:
-        print(f"{error.code}: {error.message}", file=sys.stderr)
+        print(f"{error.failure}: {error.message}", file=sys.stderr)
         return 1
     if args.contact_sheet is not None:
         from runtime.engine.contact_sheet import write_contact_sheet

@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.common.jobs import MODEL_VERSION, AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine import aot, aot_adapters, aot_build, aot_load, aot_prepare
 from runtime.engine.audio import (
     D_MODEL,
@@ -42,6 +41,7 @@ from runtime.engine.compile_cache import artifacts_path, load_artifacts, save_ar
 from runtime.engine.cudnn import cudnn_benchmark
 from runtime.engine.interface import (
     SEGMENT_FRAMES,
+    Failure,
     Interrupted,
     MediaError,
     PreparedAvatarFormatError,
@@ -55,6 +55,7 @@ from runtime.engine.interface import (
 from runtime.engine.latents import CROP_SIZE, LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, pick_video_codec
+from runtime.engine.options import MODEL_VERSION, AvatarOptions, RenderOptions
 from runtime.engine.ports import (
     BoxLike,
     FaceLocatorLike,
@@ -396,7 +397,7 @@ class MuseTalkEngine:
             save_artifacts(self._prepare_artifacts)
             self._prepare_artifacts = None
         if not prepared.has_face.any():
-            raise MediaError(ErrorCode.NO_FACE, "no face found in any avatar frame")
+            raise MediaError(Failure.NO_FACE, "no face found in any avatar frame")
         timings = prepared.timings_ms | {"total": elapsed_ms}
         log.info(
             "prepared avatar: %d frames, %d with a face, timings %s",
@@ -603,7 +604,7 @@ class MuseTalkEngine:
             audio_16k = load_audio_16k(audio)
             total = frame_count(len(audio_16k), avatar.fps)
             if total == 0:
-                raise MediaError(ErrorCode.NO_SPEECH, "the audio is shorter than one video frame")
+                raise MediaError(Failure.NO_SPEECH, "the audio is shorter than one video frame")
             tokens = self.audio_encoder.frame_tokens(audio_16k, avatar.fps)
         with _timed(timings, "vad"):
             weights = self._generation_weights(audio_16k, total, avatar.fps, options)

@@ -1,7 +1,8 @@
 """What the worker may rely on from an engine, without importing torch.
 
 The real MuseTalk engine and the small test engine both satisfy `LipSyncEngine`. Errors carry a
-`runtime.common.jobs.ErrorCode`, so the worker maps them to job outcomes without knowing the model.
+`Failure`, the engine's own reason; the worker maps it to the job's error code
+(the worker's `engine_options`) without knowing the model.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
-from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
+from runtime.engine.options import AvatarOptions, RenderOptions
 
 if TYPE_CHECKING:  # decoding needs PyAV; the interface itself does not
     from runtime.engine.untrusted import DecodeLimits
@@ -25,12 +27,22 @@ ProgressFn = Callable[[int, int], None]  # (frames_done, frames_total)
 T = TypeVar("T")
 
 
-class EngineError(Exception):
-    """A job-level failure with a code the API reports to the caller."""
+class Failure(StrEnum):
+    """Why the engine could not prepare or render: its own reasons, free of the job schema."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    INVALID_MEDIA = "INVALID_MEDIA"  # corrupt or not decodable
+    NO_FACE = "NO_FACE"
+    NO_SPEECH = "NO_SPEECH"  # no audio stream, or audio shorter than one frame
+    MEDIA_TOO_LARGE = "MEDIA_TOO_LARGE"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+
+
+class EngineError(Exception):
+    """A failure of one preparation or render, with the reason a caller can act on."""
+
+    def __init__(self, failure: Failure, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.failure = failure
         self.message = message
 
 
@@ -42,7 +54,7 @@ class OutOfMemory(EngineError):
     """Even the smallest allowed batch did not fit; the job should go back with `batch_size`."""
 
     def __init__(self, batch_size: int) -> None:
-        super().__init__(ErrorCode.OUT_OF_MEMORY, f"out of GPU memory at batch size {batch_size}")
+        super().__init__(Failure.OUT_OF_MEMORY, f"out of GPU memory at batch size {batch_size}")
         self.batch_size = batch_size
 
 

@@ -18,6 +18,9 @@ from runtime.engine.interface import WeightsKind
 log = logging.getLogger(__name__)
 
 WEIGHTS_MARKER = "weights.json"
+# Written by whoever verified the directory's files against a checksum manifest (the worker's
+# weights sync): {path: [size, mtime_ns, sha256]}. The AOT packages key on these digests.
+VERIFIED_STAMP_NAME = ".verified.json"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-BlurKind = Literal["offline", "realtime"]
+from runtime.engine.options import MaskBlur
+
+BlurKind = MaskBlur
 ParsingMode = Literal["jaw", "raw", "neck"]
 
 

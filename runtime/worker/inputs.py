@@ -20,9 +20,9 @@ from botocore.exceptions import ClientError
 from runtime.common.jobs import ErrorCode, MediaRef
 from runtime.common.keys import tenant_prefix
 from runtime.common.limits import LaneLimits, Limits
-from runtime.engine.interface import MediaError
 from runtime.engine.untrusted import DETECTOR_MIN_SIDE, audio_seconds
 from runtime.fileio import file_sha256
+from runtime.worker.media_errors import MediaError
 from runtime.worker.refusals import decode_limits, refusals_as_media_errors
 
 

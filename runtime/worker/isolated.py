@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from runtime.common.jobs import ErrorCode
-from runtime.engine.interface import MediaError
+from runtime.worker.media_errors import MediaError
 
 T = TypeVar("T")
 GIB = 1024**3

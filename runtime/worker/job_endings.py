@@ -23,6 +23,7 @@ from runtime.engine.interface import OutOfMemory
 from runtime.worker import deadlines
 from runtime.worker.cancellation import ended_elsewhere, settle_ended
 from runtime.worker.config import WorkerSettings
+from runtime.worker.engine_options import error_code
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, Success
 from runtime.worker.lane_stats import LaneStats
 from runtime.worker.lanes import Delivery, LanePoller
@@ -283,7 +284,7 @@ class JobEndings:
         last_receive = delivery.receive_count >= self._settings.max_receive_count
         if error.batch_size <= 1 or last_receive:
             # Nothing smaller to try, or no delivery left to try it with.
-            failure = JobError(code=error.code, message=error.message)
+            failure = JobError(code=error_code(error.failure), message=error.message)
             return self.fail(delivery, message, lease, failure, timings, delete=True)
         hint = error.batch_size // 2
         self._store.hand_back(lease, batch_size_hint=hint)

@@ -23,6 +23,7 @@ from runtime.engine.interface import LipSyncEngine, PreparedAvatarLike, Progress
 from runtime.worker.avatar_cache import AvatarCache, AvatarSource
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import check_deadline, deadline_passed
+from runtime.worker.engine_options import avatar_options, engine_failures, render_options
 from runtime.worker.inputs import (
     FetchedInput,
     check_audio,
@@ -112,16 +113,17 @@ class JobRender:
     def _prepare(
         self, message: JobMessage, avatar: FetchedInput
     ) -> tuple[PreparedAvatarLike, AvatarSource]:
-        prepared, source = self._avatars.get_or_prepare(
-            message.avatar_id,
-            message.lane,
-            lambda: self._engine.prepare(
-                avatar.path,
-                message.avatar_options,
-                limits=decode_limits(self._settings.limits),
-                should_stop=lambda: self._should_stop(message),
-            ),
-        )
+        with engine_failures():
+            prepared, source = self._avatars.get_or_prepare(
+                message.avatar_id,
+                message.lane,
+                lambda: self._engine.prepare(
+                    avatar.path,
+                    avatar_options(message.avatar_options),
+                    limits=decode_limits(self._settings.limits),
+                    should_stop=lambda: self._should_stop(message),
+                ),
+            )
         return prepared, source
 
     def _speak(
@@ -144,21 +146,22 @@ class JobRender:
         hint = record.batch_size_hint or message.batch_size_hint
         started = time.monotonic()
         self._stop.render_started(plan.start_frame)
-        rendered = self._engine.speak(
-            prepared,
-            audio.path,
-            work / "output.mp4",
-            options=message.options,
-            batch_size=hint,
-            # A hinted retry may go all the way down; a first attempt hands back at the floor.
-            min_batch_size=1 if hint else self._settings.min_batch_size,
-            progress=self._progress_writer(lease),
-            on_oom_halving=lambda size: self._metrics.emit(
-                {Metric.OOM_HALVINGS: 1}, lane=message.lane
-            ),
-            should_stop=lambda: self._should_stop(message),
-            segments=plan,
-        )
+        with engine_failures():
+            rendered = self._engine.speak(
+                prepared,
+                audio.path,
+                work / "output.mp4",
+                options=render_options(message.options),
+                batch_size=hint,
+                # A hinted retry may go all the way down; a first attempt hands back at the floor.
+                min_batch_size=1 if hint else self._settings.min_batch_size,
+                progress=self._progress_writer(lease),
+                on_oom_halving=lambda size: self._metrics.emit(
+                    {Metric.OOM_HALVINGS: 1}, lane=message.lane
+                ),
+                should_stop=lambda: self._should_stop(message),
+                segments=plan,
+            )
         speak_ms = _ms_since(started)
         # Engines may split encoding ("encode", "encode_flush" for a background encoder).
         encode_ms = sum(v for k, v in rendered.timings_ms.items() if k.startswith("encode")) or None

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from runtime.common.jobs import JobError, JobMessage
 from runtime.common.metrics import Metric
 from runtime.common.records import JobRecord
-from runtime.engine.interface import Interrupted, LipSyncEngine, MediaError, OutOfMemory
+from runtime.engine.interface import Interrupted, LipSyncEngine, OutOfMemory
 from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import DeadlineExceeded, deadline_passed
@@ -36,6 +36,7 @@ from runtime.worker.job_render import JobRender
 from runtime.worker.job_store import JobStore, Lease, LeaseLost, utc_now
 from runtime.worker.lane_stats import LaneStats
 from runtime.worker.lanes import Delivery, LanePoller
+from runtime.worker.media_errors import MediaError
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
 from runtime.worker.refusals import refusals_as_media_errors

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 from runtime.common.jobs import ErrorCode
 from runtime.common.limits import LaneLimits, Limits
-from runtime.engine.interface import MediaError
 from runtime.engine.untrusted import (
     DETECTOR_MIN_SIDE,
     DecodeLimits,
@@ -20,6 +19,7 @@ from runtime.engine.untrusted import (
     OversizedMedia,
     RefusedMedia,
 )
+from runtime.worker.media_errors import MediaError
 
 
 def error_code(refused: RefusedMedia) -> ErrorCode:

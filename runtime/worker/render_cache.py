@@ -17,9 +17,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.common.jobs import JobError, JobMessage
-from runtime.engine.interface import Interrupted, LipSyncEngine, MediaError, Rendered
+from runtime.engine.interface import Interrupted, LipSyncEngine, Rendered
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import deadline_passed
+from runtime.worker.media_errors import MediaError
 from runtime.worker.render_claims import Claim, ClaimFailed, ClaimHeld, RenderClaims
 from runtime.worker.shutdown import StopPolicy
 from runtime.worker.telemetry import logger

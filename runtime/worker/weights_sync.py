@@ -27,11 +27,8 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from runtime.common.weights_manifest import (
-    MANIFEST_NAME,
-    VERIFIED_STAMP_NAME,
-    WeightsManifest,
-)
+from runtime.common.weights_manifest import MANIFEST_NAME, WeightsManifest
+from runtime.engine.layout import VERIFIED_STAMP_NAME
 from runtime.fileio import file_sha256, write_atomic
 from runtime.worker.telemetry import logger
 

@@ -23,14 +23,18 @@ DOCUMENTED = frozenset(
 
 
 def _outcome(run: Callable[[], object]) -> str:
-    from runtime.engine.interface import MediaError
+    from runtime.engine.interface import MediaError as EngineMediaError
     from runtime.engine.untrusted import RefusedMedia
+    from runtime.worker import engine_options
+    from runtime.worker.media_errors import MediaError
     from runtime.worker.refusals import error_code
 
     try:
         run()
     except MediaError as error:
         return error.code.value
+    except EngineMediaError as error:
+        return engine_options.error_code(error.failure).value
     except RefusedMedia as refused:
         return error_code(refused).value
     except Exception as error:  # what the fuzz rule forbids: reported, not raised

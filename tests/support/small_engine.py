@@ -25,8 +25,8 @@ from typing import Any
 import av
 import numpy as np
 
-from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.interface import (
+    Failure,
     Interrupted,
     MediaError,
     PreparedAvatarFormatError,
@@ -36,6 +36,7 @@ from runtime.engine.interface import (
     WeightsKind,
     halve_on_oom,
 )
+from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.untrusted import DecodeLimits
 
@@ -121,20 +122,20 @@ class SmallEngine:
         try:
             with av.open(str(avatar_media)) as container:
                 if not container.streams.video:
-                    raise MediaError(ErrorCode.INVALID_MEDIA, "avatar: no video stream")
+                    raise MediaError(Failure.INVALID_MEDIA, "avatar: no video stream")
                 for frame in container.decode(video=0):
                     frames.append(frame.to_ndarray(width=SIZE, height=SIZE, format="rgb24"))
                     if len(frames) >= MAX_AVATAR_FRAMES:
                         break
         except av.FFmpegError:
             raise MediaError(
-                ErrorCode.INVALID_MEDIA, "avatar: not a readable image or video"
+                Failure.INVALID_MEDIA, "avatar: not a readable image or video"
             ) from None
         if not frames:
-            raise MediaError(ErrorCode.NO_FACE, "avatar: no frames")
+            raise MediaError(Failure.NO_FACE, "avatar: no frames")
         stacked = np.stack(frames)
         if all(float(frame.std()) < FLAT_FRAME_STD for frame in stacked):
-            raise MediaError(ErrorCode.NO_FACE, "avatar: no face found in any frame")
+            raise MediaError(Failure.NO_FACE, "avatar: no face found in any frame")
         return SmallPrepared(stacked)
 
     def load_prepared(self, data: bytes) -> SmallPrepared:
@@ -163,7 +164,7 @@ class SmallEngine:
             raise TransientFailure("injected transient failure")
         samples = _decode_mono(audio)
         if float(np.abs(samples).max()) < SILENCE_PEAK:
-            raise MediaError(ErrorCode.NO_SPEECH, "audio: no speech found")
+            raise MediaError(Failure.NO_SPEECH, "audio: no speech found")
         total = max(1, math.ceil(len(samples) * FPS / AUDIO_RATE))
         loudness = _loudness_per_frame(samples, total, FPS)
         size = batch_size or self.default_batch_size
@@ -268,9 +269,9 @@ def _decode_mono(path: Path) -> np.ndarray:
                 for out in resampler.resample(frame)
             ]
     except (av.FFmpegError, IndexError):
-        raise MediaError(ErrorCode.INVALID_MEDIA, "audio: not a readable audio file") from None
+        raise MediaError(Failure.INVALID_MEDIA, "audio: not a readable audio file") from None
     if not chunks:
-        raise MediaError(ErrorCode.NO_SPEECH, "audio: no samples")
+        raise MediaError(Failure.NO_SPEECH, "audio: no samples")
     return np.concatenate(chunks).astype(np.float32) / 32768.0
 
 

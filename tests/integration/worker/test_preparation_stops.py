@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from runtime.common.jobs import AvatarOptions, ErrorCode, JobStatus
+from runtime.common.jobs import ErrorCode, JobStatus
 from runtime.common.limits import DEFAULT_LIMITS
+from runtime.engine.options import AvatarOptions
 from runtime.engine.untrusted import DETECTOR_MIN_SIDE, DecodeLimits
 from runtime.worker import deadlines
 from runtime.worker.job_runner import Outcome

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 
 from runtime.common.events import JobEvent, events_of
-from runtime.common.jobs import AvatarOptions, ErrorCode, JobError, JobMessage, JobStatus, MediaRef
+from runtime.common.jobs import ErrorCode, JobError, JobMessage, JobStatus, MediaRef
 from runtime.common.metrics import Metric
 from runtime.common.names import JobsTable, Lane
 from runtime.common.records import job_pk, render_claim_pk
+from runtime.engine.options import AvatarOptions
 from runtime.worker import deadlines
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now

@@ -20,11 +20,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from runtime.common.jobs import AvatarOptions, RenderOptions
-from runtime.common.weights_manifest import VERIFIED_STAMP_NAME
 from runtime.engine import aot, aot_adapters, aot_build, aot_load
 from runtime.engine.engine import MuseTalkEngine, _aot_models
-from runtime.engine.layout import ModelsLayout
+from runtime.engine.layout import VERIFIED_STAMP_NAME, ModelsLayout
+from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.weight_cache import WeightCache
 from runtime.fileio import file_sha256
 from tests.unit.engine.conftest import assert_same_video, decode_frames

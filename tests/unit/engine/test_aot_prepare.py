@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.common.jobs import AvatarOptions
 from runtime.engine import aot, aot_build, aot_load, aot_prepare
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.faces.s3fd import S3FD
 from runtime.engine.latents import LatentCodec
 from runtime.engine.layout import ModelsLayout
+from runtime.engine.options import AvatarOptions
 from tests.unit.engine.standins import CentreLocator, LowerHalfParser
 
 CPU = torch.device("cpu")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.common.jobs import ErrorCode
 from runtime.engine.audio import (
     SAMPLE_RATE,
     AudioEncoder,
@@ -18,7 +17,7 @@ from runtime.engine.audio import (
     load_audio_16k,
     positional_encoding,
 )
-from runtime.engine.interface import MediaError
+from runtime.engine.interface import Failure, MediaError
 from runtime.engine.layout import ModelsLayout
 from tests.unit.engine.conftest import MEDIA, write_wav
 
@@ -55,13 +54,13 @@ def test_a_file_that_is_not_audio_is_invalid_media(tmp_path: Path) -> None:
     path.write_bytes(b"not a wav file at all" * 10)
     with pytest.raises(MediaError) as raised:
         load_audio_16k(path)
-    assert raised.value.code == ErrorCode.INVALID_MEDIA
+    assert raised.value.failure == Failure.INVALID_MEDIA
 
 
 def test_a_video_without_audio_has_no_speech(short_video: Path) -> None:
     with pytest.raises(MediaError) as raised:
         load_audio_16k(short_video)
-    assert raised.value.code == ErrorCode.NO_SPEECH
+    assert raised.value.failure == Failure.NO_SPEECH
 
 
 def test_window_plan_follows_the_spec_arithmetic_at_25_fps() -> None:

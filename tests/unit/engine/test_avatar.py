@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from runtime.common.jobs import AvatarOptions
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.interface import PreparedAvatarFormatError
+from runtime.engine.options import AvatarOptions
 
 
 def make_avatar(frames: int = 3) -> PreparedAvatar:

@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.common.jobs import AvatarOptions
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.cli import main
 from runtime.engine.contact_sheet import HEADER, LABEL_WIDTH, ROWS, TILE, write_contact_sheet
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.layout import ModelsLayout
+from runtime.engine.options import AvatarOptions
 from tests.unit.engine.conftest import write_wav
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.common.jobs import AvatarOptions, ErrorCode, RenderOptions
 from runtime.engine.audio import load_audio_16k, positional_encoding
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import (
@@ -20,12 +19,14 @@ from runtime.engine.engine import (
     crop_face,
 )
 from runtime.engine.interface import (
+    Failure,
     Interrupted,
     MediaError,
     OutOfMemory,
     PreparedAvatarFormatError,
 )
 from runtime.engine.media import VideoWriter
+from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.yuv import I420Frame
 from tests.unit.engine.conftest import (
     MEDIA,
@@ -212,7 +213,7 @@ def test_no_face_in_any_frame_is_a_no_face_error(
     custom = with_parts(engine, locator=CentreLocator(faceless=range(AVATAR_FRAMES)))
     with pytest.raises(MediaError) as raised:
         custom.prepare(levels_video, AvatarOptions())
-    assert raised.value.code == ErrorCode.NO_FACE
+    assert raised.value.failure == Failure.NO_FACE
 
 
 def test_audio_shorter_than_a_frame_is_no_speech(
@@ -221,7 +222,7 @@ def test_audio_shorter_than_a_frame_is_no_speech(
     audio = write_wav(tmp_path / "blip.wav", np.zeros(300, np.float32), 16000)
     with pytest.raises(MediaError) as raised:
         engine.speak(levels_avatar, audio, tmp_path / "x.mp4", options=NO_SKIP)
-    assert raised.value.code == ErrorCode.NO_SPEECH
+    assert raised.value.failure == Failure.NO_SPEECH
 
 
 def test_should_stop_interrupts_and_leaves_no_file(

@@ -9,10 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from runtime.common.jobs import ErrorCode
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.avatar_reader import decode_avatar
-from runtime.engine.interface import MediaError
+from runtime.engine.interface import Failure, MediaError
 from runtime.engine.media import VideoWriter, pick_video_codec
 from tests.unit.engine.conftest import (
     MEDIA,
@@ -35,7 +34,7 @@ def test_a_video_longer_than_the_limit_is_too_large(short_video: Path) -> None:
     assert len(decode_avatar(short_video, still_fps=25, max_frames=12).frames) == 12
     with pytest.raises(MediaError) as raised:
         decode_avatar(short_video, still_fps=25, max_frames=11)
-    assert raised.value.code == ErrorCode.MEDIA_TOO_LARGE
+    assert raised.value.failure == Failure.MEDIA_TOO_LARGE
 
 
 def test_a_video_below_one_fps_is_invalid(tmp_path: Path) -> None:
@@ -43,7 +42,7 @@ def test_a_video_below_one_fps_is_invalid(tmp_path: Path) -> None:
     path = write_video(tmp_path / "slow.mp4", frames, fps=Fraction(1, 2))
     with pytest.raises(MediaError) as raised:
         decode_avatar(path, still_fps=25)
-    assert raised.value.code == ErrorCode.INVALID_MEDIA
+    assert raised.value.failure == Failure.INVALID_MEDIA
 
 
 def test_still_image_is_one_frame_at_the_requested_fps() -> None:
@@ -74,13 +73,13 @@ def test_corrupt_avatar_is_invalid_media(tmp_path: Path) -> None:
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
     with pytest.raises(MediaError) as raised:
         decode_avatar(path, still_fps=25)
-    assert raised.value.code == ErrorCode.INVALID_MEDIA
+    assert raised.value.failure == Failure.INVALID_MEDIA
 
 
 def test_audio_only_file_is_not_an_avatar() -> None:
     with pytest.raises(MediaError) as raised:
         decode_avatar(MEDIA / "yongen.wav", still_fps=25)
-    assert raised.value.code == ErrorCode.INVALID_MEDIA
+    assert raised.value.failure == Failure.INVALID_MEDIA
 
 
 def test_writer_streams_h264_with_the_audio_muxed(tmp_path: Path, short_speech: Path) -> None:

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import (
     MuseTalkEngine,
@@ -21,6 +20,7 @@ from runtime.engine.engine import (
     split_compile_mode,
 )
 from runtime.engine.interface import SegmentPlan
+from runtime.engine.options import AvatarOptions, RenderOptions
 from tests.unit.engine.conftest import assert_same_frames, decode_frames
 
 NO_SKIP = RenderOptions(skip_silence=False)

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.common.jobs import AvatarOptions, ErrorCode
 from runtime.engine import aot
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import MediaError
+from runtime.engine.interface import Failure, MediaError
 from runtime.engine.latents import LatentCodec
 from runtime.engine.layout import ModelsLayout
+from runtime.engine.options import AvatarOptions
 from runtime.engine.preparing import Stages, prepare_frames
 from tests.unit.engine.standins import Box, CentreLocator, LowerHalfParser, Mask
 from tests.unit.engine.test_engine import with_parts
@@ -112,7 +112,7 @@ def test_no_face_in_any_chunk_is_refused(engine: MuseTalkEngine, short_video: Pa
     # When it is prepared overlapped, Then NO_FACE
     with pytest.raises(MediaError) as raised:
         custom.prepare(short_video, AvatarOptions(), overlap=True, chunk_frames=5)
-    assert raised.value.code is ErrorCode.NO_FACE
+    assert raised.value.failure is Failure.NO_FACE
 
 
 class FramesSeen(LowerHalfParser):

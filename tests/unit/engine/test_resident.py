@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.common.jobs import MODEL_VERSION, AvatarOptions
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.blend import PasteBox, paste_faces, scale_mask
+from runtime.engine.options import MODEL_VERSION, AvatarOptions
 from runtime.engine.resident import ResidentAvatar, ResidentCache
 
 CPU = torch.device("cpu")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import (
@@ -20,6 +19,7 @@ from runtime.engine.interface import (
     SyncSums,
     segment_file_name,
 )
+from runtime.engine.options import AvatarOptions, RenderOptions
 from tests.unit.engine.conftest import write_wav
 
 NO_SKIP = RenderOptions(skip_silence=False)

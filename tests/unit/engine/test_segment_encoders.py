@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.engine import engine as engine_module
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import SegmentPlan, default_segment_encoders
+from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter
 from tests.unit.engine.conftest import count_frames, decode_frames
 

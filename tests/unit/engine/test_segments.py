@@ -10,13 +10,13 @@ import av
 import numpy as np
 import pytest
 
-from runtime.common.jobs import AvatarOptions, RenderOptions
 from runtime.common.preview import playlist
 from runtime.engine import segments as segments_module
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.interface import Interrupted, Segment, SegmentPlan, segment_file_name
 from runtime.engine.media import encode_audio, remux_segments
+from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter
 from tests.unit.engine.conftest import MEDIA, count_frames, decode_frames
 

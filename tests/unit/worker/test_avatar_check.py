@@ -10,8 +10,8 @@ import pytest
 from bench.poison_media import huge_png
 from runtime.common.jobs import ErrorCode
 from runtime.common.limits import DEFAULT_LIMITS
-from runtime.engine.interface import MediaError
 from runtime.worker.inputs import check_avatar
+from runtime.worker.media_errors import MediaError
 
 MEDIA = Path(__file__).resolve().parents[3] / "examples" / "media"
 

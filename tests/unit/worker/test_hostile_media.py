@@ -19,9 +19,11 @@ from runtime.common.jobs import ErrorCode
 from runtime.common.limits import DEFAULT_LIMITS
 from runtime.common.names import Lane
 from runtime.engine.avatar_reader import AvatarReader
-from runtime.engine.interface import Interrupted, MediaError
+from runtime.engine.interface import Failure, Interrupted
+from runtime.engine.interface import MediaError as EngineMediaError
 from runtime.engine.untrusted import DecodeLimits, OversizedMedia
 from runtime.worker.inputs import check_audio, check_avatar
+from runtime.worker.media_errors import MediaError
 from runtime.worker.refusals import decode_limits
 from tests.support.hostile_media import (
     adts_duration_lie,
@@ -109,9 +111,9 @@ def test_a_stream_that_switches_to_8k_mid_way_is_refused_while_decoding(tmp_path
     # When the engine decodes it, Then it is refused before an 8K frame reaches numpy
     reader = AvatarReader(ts, still_fps=25, limits=decode_limits(DEFAULT_LIMITS))
     decoded = []
-    with pytest.raises(MediaError) as refused:
+    with pytest.raises(EngineMediaError) as refused:
         decoded.extend(reader.frames())
-    assert refused.value.code is ErrorCode.INVALID_MEDIA
+    assert refused.value.failure is Failure.INVALID_MEDIA
     assert all(frame.shape == (64, 64, 3) for frame in decoded)
 
 
@@ -166,7 +168,7 @@ def test_a_16_bit_16000_square_png_is_refused_from_its_header_without_allocating
     png = deep_png(tmp_path / "deep.png", 16_000, 16_000, rows=64)
     code = (
         "import re, sys; from pathlib import Path;"
-        "from runtime.worker.inputs import check_avatar; from runtime.engine.interface import"
+        "from runtime.worker.inputs import check_avatar; from runtime.worker.media_errors import"
         " MediaError\ntry: check_avatar(Path(sys.argv[1]), int(sys.argv[2]))\n"
         "except MediaError as e: print(e.code.value)\n"  # VmHWM: this process's peak (not
         "print(int(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text())[1])"

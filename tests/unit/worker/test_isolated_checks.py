@@ -13,9 +13,9 @@ import pytest
 from runtime.common.jobs import ErrorCode
 from runtime.common.limits import DEFAULT_LIMITS
 from runtime.common.names import Lane
-from runtime.engine.interface import MediaError
 from runtime.worker.inputs import check_audio
 from runtime.worker.isolated import GIB, IsolatedChecks
+from runtime.worker.media_errors import MediaError
 from tests.support.hostile_media import adts_duration_lie, pcm_wav
 
 INTERACTIVE = DEFAULT_LIMITS.for_lane(Lane.INTERACTIVE)

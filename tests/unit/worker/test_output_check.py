@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.common.jobs import AvatarOptions, RenderOptions
+from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.worker.inputs import BadOutput, check_output
 from tests.support.small_engine import SmallEngine
 

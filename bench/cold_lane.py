@@ -1,18 +1,21 @@
 """Time from a message in an empty lane to its first finished segment, built from its parts.
 
 Nothing here is timed: each part is a figure measured elsewhere (a file under bench/results/,
-named with its card) or an assumption, named as one with its source, that a flag overrides. The
-control-plane simulation of issue 18 (scale-out from zero, parameterised cold start) is the
-source meant for the instance's boot; until it lands, `INSTANCE_BOOT_ASSUMED_S` stands in.
+named with its card), a parameter of the control-plane simulation (`infra/simulation`, the
+source for what AWS does before a container starts), or an assumption named as one with its
+source; a flag overrides each.
 
-    python bench/cold_lane.py [--boot-s 90] [--pull-mb-s 150] [--s3-mb-s 1100] \
+    python bench/cold_lane.py [--boot-s 150] [--pull-mb-s 150] [--s3-mb-s 1100] \
         [--speak bench/results/2026-12-06-h100-eager-speak.json] [--out lane.json]
 
 Parts, in the order a cold lane pays them (the worker overlaps its model-library imports with
 the weight sync, `service._start`; everything else is serial):
 
-1. the spot instance boots and joins the ECS cluster (assumption);
-2. the worker image is pulled (its size over ECR pull throughput, assumption for the speed);
+0. the scale-out decision: the backlog metric's delay, the step alarm's minute and managed
+   scaling's minute (the simulation's, `scenarios.cold_start_budget`);
+1. the spot instance boots and joins the ECS cluster (the simulation's `ColdStart.host_boot`);
+2. the worker image is pulled (its wheels' download size, measured from the lock, over ECR pull
+   throughput, an assumption);
 3. the weights sync from S3 (bytes over parallel ranged-read throughput, assumption for the
    speed; `runtime/worker/weights.py` fetches 4 files at once, 32 ranges of 32 MiB each);
 4. the engine is ready from local weights (measured, H100);
@@ -28,16 +31,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Assumption, not measured: the control-plane simulation's (issue 18) cold start will replace it.
-# 90 s is the middle of what ECS-on-EC2 GPU capacity providers are usually quoted to take from
-# a scale-out decision to a registered container instance (60-120 s).
-INSTANCE_BOOT_ASSUMED_S = 90.0
+from infra.simulation.alarms import METRIC_DELAY_SECONDS
+from infra.simulation.ecs import ColdStart
+
+# The simulation's host launch to ECS agent registered (docs/simulation.md, "Cold start").
+INSTANCE_BOOT_S = float(ColdStart().host_boot)
+# The simulation's reaction to a first message: the metric's delay, then the step alarm's and
+# managed scaling's evaluation minutes (the first terms of `scenarios.cold_start_budget`).
+SCALE_OUT_S = float(METRIC_DELAY_SECONDS + 60 + 60)
 # Assumption: ECR pull and layer extraction on a GPU instance's EBS volume, MB/s.
 IMAGE_PULL_ASSUMED_MB_S = 150.0
-# docs/worker.md: the lock's wheels are ~2.5 GB to download (installed, torch + nvidia-* +
-# triton take 4,458 MB on the device image: bench/results/2026-12-06-h100-official.md); the CUDA
-# runtime base (docker/Dockerfile's CUDA_IMAGE) is not counted here, issue 18 replaces it.
-IMAGE_WHEELS_MB = 2500.0
+# Measured 2026-12-06: `pip download --no-deps` of docker/requirements.lock for the image's
+# platform (CPython 3.12 manylinux x86_64): 100 wheels, 2,995 MB (torch 527, nvidia-* and
+# triton 2,195 of it), plus xtcocotools' sdist, built in the image. The ubuntu:24.04 base
+# (about 30 MB compressed) is not counted; installed layers compress to about the wheels' size.
+IMAGE_WHEELS_MB = 2995.0
 # Assumption: S3 -> EC2 in one region with parallel ranged GETs, capped by a 10 Gbit/s NIC
 # (g5/g6 xlarge "up to 10 Gbps"), MB/s. One connection alone gets about 100.
 S3_ASSUMED_MB_S = 1100.0
@@ -80,11 +88,17 @@ def parts(args: argparse.Namespace) -> list[dict[str, Any]]:
     # without a report: the worker path's frames/s on the H100, 2026-12-06 (AOT ~ compiled)
     segment, segment_source = first_segment_s(args.speak, 433.2 if aot else 277.0)
     rows = [
-        ("instance boot", args.boot_s, "assumed: INSTANCE_BOOT_ASSUMED_S (issue 18's sim)"),
+        (
+            "scale-out decision",
+            args.scale_out_s,
+            "simulation: metric delay + step alarm + managed scaling (cold_start_budget)",
+        ),
+        ("instance boot", args.boot_s, "simulation: ColdStart.host_boot"),
         (
             "image pull",
             IMAGE_WHEELS_MB / args.pull_mb_s,
-            f"{IMAGE_WHEELS_MB:.0f} MB (docs/worker.md) at an assumed {args.pull_mb_s} MB/s",
+            f"{IMAGE_WHEELS_MB:.0f} MB of wheels (measured, the lock) at an assumed"
+            f" {args.pull_mb_s} MB/s",
         ),
         (
             "weights sync",
@@ -108,7 +122,8 @@ def parts(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--boot-s", type=float, default=INSTANCE_BOOT_ASSUMED_S)
+    parser.add_argument("--scale-out-s", type=float, default=SCALE_OUT_S)
+    parser.add_argument("--boot-s", type=float, default=INSTANCE_BOOT_S)
     parser.add_argument("--pull-mb-s", type=float, default=IMAGE_PULL_ASSUMED_MB_S)
     parser.add_argument("--s3-mb-s", type=float, default=S3_ASSUMED_MB_S)
     parser.add_argument("--engine", choices=["aot", "eager"], default="aot")

@@ -187,12 +187,12 @@ def ours(
     OpenCV/PIL/mmpose per image; "device": batched tensor work on the device); a sequential or
     serial run also splits `locate` into S3FD and DWPose (`lanes` ones overlap: they do not)."""
     overlap = mode == "pipelined"
-    busy = overlap or mode == "lanes"
+    busy = overlap or mode in LANES
     chunk = PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else None
     timings: dict[str, float] = {}
     with (
         recording(engine.locator, None if busy else timings, engine.device) as record,
-        in_lanes(LANES if mode == "lanes" else 1),
+        in_lanes(LANES.get(mode, 1)),
     ):
         synchronize(engine.device)
         start = time.perf_counter()
@@ -202,7 +202,7 @@ def ours(
             overlap=overlap,
             chunk_frames=chunk,
             device_ops=ops == "device",
-            decode_ahead=mode in ("serial", "lanes"),
+            decode_ahead=mode == "serial" or mode in LANES,
         )
         synchronize(engine.device)
         total = time.perf_counter() - start
@@ -353,8 +353,8 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-MODES = ("pipelined", "sequential", "serial", "lanes")
-LANES = 2  # mode `lanes`: whole chunks on two threads and streams
+MODES = ("pipelined", "sequential", "serial", "lanes", "lanes3")
+LANES = {"lanes": 2, "lanes3": 3}  # whole chunks on that many threads and streams
 # +FLAG switches of a variant (see `configure`)
 FLAGS = ("onepass", "vae", "compile", "aot", "autotune", "switch")
 # +autotune: the AOT packages built with Inductor's max-autotune (convolutions benchmarked

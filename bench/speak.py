@@ -19,6 +19,9 @@ blend mask; its latents come from our VAE encoder on the real crops. The output 
 
     python bench/speak.py --models /tmp/models --out result.json            # GPU, full size
     python bench/speak.py --models /tmp/tiny --tiny --device cpu --quick    # CPU smoke
+
+This file runs the sections in order; each is a `bench/speak_*.py` module (flags, setup,
+baselines, rows, probes, encoders, report).
 """
 
 from __future__ import annotations

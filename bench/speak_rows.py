@@ -117,9 +117,9 @@ class RowRunner:
     ) -> Callable[[], dict[str, float]]:
         """One render of `speech` (the clip by default) by `engine` (the eager one by default)
         with `writer`; it returns the engine's stage timings (and the first segment's time)."""
-        engine = engine or self.engine
-        speech = speech or self.audio
-        out = out or self.work / "out.mp4"
+        engine = self.engine if engine is None else engine
+        speech = self.audio if speech is None else speech
+        out = self.work / "out.mp4" if out is None else out
 
         def run() -> dict[str, float]:
             engine.encoder_preset = preset

@@ -228,6 +228,9 @@ class JobEndings:
     ) -> Outcome:
         record = self._store.fail(lease, error, StageTimings(**timings))
         self._metrics.emit({Metric.JOBS_FAILED: 1}, lane=message.lane, error_code=error.code)
+        # A failed job has no output and its preview stops here: its segments go now, not at
+        # the lifecycle rule's expiry (one more than recorded: one may have been in flight).
+        self._segments.delete(message, (record.segments_done or 0) + 1)
         self._notifier.job_finished(record)
         logger.warning("job failed", extra={"error_code": error.code.value})
         if delete:

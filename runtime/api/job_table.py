@@ -235,33 +235,44 @@ class JobTable:
     def unsent_before(self, lane: str, cutoff: str) -> Iterator[dict[str, Any]]:
         """The lane's jobs still flagged unsent that were created before `cutoff` (the sparse
         `unsent` index; eventually consistent)."""
-        kwargs: dict[str, Any] = {
-            "IndexName": JobsTable.UNSENT_INDEX,
-            "KeyConditionExpression": "#lane = :lane AND #created < :cutoff",
-            "ExpressionAttributeNames": {
-                "#lane": JobsTable.UNSENT_INDEX_PARTITION_KEY,
-                "#created": JobsTable.UNSENT_INDEX_SORT_KEY,
-            },
-            "ExpressionAttributeValues": {":lane": lane, ":cutoff": cutoff},
-        }
-        while True:
-            page = self._table.query(**kwargs)
+        for page in self._lane_index_pages(
+            JobsTable.UNSENT_INDEX,
+            JobsTable.UNSENT_INDEX_PARTITION_KEY,
+            JobsTable.UNSENT_INDEX_SORT_KEY,
+            lane=lane,
+            created_before=cutoff,
+        ):
             yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def queued_before_pages(self, lane: str, created_at: str, **extra: Any) -> Iterator[Any]:
         """Pages of the sparse `queued` index: the lane's QUEUED jobs created before
         `created_at`, oldest first (`extra`: e.g. `Select="COUNT"`)."""
+        return self._lane_index_pages(
+            JobsTable.QUEUED_INDEX,
+            JobsTable.QUEUED_INDEX_PARTITION_KEY,
+            JobsTable.QUEUED_INDEX_SORT_KEY,
+            lane=lane,
+            created_before=created_at,
+            **extra,
+        )
+
+    def _lane_index_pages(
+        self,
+        index: str,
+        partition_key: str,
+        sort_key: str,
+        *,
+        lane: str,
+        created_before: str,
+        **extra: Any,
+    ) -> Iterator[Any]:
+        """Every page of a sparse per-lane index (lane, created_at) up to `created_before`,
+        oldest first; read lazily, so a caller that stops early queries no further page."""
         request: dict[str, Any] = {
-            "IndexName": JobsTable.QUEUED_INDEX,
-            "KeyConditionExpression": "#lane = :lane AND #created < :created",
-            "ExpressionAttributeNames": {
-                "#lane": JobsTable.QUEUED_INDEX_PARTITION_KEY,
-                "#created": JobsTable.QUEUED_INDEX_SORT_KEY,
-            },
-            "ExpressionAttributeValues": {":lane": lane, ":created": created_at},
+            "IndexName": index,
+            "KeyConditionExpression": "#lane = :lane AND #created < :before",
+            "ExpressionAttributeNames": {"#lane": partition_key, "#created": sort_key},
+            "ExpressionAttributeValues": {":lane": lane, ":before": created_before},
             **extra,
         }
         while True:

@@ -131,46 +131,42 @@ class JobTable:
         )
 
     def cancel(self, job_id: str, *, now: str, error: JobError, event: JobEvent) -> bool:
-        """CANCELLED unless already final; False when it became final first."""
-        clause, event_values = append_clause(event)
-        try:
-            self._table.update_item(
-                Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
-                UpdateExpression=(
-                    f"SET #status = :cancelled, updated_at = :now, #error = :error, {clause}"
-                    " REMOVE #unsent, queued_lane"
-                ),
-                ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#pk": JobsTable.PARTITION_KEY,
-                    "#unsent": _UNSENT,
-                    "#error": "error",
-                },
-                ExpressionAttributeValues={
-                    ":cancelled": JobStatus.CANCELLED.value,
-                    ":error": error.model_dump(mode="json", exclude_none=True),
-                    ":now": now,
-                    **_final_statuses(),
-                    **event_values,
-                },
-            )
-        except ClientError as failure:
-            if is_conditional_failure(failure):
-                return False
-            raise
-        return True
+        """CANCELLED unless already final; False when it became final first (a worker rendering
+        it stops at its next write or beat: its writes are fenced on the status)."""
+        error_value = error.model_dump(mode="json", exclude_none=True)
+        return self._finish(job_id, JobStatus.CANCELLED, now, error_value, event) is not None
 
     def fail(self, job_id: str, *, now: str, error: JobError, event: JobEvent) -> dict | None:
         """FAILED (lease and queue flags dropped) unless already final: the new item, or None
         when it was final (or absent) first."""
+        return self._finish(
+            job_id,
+            JobStatus.FAILED,
+            now,
+            error.model_dump(mode="json"),
+            event,
+            also_remove="lease_owner, lease_expires_at, ",
+        )
+
+    def _finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        now: str,
+        error_value: dict[str, Any],
+        event: JobEvent,
+        *,
+        also_remove: str = "",
+    ) -> dict[str, Any] | None:
+        """`status` with its error and event, queue flags dropped, unless the job is already
+        final (or absent): the new item, or None."""
         clause, event_values = append_clause(event)
         try:
             response = self._table.update_item(
                 Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
                 UpdateExpression=(
-                    f"SET #status = :failed, #error = :error, updated_at = :now, {clause}"
-                    " REMOVE lease_owner, lease_expires_at, #unsent, queued_lane"
+                    f"SET #status = :status, #error = :error, updated_at = :now, {clause}"
+                    f" REMOVE {also_remove}#unsent, queued_lane"
                 ),
                 ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
                 ExpressionAttributeNames={
@@ -180,8 +176,8 @@ class JobTable:
                     "#unsent": _UNSENT,
                 },
                 ExpressionAttributeValues={
-                    ":failed": JobStatus.FAILED.value,
-                    ":error": error.model_dump(mode="json"),
+                    ":status": status.value,
+                    ":error": error_value,
                     ":now": now,
                     **_final_statuses(),
                     **event_values,

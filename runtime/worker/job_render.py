@@ -23,7 +23,12 @@ from runtime.engine.interface import LipSyncEngine, PreparedAvatarLike, Progress
 from runtime.worker.avatar_cache import AvatarCache, AvatarSource
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import check_deadline, deadline_passed
-from runtime.worker.engine_options import avatar_options, engine_failures, render_options
+from runtime.worker.engine_options import (
+    avatar_options,
+    decode_limits,
+    engine_failures,
+    render_options,
+)
 from runtime.worker.inputs import (
     FetchedInput,
     check_audio,
@@ -33,7 +38,6 @@ from runtime.worker.inputs import (
 )
 from runtime.worker.isolated import shared_checks
 from runtime.worker.job_store import JobStore, Lease, LeaseLost
-from runtime.worker.refusals import decode_limits
 from runtime.worker.render_cache import RenderCache, cache_metadata, render_cache_hash
 from runtime.worker.segment_resume import RenderSegments
 from runtime.worker.shutdown import StopPolicy

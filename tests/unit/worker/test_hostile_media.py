@@ -22,9 +22,9 @@ from runtime.engine.avatar_reader import AvatarReader
 from runtime.engine.interface import Failure, Interrupted
 from runtime.engine.interface import MediaError as EngineMediaError
 from runtime.engine.untrusted import DecodeLimits, OversizedMedia
+from runtime.worker.engine_options import decode_limits
 from runtime.worker.inputs import check_audio, check_avatar
 from runtime.worker.media_errors import MediaError
-from runtime.worker.refusals import decode_limits
 from tests.support.hostile_media import (
     adts_duration_lie,
     adts_format_switch,

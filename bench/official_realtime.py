@@ -31,8 +31,9 @@ import torch
 from bench.official_cases import Case, detected_box, face_landmarks
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.blend import PasteBox
-from runtime.engine.engine import MuseTalkEngine, mask_over_box
+from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.faces import FaceLocator
+from runtime.engine.frame_compose import mask_over_box
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.options import AvatarOptions, RenderOptions
 

@@ -47,16 +47,14 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.engine import engine as engine_module
 from runtime.engine import segments as segmented
+from runtime.engine import speak_pipeline
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.avatar_reader import decode_avatar
-from runtime.engine.engine import (
-    MuseTalkEngine,
-    batch_size_for_memory,
-    crop_face,
-)
+from runtime.engine.batch_sizes import batch_size_for_memory
+from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.frame_compose import crop_face
 from runtime.engine.interface import SegmentPlan
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
@@ -74,7 +72,7 @@ LATENCY_CLIP_S = 10.0
 
 
 # The engine's own segment length for a split, before any row overrides it.
-SPLIT_SEGMENT_FRAMES = engine_module.SPLIT_SEGMENT_FRAMES
+SPLIT_SEGMENT_FRAMES = speak_pipeline.SPLIT_SEGMENT_FRAMES
 
 
 class Writer(NamedTuple):
@@ -806,8 +804,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         def run() -> dict[str, float]:
             engine.encoder_preset = preset
             segmented.ENCODER_THREADS = writer.threads
-            engine_module.SPLIT_SEGMENT_FRAMES = writer.split_frames
-            engine_module.SPLIT_TAPER = writer.taper
+            speak_pipeline.SPLIT_SEGMENT_FRAMES = writer.split_frames
+            speak_pipeline.SPLIT_TAPER = writer.taper
             engine.segment_encoders = writer.encoders if writer.kind == "split" else 1
             finished: list[float] = []  # when each segment was done (the worker uploads it)
             plan = (

@@ -12,12 +12,9 @@ import torch
 
 from runtime.engine.audio import load_audio_16k, positional_encoding
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.engine import (
-    TAIL_BATCH_SIZE,
-    MuseTalkEngine,
-    batch_size_for_memory,
-    crop_face,
-)
+from runtime.engine.batch_sizes import TAIL_BATCH_SIZE, batch_size_for_memory
+from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.frame_compose import crop_face
 from runtime.engine.interface import (
     Failure,
     Interrupted,

@@ -54,8 +54,8 @@ from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.batch_sizes import batch_size_for_memory
 from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.engine_contract import SegmentPlan
 from runtime.engine.frame_compose import crop_face
-from runtime.engine.interface import SegmentPlan
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, pick_video_codec

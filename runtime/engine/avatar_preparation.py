@@ -21,11 +21,11 @@ from runtime.engine.avatar_reader import AvatarReader
 from runtime.engine.batch_sizes import CPU_BATCH_SIZE, free_memory, is_oom
 from runtime.engine.compile_cache import artifacts_path, load_artifacts, save_artifacts
 from runtime.engine.cudnn import cudnn_benchmark
+from runtime.engine.engine_contract import Failure, MediaError, halve_on_oom
+from runtime.engine.face_sync_protocols import BoxLike
 from runtime.engine.frame_compose import crop_face, mask_over_box
-from runtime.engine.interface import Failure, MediaError, halve_on_oom
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.options import AvatarOptions
-from runtime.engine.ports import BoxLike
 from runtime.engine.preparing import Frames, Stages, prepare_frames
 from runtime.engine.untrusted import DETECTOR_MIN_SIDE, DecodeLimits
 from runtime.fileio import file_sha256

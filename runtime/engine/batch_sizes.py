@@ -2,7 +2,7 @@
 
 `speak` picks its batch from the free memory (`batch_size_for_memory`); AOT packages are built
 for one static batch from the card's whole memory (`static_batch_size`); a batch that still
-runs out of memory is halved (`interface.halve_on_oom`, with `is_oom` and `free_memory`).
+runs out of memory is halved (`engine_contract.halve_on_oom`, with `is_oom` and `free_memory`).
 """
 
 from __future__ import annotations

@@ -213,7 +213,7 @@ def _render(args: argparse.Namespace) -> int:
     import torch
 
     from runtime.engine.engine import MuseTalkEngine
-    from runtime.engine.interface import EngineError
+    from runtime.engine.engine_contract import EngineError
     from runtime.engine.layout import ModelsLayout
     from runtime.engine.options import AvatarOptions, RenderOptions
 
@@ -283,7 +283,7 @@ def _contact_sheet(args: argparse.Namespace) -> int:
 
     from runtime.engine.contact_sheet import write_contact_sheet
     from runtime.engine.engine import MuseTalkEngine
-    from runtime.engine.interface import EngineError, PreparedAvatarFormatError
+    from runtime.engine.engine_contract import EngineError, PreparedAvatarFormatError
 
     device = torch.device(args.device) if args.device else None
     engine = MuseTalkEngine.load(args.models, device)

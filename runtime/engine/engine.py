@@ -29,8 +29,7 @@ from runtime.engine.compile_modes import (
     compile_for_speed,
     split_compile_mode,
 )
-from runtime.engine.frame_compose import NO_FACE, compose_frame
-from runtime.engine.interface import (
+from runtime.engine.engine_contract import (
     PreparedAvatarFormatError,
     PreparedAvatarLike,
     ProgressFn,
@@ -38,11 +37,12 @@ from runtime.engine.interface import (
     SegmentPlan,
     WeightsKind,
 )
+from runtime.engine.face_sync_protocols import FaceLocatorLike, FaceParserLike, SyncScorerLike
+from runtime.engine.frame_compose import NO_FACE, compose_frame
 from runtime.engine.latents import LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.model_loading import device_and_dtype, load_models
 from runtime.engine.options import MODEL_VERSION, AvatarOptions, RenderOptions
-from runtime.engine.ports import FaceLocatorLike, FaceParserLike, SyncScorerLike
 from runtime.engine.resident import ResidentCache
 from runtime.engine.speak_pipeline import (
     MAX_SYNC_FRAMES,

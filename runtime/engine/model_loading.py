@@ -15,10 +15,10 @@ import torch
 from runtime.engine import aot, aot_adapters, aot_build, aot_load
 from runtime.engine.audio import AudioEncoder
 from runtime.engine.batch_sizes import static_batch_size
-from runtime.engine.interface import WeightsKind
+from runtime.engine.engine_contract import WeightsKind
+from runtime.engine.face_sync_protocols import FaceLocatorLike, FaceParserLike, SyncScorerLike
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.ports import FaceLocatorLike, FaceParserLike, SyncScorerLike
 from runtime.engine.stage_timing import timed
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
 

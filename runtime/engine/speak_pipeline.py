@@ -25,7 +25,7 @@ import torch
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.batch_sizes import free_memory, is_oom
-from runtime.engine.interface import (
+from runtime.engine.engine_contract import (
     SEGMENT_FRAMES,
     Failure,
     Interrupted,

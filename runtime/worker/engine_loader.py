@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from runtime.common.keys import aot_artifacts_prefix
 from runtime.common.names import EnvVar
-from runtime.engine.interface import LipSyncEngine
+from runtime.engine.engine_contract import LipSyncEngine
 from runtime.fileio import file_sha256
 from runtime.worker.telemetry import logger
 

@@ -2,7 +2,7 @@
 
 A job carries the service contract's options (`runtime.common.jobs`, validated by the API); the
 engine takes its own (`runtime.engine.options`) and fails with its own reasons
-(`runtime.engine.interface.Failure`). Here the job's options become the engine's, and the
+(`runtime.engine.engine_contract.Failure`). Here the job's options become the engine's, and the
 engine's failures the job's error codes, so neither side imports the other's types.
 """
 
@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 from runtime.common import jobs
 from runtime.engine import options as engine
-from runtime.engine.interface import Failure
-from runtime.engine.interface import MediaError as EngineMediaError
+from runtime.engine.engine_contract import Failure
+from runtime.engine.engine_contract import MediaError as EngineMediaError
 from runtime.worker.media_errors import MediaError
 
 ERROR_CODES: dict[Failure, jobs.ErrorCode] = {

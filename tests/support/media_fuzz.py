@@ -23,7 +23,7 @@ DOCUMENTED = frozenset(
 
 
 def _outcome(run: Callable[[], object]) -> str:
-    from runtime.engine.interface import MediaError as EngineMediaError
+    from runtime.engine.engine_contract import MediaError as EngineMediaError
     from runtime.engine.untrusted import RefusedMedia
     from runtime.worker import engine_options
     from runtime.worker.media_errors import MediaError

@@ -15,7 +15,7 @@ import torch
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.compile_modes import compile_for_speed, split_compile_mode
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import SegmentPlan
+from runtime.engine.engine_contract import SegmentPlan
 from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.stage_timing import StageMarks
 from tests.unit.engine.conftest import assert_same_frames, decode_frames

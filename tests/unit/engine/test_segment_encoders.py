@@ -12,7 +12,7 @@ import pytest
 from runtime.engine import speak_pipeline
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import SegmentPlan, default_segment_encoders
+from runtime.engine.engine_contract import SegmentPlan, default_segment_encoders
 from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter
 from tests.unit.engine.conftest import count_frames, decode_frames

@@ -10,7 +10,7 @@ import pytest
 from runtime.common import jobs
 from runtime.engine import options as engine
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.interface import Failure, MediaError, OutOfMemory
+from runtime.engine.engine_contract import Failure, MediaError, OutOfMemory
 from runtime.worker import engine_options
 from runtime.worker.media_errors import MediaError as JobMediaError
 

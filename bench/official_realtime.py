@@ -242,7 +242,7 @@ def run_ours(engine: MuseTalkEngine, case: Case, audio: Path, models: Path) -> R
     run.boxes = [tuple(int(v) for v in box) for box in avatar.boxes]
     run.latents = list(avatar.latents)
     run.masks = list(avatar.masks)
-    decode, compose = engine.codec.decode, engine._compose
+    decode, compose = engine.codec.decode, engine.compose_frame
     tokens_of = engine.audio_encoder.frame_tokens
 
     def record_decode(latents: torch.Tensor) -> torch.Tensor:
@@ -270,7 +270,7 @@ def run_ours(engine: MuseTalkEngine, case: Case, audio: Path, models: Path) -> R
         tempfile.TemporaryDirectory(prefix="ours-") as out,
         patched(engine.codec, "decode", record_decode),
         patched(engine.audio_encoder, "frame_tokens", record_tokens),
-        patched(engine, "_compose", record_compose),
+        patched(engine, "compose_frame", record_compose),
     ):
         engine.speak(
             avatar,

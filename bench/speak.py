@@ -483,13 +483,15 @@ def gpu_path(
         start = time.perf_counter()
         first = 0
         while first < total:
-            size = engine._launch_size(batch, total - first)  # speak's batches, tail included
-            in_flight.append(engine._launch(avatar, tokens, weights, frames[first:][:size], size))
+            size = engine.launch_size(batch, total - first)  # speak's batches, tail included
+            in_flight.append(
+                engine.launch_batch(avatar, tokens, weights, frames[first:][:size], size)
+            )
             first += size
             if len(in_flight) >= engine.pipeline_depth:
-                engine._collect(in_flight.popleft(), timings)
+                engine.collect_batch(in_flight.popleft(), timings)
         while in_flight:
-            engine._collect(in_flight.popleft(), timings)
+            engine.collect_batch(in_flight.popleft(), timings)
         return time.perf_counter() - start, timings
 
     loop()  # warm-up

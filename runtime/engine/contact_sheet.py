@@ -131,7 +131,7 @@ def _tiles(
     picks: np.ndarray,
 ) -> list[list[np.ndarray]]:
     """Per picked frame, the four BGR tiles (the same generation and blend as `speak`)."""
-    resident = engine._resident.get(avatar)
+    resident = engine.resident_avatar(avatar)
     cycle = np.array([avatar.cycle_index(int(i)) for i in picks], dtype=np.int64)
     sources = torch.from_numpy(cycle).to(engine.device)
     audio = tokens[torch.from_numpy(picks).to(tokens.device)].to(engine.device, engine.dtype)

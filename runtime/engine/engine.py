@@ -4,7 +4,8 @@ The facade over the engine's parts: `model_loading` (which models, eager, compil
 packages), `avatar_preparation` (`prepare`: decode, locate faces, crop 256x256, VAE-encode,
 blend masks), `speak_pipeline` (`speak`: audio tokens, silence, batches in flight, composing
 and encoding). What stays here is the engine's state and its per-batch model work: UNet + VAE
-decode + blend on the device for a batch (`_launch`, `_collect`) and a frame's composition.
+decode + blend on the device for a batch (`launch_batch`, `collect_batch`) and a frame's
+composition (`compose_frame`), which `speak_pipeline` orders and the benchmarks time alone.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from runtime.engine import aot_adapters, aot_prepare
+from runtime.engine import aot_adapters, aot_prepare, frame_compose
 from runtime.engine.audio import D_MODEL, TOKENS_PER_FRAME, AudioEncoder, positional_encoding
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.avatar_preparation import MAX_AVATAR_FRAMES, AvatarPreparer
@@ -38,12 +39,11 @@ from runtime.engine.engine_contract import (
     WeightsKind,
 )
 from runtime.engine.face_sync_protocols import FaceLocatorLike, FaceParserLike, SyncScorerLike
-from runtime.engine.frame_compose import NO_FACE, compose_frame
 from runtime.engine.latents import LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.model_loading import device_and_dtype, load_models
 from runtime.engine.options import MODEL_VERSION, AvatarOptions, RenderOptions
-from runtime.engine.resident import ResidentCache
+from runtime.engine.resident import ResidentAvatar, ResidentCache
 from runtime.engine.speak_pipeline import (
     MAX_SYNC_FRAMES,
     PIPELINE_DEPTH,
@@ -369,7 +369,11 @@ class MuseTalkEngine:
         )
         return speak(self, prepared, request)
 
-    def _launch_size(self, size: int, available: int) -> int:
+    def resident_avatar(self, avatar: PreparedAvatar) -> ResidentAvatar:
+        """What `speak` keeps of the avatar on the device (latents, masks, I420 sources)."""
+        return self._resident.get(avatar)
+
+    def launch_size(self, size: int, available: int) -> int:
         """How many frames the next batch is launched with (a compiled engine pads it to that):
         `size`, or for a compiled engine's last `available` frames the tail graphs' size where
         padding to `size` would waste more than a tail batch."""
@@ -394,7 +398,7 @@ class MuseTalkEngine:
         return generation_weights(total, int(fps), self._speech.speech_spans(audio_16k))
 
     @torch.inference_mode()
-    def _launch(
+    def launch_batch(
         self,
         avatar: PreparedAvatar,
         tokens: torch.Tensor,
@@ -403,13 +407,13 @@ class MuseTalkEngine:
         batch_size: int,
     ) -> Batch:
         """Queue UNet + decode + blend + the copy to the host for output frames `frames`;
-        returns without waiting for the GPU (`_collect` waits).
+        returns without waiting for the GPU (`collect_batch` waits).
 
         Everything per source frame is already on the device (`ResidentCache`); the batch's
         regions come back in one pinned copy. The face RGB is copied only while the sync
         scorer still wants it.
         """
-        resident = self._resident.get(avatar)
+        resident = self.resident_avatar(avatar)
         count = len(frames)
         marks = StageMarks(self.device)
         self._mark_graph_step()
@@ -439,7 +443,7 @@ class MuseTalkEngine:
         sizes = resident.sizes[cycle[:count]]
         return Batch(frames=frames, sizes=sizes, regions=regions, faces=faces, marks=marks)
 
-    def _collect(
+    def collect_batch(
         self, batch: Batch, timings: dict[str, float]
     ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Wait for a launched batch: {frame: (box region, face RGB or an empty array)}; its
@@ -449,11 +453,11 @@ class MuseTalkEngine:
         out = {}
         for k, frame_index in enumerate(batch.frames):
             height, width = batch.sizes[k]
-            face = batch.faces[k] if batch.faces is not None else NO_FACE
+            face = batch.faces[k] if batch.faces is not None else frame_compose.NO_FACE
             out[int(frame_index)] = (batch.regions[k, :height, :width], face)
         return out
 
-    def _compose(
+    def compose_frame(
         self,
         avatar: PreparedAvatar,
         output_frame: int,
@@ -461,6 +465,6 @@ class MuseTalkEngine:
         generated: tuple[np.ndarray, np.ndarray] | None,
     ) -> tuple[I420Frame, np.ndarray]:
         """The output frame (I420), and the 256x256 RGB mouth crop the sync scorer sees for it."""
-        return compose_frame(
+        return frame_compose.compose_frame(
             avatar, output_frame, source_i420, generated, scored=self.scorer is not None
         )

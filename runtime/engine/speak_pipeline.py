@@ -2,9 +2,10 @@
 segments), the batches in flight on the device and the frames composed and written on a
 thread beside them, and the sync score of what was written.
 
-The engine's per-batch primitives (`_launch`, `_collect`, `_compose`) do the model work;
-`SpeakPipeline` owns the order: up to `pipeline_depth` batches queued on the GPU, the oldest
-handed to the composer while the next runs, the stop and OOM-halving rules between batches.
+The engine's per-batch primitives (`launch_batch`, `collect_batch`, `compose_frame`) do the
+model work; `SpeakPipeline` owns the order: up to `pipeline_depth` batches queued on the GPU,
+the oldest handed to the composer while the next runs, the stop and OOM-halving rules between
+batches.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ Generated = dict[int, tuple[np.ndarray, np.ndarray]]  # frame: (box region, face
 
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """A batch queued on the device by `MuseTalkEngine._launch`; its host arrays are valid once
+    """A batch queued on the device by `MuseTalkEngine.launch_batch`; its host arrays are valid once
     `marks.wait()` returned."""
 
     frames: np.ndarray  # output frame indices
@@ -192,7 +193,7 @@ class SpeakPipeline:
         self._composer = composer
         self._timings = timings
         # The source frames in the encoder's layout (see `yuv`), kept with the avatar.
-        self._sources_i420 = engine._resident.get(avatar).source_i420
+        self._sources_i420 = engine.resident_avatar(avatar).source_i420
         self._in_flight: deque[Batch] = deque()
         self._pending: Future[int] | None = None  # the composer's batch: up to which frame
         self._done = first_frame  # frames written
@@ -215,9 +216,9 @@ class SpeakPipeline:
 
                 def launch(n: int, start: int = start, limit: int = limit) -> Batch:
                     chosen = to_generate[start : start + min(n, limit)]
-                    return engine._launch(self._avatar, tokens, weights, chosen, n)
+                    return engine.launch_batch(self._avatar, tokens, weights, chosen, n)
 
-                wanted = engine._launch_size(size, min(limit, len(to_generate) - start))
+                wanted = engine.launch_size(size, min(limit, len(to_generate) - start))
                 launched, fitted = halve_on_oom(
                     launch,
                     batch_size=wanted,
@@ -260,7 +261,7 @@ class SpeakPipeline:
             raise Interrupted("stopped before the render finished")
         batch = self._in_flight.popleft()
         with timed(self._timings, "gpu_wait"):
-            generated = self._engine._collect(batch, self._timings)
+            generated = self._engine.collect_batch(batch, self._timings)
         self._settle()
         end = int(batch.frames[-1]) + 1
         self._pending = self._composer.submit(self._compose_until, end, generated)
@@ -281,7 +282,7 @@ class SpeakPipeline:
         with timed(self._timings, "compose"):
             for i in range(self._done, end):
                 index = avatar.cycle_index(i)
-                frame, face = engine._compose(
+                frame, face = engine.compose_frame(
                     avatar, i, self._sources_i420[index], generated.get(i)
                 )
                 if scores is not None:  # before the write: sums precede the segment

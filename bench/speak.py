@@ -47,17 +47,15 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.engine import engine as engine_module
 from runtime.engine import segments as segmented
+from runtime.engine import speak_pipeline
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.avatar_reader import decode_avatar
-from runtime.engine.engine import (
-    MuseTalkEngine,
-    batch_size_for_memory,
-    crop_face,
-)
-from runtime.engine.interface import SegmentPlan
+from runtime.engine.batch_sizes import batch_size_for_memory
+from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.engine_contract import SegmentPlan
+from runtime.engine.frame_compose import crop_face
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.media import VideoWriter, pick_video_codec
@@ -74,7 +72,7 @@ LATENCY_CLIP_S = 10.0
 
 
 # The engine's own segment length for a split, before any row overrides it.
-SPLIT_SEGMENT_FRAMES = engine_module.SPLIT_SEGMENT_FRAMES
+SPLIT_SEGMENT_FRAMES = speak_pipeline.SPLIT_SEGMENT_FRAMES
 
 
 class Writer(NamedTuple):
@@ -485,13 +483,15 @@ def gpu_path(
         start = time.perf_counter()
         first = 0
         while first < total:
-            size = engine._launch_size(batch, total - first)  # speak's batches, tail included
-            in_flight.append(engine._launch(avatar, tokens, weights, frames[first:][:size], size))
+            size = engine.launch_size(batch, total - first)  # speak's batches, tail included
+            in_flight.append(
+                engine.launch_batch(avatar, tokens, weights, frames[first:][:size], size)
+            )
             first += size
             if len(in_flight) >= engine.pipeline_depth:
-                engine._collect(in_flight.popleft(), timings)
+                engine.collect_batch(in_flight.popleft(), timings)
         while in_flight:
-            engine._collect(in_flight.popleft(), timings)
+            engine.collect_batch(in_flight.popleft(), timings)
         return time.perf_counter() - start, timings
 
     loop()  # warm-up
@@ -806,8 +806,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         def run() -> dict[str, float]:
             engine.encoder_preset = preset
             segmented.ENCODER_THREADS = writer.threads
-            engine_module.SPLIT_SEGMENT_FRAMES = writer.split_frames
-            engine_module.SPLIT_TAPER = writer.taper
+            speak_pipeline.SPLIT_SEGMENT_FRAMES = writer.split_frames
+            speak_pipeline.SPLIT_TAPER = writer.taper
             engine.segment_encoders = writer.encoders if writer.kind == "split" else 1
             finished: list[float] = []  # when each segment was done (the worker uploads it)
             plan = (

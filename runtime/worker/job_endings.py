@@ -19,7 +19,7 @@ from runtime.common.cost import estimated_cost_usd, read_instance_type
 from runtime.common.jobs import ErrorCode, JobError, JobMessage, JobStatus, MediaRef, StageTimings
 from runtime.common.keys import output_key
 from runtime.common.metrics import Metric
-from runtime.engine.interface import OutOfMemory
+from runtime.engine.engine_contract import OutOfMemory
 from runtime.worker import deadlines
 from runtime.worker.cancellation import ended_elsewhere, settle_ended
 from runtime.worker.config import WorkerSettings

@@ -19,7 +19,7 @@ from runtime.common.jobs import JobMessage
 from runtime.common.keys import output_key, rendered_cache_key
 from runtime.common.metrics import Metric
 from runtime.common.records import JobRecord
-from runtime.engine.interface import LipSyncEngine, PreparedAvatarLike, ProgressFn, Rendered
+from runtime.engine.engine_contract import LipSyncEngine, PreparedAvatarLike, ProgressFn, Rendered
 from runtime.worker.avatar_cache import AvatarCache, AvatarSource
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import check_deadline, deadline_passed

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from runtime.common.jobs import JobError, JobMessage
 from runtime.common.metrics import Metric
 from runtime.common.records import JobRecord
-from runtime.engine.interface import Interrupted, LipSyncEngine, OutOfMemory
+from runtime.engine.engine_contract import Interrupted, LipSyncEngine, OutOfMemory
 from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import DeadlineExceeded, deadline_passed

@@ -18,7 +18,7 @@ from runtime.common.jobs import ErrorCode, JobStatus
 from runtime.common.keys import job_segments_prefix
 from runtime.common.names import BucketRole, EnvVar, JobsTable
 from runtime.common.records import job_pk
-from runtime.engine.interface import ProgressFn, Rendered
+from runtime.engine.engine_contract import ProgressFn, Rendered
 from runtime.worker import deadlines
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now

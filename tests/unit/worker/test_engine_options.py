@@ -12,7 +12,7 @@ from runtime.common.limits import DEFAULT_LIMITS
 from runtime.common.names import Lane
 from runtime.engine import options as engine
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.interface import Failure, MediaError, OutOfMemory
+from runtime.engine.engine_contract import Failure, MediaError, OutOfMemory
 from runtime.engine.untrusted import (
     DETECTOR_MIN_SIDE,
     OverlongAudio,

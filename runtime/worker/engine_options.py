@@ -1,6 +1,5 @@
 """The one seam between the job schema and the engine's own types.
 
-<<<<<<< HEAD
 A job carries the service contract's options and the stack's limits (`runtime.common.jobs`,
 `runtime.common.limits`, validated by the API); the engine takes its own (`runtime.engine.options`,
 `runtime.engine.untrusted.DecodeLimits`) and fails with its own reasons: a `Failure`
@@ -8,12 +7,6 @@ A job carries the service contract's options and the stack's limits (`runtime.co
 (`runtime.engine.untrusted.RefusedMedia`). Here the job's options and limits become the
 engine's, and the engine's failures and refusals the job's error codes, so neither side imports
 the other's types.
-=======
-A job carries the service contract's options (`runtime.common.jobs`, validated by the API); the
-engine takes its own (`runtime.engine.options`) and fails with its own reasons
-(`runtime.engine.engine_contract.Failure`). Here the job's options become the engine's, and the
-engine's failures the job's error codes, so neither side imports the other's types.
->>>>>>> engine22
 """
 
 from __future__ import annotations
@@ -24,7 +17,6 @@ from contextlib import contextmanager
 from runtime.common import jobs
 from runtime.common.limits import LaneLimits, Limits
 from runtime.engine import options as engine
-<<<<<<< HEAD
 from runtime.engine.engine_contract import Failure
 from runtime.engine.engine_contract import MediaError as EngineMediaError
 from runtime.engine.untrusted import (
@@ -34,10 +26,6 @@ from runtime.engine.untrusted import (
     OversizedMedia,
     RefusedMedia,
 )
-=======
-from runtime.engine.engine_contract import Failure
-from runtime.engine.engine_contract import MediaError as EngineMediaError
->>>>>>> engine22
 from runtime.worker.media_errors import MediaError
 
 ERROR_CODES: dict[Failure, jobs.ErrorCode] = {

@@ -23,14 +23,8 @@ DOCUMENTED = frozenset(
 
 
 def _outcome(run: Callable[[], object]) -> str:
-<<<<<<< HEAD
     """The job's error code for what `run` raised, through the worker's seam."""
     from runtime.worker.engine_options import engine_failures
-=======
-    from runtime.engine.engine_contract import MediaError as EngineMediaError
-    from runtime.engine.untrusted import RefusedMedia
-    from runtime.worker import engine_options
->>>>>>> engine22
     from runtime.worker.media_errors import MediaError
 
     try:

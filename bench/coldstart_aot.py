@@ -34,7 +34,7 @@ def compare_with_eager(
 
     from runtime.engine import aot, aot_load
     from runtime.engine.audio import AudioEncoder
-    from runtime.engine.engine import static_batch_size
+    from runtime.engine.batch_sizes import static_batch_size
     from runtime.engine.latents import Generator, LatentCodec
     from runtime.engine.layout import ModelsLayout
     from runtime.engine.weight_cache import WeightCache

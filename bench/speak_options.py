@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from runtime.engine import engine as engine_module
 from runtime.engine import segments as segmented
+from runtime.engine import speak_pipeline
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 
@@ -120,7 +120,7 @@ def _writer_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--split-frames",
-        default=str(engine_module.SPLIT_SEGMENT_FRAMES),
+        default=str(speak_pipeline.SPLIT_SEGMENT_FRAMES),
         metavar="FRAMES",
         help="frames per segment when speak splits a clip itself, e.g. 125,32 (each a row)",
     )

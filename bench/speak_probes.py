@@ -20,7 +20,8 @@ from bench.speak_report import rounded
 from bench.speak_setup import synchronize
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.engine import MuseTalkEngine, batch_size_for_memory
+from runtime.engine.batch_sizes import batch_size_for_memory
+from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
 
@@ -211,13 +212,15 @@ def gpu_path(
         start = time.perf_counter()
         first = 0
         while first < total:
-            size = engine._launch_size(batch, total - first)  # speak's batches, tail included
-            in_flight.append(engine._launch(avatar, tokens, weights, frames[first:][:size], size))
+            size = engine.launch_size(batch, total - first)  # speak's batches, tail included
+            in_flight.append(
+                engine.launch_batch(avatar, tokens, weights, frames[first:][:size], size)
+            )
             first += size
             if len(in_flight) >= engine.pipeline_depth:
-                engine._collect(in_flight.popleft(), timings)
+                engine.collect_batch(in_flight.popleft(), timings)
         while in_flight:
-            engine._collect(in_flight.popleft(), timings)
+            engine.collect_batch(in_flight.popleft(), timings)
         return time.perf_counter() - start, timings
 
     loop()  # warm-up

@@ -19,17 +19,17 @@ from bench.speak_baselines import PLAIN_BATCH, plain_models, plain_speak
 from bench.speak_probes import gpu_path
 from bench.speak_report import rounded
 from bench.speak_setup import compile_cache_dir, load_engine, write_clip
-from runtime.engine import engine as engine_module
 from runtime.engine import segments as segmented
+from runtime.engine import speak_pipeline
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import SegmentPlan
+from runtime.engine.engine_contract import SegmentPlan
 from runtime.engine.options import RenderOptions
 from runtime.engine.weight_cache import default_cache_dir
 
 # The engine's own segment length for a split, before any row overrides it.
-SPLIT_SEGMENT_FRAMES = engine_module.SPLIT_SEGMENT_FRAMES
+SPLIT_SEGMENT_FRAMES = speak_pipeline.SPLIT_SEGMENT_FRAMES
 LATENCY_CLIP_S = 10.0
 
 
@@ -124,8 +124,8 @@ class RowRunner:
         def run() -> dict[str, float]:
             engine.encoder_preset = preset
             segmented.ENCODER_THREADS = writer.threads
-            engine_module.SPLIT_SEGMENT_FRAMES = writer.split_frames
-            engine_module.SPLIT_TAPER = writer.taper
+            speak_pipeline.SPLIT_SEGMENT_FRAMES = writer.split_frames
+            speak_pipeline.SPLIT_TAPER = writer.taper
             engine.segment_encoders = writer.encoders if writer.kind == "split" else 1
             finished: list[float] = []  # when each segment was done (the worker uploads it)
             plan = (

@@ -18,7 +18,8 @@ from bench.speak_report import rounded
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.avatar_reader import decode_avatar
-from runtime.engine.engine import MuseTalkEngine, crop_face
+from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.frame_compose import crop_face
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.options import MODEL_VERSION, AvatarOptions
 from runtime.engine.random_weights import _write_unet, _write_vae, _write_whisper

@@ -41,6 +41,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*` when run as a script
+
+from bench.coldstart_aot import COMPARE_VARIANTS, compare_with_eager, synchronize
+
 ROOT = Path(__file__).resolve().parents[1]
 STATES = (
     "eager_uncached",
@@ -116,18 +120,18 @@ def probe(state: str, models: Path, device_name: str, cache_dir: Path, launched_
         aot_packages=aot,
         cache_dir=cache_dir,
     )
-    _synchronize(torch, device)
+    synchronize(torch, device)
     loaded = time.time()
     batch = engine.pick_batch_size()
     with torch.inference_mode():  # as in speak (a compiled graph guards on it)
         latents = torch.zeros(batch, 8, 32, 32, device=device, dtype=engine.dtype)
         audio = torch.zeros(batch, 50, 384, device=device, dtype=engine.dtype)
         engine.codec.decode(engine.generator.step(latents, audio))
-    _synchronize(torch, device)
+    synchronize(torch, device)
     ready = time.time()
     libraries_at_ready = _model_libraries()
     engine.audio_encoder.frame_tokens(np.zeros(16000, dtype=np.float32), 25)
-    _synchronize(torch, device)
+    synchronize(torch, device)
     first_audio = time.time()
     report = {
         "state": state,
@@ -156,11 +160,6 @@ def _model_libraries() -> list[str]:
     return [name for name in ("diffusers", "transformers", "torch._dynamo") if name in sys.modules]
 
 
-def _synchronize(torch: Any, device: Any) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_imports() -> None:
     """Each of `IMPORT_STEPS` in order, in this fresh process; prints one JSON line."""
     seconds: dict[str, float] = {}
@@ -175,104 +174,6 @@ def time_imports() -> None:
             continue
         seconds[name] = round(time.perf_counter() - start, 2)
     print(json.dumps({"import_s": seconds, "errors": scope.get("errors", {})}), flush=True)
-
-
-COMPARE_VARIANTS = {
-    "no_graphs": (),
-    "unet_graph": ("unet",),
-    "both_graphs": ("unet", "vae_decoder"),
-}
-
-
-def compare_with_eager(
-    models: Path,
-    device_name: str,
-    cache_dir: Path,
-    variants: Sequence[str] = tuple(COMPARE_VARIANTS),
-    *,
-    iterations: int = 20,
-) -> dict[str, Any]:
-    """The AOT packages against the eager models in this process: ms/frame of the UNet and the
-    decoder (with and without CUDA graphs around the packages), PSNR of the decoded faces and
-    the Whisper features' largest difference. The packages must be built already."""
-    import numpy as np
-    import torch
-
-    from runtime.engine import aot, aot_load
-    from runtime.engine.audio import AudioEncoder
-    from runtime.engine.engine import static_batch_size
-    from runtime.engine.latents import Generator, LatentCodec
-    from runtime.engine.layout import ModelsLayout
-    from runtime.engine.weight_cache import WeightCache
-
-    device = torch.device(device_name)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    layout = ModelsLayout(models)
-    batch = static_batch_size(device, dtype)
-    directory = aot.find_packages(cache_dir, aot.AotKey.for_models(layout, device, dtype, batch))
-    if directory is None:
-        raise RuntimeError(f"no AOT packages in {cache_dir} for this card and weights")
-    cache = WeightCache(cache_dir)
-    generator = Generator(layout.unet_config, layout.unet_weights, device, dtype, cache=cache)
-    codec = LatentCodec(layout.vae_dir, device, dtype, cache=cache)
-    audio_encoder = AudioEncoder(layout.whisper_dir, device, dtype, cache=cache)
-    seed = torch.Generator().manual_seed(0)
-    latents = torch.randn(batch, 8, 32, 32, generator=seed).to(device, dtype)
-    audio = torch.randn(batch, 50, 384, generator=seed).to(device, dtype)
-    speech = np.random.default_rng(0).standard_normal(16000 * 40).astype(np.float32) * 0.1
-
-    def per_frame_ms(run: Any) -> float:
-        run()
-        _synchronize(torch, device)
-        start = time.perf_counter()
-        for _ in range(iterations):
-            run()
-        _synchronize(torch, device)
-        return round((time.perf_counter() - start) / iterations / batch * 1000, 4)
-
-    def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-        mse = float(((a.float() - b.float()) ** 2).mean())
-        return round(10 * np.log10(255**2 / mse), 2) if mse > 0 else float("inf")
-
-    report: dict[str, Any] = {"batch": batch, "device": device_name}
-    with torch.inference_mode():
-        predicted = generator.step(latents, audio)
-        faces = codec.decode(predicted)
-        features = audio_encoder.features(speech)
-        report["eager"] = {
-            "unet_ms_per_frame": per_frame_ms(lambda: generator.step(latents, audio)),
-            "decoder_ms_per_frame": per_frame_ms(lambda: codec.decode(predicted)),
-        }
-        print(json.dumps({"eager": report["eager"]}), flush=True)
-        for name in variants:
-            graphs = COMPARE_VARIANTS[name]
-            start = time.perf_counter()
-            packaged = aot_load.load_models(
-                directory, device, dtype, batch, eager_codec=lambda: codec, cuda_graphs=graphs
-            )
-            load_s = time.perf_counter() - start
-            step, decode = packaged.generator.step, packaged.codec.decode
-            aot_predicted = step(latents, audio).clone()
-            aot_faces = decode(predicted).clone()
-            aot_features = packaged.audio_encoder.features(speech)
-            report[name] = {
-                "load_s": round(load_s, 2),
-                "load_ms": {k: round(v, 1) for k, v in packaged.load_ms.items()},
-                "unet_ms_per_frame": per_frame_ms(lambda step=step: step(latents, audio)),
-                "decoder_ms_per_frame": per_frame_ms(lambda decode=decode: decode(predicted)),
-                "unet_latent_max_abs_diff": float((aot_predicted - predicted).abs().max()),
-                "faces_psnr_db_decoder_only": psnr(aot_faces, faces),
-                "faces_psnr_db_unet_and_decoder": psnr(decode(aot_predicted), faces),
-                "whisper_features_max_abs_diff": float((aot_features - features).abs().max()),
-            }
-            print(json.dumps({name: report[name]}), flush=True)
-            del packaged, step, decode
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-    manifest = json.loads((directory / aot.MANIFEST).read_text())
-    report["build_s"] = manifest["build_s"]
-    report["package_bytes"] = manifest["files"]
-    return report
 
 
 # -------------------------------------------------------------------------------- the parent

@@ -79,6 +79,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0**2 / mse)).item()
 
 
+LATENT_SIZE = 32  # the VAE's latent side at 256 x 256 faces
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -94,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     config = {**VAE_CONFIG, **(TINY_VAE_OVERRIDES if args.tiny else {})}
     vae = AutoencoderKL(**config).to(device=device, dtype=dtype).eval()
-    decoder = vae.decoder
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -102,64 +104,82 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "dtype": str(dtype),
         "layers": [],
     }
-    latent_size = 32
-    size = latent_size
     with torch.inference_mode():
-        for block in decoder.up_blocks:
-            if block.upsamplers is None:
-                continue
-            conv = block.upsamplers[0].conv
-            x = torch.randn(args.batch, conv.in_channels, size, size, device=device, dtype=dtype)
-            folded = FoldedUpsampleConv(conv)
-            original = timed_ms(
-                partial(lambda c, h: c(F.interpolate(h, scale_factor=2.0)), conv, x),
-                args.runs,
-                device,
-            )
-            transposed = timed_ms(partial(folded, x), args.runs, device)
-            phases = timed_ms(partial(four_phase, x, conv), args.runs, device)
-            reference = conv(F.interpolate(x, scale_factor=2.0)).float()
-            row = {
-                "channels": conv.in_channels,
-                "from": size,
-                "to": 2 * size,
-                "diffusers_ms": round(original, 3),
-                "folded_transposed_ms": round(transposed, 3),
-                "four_2x2_convs_ms": round(phases, 3),
-                "max_abs_diff_folded": (folded(x).float() - reference).abs().max().item(),
-                "max_abs_diff_four": (four_phase(x, conv).float() - reference).abs().max().item(),
-            }
-            report["layers"].append(row)
-            print(json.dumps(row))
-            size *= 2
-
-        latents = torch.randn(args.batch, 4, latent_size, latent_size, device=device, dtype=dtype)
-        folded_vae = copy.deepcopy(vae)
-        report["folded_modules"] = fold_upsamplers(folded_vae)
-
-        def decode(model: AutoencoderKL) -> Callable[[], torch.Tensor]:
-            return lambda: images_to_uint8(model.decode(latents).sample)
-
-        faces = decode(vae)()
-        folded_faces = decode(folded_vae)()
-        report["psnr_folded_vs_diffusers_db"] = round(psnr(folded_faces, faces), 2)
-        report["identical_pixels"] = round((folded_faces == faces).float().mean().item(), 4)
-        report["decoder_eager_ms_per_frame"] = round(
-            timed_ms(decode(vae), args.runs, device) / args.batch, 3
-        )
-        report["decoder_folded_eager_ms_per_frame"] = round(
-            timed_ms(decode(folded_vae), args.runs, device) / args.batch, 3
-        )
-        if args.compile:
-            for name, model in (("compiled", vae), ("folded_compiled", folded_vae)):
-                model.decoder = torch.compile(model.decoder)
-                report[f"decoder_{name}_ms_per_frame"] = round(
-                    timed_ms(decode(model), args.runs, device) / args.batch, 3
-                )
+        report["layers"] = upsampler_rows(vae, args.batch, args.runs, device, dtype)
+        decoder_figures(vae, args, device, dtype, report)
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return report
+
+
+def upsampler_rows(
+    vae: Any, batch: int, runs: int, device: torch.device, dtype: torch.dtype
+) -> list[dict[str, Any]]:
+    """Per upsampler of the decoder: ms of diffusers' nearest-2x + conv, of the folded
+    transposed convolution and of four 2x2 convolutions, and each one's largest difference."""
+    rows = []
+    size = LATENT_SIZE
+    for block in vae.decoder.up_blocks:
+        if block.upsamplers is None:
+            continue
+        conv = block.upsamplers[0].conv
+        x = torch.randn(batch, conv.in_channels, size, size, device=device, dtype=dtype)
+        folded = FoldedUpsampleConv(conv)
+        original = timed_ms(
+            partial(lambda c, h: c(F.interpolate(h, scale_factor=2.0)), conv, x), runs, device
+        )
+        transposed = timed_ms(partial(folded, x), runs, device)
+        phases = timed_ms(partial(four_phase, x, conv), runs, device)
+        reference = conv(F.interpolate(x, scale_factor=2.0)).float()
+        row = {
+            "channels": conv.in_channels,
+            "from": size,
+            "to": 2 * size,
+            "diffusers_ms": round(original, 3),
+            "folded_transposed_ms": round(transposed, 3),
+            "four_2x2_convs_ms": round(phases, 3),
+            "max_abs_diff_folded": (folded(x).float() - reference).abs().max().item(),
+            "max_abs_diff_four": (four_phase(x, conv).float() - reference).abs().max().item(),
+        }
+        rows.append(row)
+        print(json.dumps(row))
+        size *= 2
+    return rows
+
+
+def decoder_figures(
+    vae: Any,
+    args: argparse.Namespace,
+    device: torch.device,
+    dtype: torch.dtype,
+    report: dict[str, Any],
+) -> None:
+    """The whole decoder folded against diffusers': PSNR and identical pixels of the faces,
+    ms/frame eager (and compiled, with `--compile`)."""
+    latents = torch.randn(args.batch, 4, LATENT_SIZE, LATENT_SIZE, device=device, dtype=dtype)
+    folded_vae = copy.deepcopy(vae)
+    report["folded_modules"] = fold_upsamplers(folded_vae)
+
+    def decode(model: Any) -> Callable[[], torch.Tensor]:
+        return lambda: images_to_uint8(model.decode(latents).sample)
+
+    faces = decode(vae)()
+    folded_faces = decode(folded_vae)()
+    report["psnr_folded_vs_diffusers_db"] = round(psnr(folded_faces, faces), 2)
+    report["identical_pixels"] = round((folded_faces == faces).float().mean().item(), 4)
+    report["decoder_eager_ms_per_frame"] = round(
+        timed_ms(decode(vae), args.runs, device) / args.batch, 3
+    )
+    report["decoder_folded_eager_ms_per_frame"] = round(
+        timed_ms(decode(folded_vae), args.runs, device) / args.batch, 3
+    )
+    if args.compile:
+        for name, model in (("compiled", vae), ("folded_compiled", folded_vae)):
+            model.decoder = torch.compile(model.decoder)
+            report[f"decoder_{name}_ms_per_frame"] = round(
+                timed_ms(decode(model), args.runs, device) / args.batch, 3
+            )
 
 
 if __name__ == "__main__":

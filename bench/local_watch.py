@@ -165,6 +165,8 @@ def watch_live(api: Api, job_id: str, result: dict[str, Any]) -> None:
 
 
 def run(stack: RunningStack, media: Path, jobs: int) -> int:
+    """Warm-up, the queue of `jobs` with the live preview watched, then the figures; 1 if a
+    preview missed frames or the redelivery never arrived."""
     api = Api(stack)
     receiver = Receiver()
     try:
@@ -191,88 +193,106 @@ def run(stack: RunningStack, media: Path, jobs: int) -> int:
         finals = [wait_final(api, job["job_id"]) for job in accepted]
         watcher.join(JOB_TIMEOUT_SECONDS)
 
-        print(f"\nETA of {jobs} jobs submitted at once (one worker), seconds (estimate - actual)")
-        print(
-            f"{'job':>3} {'audio s':>7} {'pos':>3} {'start err':>9} {'done err':>8} "
-            f"{'done in':>7} {'previous start err':>18}"
-        )
-        start_errors, done_errors, previous_errors = [], [], []
-        for i, (job, final) in enumerate(zip(accepted, finals, strict=True)):
-            times = status_times(api, job["job_id"])
-            submitted = datetime.fromisoformat(final["created_at"])
-            start_err = done_err = float("nan")
-            if job.get("estimated_start_at"):
-                start = datetime.fromisoformat(job["estimated_start_at"])
-                done = datetime.fromisoformat(job["estimated_done_at"])
-                start_err = (start - times["PREPARING"]).total_seconds()
-                done_err = (done - times[final["status"]]).total_seconds()
-                start_errors.append(abs(start_err))
-                done_errors.append(abs(done_err))
-            took = (times[final["status"]] - submitted).total_seconds()
-            at, offset = previous[i]
-            old_err = float("nan")
-            if offset is not None:
-                old_err = at + offset - times["PREPARING"].timestamp()
-                previous_errors.append(abs(old_err))
-            print(
-                f"{i:>3} {QUEUE_SECONDS[i]:>7g} {job.get('queue_position')!s:>3} "
-                f"{start_err:>9.1f} {done_err:>8.1f} {took:>7.1f} {old_err:>18.1f}"
-            )
-        if start_errors:
-            print(
-                f"median |error|: start {statistics.median(start_errors):.1f} s, "
-                f"done {statistics.median(done_errors):.1f} s "
-                f"(max {max(start_errors):.1f} / {max(done_errors):.1f} s)"
-            )
-        if previous_errors and start_errors:
-            old = statistics.median(previous_errors)
-            new = statistics.median(start_errors)
-            print(
-                f"previous estimate, median |start error|: {old:.1f} s "
-                f"({old / max(new, 0.05):.1f}x this one's)"
-            )
-
-        ok = True
-        total = finals[longest]["frames_total"]
-        print(
-            f"\npreview opened while {live.get('opened_while')}: played {live.get('frames')} of "
-            f"{total} frames"
-        )
-        ok &= live.get("frames") == total
-        last = finals[-1]
-        after = api.get(f"/v1/jobs/{last['job_id']}")
-        played = play(after["preview_url"]) if after.get("preview_url") else None
-        print(
-            f"preview opened after SUCCEEDED: played {played} of {last['frames_total']} frames "
-            f"(preview_url_expires_at {after.get('preview_url_expires_at')})"
-        )
-        ok &= played == last["frames_total"]
-
-        target = accepted[0]["job_id"]
-        before = len(receiver.deliveries[target])
-        api.post(f"/v1/jobs/{target}/webhook/redeliver")
-        deadline = time.monotonic() + 60
-        while len(receiver.deliveries[target]) <= before and time.monotonic() < deadline:
-            time.sleep(0.2)
-        ids = receiver.deliveries[target]
-        reached = len(ids) > before
-        print(
-            f"\nredelivery reached the local receiver: {reached} (deliveries {len(ids)}, "
-            f"same webhook-id: {len(set(ids)) == 1})"
-        )
-        attempts = [
-            e for e in api.get(f"/v1/jobs/{target}/events")["events"] if e["kind"] == "webhook"
-        ]
-        for event in attempts:
-            print(
-                f"  webhook attempt {event['attempt']}: HTTP {event['http_status']}, "
-                f"delivered {event['delivered']}, detail {event.get('detail')}"
-            )
-        ok &= reached
+        print_eta_errors(api, accepted, finals, previous)
+        ok = previews_played(api, finals[longest], finals[-1], live)
+        ok &= redelivered(api, receiver, accepted[0]["job_id"])
         return 0 if ok else 1
     finally:
         receiver.close()
         api.client.close()
+
+
+def print_eta_errors(
+    api: Api,
+    accepted: list[dict[str, Any]],
+    finals: list[dict[str, Any]],
+    previous: list[tuple[float, float | None]],
+) -> None:
+    """Each job's start and done estimate against when it really started and ended, and the
+    previous estimate's start error (`previous`: when it was taken, its start offset)."""
+    print(
+        f"\nETA of {len(accepted)} jobs submitted at once (one worker), seconds (estimate - actual)"
+    )
+    print(
+        f"{'job':>3} {'audio s':>7} {'pos':>3} {'start err':>9} {'done err':>8} "
+        f"{'done in':>7} {'previous start err':>18}"
+    )
+    start_errors, done_errors, previous_errors = [], [], []
+    for i, (job, final) in enumerate(zip(accepted, finals, strict=True)):
+        times = status_times(api, job["job_id"])
+        submitted = datetime.fromisoformat(final["created_at"])
+        start_err = done_err = float("nan")
+        if job.get("estimated_start_at"):
+            start = datetime.fromisoformat(job["estimated_start_at"])
+            done = datetime.fromisoformat(job["estimated_done_at"])
+            start_err = (start - times["PREPARING"]).total_seconds()
+            done_err = (done - times[final["status"]]).total_seconds()
+            start_errors.append(abs(start_err))
+            done_errors.append(abs(done_err))
+        took = (times[final["status"]] - submitted).total_seconds()
+        at, offset = previous[i]
+        old_err = float("nan")
+        if offset is not None:
+            old_err = at + offset - times["PREPARING"].timestamp()
+            previous_errors.append(abs(old_err))
+        print(
+            f"{i:>3} {QUEUE_SECONDS[i]:>7g} {job.get('queue_position')!s:>3} "
+            f"{start_err:>9.1f} {done_err:>8.1f} {took:>7.1f} {old_err:>18.1f}"
+        )
+    if start_errors:
+        print(
+            f"median |error|: start {statistics.median(start_errors):.1f} s, "
+            f"done {statistics.median(done_errors):.1f} s "
+            f"(max {max(start_errors):.1f} / {max(done_errors):.1f} s)"
+        )
+    if previous_errors and start_errors:
+        old = statistics.median(previous_errors)
+        new = statistics.median(start_errors)
+        print(
+            f"previous estimate, median |start error|: {old:.1f} s "
+            f"({old / max(new, 0.05):.1f}x this one's)"
+        )
+
+
+def previews_played(
+    api: Api, longest: dict[str, Any], last: dict[str, Any], live: dict[str, Any]
+) -> bool:
+    """Whether the preview watched live (`live`, of the `longest` job) and the `last` job's,
+    opened after it succeeded, each played every frame."""
+    total = longest["frames_total"]
+    print(
+        f"\npreview opened while {live.get('opened_while')}: played {live.get('frames')} of "
+        f"{total} frames"
+    )
+    after = api.get(f"/v1/jobs/{last['job_id']}")
+    played = play(after["preview_url"]) if after.get("preview_url") else None
+    print(
+        f"preview opened after SUCCEEDED: played {played} of {last['frames_total']} frames "
+        f"(preview_url_expires_at {after.get('preview_url_expires_at')})"
+    )
+    return live.get("frames") == total and played == last["frames_total"]
+
+
+def redelivered(api: Api, receiver: Receiver, target: str) -> bool:
+    """Whether `POST .../webhook/redeliver` reached the local receiver again within 60 s."""
+    before = len(receiver.deliveries[target])
+    api.post(f"/v1/jobs/{target}/webhook/redeliver")
+    deadline = time.monotonic() + 60
+    while len(receiver.deliveries[target]) <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ids = receiver.deliveries[target]
+    reached = len(ids) > before
+    print(
+        f"\nredelivery reached the local receiver: {reached} (deliveries {len(ids)}, "
+        f"same webhook-id: {len(set(ids)) == 1})"
+    )
+    attempts = [e for e in api.get(f"/v1/jobs/{target}/events")["events"] if e["kind"] == "webhook"]
+    for event in attempts:
+        print(
+            f"  webhook attempt {event['attempt']}: HTTP {event['http_status']}, "
+            f"delivered {event['delivered']}, detail {event.get('detail')}"
+        )
+    return reached
 
 
 def main() -> int:

@@ -67,9 +67,9 @@ from bench.official_realtime import (
 from bench.official_workspace import _wrap_init_model, official_imports, official_workspace, quiet
 from runtime.engine.audio import positional_encoding
 from runtime.engine.blend import PasteBox, paste_faces
-from runtime.engine.engine import crop_face, mask_over_box
 from runtime.engine.faces import FaceBox, FaceLocator
 from runtime.engine.faces.boxes import landmark_box, with_extra_margin
+from runtime.engine.frame_compose import crop_face, mask_over_box
 
 EXTRA_MARGIN = 10  # v1.5 default of both scripts
 # 0 (v1.5), the README's -7, realtime.yaml's 5, our API's extremes -40 and +40; -300 reaches the

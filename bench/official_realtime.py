@@ -31,8 +31,9 @@ import torch
 from bench.official_cases import Case, detected_box, face_landmarks
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.blend import PasteBox
-from runtime.engine.engine import MuseTalkEngine, mask_over_box
+from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.faces import FaceLocator
+from runtime.engine.frame_compose import mask_over_box
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.options import AvatarOptions, RenderOptions
 
@@ -241,7 +242,7 @@ def run_ours(engine: MuseTalkEngine, case: Case, audio: Path, models: Path) -> R
     run.boxes = [tuple(int(v) for v in box) for box in avatar.boxes]
     run.latents = list(avatar.latents)
     run.masks = list(avatar.masks)
-    decode, compose = engine.codec.decode, engine._compose
+    decode, compose = engine.codec.decode, engine.compose_frame
     tokens_of = engine.audio_encoder.frame_tokens
 
     def record_decode(latents: torch.Tensor) -> torch.Tensor:
@@ -269,7 +270,7 @@ def run_ours(engine: MuseTalkEngine, case: Case, audio: Path, models: Path) -> R
         tempfile.TemporaryDirectory(prefix="ours-") as out,
         patched(engine.codec, "decode", record_decode),
         patched(engine.audio_encoder, "frame_tokens", record_tokens),
-        patched(engine, "_compose", record_compose),
+        patched(engine, "compose_frame", record_compose),
     ):
         engine.speak(
             avatar,

@@ -56,8 +56,9 @@ import numpy as np
 import torch
 
 from runtime.engine import aot, aot_build, aot_prepare
+from runtime.engine.avatar_preparation import PREPARE_CHUNK_FRAMES
 from runtime.engine.avatar_reader import decode_avatar
-from runtime.engine.engine import PREPARE_CHUNK_FRAMES, MuseTalkEngine, crop_face, mask_over_box
+from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.faces import FaceLocator, FaceParser
 from runtime.engine.faces.boxes import FaceBox, landmark_box, overlaps_frame, with_extra_margin
 from runtime.engine.faces.locator import LOCATE_BATCH
@@ -67,6 +68,7 @@ from runtime.engine.faces.random_weights import (
     write_random_dwpose,
     write_random_s3fd,
 )
+from runtime.engine.frame_compose import crop_face, mask_over_box
 from runtime.engine.latents import crops_to_pixels, mask_lower_half
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.options import AvatarOptions

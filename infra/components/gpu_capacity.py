@@ -74,7 +74,40 @@ class GpuCapacity(Construct):
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description="ECS container instance: registers with the cluster, pulls the image",
         )
-        launch_template = ec2.LaunchTemplate(
+        launch_template = self._launch_template(name, role)
+        group = self._group(
+            name,
+            launch_template,
+            max_instances=max_instances,
+            on_demand_percentage=on_demand_percentage,
+        )
+        provider = ecs.AsgCapacityProvider(
+            self,
+            f"{name}CapacityProvider",
+            auto_scaling_group=group,
+            enable_managed_scaling=True,
+            enable_managed_termination_protection=True,
+            target_capacity_percent=100,
+        )
+        # Registers the hosts with the cluster (adds ECS_CLUSTER to the user data).
+        self.cluster.add_asg_capacity_provider(provider)
+        # On a spot interruption notice the agent sets its own instance to DRAINING, so ECS
+        # stops its tasks (SIGTERM) and starts replacements elsewhere; without this the call is
+        # denied and the tasks die with the host two minutes later.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ecs:UpdateContainerInstancesState"],
+                resources=["*"],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+        self._configure_agent(launch_template)
+        _acknowledge_host_findings(group, role)
+        return provider
+
+    def _launch_template(self, name: str, role: iam.IRole) -> ec2.LaunchTemplate:
+        """The GPU AMI, IMDSv2 out of containers' reach, an encrypted fast root volume."""
+        return ec2.LaunchTemplate(
             self,
             f"{name}LaunchTemplate",
             machine_image=ecs.EcsOptimizedImage.amazon_linux2023(ecs.AmiHardwareType.GPU),
@@ -100,7 +133,16 @@ class GpuCapacity(Construct):
                 )
             ],
         )
-        group = autoscaling.AutoScalingGroup(
+
+    def _group(
+        self,
+        name: str,
+        launch_template: ec2.LaunchTemplate,
+        *,
+        max_instances: int,
+        on_demand_percentage: int,
+    ) -> autoscaling.AutoScalingGroup:
+        return autoscaling.AutoScalingGroup(
             self,
             f"{name}Group",
             vpc=self._vpc,
@@ -127,29 +169,11 @@ class GpuCapacity(Construct):
                 ),
             ),
         )
-        provider = ecs.AsgCapacityProvider(
-            self,
-            f"{name}CapacityProvider",
-            auto_scaling_group=group,
-            enable_managed_scaling=True,
-            enable_managed_termination_protection=True,
-            target_capacity_percent=100,
-        )
-        # Registers the hosts with the cluster (adds ECS_CLUSTER to the user data).
-        self.cluster.add_asg_capacity_provider(provider)
-        # On a spot interruption notice the agent sets its own instance to DRAINING, so ECS
-        # stops its tasks (SIGTERM) and starts replacements elsewhere; without this the call is
-        # denied and the tasks die with the host two minutes later.
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["ecs:UpdateContainerInstancesState"],
-                resources=["*"],
-                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
-            )
-        )
-        # The construct's spot-draining flag is dropped when the group has a mixed instances
-        # policy, so the agent settings are written here: drain on the 2-minute spot notice, and
-        # give containers the full stop timeout to hand their job back.
+
+    def _configure_agent(self, launch_template: ec2.LaunchTemplate) -> None:
+        """The construct's spot-draining flag is dropped when the group has a mixed instances
+        policy, so the agent settings are written here: drain on the 2-minute spot notice, and
+        give containers the full stop timeout to hand their job back."""
         launch_template.user_data.add_commands(  # type: ignore[union-attr]
             "cat >> /etc/ecs/ecs.config <<'EOF'",
             "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
@@ -167,25 +191,27 @@ class GpuCapacity(Construct):
             f'printf \'{{"instance_type": "%s"}}\' "$INSTANCE_TYPE"'
             f" > {HOST_INFO_HOST_DIR}/{HOST_INFO_FILE_NAME}",
         )
+
+
+def _acknowledge_host_findings(group: autoscaling.AutoScalingGroup, role: iam.Role) -> None:
+    acknowledge(
+        group,
+        "AwsSolutions-AS3",
+        "Scaling is driven by ECS managed scaling; launches and terminations are in the ECS "
+        "and Auto Scaling activity history, and the stack alarms on what users feel (queue "
+        "age, DLQ, failures).",
+    )
+    for finding in ("AwsSolutions-IAM5[Action::ecs:Submit*]", "AwsSolutions-IAM5[Resource::*]"):
         acknowledge(
-            group,
-            "AwsSolutions-AS3",
-            "Scaling is driven by ECS managed scaling; launches and terminations are in the ECS "
-            "and Auto Scaling activity history, and the stack alarms on what users feel (queue "
-            "age, DLQ, failures).",
+            role,
+            finding,
+            "The ECS agent's standard container-instance permissions (added by "
+            "Cluster.addAsgCapacityProvider): ecs:Submit* state changes and actions on "
+            "tasks and instances whose ids are not known in advance.",
         )
-        for finding in ("AwsSolutions-IAM5[Action::ecs:Submit*]", "AwsSolutions-IAM5[Resource::*]"):
-            acknowledge(
-                role,
-                finding,
-                "The ECS agent's standard container-instance permissions (added by "
-                "Cluster.addAsgCapacityProvider): ecs:Submit* state changes and actions on "
-                "tasks and instances whose ids are not known in advance.",
-            )
-        acknowledge(
-            group,
-            "AwsSolutions-EC26",
-            "The rule cannot read a MixedInstancesPolicy launch template (it throws); the launch "
-            "template's only block device is encrypted, asserted in tests/infra.",
-        )
-        return provider
+    acknowledge(
+        group,
+        "AwsSolutions-EC26",
+        "The rule cannot read a MixedInstancesPolicy launch template (it throws); the launch "
+        "template's only block device is encrypted, asserted in tests/infra.",
+    )

@@ -102,58 +102,8 @@ class GpuWorkerService(Construct):
         self.task_definition = ecs.Ec2TaskDefinition(
             self, "Task", network_mode=ecs.NetworkMode.BRIDGE
         )
-        # A host-wide Docker volume: weights survive task restarts on the same host (no
-        # re-download after a deploy or a crash). A new volume takes the owner of the image's
-        # MODELS_DIR, so a non-root worker can write it.
-        self.task_definition.add_volume(
-            name="models",
-            docker_volume_configuration=ecs.DockerVolumeConfiguration(
-                scope=ecs.Scope.SHARED, autoprovision=True, driver="local"
-            ),
-        )
-        container = self.task_definition.add_container(
-            "worker",
-            image=image,
-            gpu_count=1,
-            cpu=settings.cpu_units,
-            memory_reservation_mib=settings.memory_reservation_mib,
-            stop_timeout=Duration.seconds(settings.stop_timeout_seconds),
-            linux_parameters=ecs.LinuxParameters(self, "Linux", init_process_enabled=True),
-            logging=ecs.LogDrivers.aws_logs(stream_prefix=lane.value, log_group=self.log_group),
-            environment=self._environment(lane, resources, settings),
-            health_check=ecs.HealthCheck(
-                command=["CMD", "python", "-c", _HEALTH_CHECK],
-                interval=Duration.seconds(30),
-                timeout=Duration.seconds(5),
-                retries=3,
-                start_period=_HEALTH_START_PERIOD,
-            ),
-        )
-        container.add_mount_points(
-            ecs.MountPoint(source_volume="models", container_path=MODELS_DIR, read_only=False)
-        )
-        # Its fp16 copy too, so a new task loads cached weights (~0.1 s) instead of converting
-        # the 3.4 GB UNet again (~3 s); the image creates the directory for the worker user.
-        self.task_definition.add_volume(
-            name="models-cache",
-            docker_volume_configuration=ecs.DockerVolumeConfiguration(
-                scope=ecs.Scope.SHARED, autoprovision=True, driver="local"
-            ),
-        )
-        container.add_mount_points(
-            ecs.MountPoint(
-                source_volume="models-cache", container_path=MODELS_CACHE_DIR, read_only=False
-            )
-        )
-        # The host's instance type, written by the host's user data (the container has no IMDS).
-        self.task_definition.add_volume(
-            name="host-info", host=ecs.Host(source_path=HOST_INFO_HOST_DIR)
-        )
-        container.add_mount_points(
-            ecs.MountPoint(
-                source_volume="host-info", container_path=HOST_INFO_CONTAINER_DIR, read_only=True
-            )
-        )
+        container = self._worker_container(lane, image, resources, settings)
+        self._mount_volumes(container)
         self._grant(self.task_definition.task_role, queue, resources)
         self._grant_task_protection(self.task_definition.task_role, cluster)
 
@@ -185,6 +135,62 @@ class GpuWorkerService(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "ecr:GetAuthorizationToken has no resource-level permissions; image pulls and log "
             "writes are scoped to the image repository and the lane's log group.",
+        )
+
+    def _worker_container(
+        self,
+        lane: Lane,
+        image: ecs.ContainerImage,
+        resources: WorkerResources,
+        settings: WorkerSettings,
+    ) -> ecs.ContainerDefinition:
+        return self.task_definition.add_container(
+            "worker",
+            image=image,
+            gpu_count=1,
+            cpu=settings.cpu_units,
+            memory_reservation_mib=settings.memory_reservation_mib,
+            stop_timeout=Duration.seconds(settings.stop_timeout_seconds),
+            linux_parameters=ecs.LinuxParameters(self, "Linux", init_process_enabled=True),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=lane.value, log_group=self.log_group),
+            environment=self._environment(lane, resources, settings),
+            health_check=ecs.HealthCheck(
+                command=["CMD", "python", "-c", _HEALTH_CHECK],
+                interval=Duration.seconds(30),
+                timeout=Duration.seconds(5),
+                retries=3,
+                start_period=_HEALTH_START_PERIOD,
+            ),
+        )
+
+    def _mount_volumes(self, container: ecs.ContainerDefinition) -> None:
+        # A host-wide Docker volume: weights survive task restarts on the same host (no
+        # re-download after a deploy or a crash). A new volume takes the owner of the image's
+        # MODELS_DIR, so a non-root worker can write it.
+        self._mount_host_wide(container, "models", MODELS_DIR)
+        # Its fp16 copy too, so a new task loads cached weights (~0.1 s) instead of converting
+        # the 3.4 GB UNet again (~3 s); the image creates the directory for the worker user.
+        self._mount_host_wide(container, "models-cache", MODELS_CACHE_DIR)
+        # The host's instance type, written by the host's user data (the container has no IMDS).
+        self.task_definition.add_volume(
+            name="host-info", host=ecs.Host(source_path=HOST_INFO_HOST_DIR)
+        )
+        container.add_mount_points(
+            ecs.MountPoint(
+                source_volume="host-info", container_path=HOST_INFO_CONTAINER_DIR, read_only=True
+            )
+        )
+
+    def _mount_host_wide(self, container: ecs.ContainerDefinition, name: str, path: str) -> None:
+        """A writable Docker volume shared by the tasks of one host."""
+        self.task_definition.add_volume(
+            name=name,
+            docker_volume_configuration=ecs.DockerVolumeConfiguration(
+                scope=ecs.Scope.SHARED, autoprovision=True, driver="local"
+            ),
+        )
+        container.add_mount_points(
+            ecs.MountPoint(source_volume=name, container_path=path, read_only=False)
         )
 
     @staticmethod

@@ -60,6 +60,64 @@ _FAILED = "(FILL(failed, 0) + FILL(dead, 0))"
 FAILURE_RATE_EXPRESSION = f"IF({_OK} + {_FAILED} > 0, 100 * {_FAILED} / ({_OK} + {_FAILED}), 0)"
 
 
+class _LaneMetrics:
+    """One lane's metrics, shared by its widgets and its alarms."""
+
+    def __init__(self, watch: LaneWatch) -> None:
+        self.watch = watch
+        self.title = watch.lane.value.title()
+        queue, dead_letters = watch.queue, watch.dead_letter_queue
+        self.visible = queue.metric_approximate_number_of_messages_visible(
+            period=_MINUTE, statistic="Maximum"
+        )
+        self.in_flight = queue.metric_approximate_number_of_messages_not_visible(
+            period=_MINUTE, statistic="Maximum"
+        )
+        self.oldest = queue.metric_approximate_age_of_oldest_message(
+            period=_MINUTE, statistic="Maximum"
+        )
+        self.dlq_depth = dead_letters.metric_approximate_number_of_messages_visible(
+            period=_MINUTE, statistic="Maximum"
+        )
+        self.dlq_received = dead_letters.metric_number_of_messages_received(
+            period=_MINUTE, statistic="Sum"
+        )
+        self.succeeded = self.worker(Metric.JOBS_SUCCEEDED, "Sum")
+        self.failed = self.worker(Metric.JOBS_FAILED, "Sum")
+        self.dead_lettered = cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=Metric.JOBS_FAILED.value,
+            dimensions_map=dead_letter_dimensions(watch.lane.value),
+            statistic="Sum",
+            period=_PERIOD,
+            label="JobsFailed (dead-lettered)",
+        )
+
+    def worker(
+        self, metric: Metric, statistic: str, period: Duration = _PERIOD
+    ) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=NAMESPACE,
+            metric_name=metric.value,
+            dimensions_map=worker_dimensions(self.watch.lane.value),
+            statistic=statistic,
+            period=period,
+            label=f"{metric.value} {statistic}",
+        )
+
+    def ecs_service(self, metric_name: str, statistic: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="ECS/ContainerInsights",
+            metric_name=metric_name,
+            dimensions_map={
+                "ClusterName": self.watch.cluster.cluster_name,
+                "ServiceName": self.watch.service.service_name,
+            },
+            statistic=statistic,
+            period=_MINUTE,
+        )
+
+
 class Observability(Construct):
     def __init__(
         self,
@@ -117,74 +175,19 @@ class Observability(Construct):
     # Lanes ------------------------------------------------------------------------------------
 
     def _lane(self, watch: LaneWatch, thresholds: AlarmThresholds) -> None:
-        lane = watch.lane
-        title = lane.value.title()
+        metrics = _LaneMetrics(watch)
+        self._lane_widgets(metrics)
+        self._delivery_alarms(metrics)
+        self._render_alarms(metrics, thresholds)
 
-        def worker(metric: Metric, statistic: str, period: Duration = _PERIOD) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=NAMESPACE,
-                metric_name=metric.value,
-                dimensions_map=worker_dimensions(lane.value),
-                statistic=statistic,
-                period=period,
-                label=f"{metric.value} {statistic}",
-            )
-
-        visible = watch.queue.metric_approximate_number_of_messages_visible(
-            period=_MINUTE, statistic="Maximum"
-        )
-        in_flight = watch.queue.metric_approximate_number_of_messages_not_visible(
-            period=_MINUTE, statistic="Maximum"
-        )
-        oldest = watch.queue.metric_approximate_age_of_oldest_message(
-            period=_MINUTE, statistic="Maximum"
-        )
-        dlq_depth = watch.dead_letter_queue.metric_approximate_number_of_messages_visible(
-            period=_MINUTE, statistic="Maximum"
-        )
-        dlq_received = watch.dead_letter_queue.metric_number_of_messages_received(
-            period=_MINUTE, statistic="Sum"
-        )
-        succeeded = worker(Metric.JOBS_SUCCEEDED, "Sum")
-        failed = worker(Metric.JOBS_FAILED, "Sum")
-        dead_lettered = cloudwatch.Metric(
-            namespace=NAMESPACE,
-            metric_name=Metric.JOBS_FAILED.value,
-            dimensions_map=dead_letter_dimensions(lane.value),
-            statistic="Sum",
-            period=_PERIOD,
-            label="JobsFailed (dead-lettered)",
-        )
-
-        def ecs_service(metric_name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="ECS/ContainerInsights",
-                metric_name=metric_name,
-                dimensions_map={
-                    "ClusterName": watch.cluster.cluster_name,
-                    "ServiceName": watch.service.service_name,
-                },
-                statistic="Minimum",
-                period=_MINUTE,
-            )
-
-        running = cloudwatch.Metric(
-            namespace="ECS/ContainerInsights",
-            metric_name="RunningTaskCount",
-            dimensions_map={
-                "ClusterName": watch.cluster.cluster_name,
-                "ServiceName": watch.service.service_name,
-            },
-            statistic="Average",
-            period=_MINUTE,
-        )
-
+    def _lane_widgets(self, m: _LaneMetrics) -> None:
+        worker = m.worker
         self.dashboard.add_widgets(
-            cloudwatch.TextWidget(markdown=f"# {title} lane", width=24, height=1),
-            _graph("Queue depth", [visible, in_flight]),
-            _graph("Age of oldest message (s)", [oldest]),
-            _graph("Dead-letter queue depth", [dlq_depth]),
-            _graph("Jobs succeeded / failed", [succeeded, failed]),
+            cloudwatch.TextWidget(markdown=f"# {m.title} lane", width=24, height=1),
+            _graph("Queue depth", [m.visible, m.in_flight]),
+            _graph("Age of oldest message (s)", [m.oldest]),
+            _graph("Dead-letter queue depth", [m.dlq_depth]),
+            _graph("Jobs succeeded / failed", [m.succeeded, m.failed]),
             _graph(
                 "Estimated cost per output minute (USD)",
                 [
@@ -194,7 +197,7 @@ class Observability(Construct):
                             "cost": worker(Metric.ESTIMATED_COST_USD, "Sum"),
                             "output": worker(Metric.OUTPUT_SECONDS, "Sum"),
                         },
-                        label=f"{title}: USD per output minute",
+                        label=f"{m.title}: USD per output minute",
                         period=_PERIOD,
                     ),
                 ],
@@ -211,7 +214,7 @@ class Observability(Construct):
                     for stat in ("p50", "p90")
                 ],
             ),
-            _graph("Running tasks", [running]),
+            _graph("Running tasks", [m.ecs_service("RunningTaskCount", "Average")]),
             _graph(
                 "GPU utilization / memory (%)",
                 [
@@ -239,12 +242,15 @@ class Observability(Construct):
             ),
         )
 
+    def _delivery_alarms(self, m: _LaneMetrics) -> None:
+        """Jobs that do not reach a worker: dead-lettered, no host, no weights, waiting too long."""
+        lane, title = m.watch.lane, m.title
         self._alarm(
             f"{title}DeadLetters",
             description=f"A job message of the {lane} lane reached its dead-letter queue",
             metric=cloudwatch.MathExpression(
                 expression="FILL(visible, 0) + FILL(received, 0)",
-                using_metrics={"visible": dlq_depth, "received": dlq_received},
+                using_metrics={"visible": m.dlq_depth, "received": m.dlq_received},
                 label="Dead letters visible + received",
                 period=_MINUTE,
             ),
@@ -255,7 +261,7 @@ class Observability(Construct):
             f"{title}TasksWaitingForCapacity",
             description=f"A {lane} task waited {PENDING_TASK_ALARM_MINUTES} minutes for a GPU host "
             "(spot capacity or the vCPU quota is short)",
-            metric=ecs_service("PendingTaskCount"),
+            metric=m.ecs_service("PendingTaskCount", "Minimum"),
             threshold=1,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=PENDING_TASK_ALARM_MINUTES,
@@ -264,7 +270,7 @@ class Observability(Construct):
             f"{title}WeightsMissing",
             description=f"A {lane} worker is waiting for the weights manifest (upload the "
             "weights: docs/deploy.md)",
-            metric=worker(Metric.WEIGHTS_MISSING, "Maximum"),
+            metric=m.worker(Metric.WEIGHTS_MISSING, "Maximum"),
             threshold=1,
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=2,
@@ -272,17 +278,25 @@ class Observability(Construct):
         self._alarm(
             f"{title}OldestMessage",
             description=f"The oldest {lane} job waited longer than its "
-            f"{watch.oldest_message_slo_seconds} s SLO",
-            metric=oldest,
-            threshold=watch.oldest_message_slo_seconds,
+            f"{m.watch.oldest_message_slo_seconds} s SLO",
+            metric=m.oldest,
+            threshold=m.watch.oldest_message_slo_seconds,
             evaluation_periods=2,
         )
+
+    def _render_alarms(self, m: _LaneMetrics, thresholds: AlarmThresholds) -> None:
+        """Renders that run but go wrong: failing, poorly synced, or near the GPU's memory."""
+        lane, title = m.watch.lane, m.title
         self._alarm(
             f"{title}FailureRate",
             description=f"More than {thresholds.failure_rate_percent}% of {lane} jobs failed",
             metric=cloudwatch.MathExpression(
                 expression=FAILURE_RATE_EXPRESSION,
-                using_metrics={"succeeded": succeeded, "failed": failed, "dead": dead_lettered},
+                using_metrics={
+                    "succeeded": m.succeeded,
+                    "failed": m.failed,
+                    "dead": m.dead_lettered,
+                },
                 label="Failure rate (%)",
                 period=_PERIOD,
             ),
@@ -294,7 +308,7 @@ class Observability(Construct):
             f"{title}LowSync",
             description=f"Average lip-sync confidence of {lane} renders is below "
             f"{thresholds.low_sync_score}",
-            metric=worker(Metric.SYNC_CONFIDENCE, "Average", Duration.minutes(15)),
+            metric=m.worker(Metric.SYNC_CONFIDENCE, "Average", Duration.minutes(15)),
             threshold=thresholds.low_sync_score,
             comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         )
@@ -302,7 +316,7 @@ class Observability(Construct):
             f"{title}GpuMemory",
             description=f"A GPU of the {lane} lane uses more than "
             f"{thresholds.gpu_memory_percent}% of its memory",
-            metric=worker(Metric.GPU_MEMORY_USED_PERCENT, "Maximum", _MINUTE),
+            metric=m.worker(Metric.GPU_MEMORY_USED_PERCENT, "Maximum", _MINUTE),
             threshold=thresholds.gpu_memory_percent,
             evaluation_periods=5,
             datapoints_to_alarm=3,

@@ -14,6 +14,8 @@ from aws_cdk import App, Aws, CfnOutput, Stack, Tags, Validations
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
@@ -64,19 +66,18 @@ _RETENTION: dict[int, logs.RetentionDays] = {
 
 
 class MuseTalkStack(Stack):
+    """Composes the components in dependency order: state, compute, API, then what watches them."""
+
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StageConfig, description: str
     ) -> None:
         super().__init__(scope, construct_id, description=description)
         validate_config(config)
         names = ResourceNames(stage=config.stage, account=Aws.ACCOUNT_ID, region=Aws.REGION)
-        retention = _RETENTION[config.log_retention_days]
         lanes: dict[Lane, LaneConfig] = {
             Lane.INTERACTIVE: config.interactive,
             Lane.BATCH: config.batch,
         }
-        limits_json = config.limits.model_dump_json()
-
         storage = Storage(
             self,
             "Storage",
@@ -87,6 +88,59 @@ class MuseTalkStack(Stack):
             cors_allowed_origins=config.cors_allowed_origins,
         )
         tables = JobTables(self, "Tables", names=names)
+        queues, webhook_queues = self._queues(config, names, lanes)
+        notifications = Notifications(
+            self, "Notifications", names=names, alarm_emails=config.alarm_emails
+        )
+        capacity = self._gpu_capacity(config)
+        job_resources = JobResources(
+            queues={lane: queues.queue(lane) for lane in lanes},
+            jobs_table=tables.jobs,
+            uploads=storage.uploads,
+            outputs=storage.outputs,
+            avatar_cache=storage.avatar_cache,
+            completion_topic=notifications.completion_topic,
+            webhook_secret=notifications.webhook_secret,
+            webhook_queue=webhook_queues.queue,
+        )
+        services = self._workers(
+            config,
+            lanes,
+            capacity,
+            WorkerResources(**job_resources.shared(), weights=storage.weights),
+        )
+        api = self._api(
+            config,
+            names,
+            ApiResources(
+                **job_resources.shared(),
+                dead_letter_queues={lane: queues.dead_letter_queue(lane) for lane in lanes},
+                idempotency_table=tables.idempotency,
+            ),
+        )
+        self._observability(
+            config,
+            names,
+            api,
+            lanes=[
+                LaneWatch(
+                    lane=lane,
+                    queue=queues.queue(lane),
+                    dead_letter_queue=queues.dead_letter_queue(lane),
+                    service=services[lane].service,
+                    cluster=capacity.cluster,
+                    oldest_message_slo_seconds=lane_config.oldest_message_slo_seconds,
+                )
+                for lane, lane_config in lanes.items()
+            ],
+            alarm_topic=notifications.alarm_topic,
+            undeliverable_webhooks=webhook_queues.dead_letter_queue,
+        )
+        self._outputs(storage, tables, notifications, capacity)
+
+    def _queues(
+        self, config: StageConfig, names: ResourceNames, lanes: dict[Lane, LaneConfig]
+    ) -> tuple[JobQueues, WebhookQueues]:
         queues = JobQueues(
             self,
             "Queues",
@@ -104,17 +158,18 @@ class MuseTalkStack(Stack):
             names=names,
             visibility_seconds=WEBHOOK_QUEUE_VISIBILITY_SECONDS,
         )
-        notifications = Notifications(
-            self, "Notifications", names=names, alarm_emails=config.alarm_emails
-        )
+        return queues, webhook_queues
+
+    def _gpu_capacity(self, config: StageConfig) -> GpuCapacity:
+        """The network and the GPU hosts on it."""
         network = Network(
             self,
             "Network",
             nat_gateways=config.nat_gateways,
             interface_endpoints=config.interface_endpoints,
-            flow_log_retention=retention,
+            flow_log_retention=_RETENTION[config.log_retention_days],
         )
-        capacity = GpuCapacity(
+        return GpuCapacity(
             self,
             "GpuCapacity",
             vpc=network.vpc,
@@ -127,22 +182,19 @@ class MuseTalkStack(Stack):
             on_demand_fallback=config.on_demand_fallback_for_interactive,
         )
 
+    def _workers(
+        self,
+        config: StageConfig,
+        lanes: dict[Lane, LaneConfig],
+        capacity: GpuCapacity,
+        resources: WorkerResources,
+    ) -> dict[Lane, GpuWorkerService]:
+        """One worker service per lane, all from the one image."""
         image = ecs.ContainerImage.from_asset(
             str(REPO_ROOT),
             file="docker/Dockerfile",
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
-        job_resources = JobResources(
-            queues={lane: queues.queue(lane) for lane in lanes},
-            jobs_table=tables.jobs,
-            uploads=storage.uploads,
-            outputs=storage.outputs,
-            avatar_cache=storage.avatar_cache,
-            completion_topic=notifications.completion_topic,
-            webhook_secret=notifications.webhook_secret,
-            webhook_queue=webhook_queues.queue,
-        )
-        worker_resources = WorkerResources(**job_resources.shared(), weights=storage.weights)
         services: dict[Lane, GpuWorkerService] = {}
         for lane, lane_config in lanes.items():
             services[lane] = GpuWorkerService(
@@ -151,23 +203,8 @@ class MuseTalkStack(Stack):
                 lane=lane,
                 cluster=capacity.cluster,
                 image=image,
-                resources=worker_resources,
-                settings=WorkerSettings(
-                    stage=config.stage,
-                    heartbeat_seconds=config.heartbeat_seconds,
-                    visibility_timeout_seconds=config.visibility_timeout_seconds,
-                    stop_timeout_seconds=config.task_stop_timeout_seconds,
-                    max_receive_count=lane_config.max_receive_count,
-                    limits_json=limits_json,
-                    cpu_units=config.worker_cpu_units,
-                    memory_reservation_mib=config.worker_memory_reservation_mib,
-                    avatar_cache_memory_bytes=config.avatar_cache_memory_bytes,
-                    avatar_cache_expire_days=config.avatar_cache_expire_days,
-                    log_retention=retention,
-                    gpu_prices_json=json.dumps(dict(config.gpu_prices_usd_per_hour)),
-                    compile=config.worker_compile,
-                    share_render_cache_across_tenants=config.share_render_cache_across_tenants,
-                ),
+                resources=resources,
+                settings=_worker_settings(config, lane_config),
                 scaling=LaneScaling(
                     min_tasks=lane_config.min_tasks,
                     max_tasks=lane_config.max_tasks,
@@ -179,15 +216,13 @@ class MuseTalkStack(Stack):
             # associated with the cluster. The association is a child of the cluster created at
             # synth, so depending on the cluster construct orders it.
             services[lane].service.node.add_dependency(capacity.cluster)
+        return services
 
-        api = JobApi(
+    def _api(self, config: StageConfig, names: ResourceNames, resources: ApiResources) -> JobApi:
+        return JobApi(
             self,
             "Api",
-            resources=ApiResources(
-                **job_resources.shared(),
-                dead_letter_queues={lane: queues.dead_letter_queue(lane) for lane in lanes},
-                idempotency_table=tables.idempotency,
-            ),
+            resources=resources,
             settings=ApiSettings(
                 stage=config.stage,
                 name_prefix=names.prefix,
@@ -197,36 +232,37 @@ class MuseTalkStack(Stack):
                 stage_throttle_rate=config.api_stage_throttle_rate,
                 stage_throttle_burst=config.api_stage_throttle_burst,
                 quota_per_day=config.api_quota_per_day,
-                limits_json=limits_json,
+                limits_json=config.limits.model_dump_json(),
                 sweeper_interval_minutes=config.sweeper_interval_minutes,
                 job_record_ttl_days=config.job_record_ttl_days,
-                log_retention=retention,
+                log_retention=_RETENTION[config.log_retention_days],
                 cors_allowed_origins=config.cors_allowed_origins,
             ),
         )
+
+    def _observability(
+        self,
+        config: StageConfig,
+        names: ResourceNames,
+        api: JobApi,
+        *,
+        lanes: list[LaneWatch],
+        alarm_topic: sns.ITopic,
+        undeliverable_webhooks: sqs.IQueue,
+    ) -> None:
         Observability(
             self,
             "Observability",
             dashboard_name=names.prefix,
             rest_api=api.rest_api,
-            lanes=[
-                LaneWatch(
-                    lane=lane,
-                    queue=queues.queue(lane),
-                    dead_letter_queue=queues.dead_letter_queue(lane),
-                    service=services[lane].service,
-                    cluster=capacity.cluster,
-                    oldest_message_slo_seconds=lane_config.oldest_message_slo_seconds,
-                )
-                for lane, lane_config in lanes.items()
-            ],
-            alarm_topic=notifications.alarm_topic,
+            lanes=lanes,
+            alarm_topic=alarm_topic,
             thresholds=AlarmThresholds(
                 failure_rate_percent=config.failure_rate_alarm_percent,
                 low_sync_score=config.low_sync_alarm_threshold,
                 gpu_memory_percent=config.gpu_memory_alarm_percent,
             ),
-            undeliverable_webhooks=webhook_queues.dead_letter_queue,
+            undeliverable_webhooks=undeliverable_webhooks,
             functions={
                 "ApiHandler": api.handler,
                 "Sweeper": api.sweeper,
@@ -235,6 +271,14 @@ class MuseTalkStack(Stack):
             },
         )
 
+    def _outputs(
+        self,
+        storage: Storage,
+        tables: JobTables,
+        notifications: Notifications,
+        capacity: GpuCapacity,
+    ) -> None:
+        """What a user needs after `cdk deploy`: where to upload weights, what to subscribe to."""
         for output_id, value in {
             "UploadsBucket": storage.uploads.bucket_name,
             "OutputsBucket": storage.outputs.bucket_name,
@@ -246,6 +290,25 @@ class MuseTalkStack(Stack):
             "ClusterName": capacity.cluster.cluster_name,
         }.items():
             CfnOutput(self, output_id, value=value)
+
+
+def _worker_settings(config: StageConfig, lane_config: LaneConfig) -> WorkerSettings:
+    return WorkerSettings(
+        stage=config.stage,
+        heartbeat_seconds=config.heartbeat_seconds,
+        visibility_timeout_seconds=config.visibility_timeout_seconds,
+        stop_timeout_seconds=config.task_stop_timeout_seconds,
+        max_receive_count=lane_config.max_receive_count,
+        limits_json=config.limits.model_dump_json(),
+        cpu_units=config.worker_cpu_units,
+        memory_reservation_mib=config.worker_memory_reservation_mib,
+        avatar_cache_memory_bytes=config.avatar_cache_memory_bytes,
+        avatar_cache_expire_days=config.avatar_cache_expire_days,
+        log_retention=_RETENTION[config.log_retention_days],
+        gpu_prices_json=json.dumps(dict(config.gpu_prices_usd_per_hour)),
+        compile=config.worker_compile,
+        share_render_cache_across_tenants=config.share_render_cache_across_tenants,
+    )
 
 
 def build_stack(app: App, config: StageConfig) -> MuseTalkStack:

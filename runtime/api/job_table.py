@@ -131,46 +131,42 @@ class JobTable:
         )
 
     def cancel(self, job_id: str, *, now: str, error: JobError, event: JobEvent) -> bool:
-        """CANCELLED unless already final; False when it became final first."""
-        clause, event_values = append_clause(event)
-        try:
-            self._table.update_item(
-                Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
-                UpdateExpression=(
-                    f"SET #status = :cancelled, updated_at = :now, #error = :error, {clause}"
-                    " REMOVE #unsent, queued_lane"
-                ),
-                ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#pk": JobsTable.PARTITION_KEY,
-                    "#unsent": _UNSENT,
-                    "#error": "error",
-                },
-                ExpressionAttributeValues={
-                    ":cancelled": JobStatus.CANCELLED.value,
-                    ":error": error.model_dump(mode="json", exclude_none=True),
-                    ":now": now,
-                    **_final_statuses(),
-                    **event_values,
-                },
-            )
-        except ClientError as failure:
-            if is_conditional_failure(failure):
-                return False
-            raise
-        return True
+        """CANCELLED unless already final; False when it became final first (a worker rendering
+        it stops at its next write or beat: its writes are fenced on the status)."""
+        error_value = error.model_dump(mode="json", exclude_none=True)
+        return self._finish(job_id, JobStatus.CANCELLED, now, error_value, event) is not None
 
     def fail(self, job_id: str, *, now: str, error: JobError, event: JobEvent) -> dict | None:
         """FAILED (lease and queue flags dropped) unless already final: the new item, or None
         when it was final (or absent) first."""
+        return self._finish(
+            job_id,
+            JobStatus.FAILED,
+            now,
+            error.model_dump(mode="json"),
+            event,
+            also_remove="lease_owner, lease_expires_at, ",
+        )
+
+    def _finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        now: str,
+        error_value: dict[str, Any],
+        event: JobEvent,
+        *,
+        also_remove: str = "",
+    ) -> dict[str, Any] | None:
+        """`status` with its error and event, queue flags dropped, unless the job is already
+        final (or absent): the new item, or None."""
         clause, event_values = append_clause(event)
         try:
             response = self._table.update_item(
                 Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
                 UpdateExpression=(
-                    f"SET #status = :failed, #error = :error, updated_at = :now, {clause}"
-                    " REMOVE lease_owner, lease_expires_at, #unsent, queued_lane"
+                    f"SET #status = :status, #error = :error, updated_at = :now, {clause}"
+                    f" REMOVE {also_remove}#unsent, queued_lane"
                 ),
                 ConditionExpression="attribute_exists(#pk) AND NOT #status IN (:s, :f, :c, :e)",
                 ExpressionAttributeNames={
@@ -180,8 +176,8 @@ class JobTable:
                     "#unsent": _UNSENT,
                 },
                 ExpressionAttributeValues={
-                    ":failed": JobStatus.FAILED.value,
-                    ":error": error.model_dump(mode="json"),
+                    ":status": status.value,
+                    ":error": error_value,
                     ":now": now,
                     **_final_statuses(),
                     **event_values,
@@ -235,33 +231,44 @@ class JobTable:
     def unsent_before(self, lane: str, cutoff: str) -> Iterator[dict[str, Any]]:
         """The lane's jobs still flagged unsent that were created before `cutoff` (the sparse
         `unsent` index; eventually consistent)."""
-        kwargs: dict[str, Any] = {
-            "IndexName": JobsTable.UNSENT_INDEX,
-            "KeyConditionExpression": "#lane = :lane AND #created < :cutoff",
-            "ExpressionAttributeNames": {
-                "#lane": JobsTable.UNSENT_INDEX_PARTITION_KEY,
-                "#created": JobsTable.UNSENT_INDEX_SORT_KEY,
-            },
-            "ExpressionAttributeValues": {":lane": lane, ":cutoff": cutoff},
-        }
-        while True:
-            page = self._table.query(**kwargs)
+        for page in self._lane_index_pages(
+            JobsTable.UNSENT_INDEX,
+            JobsTable.UNSENT_INDEX_PARTITION_KEY,
+            JobsTable.UNSENT_INDEX_SORT_KEY,
+            lane=lane,
+            created_before=cutoff,
+        ):
             yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def queued_before_pages(self, lane: str, created_at: str, **extra: Any) -> Iterator[Any]:
         """Pages of the sparse `queued` index: the lane's QUEUED jobs created before
         `created_at`, oldest first (`extra`: e.g. `Select="COUNT"`)."""
+        return self._lane_index_pages(
+            JobsTable.QUEUED_INDEX,
+            JobsTable.QUEUED_INDEX_PARTITION_KEY,
+            JobsTable.QUEUED_INDEX_SORT_KEY,
+            lane=lane,
+            created_before=created_at,
+            **extra,
+        )
+
+    def _lane_index_pages(
+        self,
+        index: str,
+        partition_key: str,
+        sort_key: str,
+        *,
+        lane: str,
+        created_before: str,
+        **extra: Any,
+    ) -> Iterator[Any]:
+        """Every page of a sparse per-lane index (lane, created_at) up to `created_before`,
+        oldest first; read lazily, so a caller that stops early queries no further page."""
         request: dict[str, Any] = {
-            "IndexName": JobsTable.QUEUED_INDEX,
-            "KeyConditionExpression": "#lane = :lane AND #created < :created",
-            "ExpressionAttributeNames": {
-                "#lane": JobsTable.QUEUED_INDEX_PARTITION_KEY,
-                "#created": JobsTable.QUEUED_INDEX_SORT_KEY,
-            },
-            "ExpressionAttributeValues": {":lane": lane, ":created": created_at},
+            "IndexName": index,
+            "KeyConditionExpression": "#lane = :lane AND #created < :before",
+            "ExpressionAttributeNames": {"#lane": partition_key, "#created": sort_key},
+            "ExpressionAttributeValues": {":lane": lane, ":before": created_before},
             **extra,
         }
         while True:

@@ -1,5 +1,5 @@
 """The MuseTalk lip-sync engine: torch, diffusers, transformers, PyAV. Imports no AWS and no HTTP.
 
-Import `runtime.engine.interface` for the types the worker depends on; the heavy modules are
+Import `runtime.engine.engine_contract` for the types the worker depends on; the heavy modules are
 imported only when an engine is loaded.
 """

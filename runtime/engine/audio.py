@@ -17,7 +17,7 @@ import numpy as np
 import soxr
 import torch
 
-from runtime.engine.interface import Failure, MediaError
+from runtime.engine.engine_contract import Failure, MediaError
 from runtime.engine.untrusted import DecodeLimits, UnreadableMedia, audio_frames
 from runtime.engine.weight_cache import WeightCache, load_module
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.engine.interface import PreparedAvatarFormatError
+from runtime.engine.engine_contract import PreparedAvatarFormatError
 from runtime.engine.options import AvatarOptions
 
 FORMAT_VERSION = 1

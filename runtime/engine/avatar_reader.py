@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from runtime.engine.interface import Failure, Interrupted, MediaError
+from runtime.engine.engine_contract import Failure, Interrupted, MediaError
 from runtime.engine.untrusted import (
     DecodeLimits,
     OversizedMedia,

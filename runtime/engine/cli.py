@@ -143,7 +143,7 @@ def _build_artifacts(args: argparse.Namespace) -> int:
     import torch
 
     from runtime.engine import aot, aot_build
-    from runtime.engine.engine import static_batch_size
+    from runtime.engine.batch_sizes import static_batch_size
     from runtime.engine.layout import ModelsLayout
     from runtime.engine.weight_cache import default_cache_dir
 
@@ -189,7 +189,7 @@ def _prepare_spec(args: argparse.Namespace, device: Any) -> Any:
     import torch
 
     from runtime.engine import aot_prepare
-    from runtime.engine.engine import PREPARE_CHUNK_FRAMES
+    from runtime.engine.avatar_preparation import PREPARE_CHUNK_FRAMES
     from runtime.engine.faces.locator import LOCATE_BATCH
     from runtime.engine.faces.precision import resolve_face_dtype
 
@@ -213,7 +213,7 @@ def _render(args: argparse.Namespace) -> int:
     import torch
 
     from runtime.engine.engine import MuseTalkEngine
-    from runtime.engine.interface import EngineError
+    from runtime.engine.engine_contract import EngineError
     from runtime.engine.layout import ModelsLayout
     from runtime.engine.options import AvatarOptions, RenderOptions
 
@@ -283,7 +283,7 @@ def _contact_sheet(args: argparse.Namespace) -> int:
 
     from runtime.engine.contact_sheet import write_contact_sheet
     from runtime.engine.engine import MuseTalkEngine
-    from runtime.engine.interface import EngineError, PreparedAvatarFormatError
+    from runtime.engine.engine_contract import EngineError, PreparedAvatarFormatError
 
     device = torch.device(args.device) if args.device else None
     engine = MuseTalkEngine.load(args.models, device)

@@ -24,7 +24,7 @@ import torch
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.vad import SpeechDetector, generation_weights
+from runtime.engine.options import RenderOptions
 
 TILE = 160
 LABEL_WIDTH = 150
@@ -62,7 +62,9 @@ def write_contact_sheet(
     audio_16k = load_audio_16k(audio)
     total = frame_count(len(audio_16k), avatar.fps)
     tokens = engine.audio_encoder.frame_tokens(audio_16k, avatar.fps)
-    weights = _silence_weights(engine, audio_16k, total, avatar.fps, skip_silence)
+    weights = engine.frame_weights(
+        audio_16k, total, avatar.fps, RenderOptions(skip_silence=skip_silence)
+    )
     sources = np.array([avatar.cycle_index(i) for i in range(total)], dtype=np.int64)
     covered = np.array([float((mask > 0).mean()) if mask.size else 0.0 for mask in avatar.masks])
     faced = avatar.has_face[sources]
@@ -88,17 +90,6 @@ def write_contact_sheet(
         columns=[int(i) for i in picks],
     )
     return Findings(**{**asdict(findings), "verdict": verdict(findings)})
-
-
-def _silence_weights(
-    engine: MuseTalkEngine, audio_16k: np.ndarray, total: int, fps: float, skip_silence: bool
-) -> np.ndarray:
-    """The weights `speak` blends with (see `vad`), from the engine's own speech detector."""
-    if not skip_silence:
-        return np.ones(total, dtype=np.float32)
-    if engine._speech is None:
-        engine._speech = SpeechDetector()
-    return generation_weights(total, int(fps), engine._speech.speech_spans(audio_16k))
 
 
 def verdict(found: Findings) -> str:
@@ -140,7 +131,7 @@ def _tiles(
     picks: np.ndarray,
 ) -> list[list[np.ndarray]]:
     """Per picked frame, the four BGR tiles (the same generation and blend as `speak`)."""
-    resident = engine._resident.get(avatar)
+    resident = engine.resident_avatar(avatar)
     cycle = np.array([avatar.cycle_index(int(i)) for i in picks], dtype=np.int64)
     sources = torch.from_numpy(cycle).to(engine.device)
     audio = tokens[torch.from_numpy(picks).to(tokens.device)].to(engine.device, engine.dtype)

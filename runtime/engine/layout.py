@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.engine import official_weights
-from runtime.engine.interface import WeightsKind
+from runtime.engine.engine_contract import WeightsKind
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.engine.interface import WeightsKind
+from runtime.engine.engine_contract import WeightsKind
 from runtime.fileio import file_sha256, write_atomic
 
 DRIVE_BISENET_ID = "154JgKpzCPW82qINcVieuPH3fZ2e0P812"  # upstream's gdown id

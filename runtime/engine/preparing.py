@@ -37,9 +37,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from runtime.engine.engine_contract import Interrupted
+from runtime.engine.face_sync_protocols import BoxLike
 from runtime.engine.hostpool import host_map
-from runtime.engine.interface import Interrupted
-from runtime.engine.ports import BoxLike
 
 T = TypeVar("T")
 

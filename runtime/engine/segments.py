@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engine.interface import Segment, SegmentPlan, segment_file_name
+from runtime.engine.engine_contract import Segment, SegmentPlan, segment_file_name
 from runtime.engine.media import (
     AudioClip,
     EncoderSession,

@@ -87,103 +87,145 @@ def run_demo(
     """Submit, follow, collect and download every job; 0 only if every step of every job worked.
     With `models_dir` (the worker's weights), each finished job also gets its contact sheet."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    connection = connection_args(stack.api_url, stack.api_key)
-
-    def cli(*args: str, capture: bool = False) -> tuple[int, str]:
-        buffer = io.StringIO()
-        code = cli_main([*connection, *args], stdout=buffer if capture else None)
-        if code == ExitCode.INTERRUPTED:  # the CLI turned Ctrl-C into an exit code: stop here
-            raise KeyboardInterrupt
-        return code, buffer.getvalue()
-
+    cli = _Cli(connection_args(stack.api_url, stack.api_key))
     with fail_fast_if_worker_dies(stack):
         submitted: dict[str, DemoJob] = {}
         for job in jobs:
-            say(f"musetalk submit {job.avatar.name} {job.audio.name} --lane {job.lane}")
-            code, answer = cli(
-                "--json",
-                "submit",
-                str(job.avatar),
-                str(job.audio),
-                "--lane",
-                job.lane,
-                capture=True,
-            )
-            document = json.loads(answer)
+            code, job_id = _submit(cli, job, say)
             if code != ExitCode.OK:
-                say(f"submit failed (exit {code}): {json.dumps(document.get('error'))}")
                 return code
-            submitted[str(document["job_id"])] = job
-
-        outcomes: dict[str, int] = {}
-        for job_id, job in submitted.items():
-            say(f"musetalk wait {job_id} --download {out_dir / (job.name + '.mp4')}")
-            # The progress bar goes to stderr; the CLI's own summary is replaced by the one below.
-            outcomes[job_id], _ = cli(
-                "wait",
-                job_id,
-                "--download",
-                str(out_dir / f"{job.name}.mp4"),
-                "--timeout",
-                f"{job_timeout:g}",
-                "--poll-seconds",
-                "1",
-                capture=True,
-            )
+            submitted[job_id] = job
+        outcomes = {
+            job_id: _wait(cli, job_id, out_dir / f"{job.name}.mp4", job_timeout, say)
+            for job_id, job in submitted.items()
+        }
 
     events = receive_completion_events(stack, set(submitted), EVENT_WAIT_SECONDS)
-    summary: dict[str, Any] = {"jobs": []}
-    ok = True
-    for job_id, job in submitted.items():
-        _, answer = cli("--json", "status", job_id, capture=True)
-        api_view = _redacted(json.loads(answer))
-        record = _job_record(stack, job_id)
-        event = events.get(job_id)
-        files = {
-            "output": out_dir / f"{job.name}.mp4",
-            "job": _write_json(out_dir / f"{job.name}.job.json", api_view),
-            "record": _write_json(out_dir / f"{job.name}.record.json", record),
-            "event": _write_json(out_dir / f"{job.name}.event.json", event),
-        }
-        job_ok = (
-            outcomes[job_id] == ExitCode.OK
-            and api_view.get("status") == JobStatus.SUCCEEDED
-            and event is not None
-            and files["output"].is_file()
+    reports = [
+        _collect(
+            stack,
+            cli,
+            job_id,
+            job,
+            waited=outcomes[job_id],
+            event=events.get(job_id),
+            out_dir=out_dir,
+            say=say,
+            models_dir=models_dir,
         )
-        ok = ok and job_ok
-        sheet = None
-        if job_ok and models_dir is not None:
-            say(f"contact sheet of {job.name}: python -m runtime.engine contact-sheet ...")
-            sheet = contact_sheet(
-                stack,
-                avatar_id=str(api_view["avatar_id"]),
-                audio=job.audio,
-                models_dir=models_dir,
-                png=out_dir / f"{job.name}.contact.png",
-                work_dir=job.audio.parent,
-            )
-        summary["jobs"].append(
-            {
-                "name": job.name,
-                "job_id": job_id,
-                "lane": job.lane.value,
-                "avatar": str(job.avatar),
-                "audio": str(job.audio),
-                "status": api_view.get("status"),
-                "weights": (event or {}).get("event", {}).get("weights"),
-                "ok": job_ok,
-                "files": {kind: str(path) for kind, path in files.items()},
-                "contact_sheet": sheet,
-            }
-        )
-        _print_job(job, job_id, api_view, event, files["output"], sheet)
-    summary["ok"] = ok
-    _write_json(out_dir / SUMMARY_FILE, summary)
+        for job_id, job in submitted.items()
+    ]
+    ok = all(report["ok"] for report in reports)
+    _write_json(out_dir / SUMMARY_FILE, {"jobs": reports, "ok": ok})
     say(f"summary: {out_dir / SUMMARY_FILE}")
     if not ok:
         say(f"something failed: see the job JSON above and the logs in {stack.logs_dir}")
     return ExitCode.OK if ok else ExitCode.JOB_FAILED
+
+
+class _Cli:
+    """The `musetalk` CLI run in-process against the local stack, as a user would run it."""
+
+    def __init__(self, connection: list[str]) -> None:
+        self._connection = connection
+
+    def __call__(self, *args: str, capture: bool = False) -> tuple[int, str]:
+        buffer = io.StringIO()
+        code = cli_main([*self._connection, *args], stdout=buffer if capture else None)
+        if code == ExitCode.INTERRUPTED:  # the CLI turned Ctrl-C into an exit code: stop here
+            raise KeyboardInterrupt
+        return code, buffer.getvalue()
+
+
+def _submit(cli: _Cli, job: DemoJob, say: Say) -> tuple[int, str]:
+    """The exit code and the new job's id (empty when the submit failed)."""
+    say(f"musetalk submit {job.avatar.name} {job.audio.name} --lane {job.lane}")
+    code, answer = cli(
+        "--json",
+        "submit",
+        str(job.avatar),
+        str(job.audio),
+        "--lane",
+        job.lane,
+        capture=True,
+    )
+    document = json.loads(answer)
+    if code != ExitCode.OK:
+        say(f"submit failed (exit {code}): {json.dumps(document.get('error'))}")
+        return code, ""
+    return code, str(document["job_id"])
+
+
+def _wait(cli: _Cli, job_id: str, output: Path, job_timeout: float, say: Say) -> int:
+    say(f"musetalk wait {job_id} --download {output}")
+    # The progress bar goes to stderr; the CLI's own summary is replaced by the demo's.
+    code, _ = cli(
+        "wait",
+        job_id,
+        "--download",
+        str(output),
+        "--timeout",
+        f"{job_timeout:g}",
+        "--poll-seconds",
+        "1",
+        capture=True,
+    )
+    return code
+
+
+def _collect(
+    stack: RunningStack,
+    cli: _Cli,
+    job_id: str,
+    job: DemoJob,
+    *,
+    waited: int,
+    event: dict[str, Any] | None,
+    out_dir: Path,
+    say: Say,
+    models_dir: Path | None,
+) -> dict[str, Any]:
+    """One job's files (the API's view, the table's record, the SNS event, the contact sheet),
+    printed, and its entry in the summary."""
+    _, answer = cli("--json", "status", job_id, capture=True)
+    api_view = _redacted(json.loads(answer))
+    record = _job_record(stack, job_id)
+    files = {
+        "output": out_dir / f"{job.name}.mp4",
+        "job": _write_json(out_dir / f"{job.name}.job.json", api_view),
+        "record": _write_json(out_dir / f"{job.name}.record.json", record),
+        "event": _write_json(out_dir / f"{job.name}.event.json", event),
+    }
+    job_ok = (
+        waited == ExitCode.OK
+        and api_view.get("status") == JobStatus.SUCCEEDED
+        and event is not None
+        and files["output"].is_file()
+    )
+    sheet = None
+    if job_ok and models_dir is not None:
+        say(f"contact sheet of {job.name}: python -m runtime.engine contact-sheet ...")
+        sheet = contact_sheet(
+            stack,
+            avatar_id=str(api_view["avatar_id"]),
+            audio=job.audio,
+            models_dir=models_dir,
+            png=out_dir / f"{job.name}.contact.png",
+            work_dir=job.audio.parent,
+        )
+    _print_job(job, job_id, api_view, event, files["output"], sheet)
+    return {
+        "name": job.name,
+        "job_id": job_id,
+        "lane": job.lane.value,
+        "avatar": str(job.avatar),
+        "audio": str(job.audio),
+        "status": api_view.get("status"),
+        "weights": (event or {}).get("event", {}).get("weights"),
+        "ok": job_ok,
+        "files": {kind: str(path) for kind, path in files.items()},
+        "contact_sheet": sheet,
+    }
 
 
 @contextmanager

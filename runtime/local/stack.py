@@ -100,66 +100,16 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
     with ExitStack() as cleanup:
         say("starting the local AWS emulator (moto server)")
         endpoint = cleanup.enter_context(moto_server())
-        config = stage_config(options.stage)
-        if options.extra_origins:
-            origins = (*config.cors_allowed_origins, *options.extra_origins)
-            config = dataclasses.replace(config, cors_allowed_origins=origins)
-        names = ResourceNames(stage=config.stage, account=LOCAL_ACCOUNT, region=LOCAL_REGION)
-        resources = provision(session, names=names, config=config, endpoint_url=endpoint)
-        say(
-            f"created the {config.stage} stage's buckets, tables, queues (+ DLQs) and topics "
-            f"at {endpoint}"
-        )
+        resources = _provision(session, endpoint, options, say)
         completion_queue = _subscribe_completion_queue(session, resources)
         env = _child_env(resources)
-
         api_key = secrets.token_urlsafe(24)
-        gateway_port = free_port()
-        gateway = _start(
-            cleanup,
-            "API gateway",
-            [sys.executable, "-m", "runtime.local", "gateway", "--port", str(gateway_port)],
-            env={**env, **gateway_env(resources, api_key)},
-            log_path=logs / "api.log",
-            grace_seconds=5,
-        )
-        wait_until(
-            lambda: port_open(gateway_port),
-            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
-            what=f"the API gateway on port {gateway_port} (log: {gateway.log_path})",
-            watch=[gateway],
-        )
-        api_url = f"http://127.0.0.1:{gateway_port}"
-        say(f"API listening on {api_url} (log: {gateway.log_path})")
-        # The key rides in the fragment, which the browser keeps to itself (docs/playground.md).
-        say(f"playground page: {api_url}/playground/#key={api_key}")
-
+        api_url = _start_gateway(cleanup, resources, env, api_key=api_key, logs=logs, say=say)
         models = _weights(options, env, logs, say)
-        uploaded = upload_weights(
-            session.client("s3", endpoint_url=endpoint),
-            directory=models,
-            bucket=resources.buckets[BucketRole.WEIGHTS],
-            model_version=MODEL_VERSION,
+        _upload_weights(session, resources, models, say)
+        worker = _start_worker(
+            cleanup, resources, env, models=models, work=work, logs=logs, say=say
         )
-        say(
-            f"uploaded {len(uploaded.manifest.files)} weight files with their checksum "
-            f"manifest to s3://{resources.buckets[BucketRole.WEIGHTS]}/"
-            f"{uploaded.manifest.manifest_key}"
-        )
-        # The weights directory is also the worker's cache: it verifies every file against
-        # the manifest in the bucket, as on AWS, without copying hundreds of MB back.
-        own_worker_env = {**_stack_env(resources), **worker_env(resources, models)}
-        worker = _start(
-            cleanup,
-            "worker",
-            [sys.executable, "-m", "runtime.worker"],
-            env={**env, **own_worker_env},
-            log_path=logs / "worker.log",
-            grace_seconds=config.task_stop_timeout_seconds,
-        )
-        # For `python -m runtime.local worker` (more workers, or one after this one died).
-        cleanup.callback(save_worker_env(work, own_worker_env).unlink, missing_ok=True)
-        say(f"worker started, pid {worker.pid} (log: {worker.log_path})")
         # Runs first on the way out, whatever the way (success, error, Ctrl-C, SIGTERM).
         cleanup.callback(
             say, "stopping the worker (it hands back any job it holds), the API and the emulator"
@@ -175,6 +125,94 @@ def running_stack(options: StackOptions, say: Say) -> Iterator[RunningStack]:
             worker=worker,
             logs_dir=logs,
         )
+
+
+def _provision(session: Any, endpoint: str, options: StackOptions, say: Say) -> LocalResources:
+    """The stage's buckets, tables, queues and topics on the emulator, with `--allow-origin`s."""
+    config = stage_config(options.stage)
+    if options.extra_origins:
+        origins = (*config.cors_allowed_origins, *options.extra_origins)
+        config = dataclasses.replace(config, cors_allowed_origins=origins)
+    names = ResourceNames(stage=config.stage, account=LOCAL_ACCOUNT, region=LOCAL_REGION)
+    resources = provision(session, names=names, config=config, endpoint_url=endpoint)
+    say(
+        f"created the {config.stage} stage's buckets, tables, queues (+ DLQs) and topics "
+        f"at {endpoint}"
+    )
+    return resources
+
+
+def _start_gateway(
+    cleanup: ExitStack,
+    resources: LocalResources,
+    env: dict[str, str],
+    *,
+    api_key: str,
+    logs: Path,
+    say: Say,
+) -> str:
+    """The API gateway subprocess, once it listens; its URL."""
+    gateway_port = free_port()
+    gateway = _start(
+        cleanup,
+        "API gateway",
+        [sys.executable, "-m", "runtime.local", "gateway", "--port", str(gateway_port)],
+        env={**env, **gateway_env(resources, api_key)},
+        log_path=logs / "api.log",
+        grace_seconds=5,
+    )
+    wait_until(
+        lambda: port_open(gateway_port),
+        timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+        what=f"the API gateway on port {gateway_port} (log: {gateway.log_path})",
+        watch=[gateway],
+    )
+    api_url = f"http://127.0.0.1:{gateway_port}"
+    say(f"API listening on {api_url} (log: {gateway.log_path})")
+    # The key rides in the fragment, which the browser keeps to itself (docs/playground.md).
+    say(f"playground page: {api_url}/playground/#key={api_key}")
+    return api_url
+
+
+def _upload_weights(session: Any, resources: LocalResources, models: Path, say: Say) -> None:
+    uploaded = upload_weights(
+        session.client("s3", endpoint_url=resources.endpoint_url),
+        directory=models,
+        bucket=resources.buckets[BucketRole.WEIGHTS],
+        model_version=MODEL_VERSION,
+    )
+    say(
+        f"uploaded {len(uploaded.manifest.files)} weight files with their checksum "
+        f"manifest to s3://{resources.buckets[BucketRole.WEIGHTS]}/"
+        f"{uploaded.manifest.manifest_key}"
+    )
+
+
+def _start_worker(
+    cleanup: ExitStack,
+    resources: LocalResources,
+    env: dict[str, str],
+    *,
+    models: Path,
+    work: Path,
+    logs: Path,
+    say: Say,
+) -> ManagedProcess:
+    # The weights directory is also the worker's cache: it verifies every file against
+    # the manifest in the bucket, as on AWS, without copying hundreds of MB back.
+    own_worker_env = {**_stack_env(resources), **worker_env(resources, models)}
+    worker = _start(
+        cleanup,
+        "worker",
+        [sys.executable, "-m", "runtime.worker"],
+        env={**env, **own_worker_env},
+        log_path=logs / "worker.log",
+        grace_seconds=resources.config.task_stop_timeout_seconds,
+    )
+    # For `python -m runtime.local worker` (more workers, or one after this one died).
+    cleanup.callback(save_worker_env(work, own_worker_env).unlink, missing_ok=True)
+    say(f"worker started, pid {worker.pid} (log: {worker.log_path})")
+    return worker
 
 
 def _start(

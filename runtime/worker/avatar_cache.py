@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from runtime.common.keys import avatar_cache_key
 from runtime.common.metrics import Metric
 from runtime.common.names import Lane
-from runtime.engine.interface import (
+from runtime.engine.engine_contract import (
     LipSyncEngine,
     PreparedAvatarFormatError,
     PreparedAvatarLike,

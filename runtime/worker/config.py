@@ -14,7 +14,7 @@ from pathlib import Path
 from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_FILE_NAME, parse_prices
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
-from runtime.engine.interface import SEGMENT_FRAMES, default_segment_encoders
+from runtime.engine.engine_contract import SEGMENT_FRAMES, default_segment_encoders
 from runtime.worker.engine_loader import DEFAULT_FACTORY
 
 DEFAULT_ENGINE_FACTORY = DEFAULT_FACTORY

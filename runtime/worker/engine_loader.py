@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from runtime.common.keys import aot_artifacts_prefix
 from runtime.common.names import EnvVar
-from runtime.engine.interface import LipSyncEngine
+from runtime.engine.engine_contract import LipSyncEngine
 from runtime.fileio import file_sha256
 from runtime.worker.telemetry import logger
 
@@ -89,7 +89,7 @@ class ArtifactSync:
         import boto3
 
         from runtime.common.jobs import MODEL_VERSION
-        from runtime.engine.engine import aot_packages_dir
+        from runtime.engine.model_loading import aot_packages_dir
 
         key, local = aot_packages_dir(models_dir, device, dtype)
         prefix = aot_artifacts_prefix(MODEL_VERSION, key.digest)
@@ -166,7 +166,7 @@ def start_preload(spec: str) -> threading.Thread | None:
 
     def preload() -> None:
         try:
-            from runtime.engine.engine import preload_libraries
+            from runtime.engine.model_loading import preload_libraries
 
             preload_libraries()
         except Exception:

@@ -1,9 +1,12 @@
 """The one seam between the job schema and the engine's own types.
 
-A job carries the service contract's options (`runtime.common.jobs`, validated by the API); the
-engine takes its own (`runtime.engine.options`) and fails with its own reasons
-(`runtime.engine.interface.Failure`). Here the job's options become the engine's, and the
-engine's failures the job's error codes, so neither side imports the other's types.
+A job carries the service contract's options and the stack's limits (`runtime.common.jobs`,
+`runtime.common.limits`, validated by the API); the engine takes its own (`runtime.engine.options`,
+`runtime.engine.untrusted.DecodeLimits`) and fails with its own reasons: a `Failure`
+(`runtime.engine.engine_contract`) or, from its decoders, a refusal of untrusted media
+(`runtime.engine.untrusted.RefusedMedia`). Here the job's options and limits become the
+engine's, and the engine's failures and refusals the job's error codes, so neither side imports
+the other's types.
 """
 
 from __future__ import annotations
@@ -12,9 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from runtime.common import jobs
+from runtime.common.limits import LaneLimits, Limits
 from runtime.engine import options as engine
-from runtime.engine.interface import Failure
-from runtime.engine.interface import MediaError as EngineMediaError
+from runtime.engine.engine_contract import Failure
+from runtime.engine.engine_contract import MediaError as EngineMediaError
+from runtime.engine.untrusted import (
+    DETECTOR_MIN_SIDE,
+    DecodeLimits,
+    OverlongAudio,
+    OversizedMedia,
+    RefusedMedia,
+)
 from runtime.worker.media_errors import MediaError
 
 ERROR_CODES: dict[Failure, jobs.ErrorCode] = {
@@ -42,14 +53,36 @@ def render_options(options: jobs.RenderOptions) -> engine.RenderOptions:
     )
 
 
+def decode_limits(limits: Limits, lane: LaneLimits | None = None) -> DecodeLimits:
+    """The stack's limits for the engine's decoders (a lane's audio limit when given)."""
+    defaults = DecodeLimits()
+    return DecodeLimits(
+        max_pixels=limits.max_video_pixels,
+        min_side=DETECTOR_MIN_SIDE,
+        max_decoded_bytes=limits.max_decoded_avatar_bytes,
+        max_audio_seconds=lane.max_audio_seconds if lane else defaults.max_audio_seconds,
+    )
+
+
 def error_code(failure: Failure) -> jobs.ErrorCode:
     return ERROR_CODES[failure]
 
 
+def refusal_code(refused: RefusedMedia) -> jobs.ErrorCode:
+    if isinstance(refused, OverlongAudio):
+        return jobs.ErrorCode.AUDIO_TOO_LONG
+    if isinstance(refused, OversizedMedia):
+        return jobs.ErrorCode.MEDIA_TOO_LARGE
+    return jobs.ErrorCode.INVALID_MEDIA
+
+
 @contextmanager
 def engine_failures() -> Iterator[None]:
-    """Re-raise the engine's media failures as the worker's `MediaError` with the job's code."""
+    """Re-raise the engine's media failures and its decoders' refusals as the worker's
+    `MediaError` with the job's code: the job fails at once, never a retry."""
     try:
         yield
     except EngineMediaError as error:
         raise MediaError(error_code(error.failure), error.message) from error
+    except RefusedMedia as refused:
+        raise MediaError(refusal_code(refused), str(refused)) from refused

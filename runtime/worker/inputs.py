@@ -22,8 +22,8 @@ from runtime.common.keys import tenant_prefix
 from runtime.common.limits import LaneLimits, Limits
 from runtime.engine.untrusted import DETECTOR_MIN_SIDE, audio_seconds
 from runtime.fileio import file_sha256
+from runtime.worker.engine_options import decode_limits, engine_failures
 from runtime.worker.media_errors import MediaError
-from runtime.worker.refusals import decode_limits, refusals_as_media_errors
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def check_audio(path: Path, limits: Limits, lane: LaneLimits) -> float:
     bitrate estimates lie); MediaError when unusable or past the lane's limit (decoding stops
     there)."""
     try:
-        with av.open(str(path)) as container, refusals_as_media_errors():
+        with av.open(str(path)) as container, engine_failures():
             return audio_seconds(container, decode_limits(limits, lane))
     except av.FFmpegError:
         raise MediaError(ErrorCode.INVALID_MEDIA, "audio: not a readable audio file") from None

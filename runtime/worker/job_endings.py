@@ -19,7 +19,7 @@ from runtime.common.cost import estimated_cost_usd, read_instance_type
 from runtime.common.jobs import ErrorCode, JobError, JobMessage, JobStatus, MediaRef, StageTimings
 from runtime.common.keys import output_key
 from runtime.common.metrics import Metric
-from runtime.engine.interface import OutOfMemory
+from runtime.engine.engine_contract import OutOfMemory
 from runtime.worker import deadlines
 from runtime.worker.cancellation import ended_elsewhere, settle_ended
 from runtime.worker.config import WorkerSettings
@@ -228,6 +228,9 @@ class JobEndings:
     ) -> Outcome:
         record = self._store.fail(lease, error, StageTimings(**timings))
         self._metrics.emit({Metric.JOBS_FAILED: 1}, lane=message.lane, error_code=error.code)
+        # A failed job has no output and its preview stops here: its segments go now, not at
+        # the lifecycle rule's expiry (one more than recorded: one may have been in flight).
+        self._segments.delete(message, (record.segments_done or 0) + 1)
         self._notifier.job_finished(record)
         logger.warning("job failed", extra={"error_code": error.code.value})
         if delete:

@@ -19,11 +19,16 @@ from runtime.common.jobs import JobMessage
 from runtime.common.keys import output_key, rendered_cache_key
 from runtime.common.metrics import Metric
 from runtime.common.records import JobRecord
-from runtime.engine.interface import LipSyncEngine, PreparedAvatarLike, ProgressFn, Rendered
+from runtime.engine.engine_contract import LipSyncEngine, PreparedAvatarLike, ProgressFn, Rendered
 from runtime.worker.avatar_cache import AvatarCache, AvatarSource
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import check_deadline, deadline_passed
-from runtime.worker.engine_options import avatar_options, engine_failures, render_options
+from runtime.worker.engine_options import (
+    avatar_options,
+    decode_limits,
+    engine_failures,
+    render_options,
+)
 from runtime.worker.inputs import (
     FetchedInput,
     check_audio,
@@ -33,7 +38,6 @@ from runtime.worker.inputs import (
 )
 from runtime.worker.isolated import shared_checks
 from runtime.worker.job_store import JobStore, Lease, LeaseLost
-from runtime.worker.refusals import decode_limits
 from runtime.worker.render_cache import RenderCache, cache_metadata, render_cache_hash
 from runtime.worker.segment_resume import RenderSegments
 from runtime.worker.shutdown import StopPolicy

@@ -25,10 +25,11 @@ from pydantic import ValidationError
 from runtime.common.jobs import JobError, JobMessage
 from runtime.common.metrics import Metric
 from runtime.common.records import JobRecord
-from runtime.engine.interface import Interrupted, LipSyncEngine, OutOfMemory
+from runtime.engine.engine_contract import Interrupted, LipSyncEngine, OutOfMemory
 from runtime.worker.avatar_cache import AvatarCache
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import DeadlineExceeded, deadline_passed
+from runtime.worker.engine_options import engine_failures
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.heartbeat import Heartbeat
 from runtime.worker.job_endings import JobEndings, Outcome
@@ -39,7 +40,6 @@ from runtime.worker.lanes import Delivery, LanePoller
 from runtime.worker.media_errors import MediaError
 from runtime.worker.notifications import Notifier
 from runtime.worker.protection import TaskProtection
-from runtime.worker.refusals import refusals_as_media_errors
 from runtime.worker.render_cache import ContentInProgress, RenderCache
 from runtime.worker.render_claims import RenderClaims
 from runtime.worker.segment_resume import RenderSegments
@@ -194,7 +194,7 @@ class JobRunner:
                         lambda: self._beat(delivery, lease, started),
                     ),
                     self._cache.claim_ended(message),
-                    refusals_as_media_errors(),
+                    engine_failures(),
                 ):
                     metadata, cache_hit, cache_key = self._render.render(
                         message, lease, record, Path(work), timings

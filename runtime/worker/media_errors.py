@@ -1,8 +1,8 @@
 """The worker's permanent input failure: the job fails at once with the code, never a retry.
 
 Raised by the worker's own input checks (`inputs`, `isolated`), by a content claim another worker
-settled (`render_cache`), and for the engine's media failures once `engine_options` translated
-them into the job's error codes.
+settled (`render_cache`), and for the engine's media failures and decoder refusals once
+`engine_options` translated them into the job's error codes.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from runtime.common.jobs import JobError, JobMessage
-from runtime.engine.interface import Interrupted, LipSyncEngine, Rendered
+from runtime.engine.engine_contract import Interrupted, LipSyncEngine, Rendered
 from runtime.worker.config import WorkerSettings
 from runtime.worker.deadlines import deadline_passed
 from runtime.worker.media_errors import MediaError

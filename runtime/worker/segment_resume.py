@@ -18,7 +18,7 @@ from runtime.common.jobs import JobMessage
 from runtime.common.keys import segment_key
 from runtime.common.preview import PREVIEW_TAGGING, write_playlist
 from runtime.common.records import JobRecord
-from runtime.engine.interface import Segment, SegmentPlan, SyncSums, segment_file_name
+from runtime.engine.engine_contract import Segment, SegmentPlan, SyncSums, segment_file_name
 from runtime.worker.config import WorkerSettings
 from runtime.worker.job_store import JobStore, Lease, LeaseLost
 from runtime.worker.render_files import delete_render_files

@@ -26,7 +26,7 @@ from botocore.config import Config
 
 from runtime.common.jobs import MODEL_VERSION
 from runtime.common.metrics import Metric
-from runtime.engine.interface import LipSyncEngine
+from runtime.engine.engine_contract import LipSyncEngine
 from runtime.worker.avatar_cache import AvatarCache, ByteBoundedLru
 from runtime.worker.config import SettingsError, WorkerSettings
 from runtime.worker.engine_loader import load_engine, start_preload

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.chaos import POISON_EXPECTED, ChaosConfig, ChaosReport, run
+from bench.chaos import ChaosConfig, ChaosReport, run
+from bench.chaos_report import POISON_EXPECTED
 
 SMALL = ChaosConfig(
     workers=2,

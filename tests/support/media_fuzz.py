@@ -23,20 +23,15 @@ DOCUMENTED = frozenset(
 
 
 def _outcome(run: Callable[[], object]) -> str:
-    from runtime.engine.interface import MediaError as EngineMediaError
-    from runtime.engine.untrusted import RefusedMedia
-    from runtime.worker import engine_options
+    """The job's error code for what `run` raised, through the worker's seam."""
+    from runtime.worker.engine_options import engine_failures
     from runtime.worker.media_errors import MediaError
-    from runtime.worker.refusals import error_code
 
     try:
-        run()
+        with engine_failures():
+            run()
     except MediaError as error:
         return error.code.value
-    except EngineMediaError as error:
-        return engine_options.error_code(error.failure).value
-    except RefusedMedia as refused:
-        return error_code(refused).value
     except Exception as error:  # what the fuzz rule forbids: reported, not raised
         return f"UNEXPECTED {type(error).__name__}: {error}"
     return "ok"
@@ -62,8 +57,8 @@ def audio_outcomes(path: Path, scratch: Path) -> dict[str, str]:
 def avatar_outcomes(path: Path) -> dict[str, str]:
     from runtime.common.limits import DEFAULT_LIMITS
     from runtime.engine.avatar_reader import AvatarReader
+    from runtime.worker.engine_options import decode_limits
     from runtime.worker.inputs import check_avatar
-    from runtime.worker.refusals import decode_limits
 
     reader = AvatarReader(path, still_fps=25, max_frames=50, limits=decode_limits(DEFAULT_LIMITS))
     outcomes = {

@@ -25,7 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
-from runtime.engine.interface import (
+from runtime.engine.engine_contract import (
     Failure,
     Interrupted,
     MediaError,

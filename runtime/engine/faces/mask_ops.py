@@ -24,13 +24,12 @@ from runtime.engine.faces.mask_rules import (
     NOSE,
     SKIN,
     UPPER_BOUNDARY_RATIO,
-    BlurMode,
-    MaskMode,
     blur_kernel_size,
     cheek_mask,
     jaw_dilation_kernel,
     jaw_erosion_kernel,
 )
+from runtime.engine.options import BlendMode, MaskBlur
 
 
 def crop_rgb_levels(frame_bgr: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
@@ -116,7 +115,7 @@ def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return lips, torch.from_numpy(cheek_mask() > 0).to(device)
 
 
-def region_masks(classes: torch.Tensor, mode: MaskMode) -> torch.Tensor:
+def region_masks(classes: torch.Tensor, mode: BlendMode) -> torch.Tensor:
     """`mask_rules.region_mask` for class maps [B, 512, 512] -> 0/1 float [B, 512, 512]."""
     lip_classes, cheeks = _constants(classes.device)
     lips = torch.isin(classes, lip_classes)
@@ -155,7 +154,7 @@ def finish_mask(
     region: torch.Tensor,
     box: tuple[int, int, int, int],
     crop: tuple[int, int, int, int],
-    blur: BlurMode,
+    blur: MaskBlur,
 ) -> torch.Tensor:
     """`mask_rules.finish_mask` on the device: 0/1 [512, 512] -> uint8 [2s, 2s]."""
     side = crop[2] - crop[0]

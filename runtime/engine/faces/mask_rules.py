@@ -9,16 +9,13 @@ rules as tensor work on the device, checked against these.
 from __future__ import annotations
 
 from functools import cache
-from typing import Literal
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from runtime.engine.faces.boxes import FaceBox
-
-MaskMode = Literal["jaw", "raw", "neck"]
-BlurMode = Literal["offline", "realtime"]
+from runtime.engine.options import BlendMode, MaskBlur
 
 PARSE_SIZE = 512
 EXPAND = 1.5
@@ -26,7 +23,7 @@ UPPER_BOUNDARY_RATIO = 0.5
 CHEEK_WIDTH = 90  # Lw = Rw; both upstream scripts pass 90 (the class default is 80)
 SKIN, NOSE, NECK = 1, 10, 14
 MOUTH_AND_LIPS = (11, 12, 13)
-_BLUR_FRACTION: dict[BlurMode, float] = {"offline": 0.05, "realtime": 0.1}
+_BLUR_FRACTION: dict[MaskBlur, float] = {"offline": 0.05, "realtime": 0.1}
 
 
 def crop_box(box: FaceBox, expand: float = EXPAND) -> tuple[int, int, int, int]:
@@ -38,7 +35,7 @@ def crop_box(box: FaceBox, expand: float = EXPAND) -> tuple[int, int, int, int]:
     return xc - s, yc - s, xc + s, yc + s
 
 
-def blur_kernel_size(side: int, blur: BlurMode) -> int:
+def blur_kernel_size(side: int, blur: MaskBlur) -> int:
     """Odd Gaussian kernel size: 13 offline and 25 realtime for a 256-pixel crop."""
     return int(_BLUR_FRACTION[blur] * side // 2 * 2) + 1
 
@@ -73,7 +70,7 @@ def cheek_mask(cheek_width: int = CHEEK_WIDTH) -> np.ndarray:
     return mask
 
 
-def region_mask(classes: np.ndarray, mode: MaskMode) -> np.ndarray:
+def region_mask(classes: np.ndarray, mode: BlendMode) -> np.ndarray:
     """Binary 0/255 uint8 map of the region the generated face replaces, from a class map."""
     if mode == "raw":
         return np.where(np.isin(classes, (SKIN, *MOUTH_AND_LIPS)), 255, 0).astype(np.uint8)
@@ -105,7 +102,7 @@ def crop_rgb(frame_bgr: np.ndarray, box: tuple[int, int, int, int]) -> Image.Ima
 
 
 def finish_mask(
-    parsed: np.ndarray, box: FaceBox, crop: tuple[int, int, int, int], blur: BlurMode
+    parsed: np.ndarray, box: FaceBox, crop: tuple[int, int, int, int], blur: MaskBlur
 ) -> np.ndarray:
     """512 region mask -> [2s, 2s]: bicubic resize, keep only the paste box, zero above the
     vertical centre, Gaussian blur (spec §6 "Mask construction in crop coordinates")."""

@@ -26,8 +26,6 @@ from runtime.engine.faces.mask_ops import (
 from runtime.engine.faces.mask_ops import finish_mask as finish_mask_on_device
 from runtime.engine.faces.mask_rules import (
     PARSE_SIZE,
-    BlurMode,
-    MaskMode,
     crop_box,
     crop_rgb,
     finish_mask,
@@ -35,6 +33,7 @@ from runtime.engine.faces.mask_rules import (
 )
 from runtime.engine.faces.precision import resolve_face_dtype
 from runtime.engine.hostpool import host_map
+from runtime.engine.options import BlendMode, MaskBlur
 
 PARSER_WEIGHTS = Path("face-parse-bisent/79999_iter.pth")
 BACKBONE_WEIGHTS = Path("face-parse-bisent/resnet18-5c106cde.pth")
@@ -95,8 +94,8 @@ class FaceParser:
         frames: torch.Tensor,
         boxes: Sequence[FaceBox],
         crops: list[tuple[int, int, int, int]],
-        mode: MaskMode,
-        blur: BlurMode,
+        mode: BlendMode,
+        blur: MaskBlur,
         batch_size: int,
     ) -> list[BlendMask]:
         masks: list[torch.Tensor] = []
@@ -141,8 +140,8 @@ class FaceParser:
         frames_bgr: Sequence[np.ndarray] | torch.Tensor,
         boxes: Sequence[FaceBox],
         *,
-        mode: MaskMode = "jaw",
-        blur: BlurMode = "realtime",
+        mode: BlendMode = "jaw",
+        blur: MaskBlur = "realtime",
         batch_size: int = 8,
     ) -> list[BlendMask]:
         """One mask per (frame, box). `frames_bgr`: host frames, or one uint8 [N, H, W, 3]

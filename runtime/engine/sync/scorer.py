@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.engine.interface import SyncSums
+from runtime.engine.engine_contract import SyncSums
 from runtime.engine.sync.mel import SILENCE, WINDOW_FRAMES, mel_start, melspectrogram
 from runtime.engine.sync.syncnet import SyncNet, SyncNetConfig
 

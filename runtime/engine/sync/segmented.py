@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from runtime.engine.interface import Segment, SegmentFn, SegmentPlan, SyncSums
+from runtime.engine.engine_contract import Segment, SegmentFn, SegmentPlan, SyncSums
 from runtime.engine.sync.scorer import CLIP_FRAMES, SyncScore, SyncScorer, score_of_sums
 
 log = logging.getLogger(__name__)

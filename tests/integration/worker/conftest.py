@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from runtime.common.jobs import ErrorCode, JobStatus
-from runtime.engine.interface import LipSyncEngine
+from runtime.engine.engine_contract import LipSyncEngine
 from runtime.worker.config import WorkerSettings
 from runtime.worker.gpu import GpuProbe
 from runtime.worker.job_runner import Outcome

@@ -1,6 +1,6 @@
 """A job that ends while a worker holds it, or after an attempt left segments: a caller's cancel
-is logged as a cancel (not a lost lease) and its message deleted at once; cancelled and expired
-jobs leave no segments or playlist behind."""
+is logged as a cancel (not a lost lease) and its message deleted at once; cancelled, expired and
+failed jobs leave no segments or playlist behind."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from runtime.common.jobs import ErrorCode, JobStatus
 from runtime.common.keys import job_segments_prefix
 from runtime.common.names import BucketRole, EnvVar, JobsTable
 from runtime.common.records import job_pk
-from runtime.engine.interface import ProgressFn, Rendered
+from runtime.engine.engine_contract import ProgressFn, Rendered
 from runtime.worker import deadlines
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now
@@ -147,4 +147,21 @@ def test_a_handed_back_job_that_expires_leaves_no_segments(
     assert make_worker(SmallEngine(), **SEGMENTED).run_once() is Outcome.EXPIRED
     # Then it expired and left nothing of the earlier attempt behind
     assert ended(world, message.job_id) == (JobStatus.EXPIRED, ErrorCode.DEADLINE_EXCEEDED)
+    assert render_files(world, message.tenant, message.job_id) == []
+
+
+def test_a_job_that_fails_after_uploading_segments_leaves_none_behind(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job whose render crashes after two of its segments are uploaded, on its last
+    # allowed delivery
+    message = world.submit()
+    engine = SmallEngine(default_batch_size=8)
+    engine.fail_at_frame = 110
+    worker = make_worker(engine, **SEGMENTED, **{EnvVar.MAX_RECEIVE_COUNT: "1"})
+    # When the worker runs it
+    assert worker.run_once() is Outcome.FAILED
+    # Then it failed with its segments recorded, and neither they nor the playlist remain
+    assert ended(world, message.job_id) == (JobStatus.FAILED, ErrorCode.RETRIES_EXHAUSTED)
+    assert world.record(message.job_id).segments_done
     assert render_files(world, message.tenant, message.job_id) == []

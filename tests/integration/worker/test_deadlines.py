@@ -13,7 +13,7 @@ from runtime.common.jobs import ErrorCode, JobStatus
 from runtime.common.keys import output_key
 from runtime.common.metrics import Metric
 from runtime.common.names import BucketRole, Lane
-from runtime.engine.interface import ProgressFn, Rendered
+from runtime.engine.engine_contract import ProgressFn, Rendered
 from runtime.worker import deadlines
 from runtime.worker.job_runner import Outcome
 from runtime.worker.job_store import iso, utc_now

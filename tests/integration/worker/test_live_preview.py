@@ -16,7 +16,7 @@ import pytest
 
 from runtime.common.keys import preview_playlist_key, segment_key
 from runtime.common.names import BucketRole, EnvVar
-from runtime.engine.interface import Segment, SegmentPlan
+from runtime.engine.engine_contract import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
 from runtime.worker.telemetry import logger as worker_logger
 from tests.integration.worker.conftest import MakeWorker

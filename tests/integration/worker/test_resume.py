@@ -16,7 +16,7 @@ from runtime.common.keys import job_segments_prefix, segment_key
 from runtime.common.names import BucketRole, EnvVar, JobsTable
 from runtime.common.preview import PREVIEW_TAG
 from runtime.common.records import job_pk
-from runtime.engine.interface import Segment, SegmentPlan
+from runtime.engine.engine_contract import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
 from runtime.worker.render_claims import Claim, ClaimHeld, RenderClaims
 from runtime.worker.service import Worker

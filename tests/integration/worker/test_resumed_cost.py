@@ -10,7 +10,7 @@ import pytest
 
 from runtime.common.jobs import JobStatus
 from runtime.common.names import EnvVar
-from runtime.engine.interface import ProgressFn, Rendered
+from runtime.engine.engine_contract import ProgressFn, Rendered
 from runtime.worker import job_render
 from runtime.worker.job_runner import Outcome
 from tests.integration.worker.conftest import MakeWorker

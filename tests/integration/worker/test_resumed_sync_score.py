@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.common.names import EnvVar
-from runtime.engine.interface import Rendered, Segment, SegmentPlan, SyncSums
+from runtime.engine.engine_contract import Rendered, Segment, SegmentPlan, SyncSums
 from runtime.worker.job_runner import Outcome
 from runtime.worker.service import Worker
 from tests.integration.worker.conftest import MakeWorker

@@ -38,14 +38,14 @@ def test_a_box_mask_lands_in_upstreams_crop_box_at_the_box() -> None:
 
 
 def test_every_row_gets_its_ratio_to_the_plain_path_and_the_official_loop() -> None:
-    speak = load_bench_script("speak")
+    report = load_bench_script("speak_report")
     rows = [{"fps": 100.0}, {"fps": 450.0}]
 
-    rated = speak.with_ratios(rows, 100.0, {"fps": 120.0})
+    rated = report.with_ratios(rows, 100.0, {"fps": 120.0})
 
     assert [row["vs_plain"] for row in rated] == [1.0, 4.5]
     assert [row["vs_official"] for row in rated] == [0.83, 3.75]
-    assert "vs_official" not in speak.with_ratios([{"fps": 50.0}], 100.0, None)[0]
+    assert "vs_official" not in report.with_ratios([{"fps": 50.0}], 100.0, None)[0]
 
 
 @pytest.mark.slow
@@ -54,14 +54,14 @@ def test_every_row_gets_its_ratio_to_the_plain_path_and_the_official_loop() -> N
 )
 def test_upstreams_realtime_loop_renders_the_benchmark_avatar(tmp_path: Path) -> None:
     # Given upstream's checkout, tiny weights and the benchmark's avatar
-    speak, loop = load_bench_script("speak"), load_bench_script("official_loop")
+    setup, loop = load_bench_script("speak_setup"), load_bench_script("official_loop")
     torch.set_num_threads(1)
     models = tmp_path / "models"
-    speak.write_models(models, tiny=True)
+    setup.write_models(models, tiny=True)
     device = torch.device("cpu")
-    engine = speak.load_engine(models, device, None)
-    avatar = speak.prepared_avatar(engine, ROOT / "examples" / "media" / "musk.png")
-    audio = speak.write_clip(ROOT / "examples" / "media" / "eng.wav", 0.4, tmp_path / "a.wav")
+    engine = setup.load_engine(models, device, None)
+    avatar = setup.prepared_avatar(engine, ROOT / "examples" / "media" / "musk.png")
+    audio = setup.write_clip(ROOT / "examples" / "media" / "eng.wav", 0.4, tmp_path / "a.wav")
 
     # When upstream's Avatar.inference runs over 0.4 s of speech
     official = loop.OfficialLoop(

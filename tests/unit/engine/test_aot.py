@@ -21,8 +21,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from runtime.engine import aot, aot_adapters, aot_build, aot_load
-from runtime.engine.engine import MuseTalkEngine, _aot_models
+from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.layout import VERIFIED_STAMP_NAME, ModelsLayout
+from runtime.engine.model_loading import aot_models
 from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.weight_cache import WeightCache
 from runtime.fileio import file_sha256
@@ -123,7 +124,7 @@ def test_an_unloadable_package_falls_back_and_is_removed_for_a_rebuild(
     directory = fake_packages(tmp_path, key_for(tiny_models))
     # When the engine asks for its AOT models
     timings: dict[str, float] = {}
-    models = _aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, timings)
+    models = aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, timings)
     # Then it gets none (and compiles with torch.compile instead), says why, and the damaged
     # directory is gone so the next start builds the packages again
     assert models is None
@@ -141,7 +142,7 @@ def test_a_failed_build_falls_back(
 
     monkeypatch.setattr(aot_build, "build_packages", no_compiler)
     # When the engine asks for its AOT models, then it gets none and nothing is left behind
-    assert _aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, {}) is None
+    assert aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, {}) is None
     assert not (tmp_path / "aot").exists()
 
 
@@ -398,7 +399,7 @@ def test_packages_whose_last_load_killed_the_process_are_not_loaded_again(
     (directory / aot_load.LOAD_ATTEMPT).write_text(dead)
     # When the engine asks for its AOT models
     timings: dict[str, float] = {}
-    models = _aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, timings)
+    models = aot_models(tiny_models, WeightCache(tmp_path), CPU, torch.float32, timings)
     # Then it does not load them (nor rebuild them) and says why
     assert models is None
     assert "never finished" in caplog.text

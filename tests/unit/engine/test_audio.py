@@ -17,7 +17,7 @@ from runtime.engine.audio import (
     load_audio_16k,
     positional_encoding,
 )
-from runtime.engine.interface import Failure, MediaError
+from runtime.engine.engine_contract import Failure, MediaError
 from runtime.engine.layout import ModelsLayout
 from tests.unit.engine.conftest import MEDIA, write_wav
 

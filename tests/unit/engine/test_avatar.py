@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.interface import PreparedAvatarFormatError
+from runtime.engine.engine_contract import PreparedAvatarFormatError
 from runtime.engine.options import AvatarOptions
 
 

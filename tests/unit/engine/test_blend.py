@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from runtime.engine.blend import PasteBox, blend_region, div255, paste_faces, resize_bilinear
-from runtime.engine.engine import mask_over_box
+from runtime.engine.frame_compose import mask_over_box
 from tests.unit.engine.standins import Box, spec_crop_box
 
 

@@ -9,7 +9,7 @@ import pytest
 from runtime.common.jobs import AvatarOptions, ErrorCode
 from runtime.engine.cli import main
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import MediaError
+from runtime.engine.engine_contract import MediaError
 from runtime.engine.layout import ModelsLayout
 from tests.unit.engine.conftest import MEDIA
 

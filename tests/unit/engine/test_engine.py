@@ -12,19 +12,16 @@ import torch
 
 from runtime.engine.audio import load_audio_16k, positional_encoding
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.engine import (
-    TAIL_BATCH_SIZE,
-    MuseTalkEngine,
-    batch_size_for_memory,
-    crop_face,
-)
-from runtime.engine.interface import (
+from runtime.engine.batch_sizes import TAIL_BATCH_SIZE, batch_size_for_memory
+from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.engine_contract import (
     Failure,
     Interrupted,
     MediaError,
     OutOfMemory,
     PreparedAvatarFormatError,
 )
+from runtime.engine.frame_compose import crop_face
 from runtime.engine.media import VideoWriter
 from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.yuv import I420Frame

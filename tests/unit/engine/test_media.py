@@ -11,7 +11,7 @@ import pytest
 
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.avatar_reader import decode_avatar
-from runtime.engine.interface import Failure, MediaError
+from runtime.engine.engine_contract import Failure, MediaError
 from runtime.engine.media import VideoWriter, pick_video_codec
 from tests.unit.engine.conftest import (
     MEDIA,

@@ -13,14 +13,11 @@ import pytest
 import torch
 
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.engine import (
-    MuseTalkEngine,
-    _StageMarks,
-    compile_for_speed,
-    split_compile_mode,
-)
-from runtime.engine.interface import SegmentPlan
+from runtime.engine.compile_modes import compile_for_speed, split_compile_mode
+from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.engine_contract import SegmentPlan
 from runtime.engine.options import AvatarOptions, RenderOptions
+from runtime.engine.stage_timing import StageMarks
 from tests.unit.engine.conftest import assert_same_frames, decode_frames
 
 NO_SKIP = RenderOptions(skip_silence=False)
@@ -90,7 +87,7 @@ def test_stage_marks_add_each_stage_once_per_batch() -> None:
     # Given two batches' marks on the CPU (the wall clock)
     timings: dict[str, float] = {}
     for _ in range(2):
-        marks = _StageMarks(torch.device("cpu"))
+        marks = StageMarks(torch.device("cpu"))
         marks.begin()
         marks.end("unet")
         marks.end("vae_decode")

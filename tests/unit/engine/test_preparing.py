@@ -15,7 +15,7 @@ import torch
 from runtime.engine import aot
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import Failure, MediaError
+from runtime.engine.engine_contract import Failure, MediaError
 from runtime.engine.latents import LatentCodec
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.options import AvatarOptions

@@ -11,7 +11,7 @@ import pytest
 
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import (
+from runtime.engine.engine_contract import (
     Interrupted,
     Rendered,
     Segment,

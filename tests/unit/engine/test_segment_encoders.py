@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.engine import engine as engine_module
+from runtime.engine import speak_pipeline
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import SegmentPlan, default_segment_encoders
+from runtime.engine.engine_contract import SegmentPlan, default_segment_encoders
 from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter
 from tests.unit.engine.conftest import count_frames, decode_frames
@@ -45,8 +45,8 @@ def test_speak_splits_a_long_clip_across_encoders_into_the_same_video(
 ) -> None:
     # Given a 20-frame clip rendered by one writer, and "long" meaning over 10 frames, split in 6
     one = engine.speak(avatar, short_speech, tmp_path / "one.mp4", options=NO_SKIP)
-    monkeypatch.setattr(engine_module, "SPLIT_MIN_FRAMES", 10)
-    monkeypatch.setattr(engine_module, "SPLIT_SEGMENT_FRAMES", 6)
+    monkeypatch.setattr(speak_pipeline, "SPLIT_MIN_FRAMES", 10)
+    monkeypatch.setattr(speak_pipeline, "SPLIT_SEGMENT_FRAMES", 6)
     monkeypatch.setattr(engine, "segment_encoders", 2)
     out_dir = tmp_path / "split"
     out_dir.mkdir()
@@ -57,7 +57,7 @@ def test_speak_splits_a_long_clip_across_encoders_into_the_same_video(
             plans.append(plan)
             super().__init__(plan, **kwargs)
 
-    monkeypatch.setattr(engine_module, "SegmentedVideoWriter", RecordingWriter)
+    monkeypatch.setattr(speak_pipeline, "SegmentedVideoWriter", RecordingWriter)
 
     # When speak renders it without a segment plan
     split = engine.speak(avatar, short_speech, out_dir / "split.mp4", options=NO_SKIP)
@@ -95,7 +95,7 @@ def test_a_short_clip_is_not_split(
 ) -> None:
     # Given two encoders allowed but a clip no longer than the split threshold
     monkeypatch.setattr(engine, "segment_encoders", 2)
-    monkeypatch.setattr(engine_module, "SPLIT_MIN_FRAMES", 20)
+    monkeypatch.setattr(speak_pipeline, "SPLIT_MIN_FRAMES", 20)
 
     # When speak renders it / Then one writer did (no remux)
     rendered = engine.speak(avatar, short_speech, tmp_path / "out.mp4", options=NO_SKIP)

@@ -14,7 +14,7 @@ from runtime.common.preview import playlist
 from runtime.engine import segments as segments_module
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.interface import Interrupted, Segment, SegmentPlan, segment_file_name
+from runtime.engine.engine_contract import Interrupted, Segment, SegmentPlan, segment_file_name
 from runtime.engine.media import encode_audio, remux_segments
 from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter

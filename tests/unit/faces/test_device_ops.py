@@ -19,6 +19,7 @@ from runtime.engine.faces.boxes import FaceBox
 from runtime.engine.faces.dwpose import DWPose
 from runtime.engine.faces.parsing import FaceParser
 from runtime.engine.faces.s3fd import S3FD
+from runtime.engine.options import BlendMode
 
 CPU = torch.device("cpu")
 
@@ -70,7 +71,7 @@ def test_given_a_tilted_warp_that_leaves_the_frame_then_outside_is_black_as_open
 
 @pytest.mark.parametrize("mode", ["jaw", "raw", "neck"])
 def test_given_class_maps_when_region_masks_on_device_then_equal_to_opencv_rules(
-    mode: mask_rules.MaskMode,
+    mode: BlendMode,
 ) -> None:
     # Given class maps with every class the rules look at
     maps = random_class_maps(3)
@@ -198,7 +199,7 @@ class ColourParts(torch.nn.Module):
 
 @pytest.mark.parametrize("mode", ["jaw", "raw"])
 def test_given_a_parser_when_blending_on_device_then_masks_match_the_host_path(
-    video_frames: list[np.ndarray], mode: mask_rules.MaskMode
+    video_frames: list[np.ndarray], mode: BlendMode
 ) -> None:
     # Given a colour-following parser and two boxes on sample frames (one crop past the edge)
     parser = FaceParser(ColourParts(), CPU)  # type: ignore[arg-type]

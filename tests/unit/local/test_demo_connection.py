@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.cli.main import build_parser
+from runtime.cli.arguments import build_parser
 from runtime.local.demo import connection_args
 
 

@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 
 from runtime.common import jobs
+from runtime.common.limits import DEFAULT_LIMITS
+from runtime.common.names import Lane
 from runtime.engine import options as engine
 from runtime.engine.avatar import PreparedAvatar
-from runtime.engine.interface import Failure, MediaError, OutOfMemory
+from runtime.engine.engine_contract import Failure, MediaError, OutOfMemory
+from runtime.engine.untrusted import (
+    DETECTOR_MIN_SIDE,
+    OverlongAudio,
+    OversizedMedia,
+    RefusedMedia,
+    UnreadableMedia,
+)
 from runtime.worker import engine_options
 from runtime.worker.media_errors import MediaError as JobMediaError
 
@@ -97,3 +106,32 @@ def test_out_of_memory_passes_the_seam_untranslated_with_its_batch_size() -> Non
     with pytest.raises(OutOfMemory) as raised, engine_options.engine_failures():
         raise OutOfMemory(4)
     assert engine_options.error_code(raised.value.failure) is jobs.ErrorCode.OUT_OF_MEMORY
+
+
+@pytest.mark.parametrize(
+    ("refused", "code"),
+    [
+        (OverlongAudio("audio: 70 s counted while decoding"), jobs.ErrorCode.AUDIO_TOO_LONG),
+        (OversizedMedia("avatar: frame over the pixel limit"), jobs.ErrorCode.MEDIA_TOO_LARGE),
+        (UnreadableMedia("audio: no audio stream"), jobs.ErrorCode.INVALID_MEDIA),
+        (RefusedMedia("refused"), jobs.ErrorCode.INVALID_MEDIA),
+    ],
+)
+def test_decoder_refusals_become_permanent_job_errors_at_the_same_seam(
+    refused: RefusedMedia, code: jobs.ErrorCode
+) -> None:
+    with pytest.raises(JobMediaError) as raised, engine_options.engine_failures():
+        raise refused
+    assert raised.value.code is code
+    assert raised.value.code.is_permanent
+    assert raised.value.message == str(refused)
+
+
+def test_the_stack_limits_become_the_decoders_limits() -> None:
+    lane = DEFAULT_LIMITS.for_lane(Lane.INTERACTIVE)
+    limits = engine_options.decode_limits(DEFAULT_LIMITS, lane)
+    assert limits.max_pixels == DEFAULT_LIMITS.max_video_pixels
+    assert limits.max_decoded_bytes == DEFAULT_LIMITS.max_decoded_avatar_bytes
+    assert limits.max_audio_seconds == lane.max_audio_seconds
+    # the face detector cannot take a smaller frame
+    assert limits.min_side == DETECTOR_MIN_SIDE

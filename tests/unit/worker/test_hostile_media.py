@@ -19,12 +19,12 @@ from runtime.common.jobs import ErrorCode
 from runtime.common.limits import DEFAULT_LIMITS
 from runtime.common.names import Lane
 from runtime.engine.avatar_reader import AvatarReader
-from runtime.engine.interface import Failure, Interrupted
-from runtime.engine.interface import MediaError as EngineMediaError
+from runtime.engine.engine_contract import Failure, Interrupted
+from runtime.engine.engine_contract import MediaError as EngineMediaError
 from runtime.engine.untrusted import DecodeLimits, OversizedMedia
+from runtime.worker.engine_options import decode_limits
 from runtime.worker.inputs import check_audio, check_avatar
 from runtime.worker.media_errors import MediaError
-from runtime.worker.refusals import decode_limits
 from tests.support.hostile_media import (
     adts_duration_lie,
     adts_format_switch,

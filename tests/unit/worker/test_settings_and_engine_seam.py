@@ -126,9 +126,9 @@ def test_segment_encoders_default_from_the_host_and_can_be_set(
 ) -> None:
     # Given a 16-core host and a 4-core host
     env = {str(k): v for k, v in BASE.items()}
-    monkeypatch.setattr("runtime.engine.interface.os.cpu_count", lambda: 16)
+    monkeypatch.setattr("runtime.engine.engine_contract.os.cpu_count", lambda: 16)
     assert WorkerSettings.from_env(env).segment_encoders == 2
-    monkeypatch.setattr("runtime.engine.interface.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("runtime.engine.engine_contract.os.cpu_count", lambda: 4)
     assert WorkerSettings.from_env(env).segment_encoders == 1
 
     # When the variable is set / Then it wins, and a bad value is named

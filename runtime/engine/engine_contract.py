@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from runtime.engine.options import AvatarOptions, RenderOptions
 
-if TYPE_CHECKING:  # decoding needs PyAV; the interface itself does not
+if TYPE_CHECKING:  # decoding needs PyAV; the contract itself does not
     from runtime.engine.untrusted import DecodeLimits
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runtime.engine.interface import OutOfMemory, halve_on_oom
+from runtime.engine.engine_contract import OutOfMemory, halve_on_oom
 
 
 class FakeOom(RuntimeError):

@@ -8,15 +8,12 @@ depends only on these shapes, so tests (and other detectors) can be injected thr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from runtime.engine.options import MaskBlur
-
-BlurKind = MaskBlur
-ParsingMode = Literal["jaw", "raw", "neck"]
+from runtime.engine.options import BlendMode, MaskBlur
 
 
 class BoxLike(Protocol):
@@ -60,8 +57,8 @@ class FaceParserLike(Protocol):
         frames_bgr: Sequence[np.ndarray] | torch.Tensor,  # a tensor: on the device, uint8 NHWC
         boxes: Sequence[Any],
         *,
-        mode: ParsingMode = "jaw",
-        blur: BlurKind = "realtime",
+        mode: BlendMode = "jaw",
+        blur: MaskBlur = "realtime",
         batch_size: int = 8,
     ) -> Sequence[BlendMaskLike]: ...
 

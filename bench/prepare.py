@@ -46,7 +46,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -192,10 +191,7 @@ def ours(
     busy = overlap or mode in LANES
     chunk = PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else None
     timings: dict[str, float] = {}
-    with (
-        recording(engine.locator, None if busy else timings, engine.device) as record,
-        in_lanes(LANES.get(mode, 1)),
-    ):
+    with recording(engine.locator, None if busy else timings, engine.device) as record:
         synchronize(engine.device)
         start = time.perf_counter()
         prepared = engine.prepare(
@@ -205,6 +201,7 @@ def ours(
             chunk_frames=chunk,
             device_ops=ops == "device",
             decode_ahead=mode == "serial" or mode in LANES,
+            lanes=LANES.get(mode, 1),
         )
         synchronize(engine.device)
         total = time.perf_counter() - start
@@ -214,20 +211,6 @@ def ours(
         stages.pop("locate", None)
     stages.update(timings)
     return prepared, stages, total, record
-
-
-@contextmanager
-def in_lanes(lanes: int) -> Iterator[None]:
-    """`engine.prepare` with its chunks in `lanes` (`preparing.prepare_frames`)."""
-    from runtime.engine import engine as engine_module
-
-    original = engine_module.prepare_frames
-    if lanes > 1:
-        engine_module.prepare_frames = partial(original, lanes=lanes)
-    try:
-        yield
-    finally:
-        engine_module.prepare_frames = original
 
 
 @torch.inference_mode()

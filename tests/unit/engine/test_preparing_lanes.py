@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.options import AvatarOptions
 from runtime.engine.preparing import PreparedFrames, Stages, prepare_frames
 from tests.unit.engine.standins import Box
+from tests.unit.engine.test_preparing import assert_same_avatar
 
 FACELESS = (2, 9)  # frames whose value says "no face"
 
@@ -98,3 +102,13 @@ def test_a_failing_chunk_in_a_lane_reaches_the_caller_and_the_threads_end() -> N
 def test_lanes_below_one_are_refused() -> None:
     with pytest.raises(ValueError, match="lanes must be at least 1"):
         prepared(Recorded(), lanes=0)
+
+
+def test_the_engine_prepares_in_lanes_what_it_prepares_in_order(
+    engine: MuseTalkEngine, short_video: Path
+) -> None:
+    # When the 12-frame clip is prepared in chunks of 5 in two lanes and in order
+    two = engine.prepare(short_video, AvatarOptions(), chunk_frames=5, lanes=2)
+    one = engine.prepare(short_video, AvatarOptions(), chunk_frames=5, lanes=1)
+    # Then the avatars are the same
+    assert_same_avatar(two, one)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call for the speak and preparation figures (bench/results/2026-12-06-h100*.md):
 #   STEPS="setup speak prepare" OFFICIAL=.bench/official/MuseTalk bash bench/device_run.sh
-# setup: our wheels (.whl/*.whl, xtcocotools from .whl/src) into /tmp/site; speak: bench/speak.py
+# setup: our wheels (.whl/*.whl, .whl/py.tar.xz, xtcocotools from .whl/src) into /tmp/site; speak: bench/speak.py
 # with upstream's realtime loop in the same run (OFFICIAL: a TMElyralab/MuseTalk checkout) and the
 # compiled rows; prepare: bench/prepare.py with the worker's default, the AOT packages (fp32 and
 # fp16 face models) and compile_preparation against the per-frame path. Results under $OUT.
@@ -22,6 +22,8 @@ if wants setup && [[ ! -d /tmp/site/diffusers ]]; then
   mark "wheels"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
+  # pure-Python wheels may travel unpacked in one xz tarball (a third of their zips' size)
+  if [[ -f .whl/py.tar.xz ]]; then tar -xJf .whl/py.tar.xz -C /tmp/site || exit 1; fi
   if ls .whl/src/*.tar.gz >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir \
       --target /tmp/site .whl/src/*.tar.gz >/tmp/sdist.txt 2>&1 || tail -5 /tmp/sdist.txt

@@ -7,14 +7,17 @@ The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps)
 * **ours**, in one or more `--variants` `MODE:DTYPE[:OPS][+FLAG...]`: MODE `pipelined` (chunks
   of frames through locate / encode / parse stages overlapped on threads and CUDA streams,
   `preparing.py`), `sequential` (the same chunks, stage after stage: per-stage times that do
-  not overlap) or `serial` (the default on CUDA: stage after stage on one stream, the
-  decoding on its own thread ahead of them); DTYPE the face models' (S3FD, DWPose, BiSeNet;
-  the VAE is the engine's); OPS `device` (each chunk uploaded once; the models' pre- and
-  post-processing as batched tensor work there, the default on CUDA) or `host`
-  (OpenCV/PIL/mmpose per image, the default on CPU);
+  not overlap), `serial` (stage after stage on one stream, the decoding on its own thread
+  ahead of them) or `lanes` / `lanes3` (whole chunks, stage after stage, in 2 / 3 lanes of
+  their own thread and stream: `engine.prepare(lanes=...)`); DTYPE the face models' (S3FD,
+  DWPose, BiSeNet; the VAE is the engine's); OPS `device` (each chunk uploaded once; the
+  models' pre- and post-processing as batched tensor work there, the default on CUDA) or
+  `host` (OpenCV/PIL/mmpose per image, the default on CPU);
   FLAGs `onepass` (DWPose's crops and mirror as one batch), `vae` (the VAE encoder
   channels-last in fixed batches), `compile` (S3FD and the VAE encoder compiled; the
-  variant's warm-up time includes the compilation), see `configure`;
+  variant's warm-up time includes the compilation), `aot` (both from AOT packages),
+  `autotune` (those built with max-autotune), `switch` (a 1 ms thread switch interval), see
+  `configure`;
 * **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
   models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
   the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its

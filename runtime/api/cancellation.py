@@ -119,6 +119,7 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
             HTTPStatus.SERVICE_UNAVAILABLE,
             ApiErrorCode.DEPENDENCY_UNAVAILABLE,
             "could not delete the job's segments; retry the purge",
+            headers={"Retry-After": "2"},  # as any other failed dependency answers
         )
     cache_key = record.output_cache_key
     if cache_key is not None and cache_key.startswith(RENDERED_CACHE_PREFIX):

@@ -42,7 +42,7 @@ from infra.components.nag import (
 from infra.components.powertools_layer import powertools_layer
 from infra.components.rest_api import add_routes, rest_api, tenant_keys
 from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
-from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN
+from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN, SEGMENT_KEY_PATTERN
 from runtime.common.metrics import NAMESPACE
 from runtime.common.names import EnvVar, Lane
 
@@ -281,6 +281,15 @@ class JobApi(Construct):
         acknowledge_table_indexes(function, r.jobs_table)
         r.completion_topic.grant_publish(function)
         acknowledge_kms_data_keys(function)
+        # A job failed here loses its render segments and playlist at once, by key (counted from
+        # the record, never listed): delete on the segment keys only, no read, no list.
+        grant_objects_under(
+            function,
+            r.outputs,
+            SEGMENT_KEY_PATTERN,
+            "s3:DeleteObject",
+            why="Render segments (tenants/<t>/jobs/<id>/segments/) of jobs it fails.",
+        )
         for dlq in r.dead_letter_queues.values():
             function.add_event_source(
                 event_sources.SqsEventSource(

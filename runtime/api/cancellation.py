@@ -23,11 +23,11 @@ from runtime.common.keys import (
     RENDERED_CACHE_PREFIX,
     avatar_cache_key,
     is_safe_id,
-    job_segments_prefix,
     output_key,
     tenant_prefix,
 )
 from runtime.common.records import JobRecord
+from runtime.common.render_files import delete_render_files
 
 
 @tracer.capture_method(capture_response=False)  # responses stay out of traces
@@ -114,7 +114,13 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
     )
     if record.output is not None:
         objects.append(record.output)
-    _delete_segments(ctx, record)
+    if not _delete_segments(ctx, record):
+        raise ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            ApiErrorCode.DEPENDENCY_UNAVAILABLE,
+            "could not delete the job's segments; retry the purge",
+            headers={"Retry-After": "2"},  # as any other failed dependency answers
+        )
     cache_key = record.output_cache_key
     if cache_key is not None and cache_key.startswith(RENDERED_CACHE_PREFIX):
         # Content-addressed, so possibly shared with identical jobs: they only lose a cache hit.
@@ -135,16 +141,18 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
     logger.info("job data purged", extra={"job_id": record.job_id})
 
 
-def _delete_segments(ctx: ApiContext, record: JobRecord) -> None:
-    """Whatever segments (and preview playlist) the job has: a render purged mid-way leaves
-    them, and a worker still uploading one is stopped by its next (fenced) record write; the
-    bucket's expiry removes a straggler."""
-    prefix = job_segments_prefix(record.tenant, record.job_id)
+def _delete_segments(ctx: ApiContext, record: JobRecord) -> bool:
+    """Whatever segments (and preview playlist) the job has, listed: a render purged mid-way
+    leaves them, and a worker still uploading one is stopped by its next (fenced) record write;
+    the bucket's expiry removes a straggler. False (logged) if any stayed."""
     bucket = ctx.settings.outputs_bucket
-    for page in ctx.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-        if keys:
-            ctx.s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    if delete_render_files(ctx.s3, bucket, record.tenant, record.job_id, segments=None):
+        return True
+    logger.warning(
+        "could not delete the job's segments; their lifecycle rule will",
+        extra={"job_id": record.job_id},
+    )
+    return False
 
 
 def _upload_id_of(prefix: str, key: str) -> str | None:

@@ -3,7 +3,9 @@ exhausted its deliveries is FAILED.
 
 Without this, a job whose worker crashed on every attempt would sit in RENDERING forever and its
 caller would never hear back. The status change is conditional (a job that already reached a final
-status keeps it: the worker may have finished just as the message was redriven), then the
+status keeps it, and its files: the worker may have finished just as the message was redriven).
+A job failed here has no output and no preview to finish, so its render segments and playlist are
+deleted at once (best effort: the previews' lifecycle rule takes stragglers), then the
 completion event goes to the topic with the `status` and `tenant` attributes subscribers filter
 on. A failed publish fails only that record (partial batch response), and the redelivery publishes
 without touching the status again.
@@ -20,6 +22,7 @@ from runtime.common.events import JobEvent
 from runtime.common.jobs import CompletionEvent, ErrorCode, JobError, JobMessage, JobStatus
 from runtime.common.metrics import NAMESPACE, Metric, dead_letter_dimensions
 from runtime.common.records import JobRecord
+from runtime.common.render_files import delete_render_files
 
 # Set once the failure event is out, so a redelivered record neither re-publishes nor skips it.
 PUBLISHED_ATTRIBUTE = "dead_letter_event_published"
@@ -35,6 +38,7 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
     record = _mark_failed(ctx, message.job_id)
     if record is None:
         return None
+    _delete_render_files(ctx, record)
     event = completion_event(record)  # FAILED with the RETRIES_EXHAUSTED error
     publish_completion(ctx.sns, ctx.settings.completion_topic_arn, event)
     ctx.table.set_flag(record.job_id, PUBLISHED_ATTRIBUTE)
@@ -47,6 +51,18 @@ def fail_exhausted_job(ctx: ApiContext, message: JobMessage) -> CompletionEvent 
     ):
         pass  # emitted when the block closes
     return event
+
+
+def _delete_render_files(ctx: ApiContext, record: JobRecord) -> None:
+    """By the record's count, as the worker does (this function may delete segment keys but
+    not list the bucket), plus one for a segment its crashed attempt uploaded unrecorded."""
+    segments = (record.segments_done or 0) + 1
+    bucket = ctx.settings.outputs_bucket
+    if not delete_render_files(ctx.s3, bucket, record.tenant, record.job_id, segments=segments):
+        logger.warning(
+            "could not delete the failed job's segments; their lifecycle rule will",
+            extra={"job_id": record.job_id},
+        )
 
 
 def _exhausted() -> JobError:

@@ -50,7 +50,8 @@ def preview_playlist_key(tenant: str, job_id: str) -> str:
     return f"{job_segments_prefix(tenant, job_id)}preview.m3u8"
 
 
-# IAM resource patterns of the keys above (the worker deletes segments, the API writes playlists).
+# IAM resource patterns of the keys above (the worker and the dead-letter handler delete segments,
+# the API writes playlists).
 SEGMENT_KEY_PATTERN = "tenants/*/jobs/*/segments/*"
 PREVIEW_PLAYLIST_KEY_PATTERN = "tenants/*/jobs/*/segments/preview.m3u8"
 

@@ -2,16 +2,15 @@
 never runs them, so the local triggers thread applies them, as S3 would, to what they match.
 
 Only what local mode configures is understood: enabled rules with `Expiration.Days` and a
-filter on a prefix, one tag, or both (`And`). An object expires once `Days` whole days have
-passed since it was written (S3 rounds up to the next midnight UTC; this does not, so local
-mode expires up to a day early, never later).
+filter on a prefix, one tag, or both (`And`). An object expires on the date S3 gives it
+(`expiry_date`): its write time plus `Days`, rounded up to midnight UTC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,6 +25,15 @@ class ExpiryRule:
 
     def matches(self, key: str, tags: frozenset[tuple[str, str]]) -> bool:
         return key.startswith(self.prefix) and self.tags <= tags
+
+
+def expiry_date(written: datetime, days: int) -> datetime:
+    """When S3 expires an object written at `written` under an `Expiration.Days` rule: the write
+    time plus `days`, rounded up to the next midnight UTC (a time already on midnight stays), as
+    the S3 User Guide's lifecycle elements page describes; S3 acts on it that day."""
+    due = (written + timedelta(days=days)).astimezone(UTC)
+    midnight = due.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight if midnight == due else midnight + timedelta(days=1)
 
 
 def expiry_rules(s3: Any, bucket: str) -> list[ExpiryRule]:
@@ -62,8 +70,8 @@ def apply_expiry(s3: Any, bucket: str, now: datetime) -> list[str]:
         return []
     expired = []
     for item in _objects(s3, bucket):
-        age = now - item["LastModified"]
-        due = [rule for rule in rules if age >= timedelta(days=rule.days)]
+        written = item["LastModified"]
+        due = [rule for rule in rules if now >= expiry_date(written, rule.days)]
         if not due:
             continue
         tags: frozenset[tuple[str, str]] = frozenset()

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.common.records import JobRecord
+from runtime.common.render_files import delete_render_files
 from runtime.worker.job_store import JobStore
 from runtime.worker.lanes import Delivery, LanePoller
-from runtime.worker.render_files import delete_render_files
 from runtime.worker.telemetry import logger
 
 
@@ -44,5 +44,6 @@ def settle_ended(
     )
     # One more than recorded: a segment may have landed after the record stopped taking writes.
     segments = (record.segments_done or 0) + 1
-    delete_render_files(s3, outputs_bucket, record.tenant, record.job_id, segments)
+    if not delete_render_files(s3, outputs_bucket, record.tenant, record.job_id, segments=segments):
+        logger.warning("could not delete the render's segments; their lifecycle rule will")
     poller.delete(delivery)

@@ -18,10 +18,10 @@ from runtime.common.jobs import JobMessage
 from runtime.common.keys import segment_key
 from runtime.common.preview import PREVIEW_TAGGING, write_playlist
 from runtime.common.records import JobRecord
+from runtime.common.render_files import delete_render_files
 from runtime.engine.engine_contract import Segment, SegmentPlan, SyncSums, segment_file_name
 from runtime.worker.config import WorkerSettings
 from runtime.worker.job_store import JobStore, Lease, LeaseLost
-from runtime.worker.render_files import delete_render_files
 from runtime.worker.shutdown import StopPolicy
 from runtime.worker.telemetry import logger
 
@@ -117,9 +117,10 @@ class RenderSegments:
 
     def delete(self, message: JobMessage, count: int) -> None:
         """Segments and the preview playlist of a render no output or preview needs."""
-        delete_render_files(
-            self._s3, self._settings.outputs_bucket, message.tenant, message.job_id, count
-        )
+        if not delete_render_files(
+            self._s3, self._settings.outputs_bucket, message.tenant, message.job_id, segments=count
+        ):
+            logger.warning("could not delete the render's segments; their lifecycle rule will")
 
     def _download_done(
         self, message: JobMessage, directory: Path, done: int

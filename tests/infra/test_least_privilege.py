@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 import pytest
@@ -11,6 +12,12 @@ from runtime.common.keys import (
     AOT_ARTIFACTS_KEY_PATTERN,
     PREVIEW_PLAYLIST_KEY_PATTERN,
     SEGMENT_KEY_PATTERN,
+    avatar_cache_key,
+    output_key,
+    preview_playlist_key,
+    rendered_cache_key,
+    segment_key,
+    upload_key,
 )
 from runtime.common.names import Lane
 from tests.infra.conftest import Synthesized
@@ -141,8 +148,30 @@ def test_dead_letter_handler_consumes_dlqs_and_publishes_failures(dev: Synthesiz
     topic = _id(dev, "AWS::SNS::Topic", "NotificationsJobCompletion")
     assert "sns:Publish" in actions_on(dev.raw, role, topic)
     assert "sqs:SendMessage" not in granted
-    assert not any(action.startswith("s3:") for action in granted)
     assert not {"dynamodb:DeleteItem", "dynamodb:Scan"} & granted
+
+
+def test_dead_letter_handler_may_delete_only_render_segments(dev: Synthesized) -> None:
+    role = _role(dev, "ApiDeadLettersServiceRole")
+    s3_actions = {action for action in all_actions(dev.raw, role) if action.startswith("s3:")}
+    # Deletes a failed job's segments by key: no read, no list, no write, no other bucket
+    assert s3_actions == {"s3:DeleteObject"}
+    assert actions_on(dev.raw, role, _bucket(dev, "Outputs")) == {"s3:DeleteObject"}
+    for bucket in ("Uploads", "AvatarCache", "Weights", "AccessLogs"):
+        assert actions_on(dev.raw, role, _bucket(dev, bucket)) == set()
+    (pattern,) = _keys_granted(dev, role, "Outputs", "s3:DeleteObject")
+    assert pattern == SEGMENT_KEY_PATTERN
+    # As IAM matches a resource ARN (`*` spans any characters, slashes included): the job's
+    # segments and playlist are covered, its output and the tenant's uploads are not.
+    covered = [segment_key("acme", "job1", 7), preview_playlist_key("acme", "job1")]
+    assert all(fnmatch.fnmatchcase(key, pattern) for key in covered)
+    kept = [
+        output_key("acme", "job1"),
+        upload_key("acme", "up1", "audio"),
+        avatar_cache_key("v1", "avatar1"),
+        rendered_cache_key("v1", "hash1"),
+    ]
+    assert not any(fnmatch.fnmatchcase(key, pattern) for key in kept)
 
 
 # --- worker ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Jobs whose messages exhausted their deliveries are FAILED and announced, exactly once."""
+"""Jobs whose messages exhausted their deliveries are FAILED and announced, exactly once, and
+lose their render segments and preview playlist at once (a job already final keeps its files)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from botocore.exceptions import ClientError
 
 from runtime.api.entrypoints import dead_letters
 from runtime.api.jobs import derive_job_id
-from runtime.common.names import Lane
+from runtime.common.keys import (
+    job_segments_prefix,
+    output_key,
+    preview_playlist_key,
+    segment_key,
+)
+from runtime.common.names import BucketRole, Lane
 from runtime.local.resources import LocalResources
 from tests.integration.api.conftest import Call, Events, Upload, queue_messages, submit_body
 from tests.support.api_events import FakeLambdaContext
@@ -166,3 +173,67 @@ def test_cancelling_announces_the_cancellation(
     (published,) = completion_events()
     assert published["attributes"] == {"status": "CANCELLED", "tenant": "tenant-a"}
     assert published["event"]["type"] == "job.cancelled"
+
+
+def _render_files(aws: Any, deployment: LocalResources, job_id: str, segments: int) -> list[str]:
+    """Upload `segments` segments and the playlist of `job_id`, as a crashed render left them,
+    and record all but the last as done (the last was uploaded as the worker died)."""
+    s3, bucket = aws("s3"), deployment.buckets[BucketRole.OUTPUTS]
+    keys = [segment_key("tenant-a", job_id, index) for index in range(segments)]
+    keys.append(preview_playlist_key("tenant-a", job_id))
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"ts")
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{job_id}"}},
+        UpdateExpression="SET segments_done = :done, segment_frames = :size",
+        ExpressionAttributeValues={":done": {"N": str(segments - 1)}, ":size": {"N": "50"}},
+    )
+    return sorted(keys)
+
+
+def _listed(aws: Any, deployment: LocalResources, prefix: str) -> list[str]:
+    s3, bucket = aws("s3"), deployment.buckets[BucketRole.OUTPUTS]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def test_an_exhausted_job_loses_its_segments_and_playlist_and_nothing_else(
+    call_api: Call, queued_job: dict[str, Any], deployment: LocalResources, aws: Any
+) -> None:
+    # Given a job whose crashed attempts left three segments (one unrecorded) and a playlist,
+    # next to another object of the job and another job's segment
+    job_id = queued_job["job_id"]
+    _render_files(aws, deployment, job_id, segments=3)
+    s3, bucket = aws("s3"), deployment.buckets[BucketRole.OUTPUTS]
+    neighbours = sorted([output_key("tenant-a", job_id), segment_key("tenant-a", "other-job", 0)])
+    for key in neighbours:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"kept")
+    # When its message reaches the dead-letter handler
+    response = dead_letters.lambda_handler(sqs_event(queued_job["body"]), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    # Then it is FAILED and none of its render files are left; the other objects are
+    assert _status(call_api, job_id)["status"] == "FAILED"
+    assert _listed(aws, deployment, job_segments_prefix("tenant-a", job_id)) == []
+    assert _listed(aws, deployment, "tenants/tenant-a/") == neighbours
+
+
+def test_a_job_already_final_keeps_its_segments(
+    call_api: Call, queued_job: dict[str, Any], deployment: LocalResources, aws: Any
+) -> None:
+    # Given a job that SUCCEEDED (its preview plays on) just as its message was dead-lettered
+    job_id = queued_job["job_id"]
+    keys = _render_files(aws, deployment, job_id, segments=2)
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{job_id}"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "SUCCEEDED"}},
+    )
+    # When the dead letter is handled
+    response = dead_letters.lambda_handler(sqs_event(queued_job["body"]), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    # Then the job and its files are as they were
+    assert _status(call_api, job_id)["status"] == "SUCCEEDED"
+    assert _listed(aws, deployment, job_segments_prefix("tenant-a", job_id)) == keys

@@ -1,16 +1,16 @@
 """Local mode applies the buckets' lifecycle rules as S3 does: the live preview's tagged
-segments and playlist expire a day after they were written, other outputs after the stage's
-retention, and nothing sooner."""
+segments and playlist expire at the first midnight UTC a day after they were written, other
+outputs after the stage's retention, and nothing sooner."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from runtime.common.keys import output_key, preview_playlist_key, segment_key
 from runtime.common.names import BucketRole
 from runtime.common.preview import PREVIEW_TAGGING, write_playlist
-from runtime.local.lifecycle import apply_expiry
+from runtime.local.lifecycle import apply_expiry, expiry_date
 from tests.support.moto_server import provision_stage
 
 
@@ -37,16 +37,23 @@ def test_previews_expire_a_day_after_their_write_and_outputs_after_the_retention
         expiry_seconds=900,
     )
     assert playlist == preview_playlist_key("acme", "job1")
-    now = datetime.now(UTC)
+    written = s3.head_object(Bucket=bucket, Key=segment)["LastModified"]
+    preview_expiry = expiry_date(written, 1)
+    assert (preview_expiry.hour, preview_expiry.minute, preview_expiry.second) == (0, 0, 0)
+    assert timedelta(days=1) <= preview_expiry - written < timedelta(days=2)
 
-    # When the lifecycle runs within the day: nothing goes
-    assert apply_expiry(s3, bucket, now + timedelta(hours=23)) == []
-    # When it runs a day later: the preview's objects go, the output stays
-    assert sorted(apply_expiry(s3, bucket, now + timedelta(days=1, minutes=1))) == sorted(
-        [segment, playlist]
-    )
+    # When the lifecycle runs within the day, or a day on but before the next midnight UTC:
+    # nothing goes
+    assert apply_expiry(s3, bucket, written + timedelta(hours=23)) == []
+    assert apply_expiry(s3, bucket, preview_expiry - timedelta(seconds=1)) == []
+    # When it runs at that midnight: the preview's objects go, the output stays
+    assert sorted(apply_expiry(s3, bucket, preview_expiry)) == sorted([segment, playlist])
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == [output]
-    # When the stage's retention has passed: the output goes too
+    # When the stage's retention has passed, rounded to its midnight: the output goes too
     retention = resources.config.outputs_expire_days
-    assert apply_expiry(s3, bucket, now + timedelta(days=retention, minutes=1)) == [output]
+    output_expiry = expiry_date(
+        s3.head_object(Bucket=bucket, Key=output)["LastModified"], retention
+    )
+    assert apply_expiry(s3, bucket, output_expiry - timedelta(seconds=1)) == []
+    assert apply_expiry(s3, bucket, output_expiry) == [output]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call for the speak and preparation figures (bench/results/2026-12-06-h100*.md):
 #   STEPS="setup speak prepare" OFFICIAL=.bench/official/MuseTalk bash bench/device_run.sh
-# setup: our wheels (.whl/*.whl, .whl/py.tar.xz, xtcocotools from .whl/src) into /tmp/site; speak: bench/speak.py
+# setup: our wheels (.whl/*.whl, .whl/py.tar.xz, xtcocotools from .whl/src) into /tmp/site;
+# speak: bench/speak.py
 # with upstream's realtime loop in the same run (OFFICIAL: a TMElyralab/MuseTalk checkout) and the
 # compiled rows; prepare: bench/prepare.py with the worker's default, the AOT packages (fp32 and
 # fp16 face models) and compile_preparation against the per-frame path. Results under $OUT.
@@ -10,7 +11,6 @@ OUT=${OUT:-/tmp/device-out}
 STEPS=${STEPS:-setup speak prepare}
 OFFICIAL=${OFFICIAL:-.bench/official/MuseTalk}
 SPEAK_ARGS=${SPEAK_ARGS:-}
-PREPARE_ARGS=${PREPARE_ARGS:-}
 PREPARE_VARIANTS=${PREPARE_VARIANTS:-serial:float32:device+onepass,serial:float32:device+onepass+aot,serial:float16:device+onepass+aot,serial:float16:device+onepass+vae+compile}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site"
 begin=$(date +%s)
@@ -20,6 +20,8 @@ mkdir -p "$OUT"
 
 if wants setup && [[ ! -d /tmp/site/diffusers ]]; then
   mark "wheels"
+  # .whl: av, diffusers, transformers, soundfile + cffi, soxr, mmengine + addict, termcolor,
+  # yapf + platformdirs, mmcv-lite, mmpose + json_tricks, munkres (the device image lacks them).
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
   # pure-Python wheels may travel unpacked in one xz tarball (a third of their zips' size)
@@ -44,7 +46,7 @@ fi
 
 if wants prepare; then
   mark "prepare: per-frame path, default, AOT packages, compiled"
-  python3 bench/prepare.py --models /tmp/p23 --variants "$PREPARE_VARIANTS" $PREPARE_ARGS \
+  python3 bench/prepare.py --models /tmp/p23 --variants "$PREPARE_VARIANTS" \
     --out "$OUT/prepare.json" 2>&1 | grep --line-buffered -v -E 'Warning|warn\(|^\s*$' | tail -60
 fi
 mark "done"

@@ -7,17 +7,14 @@ The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps)
 * **ours**, in one or more `--variants` `MODE:DTYPE[:OPS][+FLAG...]`: MODE `pipelined` (chunks
   of frames through locate / encode / parse stages overlapped on threads and CUDA streams,
   `preparing.py`), `sequential` (the same chunks, stage after stage: per-stage times that do
-  not overlap), `serial` (stage after stage on one stream, the decoding on its own thread
-  ahead of them) or `lanes` / `lanes3` (whole chunks, stage after stage, in 2 / 3 lanes of
-  their own thread and stream: `engine.prepare(lanes=...)`); DTYPE the face models' (S3FD,
-  DWPose, BiSeNet; the VAE is the engine's); OPS `device` (each chunk uploaded once; the
-  models' pre- and post-processing as batched tensor work there, the default on CUDA) or
-  `host` (OpenCV/PIL/mmpose per image, the default on CPU);
+  not overlap) or `serial` (the default on CUDA: stage after stage on one stream, the
+  decoding on its own thread ahead of them); DTYPE the face models' (S3FD, DWPose, BiSeNet;
+  the VAE is the engine's); OPS `device` (each chunk uploaded once; the models' pre- and
+  post-processing as batched tensor work there, the default on CUDA) or `host`
+  (OpenCV/PIL/mmpose per image, the default on CPU);
   FLAGs `onepass` (DWPose's crops and mirror as one batch), `vae` (the VAE encoder
   channels-last in fixed batches), `compile` (S3FD and the VAE encoder compiled; the
-  variant's warm-up time includes the compilation), `aot` (both from AOT packages),
-  `autotune` (those built with max-autotune), `switch` (a 1 ms thread switch interval), see
-  `configure`;
+  variant's warm-up time includes the compilation), see `configure`;
 * **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
   models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
   the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its
@@ -189,12 +186,11 @@ def ours(
 ) -> tuple[Any, dict[str, float], float, Recorded]:
     """`engine.prepare` in `mode` with the face models' pre/post-processing `ops` ("host":
     OpenCV/PIL/mmpose per image; "device": batched tensor work on the device); a sequential or
-    serial run also splits `locate` into S3FD and DWPose (`lanes` ones overlap: they do not)."""
+    serial run also splits `locate` into S3FD and DWPose."""
     overlap = mode == "pipelined"
-    busy = overlap or mode in LANES
     chunk = PREPARE_CHUNK_FRAMES if engine.device.type == "cuda" else None
     timings: dict[str, float] = {}
-    with recording(engine.locator, None if busy else timings, engine.device) as record:
+    with recording(engine.locator, None if overlap else timings, engine.device) as record:
         synchronize(engine.device)
         start = time.perf_counter()
         prepared = engine.prepare(
@@ -203,14 +199,13 @@ def ours(
             overlap=overlap,
             chunk_frames=chunk,
             device_ops=ops == "device",
-            decode_ahead=mode == "serial" or mode in LANES,
-            lanes=LANES.get(mode, 1),
+            decode_ahead=mode == "serial",
         )
         synchronize(engine.device)
         total = time.perf_counter() - start
     stages = dict(prepared.timings_ms)
     stages.pop("total", None)
-    if not busy:
+    if not overlap:
         stages.pop("locate", None)
     stages.update(timings)
     return prepared, stages, total, record
@@ -341,14 +336,9 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-MODES = ("pipelined", "sequential", "serial", "lanes", "lanes3")
-LANES = {"lanes": 2, "lanes3": 3}  # whole chunks on that many threads and streams
+MODES = ("pipelined", "sequential", "serial")
 # +FLAG switches of a variant (see `configure`)
-FLAGS = ("onepass", "vae", "compile", "aot", "autotune", "switch")
-# +autotune: the AOT packages built with Inductor's max-autotune (convolutions benchmarked
-# against cuDNN's); +switch: the interpreter's thread switch interval at 1 ms (5 ms default)
-AUTOTUNE = {"max_autotune": True}
-SWITCH_INTERVAL_S = 0.001
+FLAGS = ("onepass", "vae", "compile", "aot")
 
 
 def parse_variant(text: str) -> tuple[str, torch.dtype, str, frozenset[str]]:
@@ -414,15 +404,10 @@ def configure(
 
 
 def prepare_packages(
-    engine: MuseTalkEngine,
-    models: Path,
-    frame_size: tuple[int, int],
-    face_dtype: torch.dtype,
-    options: dict[str, Any] | None = None,
+    engine: MuseTalkEngine, models: Path, frame_size: tuple[int, int], face_dtype: torch.dtype
 ) -> tuple[Path, dict[str, float]]:
     """Preparation's AOT packages for this frame size and face dtype in a new directory (as
-    `build-artifacts` builds them beside the speak packages, with Inductor `options`), and the
-    build's seconds."""
+    `build-artifacts` builds them beside the speak packages), and the build's seconds."""
     directory = Path(tempfile.mkdtemp(prefix="prepare-aot-"))
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -433,9 +418,7 @@ def prepare_packages(
         engine.device,
         engine.dtype,
         spec,
-        lambda module, inputs, path: aot_build.package_model(
-            module, inputs, path, options or {}, seconds
-        ),
+        lambda module, inputs, path: aot_build.package_model(module, inputs, path, {}, seconds),
     )
     (directory / aot.MANIFEST).write_text(json.dumps({"prepare": section}))
     seconds["total"] = round(time.perf_counter() - start, 1)
@@ -497,20 +480,13 @@ def profile(engine: MuseTalkEngine, avatar: Path, mode: str, ops: str, out: Path
     with ThreadSampler() as sampler:
         ours(engine, avatar, mode, ops)
     with torch_profile(activities=activities) as prof:
-        _, _, wall_s, _ = ours(engine, avatar, mode, ops)
-    events = prof.key_averages()
-    gpu_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
-    frames = len(decode_avatar(avatar, still_fps=25).frames)
-    lines = [
-        f"# {frames} frames, wall {wall_s:.2f} s under the profiler; the GPU's kernels"
-        f" {gpu_us / 1000:.0f} ms = {gpu_us / 1000 / frames:.3f} ms/frame",
-        f"# {mode}, {ops} ops: thread samples (5 ms), most frequent first",
-    ]
+        ours(engine, avatar, mode, ops)
+    lines = [f"# {mode}, {ops} ops: thread samples (5 ms), most frequent first"]
     lines += [f"{count:6d}  {key}" for key, count in sampler.top()]
     for sort in ("self_cpu_time_total", "self_device_time_total"):
         lines += ["", f"# torch.profiler, sorted by {sort}"]
         try:
-            lines.append(events.table(sort_by=sort, row_limit=30))
+            lines.append(prof.key_averages().table(sort_by=sort, row_limit=30))
         except Exception as error:  # a sort key this build lacks
             lines.append(f"({error})")
     out.write_text("\n".join(lines) + "\n")
@@ -529,10 +505,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--smoke", action="store_true", help="CPU check: tiny VAE, 2 small frames")
     parser.add_argument(
-        "--profile", type=Path, help="profile a variant on the avatar, into this dir"
-    )
-    parser.add_argument(
-        "--profile-variant", help="the variant to profile, right after its run (default: the last)"
+        "--profile", type=Path, help="profile the last variant on the warm-up clip, into this dir"
     )
     parser.add_argument("--out", type=Path, help="also write the result as JSON")
     args = parser.parse_args(argv)
@@ -592,37 +565,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         say(f"per frame: {total_per_frame:.2f} s")
         save()
         compiled: dict[Any, Any] = {}
-        built: dict[tuple[torch.dtype, bool], tuple[Path, dict[str, float]]] = {}
+        built: dict[torch.dtype, tuple[Path, dict[str, float]]] = {}
         height, width = decode_avatar(warm, still_fps=25).frames[0].shape[:2]
         start = time.perf_counter()
-        decode_avatar(avatar, still_fps=25)
-        result["decode_alone_s"] = round(time.perf_counter() - start, 3)  # no other thread
+        decode_avatar(avatar, still_fps=25)  # with no other thread: what the decoding costs
+        result["decode_alone_s"] = round(time.perf_counter() - start, 3)
 
-        def packages_for(
-            dtype: torch.dtype, autotune: bool
-        ) -> Callable[[], tuple[Path, ModelsLayout]]:
+        def packages_for(dtype: torch.dtype) -> Callable[[], tuple[Path, ModelsLayout]]:
             def packages() -> tuple[Path, ModelsLayout]:
-                if (dtype, autotune) not in built:
-                    say(f"building preparation's AOT packages, {height}x{width}, {dtype}")
-                    built[dtype, autotune] = prepare_packages(
-                        engine, args.models, (height, width), dtype, AUTOTUNE if autotune else {}
-                    )
-                return built[dtype, autotune][0], ModelsLayout(args.models)
+                if dtype not in built:
+                    say(f"building preparation's AOT packages for {height}x{width}, {dtype}")
+                    built[dtype] = prepare_packages(engine, args.models, (height, width), dtype)
+                return built[dtype][0], ModelsLayout(args.models)
 
             return packages
 
-        last = variant_name(*variants[-1])
         for mode, dtype, ops, flags in variants:
             name = variant_name(mode, dtype, ops, flags)
             engine.locator, engine.parser = faces[dtype]
-            autotune = "autotune" in flags
-            switch = sys.getswitchinterval()
             try:
                 # each variant warmed up first; a compiled one compiles here (its warm-up time)
                 start = time.perf_counter()
-                configure(engine, flags, compiled, packages_for(dtype, autotune))
-                if "switch" in flags:
-                    sys.setswitchinterval(SWITCH_INTERVAL_S)
+                configure(engine, flags, compiled, packages_for(dtype))
                 ours(engine, warm, mode, ops)
                 warmup_s = time.perf_counter() - start
                 say(f"{name}: warm-up ({warm_frames} frames) {warmup_s:.1f} s")
@@ -631,8 +595,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 result["failed"][name] = f"{type(error).__name__}: {error}"[:500]
                 say(f"{name} failed: {result['failed'][name]}")
                 continue
-            finally:
-                sys.setswitchinterval(switch)
             height, width = prepared.frames.shape[1:3]
             result["avatar"].update(width=width, height=height, fps=prepared.fps)
             result["variants"][name] = {
@@ -643,15 +605,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "agreement": agreement(prepared, reference, seen, theirs_seen),
             }
             if "aot" in flags:
-                result["variants"][name]["aot_build_s"] = built[dtype, autotune][1]
+                result["variants"][name]["aot_build_s"] = built[dtype][1]
                 result["variants"][name]["aot_load_ms"] = _rounded(engine.prepare_packages_ms)
             del prepared
             say(f"{name}: {total:.2f} s, {result['variants'][name]['speedup']}x")
             save()
-            if args.profile is not None and name == (args.profile_variant or last):
-                args.profile.mkdir(parents=True, exist_ok=True)
-                say(f"profiling {frames} frames, {name}")
-                profile(engine, avatar, mode, ops, args.profile / "profile.txt")
+        if args.profile is not None and result["variants"]:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            mode, dtype, ops, flags = next(
+                v for v in reversed(variants) if variant_name(*v) in result["variants"]
+            )
+            engine.locator, engine.parser = faces[dtype]
+            configure(engine, flags, compiled, packages_for(dtype))
+            say(f"profiling {warm_frames} frames, {variant_name(mode, dtype, ops, flags)}")
+            profile(engine, warm, mode, ops, args.profile / "profile.txt")
     print_report(result)
     save()
     return result

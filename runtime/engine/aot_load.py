@@ -148,13 +148,10 @@ def load_runner(
     *,
     single_threaded: bool,
     constants: Callable[[], Mapping[str, torch.Tensor]] | None = None,
-    runners: int = 1,
 ) -> Callable[..., Any]:
     """One package, loaded, with its weights: `constants()` gives them by name once the loader
     is built (their read overlaps its work); the runner uses these tensors in place, so they
-    must be on `device` and stay alive with it. `runners`: how many calls may run at once
-    (threads on their own streams; the weights are shared, each has its own activations); a
-    call beyond them waits for one to finish on the GPU.
+    must be on `device` and stay alive with it.
 
     By default with torch's C++ package loader constructed here: `aoti_load_package`
     (`MUSETALK_AOT_LOADER=package_api`) wraps the same loader but imports torch._inductor and
@@ -165,7 +162,7 @@ def load_runner(
     try:
         if os.environ.get(LOADER_ENV, "direct") != "package_api":
             loader = torch._C._aoti.AOTIModelPackageLoader(
-                str(path), "model", single_threaded, runners, index
+                str(path), "model", single_threaded, 1, index
             )
             if constants is not None:
                 weights = _constants_for(path, loader.get_constant_fqns(), constants())

@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENCODER = "vae_encoder"
-# Calls of one package that may run at once: preparation's lanes (`preparing._Lanes`) each call
-# it from their own thread and stream; one runner would make a lane wait for the other's GPU work.
-RUNNERS = 3
 S3FD_WEIGHTS = "s3fd.constants.safetensors"  # shared by every frame size's package
 # Frame sizes (height, width) built by default: 720p and 1080p both ways, and the sample
 # avatar (examples/media/yongen.mp4). Another size prepares with eager S3FD.
@@ -201,7 +198,6 @@ def attach(
                 device,
                 single_threaded=False,
                 constants=lambda: load_file(str(weights), device=str(device)),
-                runners=RUNNERS,
             )
         except aot.AotUnavailableError as error:
             log.warning("preparation package %s not loaded (%s): eager instead", name, error)

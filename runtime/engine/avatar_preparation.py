@@ -42,9 +42,6 @@ MAX_AVATAR_FRAMES = 1500
 # BiSeNet batch (the official 8 elsewhere): larger chunks gained nothing on an H100.
 PREPARE_CHUNK_FRAMES = 32
 PARSE_BATCH_SIZE = 8
-# Lanes of whole chunks on CUDA (`preparing._Lanes`): one chunk's host work (crops, box picks,
-# masks, copies back) overlaps another's GPU work (docs/benchmark.md, "Preparation").
-PREPARE_LANES = 2
 
 
 class AvatarPreparer:
@@ -68,7 +65,6 @@ class AvatarPreparer:
         chunk_frames: int | None,
         device_ops: bool | None,
         decode_ahead: bool | None,
-        lanes: int | None,
         limits: DecodeLimits | None,
         should_stop: Callable[[], bool] | None,
     ) -> PreparedAvatar:
@@ -79,7 +75,6 @@ class AvatarPreparer:
         overlap = False if overlap is None else overlap
         device_ops = on_gpu if device_ops is None else device_ops
         decode_ahead = on_gpu if decode_ahead is None else decode_ahead
-        lanes = (PREPARE_LANES if on_gpu else 1) if lanes is None else lanes
         chunk_frames = chunk_frames or (
             PREPARE_CHUNK_FRAMES if on_gpu else engine.max_avatar_frames
         )
@@ -104,7 +99,6 @@ class AvatarPreparer:
                 overlap=overlap,
                 device=engine.device,
                 decode_ahead=decode_ahead,
-                lanes=lanes,
                 should_stop=should_stop,
             )
             elapsed_ms = (time.perf_counter() - start) * 1000

@@ -255,22 +255,20 @@ class MuseTalkEngine:
         chunk_frames: int | None = None,
         device_ops: bool | None = None,
         decode_ahead: bool | None = None,
-        lanes: int | None = None,
         limits: DecodeLimits | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> PreparedAvatar:
         """Decode, locate, crop, encode and mask every frame (`preparing.prepare_frames`).
 
         On CUDA by default the avatar goes through in chunks of PREPARE_CHUNK_FRAMES
-        (`avatar_preparation`), each chunk's stages one after another, whole chunks in
-        PREPARE_LANES lanes (threads with their own streams, so one chunk's host work overlaps
-        another's GPU work) with the decoding ahead on its own thread (`decode_ahead`; stages
-        overlapped on three streams, `overlap`, slow each other down to about half the speed),
-        cuDNN's autotuner on for the chunks' fixed shapes, and each
+        (`avatar_preparation`), stage after stage on one stream with the decoding a chunk ahead
+        on its own thread
+        (`decode_ahead`; stages overlapped on three streams, `overlap`, slow each other down to
+        about half the speed), cuDNN's autotuner on for the chunks' fixed shapes, and each
         chunk goes to the device once, where the face models' pre- and post-processing runs
         batched (`device_ops`); on CPU one chunk, stage after stage, with the host (OpenCV/PIL) pre-
         and post-processing of upstream. `overlap` / `chunk_frames` / `device_ops` /
-        `decode_ahead` / `lanes` override that (tests, benchmark); see also `compile_preparation`.
+        `decode_ahead` override that (tests, benchmark); see also `compile_preparation`.
         Every frame is decoded within `limits` (`avatar_reader.AvatarReader`); `should_stop` ends
         preparation with `Interrupted` within a frame of decoding or a chunk of the stages.
         """
@@ -281,7 +279,6 @@ class MuseTalkEngine:
             chunk_frames=chunk_frames,
             device_ops=device_ops,
             decode_ahead=decode_ahead,
-            lanes=lanes,
             limits=limits,
             should_stop=should_stop,
         )

@@ -10,12 +10,8 @@ to run them, the same results:
 - overlapped (`overlap`): each stage on its own thread and, on CUDA, its own stream. That paid
   while host work (mmpose's warps, crops, mask morphology) bound preparation; once it moved
   to the GPU (`Stages.upload`) the stages' kernels slowed each other down there to about half
-  the serial speed;
-- in `lanes` (more than one): whole chunks, every stage in order, on that many threads and
-  streams, chunk k on lane k mod lanes, the decoding ahead on its own thread. One chunk's host
-  work (crops, the models' box picks and masks, the copies back) then overlaps another's GPU
-  work, and a chunk's tensors never cross streams.
-The per-stage times are reported; overlapped or in lanes, they are busy times that overlap.
+  the serial speed.
+The per-stage times are reported; overlapped, they are busy times that overlap.
 
 With `Stages.upload` (the engine's device ops, the CUDA default) each chunk goes to the device
 once, in the locate stage, and locate and parse work on that tensor: the models' pre- and
@@ -114,7 +110,6 @@ def prepare_frames(
     overlap: bool,
     device: torch.device,
     decode_ahead: bool = False,
-    lanes: int = 1,
     should_stop: Callable[[], bool] | None = None,
 ) -> PreparedFrames:
     """Run `stages` over `frames` chunk by chunk; overlapped on threads or one after another.
@@ -123,27 +118,17 @@ def prepare_frames(
     chunk or two ahead, while the stages run one after another on the calling thread. On a GPU
     the models then queue their kernels on one stream with nothing beside them (stages on three
     streams slow each other down there), and only the decoding, host work, overlaps them.
-    `lanes` above 1 (without `overlap`): whole chunks on that many threads and streams
-    (`_Lanes`), the decoding ahead on its own thread.
     `should_stop` is polled before each chunk: `Interrupted` when it turns true (cancel,
-    deadline, lease lost), so a long preparation ends within a few chunks.
+    deadline, lease lost), so a long preparation ends within a chunk.
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1, not {chunk_frames}")
-    if lanes < 1:
-        raise ValueError(f"lanes must be at least 1, not {lanes}")
     clock = _Clock()
-    in_lanes = lanes > 1 and not overlap
     with ExitStack() as stack:
-        run: _Overlapped | _InOrder | _Lanes
-        if overlap:
-            run = _Overlapped(stack, clock, device)
-        elif in_lanes:
-            run = _Lanes(stack, clock, device, lanes)
-        else:
-            run = _InOrder(clock)
-        ahead = (decode_ahead or in_lanes) and not overlap
-        decoder = _DecodeAhead(stack, clock) if ahead else _Decode(clock)
+        run: _Overlapped | _InOrder = (
+            _Overlapped(stack, clock, device) if overlap else _InOrder(clock)
+        )
+        decoder = _DecodeAhead(stack, clock) if decode_ahead and not overlap else _Decode(clock)
         start = 0
         for chunk_frames_read in decoder.chunks(iter(frames), chunk_frames):
             if should_stop is not None and should_stop():
@@ -308,19 +293,6 @@ class _Done:
     masks: list[np.ndarray]
 
 
-def _in_order(chunk: _Chunk, stages: Stages, clock: _Clock) -> _Done:
-    """Every stage of one chunk, one after another, on the calling thread."""
-    with clock("locate"):
-        _locate(chunk, stages)
-    with clock("crop"):
-        crops = _crop(chunk, stages)
-    with clock("vae_encode"):
-        latents = _encode(crops, stages)
-    with clock("parse"):
-        masks = _masks(chunk, stages)
-    return _Done(chunk, latents, masks)
-
-
 class _InOrder:
     """Each chunk through every stage on the calling thread before the next is decoded."""
 
@@ -329,51 +301,18 @@ class _InOrder:
         self.done: list[_Done] = []
 
     def chunk(self, chunk: _Chunk, stages: Stages) -> None:
-        self.done.append(_in_order(chunk, stages, self.clock))
+        with self.clock("locate"):
+            _locate(chunk, stages)
+        with self.clock("crop"):
+            crops = _crop(chunk, stages)
+        with self.clock("vae_encode"):
+            latents = _encode(crops, stages)
+        with self.clock("parse"):
+            masks = _masks(chunk, stages)
+        self.done.append(_Done(chunk, latents, masks))
 
     def finish(self) -> list[_Done]:
         return self.done
-
-
-class _Lanes:
-    """Whole chunks in order on `lanes` threads, chunk k on lane k mod lanes, each lane on its
-    own CUDA stream. At most two chunks per lane are queued, so frames are not uploaded far
-    ahead and `should_stop` is seen within a few chunks."""
-
-    def __init__(self, stack: ExitStack, clock: _Clock, device: torch.device, lanes: int) -> None:
-        self.clock = clock
-        self.pools = [
-            stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix=f"prepare-lane{i}"))
-            for i in range(lanes)
-        ]
-        stack.callback(self._cancel)  # on an early exit: wait only for the running chunks
-        self.streams = [
-            torch.cuda.Stream(device) if device.type == "cuda" else None for _ in range(lanes)
-        ]
-        self.pending: list[Future[_Done]] = []
-
-    def _cancel(self) -> None:
-        for pool in self.pools:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def chunk(self, chunk: _Chunk, stages: Stages) -> None:
-        lanes = len(self.pools)
-        if len(self.pending) >= 2 * lanes:  # back-pressure; a failed chunk raises here
-            self.pending[-2 * lanes].result()
-        lane = len(self.pending) % lanes
-        stream = self.streams[lane]
-
-        def task() -> _Done:
-            with torch.cuda.stream(stream) if stream is not None else nullcontext():
-                done = _in_order(chunk, stages, self.clock)
-                if stream is not None:  # the results are read on other threads
-                    stream.synchronize()
-                return done
-
-        self.pending.append(self.pools[lane].submit(task))
-
-    def finish(self) -> list[_Done]:
-        return [future.result() for future in self.pending]
 
 
 class _Overlapped:

@@ -42,10 +42,10 @@ SCALE_OUT_S = float(METRIC_DELAY_SECONDS + 60 + 60)
 # Assumption: ECR pull and layer extraction on a GPU instance's EBS volume, MB/s.
 IMAGE_PULL_ASSUMED_MB_S = 150.0
 # Measured 2026-12-06 (bench/results/2026-12-06-worker-image-wheels.txt): `pip download
-# --no-deps` of docker/requirements.lock for the image's
-# platform (CPython 3.12 manylinux x86_64): 100 wheels, 2,995 MB (torch 527, nvidia-* and
-# triton 2,195 of it), plus xtcocotools' sdist, built in the image. The ubuntu:24.04 base
-# (about 30 MB compressed) is not counted; installed layers compress to about the wheels' size.
+# --no-deps` of docker/requirements.lock for the image's platform (CPython 3.12 manylinux
+# x86_64): 100 wheels, 2,995 MB (torch 527, nvidia-* and triton 2,195 of it), plus
+# xtcocotools' sdist, built in the image. The ubuntu:24.04 base (about 30 MB compressed) is
+# not counted; installed layers compress to about the wheels' size.
 IMAGE_WHEELS_MB = 2995.0
 # Assumption: S3 -> EC2 in one region with parallel ranged GETs, capped by a 10 Gbit/s NIC
 # (g5/g6 xlarge "up to 10 Gbps"), MB/s. One connection alone gets about 100.

@@ -23,7 +23,7 @@ def load_bench() -> ModuleType:
 
 
 def test_variants_name_mode_dtype_ops_and_flags_with_device_ops_by_default() -> None:
-    bench = load_bench()
+    bench = load_bench_script("prepare_variants")
     none = frozenset()
     assert bench.parse_variant("pipelined:float16") == ("pipelined", torch.float16, "device", none)
     assert bench.parse_variant("sequential:float32:host") == (

@@ -43,6 +43,20 @@ def _attr(value: Any) -> dict[str, str]:
     return {"N": str(Decimal(str(value)))}
 
 
+def _submitted(
+    call_api: Call, upload: Upload, short_wav: bytes, face_png: bytes, idempotency_key: str
+) -> str:
+    """A job accepted for the sample speech and face: its id."""
+    audio, face = upload("audio", short_wav), upload("image", face_png)
+    accepted = call_api(
+        "POST",
+        "/v1/jobs",
+        body=submit_body(audio, avatar_upload_id=face),
+        headers={"Idempotency-Key": idempotency_key},
+    )
+    return str(accepted["json"]["job_id"])
+
+
 def test_a_rendering_job_with_segments_has_a_playable_preview_until_it_is_done(
     call_api: Call,
     upload: Upload,
@@ -53,14 +67,7 @@ def test_a_rendering_job_with_segments_has_a_playable_preview_until_it_is_done(
     api_log_lines: io.StringIO,  # noqa: F811  # the imported fixture
 ) -> None:
     # Given a job rendering 300 frames at 25 fps in segments of 125, two of them finished
-    audio, face = upload("audio", short_wav), upload("image", face_png)
-    accepted = call_api(
-        "POST",
-        "/v1/jobs",
-        body=submit_body(audio, avatar_upload_id=face),
-        headers={"Idempotency-Key": "preview-1"},
-    )
-    job_id = accepted["json"]["job_id"]
+    job_id = _submitted(call_api, upload, short_wav, face_png, "preview-1")
     tenant = TENANTS["key-a"]
     outputs = deployment.buckets[BucketRole.OUTPUTS]
     s3 = aws("s3")
@@ -129,14 +136,7 @@ def test_a_succeeded_job_keeps_its_preview_for_the_grace_then_hands_out_none(
     deployment: LocalResources,
 ) -> None:
     # Given a job whose render just succeeded, all of its 3 segments written
-    audio, face = upload("audio", short_wav), upload("image", face_png)
-    accepted = call_api(
-        "POST",
-        "/v1/jobs",
-        body=submit_body(audio, avatar_upload_id=face),
-        headers={"Idempotency-Key": "preview-grace"},
-    )
-    job_id = accepted["json"]["job_id"]
+    job_id = _submitted(call_api, upload, short_wav, face_png, "preview-grace")
     tenant = TENANTS["key-a"]
     outputs = deployment.buckets[BucketRole.OUTPUTS]
     s3 = aws("s3")
@@ -189,14 +189,7 @@ def test_a_purged_succeeded_job_hands_out_no_preview_during_the_grace(
     deployment: LocalResources,
 ) -> None:
     # Given a job that just succeeded, its segments still there for the preview's grace
-    audio, face = upload("audio", short_wav), upload("image", face_png)
-    accepted = call_api(
-        "POST",
-        "/v1/jobs",
-        body=submit_body(audio, avatar_upload_id=face),
-        headers={"Idempotency-Key": "preview-purged"},
-    )
-    job_id = accepted["json"]["job_id"]
+    job_id = _submitted(call_api, upload, short_wav, face_png, "preview-purged")
     outputs = deployment.buckets[BucketRole.OUTPUTS]
     aws("s3").put_object(Bucket=outputs, Key=segment_key("tenant-a", job_id, 0), Body=b"ts0")
     as_worker(

@@ -22,12 +22,8 @@ STOP_TIMEOUT_SECONDS = 60
 UP = (sys.executable, "-m", "runtime.local", "up")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    bool(_missing(*_SERVICE)), reason=f"needs the API and worker: {_missing(*_SERVICE)} missing"
-)
-def test_the_cli_drives_local_mode_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    # Given local mode running with the small test engine
+def small_engine_setup(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A models dir and the environment that make `up` run the small test engine."""
     models = tmp_path / "models"
     models.mkdir()
     (models / "weights.bin").write_bytes(b"small engine")
@@ -36,6 +32,16 @@ def test_the_cli_drives_local_mode_and_ctrl_c_stops_everything(tmp_path: Path) -
         "PYTHONPATH": str(REPO_ROOT),
         "MUSETALK_ENGINE_FACTORY": "tests.support.small_engine:load",
     }
+    return models, env
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    bool(_missing(*_SERVICE)), reason=f"needs the API and worker: {_missing(*_SERVICE)} missing"
+)
+def test_the_cli_drives_local_mode_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    # Given local mode running with the small test engine
+    models, env = small_engine_setup(tmp_path)
     stderr_log = tmp_path / "up.stderr"
     with stderr_log.open("w") as stderr:
         up = subprocess.Popen(

@@ -14,7 +14,7 @@ import pytest
 
 from runtime.local.media import EXAMPLES_DIR, trim_audio
 from tests.e2e.test_local_demo import _SERVICE, REPO_ROOT, _missing
-from tests.e2e.test_local_up import UP, _cli, _read_exports
+from tests.e2e.test_local_up import UP, _cli, _read_exports, small_engine_setup
 from tests.support.waiting import eventually
 
 
@@ -24,15 +24,8 @@ from tests.support.waiting import eventually
 )
 def test_a_dead_worker_is_reported_and_another_one_attaches(tmp_path: Path) -> None:
     # Given local mode running with the small test engine
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "weights.bin").write_bytes(b"small engine")
+    models, env = small_engine_setup(tmp_path)
     work = tmp_path / "work"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "MUSETALK_ENGINE_FACTORY": "tests.support.small_engine:load",
-    }
     stderr_log = tmp_path / "up.stderr"
     with stderr_log.open("w") as stderr:
         up = subprocess.Popen(

@@ -5,7 +5,8 @@
 # speak: bench/speak.py
 # with upstream's realtime loop in the same run (OFFICIAL: a TMElyralab/MuseTalk checkout) and the
 # compiled rows; prepare: bench/prepare.py with the worker's default, the AOT packages (fp32 and
-# fp16 face models) and compile_preparation against the per-frame path. Results under $OUT.
+# fp16 face models) and compile_preparation against the per-frame path and upstream's own
+# avatar preparation (OFFICIAL). Results under $OUT.
 set -o pipefail
 OUT=${OUT:-/tmp/device-out}
 STEPS=${STEPS:-setup speak prepare}
@@ -45,8 +46,8 @@ if wants speak; then
 fi
 
 if wants prepare; then
-  mark "prepare: per-frame path, default, AOT packages, compiled"
+  mark "prepare: per-frame path, default, AOT packages, compiled, upstream's preparation"
   python3 bench/prepare.py --models /tmp/p23 --variants "$PREPARE_VARIANTS" \
-    --out "$OUT/prepare.json" 2>&1 | grep --line-buffered -v -E 'Warning|warn\(|^\s*$' | tail -60
+    --official "$OFFICIAL" --out "$OUT/prepare.json" 2>&1 | grep --line-buffered -v -E 'Warning|warn\(|^\s*$' | tail -60
 fi
 mark "done"

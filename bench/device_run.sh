@@ -12,6 +12,7 @@ OUT=${OUT:-/tmp/device-out}
 STEPS=${STEPS:-setup speak prepare}
 OFFICIAL=${OFFICIAL:-.bench/official/MuseTalk}
 SPEAK_ARGS=${SPEAK_ARGS:-}
+PREPARE_ARGS=${PREPARE_ARGS:-}  # e.g. --official-frames 10
 PREPARE_VARIANTS=${PREPARE_VARIANTS:-serial:float32:device+onepass,serial:float32:device+onepass+aot,serial:float16:device+onepass+aot,serial:float16:device+onepass+vae+compile}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site"
 begin=$(date +%s)
@@ -48,6 +49,6 @@ fi
 if wants prepare; then
   mark "prepare: per-frame path, default, AOT packages, compiled, upstream's preparation"
   python3 bench/prepare.py --models /tmp/p23 --variants "$PREPARE_VARIANTS" \
-    --official "$OFFICIAL" --out "$OUT/prepare.json" 2>&1 | grep --line-buffered -v -E 'Warning|warn\(|^\s*$' | tail -60
+    --official "$OFFICIAL" $PREPARE_ARGS --out "$OUT/prepare.json" 2>&1 | grep --line-buffered -v -E 'Warning|warn\(|^\s*$' | tail -60
 fi
 mark "done"

@@ -100,6 +100,12 @@ def print_official(official: dict[str, Any], per_frame: dict[str, Any]) -> None:
         f"{official['total_s_samples']}), compute "
         f"{official['compute_s']} s, disk I/O {official['io_s']} s; ms/frame: {stages}"
     )
+    anchors_s = official["ms_per_frame"]["s3fd_rest"] * official["frames"] / 1000
+    print(
+        f"official s3fd_rest (its Python loop over every S3FD anchor over 0.05: all of them on "
+        f"random weights, few on real ones): {anchors_s:.2f} s, "
+        f"{anchors_s / official['compute_s']:.0%} of its compute"
+    )
     print(
         f"per-frame emulation: {per_frame['vs_official']}x upstream's total per frame, "
         f"{per_frame['vs_official_compute']}x its compute; boxes against upstream's",

@@ -130,6 +130,19 @@ def test_boxes_are_identical_only_where_both_sides_agree_on_face_and_coordinates
     assert official.boxes_agreement(theirs, ours[:3])["boxes_identical"] == "2/4"
 
 
+def test_an_official_dir_without_upstreams_script_is_refused_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = load_bench_script("prepare_options")
+    (tmp_path / "scripts").mkdir()
+
+    with pytest.raises(SystemExit):
+        options.parse_args(["--models", str(tmp_path / "m"), "--official", str(tmp_path)], "")
+
+    assert "--official: " in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("MUSETALK_OFFICIAL"), reason="MUSETALK_OFFICIAL names no checkout"

@@ -5,12 +5,14 @@
 # speak: bench/speak.py
 # with upstream's realtime loop in the same run (OFFICIAL: a TMElyralab/MuseTalk checkout) and the
 # compiled rows; prepare: bench/prepare.py with the worker's default, the AOT packages (fp32 and
-# fp16 face models) and compile_preparation against the per-frame path. Results under $OUT.
+# fp16 face models) and compile_preparation against the per-frame path and upstream's own
+# avatar preparation (OFFICIAL). Results under $OUT.
 set -o pipefail
 OUT=${OUT:-/tmp/device-out}
 STEPS=${STEPS:-setup speak prepare}
 OFFICIAL=${OFFICIAL:-.bench/official/MuseTalk}
 SPEAK_ARGS=${SPEAK_ARGS:-}
+PREPARE_ARGS=${PREPARE_ARGS:-}  # e.g. --official-frames 10
 PREPARE_VARIANTS=${PREPARE_VARIANTS:-serial:float32:device+onepass,serial:float32:device+onepass+aot,serial:float16:device+onepass+aot,serial:float16:device+onepass+vae+compile}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site"
 begin=$(date +%s)
@@ -45,8 +47,8 @@ if wants speak; then
 fi
 
 if wants prepare; then
-  mark "prepare: per-frame path, default, AOT packages, compiled"
+  mark "prepare: per-frame path, default, AOT packages, compiled, upstream's preparation"
   python3 bench/prepare.py --models /tmp/p23 --variants "$PREPARE_VARIANTS" \
-    --out "$OUT/prepare.json" 2>&1 | grep --line-buffered -v -E 'Warning|warn\(|^\s*$' | tail -60
+    --official "$OFFICIAL" $PREPARE_ARGS --out "$OUT/prepare.json" 2>&1 | grep --line-buffered -v -E 'Warning|warn\(|^\s*$' | tail -60
 fi
 mark "done"

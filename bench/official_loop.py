@@ -47,17 +47,18 @@ EXPAND = 1.5  # get_image_prepare_material's crop box around the face box
 PADDING = 2  # --audio_padding_length_left / _right defaults
 
 
-def _extra_shims(compare: ModuleType) -> dict[str, ModuleType]:
-    """Packages realtime_inference.py imports that the loop never uses."""
+def _extra_shims(compare: ModuleType, *, stub_preprocessing: bool) -> dict[str, ModuleType]:
+    """Packages realtime_inference.py imports that the loop never uses (with
+    `stub_preprocessing`, also the face models' module: the loop never prepares)."""
 
     def unused(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the realtime loop's preparation is not run by the benchmark")
 
-    shims = {
-        "musetalk.utils.preprocessing": compare._module(
+    shims: dict[str, ModuleType] = {}
+    if stub_preprocessing:
+        shims["musetalk.utils.preprocessing"] = compare._module(
             "musetalk.utils.preprocessing", get_landmark_and_bbox=unused, read_imgs=unused
         )
-    }
     if importlib.util.find_spec("omegaconf") is None:
         shims["omegaconf"] = compare._module("omegaconf", OmegaConf=None)
     if importlib.util.find_spec("tqdm") is None:
@@ -65,16 +66,20 @@ def _extra_shims(compare: ModuleType) -> dict[str, ModuleType]:
     return shims
 
 
-def realtime_module(official: Path, compare: ModuleType) -> ModuleType:
+def realtime_module(
+    official: Path, compare: ModuleType, *, stub_preprocessing: bool = True
+) -> ModuleType:
     """`scripts/realtime_inference.py` of the checkout, imported (its `__main__` block not run)
-    with the shims of `compare` (bench/official_compare.py, loaded by the caller)."""
+    with the shims of `compare` (bench/official_compare.py, loaded by the caller); without
+    `stub_preprocessing`, its real `musetalk.utils.preprocessing` (which loads DWPose and S3FD
+    at import: run from an `official_workspace`)."""
     import transformers  # noqa: F401  # before any shim exists: it probes optional packages
 
     script = official / "scripts" / "realtime_inference.py"
     if not script.is_file():
         raise FileNotFoundError(f"--official: {script} not found (a TMElyralab/MuseTalk checkout)")
     sys.path.insert(0, str(official))
-    extra = _extra_shims(compare)
+    extra = _extra_shims(compare, stub_preprocessing=stub_preprocessing)
     sys.modules.update(extra)
     try:
         with compare.official_imports(), contextlib.redirect_stdout(io.StringIO()):

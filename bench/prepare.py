@@ -18,7 +18,15 @@ The avatar is the sample video (`examples/media/yongen.mp4`, 1216x704 at 25 fps)
 * **per-frame** (the official order, `scripts/realtime_inference.py` preparation, fp32 face
   models as upstream): for each frame DWPose then S3FD on that one frame, then for each frame
   the crop and two VAE encodes (masked, then reference) of batch 1, then for each frame its
-  BiSeNet parse and mask.
+  BiSeNet parse and mask;
+* **official** (with `--official DIR`, a TMElyralab/MuseTalk checkout): upstream's own
+  `Avatar.prepare_material` of `scripts/realtime_inference.py` run by its code on the same
+  clip and weights (`bench/official_prepare.py`: PNG frames, per-frame DWPose and S3FD, VAE
+  encodes, BiSeNet masks over the whole cycle, its disk writes; VAE halved on CUDA as its
+  `__main__` does), timed per stage from outside; every path gets its ratio to upstream's total
+  and to its compute alone (total less its PNG and pickle I/O), per frame (upstream prepares
+  the clip's first `--official-frames`, default 25: its S3FD post-processing takes seconds per
+  frame on random weights), and its boxes against upstream's.
 
 It prints per-stage ms/frame, total seconds, the speed-up of each variant over the per-frame
 path, and how far each variant's results agree with it: S3FD boxes, DWPose landmarks, the face
@@ -32,9 +40,10 @@ tiny VAE, a downscaled 2-frame clip, fp32.
     python bench/prepare.py --models /tmp/prep-models --variants \
         pipelined:float32:device,pipelined:float32:host --profile prof/     # + thread samples
     python bench/prepare.py --smoke --models /tmp/prep-tiny --out smoke.json   # CPU smoke
+    python bench/prepare.py --models /tmp/prep-models --official .bench/official/MuseTalk
 
 This file runs the sections in order; each is a `bench/prepare_*.py` module (options, setup,
-variants, paths, agreement, runs, profile, report).
+variants, paths, agreement, runs, profile, report); upstream's run is `bench/official_prepare.py`.
 """
 
 from __future__ import annotations
@@ -72,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         run.decode_alone()
         for variant in variants:
             run.variant(*variant)
+        if args.official is not None:
+            run.official_baseline()
         if args.profile is not None and run.result["variants"]:
             run.profile_last(variants, args.profile)
     print_report(run.result)

@@ -65,11 +65,49 @@ def print_report(result: dict[str, Any]) -> None:
         + "".join(f"{v:>20.2f}" for v in totals)
         + f"{result['per_frame']['total_s']:>12.2f}"
     )
+    official = result.get("official")
+    if official is not None:
+        paths = [result["variants"][n] for n in names] + [result["per_frame"]]
+        for label, key in (
+            ("x official", "vs_official"),
+            ("x official compute", "vs_official_compute"),
+        ):
+            print(
+                f"{label:<18}"
+                + "".join(f"{p[key]:>20.2f}" for p in paths[:-1])
+                + f"{paths[-1][key]:>12.2f}"
+            )
+        print_official(official, result["per_frame"])
     for name in names:
         variant = result["variants"][name]
         print(
             f"{name}: speed-up {variant['speedup']}x, warm-up {variant['warmup_s']} s; agreement",
             json.dumps(variant["agreement"]),
         )
+        if "official_boxes" in variant:
+            print(f"{name}: boxes against upstream's", json.dumps(variant["official_boxes"]))
     for name, error in result["failed"].items():
         print(f"{name}: FAILED {error}")
+
+
+def print_official(official: dict[str, Any], per_frame: dict[str, Any]) -> None:
+    """Upstream's own preparation: its total, compute and disk I/O, its stages, and how the
+    per-frame emulation's boxes and time compare with it."""
+    stages = ", ".join(f"{stage} {ms:.2f}" for stage, ms in official["ms_per_frame"].items())
+    print(
+        f"official (upstream's code, {official['device']}, VAE {official['vae_dtype']}, first "
+        f"{official['frames']} frames): total {official['total_s']} s (runs "
+        f"{official['total_s_samples']}), compute "
+        f"{official['compute_s']} s, disk I/O {official['io_s']} s; ms/frame: {stages}"
+    )
+    anchors_s = official["ms_per_frame"]["s3fd_rest"] * official["frames"] / 1000
+    print(
+        f"official s3fd_rest (its Python loop over every S3FD anchor over 0.05: all of them on "
+        f"random weights, few on real ones): {anchors_s:.2f} s, "
+        f"{anchors_s / official['compute_s']:.0%} of its compute"
+    )
+    print(
+        f"per-frame emulation: {per_frame['vs_official']}x upstream's total per frame, "
+        f"{per_frame['vs_official_compute']}x its compute; boxes against upstream's",
+        json.dumps(per_frame["official_boxes"]),
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from bench import official_prepare
 from bench.prepare_agreement import agreement
 from bench.prepare_paths import ours, per_frame, synchronize
 from bench.prepare_profile import profile
@@ -41,6 +42,9 @@ class PrepareRun:
         self.frames: int = result["avatar"]["frames"]
         self.compiled: dict[Any, Any] = {}
         self.built: dict[torch.dtype, tuple[Path, dict[str, float]]] = {}
+        # per path, for --official: its total seconds and face boxes
+        self.totals: dict[str, float] = {}
+        self.boxes: dict[str, list[official_prepare.Box | None]] = {}
 
     def save(self) -> None:
         """The result so far, to `--out` if given."""
@@ -67,6 +71,10 @@ class PrepareRun:
         start = time.perf_counter()
         self.reference, theirs, self.theirs_seen = per_frame(engine, *fp32_faces, self.avatar)
         self.total_per_frame = time.perf_counter() - start
+        self.totals["per_frame"] = self.total_per_frame
+        self.boxes["per_frame"] = [
+            (b.x1, b.y1, b.x2, b.y2) if b is not None else None for b in self.reference["boxes"]
+        ]
         self.result["per_frame"] = {
             "face_models_dtype": "float32",
             "ms_per_frame": per_frame_ms(theirs, self.frames),
@@ -122,11 +130,40 @@ class PrepareRun:
             "speedup": round(self.total_per_frame / total, 2),
             "agreement": agreement(prepared, self.reference, seen, self.theirs_seen),
         }
+        self.totals[name] = total
+        self.boxes[name] = [
+            (int(x1), int(y1), int(x2), int(y2)) if face else None
+            for (x1, y1, x2, y2), face in zip(prepared.boxes, prepared.has_face, strict=True)
+        ]
         if "aot" in flags:
             figures["aot_build_s"] = self.built[dtype][1]
             figures["aot_load_ms"] = rounded(engine.prepare_packages_ms)
         del prepared
         say(f"{name}: {total:.2f} s, {figures['speedup']}x")
+        self.save()
+
+    def official_baseline(self) -> None:
+        """Upstream's own preparation of the clip's first `--official-frames` frames on the same
+        weights (bench/official_prepare.py), then every path's per-frame ratios to it and its
+        boxes against upstream's on those frames; its failure ends only it."""
+        frames = min(self.args.official_frames, self.frames)
+        say(f"preparing {frames} frames by upstream's code ({self.args.official})")
+        try:
+            official, theirs = official_prepare.measure(
+                self.args.official, self.args.models, self.avatar, frames, self.args.official_runs
+            )
+        except Exception as error:
+            self.result["failed"]["official"] = f"{type(error).__name__}: {error}"[:500]
+            say(f"official failed: {self.result['failed']['official']}")
+            return
+        self.result["official"] = official
+        paths = {"per_frame": self.result["per_frame"], **self.result["variants"]}
+        for name, figures in paths.items():
+            figures.update(official_prepare.ratios(self.totals[name], self.frames, official))
+            figures["official_boxes"] = official_prepare.boxes_agreement(
+                theirs, self.boxes[name][:frames]
+            )
+        say(f"official: {official['total_s']:.2f} s, compute {official['compute_s']:.2f} s")
         self.save()
 
     def profile_last(self, variants: list[Variant], directory: Path) -> None:

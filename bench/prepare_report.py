@@ -71,6 +71,7 @@ def print_report(result: dict[str, Any]) -> None:
         for label, key in (
             ("x official", "vs_official"),
             ("x official compute", "vs_official_compute"),
+            ("x o. less S3FD loop", "vs_official_compute_less_s3fd_loop"),
         ):
             print(
                 f"{label:<18}"

@@ -107,6 +107,7 @@ class JobRender:
         out_path = work / "output.mp4"
         rendered = self._speak(message, lease, record, prepared, audio, content_hash, work, timings)
         check_output(out_path, frames=rendered.frames)
+        self._segments.drop_past(message, record, rendered.frames)
         started = time.monotonic()
         metadata = cache_metadata(rendered)
         self._upload(out_path, destination, cache_key, metadata)

@@ -36,13 +36,20 @@ from infra.components.nag import (
     acknowledge,
     acknowledge_kms_data_keys,
     acknowledge_table_indexes,
-    grant_objects,
+    grant_listing,
     grant_objects_under,
 )
 from infra.components.powertools_layer import powertools_layer
 from infra.components.rest_api import add_routes, rest_api, tenant_keys
 from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
-from runtime.common.keys import PREVIEW_PLAYLIST_KEY_PATTERN, SEGMENT_KEY_PATTERN
+from runtime.common.keys import (
+    AVATAR_CACHE_KEY_PATTERN,
+    OUTPUT_KEY_PATTERN,
+    PREVIEW_PLAYLIST_KEY_PATTERN,
+    RENDERED_CACHE_KEY_PATTERN,
+    SEGMENT_KEY_PATTERN,
+    UPLOAD_KEY_PATTERN,
+)
 from runtime.common.metrics import NAMESPACE
 from runtime.common.names import EnvVar, Lane
 
@@ -221,10 +228,38 @@ class JobApi(Construct):
         )
         for queue in r.queues.values():
             queue.grant_send_messages(function)
-        # Presigned PUT/POST into uploads; HEAD (s3:GetObject) to check an upload arrived;
-        # presigned GET on outputs; delete of a tenant's objects for purge.
-        grant_objects(function, r.uploads, "s3:PutObject", "s3:GetObject", "s3:DeleteObject")
-        grant_objects(function, r.outputs, "s3:GetObject", "s3:DeleteObject")
+        # Presigned POST into an upload's key; HEAD and ranged reads (s3:GetObject) of what
+        # arrived; purge deletes it.
+        grant_objects_under(
+            function,
+            r.uploads,
+            UPLOAD_KEY_PATTERN,
+            "s3:PutObject",
+            "s3:GetObject",
+            "s3:DeleteObject",
+            why="Uploads (tenants/<t>/uploads/<id>/<kind>): presigned POST, checked, purged.",
+        )
+        grant_listing(function, r.uploads)
+        # Presigned GETs of a job's output and preview segments; purge deletes them, and cancel
+        # the segments of an earlier attempt (listing the job's segments prefix).
+        for pattern, what in ((OUTPUT_KEY_PATTERN, "output"), (SEGMENT_KEY_PATTERN, "segments")):
+            grant_objects_under(
+                function,
+                r.outputs,
+                pattern,
+                "s3:GetObject",
+                "s3:DeleteObject",
+                why=f"A job's {what} ({pattern}): presigned download or preview, purged.",
+            )
+        # Purge deletes the job's content-addressed render too; the API never reads the cache.
+        grant_objects_under(
+            function,
+            r.outputs,
+            RENDERED_CACHE_KEY_PATTERN,
+            "s3:DeleteObject",
+            why="The purged job's render in the output cache (rendered/<model>/<hash>.mp4).",
+        )
+        grant_listing(function, r.outputs)
         # The live preview's playlist is rewritten on each status read (runtime/api/preview.py).
         grant_objects_under(
             function,
@@ -235,7 +270,13 @@ class JobApi(Construct):
             why="Only the preview playlists (tenants/<t>/jobs/<id>/segments/preview.m3u8).",
         )
         # Purge erases the prepared avatar (a face's latents) too; the API never reads the cache.
-        grant_objects(function, r.avatar_cache, "s3:DeleteObject")
+        grant_objects_under(
+            function,
+            r.avatar_cache,
+            AVATAR_CACHE_KEY_PATTERN,
+            "s3:DeleteObject",
+            why="The purged job's prepared avatar (prepared/<model>/<avatar id>.bin).",
+        )
         # Cancelling publishes a job.cancelled event.
         r.completion_topic.grant_publish(function)
         # Webhook redelivery requests.

@@ -28,13 +28,19 @@ def grant_objects(grantee: iam.IGrantable, bucket: s3.IBucket, *actions: str) ->
     iam.Grant.add_to_principal(
         grantee=grantee, actions=list(actions), resource_arns=[bucket.arn_for_objects("*")]
     )
-    iam.Grant.add_to_principal(
-        grantee=grantee, actions=["s3:ListBucket"], resource_arns=[bucket.bucket_arn]
-    )
+    grant_listing(grantee, bucket)
     acknowledge(
         _role(grantee),
         f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/*]",
         f"Keys are created at runtime (per tenant, job, avatar) inside {bucket.node.id} only.",
+    )
+
+
+def grant_listing(grantee: iam.IGrantable, bucket: s3.IBucket) -> None:
+    """s3:ListBucket, without which S3 answers 403 rather than 404 for a missing key (and a
+    prefix cannot be listed)."""
+    iam.Grant.add_to_principal(
+        grantee=grantee, actions=["s3:ListBucket"], resource_arns=[bucket.bucket_arn]
     )
 
 

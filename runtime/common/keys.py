@@ -25,10 +25,16 @@ def upload_key(tenant: str, upload_id: str, kind: str) -> str:
     return f"{tenant_prefix(tenant)}uploads/{upload_id}/{kind}"
 
 
+UPLOAD_KEY_PATTERN = "tenants/*/uploads/*"  # IAM resource pattern of `upload_key`
+
+
 def output_key(tenant: str, job_id: str) -> str:
     if not is_safe_id(job_id):
         raise ValueError("job id must match [A-Za-z0-9_-]{1,64}")
     return f"{tenant_prefix(tenant)}jobs/{job_id}/output.mp4"
+
+
+OUTPUT_KEY_PATTERN = "tenants/*/jobs/*/output.mp4"  # IAM resource pattern of `output_key`
 
 
 def job_segments_prefix(tenant: str, job_id: str) -> str:
@@ -51,19 +57,24 @@ def preview_playlist_key(tenant: str, job_id: str) -> str:
 
 
 # IAM resource patterns of the keys above (the worker and the dead-letter handler delete segments,
-# the API writes playlists).
+# the API writes playlists). In IAM `*` spans any characters, slashes included.
 SEGMENT_KEY_PATTERN = "tenants/*/jobs/*/segments/*"
 PREVIEW_PLAYLIST_KEY_PATTERN = "tenants/*/jobs/*/segments/preview.m3u8"
+
+
+AVATAR_CACHE_PREFIX = "prepared/"
+AVATAR_CACHE_KEY_PATTERN = f"{AVATAR_CACHE_PREFIX}*"  # what purge may delete in the avatar cache
 
 
 def avatar_cache_key(model_version: str, avatar_id: str) -> str:
     """Prepared avatars are keyed by content + options (the avatar id) and model version."""
     if not is_safe_id(avatar_id):
         raise ValueError("avatar id must match [A-Za-z0-9_-]{1,64}")
-    return f"prepared/{model_version}/{avatar_id}.bin"
+    return f"{AVATAR_CACHE_PREFIX}{model_version}/{avatar_id}.bin"
 
 
 RENDERED_CACHE_PREFIX = "rendered/"
+RENDERED_CACHE_KEY_PATTERN = f"{RENDERED_CACHE_PREFIX}*"  # what purge may delete of the cache
 
 
 def rendered_cache_key(model_version: str, content_hash: str) -> str:

@@ -4,7 +4,8 @@ After `SUCCEEDED` they stay: the preview plays to its last frame for `PREVIEW_GR
 and the bucket's lifecycle rule on their tag (`runtime.common.preview`) expires them. A job that
 ends without an output (failed by the worker or the dead-letter handler, cancelled by its caller
 or its deadline, expired after an earlier attempt, purged) has no preview to finish, so its files
-go at once; so do an interrupted attempt's segments once an output-cache hit makes them useless.
+go at once; so do an interrupted attempt's segments once an output-cache hit makes them useless,
+and those of a longer earlier attempt past a finished render's last segment.
 Every deletion is under the job's own segments prefix (`job_segments_prefix`).
 """
 
@@ -33,19 +34,36 @@ def delete_render_files(
         else:
             keys = [segment_key(tenant, job_id, index) for index in range(segments)]
             keys.append(preview_playlist_key(tenant, job_id))
-        failed = 0
-        for start in range(0, len(keys), DELETE_BATCH):
-            response = s3.delete_objects(
-                Bucket=bucket,
-                Delete={
-                    "Objects": [{"Key": key} for key in keys[start : start + DELETE_BATCH]],
-                    "Quiet": True,
-                },
-            )
-            # Per-key failures (AccessDenied, ...) come back in the response, not as an error.
-            failed += len(response.get("Errors", []))
+        return _deleted(s3, bucket, keys)
     except (ClientError, BotoCoreError):
         return False
+
+
+def delete_segments_from(
+    s3: Any, bucket: str, tenant: str, job_id: str, *, first: int, end: int
+) -> bool:
+    """Delete segments first..end-1 only, keeping those before and the playlist: what an
+    earlier, longer attempt left past a shorter render's last segment (a listing of the prefix
+    would otherwise find them). False if any stayed."""
+    keys = [segment_key(tenant, job_id, index) for index in range(first, end)]
+    try:
+        return _deleted(s3, bucket, keys)
+    except (ClientError, BotoCoreError):
+        return False
+
+
+def _deleted(s3: Any, bucket: str, keys: list[str]) -> bool:
+    failed = 0
+    for start in range(0, len(keys), DELETE_BATCH):
+        response = s3.delete_objects(
+            Bucket=bucket,
+            Delete={
+                "Objects": [{"Key": key} for key in keys[start : start + DELETE_BATCH]],
+                "Quiet": True,
+            },
+        )
+        # Per-key failures (AccessDenied, ...) come back in the response, not as an error.
+        failed += len(response.get("Errors", []))
     return failed == 0
 
 

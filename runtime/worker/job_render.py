@@ -96,8 +96,8 @@ class JobRender:
         cached = self._cache.cached_or_claimed(content_hash, cache_key, destination, message)
         if cached is not None:
             self._metrics.emit({Metric.OUTPUT_CACHE_HITS: 1}, lane=message.lane)
-            if record.segments_done:  # an interrupted attempt's, no longer needed
-                self._segments.delete(message, record.segments_done)
+            if record.segments_done:  # an interrupted attempt's (and its unrecorded last)
+                self._segments.delete(message, record.segments_done + 1)
             return cached, True, cache_key
 
         check_deadline(message, "before preparing")
@@ -107,6 +107,7 @@ class JobRender:
         out_path = work / "output.mp4"
         rendered = self._speak(message, lease, record, prepared, audio, content_hash, work, timings)
         check_output(out_path, frames=rendered.frames)
+        self._segments.drop_past(message, record, rendered.frames)
         started = time.monotonic()
         metadata = cache_metadata(rendered)
         self._upload(out_path, destination, cache_key, metadata)

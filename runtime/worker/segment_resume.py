@@ -18,8 +18,14 @@ from runtime.common.jobs import JobMessage
 from runtime.common.keys import segment_key
 from runtime.common.preview import PREVIEW_TAGGING, write_playlist
 from runtime.common.records import JobRecord
-from runtime.common.render_files import delete_render_files
-from runtime.engine.engine_contract import Segment, SegmentPlan, SyncSums, segment_file_name
+from runtime.common.render_files import delete_render_files, delete_segments_from
+from runtime.engine.engine_contract import (
+    Segment,
+    SegmentPlan,
+    SyncSums,
+    segment_count,
+    segment_file_name,
+)
 from runtime.worker.config import WorkerSettings
 from runtime.worker.job_store import JobStore, Lease, LeaseLost
 from runtime.worker.shutdown import StopPolicy
@@ -121,6 +127,32 @@ class RenderSegments:
             self._s3, self._settings.outputs_bucket, message.tenant, message.job_id, segments=count
         ):
             logger.warning("could not delete the render's segments; their lifecycle rule will")
+
+    def drop_past(self, message: JobMessage, earlier: JobRecord, frames: int) -> None:
+        """After a checked render of `frames`: delete what the `earlier` attempt (the record
+        `plan` was given) left past this render's last segment; started over with another
+        segment size or render, it may have had more. Best effort: logged, the lifecycle rule
+        removes what stays."""
+        recorded = earlier.segments_done or 0
+        end = recorded + 1  # the earlier attempt's last may be uploaded but not yet recorded
+        first = segment_count(frames, self._settings.segment_frames)
+        if not recorded or first >= end:
+            return
+        extra = {"first_segment": first, "end_segment": end}
+        if delete_segments_from(
+            self._s3,
+            self._settings.outputs_bucket,
+            message.tenant,
+            message.job_id,
+            first=first,
+            end=end,
+        ):
+            logger.info("deleted an earlier attempt's segments past the render's last", extra=extra)
+        else:
+            logger.warning(
+                "could not delete an earlier attempt's segments; their lifecycle rule will",
+                extra=extra,
+            )
 
     def _download_done(
         self, message: JobMessage, directory: Path, done: int

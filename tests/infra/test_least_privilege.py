@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 
 import pytest
 
+from runtime.common.jobs import MODEL_VERSION
 from runtime.common.keys import (
     AOT_ARTIFACTS_KEY_PATTERN,
+    OUTPUT_KEY_PATTERN,
     PREVIEW_PLAYLIST_KEY_PATTERN,
     SEGMENT_KEY_PATTERN,
+    UPLOAD_KEY_PATTERN,
+    aot_artifacts_prefix,
     avatar_cache_key,
     output_key,
     preview_playlist_key,
@@ -21,6 +24,7 @@ from runtime.common.keys import (
 )
 from runtime.common.names import Lane
 from tests.infra.conftest import Synthesized
+from tests.infra.iam_evaluation import arn_matches, may
 from tests.infra.template_queries import (
     actions,
     actions_on,
@@ -80,6 +84,8 @@ def test_api_presigns_into_uploads_and_out_of_outputs(dev: Synthesized) -> None:
     assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"} == actions_on(
         dev.raw, role, _bucket(dev, "Uploads")
     )
+    for action in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject"):
+        assert _keys_granted(dev, role, "Uploads", action) == [UPLOAD_KEY_PATTERN]
     assert {
         "s3:GetObject",
         "s3:DeleteObject",
@@ -87,6 +93,11 @@ def test_api_presigns_into_uploads_and_out_of_outputs(dev: Synthesized) -> None:
         "s3:PutObject",
         "s3:PutObjectTagging",
     } == actions_on(dev.raw, role, _bucket(dev, "Outputs"))
+    # It reads (presigns) a job's output and segments only, never the shared render cache
+    assert set(_keys_granted(dev, role, "Outputs", "s3:GetObject")) == {
+        OUTPUT_KEY_PATTERN,
+        SEGMENT_KEY_PATTERN,
+    }
     # It writes (tagged) only the live preview's playlists there
     for action in ("s3:PutObject", "s3:PutObjectTagging"):
         assert _keys_granted(dev, role, "Outputs", action) == [PREVIEW_PLAYLIST_KEY_PATTERN]
@@ -96,11 +107,79 @@ def test_api_cannot_read_the_avatar_cache_or_touch_weights(dev: Synthesized) -> 
     role = _role(dev, "ApiHandlerServiceRole")
     for bucket in ("Weights", "AccessLogs"):
         assert actions_on(dev.raw, role, _bucket(dev, bucket)) == set(), bucket
-    # Purge erases a prepared avatar; it never reads one.
-    assert actions_on(dev.raw, role, _bucket(dev, "AvatarCache")) == {
-        "s3:DeleteObject",
-        "s3:ListBucket",
+    # Purge erases a prepared avatar by key; it never reads or lists the cache.
+    assert actions_on(dev.raw, role, _bucket(dev, "AvatarCache")) == {"s3:DeleteObject"}
+
+
+def _api_deletes() -> dict[str, list[str]]:
+    """Every kind of key purge and cancel delete, per bucket, built by the runtime's own key
+    functions (`runtime.api.cancellation`)."""
+    return {
+        "Uploads": [upload_key("acme", "up1", "audio"), upload_key("acme", "up2", "avatar")],
+        "Outputs": [
+            output_key("acme", "job1"),
+            segment_key("acme", "job1", 0),
+            segment_key("acme", "job1", 99_999),
+            preview_playlist_key("acme", "job1"),
+            rendered_cache_key(MODEL_VERSION, "c" * 64),
+        ],
+        "AvatarCache": [avatar_cache_key(MODEL_VERSION, "avatar-1")],
     }
+
+
+def test_api_may_delete_every_key_purge_and_cancel_build(dev: Synthesized) -> None:
+    role = _role(dev, "ApiHandlerServiceRole")
+    for bucket, keys in _api_deletes().items():
+        for key in keys:
+            assert may(dev.raw, role, "s3:DeleteObject", _bucket(dev, bucket), key), (bucket, key)
+
+
+def test_api_may_delete_nothing_outside_those_keys(dev: Synthesized) -> None:
+    role = _role(dev, "ApiHandlerServiceRole")
+    job = "tenants/acme/jobs/job1/"
+    outside = {
+        # another bucket's layout, the bucket's top level, a tenant's other prefixes
+        "Uploads": [output_key("acme", "job1"), "stray.bin", "tenants/acme/notes.txt"],
+        "Outputs": [
+            upload_key("acme", "up1", "audio"),
+            "output.mp4",
+            f"{job}notes.txt",
+            f"{job}output.mp4.bak",
+            "renderedx/v1/hash.mp4",
+            avatar_cache_key(MODEL_VERSION, "avatar-1"),
+        ],
+        "AvatarCache": [rendered_cache_key(MODEL_VERSION, "c" * 64), "stray.bin"],
+        "Weights": [
+            f"{aot_artifacts_prefix(MODEL_VERSION, 'digest1')}package.tar",
+            "models/musetalkV15/unet.pth",
+        ],
+        "AccessLogs": ["outputs/2026-01-01-00-00-00-ABCDEF"],
+    }
+    for bucket, keys in outside.items():
+        for key in keys:
+            assert not may(dev.raw, role, "s3:DeleteObject", _bucket(dev, bucket), key), (
+                bucket,
+                key,
+            )
+    # and it presigns no download of the shared render cache
+    rendered = rendered_cache_key(MODEL_VERSION, "c" * 64)
+    assert not may(dev.raw, role, "s3:GetObject", _bucket(dev, "Outputs"), rendered)
+    assert may(dev.raw, role, "s3:GetObject", _bucket(dev, "Outputs"), output_key("acme", "j"))
+
+
+def test_the_wildcard_matcher_follows_iam() -> None:
+    bucket = "arn:aws:s3:::amzn-s3-demo-bucket"
+    # `*` spans slashes and may be empty; `?` is exactly one character
+    assert arn_matches(f"{bucket}/*", f"{bucket}/a/b/c.txt")
+    assert arn_matches(f"{bucket}/tenants/*/jobs/*", f"{bucket}/tenants/a/b/jobs/")
+    assert arn_matches(f"{bucket}/?.txt", f"{bucket}/a.txt")
+    assert not arn_matches(f"{bucket}/?.txt", f"{bucket}/ab.txt")
+    # case sensitive, brackets literal, another bucket is another segment's text
+    assert not arn_matches(f"{bucket}/Tenants/*", f"{bucket}/tenants/a")
+    assert not arn_matches(f"{bucket}/[ab]", f"{bucket}/a")
+    assert arn_matches(f"{bucket}/[ab]", f"{bucket}/[ab]")
+    assert not arn_matches(f"{bucket}/*", "arn:aws:s3:::amzn-s3-demo-bucket2/a")
+    assert not arn_matches("arn:aws:s3:::*/x", "arn:aws:sqs:::b/x")
 
 
 def test_api_publishes_cancellations_to_the_completion_topic(dev: Synthesized) -> None:
@@ -163,15 +242,16 @@ def test_dead_letter_handler_may_delete_only_render_segments(dev: Synthesized) -
     assert pattern == SEGMENT_KEY_PATTERN
     # As IAM matches a resource ARN (`*` spans any characters, slashes included): the job's
     # segments and playlist are covered, its output and the tenant's uploads are not.
+    outputs = _bucket(dev, "Outputs")
     covered = [segment_key("acme", "job1", 7), preview_playlist_key("acme", "job1")]
-    assert all(fnmatch.fnmatchcase(key, pattern) for key in covered)
+    assert all(may(dev.raw, role, "s3:DeleteObject", outputs, key) for key in covered)
     kept = [
         output_key("acme", "job1"),
         upload_key("acme", "up1", "audio"),
         avatar_cache_key("v1", "avatar1"),
         rendered_cache_key("v1", "hash1"),
     ]
-    assert not any(fnmatch.fnmatchcase(key, pattern) for key in kept)
+    assert not any(may(dev.raw, role, "s3:DeleteObject", outputs, key) for key in kept)
 
 
 # --- worker ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ segments are deleted and its record says none are left (a preview would list mis
 from __future__ import annotations
 
 from runtime.common.jobs import JobStatus
-from runtime.common.keys import job_segments_prefix
+from runtime.common.keys import job_segments_prefix, segment_key
 from runtime.common.names import BucketRole, EnvVar, Lane
 from runtime.worker.job_runner import Outcome
 from tests.integration.worker.conftest import MakeWorker
@@ -24,6 +24,12 @@ def test_a_cache_hit_after_an_interrupted_attempt_leaves_no_preview(
     crashing = make_worker(SmallEngine(fail_at_frame=110), **SEGMENTED)
     assert crashing.run_once() is Outcome.RETRY
     assert world.record(first.job_id).segments_done == 2
+    # (and had uploaded its third without recording it, as a crash between the two leaves it)
+    world.s3.put_object(
+        Bucket=world.bucket(BucketRole.OUTPUTS),
+        Key=segment_key("tenant-a", first.job_id, 2),
+        Body=b"unrecorded segment",
+    )
     # And an interactive job of the same content rendered (and cached) meanwhile
     second = world.submit(avatar=avatar, audio=audio)
     worker = make_worker(SmallEngine(), **SEGMENTED)

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import av
+import boto3
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 
 from runtime.common.jobs import JobStatus
 from runtime.common.keys import job_segments_prefix, segment_key
@@ -160,6 +162,67 @@ def test_segments_of_another_render_are_not_reused(
     assert world.record(message.job_id).resumed_from_frame is None
     frames = output_frames(world, message.job_id, tmp_path)
     assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))
+
+
+EARLIER_BODY = b"an earlier attempt's segment"
+
+
+def seed_longer_earlier_attempt(world: WorkerWorld, tenant: str, job_id: str) -> int:
+    """An earlier attempt of another segment size that recorded segments 0..6 and uploaded 7
+    without recording it (stopped between the two); returns its last segment's index."""
+    for index in range(8):
+        world.s3.put_object(
+            Bucket=world.bucket(BucketRole.OUTPUTS),
+            Key=segment_key(tenant, job_id, index),
+            Body=EARLIER_BODY,
+        )
+    world.table.update_item(
+        Key={JobsTable.PARTITION_KEY: job_pk(job_id)},
+        UpdateExpression="SET segments_done = :done, segment_frames = :size, segments_hash = :hash",
+        ExpressionAttributeValues={":done": 7, ":size": 25, ":hash": "0" * 64},
+    )
+    return 7
+
+
+def test_a_shorter_render_deletes_a_longer_earlier_attempts_later_segments(
+    world: WorkerWorld, make_worker: MakeWorker
+) -> None:
+    # Given a job whose earlier attempt (25-frame segments) left segments 0..7
+    message = world.submit()
+    seed_longer_earlier_attempt(world, message.tenant, message.job_id)
+    # When it renders again in 50-frame segments: 4 of them
+    assert run_job(make_worker(SmallEngine(), **SEGMENTED).run_once) is Outcome.SUCCEEDED
+    # Then only this render's segments 0..3 are left, and none is the earlier attempt's
+    keys = segment_keys(world, message.tenant, message.job_id)
+    assert keys == [segment_key(message.tenant, message.job_id, i) for i in range(4)]
+    assert world.record(message.job_id).segments_done == 4
+    for key in keys:
+        body = world.s3.get_object(Bucket=world.bucket(BucketRole.OUTPUTS), Key=key)["Body"]
+        assert body.read() != EARLIER_BODY, key
+
+
+def test_a_failed_deletion_of_earlier_segments_never_fails_the_job(
+    world: WorkerWorld,
+    make_worker: MakeWorker,
+    worker_session: boto3.session.Session,
+) -> None:
+    # Given the same longer earlier attempt, and S3 refusing every DeleteObjects of the worker
+    message = world.submit()
+    last = seed_longer_earlier_attempt(world, message.tenant, message.job_id)
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObjects")
+
+    worker_session.events.register("before-call.s3.DeleteObjects", refuse, unique_id="refuse")
+    try:
+        worker = make_worker(SmallEngine(), **SEGMENTED)  # its clients copy the handler
+    finally:
+        worker_session.events.unregister("before-call.s3.DeleteObjects", unique_id="refuse")
+    # When it renders again
+    # Then the job still succeeds; the earlier segments past its last wait for the lifecycle rule
+    assert run_job(worker.run_once) is Outcome.SUCCEEDED
+    keys = segment_keys(world, message.tenant, message.job_id)
+    assert keys == [segment_key(message.tenant, message.job_id, i) for i in range(last + 1)]
 
 
 class CancelledMidRender(SmallEngine):

@@ -1,0 +1,88 @@
+"""Whether a role's synthesized policy allows an S3 action on one object, matched as IAM does.
+
+IAM matches a resource ARN segment by segment (the parts between colons; the last segment is
+everything after the fifth colon, an S3 bucket and key): `*` stands for any run of characters,
+slashes included, and `?` for exactly one; nothing else is special, and the match is case
+sensitive. Action names match case-insensitively, with the same wildcards. An explicit Deny wins.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.infra.template_queries import statements_of_role
+
+_SEGMENTS = 6  # arn:partition:service:region:account:resource
+
+
+def wildcard_matches(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
+    """`*` = any characters (none included), `?` = one character; everything else literal."""
+    regex = "".join(
+        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
+    )
+    flags = re.DOTALL | (0 if case_sensitive else re.IGNORECASE)
+    return re.fullmatch(regex, value, flags) is not None
+
+
+def arn_matches(pattern: str, arn: str) -> bool:
+    if pattern == "*":
+        return True
+    wanted = pattern.split(":", _SEGMENTS - 1)
+    actual = arn.split(":", _SEGMENTS - 1)
+    if len(wanted) != _SEGMENTS or len(actual) != _SEGMENTS:
+        return False
+    # A `*` ending a segment may also run over the colons after it (rare; not in our ARNs).
+    return all(wildcard_matches(w, a) for w, a in zip(wanted, actual, strict=True))
+
+
+def object_arn(bucket_logical_id: str, key: str) -> str:
+    """The ARN the evaluation uses for a key of the template's bucket (named by its logical id)."""
+    return f"{_bucket_arn(bucket_logical_id)}/{key}"
+
+
+def may(raw: dict[str, Any], role: str, action: str, bucket_logical_id: str, key: str) -> bool:
+    """Whether `role` may take `action` (e.g. `s3:DeleteObject`) on `key` of the bucket."""
+    arn = object_arn(bucket_logical_id, key)
+    allowed = False
+    for statement in statements_of_role(raw, role):
+        if "NotAction" in statement or "NotResource" in statement:
+            raise AssertionError(f"not evaluated here: {statement}")
+        if not _applies(statement, action, arn):
+            continue
+        if "Condition" in statement:
+            raise AssertionError(f"conditions are not evaluated here: {statement}")
+        if statement["Effect"] == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+def _applies(statement: dict[str, Any], action: str, arn: str) -> bool:
+    action_patterns = _as_list(statement["Action"])
+    if not any(wildcard_matches(p, action, case_sensitive=False) for p in action_patterns):
+        return False
+    return any(arn_matches(_resolve(r), arn) for r in _as_list(statement["Resource"]))
+
+
+def _resolve(value: Any) -> str:
+    """A Resource value with the intrinsics CDK writes for bucket ARNs resolved; anything else
+    becomes a string no ARN equals (so an unresolved grant never counts as allowing)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(_resolve(part) for part in parts)
+    if isinstance(value, dict) and "Fn::GetAtt" in value and value["Fn::GetAtt"][1] == "Arn":
+        return _bucket_arn(value["Fn::GetAtt"][0])
+    if value == {"Ref": "AWS::Partition"}:
+        return "aws"
+    return f"<unresolved {value!r}>"
+
+
+def _bucket_arn(logical_id: str) -> str:
+    return f"arn:aws:s3:::{logical_id}"
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

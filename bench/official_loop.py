@@ -14,9 +14,9 @@ video is written, so every ratio against it is conservative for our rows (they e
 Only the avatar's preparation is not upstream's (it needs the face models): the benchmark's
 prepared avatar gives the frames, boxes and latents, and each box's blend mask is placed in
 the 1.5x crop box the way `get_image_prepare_material` places its parsing mask. Shims (only
-where the package is missing): those of `bench/official_compare.py` (torchvision.transforms,
+where the package is missing): those of `bench/official_workspace.py` (torchvision.transforms,
 einops, librosa's `load`: our PyAV loader, so audio decoding is ours), plus `omegaconf` and
-`tqdm`; `musetalk.utils.preprocessing` is always replaced by a stub (it loads S3FD and DWPose
+`tqdm`; `musetalk.utils.preprocessing` is replaced by a stub for the loop (it loads S3FD and DWPose
 at import, which the loop never calls).
 """
 
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench import official_workspace
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.layout import ModelsLayout
 
@@ -47,7 +48,7 @@ EXPAND = 1.5  # get_image_prepare_material's crop box around the face box
 PADDING = 2  # --audio_padding_length_left / _right defaults
 
 
-def _extra_shims(compare: ModuleType, *, stub_preprocessing: bool) -> dict[str, ModuleType]:
+def _extra_shims(*, stub_preprocessing: bool) -> dict[str, ModuleType]:
     """Packages realtime_inference.py imports that the loop never uses (with
     `stub_preprocessing`, also the face models' module: the loop never prepares)."""
 
@@ -56,21 +57,19 @@ def _extra_shims(compare: ModuleType, *, stub_preprocessing: bool) -> dict[str, 
 
     shims: dict[str, ModuleType] = {}
     if stub_preprocessing:
-        shims["musetalk.utils.preprocessing"] = compare._module(
+        shims["musetalk.utils.preprocessing"] = official_workspace._module(
             "musetalk.utils.preprocessing", get_landmark_and_bbox=unused, read_imgs=unused
         )
     if importlib.util.find_spec("omegaconf") is None:
-        shims["omegaconf"] = compare._module("omegaconf", OmegaConf=None)
+        shims["omegaconf"] = official_workspace._module("omegaconf", OmegaConf=None)
     if importlib.util.find_spec("tqdm") is None:
-        shims["tqdm"] = compare._module("tqdm", tqdm=lambda iterable, **kw: iterable)
+        shims["tqdm"] = official_workspace._module("tqdm", tqdm=lambda iterable, **kw: iterable)
     return shims
 
 
-def realtime_module(
-    official: Path, compare: ModuleType, *, stub_preprocessing: bool = True
-) -> ModuleType:
+def realtime_module(official: Path, *, stub_preprocessing: bool = True) -> ModuleType:
     """`scripts/realtime_inference.py` of the checkout, imported (its `__main__` block not run)
-    with the shims of `compare` (bench/official_compare.py, loaded by the caller); without
+    with the shims of `bench/official_workspace.py`; without
     `stub_preprocessing`, its real `musetalk.utils.preprocessing` (which loads DWPose and S3FD
     at import: run from an `official_workspace`)."""
     import transformers  # noqa: F401  # before any shim exists: it probes optional packages
@@ -79,10 +78,10 @@ def realtime_module(
     if not script.is_file():
         raise FileNotFoundError(f"--official: {script} not found (a TMElyralab/MuseTalk checkout)")
     sys.path.insert(0, str(official))
-    extra = _extra_shims(compare, stub_preprocessing=stub_preprocessing)
+    extra = _extra_shims(stub_preprocessing=stub_preprocessing)
     sys.modules.update(extra)
     try:
-        with compare.official_imports(), contextlib.redirect_stdout(io.StringIO()):
+        with official_workspace.official_imports(), contextlib.redirect_stdout(io.StringIO()):
             spec = importlib.util.spec_from_file_location("musetalk_realtime", script)
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot import {script}")
@@ -130,12 +129,10 @@ class OfficialLoop:
         models: Path,
         device: torch.device,
         avatar: PreparedAvatar,
-        compare: ModuleType,
     ) -> None:
-        """`compare`: bench/official_compare.py (its shims for upstream's imports)."""
         from transformers import WhisperModel
 
-        self.module = module = realtime_module(official.resolve(), compare)
+        self.module = module = realtime_module(official.resolve())
         self.work = Path(tempfile.mkdtemp(prefix="official-loop-"))
         layout = ModelsLayout(models)
         # realtime_inference.py's __main__, line by line: everything fp16 on the device

@@ -179,14 +179,13 @@ class OfficialPreparation:
     """Upstream's realtime script imported in `workspace`, its preparation globals set."""
 
     def __init__(self, workspace: Path, models: Path) -> None:
-        import bench.official_workspace as shims
         from bench.official_loop import realtime_module
 
         self.device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
         self.cudnn_benchmark = torch.backends.cudnn.benchmark
         _wrap_init_model()  # mmpose's init_model without the config's mmdet scope
         with quiet():
-            script = realtime_module(workspace, shims, stub_preprocessing=False)
+            script = realtime_module(workspace, stub_preprocessing=False)
         self.script, self.preprocessing = script, sys.modules["musetalk.utils.preprocessing"]
         layout = ModelsLayout(models)
         with quiet():  # __main__, line by line (an absolute vae_type wins over "models/")

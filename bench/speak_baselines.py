@@ -116,8 +116,7 @@ def official_loop(
     """Upstream's realtime loop by its own code on the same weights, avatar and speech
     (bench/official_loop.py), median of `--official-runs`; its models are freed after."""
     module = bench_script("official_loop")
-    compare = bench_script("official_compare")
-    loop = module.OfficialLoop(args.official, args.models, device, avatar, compare)
+    loop = module.OfficialLoop(args.official, args.models, device, avatar)
     runs = 1 if args.quick else args.official_runs
     result: dict[str, Any] = module.measure(loop, audio, avatar.fps, runs)
     del loop

@@ -64,16 +64,25 @@ def test_upstreams_realtime_loop_renders_the_benchmark_avatar(tmp_path: Path) ->
     audio = setup.write_clip(ROOT / "examples" / "media" / "eng.wav", 0.4, tmp_path / "a.wav")
 
     # When upstream's Avatar.inference runs over 0.4 s of speech
-    official = loop.OfficialLoop(
-        Path(os.environ["MUSETALK_OFFICIAL"]),
-        models,
-        device,
-        avatar,
-        load_bench_script("official_compare"),
-    )
+    official = loop.OfficialLoop(Path(os.environ["MUSETALK_OFFICIAL"]), models, device, avatar)
     result = official.render(audio, avatar.fps)
 
     # Then it generated every frame (10 at 25 fps) and its frame thread blended them
     assert result["frames"] == 10
     assert official.avatar.idx == 9  # upstream's thread stops one short of video_len
     assert result["wall"] > result["audio"] > 0
+
+
+def test_the_loops_stand_ins_for_upstreams_preparation_imports_build_without_a_checkout() -> None:
+    # Given the official loop's module (upstream's code is not needed to build its shims)
+    loop = load_bench_script("official_loop")
+
+    # When it builds the stand-ins realtime_inference.py is imported with
+    shims = loop._extra_shims(stub_preprocessing=True)
+
+    # Then the face models' module is a stub that refuses to prepare
+    preprocessing = shims["musetalk.utils.preprocessing"]
+    with pytest.raises(RuntimeError, match="preparation is not run"):
+        preprocessing.get_landmark_and_bbox([], 0)
+    # and without stubbing, upstream's real preprocessing module would be imported
+    assert "musetalk.utils.preprocessing" not in loop._extra_shims(stub_preprocessing=False)

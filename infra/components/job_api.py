@@ -228,6 +228,18 @@ class JobApi(Construct):
         )
         for queue in r.queues.values():
             queue.grant_send_messages(function)
+        self._grant_api_objects(function)
+        # Cancelling publishes a job.cancelled event.
+        r.completion_topic.grant_publish(function)
+        # Webhook redelivery requests.
+        r.webhook_queue.grant_send_messages(function)
+        acknowledge_kms_data_keys(function)
+        acknowledge_table_indexes(function, r.jobs_table)
+        return function
+
+    def _grant_api_objects(self, function: lambda_.Function) -> None:
+        """The API's S3 rights, each on the key pattern it builds (runtime/common/keys.py)."""
+        r = self._resources
         # Presigned POST into an upload's key; HEAD and ranged reads (s3:GetObject) of what
         # arrived; purge deletes it.
         grant_objects_under(
@@ -277,13 +289,6 @@ class JobApi(Construct):
             "s3:DeleteObject",
             why="The purged job's prepared avatar (prepared/<model>/<avatar id>.bin).",
         )
-        # Cancelling publishes a job.cancelled event.
-        r.completion_topic.grant_publish(function)
-        # Webhook redelivery requests.
-        r.webhook_queue.grant_send_messages(function)
-        acknowledge_kms_data_keys(function)
-        acknowledge_table_indexes(function, r.jobs_table)
-        return function
 
     def _sweeper(self) -> lambda_.Function:
         r = self._resources

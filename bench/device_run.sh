@@ -33,6 +33,7 @@ if wants setup && [[ ! -d /tmp/site/diffusers ]]; then
       --target /tmp/site .whl/src/*.tar.gz >/tmp/sdist.txt 2>&1 || tail -5 /tmp/sdist.txt
   fi
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader || true
+  grep -m1 "model name" /proc/cpuinfo || true
   python3 -c 'import torch, os; print("torch", torch.__version__, "cpus", os.cpu_count(), "load", os.getloadavg())'
 fi
 

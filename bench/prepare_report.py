@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from bench.host_info import host
 from runtime.engine.engine import MuseTalkEngine
 
 STAGES = ("decode", "decode_wait", "locate", "s3fd", "dwpose", "crop", "vae_encode", "parse")
@@ -24,6 +25,7 @@ def header(engine: MuseTalkEngine, frames: int, *, smoke: bool) -> dict[str, Any
         "device": device_name(engine.device),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
+        "host": host(),
         "weights": "random: full-size VAE + S3FD/DWPose/BiSeNet"
         if not smoke
         else "random: tiny VAE, full-size S3FD/DWPose/BiSeNet",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 from datetime import UTC, datetime
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from bench.host_info import host
 
 FLOP_PER_FRAME = 800e9  # UNet ~178 GFLOP + VAE decode ~622 GFLOP at 256x256 (issue 10)
 H100_DENSE_FP16_FLOPS = 750e12  # measured 8192^3 fp16/bf16 matmul on the device machine
@@ -43,7 +44,7 @@ def header(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "host": host(),
         "busy_before": host_activity(),
         "torch": torch.__version__,
         "weights": "random, tiny" if args.tiny else "random, full size (official shapes)",

@@ -44,6 +44,7 @@ from infra.components.rest_api import add_routes, rest_api, tenant_keys
 from runtime.common.events import WEBHOOK_HANDLER_TIMEOUT_SECONDS
 from runtime.common.keys import (
     AVATAR_CACHE_KEY_PATTERN,
+    AVATAR_CACHE_PREFIX,
     OUTPUT_KEY_PATTERN,
     PREVIEW_PLAYLIST_KEY_PATTERN,
     RENDERED_CACHE_KEY_PATTERN,
@@ -281,7 +282,8 @@ class JobApi(Construct):
             "s3:PutObjectTagging",  # written tagged, for the previews' lifecycle rule
             why="Only the preview playlists (tenants/<t>/jobs/<id>/segments/preview.m3u8).",
         )
-        # Purge erases the prepared avatar (a face's latents) too; the API never reads the cache.
+        # Purge erases the prepared avatar (a face's latents) under every model version: it lists
+        # the cache's version folders only, and never reads an object there.
         grant_objects_under(
             function,
             r.avatar_cache,
@@ -289,6 +291,7 @@ class JobApi(Construct):
             "s3:DeleteObject",
             why="The purged job's prepared avatar (prepared/<model>/<avatar id>.bin).",
         )
+        grant_listing(function, r.avatar_cache, folders_under=AVATAR_CACHE_PREFIX)
 
     def _sweeper(self) -> lambda_.Function:
         r = self._resources

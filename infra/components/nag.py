@@ -36,11 +36,22 @@ def grant_objects(grantee: iam.IGrantable, bucket: s3.IBucket, *actions: str) ->
     )
 
 
-def grant_listing(grantee: iam.IGrantable, bucket: s3.IBucket) -> None:
+def grant_listing(
+    grantee: iam.IGrantable, bucket: s3.IBucket, *, folders_under: str | None = None
+) -> None:
     """s3:ListBucket, without which S3 answers 403 rather than 404 for a missing key (and a
-    prefix cannot be listed)."""
+    prefix cannot be listed). With `folders_under`, only a listing of that prefix with the "/"
+    delimiter: the folder names directly under it, no key below them."""
+    conditions = (
+        None
+        if folders_under is None
+        else {"StringEquals": {"s3:prefix": folders_under, "s3:delimiter": "/"}}
+    )
     iam.Grant.add_to_principal(
-        grantee=grantee, actions=["s3:ListBucket"], resource_arns=[bucket.bucket_arn]
+        grantee=grantee,
+        actions=["s3:ListBucket"],
+        resource_arns=[bucket.bucket_arn],
+        conditions=conditions,
     )
 
 

@@ -20,6 +20,7 @@ from runtime.common.completion import completion_event, publish_completion
 from runtime.common.events import JobEvent
 from runtime.common.jobs import MODEL_VERSION, ErrorCode, JobError, JobStatus, MediaRef
 from runtime.common.keys import (
+    AVATAR_CACHE_PREFIX,
     RENDERED_CACHE_PREFIX,
     avatar_cache_key,
     is_safe_id,
@@ -132,13 +133,26 @@ def purge_job_data(ctx: ApiContext, record: JobRecord) -> None:
             if upload_id is not None:
                 ctx.table.delete_upload(record.tenant, upload_id)
     if is_safe_id(record.avatar_id):
-        ctx.s3.delete_object(
-            Bucket=ctx.settings.avatar_cache_bucket,
-            Key=avatar_cache_key(MODEL_VERSION, record.avatar_id),
-        )
+        _delete_prepared_avatar(ctx, record.avatar_id)
         ctx.table.delete_avatar(record.tenant, record.avatar_id)
     ctx.table.mark_purged(record.job_id, iso(ctx.now()))
     logger.info("job data purged", extra={"job_id": record.job_id})
+
+
+def _delete_prepared_avatar(ctx: ApiContext, avatar_id: str) -> None:
+    """The avatar's prepared data under every model version the cache holds, not only this
+    release's: an upgrade leaves the earlier versions' copies (a face's latents) in place until
+    the bucket's expiry. Only the version folders are listed (prefix + delimiter), never keys."""
+    bucket = ctx.settings.avatar_cache_bucket
+    versions = {MODEL_VERSION}
+    pages = ctx.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=AVATAR_CACHE_PREFIX, Delimiter="/"
+    )
+    for page in pages:
+        for folder in page.get("CommonPrefixes", []):
+            versions.add(folder["Prefix"].removeprefix(AVATAR_CACHE_PREFIX).rstrip("/"))
+    for version in sorted(versions):
+        ctx.s3.delete_object(Bucket=bucket, Key=avatar_cache_key(version, avatar_id))
 
 
 def _delete_segments(ctx: ApiContext, record: JobRecord) -> bool:

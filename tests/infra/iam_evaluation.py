@@ -4,6 +4,9 @@ IAM matches a resource ARN segment by segment (the parts between colons; the las
 everything after the fifth colon, an S3 bucket and key): `*` stands for any run of characters,
 slashes included, and `?` for exactly one; nothing else is special, and the match is case
 sensitive. Action names match case-insensitively, with the same wildcards. An explicit Deny wins.
+A statement's `StringEquals` / `StringLike` conditions hold where every listed key of the request
+context has one of the listed values (a key the request lacks fails them, as in IAM); other
+operators are not evaluated here.
 """
 
 from __future__ import annotations
@@ -43,19 +46,50 @@ def object_arn(bucket_logical_id: str, key: str) -> str:
 
 def may(raw: dict[str, Any], role: str, action: str, bucket_logical_id: str, key: str) -> bool:
     """Whether `role` may take `action` (e.g. `s3:DeleteObject`) on `key` of the bucket."""
-    arn = object_arn(bucket_logical_id, key)
+    return _allowed(raw, role, action, object_arn(bucket_logical_id, key), {})
+
+
+def may_list(
+    raw: dict[str, Any], role: str, bucket_logical_id: str, *, prefix: str, delimiter: str
+) -> bool:
+    """Whether `role` may list the bucket (`s3:ListBucket`) with this prefix and delimiter
+    ("" where the request has none)."""
+    context = {k: v for k, v in (("s3:prefix", prefix), ("s3:delimiter", delimiter)) if v}
+    return _allowed(raw, role, "s3:ListBucket", _bucket_arn(bucket_logical_id), context)
+
+
+def _allowed(
+    raw: dict[str, Any], role: str, action: str, arn: str, context: dict[str, str]
+) -> bool:
     allowed = False
     for statement in statements_of_role(raw, role):
         if "NotAction" in statement or "NotResource" in statement:
             raise AssertionError(f"not evaluated here: {statement}")
         if not _applies(statement, action, arn):
             continue
-        if "Condition" in statement:
-            raise AssertionError(f"conditions are not evaluated here: {statement}")
+        if not conditions_hold(statement.get("Condition", {}), context):
+            continue
         if statement["Effect"] == "Deny":
             return False
         allowed = True
     return allowed
+
+
+def conditions_hold(conditions: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
+    for operator, keys in conditions.items():
+        if operator not in ("StringEquals", "StringLike"):
+            raise AssertionError(f"condition operator not evaluated here: {operator}")
+        for key, wanted in keys.items():
+            value = context.get(key)
+            if value is None:
+                return False
+            if operator == "StringEquals" and value not in _as_list(wanted):
+                return False
+            if operator == "StringLike" and not any(
+                wildcard_matches(pattern, value) for pattern in _as_list(wanted)
+            ):
+                return False
+    return True
 
 
 def _applies(statement: dict[str, Any], action: str, arn: str) -> bool:

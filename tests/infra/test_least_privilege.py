@@ -10,6 +10,7 @@ import pytest
 from runtime.common.jobs import MODEL_VERSION
 from runtime.common.keys import (
     AOT_ARTIFACTS_KEY_PATTERN,
+    AVATAR_CACHE_PREFIX,
     OUTPUT_KEY_PATTERN,
     PREVIEW_PLAYLIST_KEY_PATTERN,
     SEGMENT_KEY_PATTERN,
@@ -24,7 +25,7 @@ from runtime.common.keys import (
 )
 from runtime.common.names import Lane
 from tests.infra.conftest import Synthesized
-from tests.infra.iam_evaluation import arn_matches, may
+from tests.infra.iam_evaluation import arn_matches, conditions_hold, may, may_list
 from tests.infra.template_queries import (
     actions,
     actions_on,
@@ -107,8 +108,20 @@ def test_api_cannot_read_the_avatar_cache_or_touch_weights(dev: Synthesized) -> 
     role = _role(dev, "ApiHandlerServiceRole")
     for bucket in ("Weights", "AccessLogs"):
         assert actions_on(dev.raw, role, _bucket(dev, bucket)) == set(), bucket
-    # Purge erases a prepared avatar by key; it never reads or lists the cache.
-    assert actions_on(dev.raw, role, _bucket(dev, "AvatarCache")) == {"s3:DeleteObject"}
+    # Purge erases a prepared avatar by key; it never reads the cache
+    cache = _bucket(dev, "AvatarCache")
+    assert actions_on(dev.raw, role, cache) == {"s3:DeleteObject", "s3:ListBucket"}
+    # and lists only its model-version folders (to erase every version's copy), never the
+    # avatars in them
+    assert may_list(dev.raw, role, cache, prefix=AVATAR_CACHE_PREFIX, delimiter="/")
+    version_folder = avatar_cache_key(MODEL_VERSION, "avatar-1").rsplit("/", 1)[0] + "/"
+    for prefix, delimiter in [
+        (version_folder, "/"),
+        (AVATAR_CACHE_PREFIX, ""),
+        ("", "/"),
+        ("", ""),
+    ]:
+        assert not may_list(dev.raw, role, cache, prefix=prefix, delimiter=delimiter), prefix
 
 
 def _api_deletes() -> dict[str, list[str]]:
@@ -180,6 +193,20 @@ def test_the_wildcard_matcher_follows_iam() -> None:
     assert arn_matches(f"{bucket}/[ab]", f"{bucket}/[ab]")
     assert not arn_matches(f"{bucket}/*", "arn:aws:s3:::amzn-s3-demo-bucket2/a")
     assert not arn_matches("arn:aws:s3:::*/x", "arn:aws:sqs:::b/x")
+
+
+def test_conditions_hold_only_for_a_request_carrying_the_listed_values() -> None:
+    listing = {"StringEquals": {"s3:prefix": "prepared/", "s3:delimiter": "/"}}
+    assert conditions_hold(listing, {"s3:prefix": "prepared/", "s3:delimiter": "/"})
+    # a key the request lacks fails the condition, as does another value
+    assert not conditions_hold(listing, {"s3:prefix": "prepared/"})
+    assert not conditions_hold(listing, {"s3:prefix": "prepared/v1/", "s3:delimiter": "/"})
+    like = {"StringLike": {"s3:prefix": ["prepared/*", "rendered/?"]}}
+    assert conditions_hold(like, {"s3:prefix": "prepared/v1/a"})
+    assert conditions_hold(like, {"s3:prefix": "rendered/x"})
+    assert not conditions_hold(like, {"s3:prefix": "rendered/xy"})
+    with pytest.raises(AssertionError, match="not evaluated"):
+        conditions_hold({"ArnLike": {"aws:SourceArn": "*"}}, {})
 
 
 def test_api_publishes_cancellations_to_the_completion_topic(dev: Synthesized) -> None:

@@ -259,8 +259,15 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
         Key=f"tenants/tenant-a/jobs/{job_id}/output.mp4",
         Body=b"partial",
     )
+    cache = deployment.buckets[BucketRole.AVATAR_CACHE]
     prepared = avatar_cache_key(MODEL_VERSION, record.avatar_id)
-    s3.put_object(Bucket=deployment.buckets[BucketRole.AVATAR_CACHE], Key=prepared, Body=b"latents")
+    # (prepared by this release and by an earlier model version, beside another avatar's)
+    earlier = avatar_cache_key("musetalk-v1.0", record.avatar_id)
+    others = [
+        avatar_cache_key(version, "someone-else") for version in (MODEL_VERSION, "musetalk-v1.0")
+    ]
+    for key in (prepared, earlier, *others):
+        s3.put_object(Bucket=cache, Key=key, Body=b"latents")
     # (and the content-addressed render it came from, as the worker records it on success)
     rendered = rendered_cache_key(MODEL_VERSION, "c" * 64)
     s3.put_object(Bucket=deployment.buckets[BucketRole.OUTPUTS], Key=rendered, Body=b"video")
@@ -285,11 +292,15 @@ def test_cancel_is_conditional_and_purge_erases_inputs_and_outputs(
         (record.audio.bucket, record.audio.key),
         (record.avatar.bucket, record.avatar.key),
         (deployment.buckets[BucketRole.OUTPUTS], f"tenants/tenant-a/jobs/{job_id}/output.mp4"),
-        (deployment.buckets[BucketRole.AVATAR_CACHE], prepared),
+        (cache, prepared),
+        (cache, earlier),
         (deployment.buckets[BucketRole.OUTPUTS], rendered),
     ]:
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=key)
         assert listed.get("KeyCount", 0) == 0, key
+    # while other avatars' prepared data stays, under every version
+    for key in others:
+        assert s3.head_object(Bucket=cache, Key=key)["ContentLength"] > 0
     reuse = call_api(
         "POST",
         "/v1/jobs",

@@ -10,6 +10,7 @@ import torch
 
 from runtime.engine import segments as segmented
 from runtime.engine import speak_pipeline
+from runtime.engine.engine_contract import SEGMENT_FRAMES
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 
@@ -117,6 +118,13 @@ def _writer_flags(parser: argparse.ArgumentParser) -> None:
         default=str(segmented.ENCODER_THREADS),
         help="x264 threads per segment encoder: the first for every row, the others for compiled "
         "rows at the first preset",
+    )
+    parser.add_argument(
+        "--segment-frames",
+        default=str(SEGMENT_FRAMES),
+        metavar="FRAMES",
+        help="frames per segment of the worker's path (its MUSETALK_SEGMENT_FRAMES), e.g. "
+        "125,128 (each a row; 128 keeps every batch of 64 whole)",
     )
     parser.add_argument(
         "--split-frames",

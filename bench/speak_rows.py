@@ -24,7 +24,7 @@ from runtime.engine import speak_pipeline
 from runtime.engine.audio import frame_count, load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.engine_contract import SegmentPlan
+from runtime.engine.engine_contract import SEGMENT_FRAMES, SegmentPlan
 from runtime.engine.options import RenderOptions
 from runtime.engine.weight_cache import default_cache_dir
 
@@ -43,12 +43,16 @@ class Writer(NamedTuple):
     threads: int = segmented.ENCODER_THREADS
     split_frames: int = SPLIT_SEGMENT_FRAMES  # frames per segment of a "split"
     taper: bool = True  # a "split" with its last segment in halving pieces (SegmentPlan.taper)
+    segment_frames: int = SEGMENT_FRAMES  # frames per segment of "segments" (the worker's)
 
     def as_report(self) -> dict[str, object]:
-        """The fields that describe this writer (segment length and taper only for a split)."""
+        """The fields that describe this writer (a split's segment length and taper, the
+        worker's segment length where it is not the default)."""
         fields = self._asdict()
         if self.kind != "split":
             del fields["split_frames"], fields["taper"]
+        if self.kind != "segments" or self.segment_frames == SEGMENT_FRAMES:
+            del fields["segment_frames"]
         return fields
 
     @property
@@ -60,6 +64,8 @@ class Writer(NamedTuple):
             label += f", {self.split_frames}-frame segments"
         if self.kind == "split" and not self.taper:
             label += ", last segment whole"
+        if self.kind == "segments" and self.segment_frames != SEGMENT_FRAMES:
+            label += f", {self.segment_frames}-frame segments"
         return label
 
 
@@ -102,6 +108,7 @@ class RowRunner:
         self.segment_counts = _numbers(args.segment_encoders)
         self.segment_threads = _numbers(args.segment_threads)
         self.split_frames = _numbers(args.split_frames)
+        self.segment_frames = _numbers(args.segment_frames)
         self.split_tapers = [flag == "taper" for flag in args.split_tails.split(",") if flag]
         self.rows: list[dict[str, Any]] = []
         self.engines = {"eager": engine}
@@ -131,6 +138,7 @@ class RowRunner:
             plan = (
                 SegmentPlan(
                     directory=self.work / "segments",
+                    frames_per_segment=writer.segment_frames,
                     encoders=writer.encoders,
                     on_segment=lambda segment: finished.append(time.perf_counter()),
                 )
@@ -154,7 +162,11 @@ class RowRunner:
         every_thread_count = compiled and preset == self.presets[0]
         chosen = []
         for threads in self.segment_threads if every_thread_count else self.segment_threads[:1]:
-            chosen += [Writer("segments", n, threads) for n in self.segment_counts]
+            chosen += [
+                Writer("segments", n, threads, segment_frames=frames)
+                for frames in self.segment_frames
+                for n in self.segment_counts
+            ]
         if compiled:
             chosen += [
                 Writer("split", n, self.segment_threads[0], frames, taper)

@@ -35,7 +35,7 @@ def test_speak_benchmark_reports_every_field_on_cpu_with_tiny_weights(tmp_path: 
             "--models", str(tmp_path / "models"), "--tiny", "--device", "cpu", "--quick",
             "--seconds", "0.2", "--avatar", str(ROOT / "examples" / "media" / "musk.png"),
             "--batch-sizes", "4", "--presets", "veryfast", "--out", str(out),
-            "--segment-encoders", "2",
+            "--segment-encoders", "2", "--segment-frames", "125,2",
         ]
     )  # fmt: skip
 
@@ -46,12 +46,21 @@ def test_speak_benchmark_reports_every_field_on_cpu_with_tiny_weights(tmp_path: 
     assert report["frames"] == 5  # 0.2 s at the still's 25 fps
     assert report["avatar_geometry"]["width"] == 474
     assert report["cold_start_s"] > 0
-    plain, engine, segmented = report["runs"]
+    plain, engine, segmented, short_segments = report["runs"]
     assert plain["path"] == "plain eager batch 20"
     assert engine["path"] == "engine batch 4"
     # and the worker's segmented path, named by its writer
     assert segmented["writer"] == {"kind": "segments", "encoders": 2, "threads": 8}
     assert "remux" in segmented["stages_ms"]
+    # and again with 2-frame segments (`--segment-frames`), named by their length
+    assert short_segments["writer"] == {
+        "kind": "segments",
+        "encoders": 2,
+        "threads": 8,
+        "segment_frames": 2,
+    }
+    assert short_segments["path"].endswith("2-frame segments")
+    assert short_segments["stages_ms"]["first_segment"] > 0
     assert {"audio", "unet", "vae_decode", "blend_and_queue"} <= plain["stages_ms"].keys()
     assert {"audio", "unet", "vae_decode", "blend", "compose", "encode_flush"} <= engine[
         "stages_ms"

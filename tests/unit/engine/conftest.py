@@ -141,8 +141,10 @@ def assert_same_video(ours: Path, reference: Path) -> None:
     """Two renders of the same frames: equal frame counts, every frame equal up to H.264 noise.
 
     A pixel one level apart changes x264's decisions around it, so a few pixels of a frame may
-    move by more: at most 0.1% of a frame's values by more than 2 levels, and 0.05 on average.
-    A wrong frame, window or blend moves far more.
+    move by more: at most 0.5% of a frame's values by more than 2 levels, and 0.05 on average.
+    Two renders of the same frames (AOT parts against eager) moved 0.05-0.11% of a frame's values
+    by more than 2 levels; the frames one step off moved 10-80%: a wrong frame, window or blend
+    moves far more.
     """
     assert_same_frames(decode_frames(ours), decode_frames(reference))
 
@@ -152,5 +154,5 @@ def assert_same_frames(ours: list[np.ndarray], reference: list[np.ndarray]) -> N
     assert len(ours) == len(reference)
     for index, (a, b) in enumerate(zip(ours, reference, strict=True)):
         difference = np.abs(a.astype(int) - b.astype(int))
-        assert (difference > 2).mean() <= 0.001, f"frame {index}"
+        assert (difference > 2).mean() <= 0.005, f"frame {index}"
         assert difference.mean() <= 0.05, f"frame {index}"

@@ -28,15 +28,15 @@ def delete_render_files(
     caller that may not list the bucket (the worker, the dead-letter handler): the job record's
     count, plus one for a segment uploaded but not yet recorded. None lists the prefix instead
     and deletes whatever is there (erasure). Missing keys are no error."""
-    try:
-        if segments is None:
+    if segments is None:
+        try:
             keys = _listed(s3, bucket, job_segments_prefix(tenant, job_id))
-        else:
-            keys = [segment_key(tenant, job_id, index) for index in range(segments)]
-            keys.append(preview_playlist_key(tenant, job_id))
-        return _deleted(s3, bucket, keys)
-    except (ClientError, BotoCoreError):
-        return False
+        except (ClientError, BotoCoreError):
+            return False
+    else:
+        keys = [segment_key(tenant, job_id, index) for index in range(segments)]
+        keys.append(preview_playlist_key(tenant, job_id))
+    return _deleted(s3, bucket, keys)
 
 
 def delete_segments_from(
@@ -45,25 +45,25 @@ def delete_segments_from(
     """Delete segments first..end-1 only, keeping those before and the playlist: what an
     earlier, longer attempt left past a shorter render's last segment (a listing of the prefix
     would otherwise find them). False if any stayed."""
-    keys = [segment_key(tenant, job_id, index) for index in range(first, end)]
-    try:
-        return _deleted(s3, bucket, keys)
-    except (ClientError, BotoCoreError):
-        return False
+    return _deleted(s3, bucket, [segment_key(tenant, job_id, i) for i in range(first, end)])
 
 
 def _deleted(s3: Any, bucket: str, keys: list[str]) -> bool:
+    """DeleteObjects in batches; False if a call failed or any key stayed."""
     failed = 0
-    for start in range(0, len(keys), DELETE_BATCH):
-        response = s3.delete_objects(
-            Bucket=bucket,
-            Delete={
-                "Objects": [{"Key": key} for key in keys[start : start + DELETE_BATCH]],
-                "Quiet": True,
-            },
-        )
-        # Per-key failures (AccessDenied, ...) come back in the response, not as an error.
-        failed += len(response.get("Errors", []))
+    try:
+        for start in range(0, len(keys), DELETE_BATCH):
+            response = s3.delete_objects(
+                Bucket=bucket,
+                Delete={
+                    "Objects": [{"Key": key} for key in keys[start : start + DELETE_BATCH]],
+                    "Quiet": True,
+                },
+            )
+            # Per-key failures (AccessDenied, ...) come back in the response, not as an error.
+            failed += len(response.get("Errors", []))
+    except (ClientError, BotoCoreError):
+        return False
     return failed == 0
 
 

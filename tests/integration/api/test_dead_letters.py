@@ -66,6 +66,17 @@ def sqs_event(*bodies: str) -> dict[str, Any]:
     }
 
 
+def _mark_succeeded(aws: Any, deployment: LocalResources, job_id: str) -> None:
+    """The job finished just as its message reached the dead-letter queue."""
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{job_id}"}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "SUCCEEDED"}},
+    )
+
+
 def _status(call_api: Call, job_id: str) -> dict[str, Any]:
     return dict(call_api("GET", f"/v1/jobs/{job_id}")["json"])
 
@@ -92,13 +103,7 @@ def test_a_job_that_already_finished_keeps_its_status_and_nothing_is_published(
     deployment: LocalResources,
     aws: Any,
 ) -> None:
-    aws("dynamodb").update_item(
-        TableName=deployment.names.jobs_table,
-        Key={"pk": {"S": f"JOB#{queued_job['job_id']}"}},
-        UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": {"S": "SUCCEEDED"}},
-    )
+    _mark_succeeded(aws, deployment, queued_job["job_id"])
     response = dead_letters.lambda_handler(sqs_event(queued_job["body"]), FakeLambdaContext())
     assert response == {"batchItemFailures": []}
     assert _status(call_api, queued_job["job_id"])["status"] == "SUCCEEDED"
@@ -224,13 +229,7 @@ def test_a_job_already_final_keeps_its_segments(
     # Given a job that SUCCEEDED (its preview plays on) just as its message was dead-lettered
     job_id = queued_job["job_id"]
     keys = _render_files(aws, deployment, job_id, segments=2)
-    aws("dynamodb").update_item(
-        TableName=deployment.names.jobs_table,
-        Key={"pk": {"S": f"JOB#{job_id}"}},
-        UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": {"S": "SUCCEEDED"}},
-    )
+    _mark_succeeded(aws, deployment, job_id)
     # When the dead letter is handled
     response = dead_letters.lambda_handler(sqs_event(queued_job["body"]), FakeLambdaContext())
     assert response == {"batchItemFailures": []}

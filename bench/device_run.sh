@@ -6,7 +6,10 @@
 # with upstream's realtime loop in the same run (OFFICIAL: a TMElyralab/MuseTalk checkout) and the
 # compiled rows; prepare: bench/prepare.py with the worker's default, the AOT packages (fp32 and
 # fp16 face models) and compile_preparation against the per-frame path and upstream's own
-# avatar preparation (OFFICIAL). Results under $OUT.
+# avatar preparation (OFFICIAL); build: the worker's AOT packages (decoder autotuned, as
+# `publish_aot` builds them) where speak's `--compile-modes aot` finds them; notriton: those
+# packages loaded and rendered with every `triton` import refused (bench/aot_without_triton.py).
+# Results under $OUT.
 set -o pipefail
 OUT=${OUT:-/tmp/device-out}
 STEPS=${STEPS:-setup speak prepare}
@@ -35,6 +38,19 @@ if wants setup && [[ ! -d /tmp/site/diffusers ]]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader || true
   grep -m1 "model name" /proc/cpuinfo || true
   python3 -c 'import torch, os; print("torch", torch.__version__, "cpus", os.cpu_count(), "load", os.getloadavg())'
+fi
+
+if wants build; then
+  mark "build: random weights, AOT packages as publish_aot builds them"
+  python3 -c 'from pathlib import Path; from bench.speak_setup import write_models; write_models(Path("/tmp/m23"), tiny=False)' || exit 1
+  python3 -m runtime.engine build-artifacts --models /tmp/m23 --cache-dir /tmp/c23-aot 2>&1 \
+    | grep -v -E 'Warning|warn\(' | tail -5
+fi
+
+if wants notriton; then
+  mark "notriton: the AOT engine with triton imports refused"
+  python3 bench/aot_without_triton.py --models /tmp/m23 --cache-dir /tmp/c23-aot \
+    --out "$OUT/aot-without-triton.json" 2>&1 | grep -v -E 'Warning|warn\(' | tail -40
 fi
 
 if wants speak; then

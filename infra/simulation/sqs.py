@@ -40,7 +40,7 @@ class Queue:
     max_receive_count: int = 0
     messages: list[Message] = field(default_factory=list)
     received_since_publish: int = 0
-    last_active: int = 0  # the last access, or the last moment the queue held a message
+    last_active: int = 0  # the last action on the queue (holding a message keeps it active too)
     metrics_from: int = 0  # no datapoint before this (the wake delay after a sleep)
 
     def asleep(self, now: int) -> bool:
@@ -94,8 +94,6 @@ class Queue:
     def publish(self, store: MetricStore, now: int) -> None:
         """The gauges SQS reports for an active queue, sampled now, and the receives since; an
         asleep queue, or one still within its wake delay, reports nothing."""
-        if self.messages:
-            self.last_active = now
         if self.asleep(now) or now < self.metrics_from:
             self.received_since_publish = 0
             return

@@ -63,7 +63,8 @@ class StageConfig:
     # e.g. where you host the playground (docs/playground.md): CORS on the API and on the uploads
     # and outputs buckets. None by default: no page on another origin can read the answers.
     cors_allowed_origins: tuple[str, ...] = ()
-    # How often the sweeper re-sends jobs whose queue message was never confirmed sent.
+    # How often the sweeper re-sends jobs whose queue message was never confirmed sent and touches
+    # the lane queues so SQS keeps their CloudWatch metrics (at most 60: validate_config).
     sweeper_interval_minutes: int = 2
     log_retention_days: int = 30
     limits: Limits = field(default=DEFAULT_LIMITS)

@@ -4,7 +4,8 @@
   with an API key; one key per tenant on the stage's usage plan (throttle + quota), and the
   handler maps the key id to the tenant through `MUSETALK_API_KEY_TENANTS`. The REST API, keys,
   routes and gateway errors are built by `rest_api`; this module builds the functions.
-- `sweeper`: on a schedule, re-sends jobs whose queue message was never confirmed sent.
+- `sweeper`: on a schedule, re-sends jobs whose queue message was never confirmed sent and
+  touches the lane queues so SQS keeps their CloudWatch metrics.
 - `dead_letters`: consumes both lanes' DLQs, marks the job FAILED and publishes the failure.
 - `webhook_deliveries`: consumes the webhook deliveries queue (redeliveries requested through the
   API, webhooks the worker could not deliver) and sends each job's final event, signed.
@@ -298,18 +299,21 @@ class JobApi(Construct):
         function = self._python_function(
             "Sweeper",
             handler="runtime.api.entrypoints.sweeper.lambda_handler",
-            description="Re-sends jobs whose queue message was never confirmed sent",
+            description="Re-sends jobs never confirmed sent; keeps the lane queues awake",
             timeout=Duration.seconds(120),
             memory_size=256,
         )
         r.jobs_table.grant(function, "dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem")
+        # SendMessage to re-send; its GetQueueAttributes (the grant includes it) keeps each lane
+        # queue awake for CloudWatch (runtime/api/queue_wake.py). Lane queues only: the DLQs are
+        # polled by the dead-letter handler's event source mapping.
         for queue in r.queues.values():
             queue.grant_send_messages(function)
         acknowledge_table_indexes(function, r.jobs_table)
         events.Rule(
             self,
             "SweepSchedule",
-            description="Re-send jobs stuck in the unsent index",
+            description="Re-send jobs stuck in the unsent index; keep the lane queues awake",
             schedule=events.Schedule.rate(
                 Duration.minutes(self._settings.sweeper_interval_minutes)
             ),

@@ -20,6 +20,7 @@ from infra.simulation.world import Job, World
 
 INTERACTIVE_JOB_SECONDS = 120
 BATCH_JOB_SECONDS = 300
+QUIET_NIGHT_HOURS = 8  # longer than SQS's six idle hours before a queue sleeps
 
 
 @dataclass
@@ -61,27 +62,39 @@ def _peak(world: World, alarm_name: str) -> float:
 
 def one_batch_message(model: StackModel, cold: ColdStart) -> Outcome:
     world = World(model, cold=cold)
+    return Outcome("one message into the empty batch lane", world, _one_batch_job(world, cold))
+
+
+def batch_message_after_quiet_night(model: StackModel, cold: ColdStart) -> Outcome:
+    """The batch lane idle for a night (nothing touches its queue but what the template
+    schedules), then one message: a queue asleep for CloudWatch would hide it for the wake delay."""
+    world = World(model, cold=cold, settle_minutes=QUIET_NIGHT_HOURS * 60)
+    return Outcome(
+        "one message into the batch lane after a quiet night",
+        world,
+        _one_batch_job(world, cold),
+    )
+
+
+def _one_batch_job(world: World, cold: ColdStart) -> dict[str, bool]:
+    """Send one batch job now; what a user demands of it on a lane with no task."""
+    model = world.model
     world.at(0, lambda: world.submit(Job("b1", "batch", BATCH_JOB_SECONDS)))
     world.run(75)
     job = world.jobs["b1"]
     started = world.seconds(job.started_at)
-    return Outcome(
-        "one message into the empty batch lane",
-        world,
-        {
-            "the batch lane never wants more than one task": world.targets["batch"].max_desired_seen
-            <= 1,
-            "no more than one extra GPU host is launched": world.cluster.max_hosts_seen
-            <= _warm_hosts(model) + 1,
-            f"the job starts within the cold start ({cold_start_budget(cold)} s)": started
-            is not None
-            and started <= cold_start_budget(cold),
-            "the job succeeds": job.status == "SUCCEEDED",
-            "the lane is back to zero tasks and hosts after the job": world.targets["batch"].desired
-            == 0
-            and len(world.cluster.live_hosts()) == _warm_hosts(model),
-        },
-    )
+    return {
+        "the batch lane never wants more than one task": world.targets["batch"].max_desired_seen
+        <= 1,
+        "no more than one extra GPU host is launched": world.cluster.max_hosts_seen
+        <= _warm_hosts(model) + 1,
+        f"the job starts within the cold start ({cold_start_budget(cold)} s)": started is not None
+        and started <= cold_start_budget(cold),
+        "the job succeeds": job.status == "SUCCEEDED",
+        "the lane is back to zero tasks and hosts after the job": world.targets["batch"].desired
+        == 0
+        and len(world.cluster.live_hosts()) == _warm_hosts(model),
+    }
 
 
 def interactive_burst(model: StackModel, cold: ColdStart, jobs: int = 14) -> Outcome:
@@ -230,6 +243,7 @@ def no_capacity(model: StackModel, cold: ColdStart) -> Outcome:
 
 SCENARIOS: dict[str, Callable[[StackModel, ColdStart], Outcome]] = {
     "one-batch-message": one_batch_message,
+    "batch-after-quiet-night": batch_message_after_quiet_night,
     "interactive-burst": interactive_burst,
     "spot-notice": spot_notice_mid_render,
     "interrupted-many-times": interrupted_many_times,

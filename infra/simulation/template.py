@@ -1,6 +1,7 @@
 """What the simulation reads from the synthesized CloudFormation template: per lane its queue and
 dead-letter queue, service, scalable target and scaling policies; the capacity providers and their
-Auto Scaling groups; and the alarms that notify someone. Nothing here is configured by hand."""
+Auto Scaling groups; the alarms that notify someone; and the scheduled functions that touch
+queues (`schedules.py`). Nothing here is configured by hand."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from infra.simulation.alarms import Alarm
 from infra.simulation.metrics import Query, queries
+from infra.simulation.schedules import ScheduledTouch, scheduled_touches
 
 Resources = Mapping[str, Mapping[str, Any]]
 
@@ -81,6 +83,7 @@ class StackModel:
     providers: dict[str, Provider]
     alarms: list[Alarm]  # those that notify a topic
     consumed_queues: frozenset[str]  # queues a Lambda event source drains
+    queue_touches: tuple[ScheduledTouch, ...] = ()  # scheduled GetQueueAttributes (keep-awake)
 
 
 def _of_type(resources: Resources, kind: str) -> dict[str, Mapping[str, Any]]:
@@ -113,7 +116,13 @@ def read(template: Mapping[str, Any]) -> StackModel:
         _ref(v["Properties"]["EventSourceArn"])
         for v in _of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     )
-    return StackModel(lanes=lanes, providers=providers, alarms=alarms, consumed_queues=consumed)
+    return StackModel(
+        lanes=lanes,
+        providers=providers,
+        alarms=alarms,
+        consumed_queues=consumed,
+        queue_touches=scheduled_touches(resources),
+    )
 
 
 def _lane(resources: Resources, service_id: str, service: Mapping[str, Any]) -> Lane:

@@ -7,7 +7,9 @@ the alarms, the dead-letter Lambda and the workers, which behave as `runtime/wor
 - on SIGTERM a job that cannot finish within the stop timeout (less the StopPolicy margin) is
   handed back as a *new* message (job_runner: `resend`), so an interruption uses no delivery;
 - the dead-letter Lambda drains a DLQ within seconds, marks the job FAILED and emits JobsFailed
-  with `dead_letter_dimensions`.
+  with `dead_letter_dimensions`;
+- every queue action (the workers' polls included) and the template's scheduled GetQueueAttributes
+  calls keep a queue awake for CloudWatch (`sqs.py`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class World:
     events: list[tuple[int, str]] = field(default_factory=list)
     now: int = 0
     start: int = 0  # when the scenario began (after the settle phase)
+    settle_minutes: int = SETTLE_MINUTES
 
     def __post_init__(self) -> None:
         self.cluster = Cluster(self.model.providers, self.cold)
@@ -81,7 +84,7 @@ class World:
         self.work: dict[int, Work] = {}
         self._scheduled: dict[int, list[Callable[[], None]]] = {}
         self._warm_start()
-        self.run(SETTLE_MINUTES)
+        self.run(self.settle_minutes)
         self.start = self.now
         self.events.clear()
         self.cluster.events.clear()
@@ -138,6 +141,7 @@ class World:
                 if task.id not in self.work and self.cluster.ready(task, now):
                     self._take(task, self.queues[lane.queue])
         self._dead_letter_lambda()
+        self._scheduled_touches()
         for queue in self.queues.values():
             queue.publish(self.store, now)
         for lane in self.model.lanes.values():
@@ -163,7 +167,7 @@ class World:
             return
         job = self.jobs[message.job]
         if job.status in ("SUCCEEDED", "FAILED"):
-            queue.delete(message)  # a duplicate of a final job: dropped
+            queue.delete(message, self.now)  # a duplicate of a final job: dropped
             return
         job.deliveries += 1
         job.status = "RUNNING"
@@ -192,7 +196,7 @@ class World:
             self._release(task)
             self.events.append((self.now, f"job {job.id} crashed task {task.id}"))
             return
-        queue.delete(work.message)
+        queue.delete(work.message, self.now)
         job.status = "SUCCEEDED" if job.kind == "ok" else "FAILED"
         job.finished_at = self.now
         metric = Metric.JOBS_SUCCEEDED if job.kind == "ok" else Metric.JOBS_FAILED
@@ -213,7 +217,7 @@ class World:
         if self.now < task.sigterm_at + HANDBACK_SECONDS:
             return True  # interrupting at the engine's next step, handing back
         queue = self.queues[self.model.lanes[task.lane].queue]
-        queue.delete(work.message)
+        queue.delete(work.message, self.now)
         queue.send(work.job.id, self.now)
         work.job.status = "QUEUED"
         work.job.interruptions += 1
@@ -237,11 +241,12 @@ class World:
             if lane.dead_letter_queue not in self.model.consumed_queues:
                 continue
             dlq = self.queues[lane.dead_letter_queue]
+            dlq.access(self.now)  # the event source mapping polls the queue without pause
             for message in list(dlq.messages):
                 if self.now - message.sent_at < DEAD_LETTER_LAMBDA_SECONDS:
                     continue
                 dlq.received_since_publish += 1
-                dlq.delete(message)
+                dlq.delete(message, self.now)
                 job = self.jobs[message.job]
                 if job.status not in ("SUCCEEDED", "FAILED"):
                     job.status, job.finished_at = "FAILED", self.now
@@ -250,6 +255,14 @@ class World:
                     self.events.append(
                         (self.now, f"job {job.id} FAILED by the dead-letter handler")
                     )
+
+    def _scheduled_touches(self) -> None:
+        """The template's scheduled functions call GetQueueAttributes, every rate interval
+        counted from the deployment (t = 0)."""
+        for touch in self.model.queue_touches:
+            if self.now % touch.interval == 0:
+                for queue_id in sorted(touch.queues & self.queues.keys()):
+                    self.queues[queue_id].access(self.now)
 
     def _warm_start(self) -> None:
         """The lanes' minimum tasks already running on warm hosts when the scenario starts."""

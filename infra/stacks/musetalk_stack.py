@@ -47,6 +47,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # for the hand-back to reach SQS and DynamoDB.
 SPOT_NOTICE_SECONDS = 120
 MAX_STOP_TIMEOUT_SECONDS = 90
+# Each sweep touches the lane queues (runtime/api/queue_wake.py): SQS stops a queue's CloudWatch
+# metrics after six hours without an action, and the scaling alarms read them. An hour at most
+# keeps a queue awake even when five sweeps in a row fail.
+MAX_SWEEPER_INTERVAL_MINUTES = 60
 # The worker's MUSETALK_COMPILE values (runtime.worker.engine_loader.COMPILE_MODES).
 WORKER_COMPILE_MODES = ("aot", "off")
 
@@ -361,6 +365,12 @@ def validate_config(config: StageConfig) -> None:
         raise ValueError(f"worker_compile must be one of {WORKER_COMPILE_MODES}")
     if not 0 < config.task_stop_timeout_seconds <= MAX_STOP_TIMEOUT_SECONDS:
         raise ValueError(f"task_stop_timeout_seconds must be in 1..{MAX_STOP_TIMEOUT_SECONDS}")
+    if not 1 <= config.sweeper_interval_minutes <= MAX_SWEEPER_INTERVAL_MINUTES:
+        raise ValueError(
+            f"sweeper_interval_minutes must be in 1..{MAX_SWEEPER_INTERVAL_MINUTES}: each sweep "
+            "keeps the lane queues awake, and SQS stops a queue's metrics (which scale the lanes) "
+            "after six idle hours"
+        )
     if config.interactive.min_tasks < 1:
         raise ValueError("the interactive lane keeps at least one warm task (min_tasks >= 1)")
     if config.visibility_timeout_seconds < 2 * config.heartbeat_seconds:

@@ -6,6 +6,10 @@ stays in the sparse `unsent` index longer than the grace period lost its send (S
 Lambda timed out between write and send, the caller never retried): the sweeper sends it and
 clears the flag. A send racing with a late API send can deliver a job twice; the worker drops
 the duplicate, which is the safe side of "nothing accepted is lost".
+
+Each scheduled run first touches the lane queues (`queue_wake`, called by the entry point): SQS
+stops a queue's CloudWatch metrics after six idle hours, and the batch lane, which scales to
+zero, would otherwise see its first job after a quiet night up to 15 minutes late.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Whether a role's synthesized policy allows an S3 action on one object, matched as IAM does.
+"""Whether a role's synthesized policy allows an S3 action on one object, or an SQS action on one
+queue, matched as IAM does.
 
 IAM matches a resource ARN segment by segment (the parts between colons; the last segment is
 everything after the fifth colon, an S3 bucket and key): `*` stands for any run of characters,
@@ -14,9 +15,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.infra.template_queries import statements_of_role
+from tests.infra.template_queries import resources, statements_of_role
 
 _SEGMENTS = 6  # arn:partition:service:region:account:resource
+# Stand-ins for the deployment's region and account in an SQS ARN (an unresolved `Fn::GetAtt`
+# of a queue resolves with them, so only that queue's ARN matches it).
+_REGION, _ACCOUNT = "us-east-1", "123456789012"
 
 
 def wildcard_matches(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
@@ -58,14 +62,20 @@ def may_list(
     return _allowed(raw, role, "s3:ListBucket", _bucket_arn(bucket_logical_id), context)
 
 
+def may_on_queue(raw: dict[str, Any], role: str, action: str, queue_logical_id: str) -> bool:
+    """Whether `role` may take `action` (e.g. `sqs:GetQueueAttributes`) on the template's queue."""
+    return _allowed(raw, role, action, _queue_arn(queue_logical_id), {})
+
+
 def _allowed(
     raw: dict[str, Any], role: str, action: str, arn: str, context: dict[str, str]
 ) -> bool:
     allowed = False
+    queues = set(resources(raw, "AWS::SQS::Queue"))
     for statement in statements_of_role(raw, role):
         if "NotAction" in statement or "NotResource" in statement:
             raise AssertionError(f"not evaluated here: {statement}")
-        if not _applies(statement, action, arn):
+        if not _applies(statement, action, arn, queues):
             continue
         if not conditions_hold(statement.get("Condition", {}), context):
             continue
@@ -92,26 +102,32 @@ def conditions_hold(conditions: dict[str, dict[str, Any]], context: dict[str, st
     return True
 
 
-def _applies(statement: dict[str, Any], action: str, arn: str) -> bool:
+def _applies(statement: dict[str, Any], action: str, arn: str, queues: set[str]) -> bool:
     action_patterns = _as_list(statement["Action"])
     if not any(wildcard_matches(p, action, case_sensitive=False) for p in action_patterns):
         return False
-    return any(arn_matches(_resolve(r), arn) for r in _as_list(statement["Resource"]))
+    return any(arn_matches(_resolve(r, queues), arn) for r in _as_list(statement["Resource"]))
 
 
-def _resolve(value: Any) -> str:
-    """A Resource value with the intrinsics CDK writes for bucket ARNs resolved; anything else
+def _resolve(value: Any, queues: set[str]) -> str:
+    """A Resource value with the intrinsics CDK writes for bucket and queue ARNs resolved (the
+    template's `queues` are queues, any other `Fn::GetAtt ... Arn` a bucket); anything else
     becomes a string no ARN equals (so an unresolved grant never counts as allowing)."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
-        return str(separator).join(_resolve(part) for part in parts)
+        return str(separator).join(_resolve(part, queues) for part in parts)
     if isinstance(value, dict) and "Fn::GetAtt" in value and value["Fn::GetAtt"][1] == "Arn":
-        return _bucket_arn(value["Fn::GetAtt"][0])
+        logical_id = value["Fn::GetAtt"][0]
+        return _queue_arn(logical_id) if logical_id in queues else _bucket_arn(logical_id)
     if value == {"Ref": "AWS::Partition"}:
         return "aws"
     return f"<unresolved {value!r}>"
+
+
+def _queue_arn(logical_id: str) -> str:
+    return f"arn:aws:sqs:{_REGION}:{_ACCOUNT}:{logical_id}"
 
 
 def _bucket_arn(logical_id: str) -> str:

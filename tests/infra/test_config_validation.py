@@ -28,6 +28,10 @@ def test_shipped_stages_are_valid(stage: str) -> None:
         ({"cors_allowed_origins": ("https://app.example.com/",)}, "cors_allowed_origins"),
         ({"cors_allowed_origins": ("http://app.example.com",)}, "cors_allowed_origins"),
         ({"worker_compile": "jit"}, "worker_compile"),
+        # The sweep keeps the lane queues awake; SQS lets a queue sleep after 6 idle hours
+        ({"sweeper_interval_minutes": 6 * 60}, "sweeper_interval_minutes"),
+        ({"sweeper_interval_minutes": 61}, "sweeper_interval_minutes"),
+        ({"sweeper_interval_minutes": 0}, "sweeper_interval_minutes"),
     ],
 )
 def test_invalid_stage_config_is_rejected_naming_the_field(

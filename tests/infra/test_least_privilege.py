@@ -25,7 +25,13 @@ from runtime.common.keys import (
 )
 from runtime.common.names import Lane
 from tests.infra.conftest import Synthesized
-from tests.infra.iam_evaluation import arn_matches, conditions_hold, may, may_list
+from tests.infra.iam_evaluation import (
+    arn_matches,
+    conditions_hold,
+    may,
+    may_list,
+    may_on_queue,
+)
 from tests.infra.template_queries import (
     actions,
     actions_on,
@@ -243,6 +249,20 @@ def test_sweeper_only_queries_updates_and_resends(dev: Synthesized) -> None:
     assert not any(action.startswith("s3:") for action in granted)
     for lane in Lane:
         assert "sqs:SendMessage" in actions_on(dev.raw, role, _queue(dev, lane))
+
+
+def test_sweeper_may_touch_the_lane_queues_and_no_other_queue(dev: Synthesized) -> None:
+    # Each sweep calls GetQueueAttributes on both lane queues so SQS keeps their CloudWatch
+    # metrics (runtime/api/queue_wake.py); the DLQs stay awake through the dead-letter
+    # handler's event source mapping (test_job_api), and the webhook queues are not the sweeper's
+    role = _role(dev, "ApiSweeperServiceRole")
+    lane_queues = {_queue(dev, lane) for lane in Lane}
+    for queue in resources(dev.raw, "AWS::SQS::Queue"):
+        touch = may_on_queue(dev.raw, role, "sqs:GetQueueAttributes", queue)
+        assert touch == (queue in lane_queues), queue
+        consume = may_on_queue(dev.raw, role, "sqs:ReceiveMessage", queue)
+        assert not consume, queue
+        assert not may_on_queue(dev.raw, role, "sqs:SetQueueAttributes", queue), queue
 
 
 def test_dead_letter_handler_consumes_dlqs_and_publishes_failures(dev: Synthesized) -> None:

@@ -1,11 +1,13 @@
 """The simulation's AWS semantics on their own (docs/simulation.md): metric math with missing data,
-alarm datapoints, SQS redrive, and step-scaling cooldowns. Hand-made inputs, no template."""
+alarm datapoints, SQS redrive and sleep, scheduled queue touches, and step-scaling cooldowns.
+Hand-made inputs, no template."""
 
 from __future__ import annotations
 
 from infra.simulation.alarms import Alarm
 from infra.simulation.metrics import Expression, MetricStore, Query, key
-from infra.simulation.sqs import Queue
+from infra.simulation.schedules import rate_seconds, scheduled_touches
+from infra.simulation.sqs import SLEEPS_AFTER_SECONDS, WAKE_DELAY_SECONDS, Queue
 
 FAILURE_RATE = "IF(succeeded + failed > 0, 100 * failed / (succeeded + failed), 0)"
 FILLED = (
@@ -77,3 +79,91 @@ def test_a_message_received_max_receive_count_times_moves_to_the_dlq_on_the_next
     assert message is None
     assert [m.job for m in moved] == ["job-1"]
     assert [m.job for m in dlq.messages] == ["job-1"]
+
+
+def _published(queue: Queue, store: MetricStore, at: int) -> bool:
+    queue.publish(store, at)
+    visible = key("AWS/SQS", "ApproximateNumberOfMessagesVisible", QueueName=queue.id)
+    return store.statistic(visible, "Maximum", (at // 60 + 1) * 60, 60) is not None
+
+
+def test_a_queue_nothing_accessed_for_six_hours_publishes_no_metrics() -> None:
+    store, queue = MetricStore(), Queue("q", visibility_timeout=30)
+    assert _published(queue, store, SLEEPS_AFTER_SECONDS)  # six hours exactly: still active
+    assert not _published(queue, store, SLEEPS_AFTER_SECONDS + 60)
+
+
+def test_an_access_wakes_a_sleeping_queue_but_its_metrics_return_after_the_wake_delay() -> None:
+    store, queue = MetricStore(), Queue("q", visibility_timeout=30)
+    woken = 8 * 3600
+    queue.send("job-1", now=woken)  # the morning's first message
+    assert not _published(queue, store, woken)
+    assert not _published(queue, store, woken + WAKE_DELAY_SECONDS - 60)
+    assert _published(queue, store, woken + WAKE_DELAY_SECONDS)
+
+
+def test_get_queue_attributes_within_six_hours_keeps_the_metrics_flowing() -> None:
+    store, queue = MetricStore(), Queue("q", visibility_timeout=30)
+    for at in range(0, 24 * 3600, 60):
+        if at % (5 * 3600) == 0:
+            queue.access(at)  # a scheduled GetQueueAttributes every five hours
+        assert _published(queue, store, at), at
+    queue.send("job-1", now=24 * 3600)
+    assert _published(queue, store, 24 * 3600)
+
+
+def test_a_queue_holding_a_message_stays_active_without_any_access() -> None:
+    store, queue = MetricStore(), Queue("q", visibility_timeout=30)
+    queue.send("job-1", now=0)
+    assert _published(queue, store, 3600)
+    assert _published(queue, store, 10 * 3600)  # nobody received it; it is still there
+
+
+def _schedule(rule_state: str = "ENABLED", action: str = "sqs:GetQueueAttributes") -> dict:
+    """A rule invoking a function whose role may take `action` on queue Q only."""
+    return {
+        "Q": {"Type": "AWS::SQS::Queue", "Properties": {}},
+        "Other": {"Type": "AWS::SQS::Queue", "Properties": {}},
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
+        "Fn": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {"Role": {"Fn::GetAtt": ["Role", "Arn"]}},
+        },
+        "Policy": {
+            "Type": "AWS::IAM::Policy",
+            "Properties": {
+                "Roles": [{"Ref": "Role"}],
+                "PolicyDocument": {
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": [action, "sqs:SendMessage"],
+                            "Resource": {"Fn::GetAtt": ["Q", "Arn"]},
+                        }
+                    ]
+                },
+            },
+        },
+        "Rule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "ScheduleExpression": "rate(5 minutes)",
+                "State": rule_state,
+                "Targets": [{"Arn": {"Fn::GetAtt": ["Fn", "Arn"]}, "Id": "t"}],
+            },
+        },
+    }
+
+
+def test_a_scheduled_function_touches_only_the_queues_its_role_may_read() -> None:
+    (touch,) = scheduled_touches(_schedule())
+    assert (touch.rule, touch.function, touch.interval, touch.queues) == (
+        "Rule",
+        "Fn",
+        300,
+        frozenset({"Q"}),
+    )
+    assert scheduled_touches(_schedule(action="sqs:Get*")) != ()
+    assert scheduled_touches(_schedule(action="sqs:ReceiveMessage")) == ()
+    assert scheduled_touches(_schedule(rule_state="DISABLED")) == ()
+    assert (rate_seconds("rate(1 hour)"), rate_seconds("cron(0 * * * ? *)")) == (3600, None)

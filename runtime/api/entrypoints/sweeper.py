@@ -1,4 +1,5 @@
-"""Lambda entry point of the scheduled sweeper (`runtime.api.sweeper`): one sweep, its metrics."""
+"""Lambda entry point of the scheduled sweeper (`runtime.api.sweeper`): touch the lane queues so
+CloudWatch keeps their metrics (`runtime.api.queue_wake`), then one sweep and its metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime.api.context import ApiContext
 from runtime.api.observability import logger, tracer
+from runtime.api.queue_wake import touch_queues
 from runtime.api.settings import Settings
 from runtime.api.sweeper import sweep
 from runtime.common.metrics import DIMENSION_LANE, DIMENSION_SERVICE, NAMESPACE, Metric
@@ -23,7 +25,10 @@ def _context() -> ApiContext:
 @logger.inject_lambda_context(clear_state=True, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = sweep(_context())
+    ctx = _context()
+    # First, so a sweep that raises still leaves the queues awake.
+    woken = touch_queues(ctx.sqs, ctx.settings.queue_urls)
+    result = sweep(ctx)
     for lane, count in result.resent.items():
         if count:
             with single_metric(
@@ -40,10 +45,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "resent": {lane.value: count for lane, count in result.resent.items()},
             "cleared": result.cleared,
             "failed": result.failed,
+            "queues_touched": [lane.value for lane in woken.touched],
         },
     )
     return {
         "resent": sum(result.resent.values()),
         "cleared": result.cleared,
         "failed": result.failed,
+        "queues_touched": len(woken.touched),
     }

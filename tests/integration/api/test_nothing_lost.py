@@ -176,7 +176,7 @@ def test_the_sweeper_lambda_resends_and_emits_its_metric(
     sweeper_entrypoint._context.cache_clear()
     capsys.readouterr()
     result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
-    assert result == {"resent": 1, "cleared": 0, "failed": 0}
+    assert result == {"resent": 1, "cleared": 0, "failed": 0, "queues_touched": 2}
     assert len(queue_messages(aws("sqs"), deployment.queue_urls[Lane.BATCH])) == 1
     emf = [
         json.loads(line)
@@ -188,6 +188,52 @@ def test_the_sweeper_lambda_resends_and_emits_its_metric(
     assert reenqueued[0]["JobsReenqueued"] in (1, [1])
     assert reenqueued[0]["Lane"] == "batch"
     assert reenqueued[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MuseTalk"
+
+
+def _spy_touches(monkeypatch: pytest.MonkeyPatch, *, refuse: bool = False) -> list[str]:
+    """Record the sweeper's GetQueueAttributes calls (passed on to SQS, or refused)."""
+    sweeper_entrypoint._context.cache_clear()
+    sqs = sweeper_entrypoint._context().sqs
+    real = sqs.get_queue_attributes
+    urls: list[str] = []
+
+    def get_queue_attributes(**kwargs: Any) -> Any:
+        urls.append(kwargs["QueueUrl"])
+        if refuse:
+            raise ClientError(
+                {"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetQueueAttributes"
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(sqs, "get_queue_attributes", get_queue_attributes)
+    return urls
+
+
+def test_every_sweep_touches_each_lane_queue_so_cloudwatch_keeps_its_metrics(
+    deployment: LocalResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQS stops a queue's metrics after six idle hours; the scaling alarms read them
+    touched = _spy_touches(monkeypatch)
+    result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
+    assert sorted(touched) == sorted(deployment.queue_urls[lane] for lane in Lane)
+    assert result["queues_touched"] == len(Lane)
+
+
+def test_a_queue_the_sweeper_cannot_touch_does_not_stop_the_sweep(
+    submit_job: Submit, deployment: LocalResources, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = _unsent_job(submit_job, monkeypatch, "touch-refused", lane="batch")
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{job_id}"}},
+        UpdateExpression="SET created_at = :t",
+        ExpressionAttributeValues={":t": {"S": "2020-01-01T00:00:00.000000Z"}},
+    )
+    touched = _spy_touches(monkeypatch, refuse=True)
+    result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
+    assert len(touched) == len(Lane)
+    assert result == {"resent": 1, "cleared": 0, "failed": 0, "queues_touched": 0}
+    assert not _unsent(deployment, aws, job_id)
 
 
 def test_parallel_submissions_with_repeated_keys_make_one_job_and_one_message_per_key(

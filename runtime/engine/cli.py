@@ -172,7 +172,7 @@ def _build_artifacts(args: argparse.Namespace) -> int:
         device,
         dtype,
         prepare=_prepare_spec(args, device),
-        inductor_options={name: {"max_autotune": True} for name in autotuned},
+        inductor_options={name: aot_build.autotune_options() for name in autotuned},
         compiler_flags=(
             shlex.split(args.cxx_flags)
             if args.cxx_flags is not None

@@ -63,7 +63,8 @@ def test_packages_are_built_once_and_published_where_the_workers_look(
     # Then they were built for the workers' key, the decoder autotuned (built ahead, the longer
     # build is paid once), and uploaded under its prefix, manifest and all
     assert first["uploaded"] is True
-    assert [options for _, options in builds] == [{"vae_decoder": {"max_autotune": True}}]
+    assert [options for _, options in builds] == [{"vae_decoder": aot_build.autotune_options()}]
+    assert builds[0][1]["vae_decoder"]["coordinate_descent_tuning"] is True
     listed = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert listed == {
         first["prefix"] + name for name in [*aot.package_file_names(), "manifest.json"]

@@ -11,7 +11,6 @@ import av
 
 from tests.support.bench_scripts import load_bench_script
 
-
 ROOT = Path(__file__).resolve().parents[3]
 
 

@@ -17,8 +17,8 @@ X264_PRESETS = (
     "placebo",
 )
 # Where x264 on the host's CPU sets the pace (an H100's host has no NVENC), superfast encoded
-# 1.5x as many frames a second as veryfast for about a third more bits at the same CRF and an
-# equal Y-PSNR (bench/results/2026-12-07-cpu-encoder-presets.txt); the bits are cheap next to
+# 1.8x as many frames a second as veryfast for 1.32x the bits at the same CRF and a slightly
+# higher Y-PSNR (bench/results/2026-12-07-cpu-encoder-presets.txt); the bits are cheap next to
 # the GPU time an encoder-bound render waits for.
 DEFAULT_PRESET = "superfast"
 

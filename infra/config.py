@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from runtime.common.limits import DEFAULT_LIMITS, Limits
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +43,11 @@ class StageConfig:
     # "aot": the engine runs from the AOT packages published for the fleet's card
     # (runtime.worker.publish_aot), eager until they are; "off": always eager (docs/deploy.md).
     worker_compile: str = "aot"
+    # libx264 preset of the worker's encoder (MUSETALK_X264_PRESET; one of x264's, ultrafast to
+    # placebo). Where x264 runs on the host's CPU it can set the render's pace; the default,
+    # the engine's, trades a third more bits for 1.8x veryfast's speed (docs/deploy.md).
+    # A render in progress when this changes starts over rather than mix presets.
+    worker_x264_preset: str = DEFAULT_PRESET
     interactive: LaneConfig
     batch: LaneConfig
     # The worker extends visibility every `heartbeat_seconds`; the queue timeout is a few beats.

@@ -35,6 +35,7 @@ from infra.components.task_scaling import LaneScaling, TaskScaling
 from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_HOST_DIR
 from runtime.common.keys import AOT_ARTIFACTS_KEY_PATTERN, SEGMENT_KEY_PATTERN
 from runtime.common.names import EnvVar, Lane
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 
 HEALTH_PORT = 8080
 MODELS_DIR = "/models"
@@ -71,6 +72,7 @@ class WorkerSettings:
     log_retention: logs.RetentionDays
     gpu_prices_json: str = "{}"  # runtime.common.cost: USD per instance-hour by type
     compile: str = "aot"  # MUSETALK_COMPILE: "aot" (packages when published) or "off"
+    x264_preset: str = DEFAULT_PRESET  # MUSETALK_X264_PRESET: the engine's encoder preset
     share_render_cache_across_tenants: bool = False  # StageConfig's switch (default per tenant)
 
 
@@ -222,6 +224,7 @@ class GpuWorkerService(Construct):
             EnvVar.DEVICE: "cuda",
             EnvVar.DTYPE: "float16",
             EnvVar.COMPILE: settings.compile,
+            EnvVar.X264_PRESET: settings.x264_preset,
             EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS: (
                 "true" if settings.share_render_cache_across_tenants else "false"
             ),

@@ -40,6 +40,7 @@ from runtime.api.cors import is_browser_origin
 from runtime.common.events import WEBHOOK_QUEUE_VISIBILITY_SECONDS
 from runtime.common.keys import is_safe_id
 from runtime.common.names import Lane, ResourceNames
+from runtime.engine.encoder_presets import check_preset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A spot instance gets a two-minute notice; the container must be stopped within it, after the
@@ -311,6 +312,7 @@ def _worker_settings(config: StageConfig, lane_config: LaneConfig) -> WorkerSett
         log_retention=_RETENTION[config.log_retention_days],
         gpu_prices_json=json.dumps(dict(config.gpu_prices_usd_per_hour)),
         compile=config.worker_compile,
+        x264_preset=config.worker_x264_preset,
         share_render_cache_across_tenants=config.share_render_cache_across_tenants,
     )
 
@@ -363,6 +365,7 @@ def validate_config(config: StageConfig) -> None:
         raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}")
     if config.worker_compile not in WORKER_COMPILE_MODES:
         raise ValueError(f"worker_compile must be one of {WORKER_COMPILE_MODES}")
+    check_preset(config.worker_x264_preset, name="worker_x264_preset")
     if not 0 < config.task_stop_timeout_seconds <= MAX_STOP_TIMEOUT_SECONDS:
         raise ValueError(f"task_stop_timeout_seconds must be in 1..{MAX_STOP_TIMEOUT_SECONDS}")
     if not 1 <= config.sweeper_interval_minutes <= MAX_SWEEPER_INTERVAL_MINUTES:

@@ -68,6 +68,9 @@ class EnvVar(StrEnum):
     # "off" (default): eager models; "aot": compiled models from AOTInductor packages, shared
     # through the weights bucket (docs/worker.md, start-up).
     COMPILE = "MUSETALK_COMPILE"
+    # libx264 preset of the engine's encoder (default the engine's, `encoder_presets`); part of
+    # what a resumed render's segments must match (docs/worker.md).
+    X264_PRESET = "MUSETALK_X264_PRESET"
     POLL_WAIT_SECONDS = "MUSETALK_POLL_WAIT_SECONDS"  # SQS long-poll wait on the first lane
     RETRY_BASE_SECONDS = "MUSETALK_RETRY_BASE_SECONDS"  # transient retry backoff, doubled per try
     MIN_BATCH_SIZE = "MUSETALK_MIN_BATCH_SIZE"  # OOM halving floor of a first attempt

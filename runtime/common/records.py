@@ -94,10 +94,12 @@ class JobRecord(BaseModel):
     queued_lane: str | None = None  # present while QUEUED (sparse index: queue position)
     expected_frames: int | None = None  # from the audio duration probed at submission, if known
     # Segmented rendering (resume and live preview): segments 0..segments_done-1 of
-    # `segment_frames` frames each are in S3 (`keys.segment_key`) for the render `segments_hash`.
+    # `segment_frames` frames each are in S3 (`keys.segment_key`) for the render `segments_hash`,
+    # encoded with the libx264 preset `segments_preset` (the final mp4 joins them unre-encoded).
     segments_done: int | None = None
     segment_frames: int | None = None
     segments_hash: str | None = None
+    segments_preset: str | None = None
     resumed_from_frame: int | None = None  # the latest attempt started here, reusing segments
     preview_ready_at: str | None = None  # when the first segment existed (`preview_ready` event)
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)

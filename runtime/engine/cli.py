@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.engine.encoder_presets import DEFAULT_PRESET, X264_PRESETS
+
 DEFAULT_MODELS_DIR = Path("models")
 
 
@@ -66,7 +68,12 @@ def _add_render(parser: argparse.ArgumentParser) -> None:
         "default) or its realtime script's (0.1 x, softer seam)",
     )
     parser.add_argument("--no-skip-silence", action="store_true", help="generate every frame")
-    parser.add_argument("--preset", default="veryfast", help="libx264 preset")
+    parser.add_argument(
+        "--preset",
+        choices=X264_PRESETS,
+        default=DEFAULT_PRESET,
+        help=f"libx264 preset (default {DEFAULT_PRESET})",
+    )
     parser.add_argument("--contact-sheet", type=Path, help="also write the contact sheet PNG")
     parser.set_defaults(run=_render)
 

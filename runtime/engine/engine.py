@@ -30,6 +30,7 @@ from runtime.engine.compile_modes import (
     compile_for_speed,
     split_compile_mode,
 )
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.engine.engine_contract import (
     PreparedAvatarFormatError,
     PreparedAvatarLike,
@@ -80,7 +81,7 @@ class MuseTalkEngine:
         weights: WeightsKind,
         device: torch.device,
         dtype: torch.dtype,
-        encoder_preset: str = "veryfast",
+        encoder_preset: str = DEFAULT_PRESET,
         max_avatar_frames: int = MAX_AVATAR_FRAMES,
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
@@ -140,7 +141,7 @@ class MuseTalkEngine:
         locator: FaceLocatorLike | None = None,
         parser: FaceParserLike | None = None,
         scorer: SyncScorerLike | None = None,
-        encoder_preset: str = "veryfast",
+        encoder_preset: str = DEFAULT_PRESET,
         compile_models: bool = False,
         compile_mode: str | None = DEFAULT_COMPILE_MODE,
         cache_dir: Path | None = None,

@@ -26,6 +26,7 @@ import numpy as np
 from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.engine.yuv import I420Frame, to_i420
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class VideoWriter(EncoderSession):
         fps: float,
         audio_path: Path | None,
         codec: str = "libx264",
-        preset: str = "veryfast",
+        preset: str = DEFAULT_PRESET,
         crf: int = 18,
         queue_frames: int = 64,
         thread_type: str = "FRAME",

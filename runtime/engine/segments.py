@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.engine.engine_contract import Segment, SegmentPlan, segment_file_name
 from runtime.engine.media import (
     AudioClip,
@@ -77,7 +78,7 @@ class SegmentedVideoWriter(EncoderSession):
         fps: float,
         audio_path: Path,
         codec: str = "libx264",
-        preset: str = "veryfast",
+        preset: str = DEFAULT_PRESET,
         preview_audio: bool = True,
     ) -> None:
         if plan.start_frame >= total_frames + plan.frames_per_segment:

@@ -6,6 +6,7 @@ below, loads the MuseTalk engine. It is imported only when the worker starts, so
 imports torch, and tests (or a different model) plug in another engine without touching the
 worker.
 
+`MUSETALK_X264_PRESET` picks the default engine's libx264 preset (default the engine's own).
 With `MUSETALK_COMPILE=aot` the default engine is compiled from AOTInductor packages (default
 `off`: eager models; this image cannot build packages, so they must be built elsewhere first,
 docs/engine.md).
@@ -22,11 +23,13 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from runtime.common.keys import aot_artifacts_prefix
 from runtime.common.names import EnvVar
+from runtime.engine.encoder_presets import DEFAULT_PRESET, check_preset
 from runtime.engine.engine_contract import LipSyncEngine
 from runtime.fileio import file_sha256
 from runtime.worker.telemetry import logger
@@ -46,6 +49,17 @@ def compile_mode() -> str:
     return mode
 
 
+def x264_preset(env: Mapping[str, str] | None = None) -> str:
+    """The encoder preset `MUSETALK_X264_PRESET` names (unset: the engine's default). Read by the
+    default factory, and by the settings, whose resume checks it: one reader for both."""
+    source = os.environ if env is None else env
+    preset = source.get(EnvVar.X264_PRESET, "").strip().lower() or DEFAULT_PRESET
+    try:
+        return check_preset(preset, name=EnvVar.X264_PRESET)
+    except ValueError as error:
+        raise EngineFactoryError(str(error)) from None
+
+
 def musetalk_engine(models_dir: Path, device: str, dtype: str) -> LipSyncEngine:
     """The default factory: `MuseTalkEngine.load` takes the settings' device and dtype strings
     itself (and names a bad dtype), so the worker needs no torch import of its own. Compiled,
@@ -58,7 +72,12 @@ def musetalk_engine(models_dir: Path, device: str, dtype: str) -> LipSyncEngine:
     if artifacts is not None:
         artifacts.download()
     engine = MuseTalkEngine.load(
-        models_dir, device, dtype, compile_models=compiled, aot_packages=compiled
+        models_dir,
+        device,
+        dtype,
+        compile_models=compiled,
+        aot_packages=compiled,
+        encoder_preset=x264_preset(),
     )
     if artifacts is not None and engine.aot and "aot_build" in engine.load_timings_ms:
         artifacts.upload()

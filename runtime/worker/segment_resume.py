@@ -1,8 +1,9 @@
 """A render's segments in the outputs bucket: resuming after them, and the live preview.
 
 Each segment is uploaded as the engine finishes it and recorded on the job; a later attempt of the
-same render (same content hash and segment size) downloads them and starts after the last one.
-The preview playlist is rewritten as each segment lands, so players see the render grow.
+same render (same content hash, segment size and encoder preset) downloads them and starts after
+the last one. The preview playlist is rewritten as each segment lands, so players see the render
+grow.
 """
 
 from __future__ import annotations
@@ -70,12 +71,22 @@ class RenderSegments:
         directory: Path,
     ) -> SegmentPlan:
         """Render in segments, each uploaded as it finishes; start after the segments an earlier
-        attempt left for this same render (same content hash and segment size), if any."""
+        attempt left for this same render (same content hash, segment size and encoder preset:
+        x264's presets write different stream parameters, ultrafast's without CABAC, and the mp4
+        joins the segments as they are under the first one's), if any."""
         size = self._settings.segment_frames
+        preset = self._settings.x264_preset
         directory.mkdir(parents=True, exist_ok=True)
         done = record.segments_done or 0
-        if done and (record.segments_hash != content_hash or record.segment_frames != size):
-            logger.info("segments of another render found; starting over")
+        if done and (
+            record.segments_hash != content_hash
+            or record.segment_frames != size
+            or record.segments_preset != preset
+        ):
+            logger.info(
+                "segments of another render or encoder preset found; starting over",
+                extra={"segments_preset": record.segments_preset, "preset": preset},
+            )
             self.delete(message, done)
             self._store.reset_segments(lease)
             done = 0
@@ -97,6 +108,7 @@ class RenderSegments:
                     segments_done=segment.index + 1,
                     segment_frames=size,
                     content_hash=content_hash,
+                    preset=preset,
                     fps=segment.fps,
                 )
                 if not preview_logged:

@@ -8,6 +8,7 @@ import pytest
 
 from infra.config import STAGES, stage_config
 from infra.stacks.musetalk_stack import validate_config
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -28,6 +29,7 @@ def test_shipped_stages_are_valid(stage: str) -> None:
         ({"cors_allowed_origins": ("https://app.example.com/",)}, "cors_allowed_origins"),
         ({"cors_allowed_origins": ("http://app.example.com",)}, "cors_allowed_origins"),
         ({"worker_compile": "jit"}, "worker_compile"),
+        ({"worker_x264_preset": "fastest"}, "worker_x264_preset must be one of ultrafast"),
         # The sweep keeps the lane queues awake; SQS lets a queue sleep after 6 idle hours
         ({"sweeper_interval_minutes": 6 * 60}, "sweeper_interval_minutes"),
         ({"sweeper_interval_minutes": 61}, "sweeper_interval_minutes"),
@@ -54,6 +56,16 @@ def test_the_stack_offers_exactly_the_compile_modes_the_worker_accepts() -> None
     from runtime.worker.engine_loader import COMPILE_MODES
 
     assert set(WORKER_COMPILE_MODES) == set(COMPILE_MODES)
+
+
+def test_the_stage_passes_its_encoder_preset_to_the_workers() -> None:
+    from infra.stacks.musetalk_stack import _worker_settings
+
+    dev = stage_config("dev")
+    chosen = replace(dev, worker_x264_preset="veryfast")
+    validate_config(chosen)
+    assert _worker_settings(chosen, chosen.batch).x264_preset == "veryfast"
+    assert _worker_settings(dev, dev.batch).x264_preset == DEFAULT_PRESET
 
 
 def test_unknown_stage_is_rejected() -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from infra.config import LaneConfig
 from runtime.common.names import EnvVar, Lane
+from runtime.engine.encoder_presets import DEFAULT_PRESET
+from runtime.worker.engine_loader import x264_preset
 from tests.infra.conftest import Synthesized
 from tests.infra.template_queries import logical_id, one, resources
 
@@ -87,6 +89,9 @@ def test_worker_gets_its_runtime_config_through_envvar_names(
     # deployed fleet renders at the benchmark's compiled speed, not the eager default's
     assert synthesized.config.worker_compile == "aot"
     assert env[EnvVar.COMPILE] == "aot"
+    # The engine's encoder preset (the benchmark's), as the worker reads and accepts it
+    assert env[EnvVar.X264_PRESET] == synthesized.config.worker_x264_preset == DEFAULT_PRESET
+    assert x264_preset({EnvVar.X264_PRESET: str(env[EnvVar.X264_PRESET])}) == DEFAULT_PRESET
     assert env[EnvVar.MAX_RECEIVE_COUNT] == str(_lane_config(synthesized, lane).max_receive_count)
     assert env[EnvVar.STOP_TIMEOUT_SECONDS] == str(synthesized.config.task_stop_timeout_seconds)
     assert env[EnvVar.WEBHOOK_SECRET_ARN] == {

@@ -25,6 +25,7 @@ from typing import Any
 import av
 import numpy as np
 
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.engine.engine_contract import (
     Failure,
     Interrupted,
@@ -84,8 +85,10 @@ class SmallEngine:
         transient_failures: int = 0,
         weights: WeightsKind = "random",
         fail_at_frame: int | None = None,
+        encoder_preset: str = DEFAULT_PRESET,
     ) -> None:
         self.weights: WeightsKind = weights
+        self.encoder_preset = encoder_preset  # of the segment writer, as the real engine's
         self.default_batch_size = default_batch_size
         self.oom_above = oom_above
         self.seconds_per_frame = seconds_per_frame
@@ -233,6 +236,7 @@ class SmallEngine:
                 height=SIZE,
                 fps=FPS,
                 audio_path=audio,
+                preset=self.encoder_preset,
             ) as segmented:
                 yield lambda image: segmented.write(np.ascontiguousarray(image[..., ::-1]))
             return

@@ -18,6 +18,7 @@ from runtime.common.keys import job_segments_prefix, segment_key
 from runtime.common.names import BucketRole, EnvVar, JobsTable
 from runtime.common.preview import PREVIEW_TAG
 from runtime.common.records import job_pk
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.engine.engine_contract import Segment, SegmentPlan
 from runtime.worker.job_runner import Outcome
 from runtime.worker.render_claims import Claim, ClaimHeld, RenderClaims
@@ -161,6 +162,36 @@ def test_segments_of_another_render_are_not_reused(
     assert engine.rendered_from == [0]
     assert world.record(message.job_id).resumed_from_frame is None
     frames = output_frames(world, message.job_id, tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))
+
+
+def test_segments_of_another_encoder_preset_are_not_reused(
+    world: WorkerWorld, make_worker: MakeWorker, reference: list[np.ndarray], tmp_path: Path
+) -> None:
+    # Given a job interrupted after two segments encoded with ultrafast (a worker deployed with
+    # MUSETALK_X264_PRESET=ultrafast), whose parameter sets differ from the default preset's
+    message = world.submit()
+    first_engine = SmallEngine(encoder_preset="ultrafast")
+    first = make_worker(
+        first_engine,
+        **SEGMENTED,
+        **{EnvVar.STOP_TIMEOUT_SECONDS: "0", EnvVar.X264_PRESET: "ultrafast"},
+    )
+    first_engine.after_batch = lambda done: first.stop.request() if done >= 110 else None
+    assert run_job(first.run_once) is Outcome.INTERRUPTED
+    record = world.record(message.job_id)
+    assert (record.segments_done, record.segments_preset) == (2, "ultrafast")
+    # When the next attempt runs on a worker with the default preset
+    engine = SmallEngine()
+    second = make_worker(engine, **SEGMENTED)
+    assert run_job(second.run_once) is Outcome.SUCCEEDED
+    # Then it started over, so every frame is the default preset's (the reference's)
+    assert engine.rendered_from == [0]
+    record = world.record(message.job_id)
+    assert record.resumed_from_frame is None
+    assert record.segments_preset == DEFAULT_PRESET
+    frames = output_frames(world, message.job_id, tmp_path)
+    assert len(frames) == len(reference)
     assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))
 
 

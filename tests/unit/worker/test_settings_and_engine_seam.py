@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.common.names import EnvVar, Lane
+from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.worker.config import DEFAULT_ENGINE_FACTORY, SettingsError, WorkerSettings
 from runtime.worker.engine_loader import EngineFactoryError, load_engine
 from tests.support.small_engine import SmallEngine
@@ -54,6 +55,7 @@ def test_renders_are_shared_across_tenants_only_when_switched_on() -> None:
             {EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS: "yes"},
             EnvVar.SHARE_RENDER_CACHE_ACROSS_TENANTS,
         ),
+        ({EnvVar.X264_PRESET: "fastest"}, EnvVar.X264_PRESET),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_variable(change: dict[str, str], named: str) -> None:
@@ -95,6 +97,7 @@ def test_the_default_factory_hands_the_settings_to_the_musetalk_engine(
 
     monkeypatch.delenv(EnvVar.WEIGHTS_BUCKET, raising=False)  # no packages to share
     monkeypatch.delenv(EnvVar.COMPILE, raising=False)
+    monkeypatch.delenv(EnvVar.X264_PRESET, raising=False)
     # When the worker loads the default factory with its string settings, by default and with
     # AOT compilation switched on
     engine = load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
@@ -104,12 +107,50 @@ def test_the_default_factory_hands_the_settings_to_the_musetalk_engine(
     # Then MuseTalkEngine.load got them (it turns strings into torch objects itself), eager
     # unless AOT packages are asked for
     assert engine == "engine"
-    off = {"compile_models": False, "aot_packages": False}
-    on = {"compile_models": True, "aot_packages": True}
+    preset = {"encoder_preset": DEFAULT_PRESET}
+    off = {"compile_models": False, "aot_packages": False, **preset}
+    on = {"compile_models": True, "aot_packages": True, **preset}
     assert calls == [(tmp_path, "cpu", "float16", off), (tmp_path, "cpu", "float16", on)]
     # and a value it does not know stops the start naming the variable
     monkeypatch.setenv(EnvVar.COMPILE, "jit")
     with pytest.raises(EngineFactoryError, match=EnvVar.COMPILE):
+        load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
+
+
+def test_the_encoder_preset_defaults_to_the_engines_and_can_be_set() -> None:
+    env = {str(k): v for k, v in BASE.items()}
+    assert WorkerSettings.from_env(env).x264_preset == DEFAULT_PRESET == "superfast"
+    chosen = WorkerSettings.from_env({**env, EnvVar.X264_PRESET: " VeryFast "})
+    assert chosen.x264_preset == "veryfast"
+
+
+def test_the_default_factory_loads_the_engine_with_the_configured_preset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the engine module stood in (no models loaded) and a worker set to veryfast
+    presets: list[object] = []
+
+    class RecordingEngine:
+        @classmethod
+        def load(cls, *args: object, **kwargs: object) -> str:
+            presets.append(kwargs["encoder_preset"])
+            return "engine"
+
+    module = types.ModuleType("runtime.engine.engine")
+    module.MuseTalkEngine = RecordingEngine  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "runtime.engine.engine", module)
+    monkeypatch.delenv(EnvVar.WEIGHTS_BUCKET, raising=False)
+    monkeypatch.delenv(EnvVar.COMPILE, raising=False)
+    monkeypatch.setenv(EnvVar.X264_PRESET, "veryfast")
+
+    # When the default factory loads the engine
+    load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
+
+    # Then the engine encodes with that preset
+    assert presets == ["veryfast"]
+    # and a name x264 does not have stops the start naming the variable and the choices
+    monkeypatch.setenv(EnvVar.X264_PRESET, "fastest")
+    with pytest.raises(EngineFactoryError, match=f"{EnvVar.X264_PRESET} must be one of ultrafast"):
         load_engine(DEFAULT_ENGINE_FACTORY, models_dir=tmp_path, device="cpu", dtype="float16")
 
 

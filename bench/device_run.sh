@@ -8,7 +8,8 @@
 # fp16 face models) and compile_preparation against the per-frame path and upstream's own
 # avatar preparation (OFFICIAL); build: the worker's AOT packages (decoder autotuned, as
 # `publish_aot` builds them) where speak's `--compile-modes aot` finds them; notriton: those
-# packages loaded and rendered with every `triton` import refused (bench/aot_without_triton.py).
+# packages loaded and rendered with every `triton` import refused (bench/aot_without_triton.py);
+# presets: bench/encoder_presets.py on this host.
 # Results under $OUT.
 set -o pipefail
 OUT=${OUT:-/tmp/device-out}
@@ -51,6 +52,11 @@ if wants notriton; then
   mark "notriton: the AOT engine with triton imports refused"
   python3 bench/aot_without_triton.py --models /tmp/m23 --cache-dir /tmp/c23-aot \
     --out "$OUT/aot-without-triton.json" 2>&1 | grep -v -E 'Warning|warn\(' | tail -40
+fi
+
+if wants presets; then
+  mark "presets: x264 presets through the segment encoder's settings"
+  python3 bench/encoder_presets.py --frames 400 --out "$OUT/encoder-presets.txt" 2>&1 | head -8
 fi
 
 if wants speak; then

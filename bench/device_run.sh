@@ -14,7 +14,7 @@
 set -o pipefail
 OUT=${OUT:-/tmp/device-out}
 STEPS=${STEPS:-setup speak prepare}
-OFFICIAL=${OFFICIAL:-.bench/official/MuseTalk}
+OFFICIAL=${OFFICIAL-.bench/official/MuseTalk}  # set but empty: no official loop
 SPEAK_ARGS=${SPEAK_ARGS:-}
 PREPARE_ARGS=${PREPARE_ARGS:-}  # e.g. --official-frames 10
 PREPARE_VARIANTS=${PREPARE_VARIANTS:-serial:float32:device+onepass,serial:float32:device+onepass+aot,serial:float16:device+onepass+aot,serial:float16:device+onepass+vae+compile}
@@ -45,7 +45,7 @@ if wants build; then
   mark "build: random weights, AOT packages as publish_aot builds them"
   python3 -c 'from pathlib import Path; from bench.speak_setup import write_models; write_models(Path("/tmp/m23"), tiny=False)' || exit 1
   python3 -m runtime.engine build-artifacts --models /tmp/m23 --cache-dir /tmp/c23-aot 2>&1 \
-    | grep -v -E 'Warning|warn\(' | tail -5
+    | tee "$OUT/build.log" | grep -v -E 'Warning|warn\(' | tail -5
 fi
 
 if wants notriton; then
@@ -65,8 +65,8 @@ if wants speak; then
     --audio examples/media/eng.wav --seconds 30 --runs 3 --batch-sizes 64 --presets superfast \
     --compile --compile-modes reduce-overhead --pipeline-depths 2 --segment-encoders 2 \
     --split-frames 125 --split-tails taper --memory-batches 64 --encoder-frames 400 \
-    --skip-cold-start --compiled-only --official "$OFFICIAL" --official-runs 5 $SPEAK_ARGS \
-    --out "$OUT/speak.json" 2>&1 | grep --line-buffered -E '^\{"(path|fps|batch|pipeline)|^== |Error|error' | cut -c1-400
+    --skip-cold-start --compiled-only ${OFFICIAL:+--official "$OFFICIAL" --official-runs 5} $SPEAK_ARGS \
+    --out "$OUT/speak.json" 2>&1 | tee "$OUT/speak.log" | grep --line-buffered -E '^\{"(path|fps|batch|pipeline)|^== |Error|error' | cut -c1-400
 fi
 
 if wants prepare; then

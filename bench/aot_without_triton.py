@@ -5,8 +5,7 @@ could never build a kernel there anyway).
 Run after `python -m runtime.engine build-artifacts --models M --cache-dir C`. Every import of
 `triton` in this process fails as it would in an image without the package; the engine then
 loads the packages from C and renders a short clip on the sample avatar. The report says whether
-the packages loaded (no fallback to eager, no rebuild), whether anything tried to import Triton,
-and the render's frames/s.
+the packages loaded (no fallback to eager, no rebuild) and the render's frames/s.
 
     python bench/aot_without_triton.py --models M --cache-dir C [--seconds 4] [--out r.json]
 """
@@ -14,7 +13,6 @@ and the render's frames/s.
 from __future__ import annotations
 
 import argparse
-import importlib.abc
 import json
 import sys
 import tempfile
@@ -27,20 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / "examples" / "media"
 
 
-class NoTriton(importlib.abc.MetaPathFinder):
-    """Refuses `triton` and its submodules, recording who asked."""
-
-    def __init__(self) -> None:
-        self.attempts: list[str] = []
-
-    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
-        if fullname == "triton" or fullname.startswith("triton."):
-            caller = traceback.extract_stack(limit=8)[0]
-            self.attempts.append(f"{fullname} from {caller.filename}:{caller.lineno}")
-            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, required=True)
@@ -48,15 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="speech rendered")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    blocker = NoTriton()
-    sys.meta_path.insert(0, blocker)
+    # As without the package: `import triton` raises ModuleNotFoundError and
+    # `importlib.util.find_spec("triton")` returns None (torch's CUDA init asks it).
+    sys.modules["triton"] = None  # type: ignore[assignment]
     report: dict[str, Any] = {"triton_blocked": True}
     try:
         report |= render_without_triton(args)
     except Exception as error:  # the report is the point: say what broke
         report["error"] = f"{type(error).__name__}: {error}"
         report["traceback_tail"] = traceback.format_exc().splitlines()[-12:]
-    report["triton_import_attempts"] = blocker.attempts
     print(json.dumps(report, indent=2), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -66,18 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 def render_without_triton(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from bench.speak_setup import prepared_avatar, write_clip
-    from runtime.engine.engine import MuseTalkEngine
+    from bench.speak_setup import load_engine, prepared_avatar, write_clip
     from runtime.engine.options import RenderOptions
 
     start = time.perf_counter()
-    engine = MuseTalkEngine.load(
-        args.models,
-        "cuda" if torch.cuda.is_available() else "cpu",
-        compile_models=True,
-        aot_packages=True,
-        cache_dir=args.cache_dir,
-    )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    engine = load_engine(args.models, device, None, compile_mode="aot", cache_dir=args.cache_dir)
     load_s = time.perf_counter() - start
     result: dict[str, Any] = {
         "aot_loaded": bool(engine.aot) and "aot_build" not in engine.load_timings_ms,
@@ -96,7 +74,6 @@ def render_without_triton(args: argparse.Namespace) -> dict[str, Any]:
     result["frames"] = rendered.frames
     result["fps_second_render"] = round(fps[-1], 1)
     result["output_bytes"] = (work / "out.mp4").stat().st_size
-    result["triton_in_modules"] = "triton" in sys.modules
     return result
 
 

@@ -44,9 +44,10 @@ IMAGE_PULL_ASSUMED_MB_S = 150.0
 # Measured 2026-12-06 (bench/results/2026-12-06-worker-image-wheels.txt): `pip download
 # --no-deps` of docker/requirements.lock for the image's platform (CPython 3.12 manylinux
 # x86_64): 100 wheels, 2,995 MB (torch 527, nvidia-* and triton 2,195 of it), plus
-# xtcocotools' sdist, built in the image. The ubuntu:24.04 base (about 30 MB compressed) is
+# xtcocotools' sdist, built in the image; less triton's 197.7 MB, which the lock leaves out
+# since 2026-12-07 (docker/lock.py LEFT_OUT). The ubuntu:24.04 base (about 30 MB compressed) is
 # not counted; installed layers compress to about the wheels' size.
-IMAGE_WHEELS_MB = 2995.0
+IMAGE_WHEELS_MB = 2995.0 - 197.7
 # Assumption: S3 -> EC2 in one region with parallel ranged GETs, capped by a 10 Gbit/s NIC
 # (g5/g6 xlarge "up to 10 Gbps"), MB/s. One connection alone gets about 100.
 S3_ASSUMED_MB_S = 1100.0
@@ -86,13 +87,14 @@ def first_segment_s(speak: Path | None, fallback_fps: float) -> tuple[float, str
 
 def parts(args: argparse.Namespace) -> list[dict[str, Any]]:
     aot = args.engine == "aot"
-    # without a report: the worker path's frames/s on the H100, 2026-12-06 (AOT ~ compiled)
-    segment, segment_source = first_segment_s(args.speak, 433.2 if aot else 277.0)
+    # without a report: the worker path's frames/s on the H100 (AOT 2026-12-07, eager 2026-12-06)
+    segment, segment_source = first_segment_s(args.speak, 463.5 if aot else 277.0)
     rows = [
         (
             "scale-out decision",
             args.scale_out_s,
-            "simulation: metric delay + step alarm + managed scaling (cold_start_budget)",
+            "simulation: metric delay + step alarm + managed scaling (cold_start_budget);"
+            " the lane queue kept active for CloudWatch by the sweeper",
         ),
         ("instance boot", args.boot_s, "simulation: ColdStart.host_boot"),
         (

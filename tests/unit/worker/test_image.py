@@ -72,6 +72,7 @@ def test_every_python_dependency_is_pinned_exactly_including_the_cuda_torch_buil
     assert all(re.fullmatch(r"[a-z0-9][a-z0-9._-]*==[^\s=]+", pin) for pin in pins), pins
     names = {pin.split("==")[0] for pin in pins}
     assert "torch" in names
+    assert not names & set(lock_tool().LEFT_OUT), "a package the image leaves out is locked"
     assert any(name.startswith("nvidia-cudnn") for name in names), "no CUDA runtime wheels"
     worker_requirements = (ROOT / "runtime" / "worker" / "requirements.txt").read_text()
     for line in worker_requirements.splitlines():

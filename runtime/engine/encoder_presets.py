@@ -17,9 +17,10 @@ X264_PRESETS = (
     "placebo",
 )
 # Where x264 on the host's CPU sets the pace (an H100's host has no NVENC), superfast encoded
-# 1.8x as many frames a second as veryfast for 1.32x the bits at the same CRF and a slightly
-# higher Y-PSNR (bench/results/2026-12-07-cpu-encoder-presets.txt); the bits are cheap next to
-# the GPU time an encoder-bound render waits for.
+# 1.45x as many frames a second as veryfast for 1.33x the bits at the same CRF and a slightly
+# higher Y-PSNR (the H100's 16-core host, bench/results/2026-12-07-h100-encoder-presets.txt;
+# 1.8x on a 2-core Xeon); the bits are cheap next to the GPU time an encoder-bound render waits
+# for.
 DEFAULT_PRESET = "superfast"
 
 

@@ -54,8 +54,11 @@ def test_the_base_image_is_plain_ubuntu_pinned_to_an_exact_release() -> None:
     (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)", text, flags=re.MULTILINE)
     assert re.fullmatch(r"ubuntu:\d+\.\d+", base) or "@sha256:" in base
     assert "nvidia/cuda" not in text
-    # The container runtime mounts the driver's compute libraries only when asked to
-    assert re.search(r"NVIDIA_DRIVER_CAPABILITIES=\S*compute", text)
+    # The container runtime mounts only the driver libraries of the capabilities asked for:
+    # `compute` for CUDA, `video` for NVENC (libnvidia-encode; without it h264_nvenc never opens
+    # and every render encodes on the CPU)
+    (capabilities,) = re.findall(r"NVIDIA_DRIVER_CAPABILITIES=(\S+)", text)
+    assert {"compute", "video"} <= set(capabilities.split(","))
 
 
 def test_no_weights_or_secrets_are_copied_into_the_image() -> None:

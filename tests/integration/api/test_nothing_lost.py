@@ -29,22 +29,39 @@ from tests.integration.api.conftest import Call, Submit, header, queue_messages
 from tests.support.api_events import FakeLambdaContext
 
 
-def _fail_first_sends(monkeypatch: pytest.MonkeyPatch, times: int = 1) -> list[int]:
-    """Make the API's SQS client refuse its next `times` sends, as a throttled SQS would."""
-    sqs = idempotent_submit.runtime().ctx.sqs
-    real_send = sqs.send_message
-    calls: list[int] = []
+def _intercept(
+    monkeypatch: pytest.MonkeyPatch,
+    sqs: Any,
+    method: str,
+    refuse: Callable[[int], ClientError | None],
+) -> list[dict[str, Any]]:
+    """Wrap one SQS client method: each call's arguments are recorded, and the call is refused
+    with what `refuse(call number)` gives, or passed on to SQS when it gives None."""
+    real = getattr(sqs, method)
+    calls: list[dict[str, Any]] = []
 
-    def send(**kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) <= times:
-            raise ClientError(
-                {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "SendMessage"
-            )
-        return real_send(**kwargs)
+    def call(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        error = refuse(len(calls))
+        if error is not None:
+            raise error
+        return real(**kwargs)
 
-    monkeypatch.setattr(sqs, "send_message", send)
+    monkeypatch.setattr(sqs, method, call)
     return calls
+
+
+def _fail_first_sends(monkeypatch: pytest.MonkeyPatch, times: int = 1) -> list[dict[str, Any]]:
+    """Make the API's SQS client refuse its next `times` sends, as a throttled SQS would."""
+    throttled = ClientError(
+        {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "SendMessage"
+    )
+    return _intercept(
+        monkeypatch,
+        idempotent_submit.runtime().ctx.sqs,
+        "send_message",
+        lambda number: throttled if number <= times else None,
+    )
 
 
 def _unsent_job(
@@ -190,23 +207,16 @@ def test_the_sweeper_lambda_resends_and_emits_its_metric(
     assert reenqueued[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MuseTalk"
 
 
-def _spy_touches(monkeypatch: pytest.MonkeyPatch, *, refuse: bool = False) -> list[str]:
+def _spy_touches(monkeypatch: pytest.MonkeyPatch, *, refuse: bool = False) -> list[dict[str, Any]]:
     """Record the sweeper's GetQueueAttributes calls (passed on to SQS, or refused)."""
     sweeper_entrypoint._context.cache_clear()
-    sqs = sweeper_entrypoint._context().sqs
-    real = sqs.get_queue_attributes
-    urls: list[str] = []
-
-    def get_queue_attributes(**kwargs: Any) -> Any:
-        urls.append(kwargs["QueueUrl"])
-        if refuse:
-            raise ClientError(
-                {"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetQueueAttributes"
-            )
-        return real(**kwargs)
-
-    monkeypatch.setattr(sqs, "get_queue_attributes", get_queue_attributes)
-    return urls
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetQueueAttributes")
+    return _intercept(
+        monkeypatch,
+        sweeper_entrypoint._context().sqs,
+        "get_queue_attributes",
+        lambda number: denied if refuse else None,
+    )
 
 
 def test_every_sweep_touches_each_lane_queue_so_cloudwatch_keeps_its_metrics(
@@ -215,7 +225,9 @@ def test_every_sweep_touches_each_lane_queue_so_cloudwatch_keeps_its_metrics(
     # SQS stops a queue's metrics after six idle hours; the scaling alarms read them
     touched = _spy_touches(monkeypatch)
     result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
-    assert sorted(touched) == sorted(deployment.queue_urls[lane] for lane in Lane)
+    assert sorted(call["QueueUrl"] for call in touched) == sorted(
+        deployment.queue_urls[lane] for lane in Lane
+    )
     assert result["queues_touched"] == len(Lane)
 
 

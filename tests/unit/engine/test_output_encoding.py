@@ -4,13 +4,19 @@ the engine's preset."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from runtime.engine import media
 from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.engine.engine import MuseTalkEngine
+from runtime.engine.engine_contract import SegmentPlan, segment_file_name
 from runtime.engine.media import VideoEncoding, pick_video_encoding
+from runtime.engine.options import AvatarOptions, RenderOptions
+
+NO_SKIP = RenderOptions(skip_silence=False)
 
 
 def test_the_encoding_names_the_codec_and_only_libx264s_preset(
@@ -64,3 +70,33 @@ def test_the_reported_preset_is_the_engines(
     monkeypatch.setattr(engine, "device", torch.device("cuda"))
     # Then the encoding names that preset
     assert engine.output_encoding == "libx264/ultrafast"
+
+
+def x264_cabac(path: Path) -> bytes:
+    """The `cabac=` setting x264 wrote into its SEI of an H.264 file (0: ultrafast's CAVLC)."""
+    data = path.read_bytes()
+    start = data.index(b"cabac=") + len(b"cabac=")
+    return data[start : start + 1]
+
+
+def test_the_segments_are_written_with_the_reported_encoding(
+    engine: MuseTalkEngine,
+    short_video: Path,
+    short_speech: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the engine reporting ultrafast, then the default preset
+    avatar = engine.prepare(short_video, AvatarOptions())
+    written = {}
+    for preset in ("ultrafast", DEFAULT_PRESET):
+        monkeypatch.setattr(engine, "encoder_preset", preset)
+        assert engine.output_encoding == f"libx264/{preset}"
+        # When it renders in segments
+        plan = SegmentPlan(directory=tmp_path / preset, frames_per_segment=8)
+        engine.speak(
+            avatar, short_speech, tmp_path / f"{preset}.mp4", options=NO_SKIP, segments=plan
+        )
+        written[preset] = x264_cabac(tmp_path / preset / segment_file_name(0))
+    # Then each segment carries its preset's stream parameters (ultrafast's without CABAC)
+    assert written == {"ultrafast": b"0", DEFAULT_PRESET: b"1"}

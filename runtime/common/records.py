@@ -95,11 +95,12 @@ class JobRecord(BaseModel):
     expected_frames: int | None = None  # from the audio duration probed at submission, if known
     # Segmented rendering (resume and live preview): segments 0..segments_done-1 of
     # `segment_frames` frames each are in S3 (`keys.segment_key`) for the render `segments_hash`,
-    # encoded with the libx264 preset `segments_preset` (the final mp4 joins them unre-encoded).
+    # encoded as the engine reported, `segments_encoding` (e.g. `h264_nvenc`, `libx264/superfast`:
+    # the final mp4 joins them unre-encoded).
     segments_done: int | None = None
     segment_frames: int | None = None
     segments_hash: str | None = None
-    segments_preset: str | None = None
+    segments_encoding: str | None = None
     resumed_from_frame: int | None = None  # the latest attempt started here, reusing segments
     preview_ready_at: str | None = None  # when the first segment existed (`preview_ready` event)
     expires_at: int | None = None  # epoch seconds (DynamoDB TTL)

@@ -42,6 +42,7 @@ from runtime.engine.engine_contract import (
 from runtime.engine.face_sync_protocols import FaceLocatorLike, FaceParserLike, SyncScorerLike
 from runtime.engine.latents import LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
+from runtime.engine.media import VideoEncoding, pick_video_encoding
 from runtime.engine.model_loading import device_and_dtype, load_models
 from runtime.engine.options import MODEL_VERSION, AvatarOptions, RenderOptions
 from runtime.engine.resident import ResidentAvatar, ResidentCache
@@ -229,6 +230,18 @@ class MuseTalkEngine:
             self.compile_artifacts_loaded or self._artifacts_saved
         ):
             self._artifacts_saved = save_artifacts(self._artifacts)
+
+    @property
+    def video_encoding(self) -> VideoEncoding:
+        """What `speak` encodes with: NVENC where it opens on a CUDA device, else libx264."""
+        return pick_video_encoding(
+            prefer_gpu=self.device.type == "cuda", preset=self.encoder_preset
+        )
+
+    @property
+    def output_encoding(self) -> str:
+        """`video_encoding`'s name: a worker resumes segments only under the same one."""
+        return self.video_encoding.name
 
     @property
     def _uses_cuda_graphs(self) -> bool:

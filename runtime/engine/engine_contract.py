@@ -214,6 +214,11 @@ class LipSyncEngine(Protocol):
     weights: WeightsKind
     model_version: str
 
+    @property
+    def output_encoding(self) -> str:
+        """The video encoding of `speak`'s segments: a later attempt resumes only under it."""
+        ...
+
     def prepare(
         self,
         avatar_media: Path,

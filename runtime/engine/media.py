@@ -64,6 +64,25 @@ def pick_video_codec(prefer_gpu: bool) -> str:
 
 
 @dataclass(frozen=True)
+class VideoEncoding:
+    """A render's video encoder and libx264 preset (NVENC ignores it). Segments joined into one
+    mp4 must share it: the join keeps the first segment's H.264 parameter sets for them all."""
+
+    codec: str
+    preset: str
+
+    @property
+    def name(self) -> str:
+        """`h264_nvenc` or `libx264/<preset>`: what an earlier attempt's segments must match."""
+        return f"{self.codec}/{self.preset}" if self.codec == "libx264" else self.codec
+
+
+def pick_video_encoding(prefer_gpu: bool, preset: str) -> VideoEncoding:
+    """The encoding a writer gets: `pick_video_codec`'s codec with `preset`."""
+    return VideoEncoding(pick_video_codec(prefer_gpu), preset)
+
+
+@dataclass(frozen=True)
 class AudioClip:
     """A stretch of mono 16-bit audio for one segment (the live preview's sound), starting at
     `first_sample` on the segment timestamps' clock (1/rate)."""

@@ -36,7 +36,7 @@ from runtime.engine.engine_contract import (
     SegmentPlan,
     halve_on_oom,
 )
-from runtime.engine.media import VideoWriter, pick_video_codec
+from runtime.engine.media import VideoWriter
 from runtime.engine.options import RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.stage_timing import StageMarks, timed
@@ -346,13 +346,14 @@ def _writer(
     total: int,
 ) -> VideoWriter | SegmentedVideoWriter:
     height, width = avatar.frames.shape[1:3]
+    encoding = engine.video_encoding  # the one `output_encoding` reports
     stream = {
         "width": width,
         "height": height,
         "fps": avatar.fps,
         "audio_path": request.audio,
-        "codec": pick_video_codec(prefer_gpu=engine.device.type == "cuda"),
-        "preset": engine.encoder_preset,
+        "codec": encoding.codec,
+        "preset": encoding.preset,
     }
     if plan is None:
         return VideoWriter(request.out_path, **stream)

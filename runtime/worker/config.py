@@ -14,7 +14,6 @@ from pathlib import Path
 from runtime.common.cost import HOST_INFO_CONTAINER_DIR, HOST_INFO_FILE_NAME, parse_prices
 from runtime.common.limits import DEFAULT_LIMITS, Limits
 from runtime.common.names import EnvVar, Lane
-from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.engine.engine_contract import SEGMENT_FRAMES, default_segment_encoders
 from runtime.worker.engine_loader import DEFAULT_FACTORY, EngineFactoryError, x264_preset
 
@@ -56,8 +55,6 @@ class WorkerSettings:
     min_batch_size: int = 4
     segment_frames: int = SEGMENT_FRAMES  # resumable unit of a render (and a preview segment)
     segment_encoders: int = 1  # segments encoding at once (from_env: from the host's cores)
-    # The default engine's libx264 preset: segments of a resumed render must all have it.
-    x264_preset: str = DEFAULT_PRESET
     task_protection_minutes: int = 60
     ecs_agent_uri: str | None = None
     webhook_allow_private: bool = False
@@ -94,8 +91,8 @@ class WorkerSettings:
                 f"{EnvVar.HEARTBEAT_SECONDS} must be above 0 and below"
                 f" {EnvVar.VISIBILITY_TIMEOUT_SECONDS} ({visibility}), or messages reappear mid-job"
             )
-        try:
-            preset = x264_preset(source)
+        try:  # the default factory reads it: a bad name stops the worker here, before any job
+            x264_preset(source)
         except EngineFactoryError as error:
             raise SettingsError(str(error)) from None
         limits_json = source.get(EnvVar.LIMITS_JSON)
@@ -134,7 +131,6 @@ class WorkerSettings:
             segment_encoders=max(
                 1, int(reader.number(EnvVar.SEGMENT_ENCODERS, default_segment_encoders()))
             ),
-            x264_preset=preset,
             task_protection_minutes=int(reader.number(EnvVar.TASK_PROTECTION_MINUTES, 60)),
             ecs_agent_uri=source.get(ECS_AGENT_URI) or None,
             webhook_allow_private=source.get(EnvVar.WEBHOOK_ALLOW_PRIVATE, "") == "true",

@@ -51,7 +51,7 @@ def compile_mode() -> str:
 
 def x264_preset(env: Mapping[str, str] | None = None) -> str:
     """The encoder preset `MUSETALK_X264_PRESET` names (unset: the engine's default). Read by the
-    default factory, and by the settings, whose resume checks it: one reader for both."""
+    default factory, and checked by the settings so a bad name stops the worker at start."""
     source = os.environ if env is None else env
     preset = source.get(EnvVar.X264_PRESET, "").strip().lower() or DEFAULT_PRESET
     try:

@@ -144,7 +144,14 @@ class JobRender:
     ) -> Rendered:
         """The engine's render to `work/output.mp4`, in segments resumed after an earlier
         attempt's; records the speak and encode times."""
-        plan = self._segments.plan(message, lease, record, content_hash, work / "segments")
+        plan = self._segments.plan(
+            message,
+            lease,
+            record,
+            content_hash,
+            work / "segments",
+            encoding=self._engine.output_encoding,
+        )
         self._store.start_rendering(lease, resumed_from_frame=plan.start_frame)
         if plan.start_frame:
             logger.info("resuming from a segment", extra={"frame": plan.start_frame})

@@ -197,29 +197,30 @@ class JobStore:
         segments_done: int,
         segment_frames: int,
         content_hash: str,
-        preset: str,
+        encoding: str,
         fps: float,
     ) -> None:
-        """Segments 0..segments_done-1 of render `content_hash`, encoded with `preset`, are in
-        S3 (resume point); the fps lets the API give the preview's segments their durations."""
+        """Segments 0..segments_done-1 of render `content_hash`, encoded with `encoding` (the
+        engine's `output_encoding`), are in S3 (resume point); the fps lets the API give the
+        preview's segments their durations."""
         self._fenced_update(
             lease,
             "SET segments_done = :done, segment_frames = :frames, segments_hash = :hash,"
-            " segments_preset = :preset, fps = :fps",
+            " segments_encoding = :encoding, fps = :fps",
             {
                 ":done": segments_done,
                 ":frames": segment_frames,
                 ":hash": content_hash,
-                ":preset": preset,
+                ":encoding": encoding,
                 ":fps": Decimal(str(fps)),
             },
         )
 
     def reset_segments(self, lease: Lease) -> None:
-        """Forget segments of another render (inputs, options or encoder preset changed): start
-        from zero."""
+        """Forget segments of another render (inputs, options or encoding changed): start from
+        zero."""
         self._fenced_update(
-            lease, "REMOVE segments_done, segment_frames, segments_hash, segments_preset", {}
+            lease, "REMOVE segments_done, segment_frames, segments_hash, segments_encoding", {}
         )
 
     def mark_preview_ready(self, lease: Lease) -> bool:

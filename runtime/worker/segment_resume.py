@@ -1,8 +1,8 @@
 """A render's segments in the outputs bucket: resuming after them, and the live preview.
 
 Each segment is uploaded as the engine finishes it and recorded on the job; a later attempt of the
-same render (same content hash, segment size and encoder preset) downloads them and starts after
-the last one. The preview playlist is rewritten as each segment lands, so players see the render
+same render (same content hash, segment size and encoding) downloads them and starts after the
+last one. The preview playlist is rewritten as each segment lands, so players see the render
 grow.
 """
 
@@ -69,23 +69,25 @@ class RenderSegments:
         record: JobRecord,
         content_hash: str,
         directory: Path,
+        *,
+        encoding: str,
     ) -> SegmentPlan:
         """Render in segments, each uploaded as it finishes; start after the segments an earlier
-        attempt left for this same render (same content hash, segment size and encoder preset:
-        x264's presets write different stream parameters, ultrafast's without CABAC, and the mp4
-        joins the segments as they are under the first one's), if any."""
+        attempt left for this same render (same content hash, segment size and `encoding`, the
+        engine's `output_encoding`: NVENC and each x264 preset write different stream
+        parameters, and the mp4 joins the segments as they are under the first one's), if
+        any."""
         size = self._settings.segment_frames
-        preset = self._settings.x264_preset
         directory.mkdir(parents=True, exist_ok=True)
         done = record.segments_done or 0
         if done and (
             record.segments_hash != content_hash
             or record.segment_frames != size
-            or record.segments_preset != preset
+            or record.segments_encoding != encoding
         ):
             logger.info(
-                "segments of another render or encoder preset found; starting over",
-                extra={"segments_preset": record.segments_preset, "preset": preset},
+                "segments of another render or encoding found; starting over",
+                extra={"segments_encoding": record.segments_encoding, "encoding": encoding},
             )
             self.delete(message, done)
             self._store.reset_segments(lease)
@@ -108,7 +110,7 @@ class RenderSegments:
                     segments_done=segment.index + 1,
                     segment_frames=size,
                     content_hash=content_hash,
-                    preset=preset,
+                    encoding=encoding,
                     fps=segment.fps,
                 )
                 if not preview_logged:

@@ -37,6 +37,7 @@ from runtime.engine.engine_contract import (
     WeightsKind,
     halve_on_oom,
 )
+from runtime.engine.media import pick_video_encoding
 from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.untrusted import DecodeLimits
@@ -86,9 +87,14 @@ class SmallEngine:
         weights: WeightsKind = "random",
         fail_at_frame: int | None = None,
         encoder_preset: str = DEFAULT_PRESET,
+        reported_encoding: str | None = None,
     ) -> None:
         self.weights: WeightsKind = weights
-        self.encoder_preset = encoder_preset  # of the segment writer, as the real engine's
+        # The segment writer's, picked as the real engine's (on the CPU: libx264 and the preset).
+        self.video_encoding = pick_video_encoding(prefer_gpu=False, preset=encoder_preset)
+        # Reported instead of its own when it stands in for an encoder the test host lacks
+        # (NVENC): its segments still differ from another preset's, as NVENC's do.
+        self._reported_encoding = reported_encoding
         self.default_batch_size = default_batch_size
         self.oom_above = oom_above
         self.seconds_per_frame = seconds_per_frame
@@ -104,6 +110,10 @@ class SmallEngine:
         self.after_batch: Callable[[int], None] | None = None
         self.rendered_from: list[int] = []  # segmented renders: the frame each one started at
         self.frames_rendered = 0  # segmented renders: frames drawn (not reused from segments)
+
+    @property
+    def output_encoding(self) -> str:
+        return self._reported_encoding or self.video_encoding.name
 
     def prepare(
         self,
@@ -236,7 +246,8 @@ class SmallEngine:
                 height=SIZE,
                 fps=FPS,
                 audio_path=audio,
-                preset=self.encoder_preset,
+                codec=self.video_encoding.codec,
+                preset=self.video_encoding.preset,
             ) as segmented:
                 yield lambda image: segmented.write(np.ascontiguousarray(image[..., ::-1]))
             return

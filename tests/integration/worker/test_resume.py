@@ -165,23 +165,38 @@ def test_segments_of_another_render_are_not_reused(
     assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))
 
 
-def test_segments_of_another_encoder_preset_are_not_reused(
-    world: WorkerWorld, make_worker: MakeWorker, reference: list[np.ndarray], tmp_path: Path
+@pytest.mark.parametrize(
+    ("first_options", "first_env", "first_encoding"),
+    [
+        # A worker deployed with MUSETALK_X264_PRESET=ultrafast: x264's parameter sets differ
+        # from the default preset's (ultrafast's without CABAC)
+        ({"encoder_preset": "ultrafast"}, {EnvVar.X264_PRESET: "ultrafast"}, "libx264/ultrafast"),
+        # A host where NVENC opened, on the same settings: the engine, not the preset, decides.
+        # The test host has no NVENC; the stand-in's segments differ from superfast's as NVENC's do
+        ({"encoder_preset": "ultrafast", "reported_encoding": "h264_nvenc"}, {}, "h264_nvenc"),
+    ],
+    ids=["x264-preset", "nvenc"],
+)
+def test_segments_of_another_encoding_are_not_reused(
+    world: WorkerWorld,
+    make_worker: MakeWorker,
+    reference: list[np.ndarray],
+    tmp_path: Path,
+    first_options: dict[str, Any],
+    first_env: dict[str, str],
+    first_encoding: str,
 ) -> None:
-    # Given a job interrupted after two segments encoded with ultrafast (a worker deployed with
-    # MUSETALK_X264_PRESET=ultrafast), whose parameter sets differ from the default preset's
+    # Given a job interrupted after two segments encoded otherwise than the default engine's
     message = world.submit()
-    first_engine = SmallEngine(encoder_preset="ultrafast")
+    first_engine = SmallEngine(**first_options)
     first = make_worker(
-        first_engine,
-        **SEGMENTED,
-        **{EnvVar.STOP_TIMEOUT_SECONDS: "0", EnvVar.X264_PRESET: "ultrafast"},
+        first_engine, **SEGMENTED, **{EnvVar.STOP_TIMEOUT_SECONDS: "0"}, **first_env
     )
     first_engine.after_batch = lambda done: first.stop.request() if done >= 110 else None
     assert run_job(first.run_once) is Outcome.INTERRUPTED
     record = world.record(message.job_id)
-    assert (record.segments_done, record.segments_preset) == (2, "ultrafast")
-    # When the next attempt runs on a worker with the default preset
+    assert (record.segments_done, record.segments_encoding) == (2, first_encoding)
+    # When the next attempt runs on a worker with the default engine (libx264, default preset)
     engine = SmallEngine()
     second = make_worker(engine, **SEGMENTED)
     assert run_job(second.run_once) is Outcome.SUCCEEDED
@@ -189,7 +204,7 @@ def test_segments_of_another_encoder_preset_are_not_reused(
     assert engine.rendered_from == [0]
     record = world.record(message.job_id)
     assert record.resumed_from_frame is None
-    assert record.segments_preset == DEFAULT_PRESET
+    assert record.segments_encoding == f"libx264/{DEFAULT_PRESET}"
     frames = output_frames(world, message.job_id, tmp_path)
     assert len(frames) == len(reference)
     assert all(np.array_equal(a, b) for a, b in zip(frames, reference, strict=True))

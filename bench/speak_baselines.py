@@ -19,7 +19,8 @@ from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.latents import Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.media import VideoWriter, pick_video_codec
+from runtime.engine.media import VideoWriter
+from runtime.engine.video_encoding import pick_video_codec
 from runtime.engine.weight_cache import WeightCache, default_cache_dir
 
 PLAIN_BATCH = 20  # the official realtime script's batch

@@ -42,7 +42,6 @@ from runtime.engine.engine_contract import (
 from runtime.engine.face_sync_protocols import FaceLocatorLike, FaceParserLike, SyncScorerLike
 from runtime.engine.latents import LATENT_SIZE, Generator, LatentCodec
 from runtime.engine.layout import ModelsLayout
-from runtime.engine.media import VideoEncoding, pick_video_encoding
 from runtime.engine.model_loading import device_and_dtype, load_models
 from runtime.engine.options import MODEL_VERSION, AvatarOptions, RenderOptions
 from runtime.engine.resident import ResidentAvatar, ResidentCache
@@ -57,6 +56,7 @@ from runtime.engine.speak_pipeline import (
 from runtime.engine.stage_timing import StageMarks, timed
 from runtime.engine.untrusted import DecodeLimits
 from runtime.engine.vad import SpeechDetector, generation_weights
+from runtime.engine.video_encoding import VideoEncoding, pick_video_encoding
 from runtime.engine.weight_cache import default_cache_dir
 from runtime.engine.yuv import I420Frame
 

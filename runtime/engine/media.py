@@ -42,46 +42,6 @@ def even_size(width: int, height: int) -> tuple[int, int]:
     return width - width % 2, height - height % 2
 
 
-_nvenc_usable: bool | None = None
-
-
-def pick_video_codec(prefer_gpu: bool) -> str:
-    """`h264_nvenc` when it actually opens on this machine (checked once), else libx264."""
-    global _nvenc_usable  # a process-wide probe result
-    if not prefer_gpu:
-        return "libx264"
-    if _nvenc_usable is None:
-        try:
-            context = av.CodecContext.create("h264_nvenc", "w")
-            context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
-            context.time_base = Fraction(1, 25)
-            context.open()
-            _nvenc_usable = True
-        except (av.error.FFmpegError, ValueError) as error:
-            log.info("h264_nvenc unavailable, using libx264: %s", error)
-            _nvenc_usable = False
-    return "h264_nvenc" if _nvenc_usable else "libx264"
-
-
-@dataclass(frozen=True)
-class VideoEncoding:
-    """A render's video encoder and libx264 preset (NVENC ignores it). Segments joined into one
-    mp4 must share it: the join keeps the first segment's H.264 parameter sets for them all."""
-
-    codec: str
-    preset: str
-
-    @property
-    def name(self) -> str:
-        """`h264_nvenc` or `libx264/<preset>`: what an earlier attempt's segments must match."""
-        return f"{self.codec}/{self.preset}" if self.codec == "libx264" else self.codec
-
-
-def pick_video_encoding(prefer_gpu: bool, preset: str) -> VideoEncoding:
-    """The encoding a writer gets: `pick_video_codec`'s codec with `preset`."""
-    return VideoEncoding(pick_video_codec(prefer_gpu), preset)
-
-
 @dataclass(frozen=True)
 class AudioClip:
     """A stretch of mono 16-bit audio for one segment (the live preview's sound), starting at

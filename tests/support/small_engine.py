@@ -37,10 +37,10 @@ from runtime.engine.engine_contract import (
     WeightsKind,
     halve_on_oom,
 )
-from runtime.engine.media import pick_video_encoding
 from runtime.engine.options import AvatarOptions, RenderOptions
 from runtime.engine.segments import SegmentedVideoWriter
 from runtime.engine.untrusted import DecodeLimits
+from runtime.engine.video_encoding import pick_video_encoding
 
 SIZE = 64  # frames are tiny: the point is the pipeline, not the picture
 MAX_AVATAR_FRAMES = 25

@@ -12,7 +12,8 @@ import pytest
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.avatar_reader import decode_avatar
 from runtime.engine.engine_contract import Failure, MediaError
-from runtime.engine.media import VideoWriter, pick_video_codec
+from runtime.engine.media import VideoWriter
+from runtime.engine.video_encoding import pick_video_codec
 from tests.unit.engine.conftest import (
     MEDIA,
     SMALL_SIZE,

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtime.engine import media
+from runtime.engine import video_encoding
 from runtime.engine.encoder_presets import DEFAULT_PRESET
 from runtime.engine.engine import MuseTalkEngine
 from runtime.engine.engine_contract import SegmentPlan, segment_file_name
-from runtime.engine.media import VideoEncoding, pick_video_encoding
 from runtime.engine.options import AvatarOptions, RenderOptions
+from runtime.engine.video_encoding import VideoEncoding, pick_video_encoding
 
 NO_SKIP = RenderOptions(skip_silence=False)
 
@@ -23,7 +23,7 @@ def test_the_encoding_names_the_codec_and_only_libx264s_preset(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a machine where NVENC opened (the process-wide probe's result)
-    monkeypatch.setattr(media, "_nvenc_usable", True)
+    monkeypatch.setattr(video_encoding, "_nvenc_usable", True)
     # Then a GPU render encodes with it, whatever the preset (NVENC ignores x264's presets)
     assert pick_video_encoding(prefer_gpu=True, preset="veryfast").name == "h264_nvenc"
     # and a CPU render with libx264 and its preset
@@ -32,7 +32,7 @@ def test_the_encoding_names_the_codec_and_only_libx264s_preset(
     )
     assert pick_video_encoding(prefer_gpu=False, preset="veryfast").name == "libx264/veryfast"
     # Given one where it did not open
-    monkeypatch.setattr(media, "_nvenc_usable", False)
+    monkeypatch.setattr(video_encoding, "_nvenc_usable", False)
     # Then a GPU render falls back to libx264 with the preset
     assert pick_video_encoding(prefer_gpu=True, preset="ultrafast").name == "libx264/ultrafast"
 
@@ -55,7 +55,7 @@ def test_the_engine_reports_the_encoding_its_writer_uses(
     # Given the engine on a device (only its type matters to the choice; this host has no
     # CUDA) where NVENC opens or not
     monkeypatch.setattr(engine, "device", torch.device(device))
-    monkeypatch.setattr(media, "_nvenc_usable", nvenc_opens)
+    monkeypatch.setattr(video_encoding, "_nvenc_usable", nvenc_opens)
     # Then it reports the encoding `speak` writes with
     assert engine.output_encoding == expected
     assert engine.video_encoding.name == expected
@@ -66,7 +66,7 @@ def test_the_reported_preset_is_the_engines(
 ) -> None:
     # Given the engine set to another libx264 preset, on a host without NVENC
     monkeypatch.setattr(engine, "encoder_preset", "ultrafast")
-    monkeypatch.setattr(media, "_nvenc_usable", False)
+    monkeypatch.setattr(video_encoding, "_nvenc_usable", False)
     monkeypatch.setattr(engine, "device", torch.device("cuda"))
     # Then the encoding names that preset
     assert engine.output_encoding == "libx264/ultrafast"

@@ -69,21 +69,7 @@ class WorkerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         source = os.environ if env is None else env
         reader = _Reader(source)
-        lane_names = reader.required(EnvVar.LANES)
-        lanes: list[tuple[Lane, str]] = []
-        for name in (part.strip() for part in lane_names.split(",") if part.strip()):
-            try:
-                lane = Lane(name)
-            except ValueError:
-                raise SettingsError(
-                    f"{EnvVar.LANES}: unknown lane {name!r}; expected {[m.value for m in Lane]}"
-                ) from None
-            queue_var = (
-                EnvVar.INTERACTIVE_QUEUE_URL if lane is Lane.INTERACTIVE else EnvVar.BATCH_QUEUE_URL
-            )
-            lanes.append((lane, reader.required(queue_var)))
-        if not lanes:
-            raise SettingsError(f"{EnvVar.LANES}: name at least one lane")
+        lanes = _lanes(reader)
         heartbeat = reader.number(EnvVar.HEARTBEAT_SECONDS, 30.0)
         visibility = int(reader.number(EnvVar.VISIBILITY_TIMEOUT_SECONDS, 120))
         if not 0 < heartbeat < visibility:
@@ -107,7 +93,7 @@ class WorkerSettings:
             weights_bucket=source.get(EnvVar.WEIGHTS_BUCKET) or None,
             avatar_cache_bucket=reader.required(EnvVar.AVATAR_CACHE_BUCKET),
             jobs_table=reader.required(EnvVar.JOBS_TABLE),
-            lanes=tuple(lanes),
+            lanes=lanes,
             completion_topic_arn=reader.required(EnvVar.COMPLETION_TOPIC_ARN),
             webhook_secret_arn=source.get(EnvVar.WEBHOOK_SECRET_ARN) or None,
             limits=limits,
@@ -149,6 +135,27 @@ class WorkerSettings:
                 else None
             ),
         )
+
+
+def _lanes(reader: _Reader) -> tuple[tuple[Lane, str], ...]:
+    """The lanes `MUSETALK_LANES` names, each with its queue's URL."""
+    lanes: list[tuple[Lane, str]] = []
+    for name in (part.strip() for part in reader.required(EnvVar.LANES).split(",")):
+        if not name:
+            continue
+        try:
+            lane = Lane(name)
+        except ValueError:
+            raise SettingsError(
+                f"{EnvVar.LANES}: unknown lane {name!r}; expected {[m.value for m in Lane]}"
+            ) from None
+        queue_var = (
+            EnvVar.INTERACTIVE_QUEUE_URL if lane is Lane.INTERACTIVE else EnvVar.BATCH_QUEUE_URL
+        )
+        lanes.append((lane, reader.required(queue_var)))
+    if not lanes:
+        raise SettingsError(f"{EnvVar.LANES}: name at least one lane")
+    return tuple(lanes)
 
 
 class _Reader:

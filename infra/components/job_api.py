@@ -82,6 +82,7 @@ DEAD_LETTER_QUEUE_VISIBILITY_SECONDS = 6 * DEAD_LETTER_HANDLER_TIMEOUT_SECONDS
 @dataclass(frozen=True, kw_only=True)
 class ApiResources(JobResources):
     dead_letter_queues: dict[Lane, sqs.IQueue]
+    webhook_dead_letter_queue: sqs.IQueue  # undeliverable webhooks, alarmed on, polled by none
     idempotency_table: dynamodb.ITable
 
 
@@ -299,21 +300,26 @@ class JobApi(Construct):
         function = self._python_function(
             "Sweeper",
             handler="runtime.api.entrypoints.sweeper.lambda_handler",
-            description="Re-sends jobs never confirmed sent; keeps the lane queues awake",
+            description="Re-sends jobs never confirmed sent; keeps unpolled queues awake",
             timeout=Duration.seconds(120),
             memory_size=256,
         )
         r.jobs_table.grant(function, "dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem")
         # SendMessage to re-send; its GetQueueAttributes (the grant includes it) keeps each lane
-        # queue awake for CloudWatch (runtime/api/queue_wake.py). Lane queues only: the DLQs are
-        # polled by the dead-letter handler's event source mapping.
+        # queue awake for CloudWatch (runtime/api/queue_wake.py). The lane DLQs need nothing:
+        # the dead-letter handler's event source mapping polls them.
         for queue in r.queues.values():
             queue.grant_send_messages(function)
+        # Nothing polls the undeliverable webhooks' queue: kept awake for its alarm the same way.
+        r.webhook_dead_letter_queue.grant(function, "sqs:GetQueueAttributes")
+        function.add_environment(
+            str(EnvVar.WEBHOOK_DEAD_LETTER_QUEUE_URL), r.webhook_dead_letter_queue.queue_url
+        )
         acknowledge_table_indexes(function, r.jobs_table)
         events.Rule(
             self,
             "SweepSchedule",
-            description="Re-send jobs stuck in the unsent index; keep the lane queues awake",
+            description="Re-send jobs stuck in the unsent index; keep unpolled queues awake",
             schedule=events.Schedule.rate(
                 Duration.minutes(self._settings.sweeper_interval_minutes)
             ),

@@ -120,6 +120,7 @@ class MuseTalkStack(Stack):
             ApiResources(
                 **job_resources.shared(),
                 dead_letter_queues={lane: queues.dead_letter_queue(lane) for lane in lanes},
+                webhook_dead_letter_queue=webhook_queues.dead_letter_queue,
                 idempotency_table=tables.idempotency,
             ),
         )

@@ -37,6 +37,8 @@ class Settings:
     job_record_ttl_days: int
     # The webhook deliveries queue; None where webhooks are not deployed (redelivery -> 503).
     webhook_queue_url: str | None = None
+    # The undeliverable webhooks' queue; the sweeper keeps it awake for its alarm (None: not).
+    webhook_dead_letter_queue_url: str | None = None
     webhook_secret_arn: str | None = None  # the webhook-deliveries Lambda only
     webhook_allow_private: bool = False  # local mode only: the emulator's http receivers
     cors_allowed_origins: tuple[str, ...] = ()  # browser origins answered with CORS headers
@@ -77,6 +79,9 @@ class Settings:
                 env.get(EnvVar.JOB_RECORD_TTL_DAYS.value, DEFAULT_JOB_RECORD_TTL_DAYS)
             ),
             webhook_queue_url=env.get(EnvVar.WEBHOOK_QUEUE_URL.value) or None,
+            webhook_dead_letter_queue_url=(
+                env.get(EnvVar.WEBHOOK_DEAD_LETTER_QUEUE_URL.value) or None
+            ),
             webhook_secret_arn=env.get(EnvVar.WEBHOOK_SECRET_ARN.value) or None,
             webhook_allow_private=env.get(EnvVar.WEBHOOK_ALLOW_PRIVATE.value) == "true",
             cors_allowed_origins=_parse_origins(env.get(EnvVar.CORS_ALLOWED_ORIGINS.value) or "[]"),

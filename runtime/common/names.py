@@ -44,6 +44,8 @@ class EnvVar(StrEnum):
     # Webhook deliveries queue: redeliveries (API) and webhooks the worker could not deliver;
     # consumed by the webhook-deliveries Lambda, dead-lettered when still undeliverable.
     WEBHOOK_QUEUE_URL = "MUSETALK_WEBHOOK_QUEUE_URL"
+    # The sweeper only: the undeliverable webhooks' queue, kept awake for its alarm.
+    WEBHOOK_DEAD_LETTER_QUEUE_URL = "MUSETALK_WEBHOOK_DEAD_LETTER_QUEUE_URL"
     API_KEY_TENANTS = "MUSETALK_API_KEY_TENANTS"
     LIMITS_JSON = "MUSETALK_LIMITS_JSON"
     JOB_RECORD_TTL_DAYS = "MUSETALK_JOB_RECORD_TTL_DAYS"  # API: TTL of job/upload/avatar items

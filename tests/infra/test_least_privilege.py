@@ -251,15 +251,24 @@ def test_sweeper_only_queries_updates_and_resends(dev: Synthesized) -> None:
         assert "sqs:SendMessage" in actions_on(dev.raw, role, _queue(dev, lane))
 
 
-def test_sweeper_may_touch_the_lane_queues_and_no_other_queue(dev: Synthesized) -> None:
-    # Each sweep calls GetQueueAttributes on both lane queues so SQS keeps their CloudWatch
-    # metrics (runtime/api/queue_wake.py); the DLQs stay awake through the dead-letter
-    # handler's event source mapping (test_job_api), and the webhook queues are not the sweeper's
+def test_sweeper_may_touch_the_unpolled_queues_and_no_other_queue(dev: Synthesized) -> None:
+    # Each sweep calls GetQueueAttributes on both lane queues and the undeliverable webhooks'
+    # queue so SQS keeps their CloudWatch metrics (runtime/api/queue_wake.py); the lane DLQs stay
+    # awake through the dead-letter handler's event source mapping (test_job_api), and the
+    # webhook deliveries queue through the webhook Lambda's
     role = _role(dev, "ApiSweeperServiceRole")
-    lane_queues = {_queue(dev, lane) for lane in Lane}
+    undeliverable = _id(dev, "AWS::SQS::Queue", "WebhooksUndeliverable")
+    (sweeper,) = [
+        f
+        for k, f in resources(dev.raw, "AWS::Lambda::Function").items()
+        if k.startswith("ApiSweeper")
+    ]
+    environment = sweeper["Properties"]["Environment"]["Variables"]
+    assert environment["MUSETALK_WEBHOOK_DEAD_LETTER_QUEUE_URL"] == {"Ref": undeliverable}
+    unpolled = {_queue(dev, lane) for lane in Lane} | {undeliverable}
     for queue in resources(dev.raw, "AWS::SQS::Queue"):
         touch = may_on_queue(dev.raw, role, "sqs:GetQueueAttributes", queue)
-        assert touch == (queue in lane_queues), queue
+        assert touch == (queue in unpolled), queue
         consume = may_on_queue(dev.raw, role, "sqs:ReceiveMessage", queue)
         assert not consume, queue
         assert not may_on_queue(dev.raw, role, "sqs:SetQueueAttributes", queue), queue

@@ -1,5 +1,6 @@
-"""Lambda entry point of the scheduled sweeper (`runtime.api.sweeper`): touch the lane queues so
-CloudWatch keeps their metrics (`runtime.api.queue_wake`), then one sweep and its metrics."""
+"""Lambda entry point of the scheduled sweeper (`runtime.api.sweeper`): touch the queues nothing
+polls so CloudWatch keeps their metrics (`runtime.api.queue_wake`), then one sweep and its
+metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime.api.context import ApiContext
 from runtime.api.observability import logger, tracer
-from runtime.api.queue_wake import touch_queues
+from runtime.api.queue_wake import touch_queues, unpolled_queues
 from runtime.api.settings import Settings
 from runtime.api.sweeper import sweep
 from runtime.common.metrics import DIMENSION_LANE, DIMENSION_SERVICE, NAMESPACE, Metric
@@ -27,7 +28,7 @@ def _context() -> ApiContext:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ctx = _context()
     # First, so a sweep that raises still leaves the queues awake.
-    woken = touch_queues(ctx.sqs, ctx.settings.queue_urls)
+    woken = touch_queues(ctx.sqs, unpolled_queues(ctx.settings))
     result = sweep(ctx)
     for lane, count in result.resent.items():
         if count:
@@ -45,7 +46,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "resent": {lane.value: count for lane, count in result.resent.items()},
             "cleared": result.cleared,
             "failed": result.failed,
-            "queues_touched": [lane.value for lane in woken.touched],
+            "queues_touched": list(woken.touched),
         },
     )
     return {

@@ -85,6 +85,16 @@ def _sweeper_context(ahead: timedelta = timedelta(0)) -> Any:
     return dataclasses.replace(ctx, clock=lambda: ctx.now() + ahead)
 
 
+def _age_past_grace(deployment: LocalResources, aws: Any, job_id: str) -> None:
+    """Age the job's record past the sweeper's grace period (the index sort key is created_at)."""
+    aws("dynamodb").update_item(
+        TableName=deployment.names.jobs_table,
+        Key={"pk": {"S": f"JOB#{job_id}"}},
+        UpdateExpression="SET created_at = :t",
+        ExpressionAttributeValues={":t": {"S": "2020-01-01T00:00:00.000000Z"}},
+    )
+
+
 def _unsent(deployment: LocalResources, aws: Any, job_id: str) -> bool:
     item = aws("dynamodb").get_item(
         TableName=deployment.names.jobs_table, Key={"pk": {"S": f"JOB#{job_id}"}}
@@ -183,13 +193,7 @@ def test_the_sweeper_lambda_resends_and_emits_its_metric(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     job_id = _unsent_job(submit_job, monkeypatch, "old", lane="batch")
-    # Age the record past the grace period (the index sort key is created_at)
-    aws("dynamodb").update_item(
-        TableName=deployment.names.jobs_table,
-        Key={"pk": {"S": f"JOB#{job_id}"}},
-        UpdateExpression="SET created_at = :t",
-        ExpressionAttributeValues={":t": {"S": "2020-01-01T00:00:00.000000Z"}},
-    )
+    _age_past_grace(deployment, aws, job_id)
     sweeper_entrypoint._context.cache_clear()
     capsys.readouterr()
     result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
@@ -235,12 +239,7 @@ def test_a_queue_the_sweeper_cannot_touch_does_not_stop_the_sweep(
     submit_job: Submit, deployment: LocalResources, aws: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id = _unsent_job(submit_job, monkeypatch, "touch-refused", lane="batch")
-    aws("dynamodb").update_item(
-        TableName=deployment.names.jobs_table,
-        Key={"pk": {"S": f"JOB#{job_id}"}},
-        UpdateExpression="SET created_at = :t",
-        ExpressionAttributeValues={":t": {"S": "2020-01-01T00:00:00.000000Z"}},
-    )
+    _age_past_grace(deployment, aws, job_id)
     touched = _spy_touches(monkeypatch, refuse=True)
     result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
     assert len(touched) == len(Lane)

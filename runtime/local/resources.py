@@ -48,6 +48,7 @@ class LocalResources:
     alarm_topic_arn: str
     webhook_secret_arn: str
     webhook_queue_url: str
+    webhook_dead_letter_queue_url: str
 
     def runtime_env(self) -> dict[str, str]:
         """The environment the stack gives both the API Lambda and the worker."""
@@ -64,6 +65,7 @@ class LocalResources:
             EnvVar.COMPLETION_TOPIC_ARN: self.completion_topic_arn,
             EnvVar.WEBHOOK_SECRET_ARN: self.webhook_secret_arn,
             EnvVar.WEBHOOK_QUEUE_URL: self.webhook_queue_url,
+            EnvVar.WEBHOOK_DEAD_LETTER_QUEUE_URL: self.webhook_dead_letter_queue_url,
             EnvVar.LIMITS_JSON: self.config.limits.model_dump_json(),
             EnvVar.JOB_RECORD_TTL_DAYS: str(self.config.job_record_ttl_days),
             EnvVar.CORS_ALLOWED_ORIGINS: json.dumps(list(self.config.cors_allowed_origins)),
@@ -87,7 +89,7 @@ def provision(
     buckets = _create_buckets(client("s3"), names, config)
     _create_tables(client("dynamodb"), names)
     queue_urls, dlq_urls = _create_queues(client("sqs"), names, config)
-    webhook_queue_url = _create_webhook_queues(client("sqs"), names)
+    webhook_queue_url, webhook_dlq_url = _create_webhook_queues(client("sqs"), names)
     sns = client("sns")
     completion = sns.create_topic(Name=names.completion_topic)["TopicArn"]
     alarms = sns.create_topic(Name=names.alarm_topic)["TopicArn"]
@@ -104,6 +106,7 @@ def provision(
         alarm_topic_arn=alarms,
         webhook_secret_arn=secret,
         webhook_queue_url=webhook_queue_url,
+        webhook_dead_letter_queue_url=webhook_dlq_url,
         buckets=buckets,
     )
 
@@ -252,8 +255,8 @@ def _create_queues(
     return queue_urls, dlq_urls
 
 
-def _create_webhook_queues(sqs: Any, names: ResourceNames) -> str:
-    """The webhook deliveries queue and its dead-letter queue, as the stack makes them."""
+def _create_webhook_queues(sqs: Any, names: ResourceNames) -> tuple[str, str]:
+    """The webhook deliveries queue and its dead-letter queue, as the stack makes them (URLs)."""
     dlq_url = sqs.create_queue(
         QueueName=names.webhook_dead_letter_queue,
         Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
@@ -262,13 +265,12 @@ def _create_webhook_queues(sqs: Any, names: ResourceNames) -> str:
         "QueueArn"
     ]
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": WEBHOOK_MAX_RECEIVES}
-    return str(
-        sqs.create_queue(
-            QueueName=names.webhook_queue,
-            Attributes={
-                "VisibilityTimeout": str(WEBHOOK_QUEUE_VISIBILITY_SECONDS),
-                "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
-                "RedrivePolicy": json.dumps(redrive),
-            },
-        )["QueueUrl"]
-    )
+    queue_url = sqs.create_queue(
+        QueueName=names.webhook_queue,
+        Attributes={
+            "VisibilityTimeout": str(WEBHOOK_QUEUE_VISIBILITY_SECONDS),
+            "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    return str(queue_url), str(dlq_url)

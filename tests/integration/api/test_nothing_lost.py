@@ -197,7 +197,7 @@ def test_the_sweeper_lambda_resends_and_emits_its_metric(
     sweeper_entrypoint._context.cache_clear()
     capsys.readouterr()
     result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
-    assert result == {"resent": 1, "cleared": 0, "failed": 0, "queues_touched": 2}
+    assert result == {"resent": 1, "cleared": 0, "failed": 0, "queues_touched": 3}
     assert len(queue_messages(aws("sqs"), deployment.queue_urls[Lane.BATCH])) == 1
     emf = [
         json.loads(line)
@@ -223,16 +223,20 @@ def _spy_touches(monkeypatch: pytest.MonkeyPatch, *, refuse: bool = False) -> li
     )
 
 
-def test_every_sweep_touches_each_lane_queue_so_cloudwatch_keeps_its_metrics(
+def _unpolled_queue_urls(deployment: LocalResources) -> list[str]:
+    """The lane queues and the undeliverable webhooks' queue: nothing polls them."""
+    lanes = [deployment.queue_urls[lane] for lane in Lane]
+    return sorted([*lanes, deployment.webhook_dead_letter_queue_url])
+
+
+def test_every_sweep_touches_each_unpolled_queue_so_cloudwatch_keeps_its_metrics(
     deployment: LocalResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SQS stops a queue's metrics after six idle hours; the scaling alarms read them
     touched = _spy_touches(monkeypatch)
     result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
-    assert sorted(call["QueueUrl"] for call in touched) == sorted(
-        deployment.queue_urls[lane] for lane in Lane
-    )
-    assert result["queues_touched"] == len(Lane)
+    assert sorted(call["QueueUrl"] for call in touched) == _unpolled_queue_urls(deployment)
+    assert result["queues_touched"] == len(_unpolled_queue_urls(deployment))
 
 
 def test_a_queue_the_sweeper_cannot_touch_does_not_stop_the_sweep(
@@ -242,7 +246,7 @@ def test_a_queue_the_sweeper_cannot_touch_does_not_stop_the_sweep(
     _age_past_grace(deployment, aws, job_id)
     touched = _spy_touches(monkeypatch, refuse=True)
     result = sweeper_entrypoint.lambda_handler({}, FakeLambdaContext())
-    assert len(touched) == len(Lane)
+    assert len(touched) == len(_unpolled_queue_urls(deployment))
     assert result == {"resent": 1, "cleared": 0, "failed": 0, "queues_touched": 0}
     assert not _unsent(deployment, aws, job_id)
 

@@ -36,6 +36,7 @@ def local_resources(*, share_renders: bool) -> LocalResources:
         alarm_topic_arn=arn("sns", "alarms"),
         webhook_secret_arn=arn("secretsmanager", "secret:hook"),
         webhook_queue_url="http://127.0.0.1:9/webhooks",
+        webhook_dead_letter_queue_url="http://127.0.0.1:9/webhooks-dlq",
     )
 
 

@@ -45,7 +45,8 @@ class StageConfig:
     worker_compile: str = "aot"
     # libx264 preset of the worker's encoder (MUSETALK_X264_PRESET; one of x264's, ultrafast to
     # placebo). Where x264 runs on the host's CPU it can set the render's pace; the default,
-    # the engine's, trades a third more bits for 1.8x veryfast's speed (docs/deploy.md).
+    # the engine's, trades a third more bits for 1.45x veryfast's speed on an H100's host
+    # (docs/deploy.md).
     # A render in progress when this changes starts over rather than mix presets.
     worker_x264_preset: str = DEFAULT_PRESET
     interactive: LaneConfig

@@ -63,8 +63,8 @@ def autotune_options() -> dict[str, Any]:
     """Inductor's options for an autotuned package: torch.compile's `max-autotune-no-cudagraphs`
     mode, i.e. autotuned convolution and matmul templates and coordinate-descent tuning of the
     pointwise and reduction kernels (the decoder's GroupNorms). `max_autotune` alone leaves the
-    latter at their heuristic configs: the H100 decoder ran 1.35 ms/frame from such a package
-    and 1.25 under torch.compile in this mode."""
+    latter at their heuristic configs: the H100 decoder ran 1.35 ms/frame from such a package,
+    1.31 from one built with these options (bench/results/2026-12-07-h100-worker-aot.md)."""
     from torch._inductor import list_mode_options
 
     return dict(list_mode_options("max-autotune-no-cudagraphs"))

@@ -9,13 +9,15 @@
 # avatar preparation (OFFICIAL); build: the worker's AOT packages (decoder autotuned, as
 # `publish_aot` builds them) where speak's `--compile-modes aot` finds them; notriton: those
 # packages loaded and rendered with every `triton` import refused (bench/aot_without_triton.py);
-# presets: bench/encoder_presets.py on this host.
+# presets: bench/encoder_presets.py on this host; probes: bench/gpu_path_probes.py on the built
+# packages (the UNet autotuned too, and the two models on two streams).
 # Results under $OUT.
 set -o pipefail
 OUT=${OUT:-/tmp/device-out}
 STEPS=${STEPS:-setup speak prepare}
 OFFICIAL=${OFFICIAL-.bench/official/MuseTalk}  # set but empty: no official loop
 SPEAK_ARGS=${SPEAK_ARGS:-}
+BUILD_ARGS=${BUILD_ARGS:-}  # e.g. --prepare-sizes= (speak's packages only)
 PREPARE_ARGS=${PREPARE_ARGS:-}  # e.g. --official-frames 10
 PREPARE_VARIANTS=${PREPARE_VARIANTS:-serial:float32:device+onepass,serial:float32:device+onepass+aot,serial:float16:device+onepass+aot,serial:float16:device+onepass+vae+compile}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site"
@@ -44,7 +46,7 @@ fi
 if wants build; then
   mark "build: random weights, AOT packages as publish_aot builds them"
   python3 -c 'from pathlib import Path; from bench.speak_setup import write_models; write_models(Path("/tmp/m23"), tiny=False)' || exit 1
-  python3 -m runtime.engine build-artifacts --models /tmp/m23 --cache-dir /tmp/c23-aot 2>&1 \
+  python3 -m runtime.engine build-artifacts --models /tmp/m23 --cache-dir /tmp/c23-aot $BUILD_ARGS 2>&1 \
     | tee "$OUT/build.log" | grep -v -E 'Warning|warn\(' | tail -5
 fi
 
@@ -52,6 +54,12 @@ if wants notriton; then
   mark "notriton: the AOT engine with triton imports refused"
   python3 bench/aot_without_triton.py --models /tmp/m23 --cache-dir /tmp/c23-aot \
     --out "$OUT/aot-without-triton.json" 2>&1 | grep -v -E 'Warning|warn\(' | tail -40
+fi
+
+if wants probes; then
+  mark "probes: the UNet autotuned, the two models on two streams"
+  python3 bench/gpu_path_probes.py --models /tmp/m23 --cache-dir /tmp/c23-aot --autotune-unet \
+    --out "$OUT/gpu-path-probes.json" 2>&1 | tee "$OUT/probes.log" | grep -v -E 'Warning|warn\(' | tail -30
 fi
 
 if wants presets; then

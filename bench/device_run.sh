@@ -18,6 +18,7 @@ STEPS=${STEPS:-setup speak prepare}
 OFFICIAL=${OFFICIAL-.bench/official/MuseTalk}  # set but empty: no official loop
 SPEAK_ARGS=${SPEAK_ARGS:-}
 BUILD_ARGS=${BUILD_ARGS:-}  # e.g. --prepare-sizes= (speak's packages only)
+PROBE_ARGS=${PROBE_ARGS:---autotune-unet}  # set but empty: the two-stream probe only
 PREPARE_ARGS=${PREPARE_ARGS:-}  # e.g. --official-frames 10
 PREPARE_VARIANTS=${PREPARE_VARIANTS:-serial:float32:device+onepass,serial:float32:device+onepass+aot,serial:float16:device+onepass+aot,serial:float16:device+onepass+vae+compile}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site"
@@ -58,8 +59,8 @@ fi
 
 if wants probes; then
   mark "probes: the UNet autotuned, the two models on two streams"
-  python3 bench/gpu_path_probes.py --models /tmp/m23 --cache-dir /tmp/c23-aot --autotune-unet \
-    --out "$OUT/gpu-path-probes.json" 2>&1 | tee "$OUT/probes.log" | grep -v -E 'Warning|warn\(' | tail -30
+  python3 bench/gpu_path_probes.py --models /tmp/m23 --cache-dir /tmp/c23-aot $PROBE_ARGS \
+    --out "$OUT/gpu-path-probes${PROBE_ARGS:+-unet}.json" 2>&1 | tee "$OUT/probes.log" | grep -v -E 'Warning|warn\(' | tail -30
 fi
 
 if wants presets; then

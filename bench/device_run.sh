@@ -18,7 +18,7 @@ STEPS=${STEPS:-setup speak prepare}
 OFFICIAL=${OFFICIAL-.bench/official/MuseTalk}  # set but empty: no official loop
 SPEAK_ARGS=${SPEAK_ARGS:-}
 BUILD_ARGS=${BUILD_ARGS:-}  # e.g. --prepare-sizes= (speak's packages only)
-PROBE_ARGS=${PROBE_ARGS:---autotune-unet}  # set but empty: the two-stream probe only
+PROBE_ARGS=${PROBE_ARGS---autotune-unet}  # set but empty: the two-stream probe only
 PREPARE_ARGS=${PREPARE_ARGS:-}  # e.g. --official-frames 10
 PREPARE_VARIANTS=${PREPARE_VARIANTS:-serial:float32:device+onepass,serial:float32:device+onepass+aot,serial:float16:device+onepass+aot,serial:float16:device+onepass+vae+compile}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:/tmp/site"

@@ -1,8 +1,10 @@
-"""Two questions about the GPU path's last few percent, on the packages a worker loads:
+"""Three questions about the GPU path's last few percent, on the packages a worker loads:
 
 - **UNet autotuned**: `build-artifacts` autotunes the decoder only. This packages the UNet step
   again with `aot_build.autotune_options()` and times both packages (CUDA graph, as the engine
   runs the UNet), with the build's seconds and how far the two outputs are apart.
+- **The decoder in a CUDA graph**, as the UNet runs (the engine runs the decoder's package
+  without one).
 - **Two streams**: the decoder of batch i beside the UNet of batch i+1 on a second stream
   against both on one stream (the engine's order): whether the GroupNorms' memory-bound
   kernels and the convolutions' compute-bound ones overlap enough to matter.
@@ -75,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
     report["unet_ms"] = timed(unet_only)
     report["decoder_ms"] = timed(decoder_only)
+    graphed = runner(directory / f"{DECODER}.pt2", device, graph=True)
+
+    def graphed_decoder_only() -> None:
+        for _ in range(args.batches):
+            graphed(decoder_in)
+
+    report["decoder_cuda_graph_ms"] = timed(graphed_decoder_only)
     report |= stream_overlap(unet, decoder, unet_in, decoder_in, args.batches, timed)
     if args.autotune_unet:
         report |= autotuned_unet(

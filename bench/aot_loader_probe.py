@@ -169,11 +169,17 @@ def step_build(args: argparse.Namespace) -> dict[str, Any]:
         extra = [flag for name in args.flags.split("+") for flag in FLAG_SETS[name]]
         from runtime.engine.aot_build import compiler_wrapper
 
-        torch._inductor.config.cpp.cxx = (str(compiler_wrapper(directory / "bin", extra)),)
+        # torch types `cxx` as (None, str), its default's shape, though inductor tries each
+        # compiler in any tuple (torch's own default needs the same ignore)
+        torch._inductor.config.cpp.cxx = (  # type: ignore[assignment]
+            str(compiler_wrapper(directory / "bin", extra)),
+        )
     start = time.perf_counter()
     if args.build == "legacy":
         with torch.no_grad():
             library = torch._export.aot_compile(module, inputs)
+        if not isinstance(library, str):  # a list only with the aot_inductor.package option
+            raise TypeError(f"aot_compile returned {type(library).__name__}, not a library path")
         shutil.copy(library, directory / "model.so")
     else:
         with torch.no_grad():

@@ -44,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*` when run as a script
 
 from bench.coldstart_aot import COMPARE_VARIANTS, compare_with_eager, synchronize
+from bench.no_faces import NoFaces
 
 ROOT = Path(__file__).resolve().parents[1]
 STATES = (
@@ -84,16 +85,6 @@ MINIMAL_REQUIREMENTS = (
 )
 
 
-class _NoFaces:
-    """The face models are not part of the ready path measured here (preparation loads them)."""
-
-    def locate(self, *args: object, **kwargs: object) -> list[None]:
-        raise RuntimeError("the cold-start probe does not locate faces")
-
-    def blend_masks(self, *args: object, **kwargs: object) -> list[None]:
-        raise RuntimeError("the cold-start probe does not parse faces")
-
-
 # ------------------------------------------------------------------------------ in the probe
 
 
@@ -113,8 +104,9 @@ def probe(state: str, models: Path, device_name: str, cache_dir: Path, launched_
     engine = MuseTalkEngine.load(
         models,
         device,
-        locator=_NoFaces(),
-        parser=_NoFaces(),
+        # the face models are not part of the ready path measured here (preparation loads them)
+        locator=NoFaces("the cold-start probe"),
+        parser=NoFaces("the cold-start probe"),
         compile_models=compiled or aot,
         compile_mode=COMPILE_MODE if device.type == "cuda" else None,
         aot_packages=aot,
@@ -214,9 +206,9 @@ def run_probe(
             command, capture_output=True, text=True, check=False, env=env, timeout=timeout_s
         )
     except subprocess.TimeoutExpired as expired:  # e.g. a fallback to torch.compile: minutes
-        stderr = expired.stderr or b""  # bytes even with text=True
-        stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
-        result = {
+        captured: str | bytes = expired.stderr or b""  # bytes even with text=True
+        stderr = captured.decode(errors="replace") if isinstance(captured, bytes) else captured
+        result: dict[str, Any] = {
             "state": state,
             "error": f"no result within {timeout_s} s",
             "stderr_tail": "\n".join(

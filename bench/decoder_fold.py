@@ -96,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from diffusers import AutoencoderKL
 
     config = {**VAE_CONFIG, **(TINY_VAE_OVERRIDES if args.tiny else {})}
-    vae = AutoencoderKL(**config).to(device=device, dtype=dtype).eval()
+    # diffusers' lazy __init__ shows mypy its torch-less placeholder class, not the nn.Module
+    model: torch.nn.Module = AutoencoderKL(**config)  # type: ignore[assignment]
+    vae = model.to(device=device, dtype=dtype).eval()
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,

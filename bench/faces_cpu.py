@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -30,14 +32,17 @@ MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 
 REPEATS = 2  # best of: on a shared machine the minimum is the least disturbed reading
 
+T = TypeVar("T")
 
-def per_frame(label: str, frames: int, fn) -> object:  # type: ignore[no-untyped-def]
+
+def per_frame(label: str, frames: int, fn: Callable[[], T]) -> T:
     """Wall time and process CPU time (all threads) per frame, best of REPEATS each.
 
     CPU time barely depends on other load, so on a shared machine it is the steadier number:
     wall time on N dedicated cores is about CPU time / N.
     """
-    walls, cpus, result = [], [], None
+    walls: list[float] = []
+    cpus: list[float] = []
     for _ in range(REPEATS):
         wall, cpu = time.perf_counter(), time.process_time()
         result = fn()
@@ -92,7 +97,7 @@ def main() -> None:
         )
         print("boxes:", boxes)
         face_parser = FaceParser.load(models, cpu)
-        real = [b for b in boxes if b is not None]  # type: ignore[union-attr]
+        real = [b for b in boxes if b is not None]
         if real:
             fixed = [real[0]] * n
             per_frame(

@@ -10,6 +10,7 @@ face-like DWPose landmarks and S3FD box at that place (`injected_faces`); the la
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -55,7 +56,7 @@ YONGEN_FACE = Face(cx=0.52, cy=0.35, r=0.12)
 def build_cases(root: Path, names: list[str] | None = None) -> list[Case]:
     """Write each case's media under `root`; `names` selects (default: all)."""
     root.mkdir(parents=True, exist_ok=True)
-    musk = cv2.imread(str(MEDIA / "musk.png"))
+    musk = _read_image(MEDIA / "musk.png")
     odd = cv2.resize(musk, (365, 205), interpolation=cv2.INTER_AREA)  # odd width and height
     dim = cv2.convertScaleAbs(musk, alpha=0.4, beta=0)  # a dim portrait
     # The odd-sized still between flat white bars (an export padded to a wider frame)
@@ -86,7 +87,14 @@ def _still(root: Path, name: str, image: np.ndarray, face: Face, shift: int = 0)
     folder.mkdir(exist_ok=True)
     path = folder / "00000000.png"
     cv2.imwrite(str(path), image)
-    return Case(name, path, [cv2.imread(str(path))], face, shift)
+    return Case(name, path, [_read_image(path)], face, shift)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    if image is None:  # OpenCV returns None for a missing or unreadable file
+        raise FileNotFoundError(f"cannot read image {path}")
+    return image
 
 
 def _video(root: Path, name: str, frames: list[np.ndarray], face: Face, shift: int = 0) -> Case:
@@ -109,7 +117,7 @@ def _video(root: Path, name: str, frames: list[np.ndarray], face: Face, shift: i
 
 def _clip_frames(count: int, scale: float) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(MEDIA / "yongen.mp4"))
-    frames = []
+    frames: list[np.ndarray] = []
     while len(frames) < count and (read := capture.read())[0]:
         frames.append(cv2.resize(read[1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
     return frames
@@ -141,6 +149,12 @@ def detected_box(width: int, height: int, face: Face) -> tuple[int, int, int, in
         min(width, int(cx + 1.3 * r)),
         min(height, int(cy + 1.5 * r)),
     )
+
+
+def int_box(values: Sequence[int] | np.ndarray) -> tuple[int, int, int, int]:
+    """A box (x1, y1, x2, y2) as plain ints, from upstream's list or our array row."""
+    x1, y1, x2, y2 = (int(v) for v in values)
+    return x1, y1, x2, y2
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:

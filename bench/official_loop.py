@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from bench import official_workspace
+from bench.official_cases import int_box
 from runtime.engine.avatar import PreparedAvatar
 from runtime.engine.layout import ModelsLayout
 
@@ -147,7 +148,8 @@ class OfficialLoop:
         vae.vae = vae.vae.half().to(device)
         unet.model = unet.model.half().to(device)
         whisper = WhisperModel.from_pretrained(str(layout.whisper_dir))
-        whisper = whisper.to(device=device, dtype=unet.model.dtype).eval()
+        # transformers wraps `PreTrainedModel.to` in functools.wraps, which mypy reads unbound
+        whisper = whisper.to(device=device, dtype=unet.model.dtype).eval()  # type: ignore[call-arg]
         whisper.requires_grad_(False)
         module.__dict__.update(
             args=argparse.Namespace(
@@ -166,7 +168,7 @@ class OfficialLoop:
             whisper=whisper,
         )
         if device.type != "cuda":  # datagen moves its short last batch to "cuda:0" by default
-            module.datagen = functools.partial(module.datagen, device=device)
+            module.__dict__.update(datagen=functools.partial(module.datagen, device=device))
         self.device = device
         self.avatar = self._avatar(avatar)
 
@@ -174,10 +176,10 @@ class OfficialLoop:
         """Upstream's Avatar with the lists its preparation would have loaded (the cycle's
         order: frames, then the same frames reversed)."""
         cls = _decorated_class(self.module.Avatar)
-        avatar = cls.__new__(cls)
+        avatar: object = object.__new__(cls)  # without __init__, which would prepare it
         cycle = [prepared.cycle_index(i) for i in range(2 * prepared.frame_count)]
         placed = [
-            crop_box_mask(tuple(int(v) for v in prepared.boxes[i]), prepared.masks[i])
+            crop_box_mask(int_box(prepared.boxes[i]), prepared.masks[i])
             for i in range(prepared.frame_count)
         ]
         latents = torch.from_numpy(prepared.latents)

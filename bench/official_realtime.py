@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.official_cases import Case, detected_box, face_landmarks
+from bench.official_cases import Case, detected_box, face_landmarks, int_box
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.blend import PasteBox
 from runtime.engine.engine import MuseTalkEngine
@@ -163,7 +163,7 @@ class OfficialRealtime:
                 preparation=True,
             )
         count = len(avatar.frame_list_cycle) // 2
-        run.boxes = [tuple(int(v) for v in box) for box in avatar.coord_list_cycle[:count]]
+        run.boxes = [int_box(box) for box in avatar.coord_list_cycle[:count]]
         run.latents = [latent[0].numpy() for latent in avatar.input_latent_list_cycle[:count]]
         run.masks = [
             mask_over_box(mask, crop, box)
@@ -239,7 +239,7 @@ def run_ours(engine: MuseTalkEngine, case: Case, audio: Path, models: Path) -> R
     avatar = engine.prepare(
         case.media, AvatarOptions(bbox_shift=case.bbox_shift, mask_blur="realtime")
     )
-    run.boxes = [tuple(int(v) for v in box) for box in avatar.boxes]
+    run.boxes = [int_box(box) for box in avatar.boxes]
     run.latents = list(avatar.latents)
     run.masks = list(avatar.masks)
     decode, compose = engine.codec.decode, engine.compose_frame

@@ -120,7 +120,8 @@ def per_frame(
     engine: MuseTalkEngine, locator: Any, parser: Any, avatar: Path
 ) -> tuple[dict[str, Any], dict[str, float], Recorded]:
     """The official preparation order, one frame at a time per model, with fp32 face models."""
-    device, timings = engine.device, {}
+    device = engine.device
+    timings: dict[str, float] = {}
     with lap(timings, "decode", device):
         frames = decode_avatar(avatar, still_fps=25).frames
     boxes: list[FaceBox | None] = []
@@ -136,10 +137,10 @@ def per_frame(
             continue
         record.landmarks.append(lm)
         height, width = frame.shape[:2]
-        box = with_extra_margin(
+        found = with_extra_margin(
             landmark_box(lm, detected, bbox_shift=0), extra_margin=10, frame_height=height
         )
-        boxes.append(box if overlaps_frame(box, width, height) else None)
+        boxes.append(found if overlaps_frame(found, width, height) else None)
     latents = np.zeros((len(frames), 8, 32, 32), np.float32)
     vae, scale = engine.codec.vae, engine.codec.scaling_factor
     for i, (frame, box) in enumerate(zip(frames, boxes, strict=True)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
 
 from bench.prepare_paths import ours
 from runtime.engine.engine import MuseTalkEngine
@@ -25,17 +26,18 @@ class ThreadSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        names = {}
+        names: dict[int | None, str] = {}
         while not self._stop.wait(self.interval_s):
             names = {t.ident: t.name for t in threading.enumerate()}
             for ident, frame in sys._current_frames().items():
                 if ident == self._thread.ident:
                     continue
-                stack = []
-                while frame is not None and len(stack) < 3:
-                    code = frame.f_code
-                    stack.append(f"{Path(code.co_filename).name}:{code.co_name}:{frame.f_lineno}")
-                    frame = frame.f_back
+                stack: list[str] = []
+                inner: FrameType | None = frame
+                while inner is not None and len(stack) < 3:
+                    code = inner.f_code
+                    stack.append(f"{Path(code.co_filename).name}:{code.co_name}:{inner.f_lineno}")
+                    inner = inner.f_back
                 if any(idle in stack[0] for idle in _IDLE):
                     continue
                 key = f"{names.get(ident, ident)} | " + " < ".join(stack)

@@ -16,7 +16,7 @@ import torch
 from runtime.engine import aot, aot_build, aot_prepare
 from runtime.engine.avatar_preparation import PREPARE_CHUNK_FRAMES
 from runtime.engine.engine import MuseTalkEngine
-from runtime.engine.faces.locator import LOCATE_BATCH
+from runtime.engine.faces.locator import LOCATE_BATCH, FaceLocator
 from runtime.engine.faces.precision import default_face_dtype
 from runtime.engine.layout import ModelsLayout
 
@@ -74,7 +74,10 @@ def configure(
     flag: DWPose 1.7 -> 0.7 ms/frame.) `aot`: S3FD and the VAE encoder from AOT packages
     (`aot_prepare`, what a worker without a compiler loads) that `packages()` builds for the
     avatar's frame size."""
-    detector, landmarker = engine.locator.detector, engine.locator.landmarker
+    locator = engine.locator
+    if not isinstance(locator, FaceLocator):  # the flags tune the real face models
+        raise TypeError(f"preparation variants need a FaceLocator, not {type(locator).__name__}")
+    detector, landmarker = locator.detector, locator.landmarker
     detector.packaged = {}
     landmarker.flip_in_one_batch = "onepass" in flags
     fixed = "vae" in flags or "compile" in flags
@@ -94,7 +97,11 @@ def configure(
     if "aot" in flags and packages is not None:
         directory, layout = packages()
         engine.prepare_packages_ms = aot_prepare.attach(
-            directory, engine.codec, detector, layout, engine.device
+            directory,
+            engine.codec,  # type: ignore[arg-type]  # an AotCodec passes its eager codec's
+            detector,
+            layout,
+            engine.device,
         )
 
 

@@ -4,6 +4,7 @@ decoder compile modes, the GPU loop alone and the PSNR of reduced precision agai
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -71,13 +72,9 @@ def memory_per_batch(
         try:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-            unet_ms = median_ms(
-                lambda latents=latents, audio=audio: engine.generator.step(latents, audio), device
-            )
+            unet_ms = median_ms(functools.partial(engine.generator.step, latents, audio), device)
             predicted = engine.generator.step(latents, audio)
-            decode_ms = median_ms(
-                lambda predicted=predicted: engine.codec.decode(predicted), device
-            )
+            decode_ms = median_ms(functools.partial(engine.codec.decode, predicted), device)
         except torch.cuda.OutOfMemoryError:
             rows.append({"batch": batch, "oom": True})
             break
@@ -117,6 +114,8 @@ def model_variants(engine: MuseTalkEngine, avatar: PreparedAvatar, batch: int) -
     sources = np.arange(batch) % avatar.frame_count
     latents = torch.from_numpy(avatar.latents[sources]).to(device, engine.dtype)
     audio = torch.randn(batch, 50, 384, device=device, dtype=engine.dtype)
+    if not isinstance(engine.generator, Generator):  # AOT packages have no module to convert
+        raise TypeError("model variants need the eager UNet, not the engine's AOT packages")
     unet, vae = engine.generator.unet, engine.codec.vae
     out: dict[str, Any] = {"batch": batch}
     with torch.inference_mode():
@@ -130,7 +129,7 @@ def model_variants(engine: MuseTalkEngine, avatar: PreparedAvatar, batch: int) -
     for context in (4, 8):
         top = 16 - context
         rows = predicted[:, :, top:, :]
-        ms = median_ms(lambda rows=rows: engine.codec.decode(rows), device) / batch
+        ms = median_ms(functools.partial(engine.codec.decode, rows), device) / batch
         with torch.inference_mode():
             decoded_rows = engine.codec.decode(rows).cpu().numpy()
         kept = decoded_rows[:, :, (128 - top * 8) :, :]
@@ -185,7 +184,7 @@ def decoder_compile_modes(
         out[mode] = {
             "compile_s": round(time.perf_counter() - start, 1),
             "ms_per_frame": round(
-                median_ms(lambda c=codec: c.decode(predicted), device) / batch, 3
+                median_ms(functools.partial(codec.decode, predicted), device) / batch, 3
             ),
             "psnr_vs_eager_db": round(psnr(faces, eager), 2),
         }

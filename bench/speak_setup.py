@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.no_faces import NoFaces
 from bench.speak_report import rounded
 from runtime.engine.audio import load_audio_16k
 from runtime.engine.avatar import PreparedAvatar
@@ -23,16 +24,6 @@ from runtime.engine.frame_compose import crop_face
 from runtime.engine.layout import ModelsLayout
 from runtime.engine.options import MODEL_VERSION, AvatarOptions
 from runtime.engine.random_weights import _write_unet, _write_vae, _write_whisper
-
-
-class _NoFaces:
-    """Stands in for the face models: the benchmark's avatar is built without them."""
-
-    def locate(self, *args: object, **kwargs: object) -> list[None]:
-        raise RuntimeError("the speak benchmark does not locate faces")
-
-    def blend_masks(self, *args: object, **kwargs: object) -> list[None]:
-        raise RuntimeError("the speak benchmark does not parse faces")
 
 
 def write_models(root: Path, *, tiny: bool) -> float:
@@ -67,8 +58,9 @@ def load_engine(
         models,
         device,
         dtype,
-        locator=_NoFaces(),
-        parser=_NoFaces(),
+        # the benchmark's avatar is built without the face models
+        locator=NoFaces("the speak benchmark"),
+        parser=NoFaces("the speak benchmark"),
         compile_models=compile_mode is not None,
         compile_mode=None if compile_mode in ("default", "aot") else compile_mode,
         cache_dir=cache_dir,

@@ -17,7 +17,7 @@ echo "==> ruff format --check"
 ruff format --check .
 echo "==> ruff check"
 ruff check .
-echo "==> mypy runtime infra"
+echo "==> mypy runtime infra bench"
 mypy
 echo "==> pytest"
 python -m pytest "$@"

@@ -20,7 +20,6 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,31 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
     }
 
-    def timed(work: Callable[[], None]) -> float:
-        return median_ms(work, args.runs)
+    def timed(model: StaticRunner, *inputs: torch.Tensor) -> float:
+        """`--batches` calls of `model`, timed."""
+        return median_ms(lambda: [model(*inputs) for _ in range(args.batches)], args.runs)
 
-    def unet_only() -> None:
-        for _ in range(args.batches):
-            unet(*unet_in)
-
-    def decoder_only() -> None:
-        for _ in range(args.batches):
-            decoder(decoder_in)
-
-    report["unet_ms"] = timed(unet_only)
-    report["decoder_ms"] = timed(decoder_only)
+    report["unet_ms"] = timed(unet, *unet_in)
+    report["decoder_ms"] = timed(decoder, decoder_in)
     graphed = runner(directory / f"{DECODER}.pt2", device, graph=True)
-
-    def graphed_decoder_only() -> None:
-        for _ in range(args.batches):
-            graphed(decoder_in)
-
-    report["decoder_cuda_graph_ms"] = timed(graphed_decoder_only)
-    report |= stream_overlap(unet, decoder, unet_in, decoder_in, args.batches, timed)
+    report["decoder_cuda_graph_ms"] = timed(graphed, decoder_in)
+    report |= stream_overlap(unet, decoder, unet_in, decoder_in, args.batches, args.runs)
     if args.autotune_unet:
-        report |= autotuned_unet(
-            layout, args.cache_dir, device, batch, unet, unet_in, args.batches, timed
-        )
+        report |= autotuned_unet(layout, args.cache_dir, device, batch, unet, unet_in, timed)
     print(json.dumps(report, indent=2), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -106,7 +91,7 @@ def runner(package: Path, device: torch.device, *, graph: bool) -> StaticRunner:
     return StaticRunner(loaded, example_inputs(name, batch, device, DTYPE), cuda_graph=graph)
 
 
-def median_ms(work: Callable[[], None], runs: int) -> float:
+def median_ms(work: Callable[[], object], runs: int) -> float:
     """Median GPU milliseconds of `work` over `runs` runs after one warm-up (CUDA events)."""
     work()
     times = []
@@ -126,7 +111,7 @@ def stream_overlap(
     unet_in: tuple[torch.Tensor, ...],
     decoder_in: torch.Tensor,
     batches: int,
-    timed: Callable[[Callable[[], None]], float],
+    runs: int,
 ) -> dict[str, float]:
     """Both models per batch on one stream, then the decoder beside the next UNet step."""
     main_stream = torch.cuda.current_stream()
@@ -144,10 +129,9 @@ def stream_overlap(
                 unet(*unet_in)
             decoder(decoder_in)
             main_stream.wait_stream(side)  # the next decode needs this step's latents
-        main_stream.wait_stream(side)
 
-    one = timed(one_stream)
-    two = timed(two_streams)
+    one = median_ms(one_stream, runs)
+    two = median_ms(two_streams, runs)
     return {"one_stream_ms": one, "two_streams_ms": two, "two_vs_one": round(one / two, 3)}
 
 
@@ -158,8 +142,7 @@ def autotuned_unet(
     batch: int,
     default: StaticRunner,
     unet_in: tuple[torch.Tensor, ...],
-    batches: int,
-    timed: Callable[[Callable[[], None]], float],
+    timed: Callable[..., float],
 ) -> dict[str, Any]:
     """The UNet step packaged with the autotune options, timed beside the default package."""
     from runtime.engine.latents import Generator
@@ -170,7 +153,6 @@ def autotuned_unet(
     )
     seconds: dict[str, float] = {}
     scratch = Path(tempfile.mkdtemp(prefix="unet-autotune-"))
-    started = time.perf_counter()
     aot_build.package_model(
         aot_build.UNetStep(generator.unet),
         example_inputs(UNET, batch, device, DTYPE),
@@ -179,25 +161,16 @@ def autotuned_unet(
         seconds,
         compiler_flags=aot_build.compiler_flags_from_env(),
     )
-    build_s = time.perf_counter() - started
     del generator
     tuned = runner(scratch / f"{UNET}.pt2", device, graph=True)
     reference = default(*unet_in).float().clone()
     difference = (tuned(*unet_in).float() - reference).abs()
 
-    def tuned_only() -> None:
-        for _ in range(batches):
-            tuned(*unet_in)
-
-    def default_only() -> None:  # again after the build: the same card state as the tuned one
-        for _ in range(batches):
-            default(*unet_in)
-
     return {
-        "unet_autotuned_ms": timed(tuned_only),
-        "unet_default_again_ms": timed(default_only),
-        "unet_autotune_build_s": round(build_s, 1),
-        "unet_autotune_seconds": seconds,
+        "unet_autotuned_ms": timed(tuned, *unet_in),
+        # again after the build: the same card state as the tuned one
+        "unet_default_again_ms": timed(default, *unet_in),
+        "unet_autotune_seconds": seconds,  # export and compile
         "unet_autotuned_max_abs_diff": round(float(difference.max()), 5),
         "unet_output_abs_max": round(float(reference.abs().max()), 3),
     }

@@ -10,7 +10,10 @@
 # `publish_aot` builds them) where speak's `--compile-modes aot` finds them; notriton: those
 # packages loaded and rendered with every `triton` import refused (bench/aot_without_triton.py);
 # presets: bench/encoder_presets.py on this host; probes: bench/gpu_path_probes.py on the built
-# packages (the UNet autotuned too, and the two models on two streams).
+# packages (the UNet autotuned too, and the two models on two streams). The UNet's autotune takes
+# longer than one call (over 530 s on an H200): Inductor writes each shape's timings to its local
+# autotune cache under /tmp as it goes, so `STEPS=probes` again on the still-warm machine
+# continues where the last call stopped.
 # Results under $OUT.
 set -o pipefail
 OUT=${OUT:-/tmp/device-out}

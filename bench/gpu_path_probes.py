@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     directory = aot.find_packages(args.cache_dir, AotKey.for_models(layout, device, DTYPE, batch))
     if directory is None:
         raise SystemExit(f"no packages for this card in {args.cache_dir}: run build-artifacts")
-    unet = runner(directory / f"{UNET}.pt2", device, graph=True)
-    decoder = runner(directory / f"{DECODER}.pt2", device, graph=False)
+    unet = runner(directory / f"{UNET}.pt2", device, batch, graph=True)
+    decoder = runner(directory / f"{DECODER}.pt2", device, batch, graph=False)
     torch.manual_seed(0)
     unet_in = tuple(torch.randn_like(t) for t in example_inputs(UNET, batch, device, DTYPE))
     decoder_in = torch.randn_like(example_inputs(DECODER, batch, device, DTYPE)[0])
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report["unet_ms"] = timed(unet, *unet_in)
     report["decoder_ms"] = timed(decoder, decoder_in)
-    graphed = runner(directory / f"{DECODER}.pt2", device, graph=True)
+    graphed = runner(directory / f"{DECODER}.pt2", device, batch, graph=True)
     report["decoder_cuda_graph_ms"] = timed(graphed, decoder_in)
     report |= stream_overlap(unet, decoder, unet_in, decoder_in, args.batches, args.runs)
     if args.autotune_unet:
@@ -80,15 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def runner(package: Path, device: torch.device, *, graph: bool) -> StaticRunner:
+def runner(package: Path, device: torch.device, batch: int, *, graph: bool) -> StaticRunner:
     """A package as the engine loads it (`aot_load`), its weights from the file beside it."""
     from safetensors.torch import load_file
 
     weights = load_file(str(constants_path(package)), device=str(device))
     loaded = load_runner(package, device, single_threaded=graph, constants=lambda: weights)
-    name = package.stem
-    batch = static_batch_size(device, DTYPE)
-    return StaticRunner(loaded, example_inputs(name, batch, device, DTYPE), cuda_graph=graph)
+    inputs = example_inputs(package.stem, batch, device, DTYPE)
+    return StaticRunner(loaded, inputs, cuda_graph=graph)
 
 
 def median_ms(work: Callable[[], object], runs: int) -> float:
@@ -162,7 +161,7 @@ def autotuned_unet(
         compiler_flags=aot_build.compiler_flags_from_env(),
     )
     del generator
-    tuned = runner(scratch / f"{UNET}.pt2", device, graph=True)
+    tuned = runner(scratch / f"{UNET}.pt2", device, batch, graph=True)
     reference = default(*unet_in).float().clone()
     difference = (tuned(*unet_in).float() - reference).abs()
 
